@@ -1,0 +1,157 @@
+//! SORACOM Krypton provisioning component (`soracom:krypton/krypton`, `wit/krypton.wit`).
+//!
+//! This file is glue: it maps the WIT exports onto plain functions in [`flow`] and the WIT
+//! types onto [`model`]. The logic (operations, parsing, validation, polling) lives in the
+//! modules below and is unit-tested natively (`cargo test -p krypton-guest --lib`).
+
+pub mod bundle;
+pub mod flow;
+pub mod model;
+pub mod validate;
+
+#[cfg(target_arch = "wasm32")]
+mod wasi;
+
+#[cfg(target_arch = "wasm32")]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "soracom:krypton/krypton",
+        // The world imports wasi:* packages from wit/deps; generate their bindings too.
+        generate_all,
+    });
+}
+
+#[cfg(target_arch = "wasm32")]
+mod glue {
+    use crate::bindings::exports::soracom::krypton::provisioning::Guest;
+    use crate::bindings::soracom::krypton::types as wit;
+    use crate::model::{self, AuthMode, Target};
+    use crate::{flow, wasi::WasiCapabilities};
+
+    struct Component;
+
+    fn target_from(t: wit::Target) -> Target {
+        match t {
+            wit::Target::AzureIot => Target::AzureIot,
+            wit::Target::AwsIot => Target::AwsIot,
+            wit::Target::AwsCognito => Target::AwsCognito,
+            wit::Target::AwsCognitoOpenid => Target::AwsCognitoOpenid,
+            wit::Target::Inventory => Target::Inventory,
+            wit::Target::Arc => Target::Arc,
+            wit::Target::SubscriberMetadata => Target::SubscriberMetadata,
+            wit::Target::Userdata => Target::Userdata,
+        }
+    }
+
+    fn target_to(t: Target) -> wit::Target {
+        match t {
+            Target::AzureIot => wit::Target::AzureIot,
+            Target::AwsIot => wit::Target::AwsIot,
+            Target::AwsCognito => wit::Target::AwsCognito,
+            Target::AwsCognitoOpenid => wit::Target::AwsCognitoOpenid,
+            Target::Inventory => wit::Target::Inventory,
+            Target::Arc => wit::Target::Arc,
+            Target::SubscriberMetadata => wit::Target::SubscriberMetadata,
+            Target::Userdata => wit::Target::Userdata,
+        }
+    }
+
+    fn report_to(r: model::Report) -> wit::ProvisionReport {
+        wit::ProvisionReport {
+            target: target_to(r.target),
+            bundle: r.bundle,
+            reused: r.reused,
+            obtained_at_ms: r.obtained_at_ms,
+            identifiers: r.identifiers,
+            certificate: r.certificate.map(|c| wit::CertificateSummary {
+                sha256_fingerprint: c.sha256_fingerprint,
+                subject: c.subject,
+                issuer: c.issuer,
+                not_before: c.not_before,
+                not_after: c.not_after,
+            }),
+        }
+    }
+
+    fn error_to(e: model::Error) -> wit::ProvisionError {
+        use model::Error as E;
+        match e {
+            E::InvalidRequest(m) => wit::ProvisionError::InvalidRequest(m),
+            E::Unsupported(m) => wit::ProvisionError::Unsupported(m),
+            E::Transport(m) => wit::ProvisionError::Transport(m),
+            E::Timeout(m) => wit::ProvisionError::Timeout(m),
+            E::HttpStatus {
+                status,
+                code,
+                message,
+                body_excerpt,
+                request,
+            } => wit::ProvisionError::HttpStatus(wit::HttpStatusError {
+                status,
+                code,
+                message,
+                body_excerpt,
+                request,
+            }),
+            E::InvalidResponse { field, reason } => {
+                wit::ProvisionError::InvalidResponse(wit::InvalidResponse { field, reason })
+            }
+            E::RegistrationFailed {
+                operation_id,
+                status,
+            } => wit::ProvisionError::RegistrationFailed(wit::RegistrationFailure {
+                operation_id,
+                status,
+            }),
+            E::Storage(m) => wit::ProvisionError::Storage(m),
+        }
+    }
+
+    impl Guest for Component {
+        fn provision(
+            request: wit::ProvisionRequest,
+        ) -> Result<wit::ProvisionReport, wit::ProvisionError> {
+            let request = model::ProvisionRequest {
+                target: target_from(request.target),
+                mode: match request.mode {
+                    wit::AuthMode::Network => AuthMode::Network,
+                    wit::AuthMode::Sim => AuthMode::Sim,
+                },
+                endpoint: request.endpoint,
+                request_parameters: request.request_parameters,
+                force: request.force,
+                deadline_ms: request.deadline_ms,
+                poll_interval_ms: request.poll_interval_ms,
+                timeouts: model::Timeouts {
+                    connect_ms: request.timeouts.connect_ms,
+                    first_byte_ms: request.timeouts.first_byte_ms,
+                    between_bytes_ms: request.timeouts.between_bytes_ms,
+                },
+            };
+            flow::provision(&mut WasiCapabilities, &request)
+                .map(report_to)
+                .map_err(error_to)
+        }
+
+        fn status(
+            target: wit::Target,
+        ) -> Result<Option<wit::ProvisionReport>, wit::ProvisionError> {
+            flow::status(&mut WasiCapabilities, target_from(target))
+                .map(|r| r.map(report_to))
+                .map_err(error_to)
+        }
+
+        fn version() -> (String, String) {
+            (
+                env!("CARGO_PKG_VERSION").to_string(),
+                "soracom:krypton@0.1.0".to_string(),
+            )
+        }
+    }
+
+    crate::bindings::export!(Component with_types_in crate::bindings);
+}
+
+#[cfg(test)]
+mod flow_tests;

@@ -1,0 +1,170 @@
+//! Plain-Rust mirrors of the WIT types (`wit/krypton.wit`, package `soracom:krypton@0.1.0`).
+//!
+//! The provisioning logic works on these so that it compiles and unit-tests natively; `lib.rs`
+//! converts them to and from the generated bindings one-to-one.
+
+use std::fmt;
+
+/// What to provision (WIT `target`). One bundle per target, stored under [`Target::bundle_name`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    AzureIot,
+    AwsIot,
+    AwsCognito,
+    AwsCognitoOpenid,
+    Inventory,
+    Arc,
+    SubscriberMetadata,
+    Userdata,
+}
+
+impl Target {
+    /// The CLI and secret-store name, e.g. `azure-iot`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::AzureIot => "azure-iot",
+            Target::AwsIot => "aws-iot",
+            Target::AwsCognito => "aws-cognito",
+            Target::AwsCognitoOpenid => "aws-cognito-openid",
+            Target::Inventory => "inventory",
+            Target::Arc => "arc",
+            Target::SubscriberMetadata => "subscriber-metadata",
+            Target::Userdata => "userdata",
+        }
+    }
+
+    /// The secret-store name of this target's bundle (the target's name).
+    pub fn bundle_name(self) -> &'static str {
+        self.name()
+    }
+}
+
+/// How the device authenticates (WIT `auth-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    Network,
+    Sim,
+}
+
+/// Per-request HTTP timeouts in milliseconds (WIT `http-timeouts`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect_ms: u32,
+    pub first_byte_ms: u32,
+    pub between_bytes_ms: u32,
+}
+
+/// One provisioning run (WIT `provision-request`).
+#[derive(Clone, Debug)]
+pub struct ProvisionRequest {
+    pub target: Target,
+    pub mode: AuthMode,
+    /// Krypton base URL such as `https://krypton.soracom.io:8036`.
+    pub endpoint: String,
+    /// JSON object text for `requestParameters`; `None` sends `{}`.
+    pub request_parameters: Option<String>,
+    pub force: bool,
+    /// Whole-operation deadline, ms.
+    pub deadline_ms: u32,
+    /// Azure poll interval when no `Retry-After` arrives, ms.
+    pub poll_interval_ms: u32,
+    pub timeouts: Timeouts,
+}
+
+/// Non-secret facts about a certificate (WIT `certificate-summary`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateSummary {
+    /// SHA-256 of the DER certificate, 64 lowercase hex digits.
+    pub sha256_fingerprint: String,
+    pub subject: String,
+    pub issuer: String,
+    /// Seconds since the Unix epoch.
+    pub not_before: i64,
+    /// Seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+/// What was stored (WIT `provision-report`). Carries no secret by construction: it is built
+/// only from identifiers and a [`CertificateSummary`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub target: Target,
+    pub bundle: String,
+    pub reused: bool,
+    pub obtained_at_ms: u64,
+    pub identifiers: Vec<(String, String)>,
+    pub certificate: Option<CertificateSummary>,
+}
+
+/// Why a run failed (WIT `provision-error`). Messages never contain secret values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    InvalidRequest(String),
+    Unsupported(String),
+    Transport(String),
+    Timeout(String),
+    HttpStatus {
+        status: u16,
+        code: Option<String>,
+        message: Option<String>,
+        body_excerpt: String,
+        request: String,
+    },
+    InvalidResponse {
+        field: String,
+        reason: String,
+    },
+    RegistrationFailed {
+        operation_id: String,
+        status: String,
+    },
+    Storage(String),
+}
+
+impl Error {
+    /// An [`Error::InvalidResponse`] for `field`.
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        Error::InvalidResponse {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidRequest(m) => write!(f, "invalid request: {m}"),
+            Error::Unsupported(m) => write!(f, "unsupported: {m}"),
+            Error::Transport(m) => write!(f, "transport error: {m}"),
+            Error::Timeout(m) => write!(f, "timeout: {m}"),
+            Error::HttpStatus {
+                status,
+                code,
+                message,
+                request,
+                ..
+            } => {
+                write!(f, "{request} answered HTTP {status}")?;
+                if let Some(code) = code {
+                    write!(f, " ({code})")?;
+                }
+                if let Some(message) = message {
+                    write!(f, ": {message}")?;
+                }
+                Ok(())
+            }
+            Error::InvalidResponse { field, reason } => {
+                write!(f, "invalid response: field `{field}`: {reason}")
+            }
+            Error::RegistrationFailed {
+                operation_id,
+                status,
+            } => write!(
+                f,
+                "Azure DPS registration {operation_id} ended with status `{status}`"
+            ),
+            Error::Storage(m) => write!(f, "secret store: {m}"),
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! Validation of the credentials Krypton returns: PEM certificates (and chains) and private keys.
+//!
+//! Parsing uses well-kept crates: `pem` for the armour (RFC 7468), `x509-cert` for X.509
+//! (RFC 5280), `pkcs1` (RFC 8017), `pkcs8` (RFC 5208) and `sec1` (RFC 5915) for keys, and
+//! `p256`/`p384` to derive an EC public key from its private scalar. The only hand-written step
+//! is [`normalize_pem`], which makes line endings and trailing blanks uniform before `pem`
+//! parses the text: field data arrives with CRLF, CR or trailing spaces, and a stored bundle
+//! should have one canonical form.
+//!
+//! A key "matches" a certificate when the public key derived from the private key equals the
+//! certificate's `subjectPublicKeyInfo` key: modulus and exponent for RSA, the curve point for
+//! EC (P-256, P-384). Error messages name what is wrong and never include key material.
+
+use crate::model::{CertificateSummary, Error};
+use der::Decode;
+use sha2::{Digest, Sha256};
+use spki::ObjectIdentifier;
+use x509_cert::Certificate;
+
+const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const OID_EC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+
+/// Canonical PEM text: LF line endings, no trailing blanks on any line, no blank lines between
+/// blocks, exactly one final newline. Each `-----END …-----` is followed by a newline, so two
+/// concatenated blocks never fuse onto one line.
+pub fn normalize_pem(text: &str) -> String {
+    let unified = text.replace("\r\n", "\n").replace('\r', "\n");
+    let mut out = String::with_capacity(unified.len() + 1);
+    for line in unified.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        // A block glued to the previous END marker on one line ("-----END X----------BEGIN Y-----")
+        // is split at the marker boundary.
+        let mut rest = line;
+        while let Some(idx) = rest.find("----------BEGIN ") {
+            out.push_str(&rest[..idx + 5]);
+            out.push('\n');
+            rest = &rest[idx + 5..];
+        }
+        out.push_str(rest);
+        out.push('\n');
+    }
+    out
+}
+
+/// One parsed certificate with its DER bytes.
+pub struct ParsedCertificate {
+    pub der: Vec<u8>,
+    pub cert: Certificate,
+}
+
+/// Parse every `CERTIFICATE` block of a PEM field (a leaf, or a chain leaf-first).
+///
+/// Errors: [`Error::InvalidResponse`] naming `field` when the text is not PEM, holds no
+/// certificate, holds a block of another type, or a block is not a DER X.509 certificate.
+pub fn parse_certificates(field: &str, pem_text: &str) -> Result<Vec<ParsedCertificate>, Error> {
+    let normalized = normalize_pem(pem_text);
+    let blocks = pem::parse_many(normalized.as_bytes())
+        .map_err(|e| Error::invalid(field, format!("not valid PEM: {e}")))?;
+    if blocks.is_empty() {
+        return Err(Error::invalid(field, "no PEM CERTIFICATE block found"));
+    }
+    let mut out = Vec::with_capacity(blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        if block.tag() != "CERTIFICATE" {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "PEM block {} is `{}`, expected `CERTIFICATE`",
+                    i + 1,
+                    block.tag()
+                ),
+            ));
+        }
+        let cert = Certificate::from_der(block.contents()).map_err(|e| {
+            Error::invalid(
+                field,
+                format!("PEM block {} is not an X.509 certificate: {e}", i + 1),
+            )
+        })?;
+        out.push(ParsedCertificate {
+            der: block.contents().to_vec(),
+            cert,
+        });
+    }
+    Ok(out)
+}
+
+/// Summarise a certificate without any secret: SHA-256 fingerprint, subject, issuer, validity.
+pub fn summarize(parsed: &ParsedCertificate) -> CertificateSummary {
+    let tbs = &parsed.cert.tbs_certificate;
+    let digest = Sha256::digest(&parsed.der);
+    CertificateSummary {
+        sha256_fingerprint: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        subject: tbs.subject.to_string(),
+        issuer: tbs.issuer.to_string(),
+        not_before: tbs.validity.not_before.to_unix_duration().as_secs() as i64,
+        not_after: tbs.validity.not_after.to_unix_duration().as_secs() as i64,
+    }
+}
+
+/// The public half of a private key, in the form a certificate's SPKI carries it.
+#[derive(PartialEq, Eq)]
+enum PublicKey {
+    /// Big-endian modulus and exponent, leading zeros stripped.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// Curve OID and the SEC1 uncompressed point.
+    Ec {
+        curve: ObjectIdentifier,
+        point: Vec<u8>,
+    },
+}
+
+fn strip_zeros(bytes: &[u8]) -> Vec<u8> {
+    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    bytes[first..].to_vec()
+}
+
+fn rsa_public_from_pkcs1(field: &str, der: &[u8]) -> Result<PublicKey, Error> {
+    let key = pkcs1::RsaPrivateKey::from_der(der)
+        .map_err(|e| Error::invalid(field, format!("not a PKCS#1 RSA private key: {e}")))?;
+    Ok(PublicKey::Rsa {
+        n: strip_zeros(key.modulus.as_bytes()),
+        e: strip_zeros(key.public_exponent.as_bytes()),
+    })
+}
+
+fn ec_public_from_scalar(
+    field: &str,
+    curve: ObjectIdentifier,
+    scalar: &[u8],
+) -> Result<PublicKey, Error> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    let bad = |e: p256::elliptic_curve::Error| {
+        Error::invalid(field, format!("invalid EC private scalar: {e}"))
+    };
+    let point = if curve == OID_P256 {
+        let sk = p256::SecretKey::from_slice(scalar).map_err(bad)?;
+        sk.public_key().to_encoded_point(false).as_bytes().to_vec()
+    } else if curve == OID_P384 {
+        let sk = p384::SecretKey::from_slice(scalar).map_err(bad)?;
+        sk.public_key().to_encoded_point(false).as_bytes().to_vec()
+    } else {
+        return Err(Error::invalid(
+            field,
+            format!("unsupported EC curve {curve} (P-256 and P-384 are supported)"),
+        ));
+    };
+    Ok(PublicKey::Ec { curve, point })
+}
+
+fn ec_public_from_sec1(
+    field: &str,
+    der: &[u8],
+    outer_curve: Option<ObjectIdentifier>,
+) -> Result<PublicKey, Error> {
+    let key = sec1::EcPrivateKey::from_der(der)
+        .map_err(|e| Error::invalid(field, format!("not a SEC1 EC private key: {e}")))?;
+    let curve = key
+        .parameters
+        .and_then(|p| p.named_curve())
+        .or(outer_curve)
+        .ok_or_else(|| Error::invalid(field, "EC private key names no curve"))?;
+    ec_public_from_scalar(field, curve, key.private_key)
+}
+
+fn public_from_pkcs8(field: &str, der: &[u8]) -> Result<PublicKey, Error> {
+    let info = pkcs8::PrivateKeyInfo::from_der(der)
+        .map_err(|e| Error::invalid(field, format!("not a PKCS#8 private key: {e}")))?;
+    if info.algorithm.oid == OID_RSA {
+        rsa_public_from_pkcs1(field, info.private_key)
+    } else if info.algorithm.oid == OID_EC {
+        let curve = info.algorithm.parameters_oid().ok();
+        ec_public_from_sec1(field, info.private_key, curve)
+    } else {
+        Err(Error::invalid(
+            field,
+            format!(
+                "unsupported key algorithm {} (RSA and EC are supported)",
+                info.algorithm.oid
+            ),
+        ))
+    }
+}
+
+fn public_from_spki(cert: &Certificate) -> Result<PublicKey, Error> {
+    let spki = &cert.tbs_certificate.subject_public_key_info;
+    let bits = spki.subject_public_key.raw_bytes();
+    if spki.algorithm.oid == OID_RSA {
+        let key = pkcs1::RsaPublicKey::from_der(bits)
+            .map_err(|e| Error::invalid("certificate", format!("bad RSA public key: {e}")))?;
+        Ok(PublicKey::Rsa {
+            n: strip_zeros(key.modulus.as_bytes()),
+            e: strip_zeros(key.public_exponent.as_bytes()),
+        })
+    } else if spki.algorithm.oid == OID_EC {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
+            .ok_or_else(|| Error::invalid("certificate", "EC public key names no curve"))?;
+        // Certificates may carry a compressed point; compare in uncompressed form.
+        let point = if curve == OID_P256 {
+            use p256::elliptic_curve::sec1::ToEncodedPoint;
+            p256::PublicKey::from_sec1_bytes(bits)
+                .map_err(|e| Error::invalid("certificate", format!("bad EC point: {e}")))?
+                .to_encoded_point(false)
+                .as_bytes()
+                .to_vec()
+        } else if curve == OID_P384 {
+            use p384::elliptic_curve::sec1::ToEncodedPoint;
+            p384::PublicKey::from_sec1_bytes(bits)
+                .map_err(|e| Error::invalid("certificate", format!("bad EC point: {e}")))?
+                .to_encoded_point(false)
+                .as_bytes()
+                .to_vec()
+        } else {
+            return Err(Error::invalid(
+                "certificate",
+                format!("unsupported EC curve {curve}"),
+            ));
+        };
+        Ok(PublicKey::Ec { curve, point })
+    } else {
+        Err(Error::invalid(
+            "certificate",
+            format!(
+                "unsupported public key algorithm {} (RSA and EC are supported)",
+                spki.algorithm.oid
+            ),
+        ))
+    }
+}
+
+/// Check a private key PEM (`privateKey` field) against the leaf certificate and return the
+/// normalised key text to store.
+///
+/// Accepts PKCS#1 (`RSA PRIVATE KEY`), PKCS#8 (`PRIVATE KEY`) and SEC1 (`EC PRIVATE KEY`),
+/// RSA or EC P-256/P-384. Errors (all [`Error::InvalidResponse`] on `field`): not PEM, no key
+/// block, more than one key, an encrypted key, an unsupported algorithm, or a key whose public
+/// half differs from the certificate's.
+pub fn check_private_key(field: &str, key_pem: &str, leaf: &Certificate) -> Result<String, Error> {
+    let normalized = normalize_pem(key_pem);
+    let blocks = pem::parse_many(normalized.as_bytes())
+        .map_err(|e| Error::invalid(field, format!("not valid PEM: {e}")))?;
+    let keys: Vec<_> = blocks
+        .iter()
+        .filter(|b| b.tag().ends_with("PRIVATE KEY"))
+        .collect();
+    let block = match keys.as_slice() {
+        [] => return Err(Error::invalid(field, "no PEM PRIVATE KEY block found")),
+        [one] => *one,
+        _ => return Err(Error::invalid(field, "more than one private key")),
+    };
+    let encrypted = block.tag() == "ENCRYPTED PRIVATE KEY"
+        || block
+            .headers()
+            .get("Proc-Type")
+            .is_some_and(|v| v.contains("ENCRYPTED"));
+    if encrypted {
+        return Err(Error::invalid(
+            field,
+            "the private key is encrypted; Krypton keys must arrive unencrypted",
+        ));
+    }
+    let derived = match block.tag() {
+        "RSA PRIVATE KEY" => rsa_public_from_pkcs1(field, block.contents())?,
+        "EC PRIVATE KEY" => ec_public_from_sec1(field, block.contents(), None)?,
+        "PRIVATE KEY" => public_from_pkcs8(field, block.contents())?,
+        other => {
+            return Err(Error::invalid(
+                field,
+                format!("unsupported PEM block `{other}`"),
+            ));
+        }
+    };
+    if derived != public_from_spki(leaf)? {
+        return Err(Error::invalid(
+            field,
+            "the private key does not match the certificate's public key",
+        ));
+    }
+    // Re-encode exactly the one key block, canonical armour and line length.
+    Ok(pem::encode_config(
+        &pem::Pem::new(block.tag(), block.contents()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    ))
+}
+
+/// Certificates re-armoured as canonical PEM (LF, 64-column lines, final newline).
+pub fn certificates_to_pem(certs: &[ParsedCertificate]) -> String {
+    certs
+        .iter()
+        .map(|c| {
+            pem::encode_config(
+                &pem::Pem::new("CERTIFICATE", c.der.clone()),
+                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RSA_CRT: &str = include_str!("../testdata/rsa.crt");
+    const RSA_PKCS1: &str = include_str!("../testdata/rsa-pkcs1.key");
+    const RSA_PKCS8: &str = include_str!("../testdata/rsa-pkcs8.key");
+    const EC_CRT: &str = include_str!("../testdata/ec.crt");
+    const EC_SEC1: &str = include_str!("../testdata/ec-sec1.key");
+    const EC_PKCS8: &str = include_str!("../testdata/ec-pkcs8.key");
+    const EC384_CRT: &str = include_str!("../testdata/ec384.crt");
+    const EC384_SEC1: &str = include_str!("../testdata/ec384-sec1.key");
+    const OTHER_EC: &str = include_str!("../testdata/other-ec-sec1.key");
+    const EC_ENCRYPTED: &str = include_str!("../testdata/ec-encrypted.key");
+    const ROOT_CRT: &str = include_str!("../testdata/root.crt");
+
+    fn leaf(pem: &str) -> Certificate {
+        parse_certificates("certificate", pem)
+            .unwrap()
+            .remove(0)
+            .cert
+    }
+
+    fn field_of(e: Error) -> (String, String) {
+        match e {
+            Error::InvalidResponse { field, reason } => (field, reason),
+            other => panic!("expected InvalidResponse, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_supported_key_format_matches_its_certificate() {
+        for (cert, key, tag) in [
+            (RSA_CRT, RSA_PKCS1, "RSA PRIVATE KEY"),
+            (RSA_CRT, RSA_PKCS8, "PRIVATE KEY"),
+            (EC_CRT, EC_SEC1, "EC PRIVATE KEY"),
+            (EC_CRT, EC_PKCS8, "PRIVATE KEY"),
+            (EC384_CRT, EC384_SEC1, "EC PRIVATE KEY"),
+        ] {
+            let stored = check_private_key("privateKey", key, &leaf(cert)).unwrap();
+            assert!(
+                stored.starts_with(&format!("-----BEGIN {tag}-----\n")),
+                "{tag}"
+            );
+            assert!(stored.ends_with(&format!("-----END {tag}-----\n")));
+            // Same key material as the input, only re-armoured.
+            assert_eq!(
+                pem::parse(&stored).unwrap().contents(),
+                pem::parse(key).unwrap().contents()
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_of_another_pair_is_rejected() {
+        let (field, reason) =
+            field_of(check_private_key("privateKey", OTHER_EC, &leaf(EC_CRT)).unwrap_err());
+        assert_eq!(field, "privateKey");
+        assert_eq!(
+            reason,
+            "the private key does not match the certificate's public key"
+        );
+        // An RSA key against an EC certificate as well.
+        let (_, reason) =
+            field_of(check_private_key("privateKey", RSA_PKCS1, &leaf(EC_CRT)).unwrap_err());
+        assert!(reason.contains("does not match"), "{reason}");
+    }
+
+    #[test]
+    fn encrypted_and_missing_keys_are_clear_errors() {
+        let (_, reason) =
+            field_of(check_private_key("privateKey", EC_ENCRYPTED, &leaf(EC_CRT)).unwrap_err());
+        assert!(reason.contains("encrypted"), "{reason}");
+        let (_, reason) =
+            field_of(check_private_key("privateKey", EC_CRT, &leaf(EC_CRT)).unwrap_err());
+        assert_eq!(reason, "no PEM PRIVATE KEY block found");
+        let (_, reason) =
+            field_of(check_private_key("privateKey", "hello", &leaf(EC_CRT)).unwrap_err());
+        assert_eq!(reason, "no PEM PRIVATE KEY block found");
+    }
+
+    #[test]
+    fn key_errors_never_echo_key_material() {
+        // A corrupted key body: the error must not contain any line of the key.
+        let corrupted = EC_SEC1.replacen("MHc", "MHd", 1);
+        let err = check_private_key("privateKey", &corrupted, &leaf(EC_CRT)).unwrap_err();
+        let text = format!("{err} {err:?}");
+        for line in EC_SEC1.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!text.contains(line), "error echoes key material: {text}");
+        }
+    }
+
+    #[test]
+    fn messy_pem_is_normalised_and_chains_do_not_fuse() {
+        let crlf = EC_CRT.replace('\n', "\r\n");
+        let cr = EC_CRT.replace('\n', "\r");
+        let spaces = EC_CRT.replace('\n', "  \n");
+        let no_final_newline = EC_CRT.trim_end().to_string();
+        for messy in [crlf, cr, spaces, no_final_newline] {
+            let certs = parse_certificates("certificate", &messy).unwrap();
+            assert_eq!(certs_to_one(&certs), EC_CRT);
+        }
+        // Two blocks glued without a newline between END and BEGIN.
+        let glued = format!("{}{}", EC_CRT.trim_end(), ROOT_CRT);
+        let chain = parse_certificates("certificate", &glued).unwrap();
+        assert_eq!(chain.len(), 2);
+        let stored = certificates_to_pem(&chain);
+        assert_eq!(stored, format!("{EC_CRT}{ROOT_CRT}"));
+        assert_eq!(stored.matches("-----BEGIN CERTIFICATE-----\n").count(), 2);
+    }
+
+    fn certs_to_one(certs: &[ParsedCertificate]) -> String {
+        assert_eq!(certs.len(), 1);
+        certificates_to_pem(certs)
+    }
+
+    #[test]
+    fn not_a_certificate_names_the_field() {
+        let (field, reason) = field_of(
+            parse_certificates("rootCaCertificate", "junk")
+                .err()
+                .unwrap(),
+        );
+        assert_eq!(field, "rootCaCertificate");
+        assert_eq!(reason, "no PEM CERTIFICATE block found");
+        let (_, reason) = field_of(parse_certificates("certificate", EC_SEC1).err().unwrap());
+        assert_eq!(
+            reason,
+            "PEM block 1 is `EC PRIVATE KEY`, expected `CERTIFICATE`"
+        );
+        let bogus = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let (_, reason) = field_of(parse_certificates("certificate", bogus).err().unwrap());
+        assert!(
+            reason.starts_with("PEM block 1 is not an X.509 certificate"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn summary_matches_openssl() {
+        let cert = &parse_certificates("certificate", EC_CRT).unwrap()[0];
+        let s = summarize(cert);
+        // Reference values: `openssl x509 -in testdata/ec.crt -noout -fingerprint -sha256 -subject`.
+        assert_eq!(
+            s.sha256_fingerprint,
+            include_str!("../testdata/ec.crt.sha256").trim()
+        );
+        // RFC 4514 writes the RDNs last-first.
+        assert_eq!(s.subject, "O=Krypton Test,CN=ec-device");
+        assert_eq!(s.subject, s.issuer);
+        assert_eq!(s.not_after - s.not_before, 36500 * 86400);
+    }
+}
