@@ -153,6 +153,9 @@ fn ec_public_from_scalar(
     Ok(PublicKey::Ec { curve, point })
 }
 
+/// `outer_curve` is the curve named outside the SEC1 structure (PKCS#8 parameters) or, failing
+/// that, the certificate's curve: RFC 5915 makes the inner `parameters` optional, and a key
+/// without them can only be meant for the certificate it comes with.
 fn ec_public_from_sec1(
     field: &str,
     der: &[u8],
@@ -168,13 +171,17 @@ fn ec_public_from_sec1(
     ec_public_from_scalar(field, curve, key.private_key)
 }
 
-fn public_from_pkcs8(field: &str, der: &[u8]) -> Result<PublicKey, Error> {
+fn public_from_pkcs8(
+    field: &str,
+    der: &[u8],
+    cert_curve: Option<ObjectIdentifier>,
+) -> Result<PublicKey, Error> {
     let info = pkcs8::PrivateKeyInfo::from_der(der)
         .map_err(|e| Error::invalid(field, format!("not a PKCS#8 private key: {e}")))?;
     if info.algorithm.oid == OID_RSA {
         rsa_public_from_pkcs1(field, info.private_key)
     } else if info.algorithm.oid == OID_EC {
-        let curve = info.algorithm.parameters_oid().ok();
+        let curve = info.algorithm.parameters_oid().ok().or(cert_curve);
         ec_public_from_sec1(field, info.private_key, curve)
     } else {
         Err(Error::invalid(
@@ -268,10 +275,15 @@ pub fn check_private_key(field: &str, key_pem: &str, leaf: &Certificate) -> Resu
             "the private key is encrypted; Krypton keys must arrive unencrypted",
         ));
     }
+    let expected = public_from_spki(leaf)?;
+    let cert_curve = match &expected {
+        PublicKey::Ec { curve, .. } => Some(*curve),
+        PublicKey::Rsa { .. } => None,
+    };
     let derived = match block.tag() {
         "RSA PRIVATE KEY" => rsa_public_from_pkcs1(field, block.contents())?,
-        "EC PRIVATE KEY" => ec_public_from_sec1(field, block.contents(), None)?,
-        "PRIVATE KEY" => public_from_pkcs8(field, block.contents())?,
+        "EC PRIVATE KEY" => ec_public_from_sec1(field, block.contents(), cert_curve)?,
+        "PRIVATE KEY" => public_from_pkcs8(field, block.contents(), cert_curve)?,
         other => {
             return Err(Error::invalid(
                 field,
@@ -279,7 +291,7 @@ pub fn check_private_key(field: &str, key_pem: &str, leaf: &Certificate) -> Resu
             ));
         }
     };
-    if derived != public_from_spki(leaf)? {
+    if derived != expected {
         return Err(Error::invalid(
             field,
             "the private key does not match the certificate's public key",

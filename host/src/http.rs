@@ -1,0 +1,281 @@
+//! The outbound HTTP capability behind `wasi:http/outgoing-handler@0.2.12`.
+//!
+//! wasmtime-wasi-http's stock sender trusts only the compiled-in web PKI roots, reaches any
+//! host, and knows no extra CA. [`OutboundPolicy`] replaces it through the
+//! [`WasiHttpHooks::send_request`] hook:
+//! * only `host:port` pairs on the allow-list are reached; anything else is refused with
+//!   `HttpRequestDenied` before a socket is opened (fail closed: an empty list allows nothing);
+//! * TLS uses rustls with the Mozilla roots (`webpki-roots`) plus any CA bundle the operator
+//!   passes (`--ca-file`), e.g. the mock Krypton's test CA;
+//! * the guest's connect / first-byte / between-bytes timeouts apply, with host defaults when
+//!   the guest sets none.
+//!
+//! The connection code follows wasmtime-wasi-http 48's `default_send_request` (one HTTP/1.1
+//! connection per request), with our TLS configuration and allow-list in front of it.
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiHttpHooks};
+
+/// Host default timeouts when the guest sets none.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the component may connect and whom it trusts. Cheap to clone.
+#[derive(Clone)]
+pub struct OutboundPolicy {
+    allowed: Arc<Vec<(String, u16)>>,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for OutboundPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundPolicy")
+            .field("allowed", &self.allowed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `host:port` of a URL, with the scheme's default port filled in.
+///
+/// Errors: the text is not an absolute http(s) URL with a host.
+pub fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("`{url}` is not a URL"))?;
+    let default_port = match uri.scheme_str() {
+        Some("https") => 443,
+        Some("http") => 80,
+        _ => anyhow::bail!("`{url}` must start with https:// (or http://)"),
+    };
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .with_context(|| format!("`{url}` has no host"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((
+        host.to_ascii_lowercase(),
+        uri.port_u16().unwrap_or(default_port),
+    ))
+}
+
+impl OutboundPolicy {
+    /// A policy that allows exactly the listed `host:port` pairs and trusts the web PKI roots
+    /// plus every certificate in `extra_ca_pem` (PEM text, may be empty).
+    ///
+    /// Errors: the PEM holds no certificate, or a certificate rustls refuses as a root.
+    pub fn new(allowed: Vec<(String, u16)>, extra_ca_pem: Option<&[u8]>) -> anyhow::Result<Self> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+        };
+        if let Some(pem) = extra_ca_pem {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<_, _>>()
+                .context("the CA bundle is not valid PEM")?;
+            anyhow::ensure!(
+                !certs.is_empty(),
+                "the CA bundle holds no CERTIFICATE block"
+            );
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .context("a certificate in the CA bundle cannot be used as a trust root")?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS configuration")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(OutboundPolicy {
+            allowed: Arc::new(allowed),
+            tls: Arc::new(tls),
+        })
+    }
+
+    /// Like [`OutboundPolicy::new`], reading the CA bundle from a file.
+    pub fn with_ca_file(
+        allowed: Vec<(String, u16)>,
+        ca_file: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let pem = ca_file
+            .map(|p| std::fs::read(p).with_context(|| format!("reading CA file {}", p.display())))
+            .transpose()?;
+        Self::new(allowed, pem.as_deref()).with_context(|| match ca_file {
+            Some(p) => format!("CA file {}", p.display()),
+            None => "TLS roots".to_string(),
+        })
+    }
+
+    /// Whether `host:port` is on the allow-list.
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.allowed
+            .iter()
+            .any(|(h, p)| *p == port && h.eq_ignore_ascii_case(host))
+    }
+}
+
+type BoxFuture<T> = Box<dyn Future<Output = T> + Send>;
+type SendResult = Result<
+    (
+        http::Response<wasmtime_wasi_http::WasiBody>,
+        BoxFuture<Result<(), HttpError>>,
+    ),
+    HttpError,
+>;
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: BoxFuture<Result<(), HttpError>>,
+    ) -> BoxFuture<SendResult> {
+        let policy = self.clone();
+        Box::new(async move { policy.send(request, options).await })
+    }
+}
+
+/// A response body that fails when no frame arrives within the between-bytes timeout.
+struct TimedBody {
+    inner: hyper::body::Incoming,
+    between_bytes: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let deadline = tokio::time::Instant::now() + self.between_bytes;
+                self.sleep.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(HttpError::Hyper(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                ready!(self.sleep.as_mut().poll(cx));
+                Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
+
+impl OutboundPolicy {
+    async fn send(
+        self,
+        mut request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> SendResult {
+        let uri = request.uri().clone();
+        let use_tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let host = uri
+            .host()
+            .ok_or(HttpError::HttpRequestUriInvalid)?
+            .to_string();
+        let port = uri.port_u16().unwrap_or(if use_tls { 443 } else { 80 });
+        if !self.allows(&host, port) {
+            tracing::warn!(%host, port, "outbound request refused: not on the allow-list");
+            return Err(HttpError::HttpRequestDenied);
+        }
+        let opt = options.unwrap_or_default();
+        let connect_timeout = opt.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let first_byte_timeout = opt.first_byte_timeout.unwrap_or(DEFAULT_FIRST_BYTE_TIMEOUT);
+        let between_bytes = opt
+            .between_bytes_timeout
+            .unwrap_or(DEFAULT_BETWEEN_BYTES_TIMEOUT)
+            .max(Duration::from_millis(1));
+
+        let addr = format!("{}:{port}", uri.host().unwrap_or_default());
+        let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(&addr)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(HttpError::ConnectionRefused);
+            }
+            Ok(Err(e)) => return Err(HttpError::Connect(e)),
+            Err(_) => return Err(HttpError::ConnectionTimeout),
+        };
+        let _ = tcp.set_nodelay(true);
+
+        // (Sender, connection driver) over a plain or TLS stream.
+        let handshake = async {
+            if use_tls {
+                let name = match host.parse::<std::net::IpAddr>() {
+                    Ok(ip) => ServerName::from(ip),
+                    Err(_) => ServerName::try_from(host.clone())
+                        .map_err(|_| HttpError::HttpRequestUriInvalid)?,
+                };
+                let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        HttpError::TlsCertificateError
+                    })?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                        .await?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection closed with an error");
+                    }
+                });
+                Ok::<_, HttpError>(sender)
+            } else {
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                        .await?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection closed with an error");
+                    }
+                });
+                Ok(sender)
+            }
+        };
+        let mut sender = tokio::time::timeout(connect_timeout, handshake)
+            .await
+            .map_err(|_| HttpError::ConnectionTimeout)??;
+
+        // The request line carries only the path (origin-form): we never talk to a proxy.
+        *request.uri_mut() = http::Uri::builder()
+            .path_and_query(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+            .build()
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+
+        let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
+            .await
+            .map_err(|_| HttpError::ConnectionReadTimeout)??;
+        let response = response.map(|inner| {
+            TimedBody {
+                inner,
+                between_bytes,
+                sleep: Box::pin(tokio::time::sleep(between_bytes)),
+            }
+            .boxed_unsync()
+        });
+        Ok((response, Box::new(async { Ok(()) }) as BoxFuture<_>))
+    }
+}

@@ -1,0 +1,15 @@
+//! `krypton-host`: the wasmtime host for the SORACOM Krypton provisioning component.
+//!
+//! The host grants capabilities and manages the component's life; it never parses a Krypton
+//! response (that is the component's job, see `guest/`).
+//! * [`runtime`]: engine, linker, per-call store with limits, calls into the component;
+//! * [`http`]: outbound HTTP policy (allow-list, TLS roots, timeouts);
+//! * [`store`]: the on-disk secret store (atomic bundle replacement, 0700/0600);
+//! * [`mock`]: a mock Krypton over HTTPS for tests, the demo and CI;
+//! * [`output`]: reports, errors and exit codes for the CLI.
+
+pub mod http;
+pub mod mock;
+pub mod output;
+pub mod runtime;
+pub mod store;

@@ -1,0 +1,540 @@
+//! `krypton-host`: provision SORACOM Krypton credentials on a gateway through the sandboxed
+//! provisioning component. Run `krypton-host --help`.
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use krypton_host::http::{self, OutboundPolicy};
+use krypton_host::mock::{Fault, MockConfig, MockKrypton};
+use krypton_host::output::{self, exit};
+use krypton_host::runtime::{
+    AuthMode, DEFAULT_COMPONENT, HttpTimeouts, KryptonPre, ProvisionRequest, Runtime, Target,
+};
+use krypton_host::store::SecretStore;
+use serde_json::{Map, Value, json};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Krypton's network-authenticated endpoint (krypton-api.md §1.1).
+const DEFAULT_ENDPOINT: &str = "https://krypton.soracom.io:8036";
+const DEFAULT_STORE: &str = "/var/lib/krypton-host/store";
+
+#[derive(Parser)]
+#[command(
+    name = "krypton-host",
+    version,
+    about = "Provision SORACOM Krypton credentials (Azure IoT, AWS IoT, ...) on a gateway through a sandboxed WebAssembly component",
+    after_help = output::EXIT_CODES_HELP
+)]
+struct Cli {
+    /// More log output (debug level); RUST_LOG overrides.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Call Krypton for one target and store its credentials as one bundle.
+    ///
+    /// Without --force, a stored bundle whose certificate is still valid is reported and
+    /// Krypton is not called (AWS IoT bootstrap mints a new certificate on every call).
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    Provision(ProvisionArgs),
+    /// Show what is stored (identifiers, certificate fingerprint and expiry; never keys).
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    Status(StatusArgs),
+    /// Serve a mock Krypton over HTTPS on loopback (for tests and CI). Prints one JSON line
+    /// {"endpoint": "https://127.0.0.1:PORT", "caFile": "PATH"}, then serves until stopped.
+    Mock(MockArgs),
+    /// Provision azure-iot and aws-iot against an in-process mock Krypton into a temporary
+    /// store, through the real component, and show what happened.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct CommonArgs {
+    /// Secret store directory (created 0700; one 0600 file per bundle).
+    #[arg(long, env = "KRYPTON_STORE", default_value = DEFAULT_STORE)]
+    store: PathBuf,
+    /// Provisioning component (.wasm). Defaults to the one built into this binary.
+    #[arg(long, env = "KRYPTON_COMPONENT")]
+    component: Option<PathBuf>,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ProvisionArgs {
+    /// azure-iot | aws-iot (more targets are listed in the contract; see README).
+    #[arg(value_parser = output::parse_target)]
+    target: Target,
+    /// Krypton base URL.
+    #[arg(long, env = "KRYPTON_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    endpoint: String,
+    /// Extra CA certificates (PEM) to trust for the endpoint, added to the web PKI roots.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Provision even if a valid bundle is stored (replaces it only on success).
+    #[arg(long)]
+    force: bool,
+    /// One request parameter, sent as a string in `requestParameters` (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    params_kv: Vec<String>,
+    /// `requestParameters` as a JSON object; --param entries are merged over it.
+    #[arg(long, value_name = "JSON")]
+    params: Option<String>,
+    /// Whole-operation deadline, seconds (all calls and Azure polling).
+    #[arg(long, default_value_t = 120)]
+    deadline_secs: u32,
+    /// Wait between Azure registration polls when Krypton sends no Retry-After, ms.
+    #[arg(long, default_value_t = 1000)]
+    poll_interval_ms: u32,
+    /// TCP + TLS connect timeout per request, seconds.
+    #[arg(long, default_value_t = 10)]
+    connect_timeout_secs: u32,
+    /// Timeout for the first response byte and between body chunks, seconds.
+    #[arg(long, default_value_t = 30)]
+    read_timeout_secs: u32,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// One target; all targets when omitted.
+    #[arg(value_parser = output::parse_target)]
+    target: Option<Target>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
+struct MockArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Where to write the mock CA certificate (PEM). Default: a file in a new temp directory.
+    #[arg(long)]
+    ca_out: Option<PathBuf>,
+    /// Times an Azure registration answers `assigning` before `assigned`.
+    #[arg(long, default_value_t = 2)]
+    assigning_polls: u32,
+    /// Retry-After seconds sent with `assigning` answers.
+    #[arg(long)]
+    retry_after: Option<u32>,
+    /// Answer every request under PATH_PREFIX with STATUS and a {code,message} body
+    /// (repeatable), e.g. /v1/provisioning/aws=500.
+    #[arg(long = "fail", value_name = "PATH_PREFIX=STATUS")]
+    fail: Vec<String>,
+    /// Answer Azure registration polls with this DPS status, e.g. `failed`.
+    #[arg(long)]
+    registration_status: Option<String>,
+    /// Answer every request with malformed JSON.
+    #[arg(long)]
+    malformed_json: bool,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Keep the demo's store in this directory instead of a temporary one.
+    #[arg(long)]
+    store: Option<PathBuf>,
+}
+
+/// A failed command and its exit code. `error` is `None` when the failure was already
+/// printed (a component error, shown as text or `--json`).
+struct HostFailure {
+    code: u8,
+    error: Option<anyhow::Error>,
+}
+
+fn fail(code: u8) -> impl Fn(anyhow::Error) -> HostFailure + Copy {
+    move |error| HostFailure {
+        code,
+        error: Some(error),
+    }
+}
+
+/// A failure already shown to the operator.
+fn reported(code: u8) -> HostFailure {
+    HostFailure { code, error: None }
+}
+
+fn init_logging(cli: &Cli) {
+    let default = if cli.verbose {
+        "debug"
+    } else if cli.quiet {
+        "warn"
+    } else {
+        "info"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default},wasmtime=warn,cranelift=warn"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .compact()
+        .init();
+}
+
+fn load_component(runtime: &Runtime, path: Option<&Path>) -> Result<KryptonPre, HostFailure> {
+    let started = Instant::now();
+    let (bytes, origin) = match path {
+        Some(p) => (
+            std::fs::read(p)
+                .with_context(|| format!("reading component {}", p.display()))
+                .map_err(fail(exit::INVALID_REQUEST))?,
+            p.display().to_string(),
+        ),
+        None => (DEFAULT_COMPONENT.to_vec(), "built-in".to_string()),
+    };
+    let pre = runtime
+        .load(&bytes)
+        .with_context(|| format!("loading component ({origin})"))
+        .map_err(fail(exit::INTERNAL))?;
+    tracing::info!(
+        component = %origin,
+        bytes = bytes.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "component loaded"
+    );
+    Ok(pre)
+}
+
+fn request_parameters(args: &ProvisionArgs) -> Result<Option<String>, HostFailure> {
+    if args.params.is_none() && args.params_kv.is_empty() {
+        return Ok(None);
+    }
+    let mut map = match &args.params {
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                return Err(fail(exit::INVALID_REQUEST)(anyhow::anyhow!(
+                    "--params must be a JSON object, e.g. '{{\"thingName\":\"gw-1\"}}'"
+                )));
+            }
+            Err(e) => {
+                return Err(fail(exit::INVALID_REQUEST)(anyhow::anyhow!(
+                    "--params is not JSON: {e}"
+                )));
+            }
+        },
+        None => Map::new(),
+    };
+    for kv in &args.params_kv {
+        let (key, value) = kv.split_once('=').ok_or_else(|| {
+            fail(exit::INVALID_REQUEST)(anyhow::anyhow!("--param `{kv}` must look like KEY=VALUE"))
+        })?;
+        map.insert(key.to_string(), Value::String(value.to_string()));
+    }
+    Ok(Some(Value::Object(map).to_string()))
+}
+
+async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
+    let (host, port) = http::host_port(&args.endpoint).map_err(fail(exit::INVALID_REQUEST))?;
+    let policy = OutboundPolicy::with_ca_file(vec![(host, port)], args.ca_file.as_deref())
+        .map_err(fail(exit::INVALID_REQUEST))?;
+    let store = SecretStore::open(&args.common.store)
+        .context("opening the secret store")
+        .map_err(fail(exit::STORAGE))?;
+    let request = ProvisionRequest {
+        target: args.target,
+        mode: AuthMode::Network,
+        endpoint: args.endpoint.clone(),
+        request_parameters: request_parameters(&args)?,
+        force: args.force,
+        deadline_ms: args.deadline_secs.saturating_mul(1000),
+        poll_interval_ms: args.poll_interval_ms,
+        timeouts: HttpTimeouts {
+            connect_ms: args.connect_timeout_secs.saturating_mul(1000),
+            first_byte_ms: args.read_timeout_secs.saturating_mul(1000),
+            between_bytes_ms: args.read_timeout_secs.saturating_mul(1000),
+        },
+    };
+    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
+    let pre = load_component(&runtime, args.common.component.as_deref())?;
+    tracing::info!(
+        target = output::target_name(args.target),
+        endpoint = %args.endpoint,
+        store = %args.common.store.display(),
+        "provisioning"
+    );
+    let started = Instant::now();
+    let outcome = runtime
+        .provision(&pre, policy, store, &request)
+        .await
+        .map_err(fail(exit::INTERNAL))?;
+    let ms = started.elapsed().as_millis() as u64;
+    match outcome {
+        Ok(report) => {
+            tracing::info!(ms, reused = report.reused, "done");
+            if args.common.json {
+                print_json(&output::report_json(&report));
+            } else {
+                print!("{}", output::report_text(&report));
+            }
+            Ok(())
+        }
+        Err(error) => {
+            tracing::debug!(ms, "failed");
+            if args.common.json {
+                print_json(&output::error_json(&error));
+            } else {
+                eprintln!("{}", output::error_text(&error));
+            }
+            Err(reported(output::exit_code(&error)))
+        }
+    }
+}
+
+fn print_json(value: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+async fn status(args: StatusArgs) -> Result<(), HostFailure> {
+    let store = SecretStore::open(&args.common.store)
+        .context("opening the secret store")
+        .map_err(fail(exit::STORAGE))?;
+    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
+    let pre = load_component(&runtime, args.common.component.as_deref())?;
+    let targets: Vec<Target> = match args.target {
+        Some(t) => vec![t],
+        None => output::ALL_TARGETS.iter().map(|(_, t)| *t).collect(),
+    };
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for target in &targets {
+        match runtime
+            .status(&pre, store.clone(), *target)
+            .await
+            .map_err(fail(exit::INTERNAL))?
+        {
+            Ok(Some(report)) => found.push(report),
+            Ok(None) => {}
+            Err(e) => errors.push((*target, e)),
+        }
+    }
+    if args.common.json {
+        let bundles: Vec<Value> = found.iter().map(output::report_json).collect();
+        let errs: Vec<Value> = errors
+            .iter()
+            .map(|(t, e)| json!({"target": output::target_name(*t), "error": output::error_json(e)["error"]}))
+            .collect();
+        print_json(&json!({"store": args.common.store, "bundles": bundles, "errors": errs}));
+    } else {
+        if found.is_empty() && errors.is_empty() {
+            println!("nothing stored in {}", args.common.store.display());
+        }
+        for report in &found {
+            print!("{}", output::report_text(report));
+        }
+        for (target, e) in &errors {
+            eprintln!(
+                "{}: {}",
+                output::target_name(*target),
+                output::error_text(e)
+            );
+        }
+    }
+    if let Some((_, e)) = errors.first() {
+        return Err(reported(output::exit_code(e)));
+    }
+    if args.target.is_some() && found.is_empty() {
+        return Err(reported(exit::NOT_PROVISIONED));
+    }
+    Ok(())
+}
+
+async fn mock(args: MockArgs) -> Result<(), HostFailure> {
+    let config = MockConfig {
+        assigning_polls: args.assigning_polls,
+        retry_after_secs: args.retry_after,
+        ..MockConfig::default()
+    };
+    let server = MockKrypton::start(args.listen, config)
+        .await
+        .map_err(fail(exit::INVALID_REQUEST))?;
+    for spec in &args.fail {
+        let (prefix, status) = spec
+            .rsplit_once('=')
+            .and_then(|(p, s)| Some((p, s.parse::<u16>().ok()?)))
+            .ok_or_else(|| {
+                fail(exit::INVALID_REQUEST)(anyhow::anyhow!(
+                    "--fail `{spec}` must look like PATH_PREFIX=STATUS, e.g. /v1/provisioning/aws=500"
+                ))
+            })?;
+        server.inject(
+            prefix,
+            Fault::Status {
+                status,
+                code: format!("KRY{status:04}"),
+                message: format!("injected failure (HTTP {status})"),
+            },
+        );
+    }
+    if let Some(status) = args.registration_status {
+        server.inject(
+            "/v1/provisioning/azure/iot/registrations/",
+            Fault::RegistrationStatus(status),
+        );
+    }
+    if args.malformed_json {
+        server.inject("/", Fault::MalformedJson);
+    }
+    let (ca_file, _tmp) = match args.ca_out {
+        Some(path) => (path, None),
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("krypton-mock-")
+                .tempdir()
+                .context("creating a temp directory")
+                .map_err(fail(exit::INTERNAL))?;
+            (dir.path().join("mock-ca.pem"), Some(dir))
+        }
+    };
+    std::fs::write(&ca_file, server.ca_pem())
+        .with_context(|| format!("writing {}", ca_file.display()))
+        .map_err(fail(exit::INVALID_REQUEST))?;
+    print_json(&json!({"endpoint": server.endpoint(), "caFile": ca_file}));
+    tracing::info!(endpoint = %server.endpoint(), "mock Krypton serving; Ctrl-C to stop");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")
+        .map_err(fail(exit::INTERNAL))?;
+    for r in server.requests() {
+        tracing::info!(method = %r.method, path = %r.path, "served");
+    }
+    server.stop().await;
+    Ok(())
+}
+
+async fn demo(args: DemoArgs) -> Result<(), HostFailure> {
+    let internal = fail(exit::INTERNAL);
+    let server = MockKrypton::start(
+        "127.0.0.1:0".parse().expect("literal"),
+        MockConfig::default(),
+    )
+    .await
+    .map_err(fail(exit::INTERNAL))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("krypton-demo-")
+        .tempdir()
+        .map_err(|e| internal(e.into()))?;
+    let args_store_given = args.store.is_some();
+    let store_dir = args.store.unwrap_or_else(|| tmp.path().join("store"));
+    let store = SecretStore::open(&store_dir).map_err(|e| fail(exit::STORAGE)(e.into()))?;
+    println!("Mock Krypton (HTTPS, test CA) at {}", server.endpoint());
+    println!(
+        "Secret store: {}{}",
+        store_dir.display(),
+        if args_store_given {
+            ""
+        } else {
+            " (temporary; removed at exit, keep it with --store DIR)"
+        }
+    );
+    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
+    let pre = load_component(&runtime, None)?;
+    let (version, contract) = runtime.version(&pre).await.map_err(fail(exit::INTERNAL))?;
+    println!("Component: krypton-guest {version} ({contract})\n");
+    let (host, port) = http::host_port(&server.endpoint()).map_err(fail(exit::INTERNAL))?;
+    let policy = OutboundPolicy::new(vec![(host, port)], Some(server.ca_pem().as_bytes()))
+        .map_err(fail(exit::INTERNAL))?;
+    for target in [Target::AzureIot, Target::AwsIot] {
+        let request = ProvisionRequest {
+            target,
+            mode: AuthMode::Network,
+            endpoint: server.endpoint(),
+            request_parameters: None,
+            force: false,
+            deadline_ms: 30_000,
+            poll_interval_ms: 200,
+            timeouts: HttpTimeouts {
+                connect_ms: 5_000,
+                first_byte_ms: 10_000,
+                between_bytes_ms: 10_000,
+            },
+        };
+        let started = Instant::now();
+        let outcome = runtime
+            .provision(&pre, policy.clone(), store.clone(), &request)
+            .await
+            .map_err(fail(exit::INTERNAL))?;
+        match outcome {
+            Ok(report) => {
+                print!("{}", output::report_text(&report));
+                println!("  ({} ms)\n", started.elapsed().as_millis());
+            }
+            Err(e) => {
+                eprintln!("{}", output::error_text(&e));
+                return Err(reported(output::exit_code(&e)));
+            }
+        }
+    }
+    println!("Krypton calls made by the component:");
+    for r in server.requests() {
+        println!("  {} {}", r.method, r.path);
+    }
+    println!("\nBundles on disk (no key is printed here or in any log):");
+    let mut entries: Vec<_> = std::fs::read_dir(&store_dir)
+        .map_err(|e| internal(e.into()))?
+        .flatten()
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = entry.metadata().map_err(|e| internal(e.into()))?;
+        println!(
+            "  {:o}  {:>6} bytes  {}",
+            meta.permissions().mode() & 0o777,
+            meta.len(),
+            entry.path().display()
+        );
+    }
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let json = match &cli.command {
+        Command::Provision(a) => a.common.json,
+        Command::Status(a) => a.common.json,
+        Command::Mock(_) | Command::Demo(_) => false,
+    };
+    let result = match cli.command {
+        Command::Provision(args) => provision(args).await,
+        Command::Status(args) => status(args).await,
+        Command::Mock(args) => mock(args).await,
+        Command::Demo(args) => demo(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(HostFailure { code, error }) => {
+            if let Some(error) = error {
+                if json {
+                    print_json(&json!({"ok": false, "exitCode": code,
+                                       "error": {"kind": "host", "message": format!("{error:#}")}}));
+                } else {
+                    eprintln!("error: {error:#}");
+                }
+            }
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! How results reach the operator: human text, `--json` objects and exit codes.
+//!
+//! Reports carry identifiers, the certificate's SHA-256 fingerprint, subject and validity,
+//! never a key (the component's report type has no field that could hold one).
+
+use crate::runtime::{ProvisionError, ProvisionReport, Target};
+use serde_json::{Map, Value, json};
+
+/// Exit codes of `krypton-host` (also listed in `--help`).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Host failure: the component could not be loaded or trapped, or another internal error.
+    pub const INTERNAL: u8 = 1;
+    /// Bad command line (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// Invalid request or configuration: endpoint, parameters, CA file.
+    pub const INVALID_REQUEST: u8 = 3;
+    /// Could not reach Krypton: DNS, connect, TLS, refused by the allow-list.
+    pub const TRANSPORT: u8 = 4;
+    /// A timeout or the operation deadline passed.
+    pub const TIMEOUT: u8 = 5;
+    /// Krypton answered with an HTTP error status (or a redirect).
+    pub const HTTP_STATUS: u8 = 6;
+    /// Krypton answered 200 with an unusable body.
+    pub const INVALID_RESPONSE: u8 = 7;
+    /// The Azure DPS registration ended without an assignment.
+    pub const REGISTRATION_FAILED: u8 = 8;
+    /// The secret store failed.
+    pub const STORAGE: u8 = 9;
+    /// The component does not support the target or mode.
+    pub const UNSUPPORTED: u8 = 10;
+    /// `status`: nothing is stored for the target.
+    pub const NOT_PROVISIONED: u8 = 11;
+}
+
+/// The text for `--help`.
+pub const EXIT_CODES_HELP: &str = "Exit codes:
+  0  success
+  1  host failure (component could not load, trapped)
+  2  bad command line
+  3  invalid request or configuration (endpoint, parameters, CA file)
+  4  transport: Krypton unreachable (DNS, connect, TLS, not on the allow-list)
+  5  timeout (a request, or the whole operation's deadline)
+  6  Krypton answered an HTTP error status or a redirect
+  7  Krypton's answer was unusable (invalid JSON, fields, certificate or key)
+  8  Azure DPS registration ended without an assignment
+  9  secret store failure
+ 10  target or mode not supported by the component
+ 11  status: nothing stored for the target";
+
+/// Parse a target name (`azure-iot`, `aws-iot`, ...).
+pub fn parse_target(name: &str) -> Result<Target, String> {
+    ALL_TARGETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            let names: Vec<_> = ALL_TARGETS.iter().map(|(n, _)| *n).collect();
+            format!(
+                "unknown target `{name}`; expected one of: {}",
+                names.join(", ")
+            )
+        })
+}
+
+/// Every target, by CLI name, in the WIT's order.
+pub const ALL_TARGETS: [(&str, Target); 8] = [
+    ("azure-iot", Target::AzureIot),
+    ("aws-iot", Target::AwsIot),
+    ("aws-cognito", Target::AwsCognito),
+    ("aws-cognito-openid", Target::AwsCognitoOpenid),
+    ("inventory", Target::Inventory),
+    ("arc", Target::Arc),
+    ("subscriber-metadata", Target::SubscriberMetadata),
+    ("userdata", Target::Userdata),
+];
+
+/// The CLI name of a target.
+pub fn target_name(target: Target) -> &'static str {
+    ALL_TARGETS
+        .iter()
+        .find(|(_, t)| *t == target)
+        .map(|(n, _)| *n)
+        .expect("every target is listed")
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (`2026-11-29T18:00:00Z`).
+pub fn rfc3339(secs: i64) -> String {
+    // Days-to-civil conversion (Howard Hinnant's algorithm); avoids a date crate for one format.
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The `--json` object for a report: `target`, `bundle`, `reused`, `obtainedAt`, each
+/// identifier under its Krypton name (`deviceId`, `host`, ...), and `certificate`.
+pub fn report_json(report: &ProvisionReport) -> Value {
+    let mut obj = Map::new();
+    obj.insert("ok".into(), json!(true));
+    obj.insert("target".into(), json!(target_name(report.target)));
+    obj.insert("bundle".into(), json!(report.bundle));
+    obj.insert("reused".into(), json!(report.reused));
+    obj.insert(
+        "obtainedAt".into(),
+        json!(rfc3339((report.obtained_at_ms / 1000) as i64)),
+    );
+    for (key, value) in &report.identifiers {
+        obj.insert(key.clone(), json!(value));
+    }
+    if let Some(c) = &report.certificate {
+        obj.insert(
+            "certificate".into(),
+            json!({
+                "sha256Fingerprint": c.sha256_fingerprint,
+                "subject": c.subject,
+                "issuer": c.issuer,
+                "notBefore": rfc3339(c.not_before),
+                "notAfter": rfc3339(c.not_after),
+            }),
+        );
+    }
+    Value::Object(obj)
+}
+
+/// Human text for a report, one fact per line.
+pub fn report_text(report: &ProvisionReport) -> String {
+    let mut out = format!(
+        "{}: {} bundle `{}` (obtained {})\n",
+        target_name(report.target),
+        if report.reused {
+            "stored"
+        } else {
+            "provisioned"
+        },
+        report.bundle,
+        rfc3339((report.obtained_at_ms / 1000) as i64)
+    );
+    for (key, value) in &report.identifiers {
+        out.push_str(&format!("  {key:<20} {value}\n"));
+    }
+    if let Some(c) = &report.certificate {
+        out.push_str(&format!(
+            "  {:<20} {}\n",
+            "certificate SHA-256", c.sha256_fingerprint
+        ));
+        out.push_str(&format!("  {:<20} {}\n", "subject", c.subject));
+        out.push_str(&format!("  {:<20} {}\n", "issuer", c.issuer));
+        out.push_str(&format!("  {:<20} {}\n", "not after", rfc3339(c.not_after)));
+    }
+    out
+}
+
+/// Exit code for a component error.
+pub fn exit_code(error: &ProvisionError) -> u8 {
+    match error {
+        ProvisionError::InvalidRequest(_) => exit::INVALID_REQUEST,
+        ProvisionError::Unsupported(_) => exit::UNSUPPORTED,
+        ProvisionError::Transport(_) => exit::TRANSPORT,
+        ProvisionError::Timeout(_) => exit::TIMEOUT,
+        ProvisionError::HttpStatus(_) => exit::HTTP_STATUS,
+        ProvisionError::InvalidResponse(_) => exit::INVALID_RESPONSE,
+        ProvisionError::RegistrationFailed(_) => exit::REGISTRATION_FAILED,
+        ProvisionError::Storage(_) => exit::STORAGE,
+    }
+}
+
+/// The `--json` object for an error: `{"ok": false, "error": {"kind": …, …}}`.
+pub fn error_json(error: &ProvisionError) -> Value {
+    let detail = match error {
+        ProvisionError::InvalidRequest(m) => json!({"kind": "invalid-request", "message": m}),
+        ProvisionError::Unsupported(m) => json!({"kind": "unsupported", "message": m}),
+        ProvisionError::Transport(m) => json!({"kind": "transport", "message": m}),
+        ProvisionError::Timeout(m) => json!({"kind": "timeout", "message": m}),
+        ProvisionError::HttpStatus(e) => json!({
+            "kind": "http-status", "status": e.status, "code": e.code, "message": e.message,
+            "bodyExcerpt": e.body_excerpt, "request": e.request,
+        }),
+        ProvisionError::InvalidResponse(e) => {
+            json!({"kind": "invalid-response", "field": e.field, "reason": e.reason})
+        }
+        ProvisionError::RegistrationFailed(e) => json!({
+            "kind": "registration-failed", "operationId": e.operation_id, "status": e.status,
+        }),
+        ProvisionError::Storage(m) => json!({"kind": "storage", "message": m}),
+    };
+    json!({"ok": false, "exitCode": exit_code(error), "error": detail})
+}
+
+/// Human text for an error: what happened, then what to do next.
+pub fn error_text(error: &ProvisionError) -> String {
+    match error {
+        ProvisionError::InvalidRequest(m) => format!("error: invalid request: {m}"),
+        ProvisionError::Unsupported(m) => format!("error: not supported: {m}"),
+        ProvisionError::Transport(m) => format!(
+            "error: could not reach Krypton: {m}\n\
+             hint: Krypton's network mode only answers requests that leave over a SORACOM Air \
+             cellular session or a SORACOM Arc tunnel. On Arc, Krypton's address must be inside \
+             the WireGuard AllowedIPs. For a private or test endpoint, pass its CA with --ca-file."
+        ),
+        ProvisionError::Timeout(m) => format!(
+            "error: timed out: {m}\n\
+             hint: on SORACOM Arc a request to Krypton times out when Krypton's address is not \
+             inside the WireGuard AllowedIPs; otherwise raise --deadline-secs."
+        ),
+        ProvisionError::HttpStatus(e) => {
+            let mut s = format!("error: {} answered HTTP {}", e.request, e.status);
+            if let Some(code) = &e.code {
+                s.push_str(&format!(" ({code})"));
+            }
+            if let Some(message) = &e.message {
+                s.push_str(&format!(": {message}"));
+            } else if !e.body_excerpt.is_empty() {
+                s.push_str(&format!(": {}", e.body_excerpt));
+            }
+            if matches!(e.status, 401 | 403) {
+                s.push_str(
+                    "\nhint: check that Krypton is enabled for this SIM's group and that the \
+                     request leaves over SORACOM Air or Arc",
+                );
+            }
+            s
+        }
+        ProvisionError::InvalidResponse(e) => format!(
+            "error: Krypton's answer is unusable: field `{}`: {}\nnothing was stored; the previous bundle is unchanged",
+            e.field, e.reason
+        ),
+        ProvisionError::RegistrationFailed(e) => format!(
+            "error: Azure DPS registration {} ended with status `{}`\n\
+             hint: check the DPS enrollment and the Krypton Azure IoT configuration of the SIM's group",
+            e.operation_id, e.status
+        ),
+        ProvisionError::Storage(m) => format!("error: secret store: {m}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn every_target_name_round_trips() {
+        for (name, target) in ALL_TARGETS {
+            assert_eq!(parse_target(name), Ok(target));
+            assert_eq!(target_name(target), name);
+        }
+        assert!(
+            parse_target("azure")
+                .unwrap_err()
+                .contains("azure-iot, aws-iot")
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! The wasmtime side: one [`Engine`] and [`Linker`] per process, a fresh [`Store`] per call.
+//!
+//! The linker offers the component exactly what `wit/krypton.wit` imports: WASI 0.2.12 from
+//! `wasmtime-wasi` (clocks, random, stdio; no preopened directories, no environment, no
+//! sockets granted), `wasi:http@0.2.12` from `wasmtime-wasi-http` with our
+//! [`OutboundPolicy`] as the sender, and `soracom:krypton/secret-store` backed by
+//! [`SecretStore`]. Each call gets its own store with a memory cap, so one call cannot see
+//! another's state and a misbehaving component cannot grow without bound.
+
+use crate::http::OutboundPolicy;
+use crate::store::{SecretStore, StoreError as DiskStoreError};
+use anyhow::Context as _;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Host bindings generated from `wit/krypton.wit`.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "soracom:krypton/krypton",
+        exports: { default: async },
+        with: {
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        },
+        require_store_data_send: true,
+    });
+}
+
+use bindings::soracom::krypton::secret_store;
+pub use bindings::soracom::krypton::types::{
+    AuthMode, CertificateSummary, HttpTimeouts, ProvisionError, ProvisionReport, ProvisionRequest,
+    Target,
+};
+
+/// Most linear memory one call may use, bytes. The component needs ~2 MiB.
+pub const MEMORY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+
+/// The embedded default component, built from `guest/` by `host/build.rs`.
+pub const DEFAULT_COMPONENT: &[u8] = include_bytes!(env!("KRYPTON_GUEST_WASM_PATH"));
+
+/// Per-call state: WASI contexts, the outbound policy, the secret store and limits.
+pub struct HostState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    policy: OutboundPolicy,
+    secrets: SecretStore,
+    limits: StoreLimits,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.policy,
+        }
+    }
+}
+
+impl secret_store::Host for HostState {
+    fn get(&mut self, name: String) -> Result<Option<Vec<u8>>, secret_store::StoreError> {
+        self.secrets.get(&name).map_err(to_wit_store_error)
+    }
+
+    fn put(&mut self, name: String, value: Vec<u8>) -> Result<(), secret_store::StoreError> {
+        self.secrets
+            .put(&name, &value)
+            .map_err(to_wit_store_error)?;
+        tracing::info!(bundle = %name, bytes = value.len(), dir = %self.secrets.dir().display(), "bundle stored");
+        Ok(())
+    }
+
+    fn delete(&mut self, name: String) -> Result<bool, secret_store::StoreError> {
+        self.secrets.delete(&name).map_err(to_wit_store_error)
+    }
+}
+
+impl bindings::soracom::krypton::types::Host for HostState {}
+
+fn to_wit_store_error(e: DiskStoreError) -> secret_store::StoreError {
+    match e {
+        DiskStoreError::InvalidName(n) => secret_store::StoreError::InvalidName(n),
+        DiskStoreError::TooLarge(n) => secret_store::StoreError::TooLarge(n),
+        DiskStoreError::Io(m) => secret_store::StoreError::Io(m),
+    }
+}
+
+/// A compiled component, linked and ready to instantiate (cheap to clone).
+pub type KryptonPre = bindings::KryptonPre<HostState>;
+
+/// The engine and linker, built once and shared by every component version and call.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+}
+
+impl Runtime {
+    /// Build the engine and link WASI, `wasi:http` and the secret store.
+    pub fn new() -> anyhow::Result<Self> {
+        let config = Config::new();
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        secret_store::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        Ok(Runtime { engine, linker })
+    }
+
+    /// Compile `bytes` (a component) and check it links against this host.
+    ///
+    /// Errors: not a component, or it imports something this host does not offer.
+    pub fn load(&self, bytes: &[u8]) -> anyhow::Result<KryptonPre> {
+        let component = Component::new(&self.engine, bytes)
+            .map_err(anyhow::Error::from)
+            .context("compiling the component")?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("linking the component against this host")?;
+        KryptonPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("the component does not export soracom:krypton/provisioning")
+    }
+
+    fn store(&self, policy: OutboundPolicy, secrets: SecretStore) -> Store<HostState> {
+        // No env, no args, no preopens, no sockets; stderr carries the component's progress lines.
+        let wasi = WasiCtx::builder().inherit_stderr().build();
+        let mut store = Store::new(
+            &self.engine,
+            HostState {
+                wasi,
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+                policy,
+                secrets,
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(MEMORY_LIMIT_BYTES)
+                    .instances(8)
+                    .build(),
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        store
+    }
+
+    /// Run `provision` in a fresh instance.
+    ///
+    /// The outer error is a host or component failure (a trap, a link error); the inner one
+    /// is the component's typed [`ProvisionError`].
+    pub async fn provision(
+        &self,
+        pre: &KryptonPre,
+        policy: OutboundPolicy,
+        secrets: SecretStore,
+        request: &ProvisionRequest,
+    ) -> anyhow::Result<Result<ProvisionReport, ProvisionError>> {
+        let mut store = self.store(policy, secrets);
+        let instance = pre.instantiate_async(&mut store).await?;
+        instance
+            .soracom_krypton_provisioning()
+            .call_provision(&mut store, request)
+            .await
+            .map_err(anyhow::Error::from)
+            .context("the component trapped during provision")
+    }
+
+    /// Run `status` in a fresh instance (no network: the allow-list is empty).
+    pub async fn status(
+        &self,
+        pre: &KryptonPre,
+        secrets: SecretStore,
+        target: Target,
+    ) -> anyhow::Result<Result<Option<ProvisionReport>, ProvisionError>> {
+        let policy = OutboundPolicy::new(Vec::new(), None)?;
+        let mut store = self.store(policy, secrets);
+        let instance = pre.instantiate_async(&mut store).await?;
+        instance
+            .soracom_krypton_provisioning()
+            .call_status(&mut store, target)
+            .await
+            .map_err(anyhow::Error::from)
+            .context("the component trapped during status")
+    }
+
+    /// The component's `(version, contract version)`.
+    pub async fn version(&self, pre: &KryptonPre) -> anyhow::Result<(String, String)> {
+        let policy = OutboundPolicy::new(Vec::new(), None)?;
+        // `version` touches no bundle; give it an empty throwaway store.
+        let scratch = tempfile::tempdir()?;
+        let mut store = self.store(policy, SecretStore::open(scratch.path())?);
+        let instance = pre.instantiate_async(&mut store).await?;
+        instance
+            .soracom_krypton_provisioning()
+            .call_version(&mut store)
+            .await
+            .map_err(anyhow::Error::from)
+    }
+}

@@ -1,0 +1,176 @@
+//! The `soracom:krypton/secret-store` capability: named bundles in a directory on disk.
+//!
+//! Layout: `<dir>/<name>.json`, the directory mode 0700, each file 0600, owned by the user the
+//! host runs as. A put writes a temporary file in the same directory (created 0600 with
+//! `O_EXCL`), fsyncs it, renames it over the old file and fsyncs the directory, so a crash or
+//! power cut at any point leaves either the old bundle or the new one, never a mix (POSIX
+//! `rename(2)` is atomic within a file system). The host never parses a bundle: its content
+//! is the component's business.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Largest bundle accepted, bytes. Krypton bundles are a few KiB.
+pub const MAX_BUNDLE_BYTES: u64 = 1024 * 1024;
+
+/// Why a store operation failed (mirrors WIT `store-error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The name is not 1-64 bytes of `[a-z0-9-]`.
+    #[error("invalid bundle name `{0}`: use 1-64 characters of a-z, 0-9 and -")]
+    InvalidName(String),
+    /// The value exceeds [`MAX_BUNDLE_BYTES`].
+    #[error("bundle larger than {0} bytes")]
+    TooLarge(u64),
+    /// A file-system failure; names the operation and path, never the content.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// A directory of bundles. Cheap to clone; every operation goes to the file system.
+#[derive(Debug, Clone)]
+pub struct SecretStore {
+    dir: PathBuf,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Io(format!("{what} {}: {e}", path.display()))
+}
+
+impl SecretStore {
+    /// Open (creating if needed) the store at `dir`, and make the directory 0700.
+    ///
+    /// Errors: [`StoreError::Io`] when the directory cannot be created or its mode set.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|e| io_err("creating store directory", &dir, e))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| io_err("setting mode 0700 on", &dir, e))?;
+        Ok(SecretStore { dir })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf, StoreError> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid {
+            return Err(StoreError::InvalidName(name.chars().take(80).collect()));
+        }
+        Ok(self.dir.join(format!("{name}.json")))
+    }
+
+    /// The bundle stored under `name`, or `None`.
+    pub fn get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.path(name)?;
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("reading", &path, e)),
+        }
+    }
+
+    /// Replace the bundle under `name` atomically (see the module docs).
+    pub fn put(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let path = self.path(name)?;
+        if value.len() as u64 > MAX_BUNDLE_BYTES {
+            return Err(StoreError::TooLarge(MAX_BUNDLE_BYTES));
+        }
+        let tmp = self.dir.join(format!(
+            ".{name}.json.tmp-{}-{}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| io_err("creating", &tmp, e))?;
+            file.write_all(value)
+                .map_err(|e| io_err("writing", &tmp, e))?;
+            file.sync_all().map_err(|e| io_err("syncing", &tmp, e))?;
+            fs::rename(&tmp, &path).map_err(|e| io_err("renaming into place", &path, e))?;
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_err("syncing directory", &self.dir, e))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Remove the bundle under `name`; `true` when there was one.
+    pub fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        let path = self.path(name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                File::open(&self.dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| io_err("syncing directory", &self.dir, e))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("removing", &path, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_delete_with_private_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = SecretStore::open(tmp.path().join("store")).unwrap();
+        assert_eq!(store.get("azure-iot").unwrap(), None);
+        store.put("azure-iot", b"one").unwrap();
+        store.put("azure-iot", b"two").unwrap();
+        assert_eq!(
+            store.get("azure-iot").unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(store.dir()), 0o700);
+        assert_eq!(mode(&store.dir().join("azure-iot.json")), 0o600);
+        // No temporary file is left behind.
+        let names: Vec<_> = fs::read_dir(store.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["azure-iot.json"]);
+        assert!(store.delete("azure-iot").unwrap());
+        assert!(!store.delete("azure-iot").unwrap());
+    }
+
+    #[test]
+    fn names_cannot_escape_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = SecretStore::open(tmp.path()).unwrap();
+        for bad in ["../x", "a/b", "", "UPPER", ".hidden", &"a".repeat(65)] {
+            assert!(
+                matches!(store.put(bad, b"x"), Err(StoreError::InvalidName(_))),
+                "{bad}"
+            );
+        }
+        let big = vec![0u8; MAX_BUNDLE_BYTES as usize + 1];
+        assert_eq!(
+            store.put("big", &big),
+            Err(StoreError::TooLarge(MAX_BUNDLE_BYTES))
+        );
+    }
+}
