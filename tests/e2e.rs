@@ -1,1 +1,662 @@
+//! End-to-end tests: the real component (built from `guest/` by `host/build.rs`) in the real
+//! host, against the mock Krypton over HTTPS on 127.0.0.1 (port 0), both through the library
+//! API and through the `krypton-host` binary.
 
+use krypton_host::http::{OutboundPolicy, host_port};
+use krypton_host::mock::{Fault, MockConfig, MockKrypton};
+use krypton_host::runtime::{
+    AuthMode, DEFAULT_COMPONENT, HttpTimeouts, KryptonPre, ProvisionError, ProvisionReport,
+    ProvisionRequest, Runtime, Target,
+};
+use krypton_host::store::SecretStore;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::OnceLock;
+
+const BIN: &str = env!("CARGO_BIN_EXE_krypton-host");
+
+/// One engine and one compiled component for all library-level tests.
+fn runtime() -> &'static (Runtime, KryptonPre) {
+    static RT: OnceLock<(Runtime, KryptonPre)> = OnceLock::new();
+    RT.get_or_init(|| {
+        let rt = Runtime::new().unwrap();
+        let pre = rt.load(DEFAULT_COMPONENT).unwrap();
+        (rt, pre)
+    })
+}
+
+async fn mock() -> MockKrypton {
+    MockKrypton::start("127.0.0.1:0".parse().unwrap(), MockConfig::default())
+        .await
+        .unwrap()
+}
+
+fn policy_for(mock: &MockKrypton) -> OutboundPolicy {
+    OutboundPolicy::new(
+        vec![host_port(&mock.endpoint()).unwrap()],
+        Some(mock.ca_pem().as_bytes()),
+    )
+    .unwrap()
+}
+
+fn request(target: Target, endpoint: String) -> ProvisionRequest {
+    ProvisionRequest {
+        target,
+        mode: AuthMode::Network,
+        endpoint,
+        request_parameters: None,
+        force: false,
+        deadline_ms: 20_000,
+        poll_interval_ms: 20,
+        timeouts: HttpTimeouts {
+            connect_ms: 5_000,
+            first_byte_ms: 5_000,
+            between_bytes_ms: 5_000,
+        },
+    }
+}
+
+async fn provision(
+    mock: &MockKrypton,
+    store: &SecretStore,
+    req: &ProvisionRequest,
+) -> Result<ProvisionReport, ProvisionError> {
+    let (rt, pre) = runtime();
+    rt.provision(pre, policy_for(mock), store.clone(), req)
+        .await
+        .expect("no trap")
+}
+
+fn ident<'a>(report: &'a ProvisionReport, key: &str) -> &'a str {
+    report
+        .identifiers
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no identifier {key}"))
+}
+
+fn read_bundle(dir: &Path, name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// DER of the first certificate in a PEM text.
+fn cert_der(pem_text: &str) -> Vec<u8> {
+    rustls::pki_types::pem::PemObject::from_pem_slice(pem_text.as_bytes())
+        .map(|c: rustls::pki_types::CertificateDer<'static>| c.to_vec())
+        .unwrap()
+}
+
+/// The key's public point appears in the certificate: the pair matches.
+fn assert_key_matches_cert(key_pem: &str, cert_pem: &str) {
+    use p256::pkcs8::DecodePrivateKey;
+    let secret = if key_pem.contains("BEGIN EC PRIVATE KEY") {
+        p256::SecretKey::from_sec1_pem(key_pem).unwrap()
+    } else {
+        p256::SecretKey::from_pkcs8_pem(key_pem).unwrap()
+    };
+    let point = secret.public_key().to_sec1_bytes();
+    let der = cert_der(cert_pem);
+    assert!(
+        der.windows(point.len()).any(|w| w == &point[..]),
+        "the stored key does not belong to the stored certificate"
+    );
+}
+
+#[tokio::test]
+async fn azure_happy_path_stores_exactly_what_krypton_issued() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
+    let report = provision(&mock, &store, &request(Target::AzureIot, mock.endpoint()))
+        .await
+        .unwrap();
+
+    let issued = mock.issued();
+    assert_eq!(issued.len(), 1);
+    let issued = &issued[0];
+    assert_eq!(issued.target, "azure-iot");
+    assert_eq!(ident(&report, "deviceId"), issued.id);
+    assert_eq!(ident(&report, "deviceId"), "440101234567890");
+    assert_eq!(ident(&report, "host"), "krypton-mock-hub.azure-devices.net");
+    assert_eq!(
+        ident(&report, "operationId"),
+        issued.operation_id.as_deref().unwrap()
+    );
+    assert!(!report.reused);
+    assert_eq!(report.bundle, "azure-iot");
+    let cert = report.certificate.as_ref().unwrap();
+    let fingerprint: String = Sha256::digest(cert_der(&issued.certificate_pem))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(cert.sha256_fingerprint, fingerprint);
+    assert_eq!(cert.subject, "CN=440101234567890");
+    assert_eq!(cert.issuer, "CN=Krypton Mock CA");
+    assert_eq!(cert.not_after - cert.not_before, 365 * 86400 + 3600);
+
+    let bundle = read_bundle(store.dir(), "azure-iot");
+    assert_eq!(bundle["target"], "azure-iot");
+    assert_eq!(bundle["formatVersion"], 1);
+    assert_eq!(bundle["deviceId"], issued.id.as_str());
+    assert_eq!(bundle["host"], issued.host.as_str());
+    assert_eq!(
+        bundle["operationId"],
+        issued.operation_id.as_deref().unwrap()
+    );
+    assert_eq!(
+        bundle["certificate"],
+        issued.certificate_pem.replace("\r\n", "\n").as_str()
+    );
+    assert_eq!(
+        bundle["privateKey"],
+        issued.private_key_pem.replace("\r\n", "\n").as_str()
+    );
+    assert_eq!(
+        bundle["rootCaCertificate"],
+        mock.ca_pem().replace("\r\n", "\n").as_str()
+    );
+    assert_eq!(
+        bundle["obtainedAtMs"].as_u64().unwrap(),
+        report.obtained_at_ms
+    );
+    assert_key_matches_cert(
+        bundle["privateKey"].as_str().unwrap(),
+        bundle["certificate"].as_str().unwrap(),
+    );
+
+    // register, then `assigning` twice (MockConfig default), then `assigned`.
+    let calls: Vec<_> = mock
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    let op = issued.operation_id.clone().unwrap();
+    let poll = format!("GET /v1/provisioning/azure/iot/registrations/{op}");
+    assert_eq!(
+        calls,
+        vec![
+            "POST /v1/provisioning/azure/iot/register".to_string(),
+            poll.clone(),
+            poll.clone(),
+            poll
+        ]
+    );
+    let register = &mock.requests()[0];
+    assert_eq!(register.body, b"{}");
+    assert_eq!(register.content_type.as_deref(), Some("application/json"));
+    // The explicit port reaches the wire in the Host header.
+    assert_eq!(
+        register.host_header.as_deref(),
+        Some(mock.addr().to_string().as_str())
+    );
+
+    assert_eq!(mode(store.dir()), 0o700);
+    assert_eq!(mode(&store.dir().join("azure-iot.json")), 0o600);
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn aws_iot_happy_path_with_thing_name() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path()).unwrap();
+    let mut req = request(Target::AwsIot, mock.endpoint());
+    req.request_parameters = Some(r#"{"thingName":"gateway-7"}"#.into());
+    let report = provision(&mock, &store, &req).await.unwrap();
+
+    let issued = &mock.issued()[0];
+    assert_eq!(issued.target, "aws-iot");
+    assert_eq!(ident(&report, "clientId"), "gateway-7");
+    assert_eq!(
+        ident(&report, "host"),
+        "krypton-mock-ats.iot.ap-northeast-1.amazonaws.com"
+    );
+    assert_eq!(ident(&report, "region"), "ap-northeast-1");
+    let bundle = read_bundle(store.dir(), "aws-iot");
+    assert_eq!(bundle["target"], "aws-iot");
+    assert_eq!(bundle["clientId"], "gateway-7");
+    assert_eq!(bundle["host"], issued.host.as_str());
+    assert_eq!(bundle["region"], "ap-northeast-1");
+    assert_eq!(
+        bundle["certificate"],
+        issued.certificate_pem.replace("\r\n", "\n").as_str()
+    );
+    let key = bundle["privateKey"].as_str().unwrap();
+    assert!(key.starts_with("-----BEGIN EC PRIVATE KEY-----\n"));
+    assert_eq!(key, issued.private_key_pem.as_str());
+    assert_key_matches_cert(key, bundle["certificate"].as_str().unwrap());
+    assert_eq!(
+        mock.requests()[0].body,
+        br#"{"requestParameters":{"thingName":"gateway-7"}}"#
+    );
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn azure_failed_registration_is_typed_and_stores_nothing() {
+    let mock = mock().await;
+    mock.inject(
+        "/v1/provisioning/azure/iot/registrations/",
+        Fault::RegistrationStatus("failed".into()),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path()).unwrap();
+    let err = provision(&mock, &store, &request(Target::AzureIot, mock.endpoint()))
+        .await
+        .unwrap_err();
+    let ProvisionError::RegistrationFailed(f) = err else {
+        panic!("expected RegistrationFailed, got {err:?}")
+    };
+    assert_eq!(f.status, "failed");
+    assert!(f.operation_id.starts_with("4."), "{}", f.operation_id);
+    assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 0);
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn http_500_is_typed_and_the_stored_bundle_is_unchanged() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path()).unwrap();
+    provision(&mock, &store, &request(Target::AwsIot, mock.endpoint()))
+        .await
+        .unwrap();
+    let path = store.dir().join("aws-iot.json");
+    let before = std::fs::read(&path).unwrap();
+
+    mock.inject(
+        "/v1/provisioning/aws/",
+        Fault::Status {
+            status: 500,
+            code: "KRY5001".into(),
+            message: "AWS IoT is unavailable".into(),
+        },
+    );
+    let mut req = request(Target::AwsIot, mock.endpoint());
+    req.force = true;
+    let err = provision(&mock, &store, &req).await.unwrap_err();
+    let ProvisionError::HttpStatus(e) = err else {
+        panic!("expected HttpStatus, got {err:?}")
+    };
+    assert_eq!(e.status, 500);
+    assert_eq!(e.code.as_deref(), Some("KRY5001"));
+    assert_eq!(e.message.as_deref(), Some("AWS IoT is unavailable"));
+    assert_eq!(e.request, "POST /v1/provisioning/aws/iot/bootstrap");
+    assert_eq!(
+        e.body_excerpt,
+        r#"{"code":"KRY5001","message":"AWS IoT is unavailable"}"#
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before, "bundle changed");
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_json_is_typed_and_stores_nothing() {
+    let mock = mock().await;
+    mock.inject("/", Fault::MalformedJson);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path()).unwrap();
+    for target in [Target::AzureIot, Target::AwsIot] {
+        let err = provision(&mock, &store, &request(target, mock.endpoint()))
+            .await
+            .unwrap_err();
+        let ProvisionError::InvalidResponse(e) = err else {
+            panic!("expected InvalidResponse, got {err:?}")
+        };
+        assert_eq!(e.field, "body");
+        assert!(e.reason.starts_with("not JSON"), "{}", e.reason);
+    }
+    assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 0);
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn a_valid_bundle_is_reused_and_force_replaces_it() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path()).unwrap();
+    let first = provision(&mock, &store, &request(Target::AwsIot, mock.endpoint()))
+        .await
+        .unwrap();
+    let again = provision(&mock, &store, &request(Target::AwsIot, mock.endpoint()))
+        .await
+        .unwrap();
+    assert!(again.reused);
+    assert_eq!(again.certificate, first.certificate);
+    assert_eq!(mock.requests().len(), 1, "Krypton was called again");
+
+    let mut req = request(Target::AwsIot, mock.endpoint());
+    req.force = true;
+    let forced = provision(&mock, &store, &req).await.unwrap();
+    assert!(!forced.reused);
+    assert_eq!(mock.requests().len(), 2);
+    let newest = &mock.issued()[1];
+    assert_ne!(
+        forced.certificate.as_ref().unwrap().sha256_fingerprint,
+        first.certificate.as_ref().unwrap().sha256_fingerprint
+    );
+    let bundle = read_bundle(store.dir(), "aws-iot");
+    assert_eq!(bundle["privateKey"], newest.private_key_pem.as_str());
+
+    let (rt, pre) = runtime();
+    let status = rt
+        .status(pre, store.clone(), Target::AwsIot)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.certificate, forced.certificate);
+    assert!(
+        rt.status(pre, store.clone(), Target::AzureIot)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_none()
+    );
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn hosts_off_the_allow_list_and_untrusted_servers_are_refused() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path()).unwrap();
+    let (rt, pre) = runtime();
+    let req = request(Target::AwsIot, mock.endpoint());
+
+    // Allow-list without the mock's port: refused before any connection.
+    let elsewhere = OutboundPolicy::new(
+        vec![("127.0.0.1".into(), 1)],
+        Some(mock.ca_pem().as_bytes()),
+    )
+    .unwrap();
+    let err = rt
+        .provision(pre, elsewhere, store.clone(), &req)
+        .await
+        .unwrap()
+        .unwrap_err();
+    let ProvisionError::Transport(msg) = err else {
+        panic!("expected Transport, got {err:?}")
+    };
+    assert!(msg.contains("allow-list"), "{msg}");
+
+    // Allowed, but the mock's CA is not trusted: the TLS handshake fails.
+    let untrusted = OutboundPolicy::new(vec![host_port(&mock.endpoint()).unwrap()], None).unwrap();
+    let err = rt
+        .provision(pre, untrusted, store.clone(), &req)
+        .await
+        .unwrap()
+        .unwrap_err();
+    let ProvisionError::Transport(msg) = err else {
+        panic!("expected Transport, got {err:?}")
+    };
+    assert!(msg.contains("TlsCertificateError"), "{msg}");
+    assert!(mock.requests().is_empty(), "a request reached the server");
+    assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 0);
+    mock.stop().await;
+}
+
+/// Run the binary; returns (exit code, stdout, stderr).
+async fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("KRYPTON_STORE")
+        .env_remove("KRYPTON_ENDPOINT")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The base64 lines of every private key stored under `dir`.
+fn key_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bundle: Value =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        let key = bundle["privateKey"].as_str().unwrap();
+        lines.extend(
+            key.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .map(str::to_string),
+        );
+    }
+    assert!(!lines.is_empty());
+    lines
+}
+
+fn assert_no_secret(outputs: &[&str], key_lines: &[String]) {
+    for out in outputs {
+        assert!(
+            !out.contains("PRIVATE KEY"),
+            "output mentions a private key:\n{out}"
+        );
+        for line in key_lines {
+            assert!(
+                !out.contains(line.as_str()),
+                "key material in output:\n{out}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn cli_mock_and_provision_in_two_processes() {
+    // Shell 1: `krypton-host mock` prints {"endpoint","caFile"} and serves.
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_out = tmp.path().join("ca.pem");
+    let mut mock = tokio::process::Command::new(BIN)
+        .args([
+            "mock",
+            "--ca-out",
+            ca_out.to_str().unwrap(),
+            "--assigning-polls",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(mock.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line)
+        .await
+        .unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap();
+    let endpoint = info["endpoint"].as_str().unwrap().to_string();
+    assert!(endpoint.starts_with("https://127.0.0.1:"), "{endpoint}");
+    assert_eq!(info["caFile"], ca_out.to_str().unwrap());
+
+    // Shell 2: provision with --json.
+    let store = tmp.path().join("store");
+    let args = [
+        "-v",
+        "provision",
+        "azure-iot",
+        "--endpoint",
+        &endpoint,
+        "--ca-file",
+        ca_out.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--poll-interval-ms",
+        "50",
+        "--json",
+    ];
+    let (code, out, err) = run_cli(&args).await;
+    assert_eq!(code, 0, "stderr:\n{err}");
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["target"], "azure-iot");
+    assert_eq!(report["deviceId"], "440101234567890");
+    assert_eq!(report["host"], "krypton-mock-hub.azure-devices.net");
+    assert_eq!(report["reused"], false);
+    let bundle = read_bundle(&store, "azure-iot");
+    assert_eq!(report["deviceId"], bundle["deviceId"]);
+    assert_eq!(report["operationId"], bundle["operationId"]);
+    assert_eq!(
+        report["certificate"]["sha256Fingerprint"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    assert_eq!(mode(&store.join("azure-iot.json")), 0o600);
+    assert_eq!(mode(&store), 0o700);
+
+    // Again without --force: reported from the store.
+    let (code, out2, err2) = run_cli(&args).await;
+    assert_eq!(code, 0);
+    let again: Value = serde_json::from_str(out2.trim()).unwrap();
+    assert_eq!(again["reused"], true);
+    assert_eq!(again["certificate"], report["certificate"]);
+
+    // status, text and JSON.
+    let (code, status_text, err3) =
+        run_cli(&["status", "azure-iot", "--store", store.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{err3}");
+    assert!(status_text.contains("440101234567890"), "{status_text}");
+    let (code, status_json, err4) =
+        run_cli(&["status", "--store", store.to_str().unwrap(), "--json"]).await;
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(status_json.trim()).unwrap();
+    assert_eq!(status["bundles"].as_array().unwrap().len(), 1);
+    assert_eq!(status["bundles"][0]["deviceId"], "440101234567890");
+
+    assert_no_secret(
+        &[
+            &out,
+            &err,
+            &out2,
+            &err2,
+            &status_text,
+            &err3,
+            &status_json,
+            &err4,
+        ],
+        &key_lines(&store),
+    );
+    mock.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn cli_exit_codes_name_the_error_class() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, mock.ca_pem()).unwrap();
+    let store = tmp.path().join("store");
+    let endpoint = mock.endpoint();
+    let base = |target: &'static str| {
+        vec![
+            "provision".to_string(),
+            target.to_string(),
+            "--endpoint".into(),
+            endpoint.clone(),
+            "--ca-file".into(),
+            ca.to_str().unwrap().into(),
+            "--store".into(),
+            store.to_str().unwrap().into(),
+            "--poll-interval-ms".into(),
+            "10".into(),
+            "--json".into(),
+        ]
+    };
+    async fn run(args: Vec<String>) -> (i32, Value) {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = run_cli(&refs).await;
+        let json = serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {out}\n{err}"));
+        (code, json)
+    }
+
+    mock.inject(
+        "/v1/provisioning/aws/",
+        Fault::Status {
+            status: 403,
+            code: "KRY0403".into(),
+            message: "not on the SORACOM network".into(),
+        },
+    );
+    let (code, json) = run(base("aws-iot")).await;
+    assert_eq!(code, 6);
+    assert_eq!(json["error"]["kind"], "http-status");
+    assert_eq!(json["error"]["status"], 403);
+    assert_eq!(json["error"]["code"], "KRY0403");
+    mock.clear_faults();
+
+    mock.inject(
+        "/v1/provisioning/azure/iot/registrations/",
+        Fault::RegistrationStatus("disabled".into()),
+    );
+    let (code, json) = run(base("azure-iot")).await;
+    assert_eq!(code, 8);
+    assert_eq!(json["error"]["status"], "disabled");
+    mock.clear_faults();
+
+    mock.inject("/", Fault::MalformedJson);
+    let (code, json) = run(base("aws-iot")).await;
+    assert_eq!(code, 7);
+    assert_eq!(json["error"]["field"], "body");
+    mock.clear_faults();
+
+    let mut args = base("aws-iot");
+    args[3] = "https://127.0.0.1:1".into(); // nothing listens there
+    let (code, json) = run(args).await;
+    assert_eq!(code, 4);
+    assert_eq!(json["error"]["kind"], "transport");
+
+    let mut args = base("aws-iot");
+    args[3] = "krypton.soracom.io:8036".into(); // no scheme
+    let (code, json) = run(args).await;
+    assert_eq!(code, 3);
+    assert_eq!(json["error"]["kind"], "host");
+
+    let mut args = base("arc");
+    args.push("--force".into());
+    let (code, json) = run(args).await;
+    assert_eq!(code, 10);
+    assert_eq!(json["error"]["kind"], "unsupported");
+
+    // Nothing was stored by any of the failures.
+    let (code, _, _) = run_cli(&["status", "aws-iot", "--store", store.to_str().unwrap()]).await;
+    assert_eq!(code, 11);
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn demo_provisions_both_targets_and_prints_no_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let (code, out, err) = run_cli(&["-v", "demo", "--store", store.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "stderr:\n{err}");
+    assert!(
+        out.contains("azure-iot: provisioned bundle `azure-iot`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("deviceId             440101234567890"),
+        "{out}"
+    );
+    assert!(out.contains("host                 krypton-mock-hub.azure-devices.net"));
+    assert!(out.contains("aws-iot: provisioned bundle `aws-iot`"));
+    assert!(out.contains("clientId             thing-440101234567890"));
+    assert!(out.contains("certificate SHA-256"));
+    assert!(out.contains("not after"));
+    assert_eq!(mode(&store.join("azure-iot.json")), 0o600);
+    assert_eq!(mode(&store.join("aws-iot.json")), 0o600);
+    assert_no_secret(&[&out, &err], &key_lines(&store));
+}

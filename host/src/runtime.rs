@@ -27,6 +27,7 @@ pub mod bindings {
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
         },
         require_store_data_send: true,
+        additional_derives: [PartialEq],
     });
 }
 
