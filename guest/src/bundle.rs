@@ -56,7 +56,7 @@ pub struct AzureIotBundle {
     pub root_ca_certificate: Option<String>,
 }
 
-/// AWS IoT Core credentials (Krypton P1).
+/// AWS IoT Core credentials (Krypton P1, or P1 + P2 + P3 in the split flow).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AwsIotBundle {
@@ -67,7 +67,7 @@ pub struct AwsIotBundle {
     pub region: String,
     /// AWS IoT data endpoint, e.g. `xxxx-ats.iot.ap-northeast-1.amazonaws.com`.
     pub host: String,
-    /// MQTT client ID (the thing name).
+    /// MQTT client ID: Krypton's `clientId`, else the thing name.
     pub client_id: String,
     /// Device certificate (and chain), PEM.
     pub certificate: String,
@@ -76,6 +76,92 @@ pub struct AwsIotBundle {
     /// Amazon root CA, PEM, when Krypton sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_ca_certificate: Option<String>,
+    /// AWS IoT certificate ID, when Krypton sent one (split flow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_id: Option<String>,
+}
+
+/// Amazon Cognito temporary credentials (Krypton P4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsCognitoBundle {
+    pub format_version: u32,
+    pub obtained_at_ms: u64,
+    /// Cognito identity ID, e.g. `ap-northeast-1:1234…`.
+    pub identity_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// AWS access key ID (an identifier, not a secret, per AWS).
+    pub access_key_id: String,
+    pub secret_key: Secret,
+    pub session_token: Secret,
+    /// When the credentials expire, ms since the Unix epoch (normalised from ms, s or ISO-8601).
+    pub expiration_ms: u64,
+}
+
+/// Amazon Cognito OpenID token (Krypton P5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsCognitoOpenidBundle {
+    pub format_version: u32,
+    pub obtained_at_ms: u64,
+    pub region: String,
+    pub identity_id: String,
+    pub token: Secret,
+}
+
+/// SORACOM Inventory (LwM2M) bootstrap credentials (Krypton P9).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryBundle {
+    pub format_version: u32,
+    pub obtained_at_ms: u64,
+    /// The LwM2M endpoint client name the device registered with.
+    pub endpoint: String,
+    /// LwM2M server URI, e.g. `coaps://jp.inventory.soracom.io:5684`.
+    pub server_uri: String,
+    /// DTLS-PSK identity (the Inventory device ID, `d-…`).
+    pub psk_id: String,
+    /// DTLS-PSK key, standard base64 of 16 bytes.
+    pub application_key: Secret,
+}
+
+/// SORACOM Arc WireGuard parameters (Krypton P10).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArcBundle {
+    pub format_version: u32,
+    pub obtained_at_ms: u64,
+    /// WireGuard private key of this client, base64 (44 characters).
+    pub arc_client_peer_private_key: Secret,
+    /// The client's tunnel address (IPv4 literal).
+    pub arc_client_peer_ip_address: String,
+    /// WireGuard public key of the Arc server, base64 (44 characters).
+    pub arc_server_peer_public_key: String,
+    /// `host:port` exactly as Krypton sent it, `:11010` added when it had no port.
+    pub arc_server_endpoint: String,
+    /// CIDRs routed through the tunnel.
+    #[serde(rename = "arcAllowedIPs")]
+    pub arc_allowed_ips: Vec<String>,
+}
+
+/// SORACOM Air subscriber metadata (Krypton P11): the JSON object as Krypton sent it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriberMetadataBundle {
+    pub format_version: u32,
+    pub obtained_at_ms: u64,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// SORACOM Air group userdata (Krypton P12): raw text, not JSON. Treated as secret because
+/// operators put anything there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserdataBundle {
+    pub format_version: u32,
+    pub obtained_at_ms: u64,
+    pub userdata: Secret,
 }
 
 /// A stored bundle, tagged by target (`"target": "azure-iot"`).
@@ -84,6 +170,33 @@ pub struct AwsIotBundle {
 pub enum Bundle {
     AzureIot(AzureIotBundle),
     AwsIot(AwsIotBundle),
+    AwsCognito(AwsCognitoBundle),
+    AwsCognitoOpenid(AwsCognitoOpenidBundle),
+    Inventory(InventoryBundle),
+    Arc(ArcBundle),
+    SubscriberMetadata(SubscriberMetadataBundle),
+    Userdata(UserdataBundle),
+}
+
+/// Cognito credentials are refreshed when less than this is left, ms.
+pub const COGNITO_REFRESH_MARGIN_MS: u64 = 5 * 60 * 1000;
+
+/// Seconds since the epoch as RFC 3339 UTC.
+pub fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
+}
+
+fn ids(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 impl Bundle {
@@ -91,12 +204,31 @@ impl Bundle {
         match self {
             Bundle::AzureIot(_) => Target::AzureIot,
             Bundle::AwsIot(_) => Target::AwsIot,
+            Bundle::AwsCognito(_) => Target::AwsCognito,
+            Bundle::AwsCognitoOpenid(_) => Target::AwsCognitoOpenid,
+            Bundle::Inventory(_) => Target::Inventory,
+            Bundle::Arc(_) => Target::Arc,
+            Bundle::SubscriberMetadata(_) => Target::SubscriberMetadata,
+            Bundle::Userdata(_) => Target::Userdata,
+        }
+    }
+
+    fn header(&self) -> (u32, u64) {
+        match self {
+            Bundle::AzureIot(b) => (b.format_version, b.obtained_at_ms),
+            Bundle::AwsIot(b) => (b.format_version, b.obtained_at_ms),
+            Bundle::AwsCognito(b) => (b.format_version, b.obtained_at_ms),
+            Bundle::AwsCognitoOpenid(b) => (b.format_version, b.obtained_at_ms),
+            Bundle::Inventory(b) => (b.format_version, b.obtained_at_ms),
+            Bundle::Arc(b) => (b.format_version, b.obtained_at_ms),
+            Bundle::SubscriberMetadata(b) => (b.format_version, b.obtained_at_ms),
+            Bundle::Userdata(b) => (b.format_version, b.obtained_at_ms),
         }
     }
 
     /// Serialize for the secret store.
     pub fn to_bytes(&self) -> Vec<u8> {
-        // Serializing plain strings and integers cannot fail.
+        // Serializing strings, integers and JSON values cannot fail.
         serde_json::to_vec_pretty(self).expect("bundle serializes")
     }
 
@@ -106,10 +238,7 @@ impl Bundle {
             // serde_json's messages name a position or a field, never a value.
             Error::Storage(format!("stored bundle `{name}` is unreadable: {e}"))
         })?;
-        let version = match &bundle {
-            Bundle::AzureIot(b) => b.format_version,
-            Bundle::AwsIot(b) => b.format_version,
-        };
+        let (version, _) = bundle.header();
         if version != FORMAT_VERSION {
             return Err(Error::Storage(format!(
                 "stored bundle `{name}` has format version {version}, this component reads {FORMAT_VERSION}"
@@ -118,47 +247,114 @@ impl Bundle {
         Ok(bundle)
     }
 
-    fn certificate_pem(&self) -> &str {
+    fn certificate_pem(&self) -> Option<&str> {
         match self {
-            Bundle::AzureIot(b) => &b.certificate,
-            Bundle::AwsIot(b) => &b.certificate,
+            Bundle::AzureIot(b) => Some(&b.certificate),
+            Bundle::AwsIot(b) => Some(&b.certificate),
+            _ => None,
         }
     }
 
-    /// The report for this bundle: identifiers and a summary of its leaf certificate.
+    /// Whether a stored bundle may be reported instead of calling Krypton again (`now_ms`: ms
+    /// since the epoch). Certificates: until `notAfter`. Cognito credentials: until 5 min
+    /// before `expiration`. Inventory and Arc: always (a new bootstrap re-keys the device).
+    /// OpenID tokens, metadata and userdata: never (cheap, short-lived or changing).
+    pub fn reusable(&self, report: &Report, now_ms: u64) -> bool {
+        match self {
+            Bundle::AzureIot(_) | Bundle::AwsIot(_) => report
+                .certificate
+                .as_ref()
+                .is_some_and(|c| c.not_after.saturating_mul(1000) > now_ms as i64),
+            Bundle::AwsCognito(b) => {
+                b.expiration_ms > now_ms.saturating_add(COGNITO_REFRESH_MARGIN_MS)
+            }
+            Bundle::Inventory(_) | Bundle::Arc(_) => true,
+            Bundle::AwsCognitoOpenid(_) | Bundle::SubscriberMetadata(_) | Bundle::Userdata(_) => {
+                false
+            }
+        }
+    }
+
+    /// The report for this bundle: identifiers (never secrets) and a summary of its leaf
+    /// certificate, if it has one.
     ///
-    /// Errors: [`Error::Storage`] when the stored certificate no longer parses.
+    /// Errors: [`Error::Storage`] when a stored certificate no longer parses.
     pub fn report(&self, reused: bool) -> Result<Report, Error> {
         let target = self.target();
-        let certs =
-            validate::parse_certificates("certificate", self.certificate_pem()).map_err(|e| {
-                Error::Storage(format!("stored bundle `{}`: {e}", target.bundle_name()))
-            })?;
-        let (obtained_at_ms, identifiers) = match self {
-            Bundle::AzureIot(b) => (
-                b.obtained_at_ms,
-                vec![
-                    ("deviceId".to_string(), b.device_id.clone()),
-                    ("host".to_string(), b.host.clone()),
-                    ("operationId".to_string(), b.operation_id.clone()),
-                ],
-            ),
-            Bundle::AwsIot(b) => (
-                b.obtained_at_ms,
-                vec![
-                    ("clientId".to_string(), b.client_id.clone()),
-                    ("host".to_string(), b.host.clone()),
-                    ("region".to_string(), b.region.clone()),
-                ],
-            ),
+        let certificate = match self.certificate_pem() {
+            Some(pem) => {
+                let certs = validate::parse_certificates("certificate", pem).map_err(|e| {
+                    Error::Storage(format!("stored bundle `{}`: {e}", target.bundle_name()))
+                })?;
+                Some(validate::summarize(&certs[0]))
+            }
+            None => None,
         };
+        let identifiers = match self {
+            Bundle::AzureIot(b) => ids(&[
+                ("deviceId", &b.device_id),
+                ("host", &b.host),
+                ("operationId", &b.operation_id),
+            ]),
+            Bundle::AwsIot(b) => {
+                let mut v = ids(&[
+                    ("clientId", &b.client_id),
+                    ("host", &b.host),
+                    ("region", &b.region),
+                ]);
+                if let Some(id) = &b.certificate_id {
+                    v.push(("certificateId".into(), id.clone()));
+                }
+                v
+            }
+            Bundle::AwsCognito(b) => {
+                let mut v = ids(&[
+                    ("identityId", &b.identity_id),
+                    ("accessKeyId", &b.access_key_id),
+                ]);
+                if let Some(region) = &b.region {
+                    v.push(("region".into(), region.clone()));
+                }
+                v.push((
+                    "expiration".into(),
+                    rfc3339((b.expiration_ms / 1000) as i64),
+                ));
+                v
+            }
+            Bundle::AwsCognitoOpenid(b) => {
+                ids(&[("identityId", &b.identity_id), ("region", &b.region)])
+            }
+            Bundle::Inventory(b) => ids(&[
+                ("endpoint", &b.endpoint),
+                ("serverUri", &b.server_uri),
+                ("pskId", &b.psk_id),
+            ]),
+            Bundle::Arc(b) => ids(&[
+                ("arcClientPeerIpAddress", &b.arc_client_peer_ip_address),
+                ("arcServerEndpoint", &b.arc_server_endpoint),
+                ("arcServerPeerPublicKey", &b.arc_server_peer_public_key),
+                ("arcAllowedIPs", &b.arc_allowed_ips.join(",")),
+            ]),
+            Bundle::SubscriberMetadata(b) => {
+                let mut v = Vec::new();
+                for key in ["imsi", "msisdn", "groupId", "status"] {
+                    if let Some(value) = b.metadata.get(key).and_then(|v| v.as_str()) {
+                        v.push((key.to_string(), value.to_string()));
+                    }
+                }
+                v.push(("fields".into(), b.metadata.len().to_string()));
+                v
+            }
+            Bundle::Userdata(b) => vec![("bytes".into(), b.userdata.expose().len().to_string())],
+        };
+        let (_, obtained_at_ms) = self.header();
         Ok(Report {
             target,
             bundle: target.bundle_name().to_string(),
             reused,
             obtained_at_ms,
             identifiers,
-            certificate: Some(validate::summarize(&certs[0])),
+            certificate,
         })
     }
 }

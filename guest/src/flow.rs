@@ -1,26 +1,24 @@
-//! The provisioning flows, written against [`Capabilities`] so they run natively in unit tests
-//! and inside the component with `wasi:http`, `wasi:clocks` and the `secret-store` import.
+//! The HTTP side of every Krypton operation, written against [`Capabilities`] so it runs
+//! natively in unit tests and inside the component with `wasi:http`, `wasi:clocks`,
+//! `wasi:random` and the `secret-store` import. Per-target logic is in [`crate::targets`].
 //!
-//! Operations (paths and fields from `reference/krypton-api.md` §2.2):
-//! * `azure-iot`: `POST /v1/provisioning/azure/iot/register` (P6) returns an `operationId`;
-//!   then `GET /v1/provisioning/azure/iot/registrations/{operationId}` (P7; network mode uses
-//!   `GET`, as SORACOM's sample does) until `status` is `assigned`. Krypton relays DPS states:
-//!   `assigning` and `unassigned` mean "not yet"; any other status ends the run with
-//!   [`Error::RegistrationFailed`]. The wait between polls is `poll_interval_ms` (SORACOM's
-//!   sample uses 1 s), or Krypton's `Retry-After` in seconds when longer, capped at
-//!   [`MAX_RETRY_AFTER_MS`]; the whole loop is bounded by the operation deadline.
-//! * `aws-iot`: `POST /v1/provisioning/aws/iot/bootstrap` (P1). AWS mints a new key pair and
-//!   certificate on every call, so a valid stored bundle is reused unless `force` is set.
-//!
-//! Request body in network mode: `{"requestParameters": {...}}` when parameters are given,
-//! otherwise `{}` (what soratun sends; krypton-api.md §2.1).
+//! Policy (DESIGN.md "every wait is bounded"):
+//! * per-request connect / first-byte / between-bytes timeouts, each clamped to what is left
+//!   of the whole-operation deadline;
+//! * retries only where repeating is safe: connection failures and single-request timeouts,
+//!   HTTP 408, 429 and 5xx; exponential backoff with full jitter, or `Retry-After` (seconds or
+//!   an HTTP date, RFC 9110 §10.2.3) capped at [`MAX_RETRY_AFTER_MS`]; never past the deadline;
+//!   the final error says how many attempts were made;
+//! * redirects are never followed: a 3xx is [`Error::HttpStatus`] naming the target host, and
+//!   no body or identity goes there;
+//! * bodies are read to their framed end with a cap of [`MAX_BODY_BYTES`].
 //!
 //! Nothing is written to the store until a response has been fully validated: a failed,
 //! partial or invalid response leaves the previous bundle untouched.
 
-use crate::bundle::{AwsIotBundle, AzureIotBundle, Bundle, FORMAT_VERSION, Secret};
-use crate::model::{AuthMode, Error, ProvisionRequest, Report, Target, Timeouts};
-use crate::validate;
+use crate::bundle::Bundle;
+use crate::model::{AuthMode, Error, ProvisionRequest, Report, RetryPolicy, Target, Timeouts};
+use crate::targets;
 use serde_json::{Map, Value};
 
 /// Largest response body read, bytes. Krypton bundles are a few KiB.
@@ -59,7 +57,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Parse `https://host[:port][/prefix]`. Errors: [`Error::InvalidRequest`] for anything
-    /// else (no scheme, a scheme other than http/https, a query, no host).
+    /// else (no scheme, a scheme other than http/https, a query, no host, user info).
     pub fn parse(url: &str) -> Result<Self, Error> {
         let bad = |why: &str| Error::InvalidRequest(format!("endpoint `{url}`: {why}"));
         let uri: http::Uri = url.parse().map_err(|e| bad(&format!("not a URL ({e})")))?;
@@ -112,24 +110,34 @@ impl HttpResponse {
     }
 }
 
+/// A failed send: the error, and whether sending again may succeed (connection refused or
+/// reset, a timeout) or cannot (TLS certificate rejected, refused by the host's allow-list,
+/// an oversized body).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendFailure {
+    pub error: Error,
+    pub transient: bool,
+}
+
 /// What the flows need from their environment. In the component these are `wasi:http`,
-/// `wasi:clocks`, stderr and the `secret-store` import; in unit tests, fakes.
+/// `wasi:clocks`, `wasi:random`, stderr and the `secret-store` import; in unit tests, fakes.
 pub trait Capabilities {
     /// Send one request and read the whole response body (at most `max_body` bytes).
-    /// Errors: [`Error::Transport`] or [`Error::Timeout`], with the `wasi:http` error code.
     fn send(
         &mut self,
         endpoint: &Endpoint,
         request: &HttpRequest,
         timeouts: Timeouts,
         max_body: usize,
-    ) -> Result<HttpResponse, Error>;
+    ) -> Result<HttpResponse, SendFailure>;
     /// Monotonic time, ms.
     fn monotonic_ms(&self) -> u64;
     /// Wall-clock time, ms since the Unix epoch.
     fn unix_ms(&self) -> u64;
     /// Block for `ms` milliseconds.
     fn sleep_ms(&mut self, ms: u64);
+    /// A random number (backoff jitter; not for keys).
+    fn random_u64(&mut self) -> u64;
     /// One progress line for the operator. Never called with a secret.
     fn log(&mut self, line: &str);
     fn store_get(&mut self, name: &str) -> Result<Option<Vec<u8>>, Error>;
@@ -137,13 +145,13 @@ pub trait Capabilities {
 }
 
 /// The whole-operation deadline.
-struct Deadline {
+pub struct Deadline {
     start_ms: u64,
-    budget_ms: u64,
+    pub budget_ms: u64,
 }
 
 impl Deadline {
-    fn remaining(&self, caps: &impl Capabilities) -> u64 {
+    pub fn remaining(&self, caps: &impl Capabilities) -> u64 {
         let elapsed = caps.monotonic_ms().saturating_sub(self.start_ms);
         self.budget_ms.saturating_sub(elapsed)
     }
@@ -168,36 +176,129 @@ impl Deadline {
 }
 
 /// Everything one run needs, parsed and checked once.
-struct Run<'a, C: Capabilities> {
-    caps: &'a mut C,
+pub struct Run<'a, C: Capabilities> {
+    pub caps: &'a mut C,
     endpoint: Endpoint,
     timeouts: Timeouts,
-    deadline: Deadline,
+    retry: RetryPolicy,
+    pub deadline: Deadline,
 }
 
-impl<C: Capabilities> Run<'_, C> {
-    /// One Krypton call. 2xx is returned; 3xx and >= 400 become [`Error::HttpStatus`]
-    /// (redirects are never followed: the body and the device's identity stay with Krypton).
-    fn call(
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP date, as ms from `now_unix_ms`,
+/// capped at [`MAX_RETRY_AFTER_MS`]. A malformed value is `None` (the caller's backoff applies).
+pub fn retry_after_ms(response: &HttpResponse, now_unix_ms: u64) -> Option<u64> {
+    let value = response.header("retry-after")?.trim();
+    let ms = if let Ok(secs) = value.parse::<u64>() {
+        secs.saturating_mul(1000)
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
+        let at_ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
+        at_ms.saturating_sub(now_unix_ms)
+    };
+    Some(ms.min(MAX_RETRY_AFTER_MS))
+}
+
+/// Statuses worth another attempt: 408 Request Timeout, 429 Too Many Requests, 5xx.
+fn retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500..=599)
+}
+
+impl<'a, C: Capabilities> Run<'a, C> {
+    /// Start a run: parse the endpoint and set the deadline clock.
+    pub fn new(caps: &'a mut C, request: &ProvisionRequest) -> Result<Self, Error> {
+        let endpoint = Endpoint::parse(&request.endpoint)?;
+        let start_ms = caps.monotonic_ms();
+        Ok(Run {
+            caps,
+            endpoint,
+            timeouts: request.timeouts,
+            retry: request.retry,
+            deadline: Deadline {
+                start_ms,
+                budget_ms: u64::from(request.deadline_ms),
+            },
+        })
+    }
+
+    /// Backoff with full jitter before attempt `attempt + 1`, ms.
+    fn backoff_ms(&mut self, attempt: u32) -> u64 {
+        let exp = u64::from(self.retry.base_delay_ms).saturating_mul(1u64 << attempt.min(30));
+        let cap = exp.min(u64::from(self.retry.max_delay_ms));
+        if cap == 0 {
+            0
+        } else {
+            self.caps.random_u64() % (cap + 1)
+        }
+    }
+
+    /// One Krypton call with the retry policy. A 2xx response is returned; 3xx and >= 400
+    /// become [`Error::HttpStatus`]; transport failures [`Error::Transport`] or
+    /// [`Error::Timeout`]. When more than one attempt was made, the error says so.
+    pub fn call(
         &mut self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<HttpResponse, Error> {
         let what = format!("{} {path}", method.as_str());
-        let timeouts = self.deadline.clamp(self.caps, self.timeouts, &what)?;
         let request = HttpRequest {
             method,
             path: format!("{}{path}", self.endpoint.base_path),
             body,
         };
-        let started = self.caps.monotonic_ms();
-        let response = self
-            .caps
-            .send(&self.endpoint, &request, timeouts, MAX_BODY_BYTES)?;
-        let took = self.caps.monotonic_ms().saturating_sub(started);
-        self.caps
-            .log(&format!("{what} -> {} ({took} ms)", response.status));
+        let mut attempt = 1u32;
+        let outcome = loop {
+            let timeouts = self.deadline.clamp(self.caps, self.timeouts, &what)?;
+            let started = self.caps.monotonic_ms();
+            let outcome = self
+                .caps
+                .send(&self.endpoint, &request, timeouts, MAX_BODY_BYTES);
+            let took = self.caps.monotonic_ms().saturating_sub(started);
+            let (retry, hint, summary) = match &outcome {
+                Ok(r) => {
+                    self.caps
+                        .log(&format!("{what} -> {} ({took} ms)", r.status));
+                    (
+                        retryable_status(r.status),
+                        retry_after_ms(r, self.caps.unix_ms()),
+                        format!("HTTP {}", r.status),
+                    )
+                }
+                Err(f) => {
+                    self.caps
+                        .log(&format!("{what} failed after {took} ms: {}", f.error));
+                    (f.transient, None, f.error.to_string())
+                }
+            };
+            if !retry || attempt >= self.retry.max_attempts.max(1) {
+                break outcome;
+            }
+            let wait = match hint {
+                Some(ms) => ms,
+                None => self.backoff_ms(attempt - 1),
+            };
+            if wait >= self.deadline.remaining(self.caps) {
+                self.caps.log(&format!(
+                    "{what}: not retrying: waiting {wait} ms would pass the operation deadline"
+                ));
+                break outcome;
+            }
+            self.caps.log(&format!(
+                "{what}: attempt {attempt} failed ({summary}); retrying in {wait} ms"
+            ));
+            self.caps.sleep_ms(wait);
+            attempt += 1;
+        };
+        let tried = if attempt > 1 {
+            format!(" (after {attempt} attempts)")
+        } else {
+            String::new()
+        };
+        let response = outcome.map_err(|f| match f.error {
+            Error::Transport(m) => Error::Transport(format!("{m}{tried}")),
+            Error::Timeout(m) => Error::Timeout(format!("{m}{tried}")),
+            other => other,
+        })?;
         match response.status {
             200..=299 => Ok(response),
             300..=399 => {
@@ -217,7 +318,11 @@ impl<C: Capabilities> Run<'_, C> {
                     request: what,
                 })
             }
-            status => Err(http_status_error(status, &response.body, what)),
+            status => Err(http_status_error(
+                status,
+                &response.body,
+                format!("{what}{tried}"),
+            )),
         }
     }
 }
@@ -247,11 +352,14 @@ pub fn http_status_error(status: u16, body: &[u8], request: String) -> Error {
     }
 }
 
+/// A 2xx body as UTF-8 text. Errors name `body`.
+pub fn text_body(body: &[u8]) -> Result<&str, Error> {
+    std::str::from_utf8(body).map_err(|e| Error::invalid("body", format!("not UTF-8 ({e})")))
+}
+
 /// Parse a 2xx body as a JSON object. Errors name `body`: not UTF-8, not JSON, not an object.
 pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| Error::invalid("body", format!("not UTF-8 ({e})")))?;
-    let value: Value = serde_json::from_str(text)
+    let value: Value = serde_json::from_str(text_body(body)?)
         .map_err(|e| Error::invalid("body", format!("not JSON ({e})")))?;
     match value {
         Value::Object(map) => Ok(map),
@@ -262,7 +370,8 @@ pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
+/// The JSON type of a value, for error messages that must not echo the value.
+pub fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -302,169 +411,33 @@ pub fn optional_str<'m>(
     }
 }
 
-/// A host name Krypton returned (`host`): non-empty, no scheme, path, or whitespace.
-fn host_name(obj: &Map<String, Value>, field: &str) -> Result<String, Error> {
-    let host = required_str(obj, field)?.trim();
-    if host.contains(['/', ' ', '\t', '\n', '@']) {
-        return Err(Error::invalid(field, "not a host name"));
-    }
-    Ok(host.to_string())
-}
-
-/// Build the network-mode body: `{"requestParameters": {...}}`, or `{}` without parameters.
-/// Errors: [`Error::InvalidRequest`] when `params` is not a JSON object.
-pub fn request_body(params: Option<&str>) -> Result<Vec<u8>, Error> {
-    let mut body = Map::new();
-    if let Some(text) = params {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| Error::InvalidRequest(format!("requestParameters is not JSON: {e}")))?;
-        if !value.is_object() {
-            return Err(Error::InvalidRequest(format!(
-                "requestParameters must be a JSON object, got {}",
-                json_type(&value)
-            )));
-        }
-        body.insert("requestParameters".to_string(), value);
-    }
-    Ok(serde_json::to_vec(&Value::Object(body)).expect("JSON value serializes"))
-}
-
-/// Validated certificate, key and optional root CA from a response, as canonical PEM.
-struct Credentials {
-    certificate: String,
-    private_key: Secret,
-    root_ca_certificate: Option<String>,
-}
-
-fn credentials(obj: &Map<String, Value>) -> Result<Credentials, Error> {
-    let certs = validate::parse_certificates("certificate", required_str(obj, "certificate")?)?;
-    let private_key = validate::check_private_key(
-        "privateKey",
-        required_str(obj, "privateKey")?,
-        &certs[0].cert,
-    )?;
-    let root_ca_certificate = match optional_str(obj, "rootCaCertificate")? {
-        Some(text) => Some(validate::certificates_to_pem(
-            &validate::parse_certificates("rootCaCertificate", text)?,
-        )),
-        None => None,
+/// Parse `requestParameters` text. Errors: [`Error::InvalidRequest`] when it is not a JSON object.
+pub fn parse_params(params: Option<&str>) -> Result<Option<Map<String, Value>>, Error> {
+    let Some(text) = params else {
+        return Ok(None);
     };
-    Ok(Credentials {
-        certificate: validate::certificates_to_pem(&certs),
-        private_key: Secret::new(private_key),
-        root_ca_certificate,
-    })
-}
-
-/// An `operationId` goes into a URL path: allow only the characters DPS uses.
-fn operation_id(obj: &Map<String, Value>) -> Result<String, Error> {
-    let id = required_str(obj, "operationId")?;
-    let ok = id.len() <= 256
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~'));
-    if !ok {
-        return Err(Error::invalid(
-            "operationId",
-            "contains characters that are not allowed in a URL path segment",
-        ));
-    }
-    Ok(id.to_string())
-}
-
-/// `Retry-After` in seconds (RFC 9110 §10.2.3), as ms capped at [`MAX_RETRY_AFTER_MS`].
-/// Anything else (an HTTP date, garbage) is `None` and the caller's own interval applies.
-pub fn retry_after_ms(response: &HttpResponse) -> Option<u64> {
-    let secs: u64 = response.header("retry-after")?.trim().parse().ok()?;
-    Some(secs.saturating_mul(1000).min(MAX_RETRY_AFTER_MS))
-}
-
-/// DPS states that mean "keep polling".
-fn is_pending(status: &str) -> bool {
-    matches!(status, "assigning" | "unassigned")
-}
-
-fn azure_iot<C: Capabilities>(
-    run: &mut Run<'_, C>,
-    body: Vec<u8>,
-    poll_ms: u64,
-) -> Result<Bundle, Error> {
-    let register = run.call(
-        Method::Post,
-        "/v1/provisioning/azure/iot/register",
-        Some(body),
-    )?;
-    let obj = json_object(&register.body)?;
-    let op = operation_id(&obj)?;
-    if let Some(status) = optional_str(&obj, "status")?
-        && !is_pending(status)
-        && status != "assigned"
-    {
-        return Err(Error::RegistrationFailed {
-            operation_id: op,
-            status: status.to_string(),
-        });
-    }
-    run.caps.log(&format!(
-        "registration {op} started; polling until assigned"
-    ));
-    let path = format!("/v1/provisioning/azure/iot/registrations/{op}");
-    let mut wait = retry_after_ms(&register).unwrap_or(0).max(poll_ms);
-    let mut polls = 0u32;
-    loop {
-        let left = run.deadline.remaining(run.caps);
-        if wait >= left {
-            return Err(Error::Timeout(format!(
-                "Azure registration {op} was not assigned within the {} ms deadline ({polls} polls)",
-                run.deadline.budget_ms
-            )));
-        }
-        run.caps.sleep_ms(wait);
-        polls += 1;
-        let response = run.call(Method::Get, &path, None)?;
-        let obj = json_object(&response.body)?;
-        let status = required_str(&obj, "status")?;
-        if status == "assigned" {
-            let creds = credentials(&obj)?;
-            return Ok(Bundle::AzureIot(AzureIotBundle {
-                format_version: FORMAT_VERSION,
-                obtained_at_ms: run.caps.unix_ms(),
-                device_id: required_str(&obj, "deviceId")?.to_string(),
-                host: host_name(&obj, "host")?,
-                operation_id: op,
-                certificate: creds.certificate,
-                private_key: creds.private_key,
-                root_ca_certificate: creds.root_ca_certificate,
-            }));
-        }
-        if !is_pending(status) {
-            return Err(Error::RegistrationFailed {
-                operation_id: op,
-                status: status.to_string(),
-            });
-        }
-        wait = retry_after_ms(&response).unwrap_or(0).max(poll_ms);
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| Error::InvalidRequest(format!("requestParameters is not JSON: {e}")))?;
+    match value {
+        Value::Object(map) => Ok(Some(map)),
+        other => Err(Error::InvalidRequest(format!(
+            "requestParameters must be a JSON object, got {}",
+            json_type(&other)
+        ))),
     }
 }
 
-fn aws_iot<C: Capabilities>(run: &mut Run<'_, C>, body: Vec<u8>) -> Result<Bundle, Error> {
-    let response = run.call(
-        Method::Post,
-        "/v1/provisioning/aws/iot/bootstrap",
-        Some(body),
-    )?;
-    let obj = json_object(&response.body)?;
-    let creds = credentials(&obj)?;
-    Ok(Bundle::AwsIot(AwsIotBundle {
-        format_version: FORMAT_VERSION,
-        obtained_at_ms: run.caps.unix_ms(),
-        region: required_str(&obj, "region")?.to_string(),
-        host: host_name(&obj, "host")?,
-        client_id: required_str(&obj, "clientId")?.to_string(),
-        certificate: creds.certificate,
-        private_key: creds.private_key,
-        root_ca_certificate: creds.root_ca_certificate,
-    }))
+/// The network-mode body: `{"requestParameters": {...}}`, or `{}` without parameters
+/// (what soratun sends; krypton-api.md §2.1). Unknown keys pass through unchanged.
+pub fn request_body(params: Option<&Map<String, Value>>) -> Vec<u8> {
+    let mut body = Map::new();
+    if let Some(params) = params {
+        body.insert(
+            "requestParameters".to_string(),
+            Value::Object(params.clone()),
+        );
+    }
+    serde_json::to_vec(&Value::Object(body)).expect("JSON value serializes")
 }
 
 /// The stored bundle for `target`, if any. Errors: [`Error::Storage`].
@@ -482,9 +455,9 @@ pub fn status(caps: &mut impl Capabilities, target: Target) -> Result<Option<Rep
 
 /// Provision `request.target` and store its bundle (WIT `provision`).
 ///
-/// Without `force`, a stored bundle whose certificate is still valid is reported
-/// (`reused: true`) and Krypton is not called. A stored bundle that is unreadable or expired
-/// is replaced. Errors: every [`Error`] variant; on any error the store is unchanged.
+/// Without `force`, a stored bundle that [`Bundle::reusable`] accepts is reported
+/// (`reused: true`) and Krypton is not called; an unreadable or stale one is replaced.
+/// Errors: every [`Error`] variant; on any error the store is unchanged.
 pub fn provision(
     caps: &mut impl Capabilities,
     request: &ProvisionRequest,
@@ -495,63 +468,60 @@ pub fn provision(
                 .to_string(),
         ));
     }
-    if !matches!(request.target, Target::AzureIot | Target::AwsIot) {
-        return Err(Error::Unsupported(format!(
-            "target `{}` is not implemented by this component version",
-            request.target.name()
-        )));
-    }
-    let endpoint = Endpoint::parse(&request.endpoint)?;
-    let body = request_body(request.request_parameters.as_deref())?;
+    let params = parse_params(request.request_parameters.as_deref())?;
     let target = request.target;
+    // Check what can be checked before any call.
+    let mut run = Run::new(caps, request)?;
+    let plan = targets::plan(target, params)?;
 
     if !request.force {
-        match load(caps, target) {
+        match load(run.caps, target) {
             Ok(Some(bundle)) => match bundle.report(true) {
-                Ok(report)
-                    if report.certificate.as_ref().is_some_and(|c| {
-                        c.not_after.saturating_mul(1000) > caps.unix_ms() as i64
-                    }) =>
-                {
-                    caps.log(&format!(
+                Ok(report) if bundle.reusable(&report, run.caps.unix_ms()) => {
+                    run.caps.log(&format!(
                         "{}: a valid bundle is stored; not calling Krypton (use --force to replace it)",
                         target.name()
                     ));
                     return Ok(report);
                 }
-                Ok(_) => caps.log(&format!(
-                    "{}: the stored certificate has expired; provisioning anew",
+                Ok(_) => run.caps.log(&format!(
+                    "{}: the stored bundle is stale; provisioning anew",
                     target.name()
                 )),
-                Err(e) => caps.log(&format!("{}: {e}; provisioning anew", target.name())),
+                Err(e) => run
+                    .caps
+                    .log(&format!("{}: {e}; provisioning anew", target.name())),
             },
             Ok(None) => {}
-            Err(e) => caps.log(&format!("{}: {e}; provisioning anew", target.name())),
+            Err(e) => run
+                .caps
+                .log(&format!("{}: {e}; provisioning anew", target.name())),
         }
     }
 
-    let start_ms = caps.monotonic_ms();
-    let mut run = Run {
-        caps,
-        endpoint,
-        timeouts: request.timeouts,
-        deadline: Deadline {
-            start_ms,
-            budget_ms: u64::from(request.deadline_ms),
-        },
-    };
-    let bundle = match target {
-        Target::AzureIot => azure_iot(&mut run, body, u64::from(request.poll_interval_ms))?,
-        Target::AwsIot => aws_iot(&mut run, body)?,
-        _ => unreachable!("checked above"),
-    };
+    let bundle = targets::execute(&mut run, plan, u64::from(request.poll_interval_ms))?;
     // Build the report before storing, so a bundle that cannot be reported is never stored.
     let report = bundle.report(false)?;
-    caps.store_put(target.bundle_name(), &bundle.to_bytes())?;
-    caps.log(&format!(
+    run.caps
+        .store_put(target.bundle_name(), &bundle.to_bytes())?;
+    run.caps.log(&format!(
         "{}: stored bundle `{}`",
         target.name(),
         report.bundle
     ));
     Ok(report)
+}
+
+/// A `wg-quick` configuration from the stored `arc` bundle (WIT `wireguard-config`).
+/// Errors: [`Error::Storage`] when no `arc` bundle is stored; see [`targets::wireguard_config`].
+pub fn wireguard_config(
+    caps: &mut impl Capabilities,
+    krypton_addresses: &[String],
+) -> Result<String, Error> {
+    match load(caps, Target::Arc)? {
+        Some(Bundle::Arc(bundle)) => targets::wireguard_config(&bundle, krypton_addresses),
+        _ => Err(Error::Storage(
+            "no `arc` bundle is stored: run `krypton-host provision arc` first".into(),
+        )),
+    }
 }

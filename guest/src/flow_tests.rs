@@ -1,6 +1,7 @@
 //! Native unit tests of the flows with scripted HTTP responses, a fake clock and an in-memory store.
 
 use crate::bundle::Bundle;
+use crate::flow::SendFailure;
 use crate::flow::*;
 use crate::model::*;
 use serde_json::json;
@@ -13,7 +14,8 @@ const ROOT_CRT: &str = include_str!("../testdata/root.crt");
 
 #[derive(Default)]
 struct Fake {
-    responses: VecDeque<Result<HttpResponse, Error>>,
+    responses: VecDeque<Result<HttpResponse, SendFailure>>,
+    random: u64,
     requests: Vec<(String, String, Option<String>, Timeouts)>,
     now_ms: u64,
     slept: Vec<u64>,
@@ -50,7 +52,7 @@ impl Capabilities for Fake {
         request: &HttpRequest,
         timeouts: Timeouts,
         _max: usize,
-    ) -> Result<HttpResponse, Error> {
+    ) -> Result<HttpResponse, SendFailure> {
         assert_eq!(endpoint.authority, "krypton.example:8036");
         self.requests.push((
             request.method.as_str().to_string(),
@@ -73,6 +75,9 @@ impl Capabilities for Fake {
     fn sleep_ms(&mut self, ms: u64) {
         self.slept.push(ms);
         self.now_ms += ms;
+    }
+    fn random_u64(&mut self) -> u64 {
+        self.random
     }
     fn log(&mut self, line: &str) {
         self.logs.push(line.to_string());
@@ -99,6 +104,11 @@ fn request(target: Target) -> ProvisionRequest {
             connect_ms: 10_000,
             first_byte_ms: 30_000,
             between_bytes_ms: 30_000,
+        },
+        retry: RetryPolicy {
+            max_attempts: 1,
+            base_delay_ms: 500,
+            max_delay_ms: 8_000,
         },
     }
 }
@@ -385,10 +395,7 @@ fn bad_requests_are_refused_before_any_call() {
         );
         assert!(fake.requests.is_empty());
     }
-    let mut req = request(Target::Arc);
-    let err = provision(&mut Fake::default(), &req).unwrap_err();
-    assert!(matches!(err, Error::Unsupported(_)));
-    req.target = Target::AzureIot;
+    let mut req = request(Target::AzureIot);
     req.mode = AuthMode::Sim;
     assert!(matches!(
         provision(&mut Fake::default(), &req).unwrap_err(),
@@ -450,4 +457,589 @@ fn secrets_do_not_show_in_debug_output() {
     let debug = format!("{bundle:?}");
     assert!(debug.contains("Secret(<redacted>)"));
     assert!(!debug.contains("PRIVATE KEY"));
+}
+
+fn with_retries(target: Target, attempts: u32) -> ProvisionRequest {
+    let mut req = request(target);
+    req.retry.max_attempts = attempts;
+    req
+}
+
+fn transient(msg: &str) -> Result<HttpResponse, SendFailure> {
+    Err(SendFailure {
+        error: Error::Transport(msg.into()),
+        transient: true,
+    })
+}
+
+fn aws_ok() -> serde_json::Value {
+    json!({"region": "ap-northeast-1", "host": "abc-ats.iot.ap-northeast-1.amazonaws.com",
+           "clientId": "thing-1", "certificate": EC_CRT, "privateKey": EC_SEC1})
+}
+
+#[test]
+fn transient_failures_are_retried_with_jittered_backoff() {
+    let mut fake = Fake {
+        random: 123_456,
+        ..Fake::default()
+    };
+    fake.responses.push_back(transient("ConnectionRefused"));
+    let mut fake = fake
+        .reply(503, json!({"code": "KRY503", "message": "busy"}))
+        .reply(200, aws_ok());
+    provision(&mut fake, &with_retries(Target::AwsIot, 4)).unwrap();
+    assert_eq!(fake.requests.len(), 3);
+    // Full jitter: random % (min(max, base * 2^n) + 1) with base 500 ms, max 8 s.
+    assert_eq!(fake.slept, vec![123_456 % 501, 123_456 % 1001]);
+    assert!(fake.store.contains_key("aws-iot"));
+}
+
+#[test]
+fn retry_after_is_honoured_in_seconds_and_as_an_http_date() {
+    // 1_800_000_000_000 ms = Fri, 15 Jan 2027 08:00:00 GMT; the fake clock adds 10 ms per call.
+    let mut fake = Fake::default()
+        .reply_raw(429, &[("retry-after", "7")], b"")
+        .reply_raw(
+            503,
+            &[("retry-after", "Fri, 15 Jan 2027 08:00:30 GMT")],
+            b"",
+        )
+        .reply_raw(503, &[("retry-after", "soon")], b"")
+        .reply_raw(503, &[("retry-after", "86400")], b"")
+        .reply(200, aws_ok());
+    fake.random = 99;
+    let mut req = with_retries(Target::AwsIot, 5);
+    req.deadline_ms = 3_600_000;
+    provision(&mut fake, &req).unwrap();
+    assert_eq!(fake.slept[0], 7_000);
+    // The date is 30 s after the fake clock's start; 20 ms and 7 s have passed since.
+    assert_eq!(fake.slept[1], 30_000 - 7_000 - 20);
+    // A malformed value falls back to backoff (99 % (2000 + 1)).
+    assert_eq!(fake.slept[2], 99);
+    // One day is capped at 300 s.
+    assert_eq!(fake.slept[3], MAX_RETRY_AFTER_MS);
+}
+
+#[test]
+fn the_final_error_says_what_was_tried() {
+    let mut fake = Fake::default();
+    for _ in 0..3 {
+        fake = fake.reply(502, json!({"code": "KRY502", "message": "upstream"}));
+    }
+    let err = provision(&mut fake, &with_retries(Target::AwsIot, 3)).unwrap_err();
+    let Error::HttpStatus {
+        status,
+        request,
+        code,
+        ..
+    } = err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(status, 502);
+    assert_eq!(code.as_deref(), Some("KRY502"));
+    assert_eq!(
+        request,
+        "POST /v1/provisioning/aws/iot/bootstrap (after 3 attempts)"
+    );
+    assert_eq!(fake.requests.len(), 3);
+
+    let mut fake = Fake::default();
+    for _ in 0..2 {
+        fake.responses.push_back(transient("ConnectionRefused"));
+    }
+    let err = provision(&mut fake, &with_retries(Target::AwsIot, 2)).unwrap_err();
+    assert_eq!(
+        err,
+        Error::Transport("ConnectionRefused (after 2 attempts)".into())
+    );
+}
+
+#[test]
+fn client_errors_and_permanent_failures_are_not_retried() {
+    let mut fake = Fake::default().reply(400, json!({"code": "KRY400", "message": "bad"}));
+    assert!(matches!(
+        provision(&mut fake, &with_retries(Target::AwsIot, 5)).unwrap_err(),
+        Error::HttpStatus { status: 400, .. }
+    ));
+    assert_eq!(fake.requests.len(), 1);
+    let mut fake = Fake::default();
+    fake.responses.push_back(Err(SendFailure {
+        error: Error::Transport("TlsCertificateError".into()),
+        transient: false,
+    }));
+    assert_eq!(
+        provision(&mut fake, &with_retries(Target::AwsIot, 5)).unwrap_err(),
+        Error::Transport("TlsCertificateError".into())
+    );
+    assert!(fake.slept.is_empty());
+}
+
+#[test]
+fn retries_stop_at_the_deadline() {
+    let mut fake = Fake::default()
+        .reply_raw(503, &[("retry-after", "60")], b"")
+        .reply(200, aws_ok());
+    let mut req = with_retries(Target::AwsIot, 5);
+    req.deadline_ms = 30_000;
+    let err = provision(&mut fake, &req).unwrap_err();
+    assert!(
+        matches!(err, Error::HttpStatus { status: 503, .. }),
+        "{err:?}"
+    );
+    assert!(fake.slept.is_empty());
+    assert!(
+        fake.logs
+            .iter()
+            .any(|l| l.contains("would pass the operation deadline"))
+    );
+}
+
+#[test]
+fn aws_split_flow_fetches_certificate_and_root_ca_then_stores_once() {
+    let mut fake = Fake::default()
+        .reply(
+            200,
+            json!({"privateKey": EC_SEC1, "host": "abc-ats.iot.eu-west-1.amazonaws.com",
+                           "thingName": "gw-9", "certificateId": "ab12"}),
+        )
+        .reply(200, json!({"certificate": EC_CRT}))
+        .reply(200, json!({"rootCaCertificate": ROOT_CRT}));
+    let mut req = request(Target::AwsIot);
+    req.request_parameters = Some(r#"{"skipCertificates":"true","thingName":""}"#.into());
+    let report = provision(&mut fake, &req).unwrap();
+    let calls: Vec<_> = fake
+        .requests
+        .iter()
+        .map(|r| (r.1.as_str(), r.2.as_deref()))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            (
+                "/v1/provisioning/aws/iot/bootstrap",
+                Some(r#"{"requestParameters":{"skipCertificates":true}}"#)
+            ),
+            ("/v1/provisioning/aws/iot/certificates/ab12", Some("{}")),
+            ("/v1/provisioning/aws/iot/ca_certificate", Some("{}")),
+        ]
+    );
+    assert_eq!(
+        identifiers(&report),
+        vec![
+            ("clientId", "gw-9"),
+            ("host", "abc-ats.iot.eu-west-1.amazonaws.com"),
+            ("region", "eu-west-1"),
+            ("certificateId", "ab12")
+        ]
+    );
+    let Bundle::AwsIot(b) = Bundle::from_bytes("aws-iot", &fake.store["aws-iot"]).unwrap() else {
+        panic!()
+    };
+    assert_eq!(b.root_ca_certificate.as_deref(), Some(ROOT_CRT));
+    assert_eq!(b.certificate, EC_CRT);
+
+    // The CA call fails: nothing is stored.
+    let mut fake = Fake::default()
+        .reply(200, json!({"privateKey": EC_SEC1, "host": "h.iot.r.amazonaws.com", "clientId": "c", "certificateId": "ab12"}))
+        .reply(200, json!({"certificate": EC_CRT}))
+        .reply(500, json!({"code": "KRY500", "message": "x"}));
+    req.request_parameters = Some(r#"{"skipCertificates":true}"#.into());
+    assert!(provision(&mut fake, &req).is_err());
+    assert!(fake.store.is_empty());
+}
+
+#[test]
+fn thing_name_is_validated_locally() {
+    for bad in [
+        r#"{"thingName":"has space"}"#,
+        r#"{"thingName":"é"}"#,
+        r#"{"thingName":7}"#,
+    ] {
+        let mut req = request(Target::AwsIot);
+        req.request_parameters = Some(bad.into());
+        let mut fake = Fake::default();
+        assert!(
+            matches!(provision(&mut fake, &req), Err(Error::InvalidRequest(_))),
+            "{bad}"
+        );
+        assert!(fake.requests.is_empty());
+    }
+    let long = format!(r#"{{"thingName":"{}"}}"#, "a".repeat(129));
+    let mut req = request(Target::AwsIot);
+    req.request_parameters = Some(long);
+    assert!(matches!(
+        provision(&mut Fake::default(), &req),
+        Err(Error::InvalidRequest(_))
+    ));
+    // The client ID falls back to the requested thing name.
+    let mut fake = Fake::default().reply(
+        200,
+        json!({"region": "r", "host": "h", "certificate": EC_CRT, "privateKey": EC_SEC1}),
+    );
+    req.request_parameters = Some(format!(
+        r#"{{"thingName":"{}","x":1}}"#,
+        "a:b_c-D".repeat(2)
+    ));
+    let report = provision(&mut fake, &req).unwrap();
+    assert_eq!(identifiers(&report)[0], ("clientId", "a:b_c-Da:b_c-D"));
+    assert_eq!(
+        fake.requests[0].2.as_deref(),
+        Some(r#"{"requestParameters":{"thingName":"a:b_c-Da:b_c-D","x":1}}"#)
+    );
+}
+
+#[test]
+fn cognito_expiration_accepts_ms_seconds_and_iso_as_the_same_instant() {
+    use crate::targets::parse_expiration;
+    let instant = 1_800_000_000_000u64; // 2027-01-15T08:00:00Z
+    assert_eq!(
+        parse_expiration(Some(&json!(1_800_000_000_000u64))),
+        Ok(instant)
+    );
+    assert_eq!(
+        parse_expiration(Some(&json!(1_800_000_000u64))),
+        Ok(instant)
+    );
+    assert_eq!(
+        parse_expiration(Some(&json!("2027-01-15T08:00:00Z"))),
+        Ok(instant)
+    );
+    assert_eq!(
+        parse_expiration(Some(&json!("2027-01-15T17:00:00+09:00"))),
+        Ok(instant)
+    );
+    assert_eq!(
+        parse_expiration(Some(&json!("2027-01-15T08:00:00.250Z"))),
+        Ok(instant + 250)
+    );
+    for bad in [
+        json!(0),
+        json!(-5),
+        json!(1.5),
+        json!("tomorrow"),
+        json!("1800000000"),
+        json!(true),
+        json!({}),
+    ] {
+        let err = parse_expiration(Some(&bad)).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidResponse { field, .. } if field == "credentials.expiration"),
+            "{bad}: {err:?}"
+        );
+    }
+    assert_eq!(
+        parse_expiration(None),
+        Err(Error::invalid("credentials.expiration", "missing"))
+    );
+}
+
+#[test]
+fn cognito_credentials_are_stored_and_refreshed_before_expiry() {
+    let now_s = 1_800_000_000u64;
+    let creds = |exp: u64| {
+        json!({"identityId": "ap-northeast-1:abcd", "region": "ap-northeast-1",
+        "credentials": {"accessKeyId": "ASIAEXAMPLE", "secretKey": "CANARY-secret", "sessionToken": "CANARY-token", "expiration": exp}})
+    };
+    let mut fake = Fake::default()
+        .reply(200, creds(now_s + 3600))
+        .reply(200, creds(now_s + 7200));
+    let report = provision(&mut fake, &request(Target::AwsCognito)).unwrap();
+    assert_eq!(
+        fake.requests[0].1,
+        "/v1/provisioning/aws/cognito/credentials"
+    );
+    assert_eq!(
+        identifiers(&report),
+        vec![
+            ("identityId", "ap-northeast-1:abcd"),
+            ("accessKeyId", "ASIAEXAMPLE"),
+            ("region", "ap-northeast-1"),
+            ("expiration", "2027-01-15T09:00:00Z")
+        ]
+    );
+    let Bundle::AwsCognito(b) =
+        Bundle::from_bytes("aws-cognito", &fake.store["aws-cognito"]).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(b.secret_key.expose(), "CANARY-secret");
+    assert_eq!(b.session_token.expose(), "CANARY-token");
+    assert_eq!(b.expiration_ms, (now_s + 3600) * 1000);
+    // Valid for an hour: reused.
+    assert!(
+        provision(&mut fake, &request(Target::AwsCognito))
+            .unwrap()
+            .reused
+    );
+    // Four minutes before expiry: refreshed.
+    fake.now_ms += 56 * 60 * 1000;
+    let fresh = provision(&mut fake, &request(Target::AwsCognito)).unwrap();
+    assert!(!fresh.reused);
+    assert_eq!(fake.requests.len(), 2);
+    // A nested field error names its path.
+    let mut fake = Fake::default().reply(
+        200,
+        json!({"identityId": "x", "credentials": {"accessKeyId": "A", "secretKey": 5}}),
+    );
+    assert_eq!(
+        provision(&mut fake, &request(Target::AwsCognito)).unwrap_err(),
+        Error::invalid("credentials.secretKey", "expected a string, got a number")
+    );
+}
+
+#[test]
+fn openid_token_metadata_and_userdata() {
+    let mut fake = Fake::default().reply(
+        200,
+        json!({"region": "ap-northeast-1", "token": "CANARY-openid", "identityId": "id-1"}),
+    );
+    let report = provision(&mut fake, &request(Target::AwsCognitoOpenid)).unwrap();
+    assert_eq!(
+        fake.requests[0].1,
+        "/v1/provisioning/aws/cognito/open_id_tokens"
+    );
+    assert_eq!(
+        identifiers(&report),
+        vec![("identityId", "id-1"), ("region", "ap-northeast-1")]
+    );
+
+    let metadata = json!({"imsi": "440101234567890", "groupId": "g-1", "tags": {"name": "gw"}, "speedClass": "s1.fast"});
+    let mut fake = Fake::default().reply(200, metadata.clone());
+    let report = provision(&mut fake, &request(Target::SubscriberMetadata)).unwrap();
+    assert_eq!(
+        fake.requests[0].1,
+        "/v1/provisioning/soracom/air/subscriber_metadata"
+    );
+    assert_eq!(
+        identifiers(&report),
+        vec![
+            ("imsi", "440101234567890"),
+            ("groupId", "g-1"),
+            ("fields", "4")
+        ]
+    );
+    let Bundle::SubscriberMetadata(b) =
+        Bundle::from_bytes("m", &fake.store["subscriber-metadata"]).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(serde_json::Value::Object(b.metadata), metadata);
+
+    let mut fake =
+        Fake::default().reply_raw(200, &[("content-type", "text/plain")], b"my-bucket\nline 2");
+    let report = provision(&mut fake, &request(Target::Userdata)).unwrap();
+    assert_eq!(fake.requests[0].1, "/v1/provisioning/soracom/air/userdata");
+    assert_eq!(identifiers(&report), vec![("bytes", "16")]);
+    let Bundle::Userdata(b) = Bundle::from_bytes("u", &fake.store["userdata"]).unwrap() else {
+        panic!()
+    };
+    assert_eq!(b.userdata.expose(), "my-bucket\nline 2");
+    // Always fetched again: userdata changes with the group's configuration.
+    let mut fake2 = Fake {
+        store: fake.store.clone(),
+        ..Fake::default()
+    }
+    .reply_raw(200, &[], b"v2");
+    assert!(
+        !provision(&mut fake2, &request(Target::Userdata))
+            .unwrap()
+            .reused
+    );
+}
+
+#[test]
+fn inventory_needs_an_endpoint_and_an_application_key() {
+    let mut req = request(Target::Inventory);
+    assert!(
+        matches!(provision(&mut Fake::default(), &req), Err(Error::InvalidRequest(m)) if m.contains("endpoint"))
+    );
+    req.request_parameters = Some(r#"{"endpoint":"gw-0042"}"#.into());
+    let mut fake = Fake::default().reply(
+        200,
+        json!({"serverUri": "coaps://jp.inventory.soracom.io:5684",
+        "pskId": "d-0123456789abcdefghij", "applicationKey": "gvFdTTvSWsNoTX/kjBNRKQ=="}),
+    );
+    let report = provision(&mut fake, &req).unwrap();
+    assert_eq!(
+        fake.requests[0].2.as_deref(),
+        Some(r#"{"endpoint":"gw-0042","requestParameters":{"endpoint":"gw-0042"}}"#)
+    );
+    assert_eq!(
+        identifiers(&report),
+        vec![
+            ("endpoint", "gw-0042"),
+            ("serverUri", "coaps://jp.inventory.soracom.io:5684"),
+            ("pskId", "d-0123456789abcdefghij")
+        ]
+    );
+    for (body, field, reason) in [
+        (
+            json!({"serverUri": "coaps://x:5684", "pskId": "d-1", "nonce": "AAECAwQFBgcICQoLDA0ODw==", "timestamp": "1700000000123"}),
+            "applicationKey",
+            "missing: Krypton sent nonce/timestamp, which only SIM-authenticated mode can turn into a key",
+        ),
+        (
+            json!({"serverUri": "coaps://x:5684", "pskId": "d-1", "applicationKey": "AAAA"}),
+            "applicationKey",
+            "expected 16 bytes, got 3",
+        ),
+        (
+            json!({"serverUri": "x", "pskId": "d-1", "applicationKey": "gvFdTTvSWsNoTX/kjBNRKQ=="}),
+            "serverUri",
+            "not a URI (expected e.g. coaps://host:5684)",
+        ),
+    ] {
+        let mut fake = Fake::default().reply(200, body);
+        assert_eq!(
+            provision(&mut fake, &req).unwrap_err(),
+            Error::invalid(field, reason)
+        );
+    }
+}
+
+#[test]
+fn inventory_key_derivation_matches_the_reference_vector() {
+    // krypton-api.md §3.5: nonce AAECAwQFBgcICQoLDA0ODw==, timestamp 1700000000123, CK 00..0f.
+    let ck: Vec<u8> = (0u8..16).collect();
+    assert_eq!(
+        crate::targets::inventory_application_key("AAECAwQFBgcICQoLDA0ODw==", "1700000000123", &ck)
+            .unwrap(),
+        "gvFdTTvSWsNoTX/kjBNRKQ=="
+    );
+}
+
+const WG_PRIV: &str = "Q0FOQVJZLXdpcmVndWFyZC1wcml2YXRlLWtleS0zMmI="; // 32 bytes
+const WG_PUB: &str = "c2VydmVyLXB1YmxpYy1rZXktb2YtMzItYnl0ZXMhISE=";
+
+fn arc_body(endpoint: &str) -> serde_json::Value {
+    json!({"arcClientPeerPrivateKey": WG_PRIV, "arcClientPeerIpAddress": "10.123.45.6",
+           "arcServerPeerPublicKey": WG_PUB, "arcServerEndpoint": endpoint,
+           "arcAllowedIPs": ["100.127.0.0/16", "54.250.252.67/32"]})
+}
+
+#[test]
+fn arc_fields_are_validated_and_the_endpoint_text_kept() {
+    for (endpoint, stored) in [
+        ("beck.arc.soracom.io:11010", "beck.arc.soracom.io:11010"),
+        ("beck.arc.soracom.io", "beck.arc.soracom.io:11010"),
+        ("[2001:db8::1]:5555", "[2001:db8::1]:5555"),
+    ] {
+        let mut fake = Fake::default().reply(200, arc_body(endpoint));
+        let report = provision(&mut fake, &request(Target::Arc)).unwrap();
+        assert_eq!(fake.requests[0].1, "/v1/provisioning/soracom/arc/bootstrap");
+        assert_eq!(identifiers(&report)[1], ("arcServerEndpoint", stored));
+    }
+    let cases = [
+        (
+            "arcClientPeerPrivateKey",
+            json!("tooshort"),
+            "not a WireGuard key (44 characters of base64, 32 bytes)",
+        ),
+        (
+            "arcServerPeerPublicKey",
+            json!(42),
+            "expected a string, got a number",
+        ),
+        (
+            "arcClientPeerIpAddress",
+            json!("10.0.0.300"),
+            "not an IP address",
+        ),
+        (
+            "arcServerEndpoint",
+            json!("host:99999"),
+            "expected host:port, e.g. xxx.arc.soracom.io:11010",
+        ),
+        (
+            "arcAllowedIPs",
+            json!(["100.127.0.0/16", "100.127.0.0/40"]),
+            "entry 2 is not a CIDR such as 100.127.0.0/16",
+        ),
+        ("arcAllowedIPs", json!([]), "empty"),
+    ];
+    for (field, value, reason) in cases {
+        let mut body = arc_body("x:1");
+        body[field] = value;
+        let mut fake = Fake::default().reply(200, body);
+        assert_eq!(
+            provision(&mut fake, &request(Target::Arc)).unwrap_err(),
+            Error::invalid(field, reason)
+        );
+        assert!(fake.store.is_empty());
+    }
+}
+
+#[test]
+fn wireguard_config_routes_krypton_through_the_tunnel() {
+    let mut fake = Fake::default().reply(200, arc_body("beck.arc.soracom.io"));
+    provision(&mut fake, &request(Target::Arc)).unwrap();
+    let config = wireguard_config(
+        &mut fake,
+        &[
+            "54.250.252.99".into(),
+            "54.250.252.67".into(),
+            "100.127.1.1".into(),
+            "2001:db8::9".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        config,
+        format!(
+            "# SORACOM Arc, from the Krypton `arc` bundle. Contains a private key: keep it 0600.\n\
+             # Added so that calls to Krypton go through the tunnel: 54.250.252.99/32, 2001:db8::9/128\n\
+             [Interface]\nAddress = 10.123.45.6/32\nPrivateKey = {WG_PRIV}\n\n[Peer]\nPublicKey = {WG_PUB}\n\
+             Endpoint = beck.arc.soracom.io:11010\n\
+             AllowedIPs = 100.127.0.0/16, 54.250.252.67/32, 54.250.252.99/32, 2001:db8::9/128\n\
+             PersistentKeepalive = 60\n"
+        )
+    );
+    assert!(matches!(
+        wireguard_config(&mut fake, &["krypton.soracom.io".into()]),
+        Err(Error::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        wireguard_config(&mut Fake::default(), &[]),
+        Err(Error::Storage(_))
+    ));
+}
+
+#[test]
+fn a_moved_device_replaces_hub_id_certificate_and_key_together() {
+    let mut fake = Fake::default()
+        .reply(200, json!({"operationId": "4.op-1", "status": "assigning"}))
+        .reply(200, assigned());
+    provision(&mut fake, &request(Target::AzureIot)).unwrap();
+    let rsa_crt = include_str!("../testdata/rsa.crt");
+    let rsa_key = include_str!("../testdata/rsa-pkcs1.key");
+    let moved = json!({"operationId": "4.op-2", "status": "assigned", "deviceId": "dev-moved",
+        "host": "hub-2.azure-devices.net", "certificate": rsa_crt, "privateKey": rsa_key});
+    let mut fake = Fake {
+        store: fake.store,
+        ..Fake::default()
+    }
+    .reply(200, json!({"operationId": "4.op-2", "status": "assigning"}))
+    .reply(200, moved);
+    let mut req = request(Target::AzureIot);
+    req.force = true;
+    provision(&mut fake, &req).unwrap();
+    let Bundle::AzureIot(b) = Bundle::from_bytes("azure-iot", &fake.store["azure-iot"]).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            b.device_id.as_str(),
+            b.host.as_str(),
+            b.operation_id.as_str()
+        ),
+        ("dev-moved", "hub-2.azure-devices.net", "4.op-2")
+    );
+    assert_eq!(b.certificate, rsa_crt);
+    assert_eq!(b.private_key.expose(), rsa_key);
+    assert_eq!(
+        b.root_ca_certificate, None,
+        "the old root CA must not survive the swap"
+    );
 }

@@ -7,6 +7,7 @@
 pub mod bundle;
 pub mod flow;
 pub mod model;
+pub mod targets;
 pub mod validate;
 
 #[cfg(target_arch = "wasm32")]
@@ -128,6 +129,11 @@ mod glue {
                     first_byte_ms: request.timeouts.first_byte_ms,
                     between_bytes_ms: request.timeouts.between_bytes_ms,
                 },
+                retry: model::RetryPolicy {
+                    max_attempts: request.retry.max_attempts,
+                    base_delay_ms: request.retry.base_delay_ms,
+                    max_delay_ms: request.retry.max_delay_ms,
+                },
             };
             flow::provision(&mut WasiCapabilities, &request)
                 .map(report_to)
@@ -140,6 +146,10 @@ mod glue {
             flow::status(&mut WasiCapabilities, target_from(target))
                 .map(|r| r.map(report_to))
                 .map_err(error_to)
+        }
+
+        fn wireguard_config(krypton_addresses: Vec<String>) -> Result<String, wit::ProvisionError> {
+            flow::wireguard_config(&mut WasiCapabilities, &krypton_addresses).map_err(error_to)
         }
 
         fn version() -> (String, String) {

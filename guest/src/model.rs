@@ -54,6 +54,17 @@ pub struct Timeouts {
     pub between_bytes_ms: u32,
 }
 
+/// Retry policy for failed Krypton calls (WIT `retry-policy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per call, the first included (1 = no retry).
+    pub max_attempts: u32,
+    /// Backoff base, ms.
+    pub base_delay_ms: u32,
+    /// Backoff ceiling, ms.
+    pub max_delay_ms: u32,
+}
+
 /// One provisioning run (WIT `provision-request`).
 #[derive(Clone, Debug)]
 pub struct ProvisionRequest {
@@ -69,6 +80,7 @@ pub struct ProvisionRequest {
     /// Azure poll interval when no `Retry-After` arrives, ms.
     pub poll_interval_ms: u32,
     pub timeouts: Timeouts,
+    pub retry: RetryPolicy,
 }
 
 /// Non-secret facts about a certificate (WIT `certificate-summary`).

@@ -15,7 +15,8 @@ use crate::bindings::wasi::http::types::{
     RequestOptions, Scheme,
 };
 use crate::bindings::wasi::io::streams::StreamError;
-use crate::flow::{Capabilities, Endpoint, HttpRequest, HttpResponse, Method};
+use crate::bindings::wasi::random::random;
+use crate::flow::{Capabilities, Endpoint, HttpRequest, HttpResponse, Method, SendFailure};
 use crate::model::{Error, Timeouts};
 
 /// The component's real capabilities (stateless: every call goes to an import).
@@ -30,18 +31,45 @@ fn ms_to_ns(ms: u32) -> u64 {
 }
 
 /// Map a `wasi:http` error code to our error: timeouts are [`Error::Timeout`], the rest
-/// [`Error::Transport`]. `what` says which request it was.
-fn transport_error(code: &ErrorCode, what: &str) -> Error {
+/// [`Error::Transport`]. `what` says which request it was. Refusals that another attempt
+/// cannot change (the host's allow-list, a rejected certificate, a malformed URL) are not
+/// transient; connection failures and timeouts are.
+fn transport_error(code: &ErrorCode, what: &str) -> SendFailure {
     match code {
         ErrorCode::ConnectionTimeout
         | ErrorCode::ConnectionReadTimeout
         | ErrorCode::ConnectionWriteTimeout
         | ErrorCode::HttpResponseTimeout
-        | ErrorCode::DnsTimeout => Error::Timeout(format!("{what}: {code:?}")),
-        ErrorCode::HttpRequestDenied => Error::Transport(format!(
-            "{what}: the host refused the request (HttpRequestDenied): the destination is not on its outbound allow-list"
-        )),
-        _ => Error::Transport(format!("{what}: {code:?}")),
+        | ErrorCode::DnsTimeout => SendFailure {
+            error: Error::Timeout(format!("{what}: {code:?}")),
+            transient: true,
+        },
+        ErrorCode::HttpRequestDenied => SendFailure {
+            error: Error::Transport(format!(
+                "{what}: the host refused the request (HttpRequestDenied): the destination is not on its outbound allow-list"
+            )),
+            transient: false,
+        },
+        ErrorCode::TlsCertificateError
+        | ErrorCode::TlsProtocolError
+        | ErrorCode::TlsAlertReceived(_)
+        | ErrorCode::HttpRequestUriInvalid
+        | ErrorCode::HttpRequestMethodInvalid
+        | ErrorCode::ConfigurationError => SendFailure {
+            error: Error::Transport(format!("{what}: {code:?}")),
+            transient: false,
+        },
+        _ => SendFailure {
+            error: Error::Transport(format!("{what}: {code:?}")),
+            transient: true,
+        },
+    }
+}
+
+fn permanent(error: Error) -> SendFailure {
+    SendFailure {
+        error,
+        transient: false,
     }
 }
 
@@ -60,9 +88,12 @@ impl Capabilities for WasiCapabilities {
         request: &HttpRequest,
         timeouts: Timeouts,
         max_body: usize,
-    ) -> Result<HttpResponse, Error> {
+    ) -> Result<HttpResponse, SendFailure> {
         let what = format!("{} {}", request.method.as_str(), request.path);
-        let internal = |m: &str| Error::Transport(format!("{what}: {m}"));
+        let internal = |m: &str| SendFailure {
+            error: Error::Transport(format!("{what}: {m}")),
+            transient: true,
+        };
 
         let mut headers: Vec<(String, Vec<u8>)> = vec![
             ("accept".into(), b"application/json".to_vec()),
@@ -140,7 +171,7 @@ impl Capabilities for WasiCapabilities {
         }
 
         let status = response.status();
-        let headers = response
+        let headers: Vec<(String, String)> = response
             .headers()
             .entries()
             .into_iter()
@@ -164,10 +195,10 @@ impl Capabilities for WasiCapabilities {
                 match stream.blocking_read(READ_CHUNK) {
                     Ok(chunk) => {
                         if body.len() + chunk.len() > max_body {
-                            return Err(Error::invalid(
+                            return Err(permanent(Error::invalid(
                                 "body",
                                 format!("response body larger than the {max_body}-byte limit"),
-                            ));
+                            )));
                         }
                         body.extend_from_slice(&chunk);
                     }
@@ -198,6 +229,18 @@ impl Capabilities for WasiCapabilities {
         if let Ok(Err(code)) = trailers {
             return Err(transport_error(&code, &what));
         }
+        // Refuse close-delimited bodies: without Content-Length or chunked framing a
+        // connection cut short is indistinguishable from a complete answer.
+        let framed = headers.iter().any(|(n, v)| {
+            n == "content-length"
+                || (n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"))
+        });
+        if !framed && !body.is_empty() {
+            return Err(permanent(Error::invalid(
+                "body",
+                "the response has neither Content-Length nor chunked framing (read-until-close is refused)",
+            )));
+        }
         Ok(HttpResponse {
             status,
             headers,
@@ -216,6 +259,10 @@ impl Capabilities for WasiCapabilities {
 
     fn sleep_ms(&mut self, ms: u64) {
         monotonic_clock::subscribe_duration(ms.saturating_mul(1_000_000)).block();
+    }
+
+    fn random_u64(&mut self) -> u64 {
+        random::get_random_u64()
     }
 
     fn log(&mut self, line: &str) {
