@@ -4,10 +4,11 @@
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use krypton_host::http::{self, OutboundPolicy};
-use krypton_host::mock::{Fault, MockConfig, MockKrypton};
+use krypton_host::mock::{ExpirationFormat, Fault, MockConfig, MockKrypton};
 use krypton_host::output::{self, exit};
 use krypton_host::runtime::{
-    AuthMode, DEFAULT_COMPONENT, HttpTimeouts, KryptonPre, ProvisionRequest, Runtime, Target,
+    AuthMode, DEFAULT_COMPONENT, HttpTimeouts, KryptonPre, ProvisionRequest, RetryPolicy, Runtime,
+    Target,
 };
 use krypton_host::store::SecretStore;
 use serde_json::{Map, Value, json};
@@ -53,9 +54,32 @@ enum Command {
     /// Serve a mock Krypton over HTTPS on loopback (for tests and CI). Prints one JSON line
     /// {"endpoint": "https://127.0.0.1:PORT", "caFile": "PATH"}, then serves until stopped.
     Mock(MockArgs),
-    /// Provision azure-iot and aws-iot against an in-process mock Krypton into a temporary
-    /// store, through the real component, and show what happened.
+    /// Provision every target against an in-process mock Krypton into a temporary store,
+    /// through the real component, and show what happened.
     Demo(DemoArgs),
+    /// Write a wg-quick configuration from the stored `arc` bundle, with Krypton's addresses
+    /// routed through the tunnel (the SORACOM Arc AllowedIPs trap, fixed by construction).
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    WireguardConfig(WireguardArgs),
+}
+
+#[derive(Args)]
+struct WireguardArgs {
+    /// Secret store directory.
+    #[arg(long, env = "KRYPTON_STORE", default_value = DEFAULT_STORE)]
+    store: PathBuf,
+    /// Provisioning component (.wasm). Defaults to the one built into this binary.
+    #[arg(long, env = "KRYPTON_COMPONENT")]
+    component: Option<PathBuf>,
+    /// File to write (mode 0600; it holds the WireGuard private key). `-` writes to stdout.
+    #[arg(long)]
+    out: PathBuf,
+    /// Krypton endpoint whose host name is resolved and routed through the tunnel.
+    #[arg(long, env = "KRYPTON_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    endpoint: String,
+    /// Route these addresses instead of resolving the endpoint (repeatable).
+    #[arg(long = "krypton-address", value_name = "IP")]
+    krypton_addresses: Vec<String>,
 }
 
 #[derive(Args)]
@@ -73,7 +97,8 @@ struct CommonArgs {
 
 #[derive(Args)]
 struct ProvisionArgs {
-    /// azure-iot | aws-iot (more targets are listed in the contract; see README).
+    /// azure-iot | aws-iot | aws-cognito | aws-cognito-openid | inventory | arc |
+    /// subscriber-metadata | userdata
     #[arg(value_parser = output::parse_target)]
     target: Target,
     /// Krypton base URL.
@@ -85,6 +110,10 @@ struct ProvisionArgs {
     /// Provision even if a valid bundle is stored (replaces it only on success).
     #[arg(long)]
     force: bool,
+    /// How the device authenticates: `network` (over SORACOM Air or Arc) or `sim`
+    /// (SIM-authenticated; not implemented by this component version: exit 10).
+    #[arg(long, default_value = "network", value_parser = ["network", "sim"])]
+    mode: String,
     /// One request parameter, sent as a string in `requestParameters` (repeatable).
     #[arg(long = "param", value_name = "KEY=VALUE")]
     params_kv: Vec<String>,
@@ -103,6 +132,16 @@ struct ProvisionArgs {
     /// Timeout for the first response byte and between body chunks, seconds.
     #[arg(long, default_value_t = 30)]
     read_timeout_secs: u32,
+    /// Attempts per Krypton call, the first included. Retried: connection errors, timeouts,
+    /// HTTP 408, 429 and 5xx; backoff with full jitter, or Krypton's Retry-After (max 300 s).
+    #[arg(long, default_value_t = 4)]
+    max_attempts: u32,
+    /// Backoff base, ms (doubles per attempt).
+    #[arg(long, default_value_t = 500)]
+    backoff_base_ms: u32,
+    /// Backoff ceiling, ms.
+    #[arg(long, default_value_t = 8000)]
+    backoff_max_ms: u32,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -140,6 +179,9 @@ struct MockArgs {
     /// Answer every request with malformed JSON.
     #[arg(long)]
     malformed_json: bool,
+    /// Form of Cognito `expiration`: ms (epoch milliseconds), s (epoch seconds) or iso.
+    #[arg(long, default_value = "ms", value_parser = ["ms", "s", "iso"])]
+    expiration_format: String,
 }
 
 #[derive(Args)]
@@ -250,7 +292,11 @@ async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
         .map_err(fail(exit::STORAGE))?;
     let request = ProvisionRequest {
         target: args.target,
-        mode: AuthMode::Network,
+        mode: if args.mode == "sim" {
+            AuthMode::Sim
+        } else {
+            AuthMode::Network
+        },
         endpoint: args.endpoint.clone(),
         request_parameters: request_parameters(&args)?,
         force: args.force,
@@ -260,6 +306,11 @@ async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
             connect_ms: args.connect_timeout_secs.saturating_mul(1000),
             first_byte_ms: args.read_timeout_secs.saturating_mul(1000),
             between_bytes_ms: args.read_timeout_secs.saturating_mul(1000),
+        },
+        retry: RetryPolicy {
+            max_attempts: args.max_attempts,
+            base_delay_ms: args.backoff_base_ms,
+            max_delay_ms: args.backoff_max_ms,
         },
     };
     let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
@@ -362,6 +413,11 @@ async fn mock(args: MockArgs) -> Result<(), HostFailure> {
     let config = MockConfig {
         assigning_polls: args.assigning_polls,
         retry_after_secs: args.retry_after,
+        expiration: match args.expiration_format.as_str() {
+            "s" => ExpirationFormat::EpochSecs,
+            "iso" => ExpirationFormat::Iso8601,
+            _ => ExpirationFormat::EpochMs,
+        },
         ..MockConfig::default()
     };
     let server = MockKrypton::start(args.listen, config)
@@ -453,12 +509,16 @@ async fn demo(args: DemoArgs) -> Result<(), HostFailure> {
     let (host, port) = http::host_port(&server.endpoint()).map_err(fail(exit::INTERNAL))?;
     let policy = OutboundPolicy::new(vec![(host, port)], Some(server.ca_pem().as_bytes()))
         .map_err(fail(exit::INTERNAL))?;
-    for target in [Target::AzureIot, Target::AwsIot] {
+    for (name, target) in output::ALL_TARGETS {
+        // Inventory needs the LwM2M endpoint name of the device.
+        let request_parameters =
+            (target == Target::Inventory).then(|| r#"{"endpoint":"demo-gateway"}"#.to_string());
+        tracing::debug!(target = name, "demo: provisioning");
         let request = ProvisionRequest {
             target,
             mode: AuthMode::Network,
             endpoint: server.endpoint(),
-            request_parameters: None,
+            request_parameters,
             force: false,
             deadline_ms: 30_000,
             poll_interval_ms: 200,
@@ -466,6 +526,11 @@ async fn demo(args: DemoArgs) -> Result<(), HostFailure> {
                 connect_ms: 5_000,
                 first_byte_ms: 10_000,
                 between_bytes_ms: 10_000,
+            },
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base_delay_ms: 100,
+                max_delay_ms: 1_000,
             },
         };
         let started = Instant::now();
@@ -508,6 +573,76 @@ async fn demo(args: DemoArgs) -> Result<(), HostFailure> {
     Ok(())
 }
 
+async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
+    let addresses = if args.krypton_addresses.is_empty() {
+        let (host, port) = http::host_port(&args.endpoint).map_err(fail(exit::INVALID_REQUEST))?;
+        let resolved: Vec<String> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .with_context(|| {
+                format!("resolving {host} (or pass --krypton-address IP for each of its addresses)")
+            })
+            .map_err(fail(exit::TRANSPORT))?
+            .map(|addr| addr.ip().to_string())
+            .collect();
+        tracing::info!(%host, addresses = ?resolved, "resolved Krypton's addresses");
+        resolved
+    } else {
+        args.krypton_addresses.clone()
+    };
+    let store = SecretStore::open(&args.store)
+        .context("opening the secret store")
+        .map_err(fail(exit::STORAGE))?;
+    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
+    let pre = load_component(&runtime, args.component.as_deref())?;
+    let config = match runtime
+        .wireguard_config(&pre, store, &addresses)
+        .await
+        .map_err(fail(exit::INTERNAL))?
+    {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{}", output::error_text(&e));
+            return Err(reported(output::exit_code(&e)));
+        }
+    };
+    if args.out.as_os_str() == "-" {
+        print!("{config}");
+        return Ok(());
+    }
+    write_private_file(&args.out, config.as_bytes())
+        .with_context(|| format!("writing {}", args.out.display()))
+        .map_err(fail(exit::STORAGE))?;
+    eprintln!("wrote {} (mode 0600)", args.out.display());
+    Ok(())
+}
+
+/// Write `bytes` to `path` as a 0600 file, replacing it atomically.
+fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
+        std::process::id()
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let result = file
+        .write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -515,13 +650,14 @@ async fn main() -> ExitCode {
     let json = match &cli.command {
         Command::Provision(a) => a.common.json,
         Command::Status(a) => a.common.json,
-        Command::Mock(_) | Command::Demo(_) => false,
+        Command::Mock(_) | Command::Demo(_) | Command::WireguardConfig(_) => false,
     };
     let result = match cli.command {
         Command::Provision(args) => provision(args).await,
         Command::Status(args) => status(args).await,
         Command::Mock(args) => mock(args).await,
         Command::Demo(args) => demo(args).await,
+        Command::WireguardConfig(args) => wireguard_config(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

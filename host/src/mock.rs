@@ -1,28 +1,38 @@
 //! A mock SORACOM Krypton (network-authenticated mode) over HTTPS on loopback, for tests, the
 //! demo and users' CI.
 //!
-//! It follows `reference/krypton-api.md` for the operations this project implements:
+//! It serves every operation of `reference/krypton-api.md` §2.2 that network mode offers:
 //! * P6 `POST /v1/provisioning/azure/iot/register` answers
-//!   `{"operationId":"4.<hex>","status":"assigning"}`;
-//! * P7 `GET|POST /v1/provisioning/azure/iot/registrations/{operationId}` answers `assigning`
-//!   [`MockConfig::assigning_polls`] times, then `assigned` with `deviceId`, `host`,
-//!   `certificate`, `privateKey` (PKCS#8) and `rootCaCertificate`;
+//!   `{"operationId":"4.<hex>","status":"assigning"}`; P7 `GET|POST …/registrations/{id}`
+//!   answers `assigning` [`MockConfig::assigning_polls`] times, then `assigned` with
+//!   `deviceId`, `host`, `certificate`, `privateKey` (PKCS#8) and `rootCaCertificate`;
 //! * P1 `POST /v1/provisioning/aws/iot/bootstrap` answers `region`, `host`, `clientId`
-//!   (`requestParameters.thingName` when given, else `thing-<IMSI>`, like a `thing-$imsi`
-//!   pattern), `certificate`, `privateKey` (SEC1 `EC PRIVATE KEY`) and `rootCaCertificate`.
+//!   (`requestParameters.thingName`, else `thing-<IMSI>` like a `thing-$imsi` pattern),
+//!   `certificate`, `privateKey` (SEC1) and `rootCaCertificate`; with `skipCertificates: true`
+//!   it answers `privateKey`, `clientId`, `host`, `certificateId` (SHA-256 of the DER
+//!   certificate, as AWS IoT names certificates), and P2 / P3 serve the rest;
+//! * P4 Cognito credentials (`expiration` in the form [`MockConfig::expiration`] picks),
+//!   P5 OpenID token, P9 Inventory (`endpoint` required; `applicationKey` returned),
+//!   P10 Arc, P11 subscriber metadata (a JSON object), P12 userdata (`text/plain`).
 //!
 //! Certificates are real X.509 (ECDSA P-256) issued by a CA the mock generates at start, which
-//! also signs the mock's own TLS certificate for `localhost` and `127.0.0.1`.
+//! also signs the mock's own TLS certificate for `localhost`, `127.0.0.1` and `::1`. Secret
+//! values that are not keys carry the markers in [`CANARIES`], so tests can prove that no
+//! secret reaches a log or a report.
 //!
 //! Where the real service's behaviour is unknown (krypton-api.md §4.1, marked [U]) the mock
-//! picks: errors are `{"code":"KRY…","message":"…"}` with the status; an unknown path is 404
-//! `KRY0404`; an unknown `operationId` is 404 `KRY0404`.
+//! picks: errors are `{"code":"KRY…","message":"…"}` with the status; an unknown path or
+//! `operationId` is 404 `KRY0404`; Inventory without `endpoint` is 400 `KRY0400`.
 //!
-//! Faults are injected per path prefix with [`MockKrypton::inject`]; every request is recorded.
+//! Faults are injected per path prefix with [`MockKrypton::inject`] (until cleared) or
+//! [`MockKrypton::inject_times`] (for the next N matching requests); see [`Fault`]. Every
+//! request is recorded.
 
 use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use hyper::{Request, Response, StatusCode};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -30,14 +40,60 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Largest request body the mock reads, bytes.
 const MAX_REQUEST_BODY: usize = 64 * 1024;
+
+/// Cognito secret key the mock issues.
+pub const CANARY_SECRET_KEY: &str = "CANARY-cognito-secretKey-2f9d";
+/// Cognito session token the mock issues.
+pub const CANARY_SESSION_TOKEN: &str = "CANARY-cognito-sessionToken-81ac";
+/// OpenID token the mock issues.
+pub const CANARY_OPENID_TOKEN: &str = "CANARY-openid-token-5be0";
+/// Userdata text the mock serves.
+pub const CANARY_USERDATA: &str = "CANARY-userdata-bucket-c41d";
+/// Raw bytes of the Inventory application key (16 bytes); sent base64-encoded.
+const CANARY_APP_KEY_RAW: &[u8; 16] = b"CANARY-appkey-16";
+/// Raw bytes of the Arc client WireGuard private key (32 bytes); sent base64-encoded.
+const CANARY_WG_KEY_RAW: &[u8; 32] = b"CANARY-wg-client-private-key-32b";
+
+/// Every secret value (other than PEM keys) the mock issues, as it appears on the wire.
+/// A test that finds one of these in a log, report or error has found a leak.
+pub fn canaries() -> Vec<String> {
+    vec![
+        CANARY_SECRET_KEY.into(),
+        CANARY_SESSION_TOKEN.into(),
+        CANARY_OPENID_TOKEN.into(),
+        CANARY_USERDATA.into(),
+        BASE64.encode(CANARY_APP_KEY_RAW),
+        BASE64.encode(CANARY_WG_KEY_RAW),
+        "CANARY".into(),
+    ]
+}
+
+/// The base64 text of the mock's Arc client private key.
+pub fn arc_private_key() -> String {
+    BASE64.encode(CANARY_WG_KEY_RAW)
+}
+
+/// How the mock writes Cognito `expiration` (all seen in the wild, krypton-api.md P4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpirationFormat {
+    /// Epoch milliseconds (what SORACOM's Java client reads).
+    EpochMs,
+    /// Epoch seconds.
+    EpochSecs,
+    /// An ISO-8601 / RFC 3339 string.
+    Iso8601,
+}
 
 /// How the mock answers.
 #[derive(Clone, Debug)]
@@ -52,6 +108,10 @@ pub struct MockConfig {
     pub azure_hub: String,
     /// AWS region issued.
     pub aws_region: String,
+    /// Cognito credentials lifetime, s.
+    pub cognito_lifetime_secs: u64,
+    /// Form of Cognito `expiration`.
+    pub expiration: ExpirationFormat,
 }
 
 impl Default for MockConfig {
@@ -62,11 +122,13 @@ impl Default for MockConfig {
             imsi: "440101234567890".into(),
             azure_hub: "krypton-mock-hub.azure-devices.net".into(),
             aws_region: "ap-northeast-1".into(),
+            cognito_lifetime_secs: 3600,
+            expiration: ExpirationFormat::EpochMs,
         }
     }
 }
 
-/// A fault the mock returns for every request whose path starts with a prefix.
+/// A fault the mock returns for requests whose path starts with a prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Answer `status` with a `{"code","message"}` body.
@@ -75,10 +137,32 @@ pub enum Fault {
         code: String,
         message: String,
     },
+    /// Answer `status` (e.g. 429 or 503) with `Retry-After: value` and a `{code,message}` body.
+    RetryAfter { status: u16, value: String },
     /// Answer a registration poll with this DPS status (e.g. `failed`).
     RegistrationStatus(String),
     /// Answer 200 with a body that is not valid JSON (cut short).
     MalformedJson,
+    /// Answer 200 with bytes that are not UTF-8.
+    NonUtf8,
+    /// Wait this long before sending the (normal) response headers.
+    DelayHeaders(Duration),
+    /// Send the headers and half of the normal body, then nothing more.
+    StallBody,
+    /// Declare the normal body's Content-Length, send half of it, and close the connection.
+    TruncateBody,
+    /// Send the normal body with chunked framing, 16 bytes per chunk.
+    Chunked,
+    /// Answer 200 with a JSON object padded to this many bytes.
+    Oversized(usize),
+    /// Answer 307 with this `Location`.
+    Redirect(String),
+    /// Send the normal answer with this top-level field set to the number 42.
+    WrongType(String),
+    /// Send the normal answer without this top-level field.
+    DropField(String),
+    /// Answer 200 with exactly this JSON.
+    Body(Value),
 }
 
 /// One request as the mock received it.
@@ -89,6 +173,8 @@ pub struct RecordedRequest {
     /// The `Host` header as sent (keeps the explicit port).
     pub host_header: Option<String>,
     pub content_type: Option<String>,
+    /// `Content-Length` as sent, if any.
+    pub content_length: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -105,6 +191,8 @@ pub struct Issued {
     pub certificate_pem: String,
     pub private_key_pem: String,
     pub root_ca_pem: String,
+    /// AWS IoT certificate ID (SHA-256 of the DER certificate, hex).
+    pub certificate_id: String,
 }
 
 struct Ca {
@@ -128,13 +216,13 @@ impl Ca {
         })
     }
 
-    /// A leaf certificate and its key pair.
+    /// A leaf certificate (PEM), its DER SHA-256 in hex, and its key pair.
     fn issue(
         &self,
         common_name: &str,
         sans: Vec<String>,
         eku: ExtendedKeyUsagePurpose,
-    ) -> anyhow::Result<(String, KeyPair)> {
+    ) -> anyhow::Result<(String, String, KeyPair)> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(sans)?;
         params
@@ -146,8 +234,24 @@ impl Ca {
         params.not_after = now + time::Duration::days(365);
         params.extended_key_usages = vec![eku];
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok((cert.pem(), key))
+        let id = sha256_hex(cert.der());
+        Ok((cert.pem(), id, key))
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+struct Injection {
+    prefix: String,
+    fault: Fault,
+    /// `None`: until cleared.
+    remaining: Option<u32>,
 }
 
 struct State {
@@ -156,7 +260,9 @@ struct State {
     counter: u64,
     /// operationId -> polls still answered `assigning`.
     operations: HashMap<String, u32>,
-    faults: Vec<(String, Fault)>,
+    /// certificateId -> certificate PEM, for the AWS split flow.
+    split_certificates: HashMap<String, String>,
+    faults: Vec<Injection>,
     requests: Vec<RecordedRequest>,
     issued: Vec<Issued>,
 }
@@ -176,7 +282,7 @@ impl MockKrypton {
     /// Errors: the address cannot be bound, or certificate generation fails.
     pub async fn start(listen: SocketAddr, config: MockConfig) -> anyhow::Result<Self> {
         let ca = Ca::new()?;
-        let (server_cert, server_key) = ca.issue(
+        let (server_cert, _, server_key) = ca.issue(
             "localhost",
             vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             ExtendedKeyUsagePurpose::ServerAuth,
@@ -202,6 +308,7 @@ impl MockKrypton {
             ca,
             counter: 0,
             operations: HashMap::new(),
+            split_certificates: HashMap::new(),
             faults: Vec::new(),
             requests: Vec::new(),
             issued: Vec::new(),
@@ -217,6 +324,8 @@ impl MockKrypton {
                     },
                     _ = stopped.changed() => break,
                 };
+                // Without it, small answers wait ~40 ms for the client's delayed ACK (Nagle).
+                let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let state = serve_state.clone();
                 let mut stopped = stopped.clone();
@@ -263,16 +372,30 @@ impl MockKrypton {
 
     /// Answer every request whose path starts with `path_prefix` with `fault`, until cleared.
     pub fn inject(&self, path_prefix: &str, fault: Fault) {
-        self.state
-            .lock()
-            .unwrap()
-            .faults
-            .push((path_prefix.to_string(), fault));
+        self.push_fault(path_prefix, fault, None);
+    }
+
+    /// Answer the next `times` requests whose path starts with `path_prefix` with `fault`.
+    pub fn inject_times(&self, path_prefix: &str, fault: Fault, times: u32) {
+        self.push_fault(path_prefix, fault, Some(times));
+    }
+
+    fn push_fault(&self, prefix: &str, fault: Fault, remaining: Option<u32>) {
+        self.state.lock().unwrap().faults.push(Injection {
+            prefix: prefix.to_string(),
+            fault,
+            remaining,
+        });
     }
 
     /// Remove every injected fault.
     pub fn clear_faults(&self) {
         self.state.lock().unwrap().faults.clear();
+    }
+
+    /// Change the answers from now on (e.g. move the device to another IoT Hub).
+    pub fn configure(&self, change: impl FnOnce(&mut MockConfig)) {
+        change(&mut self.state.lock().unwrap().config);
     }
 
     /// Every request received so far, in order.
@@ -300,26 +423,93 @@ impl Drop for MockKrypton {
     }
 }
 
-fn json_response(status: u16, body: &Value) -> Response<Full<Bytes>> {
-    raw_response(status, "application/json", body.to_string().into_bytes())
+/// What the mock would answer before faults: status, content type, body bytes, extra headers.
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    headers: Vec<(&'static str, String)>,
 }
 
-fn raw_response(status: u16, content_type: &str, body: Vec<u8>) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body)))
-        .expect("static response parts are valid")
+impl Answer {
+    fn json(status: u16, body: &Value) -> Self {
+        Answer {
+            status,
+            content_type: "application/json",
+            body: body.to_string().into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn error(status: u16, code: &str, message: &str) -> Self {
+        Self::json(status, &json!({"code": code, "message": message}))
+    }
 }
 
-fn error_response(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
-    json_response(status, &json!({"code": code, "message": message}))
+/// A response body sent frame by frame, then finished, stalled or broken.
+struct ScriptedBody {
+    chunks: VecDeque<Bytes>,
+    end: BodyEnd,
+}
+
+#[derive(Clone, Copy)]
+enum BodyEnd {
+    Finish,
+    Stall,
+    Break,
+}
+
+impl http_body::Body for ScriptedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        if let Some(chunk) = self.chunks.pop_front() {
+            return Poll::Ready(Some(Ok(http_body::Frame::data(chunk))));
+        }
+        match self.end {
+            BodyEnd::Finish => Poll::Ready(None),
+            // Never woken: the connection stays open until the client gives up or the mock stops.
+            BodyEnd::Stall => Poll::Pending,
+            BodyEnd::Break => Poll::Ready(Some(Err(std::io::Error::other("injected truncation")))),
+        }
+    }
+}
+
+type MockBody = BoxBody<Bytes, std::io::Error>;
+
+fn build(answer: Answer, framing: Option<(Vec<Bytes>, BodyEnd, bool)>) -> Response<MockBody> {
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", answer.content_type);
+    for (name, value) in &answer.headers {
+        builder = builder.header(*name, value);
+    }
+    let body = match framing {
+        None => Full::new(Bytes::from(answer.body))
+            .map_err(|never| match never {})
+            .boxed(),
+        Some((chunks, end, declare_length)) => {
+            if declare_length {
+                builder = builder.header("content-length", answer.body.len());
+            }
+            ScriptedBody {
+                chunks: chunks.into(),
+                end,
+            }
+            .boxed()
+        }
+    };
+    builder.body(body).expect("static response parts are valid")
 }
 
 async fn handle(
     state: Arc<Mutex<State>>,
     req: Request<hyper::body::Incoming>,
-) -> Response<Full<Bytes>> {
+) -> Response<MockBody> {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let header = |name: &str| {
@@ -330,83 +520,172 @@ async fn handle(
     };
     let host_header = header("host");
     let content_type = header("content-type");
+    let content_length = header("content-length");
     let body = match Limited::new(req.into_body(), MAX_REQUEST_BODY)
         .collect()
         .await
     {
         Ok(collected) => collected.to_bytes().to_vec(),
-        Err(_) => return error_response(413, "KRY0413", "request body too large"),
+        Err(_) => {
+            return build(
+                Answer::error(413, "KRY0413", "request body too large"),
+                None,
+            );
+        }
     };
-    let mut state = state.lock().unwrap();
-    state.requests.push(RecordedRequest {
-        method: method.clone(),
-        path: path.clone(),
-        host_header,
-        content_type,
-        body: body.clone(),
-    });
-    let fault = state
+    let (mut answer, fault) = {
+        let mut state = state.lock().unwrap();
+        state.requests.push(RecordedRequest {
+            method: method.clone(),
+            path: path.clone(),
+            host_header,
+            content_type,
+            content_length,
+            body: body.clone(),
+        });
+        let fault = take_fault(&mut state, &path);
+        let answer = match &fault {
+            Some(Fault::Status {
+                status,
+                code,
+                message,
+            }) => Answer::error(*status, code, message),
+            Some(Fault::RetryAfter { status, value }) => {
+                let mut a = Answer::error(*status, &format!("KRY{status:04}"), "try again later");
+                a.headers.push(("retry-after", value.clone()));
+                a
+            }
+            Some(Fault::MalformedJson) => Answer {
+                status: 200,
+                content_type: "application/json",
+                body: br#"{"operationId": "4.0"#.to_vec(),
+                headers: Vec::new(),
+            },
+            Some(Fault::NonUtf8) => Answer {
+                status: 200,
+                content_type: "application/json",
+                body: b"{\"host\": \"\xff\xfe\"}".to_vec(),
+                headers: Vec::new(),
+            },
+            Some(Fault::Oversized(n)) => {
+                let pad = "x".repeat(n.saturating_sub(16));
+                Answer::json(200, &json!({"pad": pad}))
+            }
+            Some(Fault::Redirect(location)) => {
+                let mut a = Answer::json(307, &json!({}));
+                a.headers.push(("location", location.clone()));
+                a
+            }
+            Some(Fault::Body(value)) => Answer::json(200, value),
+            _ => route(&mut state, &method, &path, &body, fault.as_ref()),
+        };
+        (answer, fault)
+    };
+    match fault {
+        Some(Fault::DelayHeaders(delay)) => {
+            tokio::time::sleep(delay).await;
+            build(answer, None)
+        }
+        Some(ref f @ (Fault::WrongType(ref field) | Fault::DropField(ref field)))
+            if answer.status == 200 =>
+        {
+            let mut value: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+            if let Some(obj) = value.as_object_mut() {
+                if matches!(f, Fault::WrongType(_)) {
+                    obj.insert(field.clone(), json!(42));
+                } else {
+                    obj.remove(field);
+                }
+            }
+            answer.body = value.to_string().into_bytes();
+            build(answer, None)
+        }
+        Some(Fault::StallBody) => {
+            let half = Bytes::from(answer.body[..answer.body.len() / 2].to_vec());
+            build(answer, Some((vec![half], BodyEnd::Stall, true)))
+        }
+        Some(Fault::TruncateBody) => {
+            let half = Bytes::from(answer.body[..answer.body.len() / 2].to_vec());
+            build(answer, Some((vec![half], BodyEnd::Break, true)))
+        }
+        Some(Fault::Chunked) => {
+            let chunks = answer
+                .body
+                .chunks(16)
+                .map(|c| Bytes::from(c.to_vec()))
+                .collect();
+            build(answer, Some((chunks, BodyEnd::Finish, false)))
+        }
+        _ => build(answer, None),
+    }
+}
+
+/// The first matching injected fault, counting it down.
+fn take_fault(state: &mut State, path: &str) -> Option<Fault> {
+    let index = state
         .faults
         .iter()
-        .find(|(prefix, _)| path.starts_with(prefix.as_str()))
-        .map(|(_, f)| f.clone());
-    match fault {
-        Some(Fault::Status {
-            status,
-            code,
-            message,
-        }) => return error_response(status, &code, &message),
-        Some(Fault::MalformedJson) => {
-            return raw_response(200, "application/json", br#"{"operationId": "4.0"#.to_vec());
-        }
-        Some(Fault::RegistrationStatus(_)) | None => {}
+        .position(|i| path.starts_with(i.prefix.as_str()) && i.remaining != Some(0))?;
+    let injection = &mut state.faults[index];
+    if let Some(n) = injection.remaining.as_mut() {
+        *n -= 1;
     }
-    let params: Value = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("requestParameters").cloned())
-        .unwrap_or(Value::Null);
+    Some(injection.fault.clone())
+}
 
+/// The normal answers, per operation.
+fn route(
+    state: &mut State,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    fault: Option<&Fault>,
+) -> Answer {
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let params = request
+        .get("requestParameters")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let param = |name: &str| params.get(name).and_then(Value::as_str).map(str::to_string);
+    let imsi = state.config.imsi.clone();
+    let now = time::OffsetDateTime::now_utc();
     const REGISTRATIONS: &str = "/v1/provisioning/azure/iot/registrations/";
-    match (method.as_str(), path.as_str()) {
+    const AWS_CERTIFICATES: &str = "/v1/provisioning/aws/iot/certificates/";
+
+    match (method, path) {
         ("POST", "/v1/provisioning/azure/iot/register") => {
             state.counter += 1;
             let op = format!("4.{:016x}", 0x6b72_7970_0000_0000u64 + state.counter);
             let polls = state.config.assigning_polls;
             state.operations.insert(op.clone(), polls);
-            json_response(200, &json!({"operationId": op, "status": "assigning"}))
+            Answer::json(200, &json!({"operationId": op, "status": "assigning"}))
         }
         ("GET" | "POST", p) if p.starts_with(REGISTRATIONS) => {
             let op = p[REGISTRATIONS.len()..].to_string();
             let Some(left) = state.operations.get(&op).copied() else {
-                return error_response(404, "KRY0404", "unknown operationId");
+                return Answer::error(404, "KRY0404", "unknown operationId");
             };
             if let Some(Fault::RegistrationStatus(status)) = fault {
-                return json_response(200, &json!({"operationId": op, "status": status}));
+                return Answer::json(200, &json!({"operationId": op, "status": status}));
             }
             if left > 0 {
                 state.operations.insert(op.clone(), left - 1);
-                let mut response =
-                    json_response(200, &json!({"operationId": op, "status": "assigning"}));
+                let mut answer =
+                    Answer::json(200, &json!({"operationId": op, "status": "assigning"}));
                 if let Some(secs) = state.config.retry_after_secs {
-                    response
-                        .headers_mut()
-                        .insert("retry-after", secs.to_string().parse().expect("digits"));
+                    answer.headers.push(("retry-after", secs.to_string()));
                 }
-                return response;
+                return answer;
             }
-            let device_id = params
-                .get("deviceId")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| state.config.imsi.clone());
+            let device_id = param("deviceId").unwrap_or(imsi);
             let host = state.config.azure_hub.clone();
-            let (cert, key) =
+            let (cert, id, key) =
                 match state
                     .ca
                     .issue(&device_id, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth)
                 {
-                    Ok(pair) => pair,
-                    Err(e) => return error_response(500, "KRY0500", &format!("mock CA: {e}")),
+                    Ok(issued) => issued,
+                    Err(e) => return Answer::error(500, "KRY0500", &format!("mock CA: {e}")),
                 };
             let key_pem = key.serialize_pem(); // PKCS#8 "PRIVATE KEY"
             let root = state.ca.cert_pem.clone();
@@ -419,8 +698,9 @@ async fn handle(
                 certificate_pem: cert.clone(),
                 private_key_pem: key_pem.clone(),
                 root_ca_pem: root.clone(),
+                certificate_id: id,
             });
-            json_response(
+            Answer::json(
                 200,
                 &json!({"operationId": op, "status": "assigned", "deviceId": device_id,
                         "host": host, "certificate": cert, "privateKey": key_pem,
@@ -428,20 +708,16 @@ async fn handle(
             )
         }
         ("POST", "/v1/provisioning/aws/iot/bootstrap") => {
-            let client_id = params
-                .get("thingName")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("thing-{}", state.config.imsi));
+            let client_id = param("thingName").unwrap_or_else(|| format!("thing-{imsi}"));
             let region = state.config.aws_region.clone();
             let host = format!("krypton-mock-ats.iot.{region}.amazonaws.com");
             let issued = state
                 .ca
                 .issue(&client_id, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth)
-                .and_then(|(cert, key)| Ok((cert, sec1_pem(&key)?)));
-            let (cert, key_pem) = match issued {
-                Ok(pair) => pair,
-                Err(e) => return error_response(500, "KRY0500", &format!("mock CA: {e}")),
+                .and_then(|(cert, id, key)| Ok((cert, id, sec1_pem(&key)?)));
+            let (cert, id, key_pem) = match issued {
+                Ok(issued) => issued,
+                Err(e) => return Answer::error(500, "KRY0500", &format!("mock CA: {e}")),
             };
             let root = state.ca.cert_pem.clone();
             state.issued.push(Issued {
@@ -453,14 +729,93 @@ async fn handle(
                 certificate_pem: cert.clone(),
                 private_key_pem: key_pem.clone(),
                 root_ca_pem: root.clone(),
+                certificate_id: id.clone(),
             });
-            json_response(
+            if params.get("skipCertificates") == Some(&Value::Bool(true)) {
+                state.split_certificates.insert(id.clone(), cert);
+                return Answer::json(
+                    200,
+                    &json!({"privateKey": key_pem, "clientId": client_id, "host": host, "certificateId": id}),
+                );
+            }
+            Answer::json(
                 200,
                 &json!({"region": region, "host": host, "clientId": client_id,
                         "certificate": cert, "privateKey": key_pem, "rootCaCertificate": root}),
             )
         }
-        _ => error_response(404, "KRY0404", &format!("no operation at {method} {path}")),
+        ("POST", p) if p.starts_with(AWS_CERTIFICATES) => {
+            match state.split_certificates.get(&p[AWS_CERTIFICATES.len()..]) {
+                Some(cert) => Answer::json(200, &json!({"certificate": cert})),
+                None => Answer::error(404, "KRY0404", "unknown certificateId"),
+            }
+        }
+        ("POST", "/v1/provisioning/aws/iot/ca_certificate") => {
+            Answer::json(200, &json!({"rootCaCertificate": state.ca.cert_pem}))
+        }
+        ("POST", "/v1/provisioning/aws/cognito/credentials") => {
+            let expires = now + time::Duration::seconds(state.config.cognito_lifetime_secs as i64);
+            let expiration = match state.config.expiration {
+                ExpirationFormat::EpochMs => {
+                    json!((expires.unix_timestamp_nanos() / 1_000_000) as u64)
+                }
+                ExpirationFormat::EpochSecs => json!(expires.unix_timestamp()),
+                ExpirationFormat::Iso8601 => json!(
+                    expires
+                        .replace_nanosecond(0)
+                        .unwrap_or(expires)
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default()
+                ),
+            };
+            state.counter += 1;
+            Answer::json(
+                200,
+                &json!({"identityId": format!("{}:mock-identity-{imsi}", state.config.aws_region),
+                        "region": state.config.aws_region,
+                        "credentials": {"accessKeyId": format!("ASIAMOCK{:08}", state.counter),
+                                        "secretKey": CANARY_SECRET_KEY,
+                                        "sessionToken": CANARY_SESSION_TOKEN,
+                                        "expiration": expiration}}),
+            )
+        }
+        ("POST", "/v1/provisioning/aws/cognito/open_id_tokens") => Answer::json(
+            200,
+            &json!({"region": state.config.aws_region, "token": CANARY_OPENID_TOKEN,
+                    "identityId": format!("{}:mock-identity-{imsi}", state.config.aws_region)}),
+        ),
+        ("POST", "/v1/provisioning/soracom/inventory/bootstrap") => {
+            match request.get("endpoint").and_then(Value::as_str) {
+                Some(_) => Answer::json(
+                    200,
+                    &json!({"serverUri": "coaps://jp.inventory.soracom.io:5684",
+                            "pskId": format!("d-mock{}", &imsi[imsi.len().saturating_sub(15)..]),
+                            "applicationKey": BASE64.encode(CANARY_APP_KEY_RAW)}),
+                ),
+                None => Answer::error(400, "KRY0400", "endpoint is required"),
+            }
+        }
+        ("POST", "/v1/provisioning/soracom/arc/bootstrap") => Answer::json(
+            200,
+            &json!({"arcClientPeerPrivateKey": BASE64.encode(CANARY_WG_KEY_RAW),
+                    "arcClientPeerIpAddress": "10.123.45.6",
+                    "arcServerPeerPublicKey": BASE64.encode(b"mock-arc-server-public-key-32byt"),
+                    "arcServerEndpoint": "mock.arc.soracom.io:11010",
+                    "arcAllowedIPs": ["100.127.0.0/16"]}),
+        ),
+        ("POST", "/v1/provisioning/soracom/air/subscriber_metadata") => Answer::json(
+            200,
+            &json!({"imsi": imsi, "msisdn": "812012345678", "groupId": "mock-group-1",
+                    "status": "active", "speedClass": "s1.standard",
+                    "tags": {"name": "mock-gateway"}}),
+        ),
+        ("POST", "/v1/provisioning/soracom/air/userdata") => Answer {
+            status: 200,
+            content_type: "text/plain",
+            body: CANARY_USERDATA.as_bytes().to_vec(),
+            headers: Vec::new(),
+        },
+        _ => Answer::error(404, "KRY0404", &format!("no operation at {method} {path}")),
     }
 }
 

@@ -151,16 +151,16 @@ pub fn report_text(report: &ProvisionReport) -> String {
         rfc3339((report.obtained_at_ms / 1000) as i64)
     );
     for (key, value) in &report.identifiers {
-        out.push_str(&format!("  {key:<20} {value}\n"));
+        out.push_str(&format!("  {key:<24} {value}\n"));
     }
     if let Some(c) = &report.certificate {
         out.push_str(&format!(
-            "  {:<20} {}\n",
+            "  {:<24} {}\n",
             "certificate SHA-256", c.sha256_fingerprint
         ));
-        out.push_str(&format!("  {:<20} {}\n", "subject", c.subject));
-        out.push_str(&format!("  {:<20} {}\n", "issuer", c.issuer));
-        out.push_str(&format!("  {:<20} {}\n", "not after", rfc3339(c.not_after)));
+        out.push_str(&format!("  {:<24} {}\n", "subject", c.subject));
+        out.push_str(&format!("  {:<24} {}\n", "issuer", c.issuer));
+        out.push_str(&format!("  {:<24} {}\n", "not after", rfc3339(c.not_after)));
     }
     out
 }

@@ -34,7 +34,7 @@ pub mod bindings {
 use bindings::soracom::krypton::secret_store;
 pub use bindings::soracom::krypton::types::{
     AuthMode, CertificateSummary, HttpTimeouts, ProvisionError, ProvisionReport, ProvisionRequest,
-    Target,
+    RetryPolicy, Target,
 };
 
 /// Most linear memory one call may use, bytes. The component needs ~2 MiB.
@@ -196,6 +196,25 @@ impl Runtime {
             .await
             .map_err(anyhow::Error::from)
             .context("the component trapped during status")
+    }
+
+    /// Render the stored `arc` bundle as a `wg-quick` configuration that routes
+    /// `krypton_addresses` through the tunnel (no network).
+    pub async fn wireguard_config(
+        &self,
+        pre: &KryptonPre,
+        secrets: SecretStore,
+        krypton_addresses: &[String],
+    ) -> anyhow::Result<Result<String, ProvisionError>> {
+        let policy = OutboundPolicy::new(Vec::new(), None)?;
+        let mut store = self.store(policy, secrets);
+        let instance = pre.instantiate_async(&mut store).await?;
+        instance
+            .soracom_krypton_provisioning()
+            .call_wireguard_config(&mut store, krypton_addresses)
+            .await
+            .map_err(anyhow::Error::from)
+            .context("the component trapped during wireguard-config")
     }
 
     /// The component's `(version, contract version)`.

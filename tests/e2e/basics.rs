@@ -1,113 +1,12 @@
-//! End-to-end tests: the real component (built from `guest/` by `host/build.rs`) in the real
-//! host, against the mock Krypton over HTTPS on 127.0.0.1 (port 0), both through the library
-//! API and through the `krypton-host` binary.
+//! Issue-2 basics: Azure and AWS IoT happy paths, typed failures, reuse, allow-list, CLI.
 
+use super::support::*;
 use krypton_host::http::{OutboundPolicy, host_port};
-use krypton_host::mock::{Fault, MockConfig, MockKrypton};
-use krypton_host::runtime::{
-    AuthMode, DEFAULT_COMPONENT, HttpTimeouts, KryptonPre, ProvisionError, ProvisionReport,
-    ProvisionRequest, Runtime, Target,
-};
+use krypton_host::mock::Fault;
+use krypton_host::runtime::{ProvisionError, Target};
 use krypton_host::store::SecretStore;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::sync::OnceLock;
-
-const BIN: &str = env!("CARGO_BIN_EXE_krypton-host");
-
-/// One engine and one compiled component for all library-level tests.
-fn runtime() -> &'static (Runtime, KryptonPre) {
-    static RT: OnceLock<(Runtime, KryptonPre)> = OnceLock::new();
-    RT.get_or_init(|| {
-        let rt = Runtime::new().unwrap();
-        let pre = rt.load(DEFAULT_COMPONENT).unwrap();
-        (rt, pre)
-    })
-}
-
-async fn mock() -> MockKrypton {
-    MockKrypton::start("127.0.0.1:0".parse().unwrap(), MockConfig::default())
-        .await
-        .unwrap()
-}
-
-fn policy_for(mock: &MockKrypton) -> OutboundPolicy {
-    OutboundPolicy::new(
-        vec![host_port(&mock.endpoint()).unwrap()],
-        Some(mock.ca_pem().as_bytes()),
-    )
-    .unwrap()
-}
-
-fn request(target: Target, endpoint: String) -> ProvisionRequest {
-    ProvisionRequest {
-        target,
-        mode: AuthMode::Network,
-        endpoint,
-        request_parameters: None,
-        force: false,
-        deadline_ms: 20_000,
-        poll_interval_ms: 20,
-        timeouts: HttpTimeouts {
-            connect_ms: 5_000,
-            first_byte_ms: 5_000,
-            between_bytes_ms: 5_000,
-        },
-    }
-}
-
-async fn provision(
-    mock: &MockKrypton,
-    store: &SecretStore,
-    req: &ProvisionRequest,
-) -> Result<ProvisionReport, ProvisionError> {
-    let (rt, pre) = runtime();
-    rt.provision(pre, policy_for(mock), store.clone(), req)
-        .await
-        .expect("no trap")
-}
-
-fn ident<'a>(report: &'a ProvisionReport, key: &str) -> &'a str {
-    report
-        .identifiers
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("no identifier {key}"))
-}
-
-fn read_bundle(dir: &Path, name: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap()
-}
-
-fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-/// DER of the first certificate in a PEM text.
-fn cert_der(pem_text: &str) -> Vec<u8> {
-    rustls::pki_types::pem::PemObject::from_pem_slice(pem_text.as_bytes())
-        .map(|c: rustls::pki_types::CertificateDer<'static>| c.to_vec())
-        .unwrap()
-}
-
-/// The key's public point appears in the certificate: the pair matches.
-fn assert_key_matches_cert(key_pem: &str, cert_pem: &str) {
-    use p256::pkcs8::DecodePrivateKey;
-    let secret = if key_pem.contains("BEGIN EC PRIVATE KEY") {
-        p256::SecretKey::from_sec1_pem(key_pem).unwrap()
-    } else {
-        p256::SecretKey::from_pkcs8_pem(key_pem).unwrap()
-    };
-    let point = secret.public_key().to_sec1_bytes();
-    let der = cert_der(cert_pem);
-    assert!(
-        der.windows(point.len()).any(|w| w == &point[..]),
-        "the stored key does not belong to the stored certificate"
-    );
-}
 
 #[tokio::test]
 async fn azure_happy_path_stores_exactly_what_krypton_issued() {
@@ -403,55 +302,6 @@ async fn hosts_off_the_allow_list_and_untrusted_servers_are_refused() {
     mock.stop().await;
 }
 
-/// Run the binary; returns (exit code, stdout, stderr).
-async fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("KRYPTON_STORE")
-        .env_remove("KRYPTON_ENDPOINT")
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
-/// The base64 lines of every private key stored under `dir`.
-fn key_lines(dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let bundle: Value =
-            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
-        let key = bundle["privateKey"].as_str().unwrap();
-        lines.extend(
-            key.lines()
-                .filter(|l| !l.starts_with("-----"))
-                .map(str::to_string),
-        );
-    }
-    assert!(!lines.is_empty());
-    lines
-}
-
-fn assert_no_secret(outputs: &[&str], key_lines: &[String]) {
-    for out in outputs {
-        assert!(
-            !out.contains("PRIVATE KEY"),
-            "output mentions a private key:\n{out}"
-        );
-        for line in key_lines {
-            assert!(
-                !out.contains(line.as_str()),
-                "key material in output:\n{out}"
-            );
-        }
-    }
-}
-
 #[tokio::test]
 async fn cli_mock_and_provision_in_two_processes() {
     // Shell 1: `krypton-host mock` prints {"endpoint","caFile"} and serves.
@@ -625,8 +475,8 @@ async fn cli_exit_codes_name_the_error_class() {
     assert_eq!(code, 3);
     assert_eq!(json["error"]["kind"], "host");
 
-    let mut args = base("arc");
-    args.push("--force".into());
+    let mut args = base("azure-iot");
+    args.extend(["--mode".into(), "sim".into()]);
     let (code, json) = run(args).await;
     assert_eq!(code, 10);
     assert_eq!(json["error"]["kind"], "unsupported");
@@ -638,7 +488,7 @@ async fn cli_exit_codes_name_the_error_class() {
 }
 
 #[tokio::test]
-async fn demo_provisions_both_targets_and_prints_no_secret() {
+async fn demo_provisions_every_target_and_prints_no_secret() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     let (code, out, err) = run_cli(&["-v", "demo", "--store", store.to_str().unwrap()]).await;
@@ -648,15 +498,30 @@ async fn demo_provisions_both_targets_and_prints_no_secret() {
         "{out}"
     );
     assert!(
-        out.contains("deviceId             440101234567890"),
+        out.contains("deviceId                 440101234567890"),
         "{out}"
     );
-    assert!(out.contains("host                 krypton-mock-hub.azure-devices.net"));
+    assert!(out.contains("host                     krypton-mock-hub.azure-devices.net"));
     assert!(out.contains("aws-iot: provisioned bundle `aws-iot`"));
-    assert!(out.contains("clientId             thing-440101234567890"));
+    assert!(out.contains("clientId                 thing-440101234567890"));
     assert!(out.contains("certificate SHA-256"));
     assert!(out.contains("not after"));
-    assert_eq!(mode(&store.join("azure-iot.json")), 0o600);
-    assert_eq!(mode(&store.join("aws-iot.json")), 0o600);
+    for (name, _) in krypton_host::output::ALL_TARGETS {
+        assert!(
+            out.contains(&format!("{name}: provisioned bundle `{name}`")),
+            "{name}:\n{out}"
+        );
+        assert_eq!(mode(&store.join(format!("{name}.json"))), 0o600, "{name}");
+    }
+    assert!(
+        out.contains("pskId                    d-mock440101234567890"),
+        "{out}"
+    );
     assert_no_secret(&[&out, &err], &key_lines(&store));
+    for canary in krypton_host::mock::canaries() {
+        assert!(
+            !out.contains(&canary) && !err.contains(&canary),
+            "{canary} leaked"
+        );
+    }
 }

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real component (built from `guest/` by `host/build.rs`) in the real
+//! host, against the mock Krypton over HTTPS on 127.0.0.1 (port 0), both through the library
+//! API and through the `krypton-host` binary.
+
+mod basics;
+mod failures;
+mod secrets;
+mod support;
+mod targets;

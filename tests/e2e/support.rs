@@ -1,0 +1,179 @@
+//! Shared helpers: one compiled component, a mock per test, requests, bundle readers, and the
+//! binary runner.
+#![allow(dead_code)]
+
+use krypton_host::http::{OutboundPolicy, host_port};
+use krypton_host::mock::{MockConfig, MockKrypton};
+use krypton_host::runtime::{
+    AuthMode, DEFAULT_COMPONENT, HttpTimeouts, KryptonPre, ProvisionError, ProvisionReport,
+    ProvisionRequest, RetryPolicy, Runtime, Target,
+};
+use krypton_host::store::SecretStore;
+use serde_json::Value;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::OnceLock;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_krypton-host");
+
+/// One engine and one compiled component for all library-level tests.
+pub fn runtime() -> &'static (Runtime, KryptonPre) {
+    static RT: OnceLock<(Runtime, KryptonPre)> = OnceLock::new();
+    RT.get_or_init(|| {
+        let rt = Runtime::new().unwrap();
+        let pre = rt.load(DEFAULT_COMPONENT).unwrap();
+        (rt, pre)
+    })
+}
+
+pub async fn mock() -> MockKrypton {
+    MockKrypton::start("127.0.0.1:0".parse().unwrap(), MockConfig::default())
+        .await
+        .unwrap()
+}
+
+pub fn policy_for(mock: &MockKrypton) -> OutboundPolicy {
+    OutboundPolicy::new(
+        vec![host_port(&mock.endpoint()).unwrap()],
+        Some(mock.ca_pem().as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn request(target: Target, endpoint: String) -> ProvisionRequest {
+    ProvisionRequest {
+        target,
+        mode: AuthMode::Network,
+        endpoint,
+        request_parameters: None,
+        force: false,
+        deadline_ms: 20_000,
+        poll_interval_ms: 20,
+        timeouts: HttpTimeouts {
+            connect_ms: 5_000,
+            first_byte_ms: 5_000,
+            between_bytes_ms: 5_000,
+        },
+        retry: RetryPolicy {
+            max_attempts: 1,
+            base_delay_ms: 10,
+            max_delay_ms: 100,
+        },
+    }
+}
+
+pub async fn provision(
+    mock: &MockKrypton,
+    store: &SecretStore,
+    req: &ProvisionRequest,
+) -> Result<ProvisionReport, ProvisionError> {
+    let (rt, pre) = runtime();
+    rt.provision(pre, policy_for(mock), store.clone(), req)
+        .await
+        .expect("no trap")
+}
+
+pub fn ident<'a>(report: &'a ProvisionReport, key: &str) -> &'a str {
+    report
+        .identifiers
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no identifier {key}"))
+}
+
+pub fn read_bundle(dir: &Path, name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap()
+}
+
+pub fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// DER of the first certificate in a PEM text.
+pub fn cert_der(pem_text: &str) -> Vec<u8> {
+    rustls::pki_types::pem::PemObject::from_pem_slice(pem_text.as_bytes())
+        .map(|c: rustls::pki_types::CertificateDer<'static>| c.to_vec())
+        .unwrap()
+}
+
+/// The key's public point appears in the certificate: the pair matches.
+pub fn assert_key_matches_cert(key_pem: &str, cert_pem: &str) {
+    use p256::pkcs8::DecodePrivateKey;
+    let secret = if key_pem.contains("BEGIN EC PRIVATE KEY") {
+        p256::SecretKey::from_sec1_pem(key_pem).unwrap()
+    } else {
+        p256::SecretKey::from_pkcs8_pem(key_pem).unwrap()
+    };
+    let point = secret.public_key().to_sec1_bytes();
+    let der = cert_der(cert_pem);
+    assert!(
+        der.windows(point.len()).any(|w| w == &point[..]),
+        "the stored key does not belong to the stored certificate"
+    );
+}
+
+/// Run the binary; returns (exit code, stdout, stderr).
+pub async fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("KRYPTON_STORE")
+        .env_remove("KRYPTON_ENDPOINT")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// Every secret stored under `dir`: the base64 lines of PEM private keys, and the whole value
+/// of every other secret field (Cognito keys and tokens, Inventory and WireGuard keys, userdata).
+pub fn key_lines(dir: &Path) -> Vec<String> {
+    const SECRET_FIELDS: [&str; 6] = [
+        "arcClientPeerPrivateKey",
+        "secretKey",
+        "sessionToken",
+        "token",
+        "applicationKey",
+        "userdata",
+    ];
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bundle: Value =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        if let Some(key) = bundle["privateKey"].as_str() {
+            lines.extend(
+                key.lines()
+                    .filter(|l| !l.starts_with("-----"))
+                    .map(str::to_string),
+            );
+        }
+        for field in SECRET_FIELDS {
+            if let Some(value) = bundle[field].as_str() {
+                lines.push(value.to_string());
+            }
+        }
+    }
+    assert!(!lines.is_empty());
+    lines
+}
+
+pub fn assert_no_secret(outputs: &[&str], key_lines: &[String]) {
+    for out in outputs {
+        assert!(
+            !out.contains("PRIVATE KEY"),
+            "output mentions a private key:\n{out}"
+        );
+        for line in key_lines {
+            assert!(
+                !out.contains(line.as_str()),
+                "key material in output:\n{out}"
+            );
+        }
+    }
+}
