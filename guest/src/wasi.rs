@@ -12,7 +12,7 @@ use crate::bindings::wasi::clocks::{monotonic_clock, wall_clock};
 use crate::bindings::wasi::http::outgoing_handler;
 use crate::bindings::wasi::http::types::{
     ErrorCode, Fields, IncomingBody, Method as WasiMethod, OutgoingBody, OutgoingRequest,
-    RequestOptions, Scheme,
+    RequestOptions, Scheme, http_error_code,
 };
 use crate::bindings::wasi::io::streams::StreamError;
 use crate::bindings::wasi::random::random;
@@ -63,6 +63,23 @@ fn transport_error(code: &ErrorCode, what: &str) -> SendFailure {
             error: Error::Transport(format!("{what}: {code:?}")),
             transient: true,
         },
+    }
+}
+
+/// A body-read failure that carries no `error-code`. wasmtime-wasi-http 48 surfaces errors of
+/// the response body stream as plain I/O errors (its `http-error-code` only recognises its own
+/// `ErrorCode` type), so the text is all there is: keep its first line (the rest may be a
+/// host backtrace) and tell timeouts from other failures by it.
+fn body_read_error(debug: &str, what: &str) -> SendFailure {
+    let first = debug.lines().next().unwrap_or("unknown error").trim();
+    let error = if first.contains("timeout") || first.contains("timed out") {
+        Error::Timeout(format!("{what}: reading the response body: {first}"))
+    } else {
+        Error::Transport(format!("{what}: reading the response body failed: {first}"))
+    };
+    SendFailure {
+        error,
+        transient: true,
     }
 }
 
@@ -204,15 +221,10 @@ impl Capabilities for WasiCapabilities {
                     }
                     Err(StreamError::Closed) => break,
                     Err(StreamError::LastOperationFailed(e)) => {
-                        return Err(
-                            match crate::bindings::wasi::http::types::http_error_code(&e) {
-                                Some(code) => transport_error(&code, &what),
-                                None => internal(&format!(
-                                    "reading the response body failed: {}",
-                                    e.to_debug_string()
-                                )),
-                            },
-                        );
+                        return Err(match http_error_code(&e) {
+                            Some(code) => transport_error(&code, &what),
+                            None => body_read_error(&e.to_debug_string(), &what),
+                        });
                     }
                 }
             }
@@ -228,18 +240,6 @@ impl Capabilities for WasiCapabilities {
         };
         if let Ok(Err(code)) = trailers {
             return Err(transport_error(&code, &what));
-        }
-        // Refuse close-delimited bodies: without Content-Length or chunked framing a
-        // connection cut short is indistinguishable from a complete answer.
-        let framed = headers.iter().any(|(n, v)| {
-            n == "content-length"
-                || (n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"))
-        });
-        if !framed && !body.is_empty() {
-            return Err(permanent(Error::invalid(
-                "body",
-                "the response has neither Content-Length nor chunked framing (read-until-close is refused)",
-            )));
         }
         Ok(HttpResponse {
             status,

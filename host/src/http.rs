@@ -183,6 +183,24 @@ impl http_body::Body for TimedBody {
     }
 }
 
+/// Whether a response's body is delimited by Content-Length or chunked coding, or has no body
+/// (1xx, 204, 304; RFC 9112 §6.3).
+fn has_framing<B>(response: &http::Response<B>) -> bool {
+    let status = response.status().as_u16();
+    if (100..200).contains(&status) || status == 204 || status == 304 {
+        return true;
+    }
+    let headers = response.headers();
+    headers.contains_key(http::header::CONTENT_LENGTH)
+        || headers
+            .get_all(http::header::TRANSFER_ENCODING)
+            .iter()
+            .any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.to_ascii_lowercase().contains("chunked"))
+            })
+}
+
 impl OutboundPolicy {
     async fn send(
         self,
@@ -268,6 +286,14 @@ impl OutboundPolicy {
         let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
             .await
             .map_err(|_| HttpError::ConnectionReadTimeout)??;
+        // Bodies are read by their framing, never "until close": without Content-Length or
+        // chunked transfer coding a connection cut short looks like a complete answer.
+        if !has_framing(&response) {
+            tracing::warn!(status = %response.status(), "refusing a close-delimited response body");
+            return Err(HttpError::HttpResponseTransferCoding(Some(
+                "close-delimited body (no Content-Length, not chunked)".into(),
+            )));
+        }
         let response = response.map(|inner| {
             TimedBody {
                 inner,

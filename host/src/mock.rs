@@ -258,8 +258,8 @@ struct State {
     config: MockConfig,
     ca: Ca,
     counter: u64,
-    /// operationId -> polls still answered `assigning`.
-    operations: HashMap<String, u32>,
+    /// operationId -> (polls still answered `assigning`, `deviceId` requested at register).
+    operations: HashMap<String, (u32, Option<String>)>,
     /// certificateId -> certificate PEM, for the AWS split flow.
     split_certificates: HashMap<String, String>,
     faults: Vec<Injection>,
@@ -657,19 +657,23 @@ fn route(
             state.counter += 1;
             let op = format!("4.{:016x}", 0x6b72_7970_0000_0000u64 + state.counter);
             let polls = state.config.assigning_polls;
-            state.operations.insert(op.clone(), polls);
+            state
+                .operations
+                .insert(op.clone(), (polls, param("deviceId")));
             Answer::json(200, &json!({"operationId": op, "status": "assigning"}))
         }
         ("GET" | "POST", p) if p.starts_with(REGISTRATIONS) => {
             let op = p[REGISTRATIONS.len()..].to_string();
-            let Some(left) = state.operations.get(&op).copied() else {
+            let Some((left, requested_id)) = state.operations.get(&op).cloned() else {
                 return Answer::error(404, "KRY0404", "unknown operationId");
             };
             if let Some(Fault::RegistrationStatus(status)) = fault {
                 return Answer::json(200, &json!({"operationId": op, "status": status}));
             }
             if left > 0 {
-                state.operations.insert(op.clone(), left - 1);
+                state
+                    .operations
+                    .insert(op.clone(), (left - 1, requested_id));
                 let mut answer =
                     Answer::json(200, &json!({"operationId": op, "status": "assigning"}));
                 if let Some(secs) = state.config.retry_after_secs {
@@ -677,7 +681,7 @@ fn route(
                 }
                 return answer;
             }
-            let device_id = param("deviceId").unwrap_or(imsi);
+            let device_id = requested_id.unwrap_or(imsi);
             let host = state.config.azure_hub.clone();
             let (cert, id, key) =
                 match state
