@@ -305,3 +305,58 @@ impl OutboundPolicy {
         Ok((response, Box::new(async { Ok(()) }) as BoxFuture<_>))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, headers: &[(&str, &str)]) -> http::Response<()> {
+        let mut b = http::Response::builder().status(status);
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn close_delimited_bodies_have_no_framing() {
+        assert!(has_framing(&response(200, &[("content-length", "12")])));
+        assert!(has_framing(&response(
+            200,
+            &[("transfer-encoding", "chunked")]
+        )));
+        assert!(has_framing(&response(
+            200,
+            &[("transfer-encoding", "gzip, Chunked")]
+        )));
+        assert!(has_framing(&response(204, &[])));
+        assert!(has_framing(&response(304, &[])));
+        assert!(!has_framing(&response(200, &[])));
+        assert!(!has_framing(&response(500, &[("connection", "close")])));
+    }
+
+    #[test]
+    fn allow_list_matches_host_and_port_exactly() {
+        let policy = OutboundPolicy::new(
+            vec![host_port("https://Krypton.soracom.io:8036").unwrap()],
+            None,
+        )
+        .unwrap();
+        assert!(policy.allows("krypton.soracom.io", 8036));
+        assert!(policy.allows("KRYPTON.SORACOM.IO", 8036));
+        assert!(!policy.allows("krypton.soracom.io", 443));
+        assert!(!policy.allows("evil.example", 8036));
+        assert!(
+            !OutboundPolicy::new(Vec::new(), None)
+                .unwrap()
+                .allows("localhost", 80)
+        );
+        assert_eq!(
+            host_port("https://[::1]:9/x").unwrap(),
+            ("::1".to_string(), 9)
+        );
+        assert_eq!(host_port("https://h").unwrap(), ("h".to_string(), 443));
+        assert!(host_port("ftp://h").is_err());
+        assert!(OutboundPolicy::new(Vec::new(), Some(b"not pem")).is_err());
+    }
+}

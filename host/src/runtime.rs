@@ -37,6 +37,82 @@ pub use bindings::soracom::krypton::types::{
     RetryPolicy, Target,
 };
 
+/// The component's stderr, turned into `tracing` events (target `component`), one per line.
+///
+/// Lines are cut at [`GUEST_LOG_LINE_BYTES`] and a call may log at most
+/// [`GUEST_LOG_BUDGET_BYTES`]; past that, output is dropped with one warning, so a component
+/// that floods stderr cannot flood the gateway's journal.
+struct GuestLog {
+    line: Vec<u8>,
+    logged: usize,
+    muted: bool,
+}
+
+/// Longest component log line kept, bytes.
+pub const GUEST_LOG_LINE_BYTES: usize = 4096;
+/// Most component log output per call, bytes.
+pub const GUEST_LOG_BUDGET_BYTES: usize = 256 * 1024;
+
+impl GuestLog {
+    fn new() -> Self {
+        GuestLog {
+            line: Vec::new(),
+            logged: 0,
+            muted: false,
+        }
+    }
+
+    fn emit(&mut self) {
+        if self.muted {
+            self.line.clear();
+            return;
+        }
+        self.logged += self.line.len();
+        if self.logged > GUEST_LOG_BUDGET_BYTES {
+            self.muted = true;
+            tracing::warn!(target: "component", "component log budget of {GUEST_LOG_BUDGET_BYTES} bytes used up; dropping the rest of this call's output");
+        } else {
+            let text = String::from_utf8_lossy(&self.line);
+            tracing::info!(target: "component", "{text}");
+        }
+        self.line.clear();
+    }
+}
+
+impl tokio::io::AsyncWrite for GuestLog {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        for &byte in buf {
+            if byte == b'\n' {
+                self.emit();
+            } else if self.line.len() < GUEST_LOG_LINE_BYTES {
+                self.line.push(byte);
+            }
+        }
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.line.is_empty() {
+            self.emit();
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 /// Most linear memory one call may use, bytes. The component needs ~2 MiB.
 pub const MEMORY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
 
@@ -100,6 +176,18 @@ fn to_wit_store_error(e: DiskStoreError) -> secret_store::StoreError {
     }
 }
 
+/// Where compiled components are cached: `$KRYPTON_CACHE_DIR` (empty: no cache), else
+/// `$XDG_CACHE_HOME/krypton-host`, else `$HOME/.cache/krypton-host`.
+pub fn cache_dir() -> Option<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("KRYPTON_CACHE_DIR") {
+        return (!dir.is_empty()).then(|| dir.into());
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
+    Some(base.join("krypton-host"))
+}
+
 /// A compiled component, linked and ready to instantiate (cheap to clone).
 pub type KryptonPre = bindings::KryptonPre<HostState>;
 
@@ -111,8 +199,24 @@ pub struct Runtime {
 
 impl Runtime {
     /// Build the engine and link WASI, `wasi:http` and the secret store.
+    ///
+    /// Compiled components are cached on disk (wasmtime's cache, keyed by the component's
+    /// bytes, the engine configuration and the wasmtime version) in [`cache_dir`], so a CLI
+    /// call after the first skips compilation (~0.5 s in a debug build, ~0.2 s in release).
     pub fn new() -> anyhow::Result<Self> {
-        let config = Config::new();
+        let mut config = Config::new();
+        if let Some(dir) = cache_dir() {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(&dir);
+            match wasmtime::Cache::new(cache) {
+                Ok(cache) => {
+                    config.cache(Some(cache));
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "compilation cache disabled")
+                }
+            }
+        }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -139,8 +243,14 @@ impl Runtime {
     }
 
     fn store(&self, policy: OutboundPolicy, secrets: SecretStore) -> Store<HostState> {
-        // No env, no args, no preopens, no sockets; stderr carries the component's progress lines.
-        let wasi = WasiCtx::builder().inherit_stderr().build();
+        // No env, no args, no preopens, no sockets; stderr carries the component's progress
+        // lines into the host's log.
+        let wasi = WasiCtx::builder()
+            .stderr(wasmtime_wasi::cli::AsyncStdoutStream::new(
+                8192,
+                GuestLog::new(),
+            ))
+            .build();
         let mut store = Store::new(
             &self.engine,
             HostState {
