@@ -128,6 +128,10 @@ impl OutboundPolicy {
 }
 
 type BoxFuture<T> = Box<dyn Future<Output = T> + Send>;
+
+/// A TCP or TLS stream.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
 type SendResult = Result<
     (
         http::Response<wasmtime_wasi_http::WasiBody>,
@@ -237,9 +241,9 @@ impl OutboundPolicy {
         };
         let _ = tcp.set_nodelay(true);
 
-        // (Sender, connection driver) over a plain or TLS stream.
+        // One HTTP/1.1 connection over TLS (or plain TCP for an http:// endpoint).
         let handshake = async {
-            if use_tls {
+            let stream: Box<dyn Io> = if use_tls {
                 let name = match host.parse::<std::net::IpAddr>() {
                     Ok(ip) => ServerName::from(ip),
                     Err(_) => ServerName::try_from(host.clone())
@@ -252,26 +256,18 @@ impl OutboundPolicy {
                         tracing::debug!(error = %e, "TLS handshake failed");
                         HttpError::TlsCertificateError
                     })?;
-                let (sender, conn) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                        .await?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection closed with an error");
-                    }
-                });
-                Ok::<_, HttpError>(sender)
+                Box::new(tls)
             } else {
-                let (sender, conn) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                        .await?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection closed with an error");
-                    }
-                });
-                Ok(sender)
-            }
+                Box::new(tcp)
+            };
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection closed with an error");
+                }
+            });
+            Ok::<_, HttpError>(sender)
         };
         let mut sender = tokio::time::timeout(connect_timeout, handshake)
             .await

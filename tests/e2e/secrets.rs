@@ -17,19 +17,7 @@ const TRACE_FILTER: &str = "debug,krypton_host=trace,component=trace,hyper=trace
 
 /// Run the CLI at trace level (RUST_LOG overrides -v).
 async fn run_traced(args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", TRACE_FILTER)
-        .env_remove("KRYPTON_STORE")
-        .env_remove("KRYPTON_ENDPOINT")
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    run_cli_with_log(args, Some(TRACE_FILTER)).await
 }
 
 #[tokio::test]

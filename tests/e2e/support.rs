@@ -116,9 +116,18 @@ pub fn assert_key_matches_cert(key_pem: &str, cert_pem: &str) {
 
 /// Run the binary; returns (exit code, stdout, stderr).
 pub async fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(BIN)
+    run_cli_with_log(args, None).await
+}
+
+/// [`run_cli`] with `RUST_LOG` set to `log_filter` (unset when `None`).
+pub async fn run_cli_with_log(args: &[&str], log_filter: Option<&str>) -> (i32, String, String) {
+    let mut command = tokio::process::Command::new(BIN);
+    match log_filter {
+        Some(filter) => command.env("RUST_LOG", filter),
+        None => command.env_remove("RUST_LOG"),
+    };
+    let out = command
         .args(args)
-        .env_remove("RUST_LOG")
         .env_remove("KRYPTON_STORE")
         .env_remove("KRYPTON_ENDPOINT")
         .output()
