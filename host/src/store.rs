@@ -43,14 +43,44 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
 }
 
 impl SecretStore {
-    /// Open (creating if needed) the store at `dir`, and make the directory 0700.
+    /// Open the store at `dir`, creating it (mode 0700, parents as needed) when missing.
     ///
-    /// Errors: [`StoreError::Io`] when the directory cannot be created or its mode set.
+    /// An existing directory is used only when group and others have no access to it: the
+    /// store never loosens or tightens the mode of a directory it did not create (think of
+    /// `--store /tmp` by mistake). Errors: [`StoreError::Io`] when the directory cannot be
+    /// created, is not a directory, or is open to group or others.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        use std::os::unix::fs::DirBuilderExt;
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|e| io_err("creating store directory", &dir, e))?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| io_err("setting mode 0700 on", &dir, e))?;
+        match fs::metadata(&dir) {
+            Ok(meta) if !meta.is_dir() => {
+                return Err(StoreError::Io(format!(
+                    "the store path {} exists and is not a directory",
+                    dir.display()
+                )));
+            }
+            Ok(meta) => {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(StoreError::Io(format!(
+                        "the store directory {} has mode {mode:03o}: group or others can reach it; \
+                         use a dedicated directory, or `chmod 700` it if it holds nothing else",
+                        dir.display()
+                    )));
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(|e| io_err("creating store directory", &dir, e))?;
+                // The umask may have removed bits; make the leaf exactly 0700.
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| io_err("setting mode 0700 on", &dir, e))?;
+            }
+            Err(e) => return Err(io_err("reading", &dir, e)),
+        }
         Ok(SecretStore { dir })
     }
 
@@ -158,9 +188,38 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_directory_is_refused_and_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shared = tmp.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
+        let err = SecretStore::open(&shared).unwrap_err();
+        assert!(err.to_string().contains("has mode 755"), "{err}");
+        assert_eq!(
+            fs::metadata(&shared).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        let file = tmp.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        assert!(
+            SecretStore::open(&file)
+                .unwrap_err()
+                .to_string()
+                .contains("not a directory")
+        );
+        // Created with parents; the leaf is 0700.
+        let nested = tmp.path().join("a/b/store");
+        SecretStore::open(&nested).unwrap();
+        assert_eq!(
+            fs::metadata(&nested).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+    }
+
+    #[test]
     fn names_cannot_escape_the_directory() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = SecretStore::open(tmp.path()).unwrap();
+        let store = SecretStore::open(tmp.path().join("store")).unwrap();
         for bad in ["../x", "a/b", "", "UPPER", ".hidden", &"a".repeat(65)] {
             assert!(
                 matches!(store.put(bad, b"x"), Err(StoreError::InvalidName(_))),

@@ -105,7 +105,7 @@ async fn azure_happy_path_stores_exactly_what_krypton_issued() {
 async fn aws_iot_happy_path_with_thing_name() {
     let mock = mock().await;
     let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
     let mut req = request(Target::AwsIot, mock.endpoint());
     req.request_parameters = Some(r#"{"thingName":"gateway-7"}"#.into());
     let report = provision(&mock, &store, &req).await.unwrap();
@@ -146,7 +146,7 @@ async fn azure_failed_registration_is_typed_and_stores_nothing() {
         Fault::RegistrationStatus("failed".into()),
     );
     let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
     let err = provision(&mock, &store, &request(Target::AzureIot, mock.endpoint()))
         .await
         .unwrap_err();
@@ -163,7 +163,7 @@ async fn azure_failed_registration_is_typed_and_stores_nothing() {
 async fn http_500_is_typed_and_the_stored_bundle_is_unchanged() {
     let mock = mock().await;
     let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
     provision(&mock, &store, &request(Target::AwsIot, mock.endpoint()))
         .await
         .unwrap();
@@ -201,7 +201,7 @@ async fn malformed_json_is_typed_and_stores_nothing() {
     let mock = mock().await;
     mock.inject("/", Fault::MalformedJson);
     let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
     for target in [Target::AzureIot, Target::AwsIot] {
         let err = provision(&mock, &store, &request(target, mock.endpoint()))
             .await
@@ -220,7 +220,7 @@ async fn malformed_json_is_typed_and_stores_nothing() {
 async fn a_valid_bundle_is_reused_and_force_replaces_it() {
     let mock = mock().await;
     let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
     let first = provision(&mock, &store, &request(Target::AwsIot, mock.endpoint()))
         .await
         .unwrap();
@@ -266,7 +266,7 @@ async fn a_valid_bundle_is_reused_and_force_replaces_it() {
 async fn hosts_off_the_allow_list_and_untrusted_servers_are_refused() {
     let mock = mock().await;
     let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
     let (rt, pre) = runtime();
     let req = request(Target::AwsIot, mock.endpoint());
 

@@ -21,7 +21,7 @@ impl Scene {
     async fn new() -> Scene {
         let mock = mock().await;
         let tmp = tempfile::tempdir().unwrap();
-        let store = SecretStore::open(tmp.path()).unwrap();
+        let store = SecretStore::open(tmp.path().join("store")).unwrap();
         provision(&mock, &store, &request(Target::AwsIot, mock.endpoint()))
             .await
             .unwrap();
@@ -142,7 +142,7 @@ async fn client_errors_are_not_retried() {
 async fn a_transient_error_while_polling_azure_is_retried() {
     let mock = mock().await;
     let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
     mock.inject_times(
         "/v1/provisioning/azure/iot/registrations/",
         Fault::Status {
@@ -197,7 +197,7 @@ async fn the_operation_deadline_bounds_azure_polling() {
     let mock = mock().await;
     mock.configure(|c| c.assigning_polls = 1_000);
     let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
     let mut req = request(Target::AzureIot, mock.endpoint());
     req.deadline_ms = 1_000;
     req.poll_interval_ms = 100;
@@ -332,7 +332,7 @@ async fn a_key_that_does_not_match_is_refused() {
     let second_cert = {
         // Provision once more to get a second certificate, then restore the first bundle.
         let tmp = tempfile::tempdir().unwrap();
-        let other = SecretStore::open(tmp.path()).unwrap();
+        let other = SecretStore::open(tmp.path().join("store")).unwrap();
         provision(&s.mock, &other, &request(Target::AwsIot, s.mock.endpoint()))
             .await
             .unwrap();

@@ -18,7 +18,7 @@ fn now_ms() -> u64 {
 async fn aws_iot_split_flow_stores_only_after_all_three_calls() {
     let mock = mock().await;
     let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
     let mut req = request(Target::AwsIot, mock.endpoint());
     req.request_parameters =
         Some(r#"{"skipCertificates":true,"thingName":"small-device-1"}"#.into());
@@ -74,7 +74,7 @@ async fn cognito_expiration_in_every_form_is_the_same_instant() {
         .await
         .unwrap();
         let tmp = tempfile::tempdir().unwrap();
-        let store = SecretStore::open(tmp.path()).unwrap();
+        let store = SecretStore::open(tmp.path().join("store")).unwrap();
         let before = now_ms();
         let report = provision(&mock, &store, &request(Target::AwsCognito, mock.endpoint()))
             .await
@@ -110,7 +110,7 @@ async fn cognito_expiration_in_every_form_is_the_same_instant() {
 async fn openid_inventory_metadata_and_userdata() {
     let mock = mock().await;
     let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
 
     provision(
         &mock,
@@ -243,7 +243,7 @@ async fn arc_bundle_and_wireguard_config_route_krypton_through_the_tunnel() {
 async fn a_device_moved_to_another_hub_is_replaced_as_one_unit() {
     let mock = mock().await;
     let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
     provision(&mock, &store, &request(Target::AzureIot, mock.endpoint()))
         .await
         .unwrap();
@@ -280,7 +280,7 @@ async fn a_device_moved_to_another_hub_is_replaced_as_one_unit() {
 async fn large_request_bodies_and_unknown_parameters_pass_through() {
     let mock = mock().await;
     let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
     let big = "p".repeat(20_000);
     let params = json!({"deviceId": "big-params", "note": big, "nested": {"k": [1, 2, 3]}});
     let mut req = request(Target::AzureIot, mock.endpoint());
