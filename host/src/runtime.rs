@@ -332,7 +332,7 @@ impl Runtime {
         let policy = OutboundPolicy::new(Vec::new(), None)?;
         // `version` touches no bundle; give it an empty throwaway store.
         let scratch = tempfile::tempdir()?;
-        let mut store = self.store(policy, SecretStore::open(scratch.path())?);
+        let mut store = self.store(policy, SecretStore::open(scratch.path().join("store"))?);
         let instance = pre.instantiate_async(&mut store).await?;
         instance
             .soracom_krypton_provisioning()
