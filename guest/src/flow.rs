@@ -59,8 +59,19 @@ impl Endpoint {
     /// Parse `https://host[:port][/prefix]`. Errors: [`Error::InvalidRequest`] for anything
     /// else (no scheme, a scheme other than http/https, a query, no host, user info).
     pub fn parse(url: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::InvalidRequest(format!("endpoint `{url}`: {why}"));
-        let uri: http::Uri = url.parse().map_err(|e| bad(&format!("not a URL ({e})")))?;
+        // Echo at most 100 characters of what was given.
+        let shown: String = url.chars().take(100).collect();
+        let shown = if shown.len() < url.len() {
+            format!("{shown}…")
+        } else {
+            shown
+        };
+        let bad = |why: &str| Error::InvalidRequest(format!("endpoint `{shown}`: {why}"));
+        let uri: http::Uri = url.parse().map_err(|e| {
+            bad(&format!(
+                "not a URL ({e}); the form is https://host[:port], the port from 1 to 65535"
+            ))
+        })?;
         let scheme = match uri.scheme_str() {
             Some("https") => "https",
             Some("http") => "http",
@@ -73,6 +84,16 @@ impl Endpoint {
         }
         if uri.query().is_some() {
             return Err(bad("a query string is not allowed"));
+        }
+        // `http::Uri` accepts any digits after the colon and then reports no port; check the text.
+        let after_host = match authority.as_str().rfind(']') {
+            Some(i) => &authority.as_str()[i + 1..],
+            None => authority.as_str(),
+        };
+        if let Some((_, port)) = after_host.rsplit_once(':')
+            && !matches!(port.parse::<u16>(), Ok(1..=65535))
+        {
+            return Err(bad("the port must be a number from 1 to 65535"));
         }
         Ok(Endpoint {
             scheme: scheme.to_string(),
@@ -122,12 +143,14 @@ pub struct SendFailure {
 /// What the flows need from their environment. In the component these are `wasi:http`,
 /// `wasi:clocks`, `wasi:random`, stderr and the `secret-store` import; in unit tests, fakes.
 pub trait Capabilities {
-    /// Send one request and read the whole response body (at most `max_body` bytes).
+    /// Send one request and read the whole response body (at most `max_body` bytes), giving
+    /// up with [`Error::Timeout`] once `total_ms` have passed, however the server paces it.
     fn send(
         &mut self,
         endpoint: &Endpoint,
         request: &HttpRequest,
         timeouts: Timeouts,
+        total_ms: u64,
         max_body: usize,
     ) -> Result<HttpResponse, SendFailure>;
     /// Monotonic time, ms.
@@ -250,9 +273,10 @@ impl<'a, C: Capabilities> Run<'a, C> {
         let outcome = loop {
             let timeouts = self.deadline.clamp(self.caps, self.timeouts, &what)?;
             let started = self.caps.monotonic_ms();
-            let outcome = self
-                .caps
-                .send(&self.endpoint, &request, timeouts, MAX_BODY_BYTES);
+            let total_ms = self.deadline.remaining(self.caps);
+            let outcome =
+                self.caps
+                    .send(&self.endpoint, &request, timeouts, total_ms, MAX_BODY_BYTES);
             let took = self.caps.monotonic_ms().saturating_sub(started);
             let (retry, hint, summary) = match &outcome {
                 Ok(r) => {
@@ -440,12 +464,25 @@ pub fn request_body(params: Option<&Map<String, Value>>) -> Vec<u8> {
     serde_json::to_vec(&Value::Object(body)).expect("JSON value serializes")
 }
 
-/// The stored bundle for `target`, if any. Errors: [`Error::Storage`].
+/// The stored bundle for `target`, if any. Errors: [`Error::Storage`] when it is unreadable,
+/// of another format version, or a bundle of another target.
 pub fn load(caps: &mut impl Capabilities, target: Target) -> Result<Option<Bundle>, Error> {
-    match caps.store_get(target.bundle_name())? {
-        None => Ok(None),
-        Some(bytes) => Bundle::from_bytes(target.bundle_name(), &bytes).map(Some),
+    let Some(bytes) = caps.store_get(target.bundle_name())? else {
+        return Ok(None);
+    };
+    let bundle = Bundle::from_bytes(target.bundle_name(), &bytes)?;
+    if bundle.target() != target {
+        return Err(Error::Storage(format!(
+            "stored bundle `{}` holds a `{}` bundle",
+            target.bundle_name(),
+            bundle.target().name()
+        )));
     }
+    Ok(Some(bundle))
+}
+
+fn is_newer_format(e: &Error) -> bool {
+    matches!(e, Error::Storage(m) if m.contains("has format version"))
 }
 
 /// Report what is stored for `target` (WIT `status`).
@@ -493,6 +530,12 @@ pub fn provision(
                     .log(&format!("{}: {e}; provisioning anew", target.name())),
             },
             Ok(None) => {}
+            // A bundle from a newer component: never replace it silently with an older format.
+            Err(e) if is_newer_format(&e) => {
+                return Err(Error::Storage(format!(
+                    "{e}; refusing to replace it without --force"
+                )));
+            }
             Err(e) => run
                 .caps
                 .log(&format!("{}: {e}; provisioning anew", target.name())),
@@ -519,7 +562,12 @@ pub fn wireguard_config(
     krypton_addresses: &[String],
 ) -> Result<String, Error> {
     match load(caps, Target::Arc)? {
-        Some(Bundle::Arc(bundle)) => targets::wireguard_config(&bundle, krypton_addresses),
+        Some(Bundle::Arc(bundle)) => {
+            // The file is run by wg-quick as root: check the stored values again, with the
+            // same rules as Krypton's answer, before any of them reaches it.
+            targets::revalidate_arc(&bundle)?;
+            targets::wireguard_config(&bundle, krypton_addresses)
+        }
         _ => Err(Error::Storage(
             "no `arc` bundle is stored: run `krypton-host provision arc` first".into(),
         )),

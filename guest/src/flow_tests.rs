@@ -51,6 +51,7 @@ impl Capabilities for Fake {
         endpoint: &Endpoint,
         request: &HttpRequest,
         timeouts: Timeouts,
+        _total_ms: u64,
         _max: usize,
     ) -> Result<HttpResponse, SendFailure> {
         assert_eq!(endpoint.authority, "krypton.example:8036");
@@ -1042,4 +1043,77 @@ fn a_moved_device_replaces_hub_id_certificate_and_key_together() {
         b.root_ca_certificate, None,
         "the old root CA must not survive the swap"
     );
+}
+
+#[test]
+fn stored_bundles_of_another_target_or_a_newer_format_are_not_replaced_silently() {
+    let mut fake = Fake::default().reply(200, aws_ok());
+    provision(&mut fake, &request(Target::AwsIot)).unwrap();
+    let aws = fake.store["aws-iot"].clone();
+    // An aws-iot bundle under the azure-iot name.
+    fake.store.insert("azure-iot".into(), aws.clone());
+    let err = status(&mut fake, Target::AzureIot).unwrap_err();
+    assert_eq!(
+        err,
+        Error::Storage("stored bundle `azure-iot` holds a `aws-iot` bundle".into())
+    );
+    // A newer format: provision refuses without force and stores nothing.
+    let newer = String::from_utf8(aws)
+        .unwrap()
+        .replace("\"formatVersion\": 1", "\"formatVersion\": 2");
+    fake.store
+        .insert("aws-iot".into(), newer.clone().into_bytes());
+    let err = provision(&mut fake, &request(Target::AwsIot)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Storage(m) if m.contains("format version 2") && m.contains("--force")),
+        "{err:?}"
+    );
+    assert_eq!(fake.store["aws-iot"], newer.into_bytes());
+    assert_eq!(fake.requests.len(), 1);
+}
+
+#[test]
+fn a_tampered_arc_bundle_never_reaches_a_wireguard_file() {
+    let mut fake = Fake::default().reply(200, arc_body("beck.arc.soracom.io:11010"));
+    provision(&mut fake, &request(Target::Arc)).unwrap();
+    let good = String::from_utf8(fake.store["arc"].clone()).unwrap();
+    for (from, to) in [
+        (
+            "\"100.127.0.0/16\"",
+            "\"100.127.0.0/16\\nPostUp = touch /tmp/pwned\"",
+        ),
+        (
+            "beck.arc.soracom.io:11010",
+            "beck.arc.soracom.io:11010\\nPostUp = x",
+        ),
+        (WG_PRIV, "short"),
+    ] {
+        let bad = good.replace(from, to);
+        assert_ne!(bad, good, "{from}");
+        fake.store.insert("arc".into(), bad.into_bytes());
+        let err = wireguard_config(&mut fake, &[]).unwrap_err();
+        assert!(
+            matches!(&err, Error::Storage(m) if m.starts_with("stored bundle `arc`")),
+            "{err:?}"
+        );
+    }
+}
+
+#[test]
+fn endpoints_with_an_impossible_port_are_refused() {
+    for url in [
+        "https://127.0.0.1:99999",
+        "https://127.0.0.1:0",
+        "https://h:65536",
+    ] {
+        assert!(
+            matches!(Endpoint::parse(url), Err(Error::InvalidRequest(m)) if m.contains("port")),
+            "{url}"
+        );
+    }
+    let long = format!("https://{}", "a".repeat(5000));
+    let Err(Error::InvalidRequest(m)) = Endpoint::parse(&format!("{long}?q")) else {
+        panic!()
+    };
+    assert!(m.len() < 200, "{m}");
 }

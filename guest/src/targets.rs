@@ -695,6 +695,26 @@ fn arc(obj: &Map<String, Value>, now: u64) -> Result<Bundle, Error> {
     }))
 }
 
+/// Check a stored Arc bundle with the rules applied to Krypton's answer ([`arc`]), so that a
+/// bundle edited on disk cannot inject lines into a `wg-quick` file.
+/// Errors: [`Error::Storage`] naming the field.
+pub fn revalidate_arc(bundle: &ArcBundle) -> Result<(), Error> {
+    let value = serde_json::to_value(bundle).expect("bundle serializes");
+    let obj = value.as_object().expect("a struct serializes to an object");
+    match arc(obj, bundle.obtained_at_ms) {
+        Ok(Bundle::Arc(checked)) if checked.arc_server_endpoint == bundle.arc_server_endpoint => {
+            Ok(())
+        }
+        Ok(_) => Err(Error::Storage(
+            "stored bundle `arc`: arcServerEndpoint is not host:port".into(),
+        )),
+        Err(Error::InvalidResponse { field, reason }) => Err(Error::Storage(format!(
+            "stored bundle `arc`: {field}: {reason}"
+        ))),
+        Err(other) => Err(other),
+    }
+}
+
 /// A `wg-quick` configuration for an Arc bundle (the mapping soratun uses: address /32,
 /// keepalive 60 s). Every address in `krypton_addresses` not already inside `AllowedIPs` is
 /// added as a single-host route, so the Krypton call cannot leave outside the tunnel.

@@ -104,8 +104,10 @@ impl Capabilities for WasiCapabilities {
         endpoint: &Endpoint,
         request: &HttpRequest,
         timeouts: Timeouts,
+        total_ms: u64,
         max_body: usize,
     ) -> Result<HttpResponse, SendFailure> {
+        let give_up_at = self.monotonic_ms().saturating_add(total_ms);
         let what = format!("{} {}", request.method.as_str(), request.path);
         let internal = |m: &str| SendFailure {
             error: Error::Transport(format!("{what}: {m}")),
@@ -211,6 +213,17 @@ impl Capabilities for WasiCapabilities {
             loop {
                 match stream.blocking_read(READ_CHUNK) {
                     Ok(chunk) => {
+                        // A server that trickles bytes never trips the between-bytes timeout;
+                        // the operation deadline still holds.
+                        if self.monotonic_ms() >= give_up_at {
+                            return Err(SendFailure {
+                                error: Error::Timeout(format!(
+                                    "{what}: the operation deadline passed while the body was still arriving ({} bytes so far)",
+                                    body.len() + chunk.len()
+                                )),
+                                transient: false,
+                            });
+                        }
                         if body.len() + chunk.len() > max_body {
                             return Err(permanent(Error::invalid(
                                 "body",

@@ -31,6 +31,29 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Largest CA bundle read, bytes (the whole Mozilla bundle is ~250 KiB).
+pub const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+fn read_ca_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("reading CA file {}", path.display()))?;
+    let meta = file.metadata()?;
+    anyhow::ensure!(
+        meta.is_file(),
+        "CA file {} is not a regular file",
+        path.display()
+    );
+    let mut bytes = Vec::new();
+    file.take(MAX_CA_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    anyhow::ensure!(
+        bytes.len() as u64 <= MAX_CA_FILE_BYTES,
+        "CA file {} is larger than {MAX_CA_FILE_BYTES} bytes",
+        path.display()
+    );
+    Ok(bytes)
+}
+
 /// Where the component may connect and whom it trusts. Cheap to clone.
 #[derive(Clone)]
 pub struct OutboundPolicy {
@@ -58,15 +81,28 @@ pub fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
         Some("http") => 80,
         _ => anyhow::bail!("`{url}` must start with https:// (or http://)"),
     };
-    let host = uri
-        .host()
-        .filter(|h| !h.is_empty())
+    let authority = uri
+        .authority()
+        .filter(|a| !a.host().is_empty())
         .with_context(|| format!("`{url}` has no host"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok((
-        host.to_ascii_lowercase(),
-        uri.port_u16().unwrap_or(default_port),
-    ))
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    // `http::Uri` accepts any digits after the colon and then reports no port: check the text,
+    // or an impossible port would silently become the scheme's default.
+    let after_host = match authority.as_str().rfind(']') {
+        Some(i) => &authority.as_str()[i + 1..],
+        None => authority.as_str(),
+    };
+    let port = match after_host.rsplit_once(':') {
+        Some((_, text)) => match text.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => anyhow::bail!("`{url}`: the port must be a number from 1 to 65535"),
+        },
+        None => default_port,
+    };
+    Ok((host.to_ascii_lowercase(), port))
 }
 
 impl OutboundPolicy {
@@ -104,14 +140,13 @@ impl OutboundPolicy {
         })
     }
 
-    /// Like [`OutboundPolicy::new`], reading the CA bundle from a file.
+    /// Like [`OutboundPolicy::new`], reading the CA bundle from a regular file of at most
+    /// [`MAX_CA_FILE_BYTES`].
     pub fn with_ca_file(
         allowed: Vec<(String, u16)>,
         ca_file: Option<&Path>,
     ) -> anyhow::Result<Self> {
-        let pem = ca_file
-            .map(|p| std::fs::read(p).with_context(|| format!("reading CA file {}", p.display())))
-            .transpose()?;
+        let pem = ca_file.map(read_ca_file).transpose()?;
         Self::new(allowed, pem.as_deref()).with_context(|| match ca_file {
             Some(p) => format!("CA file {}", p.display()),
             None => "TLS roots".to_string(),
@@ -213,9 +248,12 @@ impl OutboundPolicy {
     ) -> SendResult {
         let uri = request.uri().clone();
         let use_tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        // `Uri::host` keeps an IPv6 literal's brackets.
         let host = uri
             .host()
             .ok_or(HttpError::HttpRequestUriInvalid)?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
             .to_string();
         let port = uri.port_u16().unwrap_or(if use_tls { 443 } else { 80 });
         if !self.allows(&host, port) {
@@ -230,7 +268,12 @@ impl OutboundPolicy {
             .unwrap_or(DEFAULT_BETWEEN_BYTES_TIMEOUT)
             .max(Duration::from_millis(1));
 
-        let addr = format!("{}:{port}", uri.host().unwrap_or_default());
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        tracing::debug!(%addr, uri = %uri, "connecting");
         let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(&addr)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -352,6 +395,14 @@ mod tests {
             ("::1".to_string(), 9)
         );
         assert_eq!(host_port("https://h").unwrap(), ("h".to_string(), 443));
+        for bad in [
+            "https://h:99999",
+            "https://h:0",
+            "https://h:abc",
+            "https://[::1]:70000",
+        ] {
+            assert!(host_port(bad).is_err(), "{bad}");
+        }
         assert!(host_port("ftp://h").is_err());
         assert!(OutboundPolicy::new(Vec::new(), Some(b"not pem")).is_err());
     }

@@ -285,6 +285,9 @@ fn request_parameters(args: &ProvisionArgs) -> Result<Option<String>, HostFailur
 
 async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
     let (host, port) = http::host_port(&args.endpoint).map_err(fail(exit::INVALID_REQUEST))?;
+    if args.endpoint.starts_with("http://") {
+        tracing::warn!(endpoint = %args.endpoint, "plain http: credentials would cross the network unencrypted (use only for tests)");
+    }
     let policy = OutboundPolicy::with_ca_file(vec![(host, port)], args.ca_file.as_deref())
         .map_err(fail(exit::INVALID_REQUEST))?;
     let store = SecretStore::open(&args.common.store)
@@ -616,9 +619,20 @@ async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
     Ok(())
 }
 
-/// Write `bytes` to `path` as a 0600 file, replacing it atomically.
+/// Write `bytes` to `path` as a 0600 file, replacing it atomically. Only a missing path or a
+/// regular file is replaced: a device, a directory or a symlink is refused.
 fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => {
+            return Err(std::io::Error::other(
+                "it exists and is not a regular file (a device, directory or symlink); choose another path",
+            ));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -153,6 +153,9 @@ pub enum Fault {
     TruncateBody,
     /// Send the normal body with chunked framing, 16 bytes per chunk.
     Chunked,
+    /// Send the normal body one byte at a time with this pause between bytes (each pause
+    /// shorter than any between-bytes timeout, the whole far longer than a deadline).
+    Trickle(Duration),
     /// Answer 200 with a JSON object padded to this many bytes.
     Oversized(usize),
     /// Answer 307 with this `Location`.
@@ -446,10 +449,12 @@ impl Answer {
     }
 }
 
-/// A response body sent frame by frame, then finished, stalled or broken.
+/// A response body sent frame by frame (with an optional pause before each), then finished,
+/// stalled or broken.
 struct ScriptedBody {
     chunks: VecDeque<Bytes>,
     end: BodyEnd,
+    pause: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
 }
 
 #[derive(Clone, Copy)]
@@ -467,6 +472,13 @@ impl http_body::Body for ScriptedBody {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        if !self.chunks.is_empty()
+            && let Some((every, sleep)) = self.pause.as_mut()
+        {
+            std::task::ready!(sleep.as_mut().poll(_cx));
+            let next = tokio::time::Instant::now() + *every;
+            sleep.as_mut().reset(next);
+        }
         if let Some(chunk) = self.chunks.pop_front() {
             return Poll::Ready(Some(Ok(http_body::Frame::data(chunk))));
         }
@@ -482,6 +494,14 @@ impl http_body::Body for ScriptedBody {
 type MockBody = BoxBody<Bytes, std::io::Error>;
 
 fn build(answer: Answer, framing: Option<(Vec<Bytes>, BodyEnd, bool)>) -> Response<MockBody> {
+    build_paced(answer, framing, None)
+}
+
+fn build_paced(
+    answer: Answer,
+    framing: Option<(Vec<Bytes>, BodyEnd, bool)>,
+    pause: Option<Duration>,
+) -> Response<MockBody> {
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header("content-type", answer.content_type);
@@ -499,6 +519,7 @@ fn build(answer: Answer, framing: Option<(Vec<Bytes>, BodyEnd, bool)>) -> Respon
             ScriptedBody {
                 chunks: chunks.into(),
                 end,
+                pause: pause.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
             }
             .boxed()
         }
@@ -607,6 +628,14 @@ async fn handle(
         Some(Fault::TruncateBody) => {
             let half = Bytes::from(answer.body[..answer.body.len() / 2].to_vec());
             build(answer, Some((vec![half], BodyEnd::Break, true)))
+        }
+        Some(Fault::Trickle(pause)) => {
+            let bytes = answer
+                .body
+                .iter()
+                .map(|b| Bytes::copy_from_slice(&[*b]))
+                .collect();
+            build_paced(answer, Some((bytes, BodyEnd::Finish, true)), Some(pause))
         }
         Some(Fault::Chunked) => {
             let chunks = answer

@@ -191,7 +191,16 @@ pub fn error_json(error: &ProvisionError) -> Value {
     json!({"ok": false, "exitCode": exit_code(error), "error": detail})
 }
 
-/// Human text for an error: what happened, then what to do next.
+/// Text from the network made safe for a terminal: control characters (escape sequences,
+/// carriage returns) become `?`.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Human text for an error: what happened, then what to do next. Text that came from Krypton
+/// is stripped of control characters.
 pub fn error_text(error: &ProvisionError) -> String {
     match error {
         ProvisionError::InvalidRequest(m) => format!("error: invalid request: {m}"),
@@ -210,12 +219,12 @@ pub fn error_text(error: &ProvisionError) -> String {
         ProvisionError::HttpStatus(e) => {
             let mut s = format!("error: {} answered HTTP {}", e.request, e.status);
             if let Some(code) = &e.code {
-                s.push_str(&format!(" ({code})"));
+                s.push_str(&format!(" ({})", printable(code)));
             }
             if let Some(message) = &e.message {
-                s.push_str(&format!(": {message}"));
+                s.push_str(&format!(": {}", printable(message)));
             } else if !e.body_excerpt.is_empty() {
-                s.push_str(&format!(": {}", e.body_excerpt));
+                s.push_str(&format!(": {}", printable(&e.body_excerpt)));
             }
             if matches!(e.status, 401 | 403) {
                 s.push_str(
@@ -248,6 +257,11 @@ mod tests {
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn text_from_the_network_cannot_drive_the_terminal() {
+        assert_eq!(printable("ok \u{1b}[2J\r\nx"), "ok ?[2J??x");
     }
 
     #[test]

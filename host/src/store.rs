@@ -81,7 +81,33 @@ impl SecretStore {
             }
             Err(e) => return Err(io_err("reading", &dir, e)),
         }
-        Ok(SecretStore { dir })
+        let store = SecretStore { dir };
+        store.remove_stale_temp_files();
+        Ok(store)
+    }
+
+    /// Remove temporary files left by a writer that was killed mid-write (they may hold a
+    /// private key that a later rotation would otherwise leave behind). A temp file whose
+    /// writer process is still alive is left alone.
+    fn remove_stale_temp_files(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some((_, tail)) = name.split_once(".json.tmp-") else {
+                continue;
+            };
+            if !name.starts_with('.') {
+                continue;
+            }
+            let pid = tail.split('-').next().unwrap_or_default();
+            let alive = !pid.is_empty() && Path::new("/proc").join(pid).exists();
+            if !alive && fs::remove_file(entry.path()).is_ok() {
+                tracing::warn!(file = %entry.path().display(), "removed a temporary bundle file left by an interrupted write");
+            }
+        }
     }
 
     /// The store's directory.
@@ -101,14 +127,33 @@ impl SecretStore {
         Ok(self.dir.join(format!("{name}.json")))
     }
 
-    /// The bundle stored under `name`, or `None`.
+    /// The bundle stored under `name`, or `None`. Only a regular file (not a symlink) of at
+    /// most [`MAX_BUNDLE_BYTES`] is read.
     pub fn get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        use std::io::Read as _;
         let path = self.path(name)?;
-        match fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("reading", &path, e)),
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("reading", &path, e)),
+        };
+        if !meta.file_type().is_file() {
+            return Err(StoreError::Io(format!(
+                "{} is not a regular file (a symlink or a device?); remove it",
+                path.display()
+            )));
         }
+        if meta.len() > MAX_BUNDLE_BYTES {
+            return Err(StoreError::TooLarge(MAX_BUNDLE_BYTES));
+        }
+        let mut bytes = Vec::new();
+        File::open(&path)
+            .and_then(|f| f.take(MAX_BUNDLE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| io_err("reading", &path, e))?;
+        if bytes.len() as u64 > MAX_BUNDLE_BYTES {
+            return Err(StoreError::TooLarge(MAX_BUNDLE_BYTES));
+        }
+        Ok(Some(bytes))
     }
 
     /// Replace the bundle under `name` atomically (see the module docs).
@@ -213,6 +258,30 @@ mod tests {
         assert_eq!(
             fs::metadata(&nested).unwrap().permissions().mode() & 0o777,
             0o700
+        );
+    }
+
+    #[test]
+    fn stale_temp_files_go_and_odd_files_are_not_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let store = SecretStore::open(&dir).unwrap();
+        // A writer that no longer exists (pid 0 has no /proc entry) left a temp file.
+        fs::write(dir.join(".aws-iot.json.tmp-0-3"), b"half").unwrap();
+        let live = format!(".aws-iot.json.tmp-{}-9", std::process::id());
+        fs::write(dir.join(&live), b"in progress").unwrap();
+        SecretStore::open(&dir).unwrap();
+        assert!(!dir.join(".aws-iot.json.tmp-0-3").exists());
+        assert!(dir.join(&live).exists(), "a live writer's file was removed");
+        std::os::unix::fs::symlink("/dev/zero", dir.join("userdata.json")).unwrap();
+        assert!(
+            matches!(store.get("userdata"), Err(StoreError::Io(m)) if m.contains("not a regular file"))
+        );
+        let big = fs::File::create(dir.join("arc.json")).unwrap();
+        big.set_len(MAX_BUNDLE_BYTES + 1).unwrap();
+        assert_eq!(
+            store.get("arc"),
+            Err(StoreError::TooLarge(MAX_BUNDLE_BYTES))
         );
     }
 

@@ -388,3 +388,107 @@ async fn connection_failures_are_retried_then_reported() {
     s.assert_unchanged();
     s.mock.stop().await;
 }
+
+#[tokio::test]
+async fn a_trickling_body_cannot_outlast_the_operation_deadline() {
+    let s = Scene::new().await;
+    // ~1600 bytes at one byte per 20 ms would take ~30 s; no single gap trips a timeout.
+    s.mock
+        .inject(BOOTSTRAP, Fault::Trickle(Duration::from_millis(20)));
+    let mut req = s.forced();
+    req.deadline_ms = 1_500;
+    req.timeouts.between_bytes_ms = 1_000;
+    let started = Instant::now();
+    let err = s.run(&req).await.unwrap_err();
+    assert!(
+        matches!(&err, ProvisionError::Timeout(m) if m.contains("deadline passed while the body was still arriving")),
+        "{err:?}"
+    );
+    // Bounded by the deadline, not by the server (an upper bound on a failure, not a speed target).
+    assert!(started.elapsed() < Duration::from_secs(10));
+    s.assert_unchanged();
+    s.mock.stop().await;
+}
+
+#[tokio::test]
+async fn ipv6_endpoints_and_impossible_ports() {
+    let mock = krypton_host::mock::MockKrypton::start(
+        "[::1]:0".parse().unwrap(),
+        krypton_host::mock::MockConfig::default(),
+    )
+    .await
+    .unwrap();
+    assert!(mock.endpoint().starts_with("https://[::1]:"));
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
+    let report = provision(&mock, &store, &request(Target::Userdata, mock.endpoint()))
+        .await
+        .unwrap();
+    assert_eq!(
+        ident(&report, "bytes"),
+        krypton_host::mock::CANARY_USERDATA.len().to_string()
+    );
+
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, mock.ca_pem()).unwrap();
+    for endpoint in [
+        "https://127.0.0.1:99999",
+        "https://127.0.0.1:0",
+        "https://[::1]:abc",
+    ] {
+        let (code, out, _) = run_cli(&[
+            "provision",
+            "userdata",
+            "--endpoint",
+            endpoint,
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--store",
+            tmp.path().join("s2").to_str().unwrap(),
+            "--json",
+        ])
+        .await;
+        assert_eq!(code, 3, "{endpoint}: {out}");
+        assert!(
+            out.contains("port must be a number from 1 to 65535"),
+            "{out}"
+        );
+    }
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn wireguard_config_never_replaces_a_symlink_or_device() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store_dir = tmp.path().join("store");
+    let store = SecretStore::open(&store_dir).unwrap();
+    provision(&mock, &store, &request(Target::Arc, mock.endpoint()))
+        .await
+        .unwrap();
+    let target = tmp.path().join("elsewhere.conf");
+    std::fs::write(&target, b"keep me").unwrap();
+    let link = tmp.path().join("link.conf");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for out in [link.to_str().unwrap(), tmp.path().to_str().unwrap()] {
+        let (code, _, err) = run_cli(&[
+            "wireguard-config",
+            "--store",
+            store_dir.to_str().unwrap(),
+            "--out",
+            out,
+            "--krypton-address",
+            "192.0.2.1",
+        ])
+        .await;
+        assert_eq!(code, 9, "{out}: {err}");
+    }
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    mock.stop().await;
+}
