@@ -724,10 +724,16 @@ pub fn wireguard_config(bundle: &ArcBundle, krypton_addresses: &[String]) -> Res
     let mut allowed = bundle.arc_allowed_ips.clone();
     let nets: Vec<Cidr> = allowed.iter().filter_map(|c| Cidr::parse(c)).collect();
     let mut added = Vec::new();
+    let mut skipped = Vec::new();
     for text in krypton_addresses {
         let ip: IpAddr = text.trim().parse().map_err(|_| {
             Error::InvalidRequest(format!("Krypton address `{text}` is not an IP address"))
         })?;
+        // A local address (a test endpoint) must never be routed into the tunnel.
+        if ip.is_loopback() || ip.is_unspecified() {
+            skipped.push(ip.to_string());
+            continue;
+        }
         if !nets.iter().any(|n| n.contains(ip)) {
             let host_route = if ip.is_ipv4() {
                 format!("{ip}/32")
@@ -753,6 +759,12 @@ pub fn wireguard_config(bundle: &ArcBundle, krypton_addresses: &[String]) -> Res
         out.push_str(&format!(
             "# Added so that calls to Krypton go through the tunnel: {}\n",
             added.join(", ")
+        ));
+    }
+    if !skipped.is_empty() {
+        out.push_str(&format!(
+            "# Not routed (local addresses): {}\n",
+            skipped.join(", ")
         ));
     }
     out.push_str("[Interface]\n");

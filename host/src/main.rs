@@ -359,6 +359,21 @@ fn print_json(value: &Value) {
 }
 
 async fn status(args: StatusArgs) -> Result<(), HostFailure> {
+    // A read-only command: never create the store.
+    if !args.common.store.exists() {
+        if args.common.json {
+            print_json(&json!({"store": args.common.store, "bundles": [], "errors": []}));
+        } else {
+            println!(
+                "nothing stored in {} (it does not exist)",
+                args.common.store.display()
+            );
+        }
+        return match args.target {
+            Some(_) => Err(reported(exit::NOT_PROVISIONED)),
+            None => Ok(()),
+        };
+    }
     let store = SecretStore::open(&args.common.store)
         .context("opening the secret store")
         .map_err(fail(exit::STORAGE))?;
@@ -382,7 +397,17 @@ async fn status(args: StatusArgs) -> Result<(), HostFailure> {
         }
     }
     if args.common.json {
-        let bundles: Vec<Value> = found.iter().map(output::report_json).collect();
+        let bundles: Vec<Value> = found
+            .iter()
+            .map(|r| {
+                let mut v = output::report_json(r);
+                // Every bundle listed here comes from the store; "reused" means nothing here.
+                if let Some(obj) = v.as_object_mut() {
+                    obj.remove("reused");
+                }
+                v
+            })
+            .collect();
         let errs: Vec<Value> = errors
             .iter()
             .map(|(t, e)| json!({"target": output::target_name(*t), "error": output::error_json(e)["error"]}))
@@ -468,14 +493,15 @@ async fn mock(args: MockArgs) -> Result<(), HostFailure> {
         .with_context(|| format!("writing {}", ca_file.display()))
         .map_err(fail(exit::INVALID_REQUEST))?;
     print_json(&json!({"endpoint": server.endpoint(), "caFile": ca_file}));
-    tracing::info!(endpoint = %server.endpoint(), "mock Krypton serving; Ctrl-C to stop");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")
+    tracing::info!(endpoint = %server.endpoint(), "mock Krypton serving; Ctrl-C or SIGTERM stops it");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")
         .map_err(fail(exit::INTERNAL))?;
-    for r in server.requests() {
-        tracing::info!(method = %r.method, path = %r.path, "served");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
+    tracing::info!(requests = server.requests().len(), "mock Krypton stopping");
     server.stop().await;
     Ok(())
 }
@@ -577,6 +603,34 @@ async fn demo(args: DemoArgs) -> Result<(), HostFailure> {
 }
 
 async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
+    if !args.store.exists() {
+        eprintln!(
+            "error: no store at {}: run `krypton-host provision arc` first",
+            args.store.display()
+        );
+        return Err(reported(exit::NOT_PROVISIONED));
+    }
+    let store = SecretStore::open(&args.store)
+        .context("opening the secret store")
+        .map_err(fail(exit::STORAGE))?;
+    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
+    let pre = load_component(&runtime, args.component.as_deref())?;
+    // Say "nothing stored" before trying DNS, which fails off the SORACOM network anyway.
+    match runtime
+        .status(&pre, store.clone(), Target::Arc)
+        .await
+        .map_err(fail(exit::INTERNAL))?
+    {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            eprintln!("error: no `arc` bundle is stored: run `krypton-host provision arc` first");
+            return Err(reported(exit::NOT_PROVISIONED));
+        }
+        Err(e) => {
+            eprintln!("{}", output::error_text(&e));
+            return Err(reported(output::exit_code(&e)));
+        }
+    }
     let addresses = if args.krypton_addresses.is_empty() {
         let (host, port) = http::host_port(&args.endpoint).map_err(fail(exit::INVALID_REQUEST))?;
         let resolved: Vec<String> = tokio::net::lookup_host((host.as_str(), port))
@@ -592,11 +646,6 @@ async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
     } else {
         args.krypton_addresses.clone()
     };
-    let store = SecretStore::open(&args.store)
-        .context("opening the secret store")
-        .map_err(fail(exit::STORAGE))?;
-    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
-    let pre = load_component(&runtime, args.component.as_deref())?;
     let config = match runtime
         .wireguard_config(&pre, store, &addresses)
         .await

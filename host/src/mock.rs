@@ -554,6 +554,7 @@ async fn handle(
             );
         }
     };
+    tracing::info!(%method, %path, "mock Krypton: request");
     let (mut answer, fault) = {
         let mut state = state.lock().unwrap();
         state.requests.push(RecordedRequest {

@@ -205,6 +205,11 @@ pub fn error_text(error: &ProvisionError) -> String {
     match error {
         ProvisionError::InvalidRequest(m) => format!("error: invalid request: {m}"),
         ProvisionError::Unsupported(m) => format!("error: not supported: {m}"),
+        ProvisionError::Transport(m) if m.contains("TlsCertificateError") => format!(
+            "error: could not reach Krypton: {m}\n\
+             hint: the server's TLS certificate is not trusted. For a private or test endpoint \
+             (such as `krypton-host mock`), pass its CA with --ca-file."
+        ),
         ProvisionError::Transport(m) => format!(
             "error: could not reach Krypton: {m}\n\
              hint: Krypton's network mode only answers requests that leave over a SORACOM Air \

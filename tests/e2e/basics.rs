@@ -525,3 +525,34 @@ async fn demo_provisions_every_target_and_prints_no_secret() {
         );
     }
 }
+
+#[tokio::test]
+async fn read_only_commands_never_create_a_store_and_say_what_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-store");
+    let (code, out, _) = run_cli(&["status", "--store", missing.to_str().unwrap(), "--json"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(out.trim()).unwrap()["bundles"],
+        serde_json::json!([])
+    );
+    let (code, _, _) = run_cli(&["status", "arc", "--store", missing.to_str().unwrap()]).await;
+    assert_eq!(code, 11);
+    assert!(!missing.exists(), "status created the store");
+    // wireguard-config with a store but no arc bundle: exit 11 before any DNS lookup.
+    let store = tmp.path().join("store");
+    SecretStore::open(&store).unwrap();
+    let (code, _, err) = run_cli(&[
+        "wireguard-config",
+        "--store",
+        store.to_str().unwrap(),
+        "--out",
+        "-",
+    ])
+    .await;
+    assert_eq!(code, 11, "{err}");
+    assert!(
+        err.contains("no `arc` bundle is stored: run `krypton-host provision arc` first"),
+        "{err}"
+    );
+}
