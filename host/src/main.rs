@@ -121,20 +121,20 @@ struct ProvisionArgs {
     #[arg(long, value_name = "JSON")]
     params: Option<String>,
     /// Whole-operation deadline, seconds (all calls and Azure polling).
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
     deadline_secs: u32,
     /// Wait between Azure registration polls when Krypton sends no Retry-After, ms.
     #[arg(long, default_value_t = 1000)]
     poll_interval_ms: u32,
     /// TCP + TLS connect timeout per request, seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     connect_timeout_secs: u32,
     /// Timeout for the first response byte and between body chunks, seconds.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     read_timeout_secs: u32,
     /// Attempts per Krypton call, the first included. Retried: connection errors, timeouts,
     /// HTTP 408, 429 and 5xx; backoff with full jitter, or Krypton's Retry-After (max 300 s).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     max_attempts: u32,
     /// Backoff base, ms (doubles per attempt).
     #[arg(long, default_value_t = 500)]
@@ -275,9 +275,14 @@ fn request_parameters(args: &ProvisionArgs) -> Result<Option<String>, HostFailur
         None => Map::new(),
     };
     for kv in &args.params_kv {
-        let (key, value) = kv.split_once('=').ok_or_else(|| {
-            fail(exit::INVALID_REQUEST)(anyhow::anyhow!("--param `{kv}` must look like KEY=VALUE"))
-        })?;
+        let (key, value) = kv
+            .split_once('=')
+            .filter(|(key, _)| !key.is_empty())
+            .ok_or_else(|| {
+                fail(exit::INVALID_REQUEST)(anyhow::anyhow!(
+                    "--param `{kv}` must look like KEY=VALUE"
+                ))
+            })?;
         map.insert(key.to_string(), Value::String(value.to_string()));
     }
     Ok(Some(Value::Object(map).to_string()))
@@ -290,6 +295,7 @@ async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
     }
     let policy = OutboundPolicy::with_ca_file(vec![(host, port)], args.ca_file.as_deref())
         .map_err(fail(exit::INVALID_REQUEST))?;
+    let request_parameters = request_parameters(&args)?;
     let store = SecretStore::open(&args.common.store)
         .context("opening the secret store")
         .map_err(fail(exit::STORAGE))?;
@@ -301,7 +307,7 @@ async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
             AuthMode::Network
         },
         endpoint: args.endpoint.clone(),
-        request_parameters: request_parameters(&args)?,
+        request_parameters,
         force: args.force,
         deadline_ms: args.deadline_secs.saturating_mul(1000),
         poll_interval_ms: args.poll_interval_ms,
@@ -454,7 +460,7 @@ async fn mock(args: MockArgs) -> Result<(), HostFailure> {
     for spec in &args.fail {
         let (prefix, status) = spec
             .rsplit_once('=')
-            .and_then(|(p, s)| Some((p, s.parse::<u16>().ok()?)))
+            .and_then(|(p, s)| Some((p, s.parse::<u16>().ok().filter(|s| (100..=599).contains(s))?)))
             .ok_or_else(|| {
                 fail(exit::INVALID_REQUEST)(anyhow::anyhow!(
                     "--fail `{spec}` must look like PATH_PREFIX=STATUS, e.g. /v1/provisioning/aws=500"

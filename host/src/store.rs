@@ -146,6 +146,10 @@ impl SecretStore {
         if meta.len() > MAX_BUNDLE_BYTES {
             return Err(StoreError::TooLarge(MAX_BUNDLE_BYTES));
         }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(file = %path.display(), mode = format!("{mode:03o}"), "bundle file is readable by group or others; it should be 0600 (it will be on the next write)");
+        }
         let mut bytes = Vec::new();
         File::open(&path)
             .and_then(|f| f.take(MAX_BUNDLE_BYTES + 1).read_to_end(&mut bytes))
