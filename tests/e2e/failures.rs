@@ -492,3 +492,29 @@ async fn wireguard_config_never_replaces_a_symlink_or_device() {
     );
     mock.stop().await;
 }
+
+#[tokio::test]
+async fn a_server_that_never_answers_the_handshake_hits_the_connect_timeout() {
+    // The kernel completes the TCP handshake from the backlog; nothing ever speaks TLS.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let s = Scene::new().await;
+    let mut req = request(Target::AwsIot, format!("https://127.0.0.1:{port}"));
+    req.force = true;
+    req.timeouts.connect_ms = 300;
+    let (rt, pre) = runtime();
+    let policy =
+        krypton_host::http::OutboundPolicy::new(vec![("127.0.0.1".into(), port)], None).unwrap();
+    let err = rt
+        .provision(pre, policy, s.store.clone(), &req)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProvisionError::Timeout(m) if m.contains("ConnectionTimeout")),
+        "{err:?}"
+    );
+    s.assert_unchanged();
+    drop(silent);
+    s.mock.stop().await;
+}
