@@ -153,6 +153,31 @@ impl OutboundPolicy {
         })
     }
 
+    /// A TLS handshake over `tcp` with this policy's roots, within `timeout` (for
+    /// `doctor`). Errors: the handshake's failure, as text.
+    pub async fn tls_handshake(
+        &self,
+        tcp: TcpStream,
+        server_name: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let name = match server_name.parse::<std::net::IpAddr>() {
+            Ok(ip) => ServerName::from(ip),
+            Err(_) => ServerName::try_from(server_name.to_string())
+                .map_err(|e| format!("invalid server name: {e}"))?,
+        };
+        match tokio::time::timeout(
+            timeout,
+            tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, tcp),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no handshake within {} ms", timeout.as_millis())),
+        }
+    }
+
     /// Whether `host:port` is on the allow-list.
     pub fn allows(&self, host: &str, port: u16) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');

@@ -6,8 +6,10 @@
 //! * [`http`]: outbound HTTP policy (allow-list, TLS roots, timeouts);
 //! * [`store`]: the on-disk secret store (atomic bundle replacement, 0700/0600);
 //! * [`mock`]: a mock Krypton over HTTPS for tests, the demo and CI;
-//! * [`output`]: reports, errors and exit codes for the CLI.
+//! * [`output`]: reports, errors and exit codes for the CLI;
+//! * [`doctor`]: checks the route to Krypton (the SORACOM Arc `AllowedIPs` trap).
 
+pub mod doctor;
 pub mod http;
 pub mod mock;
 pub mod output;

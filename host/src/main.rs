@@ -57,10 +57,43 @@ enum Command {
     /// Provision every target against an in-process mock Krypton into a temporary store,
     /// through the real component, and show what happened.
     Demo(DemoArgs),
+    /// Check the route to Krypton before provisioning: resolve the endpoint, check each
+    /// address against the tunnel's AllowedIPs (wg-quick file or soratun arc.json), try TCP and
+    /// TLS, and print what to change.
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    Doctor(DoctorArgs),
     /// Write a wg-quick configuration from the stored `arc` bundle, with Krypton's addresses
     /// routed through the tunnel (the SORACOM Arc AllowedIPs trap, fixed by construction).
     #[command(after_help = output::EXIT_CODES_HELP)]
     WireguardConfig(WireguardArgs),
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    /// Krypton endpoint to check.
+    #[arg(long, env = "KRYPTON_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    endpoint: String,
+    /// A wg-quick configuration whose [Peer] AllowedIPs must route Krypton.
+    #[arg(long, conflicts_with = "soratun_config")]
+    wireguard: Option<PathBuf>,
+    /// A soratun arc.json (arcSessionStatus.arcAllowedIPs and additionalAllowedIPs).
+    #[arg(long)]
+    soratun_config: Option<PathBuf>,
+    /// Check these addresses instead of resolving the endpoint (repeatable).
+    #[arg(long = "address", value_name = "IP")]
+    addresses: Vec<std::net::IpAddr>,
+    /// Extra CA certificates (PEM) for the TLS check.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Skip the TCP and TLS attempts.
+    #[arg(long)]
+    no_connect: bool,
+    /// Timeout of each DNS, TCP and TLS step, ms.
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout_ms: u64,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -608,6 +641,73 @@ async fn demo(args: DemoArgs) -> Result<(), HostFailure> {
     Ok(())
 }
 
+async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
+    use krypton_host::doctor::{self, TunnelSource, Verdict};
+    let tunnel = match (&args.wireguard, &args.soratun_config) {
+        (Some(p), _) => Some(doctor::read_tunnel(p, TunnelSource::Wireguard)),
+        (None, Some(p)) => Some(doctor::read_tunnel(p, TunnelSource::Soratun)),
+        (None, None) => None,
+    }
+    .transpose()
+    .map_err(fail(exit::INVALID_REQUEST))?;
+    let ca = match &args.ca_file {
+        Some(p) => Some(
+            std::fs::read(p)
+                .with_context(|| format!("reading CA file {}", p.display()))
+                .map_err(fail(exit::INVALID_REQUEST))?,
+        ),
+        None => None,
+    };
+    let diagnosis = doctor::diagnose(
+        &args.endpoint,
+        tunnel,
+        args.addresses.clone(),
+        ca.as_deref(),
+        !args.no_connect,
+        std::time::Duration::from_millis(args.timeout_ms),
+    )
+    .await
+    .map_err(fail(exit::INVALID_REQUEST))?;
+    if args.json {
+        print_json(&serde_json::to_value(&diagnosis).unwrap_or(Value::Null));
+    } else {
+        println!(
+            "endpoint   {} ({}:{})",
+            diagnosis.endpoint, diagnosis.host, diagnosis.port
+        );
+        for a in &diagnosis.addresses {
+            let routed = match a.routed_through_tunnel {
+                Some(true) => "routed through the tunnel",
+                Some(false) => "NOT routed through the tunnel",
+                None => "no tunnel configuration given",
+            };
+            println!(
+                "address    {:<40} {routed}; reachability: {}",
+                a.address, a.reachability
+            );
+        }
+        if let Some(t) = &diagnosis.tunnel {
+            println!("AllowedIPs {}", t.allowed_ips.join(", "));
+        }
+        println!(
+            "verdict    {}",
+            serde_json::to_value(diagnosis.verdict)
+                .unwrap_or(Value::Null)
+                .as_str()
+                .unwrap_or("?")
+        );
+        for line in &diagnosis.advice {
+            println!("  {line}");
+        }
+    }
+    match diagnosis.verdict {
+        Verdict::Ok => Ok(()),
+        Verdict::NotRouted => Err(reported(exit::NOT_ROUTED)),
+        Verdict::MalformedConfig => Err(reported(exit::INVALID_REQUEST)),
+        Verdict::DnsFailed | Verdict::Unreachable => Err(reported(exit::TRANSPORT)),
+    }
+}
+
 async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
     if !args.store.exists() {
         eprintln!(
@@ -719,6 +819,7 @@ async fn main() -> ExitCode {
     let json = match &cli.command {
         Command::Provision(a) => a.common.json,
         Command::Status(a) => a.common.json,
+        Command::Doctor(a) => a.json,
         Command::Mock(_) | Command::Demo(_) | Command::WireguardConfig(_) => false,
     };
     let result = match cli.command {
@@ -727,6 +828,7 @@ async fn main() -> ExitCode {
         Command::Mock(args) => mock(args).await,
         Command::Demo(args) => demo(args).await,
         Command::WireguardConfig(args) => wireguard_config(args).await,
+        Command::Doctor(args) => doctor(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,8 +30,10 @@ pub mod exit {
     pub const STORAGE: u8 = 9;
     /// The component does not support the target or mode.
     pub const UNSUPPORTED: u8 = 10;
-    /// `status`: nothing is stored for the target.
+    /// Nothing is stored: `status TARGET`, or `wireguard-config` without an `arc` bundle.
     pub const NOT_PROVISIONED: u8 = 11;
+    /// `doctor`: an address of Krypton is outside the tunnel's `AllowedIPs`.
+    pub const NOT_ROUTED: u8 = 12;
 }
 
 /// The text for `--help`.
@@ -47,7 +49,8 @@ pub const EXIT_CODES_HELP: &str = "Exit codes:
   8  Azure DPS registration ended without an assignment
   9  secret store failure
  10  target or mode not supported by the component
- 11  status: nothing stored for the target";
+ 11  nothing stored (status TARGET; wireguard-config without an arc bundle)
+ 12  doctor: Krypton's address is outside the tunnel's AllowedIPs";
 
 /// Parse a target name (`azure-iot`, `aws-iot`, ...).
 pub fn parse_target(name: &str) -> Result<Target, String> {

@@ -3,6 +3,7 @@
 //! API and through the `krypton-host` binary.
 
 mod basics;
+mod doctor;
 mod failures;
 mod secrets;
 mod support;
