@@ -573,3 +573,22 @@ pub fn wireguard_config(
         )),
     }
 }
+
+/// Render the stored bundle of `target` as export files (WIT `render-export`); see
+/// [`crate::exports::render`]. Errors: [`Error::Storage`] when nothing is stored.
+pub fn render_export(
+    caps: &mut impl Capabilities,
+    target: Target,
+    format: &str,
+    directory: &str,
+    krypton_addresses: &[String],
+) -> Result<Vec<crate::exports::ExportFile>, Error> {
+    match load(caps, target)? {
+        Some(bundle) => crate::exports::render(&bundle, format, directory, krypton_addresses),
+        None => Err(Error::Storage(format!(
+            "no `{}` bundle is stored: run `krypton-host provision {}` first",
+            target.name(),
+            target.name()
+        ))),
+    }
+}

@@ -1117,3 +1117,109 @@ fn endpoints_with_an_impossible_port_are_refused() {
     };
     assert!(m.len() < 200, "{m}");
 }
+
+fn export_names(files: &[crate::exports::ExportFile]) -> Vec<(&str, bool)> {
+    files.iter().map(|f| (f.name.as_str(), f.secret)).collect()
+}
+
+#[test]
+fn exports_render_each_consumer_format() {
+    let mut fake = Fake::default()
+        .reply(200, json!({"operationId": "4.op-1", "status": "assigning"}))
+        .reply(200, assigned());
+    provision(&mut fake, &request(Target::AzureIot)).unwrap();
+    let files = render_export(
+        &mut fake,
+        Target::AzureIot,
+        "aziot",
+        "/etc/aziot/krypton",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        export_names(&files),
+        vec![
+            ("azure-iot-certificate.pem", false),
+            ("azure-iot-chain.pem", false),
+            ("azure-iot-private-key.pem", true),
+            ("azure-iot-root-ca.pem", false),
+            ("aziot-provisioning.toml", false)
+        ]
+    );
+    assert_eq!(files[2].contents, EC_SEC1.as_bytes());
+    assert_eq!(files[3].contents, ROOT_CRT.as_bytes());
+    let toml = String::from_utf8(files[4].contents.clone()).unwrap();
+    assert!(toml.contains(
+        "[provisioning]\nsource = \"manual\"\niothub_hostname = \"hub-1.azure-devices.net\"\ndevice_id = \"dev-440101234567890\"\n\n\
+         [provisioning.authentication]\nmethod = \"x509\"\n\
+         identity_cert = \"file:///etc/aziot/krypton/azure-iot-chain.pem\"\n\
+         identity_pk = \"file:///etc/aziot/krypton/azure-iot-private-key.pem\"\n"
+    ), "{toml}");
+
+    let mut fake = Fake::default().reply(200, json!({"region": "eu-west-1", "host": "abc-ats.iot.eu-west-1.amazonaws.com",
+        "clientId": "thing-1", "certificate": EC_CRT, "privateKey": EC_SEC1, "rootCaCertificate": ROOT_CRT}));
+    provision(&mut fake, &request(Target::AwsIot)).unwrap();
+    let files =
+        render_export(&mut fake, Target::AwsIot, "aws-iot", "/opt/app/certs/", &[]).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&files.last().unwrap().contents).unwrap();
+    assert_eq!(
+        json,
+        json!({"endpoint": "abc-ats.iot.eu-west-1.amazonaws.com", "port": 8883, "clientId": "thing-1",
+        "region": "eu-west-1", "certificate": "/opt/app/certs/aws-iot-certificate.pem",
+        "privateKey": "/opt/app/certs/aws-iot-private-key.pem", "rootCa": "/opt/app/certs/aws-iot-root-ca.pem"})
+    );
+    assert_eq!(
+        export_names(&render_export(&mut fake, Target::AwsIot, "pem", "/x", &[]).unwrap()).len(),
+        4
+    );
+    for (format, expect) in [
+        ("aziot", "does not fit target `aws-iot`"),
+        ("env", "does not fit"),
+        ("zip", "unknown export format"),
+    ] {
+        let err = render_export(&mut fake, Target::AwsIot, format, "/x", &[]).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidRequest(m) if m.contains(expect)),
+            "{format}: {err:?}"
+        );
+    }
+    assert!(matches!(
+        render_export(&mut fake, Target::AwsIot, "pem", "relative", &[]),
+        Err(Error::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        render_export(&mut fake, Target::Arc, "wireguard", "/x", &[]),
+        Err(Error::Storage(_))
+    ));
+
+    let creds = json!({"identityId": "id", "region": "ap-northeast-1",
+        "credentials": {"accessKeyId": "ASIAEXAMPLE", "secretKey": "s3cr3t", "sessionToken": "t0ken", "expiration": 1_800_000_000u64}});
+    let mut fake = Fake::default().reply(200, creds);
+    provision(&mut fake, &request(Target::AwsCognito)).unwrap();
+    let files = render_export(&mut fake, Target::AwsCognito, "env", "/run/app", &[]).unwrap();
+    assert_eq!(export_names(&files), vec![("aws-cognito.env", true)]);
+    assert_eq!(
+        String::from_utf8(files[0].contents.clone()).unwrap(),
+        "# Amazon Cognito credentials from Krypton; they expire at 2027-01-15T08:00:00Z.\n\
+         AWS_ACCESS_KEY_ID=ASIAEXAMPLE\nAWS_SECRET_ACCESS_KEY=s3cr3t\nAWS_SESSION_TOKEN=t0ken\n\
+         AWS_REGION=ap-northeast-1\nAWS_DEFAULT_REGION=ap-northeast-1\n"
+    );
+
+    let mut fake = Fake::default().reply(200, arc_body("beck.arc.soracom.io"));
+    provision(&mut fake, &request(Target::Arc)).unwrap();
+    let files = render_export(
+        &mut fake,
+        Target::Arc,
+        "wireguard",
+        "/etc/wireguard",
+        &["54.250.252.99".into()],
+    )
+    .unwrap();
+    assert_eq!(export_names(&files), vec![("arc.conf", true)]);
+    assert_eq!(
+        files[0].contents,
+        wireguard_config(&mut fake, &["54.250.252.99".into()])
+            .unwrap()
+            .into_bytes()
+    );
+}

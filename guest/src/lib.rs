@@ -5,6 +5,7 @@
 //! modules below and is unit-tested natively (`cargo test -p krypton-guest --lib`).
 
 pub mod bundle;
+pub mod exports;
 pub mod flow;
 pub mod model;
 pub mod targets;
@@ -150,6 +151,32 @@ mod glue {
 
         fn wireguard_config(krypton_addresses: Vec<String>) -> Result<String, wit::ProvisionError> {
             flow::wireguard_config(&mut WasiCapabilities, &krypton_addresses).map_err(error_to)
+        }
+
+        fn render_export(
+            target: wit::Target,
+            format: String,
+            directory: String,
+            krypton_addresses: Vec<String>,
+        ) -> Result<Vec<wit::ExportFile>, wit::ProvisionError> {
+            flow::render_export(
+                &mut WasiCapabilities,
+                target_from(target),
+                &format,
+                &directory,
+                &krypton_addresses,
+            )
+            .map(|files| {
+                files
+                    .into_iter()
+                    .map(|f| wit::ExportFile {
+                        name: f.name,
+                        contents: f.contents,
+                        secret: f.secret,
+                    })
+                    .collect()
+            })
+            .map_err(error_to)
         }
 
         fn version() -> (String, String) {

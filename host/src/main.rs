@@ -57,6 +57,12 @@ enum Command {
     /// Provision every target against an in-process mock Krypton into a temporary store,
     /// through the real component, and show what happened.
     Demo(DemoArgs),
+    /// Write a stored bundle in a consumer's format: pem (azure-iot, aws-iot), aziot
+    /// (azure-iot: Azure IoT Edge / Identity Service manual X.509), aws-iot (aws-iot: files plus
+    /// a JSON for AWS IoT Device SDKs), wireguard (arc: wg-quick), env (aws-cognito: AWS
+    /// environment variables). Secret files are written 0600, the others 0644.
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    Export(ExportArgs),
     /// Check the route to Krypton before provisioning: resolve the endpoint, check each
     /// address against the tunnel's AllowedIPs (wg-quick file or soratun arc.json), try TCP and
     /// TLS, and print what to change.
@@ -66,6 +72,33 @@ enum Command {
     /// routed through the tunnel (the SORACOM Arc AllowedIPs trap, fixed by construction).
     #[command(after_help = output::EXIT_CODES_HELP)]
     WireguardConfig(WireguardArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(value_parser = output::parse_target)]
+    target: Target,
+    /// pem | aziot | aws-iot | wireguard | env
+    #[arg(long, value_parser = ["pem", "aziot", "aws-iot", "wireguard", "env"])]
+    format: String,
+    /// Directory to write into (created 0700 when missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Secret store directory.
+    #[arg(long, env = "KRYPTON_STORE", default_value = DEFAULT_STORE)]
+    store: PathBuf,
+    /// Provisioning component (.wasm). Defaults to the one built into this binary.
+    #[arg(long, env = "KRYPTON_COMPONENT")]
+    component: Option<PathBuf>,
+    /// wireguard: Krypton endpoint whose addresses are routed through the tunnel.
+    #[arg(long, env = "KRYPTON_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    endpoint: String,
+    /// wireguard: route these addresses instead of resolving the endpoint (repeatable).
+    #[arg(long = "krypton-address", value_name = "IP")]
+    krypton_addresses: Vec<String>,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -641,6 +674,127 @@ async fn demo(args: DemoArgs) -> Result<(), HostFailure> {
     Ok(())
 }
 
+/// Krypton's addresses for a wg-quick file: the given ones, else the endpoint's host resolved.
+async fn krypton_addresses(given: &[String], endpoint: &str) -> Result<Vec<String>, HostFailure> {
+    if !given.is_empty() {
+        return Ok(given.to_vec());
+    }
+    let (host, port) = http::host_port(endpoint).map_err(fail(exit::INVALID_REQUEST))?;
+    let resolved: Vec<String> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .with_context(|| {
+            format!("resolving {host} (or pass --krypton-address IP for each of its addresses)")
+        })
+        .map_err(fail(exit::TRANSPORT))?
+        .map(|addr| addr.ip().to_string())
+        .collect();
+    tracing::info!(%host, addresses = ?resolved, "resolved Krypton's addresses");
+    Ok(resolved)
+}
+
+async fn export(args: ExportArgs) -> Result<(), HostFailure> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !args.store.exists() {
+        eprintln!("error: no store at {}", args.store.display());
+        return Err(reported(exit::NOT_PROVISIONED));
+    }
+    let store = SecretStore::open(&args.store)
+        .context("opening the secret store")
+        .map_err(fail(exit::STORAGE))?;
+    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
+    let pre = load_component(&runtime, args.component.as_deref())?;
+    match runtime
+        .status(&pre, store.clone(), args.target)
+        .await
+        .map_err(fail(exit::INTERNAL))?
+    {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            let name = output::target_name(args.target);
+            eprintln!(
+                "error: no `{name}` bundle is stored: run `krypton-host provision {name}` first"
+            );
+            return Err(reported(exit::NOT_PROVISIONED));
+        }
+        Err(e) => {
+            eprintln!("{}", output::error_text(&e));
+            return Err(reported(output::exit_code(&e)));
+        }
+    }
+    let addresses = if args.format == "wireguard" {
+        krypton_addresses(&args.krypton_addresses, &args.endpoint).await?
+    } else {
+        Vec::new()
+    };
+    if !args.out.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))
+            .map_err(fail(exit::STORAGE))?;
+    }
+    let out = std::fs::canonicalize(&args.out)
+        .with_context(|| format!("resolving {}", args.out.display()))
+        .map_err(fail(exit::STORAGE))?;
+    let files = match runtime
+        .render_export(
+            &pre,
+            store,
+            args.target,
+            &args.format,
+            &out.to_string_lossy(),
+            &addresses,
+        )
+        .await
+        .map_err(fail(exit::INTERNAL))?
+    {
+        Ok(files) => files,
+        Err(e) => {
+            if args.json {
+                print_json(&output::error_json(&e));
+            } else {
+                eprintln!("{}", output::error_text(&e));
+            }
+            return Err(reported(output::exit_code(&e)));
+        }
+    };
+    let mut written = Vec::new();
+    for f in &files {
+        // The component names files; the host still refuses anything but a plain name.
+        if f.name.is_empty() || f.name.contains('/') || f.name.starts_with('.') {
+            return Err(fail(exit::INTERNAL)(anyhow::anyhow!(
+                "the component asked to write `{}`, which is not a plain file name",
+                f.name
+            )));
+        }
+        let path = out.join(&f.name);
+        write_private_file(&path, &f.contents)
+            .with_context(|| format!("writing {}", path.display()))
+            .map_err(fail(exit::STORAGE))?;
+        let mode = if f.secret { 0o600 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting the mode of {}", path.display()))
+            .map_err(fail(exit::STORAGE))?;
+        written.push(json!({"path": path, "mode": format!("{mode:o}"), "bytes": f.contents.len(), "secret": f.secret}));
+    }
+    if args.json {
+        print_json(
+            &json!({"ok": true, "target": output::target_name(args.target), "format": args.format, "files": written}),
+        );
+    } else {
+        for w in &written {
+            println!(
+                "wrote {} ({} bytes, mode {})",
+                w["path"].as_str().unwrap_or_default(),
+                w["bytes"],
+                w["mode"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
     use krypton_host::doctor::{self, TunnelSource, Verdict};
     let tunnel = match (&args.wireguard, &args.soratun_config) {
@@ -737,21 +891,7 @@ async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
             return Err(reported(output::exit_code(&e)));
         }
     }
-    let addresses = if args.krypton_addresses.is_empty() {
-        let (host, port) = http::host_port(&args.endpoint).map_err(fail(exit::INVALID_REQUEST))?;
-        let resolved: Vec<String> = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .with_context(|| {
-                format!("resolving {host} (or pass --krypton-address IP for each of its addresses)")
-            })
-            .map_err(fail(exit::TRANSPORT))?
-            .map(|addr| addr.ip().to_string())
-            .collect();
-        tracing::info!(%host, addresses = ?resolved, "resolved Krypton's addresses");
-        resolved
-    } else {
-        args.krypton_addresses.clone()
-    };
+    let addresses = krypton_addresses(&args.krypton_addresses, &args.endpoint).await?;
     let config = match runtime
         .wireguard_config(&pre, store, &addresses)
         .await
@@ -820,6 +960,7 @@ async fn main() -> ExitCode {
         Command::Provision(a) => a.common.json,
         Command::Status(a) => a.common.json,
         Command::Doctor(a) => a.json,
+        Command::Export(a) => a.json,
         Command::Mock(_) | Command::Demo(_) | Command::WireguardConfig(_) => false,
     };
     let result = match cli.command {
@@ -829,6 +970,7 @@ async fn main() -> ExitCode {
         Command::Demo(args) => demo(args).await,
         Command::WireguardConfig(args) => wireguard_config(args).await,
         Command::Doctor(args) => doctor(args).await,
+        Command::Export(args) => export(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -33,8 +33,8 @@ pub mod bindings {
 
 use bindings::soracom::krypton::secret_store;
 pub use bindings::soracom::krypton::types::{
-    AuthMode, CertificateSummary, HttpTimeouts, ProvisionError, ProvisionReport, ProvisionRequest,
-    RetryPolicy, Target,
+    AuthMode, CertificateSummary, ExportFile, HttpTimeouts, ProvisionError, ProvisionReport,
+    ProvisionRequest, RetryPolicy, Target,
 };
 
 /// The component's stderr, turned into `tracing` events (target `component`), one per line.
@@ -325,6 +325,27 @@ impl Runtime {
             .await
             .map_err(anyhow::Error::from)
             .context("the component trapped during wireguard-config")
+    }
+
+    /// Render the stored bundle of `target` as export files (no network).
+    pub async fn render_export(
+        &self,
+        pre: &KryptonPre,
+        secrets: SecretStore,
+        target: Target,
+        format: &str,
+        directory: &str,
+        krypton_addresses: &[String],
+    ) -> anyhow::Result<Result<Vec<ExportFile>, ProvisionError>> {
+        let policy = OutboundPolicy::new(Vec::new(), None)?;
+        let mut store = self.store(policy, secrets);
+        let instance = pre.instantiate_async(&mut store).await?;
+        instance
+            .soracom_krypton_provisioning()
+            .call_render_export(&mut store, target, format, directory, krypton_addresses)
+            .await
+            .map_err(anyhow::Error::from)
+            .context("the component trapped during render-export")
     }
 
     /// The component's `(version, contract version)`.

@@ -4,6 +4,7 @@
 
 mod basics;
 mod doctor;
+mod exports;
 mod failures;
 mod secrets;
 mod support;
