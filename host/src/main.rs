@@ -8,7 +8,7 @@ use krypton_host::mock::{ExpirationFormat, Fault, MockConfig, MockKrypton};
 use krypton_host::output::{self, exit};
 use krypton_host::runtime::{
     AuthMode, DEFAULT_COMPONENT, HttpTimeouts, KryptonPre, ProvisionRequest, RetryPolicy, Runtime,
-    Target,
+    SandboxLimits, Target,
 };
 use krypton_host::store::SecretStore;
 use serde_json::{Map, Value, json};
@@ -388,7 +388,13 @@ async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
             max_delay_ms: args.backoff_max_ms,
         },
     };
-    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
+    // The whole call may take the operation deadline plus a minute of slack; past that the
+    // host stops the component even if it ignores its own deadline.
+    let limits = SandboxLimits {
+        wall: std::time::Duration::from_secs(u64::from(args.deadline_secs) + 60),
+        ..SandboxLimits::default()
+    };
+    let runtime = Runtime::with_limits(limits).map_err(fail(exit::INTERNAL))?;
     let pre = load_component(&runtime, args.common.component.as_deref())?;
     tracing::info!(
         target = output::target_name(args.target),

@@ -10,8 +10,9 @@
 use crate::http::OutboundPolicy;
 use crate::store::{SecretStore, StoreError as DiskStoreError};
 use anyhow::Context as _;
+use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{CallHook, Config, Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -116,6 +117,47 @@ impl tokio::io::AsyncWrite for GuestLog {
 /// Most linear memory one call may use, bytes. The component needs ~2 MiB.
 pub const MEMORY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
 
+/// How often the engine's epoch advances; the granularity of the CPU deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Per-call limits of the sandbox.
+#[derive(Debug, Clone, Copy)]
+pub struct SandboxLimits {
+    /// Linear memory cap, bytes; growing past it traps.
+    pub memory_bytes: usize,
+    /// Time the component may spend executing its own code (time inside host calls such as
+    /// HTTP or sleeps does not count), measured with epoch interruption and call hooks.
+    pub cpu: Duration,
+    /// Time a whole call may take, host calls included.
+    pub wall: Duration,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits {
+            memory_bytes: MEMORY_LIMIT_BYTES,
+            cpu: Duration::from_secs(10),
+            wall: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Time the component spent in its own code, from call hooks: everything since the start
+/// minus the time inside host functions.
+struct CpuMeter {
+    started: Instant,
+    in_host_since: Option<Instant>,
+    in_host: Duration,
+    budget: Duration,
+    exceeded: bool,
+}
+
+impl CpuMeter {
+    fn wasm_time(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.in_host)
+    }
+}
+
 /// The embedded default component, built from `guest/` by `host/build.rs`.
 pub const DEFAULT_COMPONENT: &[u8] = include_bytes!(env!("KRYPTON_GUEST_WASM_PATH"));
 
@@ -127,6 +169,7 @@ pub struct HostState {
     policy: OutboundPolicy,
     secrets: SecretStore,
     limits: StoreLimits,
+    cpu: CpuMeter,
 }
 
 impl WasiView for HostState {
@@ -195,6 +238,22 @@ pub type KryptonPre = bindings::KryptonPre<HostState>;
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
+    limits: SandboxLimits,
+}
+
+/// Advance `engine`'s epoch every [`EPOCH_TICK`] until the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("krypton-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
 }
 
 impl Runtime {
@@ -204,7 +263,13 @@ impl Runtime {
     /// bytes, the engine configuration and the wasmtime version) in [`cache_dir`], so a CLI
     /// call after the first skips compilation (~0.5 s in a debug build, ~0.2 s in release).
     pub fn new() -> anyhow::Result<Self> {
+        Self::with_limits(SandboxLimits::default())
+    }
+
+    /// [`Runtime::new`] with explicit per-call limits.
+    pub fn with_limits(limits: SandboxLimits) -> anyhow::Result<Self> {
         let mut config = Config::new();
+        config.epoch_interruption(true);
         if let Some(dir) = cache_dir() {
             let mut cache = wasmtime::CacheConfig::new();
             cache.with_directory(&dir);
@@ -218,11 +283,16 @@ impl Runtime {
             }
         }
         let engine = Engine::new(&config)?;
+        start_epoch_ticker(&engine);
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         secret_store::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        Ok(Runtime { engine, linker })
+        Ok(Runtime {
+            engine,
+            linker,
+            limits,
+        })
     }
 
     /// Compile `bytes` (a component) and check it links against this host.
@@ -260,13 +330,80 @@ impl Runtime {
                 policy,
                 secrets,
                 limits: StoreLimitsBuilder::new()
-                    .memory_size(MEMORY_LIMIT_BYTES)
+                    .memory_size(self.limits.memory_bytes)
                     .instances(8)
+                    .trap_on_grow_failure(true)
                     .build(),
+                cpu: CpuMeter {
+                    started: Instant::now(),
+                    in_host_since: None,
+                    in_host: Duration::ZERO,
+                    budget: self.limits.cpu,
+                    exceeded: false,
+                },
             },
         );
         store.limiter(|s| &mut s.limits);
+        store.call_hook(|mut ctx, hook| {
+            let cpu = &mut ctx.data_mut().cpu;
+            match hook {
+                CallHook::CallingHost => cpu.in_host_since = Some(Instant::now()),
+                CallHook::ReturningFromHost => {
+                    if let Some(since) = cpu.in_host_since.take() {
+                        cpu.in_host += since.elapsed();
+                    }
+                }
+                CallHook::CallingWasm | CallHook::ReturningFromWasm => {}
+            }
+            Ok(())
+        });
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let cpu = &mut ctx.data_mut().cpu;
+            if cpu.wasm_time() > cpu.budget {
+                cpu.exceeded = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
         store
+    }
+
+    /// Run `call` on `store` within the wall-clock limit, and name the limit that stopped it.
+    async fn guarded<R>(
+        &self,
+        store: &mut Store<HostState>,
+        what: &str,
+        call: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> anyhow::Result<R> {
+        let wall = self.limits.wall;
+        let outcome = tokio::time::timeout(wall, call(store)).await;
+        let cpu = &store.data().cpu;
+        match outcome {
+            Err(_) => anyhow::bail!(
+                "the component exceeded the wall-clock limit of {} s during {what}; it was stopped",
+                wall.as_secs()
+            ),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) if cpu.exceeded => Err(anyhow::Error::from(e).context(format!(
+                "the component exceeded its CPU limit of {} ms during {what}; it was stopped",
+                cpu.budget.as_millis()
+            ))),
+            Ok(Err(e)) => {
+                let e = anyhow::Error::from(e);
+                let text = format!("{e:#}");
+                // StoreLimits with trap_on_grow_failure: wasmtime's message for the refused grow.
+                if text.contains("forcing trap when growing memory") {
+                    Err(e.context(format!(
+                        "the component exceeded its memory limit of {} MiB during {what}; it was stopped",
+                        self.limits.memory_bytes / (1024 * 1024)
+                    )))
+                } else {
+                    Err(e.context(format!("the component trapped during {what}")))
+                }
+            }
+        }
     }
 
     /// Run `provision` in a fresh instance.
@@ -281,13 +418,14 @@ impl Runtime {
         request: &ProvisionRequest,
     ) -> anyhow::Result<Result<ProvisionReport, ProvisionError>> {
         let mut store = self.store(policy, secrets);
-        let instance = pre.instantiate_async(&mut store).await?;
-        instance
-            .soracom_krypton_provisioning()
-            .call_provision(&mut store, request)
-            .await
-            .map_err(anyhow::Error::from)
-            .context("the component trapped during provision")
+        self.guarded(&mut store, "provision", async |store| {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            instance
+                .soracom_krypton_provisioning()
+                .call_provision(&mut *store, request)
+                .await
+        })
+        .await
     }
 
     /// Run `status` in a fresh instance (no network: the allow-list is empty).
@@ -299,13 +437,14 @@ impl Runtime {
     ) -> anyhow::Result<Result<Option<ProvisionReport>, ProvisionError>> {
         let policy = OutboundPolicy::new(Vec::new(), None)?;
         let mut store = self.store(policy, secrets);
-        let instance = pre.instantiate_async(&mut store).await?;
-        instance
-            .soracom_krypton_provisioning()
-            .call_status(&mut store, target)
-            .await
-            .map_err(anyhow::Error::from)
-            .context("the component trapped during status")
+        self.guarded(&mut store, "status", async |store| {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            instance
+                .soracom_krypton_provisioning()
+                .call_status(&mut *store, target)
+                .await
+        })
+        .await
     }
 
     /// Render the stored `arc` bundle as a `wg-quick` configuration that routes
@@ -318,13 +457,14 @@ impl Runtime {
     ) -> anyhow::Result<Result<String, ProvisionError>> {
         let policy = OutboundPolicy::new(Vec::new(), None)?;
         let mut store = self.store(policy, secrets);
-        let instance = pre.instantiate_async(&mut store).await?;
-        instance
-            .soracom_krypton_provisioning()
-            .call_wireguard_config(&mut store, krypton_addresses)
-            .await
-            .map_err(anyhow::Error::from)
-            .context("the component trapped during wireguard-config")
+        self.guarded(&mut store, "wireguard-config", async |store| {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            instance
+                .soracom_krypton_provisioning()
+                .call_wireguard_config(&mut *store, krypton_addresses)
+                .await
+        })
+        .await
     }
 
     /// Render the stored bundle of `target` as export files (no network).
@@ -339,13 +479,14 @@ impl Runtime {
     ) -> anyhow::Result<Result<Vec<ExportFile>, ProvisionError>> {
         let policy = OutboundPolicy::new(Vec::new(), None)?;
         let mut store = self.store(policy, secrets);
-        let instance = pre.instantiate_async(&mut store).await?;
-        instance
-            .soracom_krypton_provisioning()
-            .call_render_export(&mut store, target, format, directory, krypton_addresses)
-            .await
-            .map_err(anyhow::Error::from)
-            .context("the component trapped during render-export")
+        self.guarded(&mut store, "render-export", async |store| {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            instance
+                .soracom_krypton_provisioning()
+                .call_render_export(&mut *store, target, format, directory, krypton_addresses)
+                .await
+        })
+        .await
     }
 
     /// The component's `(version, contract version)`.
@@ -354,11 +495,13 @@ impl Runtime {
         // `version` touches no bundle; give it an empty throwaway store.
         let scratch = tempfile::tempdir()?;
         let mut store = self.store(policy, SecretStore::open(scratch.path().join("store"))?);
-        let instance = pre.instantiate_async(&mut store).await?;
-        instance
-            .soracom_krypton_provisioning()
-            .call_version(&mut store)
-            .await
-            .map_err(anyhow::Error::from)
+        self.guarded(&mut store, "version", async |store| {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            instance
+                .soracom_krypton_provisioning()
+                .call_version(&mut *store)
+                .await
+        })
+        .await
     }
 }

@@ -6,6 +6,7 @@ mod basics;
 mod doctor;
 mod exports;
 mod failures;
+mod sandbox;
 mod secrets;
 mod support;
 mod targets;
