@@ -165,6 +165,8 @@ pub trait Capabilities {
     fn log(&mut self, line: &str);
     fn store_get(&mut self, name: &str) -> Result<Option<Vec<u8>>, Error>;
     fn store_put(&mut self, name: &str, value: &[u8]) -> Result<(), Error>;
+    /// Remove a stored value; `true` when there was one.
+    fn store_delete(&mut self, name: &str) -> Result<bool, Error>;
 }
 
 /// The whole-operation deadline.
@@ -547,6 +549,15 @@ pub fn provision(
     let report = bundle.report(false)?;
     run.caps
         .store_put(target.bundle_name(), &bundle.to_bytes())?;
+    if target == Target::AzureIot {
+        // The registration is complete; a failure here only means a later run polls a
+        // finished operation once more.
+        if let Err(e) = run.caps.store_delete(targets::AZURE_PENDING) {
+            run.caps.log(&format!(
+                "azure-iot: could not forget the finished registration: {e}"
+            ));
+        }
+    }
     run.caps.log(&format!(
         "{}: stored bundle `{}`",
         target.name(),

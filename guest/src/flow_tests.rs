@@ -90,6 +90,9 @@ impl Capabilities for Fake {
         self.store.insert(name.to_string(), value.to_vec());
         Ok(())
     }
+    fn store_delete(&mut self, name: &str) -> Result<bool, Error> {
+        Ok(self.store.remove(name).is_some())
+    }
 }
 
 fn request(target: Target) -> ProvisionRequest {
@@ -224,7 +227,11 @@ fn azure_polling_is_bounded_by_the_deadline() {
         msg.contains("4.op-3") && msg.contains("3500 ms") && msg.contains("3 polls"),
         "{msg}"
     );
-    assert!(fake.store.is_empty());
+    // No bundle; only the registration in flight, to be resumed by the next run.
+    assert_eq!(
+        fake.store.keys().collect::<Vec<_>>(),
+        vec!["azure-iot-pending"]
+    );
     // Each request's timeouts were clamped to what was left of the deadline.
     assert!(fake.requests.iter().all(|r| r.3.first_byte_ms <= 3_500));
 }
@@ -1222,4 +1229,74 @@ fn exports_render_each_consumer_format() {
             .unwrap()
             .into_bytes()
     );
+}
+
+#[test]
+fn an_interrupted_azure_registration_is_resumed_not_repeated() {
+    // Run 1: registered, then the deadline passes while DPS is still assigning.
+    let mut fake = Fake::default()
+        .reply(200, json!({"operationId": "4.op-7", "status": "assigning"}))
+        .reply(200, json!({"operationId": "4.op-7", "status": "assigning"}));
+    let mut req = request(Target::AzureIot);
+    req.deadline_ms = 1_500;
+    assert!(
+        matches!(provision(&mut fake, &req), Err(Error::Timeout(m)) if m.contains("the next run resumes it"))
+    );
+    assert!(fake.store.contains_key("azure-iot-pending"));
+    assert!(!fake.store.contains_key("azure-iot"));
+
+    // Run 2 (after a restart): no second register; polls 4.op-7 until assigned.
+    let mut assigned_7 = assigned();
+    assigned_7["operationId"] = json!("4.op-7");
+    let mut fake = Fake {
+        store: fake.store,
+        now_ms: fake.now_ms,
+        ..Fake::default()
+    }
+    .reply(200, assigned_7);
+    let report = provision(&mut fake, &request(Target::AzureIot)).unwrap();
+    let paths: Vec<_> = fake.requests.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec!["/v1/provisioning/azure/iot/registrations/4.op-7"]
+    );
+    assert_eq!(identifiers(&report)[2], ("operationId", "4.op-7"));
+    assert!(
+        !fake.store.contains_key("azure-iot-pending"),
+        "a finished registration is forgotten"
+    );
+
+    // A stored registration Krypton no longer knows: registered anew.
+    let mut fake = Fake::default()
+        .reply(
+            404,
+            json!({"code": "KRY0404", "message": "unknown operationId"}),
+        )
+        .reply(200, json!({"operationId": "4.op-8", "status": "assigning"}))
+        .reply(200, assigned());
+    fake.store.insert(
+        "azure-iot-pending".into(),
+        format!(
+            r#"{{"operationId":"4.gone","startedAtMs":{}}}"#,
+            1_800_000_000_000u64
+        )
+        .into_bytes(),
+    );
+    provision(&mut fake, &request(Target::AzureIot)).unwrap();
+    let paths: Vec<_> = fake.requests.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "/v1/provisioning/azure/iot/registrations/4.gone",
+            "/v1/provisioning/azure/iot/register",
+            "/v1/provisioning/azure/iot/registrations/4.op-8"
+        ]
+    );
+
+    // A failed registration is forgotten too.
+    let mut fake = Fake::default()
+        .reply(200, json!({"operationId": "4.op-9", "status": "assigning"}))
+        .reply(200, json!({"operationId": "4.op-9", "status": "failed"}));
+    assert!(provision(&mut fake, &request(Target::AzureIot)).is_err());
+    assert!(fake.store.is_empty());
 }

@@ -260,11 +260,54 @@ fn is_pending(status: &str) -> bool {
 /// P6 + P7: register, then poll until `assigned`. Network mode polls with `GET`, as SORACOM's
 /// sample does; the wait is `poll_ms` (the sample uses 1 s) or Krypton's `Retry-After` when
 /// longer; the loop ends at the operation deadline.
+/// Store name of an Azure registration in flight.
+pub const AZURE_PENDING: &str = "azure-iot-pending";
+/// A stored in-flight registration older than this is not resumed, ms (DPS keeps operation
+/// status for a limited time; a day-old one is registered anew).
+pub const AZURE_PENDING_MAX_AGE_MS: u64 = 60 * 60 * 1000;
+
+/// A registration in flight, stored between `register` and `assigned` so that a crash or a
+/// power cut resumes polling instead of registering again.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PendingRegistration {
+    operation_id: String,
+    started_at_ms: u64,
+}
+
+/// The registration to resume, if a recent one is stored.
+fn pending_registration<C: Capabilities>(run: &mut Run<'_, C>) -> Option<String> {
+    let bytes = run.caps.store_get(AZURE_PENDING).ok()??;
+    let pending: PendingRegistration = serde_json::from_slice(&bytes).ok()?;
+    let age = run.caps.unix_ms().saturating_sub(pending.started_at_ms);
+    let id_ok = !pending.operation_id.is_empty()
+        && pending
+            .operation_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~'));
+    (id_ok && age < AZURE_PENDING_MAX_AGE_MS).then_some(pending.operation_id)
+}
+
+/// P6 + P7: register (or resume a stored registration), then poll until `assigned`.
 fn azure_iot<C: Capabilities>(
     run: &mut Run<'_, C>,
     body: Vec<u8>,
     poll_ms: u64,
 ) -> Result<Bundle, Error> {
+    if let Some(op) = pending_registration(run) {
+        run.caps
+            .log(&format!("resuming registration {op} found in the store"));
+        match poll_registration(run, op.clone(), poll_ms, 0) {
+            // DPS no longer knows it: register anew.
+            Err(Error::HttpStatus { status: 404, .. }) => {
+                run.caps.log(&format!(
+                    "registration {op} is unknown to Krypton; registering anew"
+                ));
+                let _ = run.caps.store_delete(AZURE_PENDING);
+            }
+            other => return other,
+        }
+    }
     let register = run.call(
         Method::Post,
         "/v1/provisioning/azure/iot/register",
@@ -281,18 +324,38 @@ fn azure_iot<C: Capabilities>(
             status: status.to_string(),
         });
     }
+    // Remember it before the first wait: from here a restart resumes instead of registering.
+    let pending = PendingRegistration {
+        operation_id: op.clone(),
+        started_at_ms: run.caps.unix_ms(),
+    };
+    run.caps.store_put(
+        AZURE_PENDING,
+        &serde_json::to_vec(&pending).expect("serializes"),
+    )?;
     run.caps.log(&format!(
         "registration {op} started; polling until assigned"
     ));
+    let first_wait = retry_after_ms(&register, run.caps.unix_ms()).unwrap_or(0);
+    poll_registration(run, op, poll_ms, first_wait)
+}
+
+/// Poll P7 until `assigned` (the bundle), another final status (the pending registration is
+/// forgotten) or the deadline (it is kept, to be resumed).
+fn poll_registration<C: Capabilities>(
+    run: &mut Run<'_, C>,
+    op: String,
+    poll_ms: u64,
+    first_wait: u64,
+) -> Result<Bundle, Error> {
     let path = format!("/v1/provisioning/azure/iot/registrations/{op}");
-    let mut wait = retry_after_ms(&register, run.caps.unix_ms())
-        .unwrap_or(0)
-        .max(poll_ms);
+    let mut wait = first_wait.max(poll_ms);
     let mut polls = 0u32;
     loop {
         if wait >= run.deadline.remaining(run.caps) {
             return Err(Error::Timeout(format!(
-                "Azure registration {op} was not assigned within the {} ms deadline ({polls} polls)",
+                "Azure registration {op} was not assigned within the {} ms deadline ({polls} polls); \
+                 the next run resumes it",
                 run.deadline.budget_ms
             )));
         }
@@ -319,6 +382,7 @@ fn azure_iot<C: Capabilities>(
             }));
         }
         if !is_pending(status) {
+            let _ = run.caps.store_delete(AZURE_PENDING);
             return Err(Error::RegistrationFailed {
                 operation_id: op,
                 status: status.to_string(),

@@ -289,4 +289,8 @@ impl Capabilities for WasiCapabilities {
     fn store_put(&mut self, name: &str, value: &[u8]) -> Result<(), Error> {
         secret_store::put(name, value).map_err(store_error)
     }
+
+    fn store_delete(&mut self, name: &str) -> Result<bool, Error> {
+        secret_store::delete(name).map_err(store_error)
+    }
 }

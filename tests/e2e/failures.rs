@@ -210,7 +210,19 @@ async fn the_operation_deadline_bounds_azure_polling() {
         "{m}"
     );
     assert!(mock.requests().len() <= 11, "polling was not bounded");
-    assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 0);
+    // No bundle: only the registration in flight, which the next run resumes.
+    let names: Vec<_> = std::fs::read_dir(store.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, vec!["azure-iot-pending.json"]);
+    let registers = mock
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/register"))
+        .count();
+    assert_eq!(registers, 1);
+
     mock.stop().await;
 }
 
@@ -517,4 +529,37 @@ async fn a_server_that_never_answers_the_handshake_hits_the_connect_timeout() {
     s.assert_unchanged();
     drop(silent);
     s.mock.stop().await;
+}
+
+#[tokio::test]
+async fn an_interrupted_azure_registration_is_resumed_after_a_restart() {
+    let mock = mock().await;
+    mock.configure(|c| c.assigning_polls = 3);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
+    // Run 1 ends (deadline) while DPS is still assigning: a power cut would look the same.
+    let mut req = request(Target::AzureIot, mock.endpoint());
+    req.poll_interval_ms = 100;
+    req.deadline_ms = 250;
+    assert!(matches!(
+        provision(&mock, &store, &req).await,
+        Err(ProvisionError::Timeout(_))
+    ));
+    assert!(store.dir().join("azure-iot-pending.json").exists());
+    // Run 2 resumes the stored operation: one register in all, and the bundle is stored.
+    req.deadline_ms = 20_000;
+    let report = provision(&mock, &store, &req).await.unwrap();
+    let registers: Vec<_> = mock
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/register"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(registers.len(), 1, "registered again instead of resuming");
+    assert_eq!(
+        ident(&report, "operationId"),
+        mock.issued()[0].operation_id.as_deref().unwrap()
+    );
+    assert!(!store.dir().join("azure-iot-pending.json").exists());
+    mock.stop().await;
 }
