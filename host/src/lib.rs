@@ -9,8 +9,10 @@
 //! * [`output`]: reports, errors and exit codes for the CLI;
 //! * [`doctor`]: checks the route to Krypton (the SORACOM Arc `AllowedIPs` trap).
 
+pub mod daemon;
 pub mod doctor;
 pub mod http;
+pub mod lifecycle;
 pub mod mock;
 pub mod output;
 pub mod runtime;

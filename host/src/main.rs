@@ -63,6 +63,11 @@ enum Command {
     /// environment variables). Secret files are written 0600, the others 0644.
     #[command(after_help = output::EXIT_CODES_HELP)]
     Export(ExportArgs),
+    /// Run as a gateway daemon: keep the configured targets provisioned, hot-swap the
+    /// component (file change, SIGHUP or `reload`), answer the control socket.
+    Run(RunArgs),
+    /// Ask a running daemon to reload its component (or report its status).
+    Reload(ReloadArgs),
     /// Check the route to Krypton before provisioning: resolve the endpoint, check each
     /// address against the tunnel's AllowedIPs (wg-quick file or soratun arc.json), try TCP and
     /// TLS, and print what to change.
@@ -72,6 +77,23 @@ enum Command {
     /// routed through the tunnel (the SORACOM Arc AllowedIPs trap, fixed by construction).
     #[command(after_help = output::EXIT_CODES_HELP)]
     WireguardConfig(WireguardArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Configuration file (see gateway.example.toml).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+struct ReloadArgs {
+    /// The daemon's control socket (`control_socket` in its configuration).
+    #[arg(long)]
+    socket: PathBuf,
+    /// Only report the serving component's digest and version.
+    #[arg(long)]
+    status: bool,
 }
 
 #[derive(Args)]
@@ -801,6 +823,39 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     Ok(())
 }
 
+async fn run_daemon(args: RunArgs) -> Result<(), HostFailure> {
+    use krypton_host::daemon::{Daemon, GatewayConfig};
+    let config = GatewayConfig::load(&args.config).map_err(fail(exit::INVALID_REQUEST))?;
+    let daemon = Daemon::start(config)
+        .await
+        .map_err(fail(exit::INVALID_REQUEST))?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")
+        .map_err(fail(exit::INTERNAL))?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let _ = stop.send(true);
+    });
+    daemon.run(stopped).await.map_err(fail(exit::INTERNAL))
+}
+
+async fn reload(args: ReloadArgs) -> Result<(), HostFailure> {
+    let command = if args.status { "status" } else { "reload" };
+    let answer = krypton_host::daemon::send_control(&args.socket, command)
+        .await
+        .map_err(fail(exit::TRANSPORT))?;
+    println!("{answer}");
+    if answer.starts_with("ok") {
+        Ok(())
+    } else {
+        Err(reported(exit::INVALID_REQUEST))
+    }
+}
+
 async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
     use krypton_host::doctor::{self, TunnelSource, Verdict};
     let tunnel = match (&args.wireguard, &args.soratun_config) {
@@ -967,7 +1022,11 @@ async fn main() -> ExitCode {
         Command::Status(a) => a.common.json,
         Command::Doctor(a) => a.json,
         Command::Export(a) => a.json,
-        Command::Mock(_) | Command::Demo(_) | Command::WireguardConfig(_) => false,
+        Command::Mock(_)
+        | Command::Demo(_)
+        | Command::WireguardConfig(_)
+        | Command::Run(_)
+        | Command::Reload(_) => false,
     };
     let result = match cli.command {
         Command::Provision(args) => provision(args).await,
@@ -977,6 +1036,8 @@ async fn main() -> ExitCode {
         Command::WireguardConfig(args) => wireguard_config(args).await,
         Command::Doctor(args) => doctor(args).await,
         Command::Export(args) => export(args).await,
+        Command::Run(args) => run_daemon(args).await,
+        Command::Reload(args) => reload(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 fn limits() -> SandboxLimits {
     SandboxLimits {
         memory_bytes: 32 * 1024 * 1024,
-        cpu: Duration::from_millis(500),
-        wall: Duration::from_secs(3),
+        // Generous enough that honest work under a loaded CI machine stays inside it.
+        cpu: Duration::from_millis(2_000),
+        wall: Duration::from_secs(5),
     }
 }
 
@@ -49,8 +50,8 @@ async fn hostile_components_are_stopped_and_the_runtime_keeps_serving() {
     // An infinite loop: stopped by the CPU limit.
     let (outcome, took) = run(Target::AzureIot).await;
     let err = format!("{:#}", outcome.unwrap_err());
-    assert!(err.contains("exceeded its CPU limit of 500 ms"), "{err}");
-    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(err.contains("exceeded its CPU limit of 2000 ms"), "{err}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
 
     // A memory bomb: stopped by the memory cap.
     let (outcome, _) = run(Target::AwsIot).await;
@@ -88,15 +89,15 @@ async fn hostile_components_are_stopped_and_the_runtime_keeps_serving() {
     let (outcome, took) = run(Target::Inventory).await;
     let err = format!("{:#}", outcome.unwrap_err());
     assert!(
-        err.contains("exceeded the wall-clock limit of 3 s"),
+        err.contains("exceeded the wall-clock limit of 5 s"),
         "{err}"
     );
     assert!(took < Duration::from_secs(10), "{took:?}");
 
     // The same runtime still serves the real component, and polling time is not CPU time:
-    // an Azure registration that waits 3 x 200 ms in host calls stays under the 500 ms limit.
+    // an Azure registration that waits 3 x 800 ms in host calls stays under the 2 s limit.
     let mut req = request(Target::AzureIot, mock.endpoint());
-    req.poll_interval_ms = 200;
+    req.poll_interval_ms = 800;
     let report = rt
         .provision(&good, policy(), store.clone(), &req)
         .await
