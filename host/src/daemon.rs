@@ -31,7 +31,9 @@ fn default_store() -> PathBuf {
     "/var/lib/krypton-host/store".into()
 }
 fn default_interval() -> u64 {
-    3600
+    // Checks are local (status, and reuse decisions inside the component) unless something is
+    // due, so they are cheap; five minutes keeps hour-long Cognito credentials fresh.
+    300
 }
 fn default_mode() -> String {
     "network".into()
@@ -52,6 +54,9 @@ pub struct GatewayConfig {
     pub mode: String,
     /// Extra CA certificates (PEM) to trust for the endpoint.
     pub ca_file: Option<PathBuf>,
+    /// Where the component may connect, in Spin's `allowed_outbound_hosts` form
+    /// (`https://host:port`); defaults to the endpoint alone.
+    pub allowed_outbound_hosts: Option<Vec<String>>,
     /// Seconds between renewal checks.
     #[serde(default = "default_interval")]
     pub check_interval_secs: u64,
@@ -145,6 +150,10 @@ impl GatewayConfig {
         for (i, t) in config.targets.iter().enumerate() {
             output::parse_target(&t.name)
                 .map_err(|e| anyhow::anyhow!("key `target[{i}].name`: {e}"))?;
+        }
+        for (i, url) in config.allowed_outbound_hosts.iter().flatten().enumerate() {
+            host_port(url)
+                .map_err(|e| anyhow::anyhow!("key `allowed_outbound_hosts[{i}]`: {e:#}"))?;
         }
         if let Some(key) = &config.trusted_public_key {
             parse_public_key(key).context("key `trusted_public_key`")?;

@@ -62,6 +62,10 @@ fn configuration_errors_name_the_key() {
             "trusted_public_key",
         ),
         ("store = '/s'", "target"),
+        (
+            "allowed_outbound_hosts = ['krypton']\n[[target]]\nname = 'arc'",
+            "allowed_outbound_hosts[0]",
+        ),
     ] {
         let err = format!("{:#}", GatewayConfig::parse(text).unwrap_err());
         assert!(err.contains(key), "{key}: {err}");
@@ -325,5 +329,53 @@ async fn the_daemon_provisions_its_targets_and_swaps_on_file_change_and_reload()
         .unwrap();
     assert!(status.success());
     assert!(!socket.exists());
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn certificates_near_expiry_are_renewed_and_aws_iot_only_when_allowed() {
+    use krypton_host::daemon::Daemon;
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("ca.pem"), mock.ca_pem()).unwrap();
+    let config = |aws_opt_in: bool| {
+        format!(
+            "store = '{}'\nendpoint = '{}'\nca_file = '{}'\n\
+             [renewal]\ncertificate_margin_days = 400\naws_iot_reprovision = {aws_opt_in}\n\
+             [[target]]\nname = 'azure-iot'\n[[target]]\nname = 'aws-iot'\n",
+            tmp.path().join("store").display(),
+            mock.endpoint(),
+            tmp.path().join("ca.pem").display()
+        )
+    };
+    // The mock's certificates live 365 days: with a 400-day margin they are always due.
+    let daemon = Daemon::start(GatewayConfig::parse(&config(false)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(daemon.check_all().await, 2, "first pass provisions both");
+    assert_eq!(
+        daemon.check_all().await,
+        1,
+        "azure-iot renewed, aws-iot left alone"
+    );
+    let daemon = Daemon::start(GatewayConfig::parse(&config(true)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        daemon.check_all().await,
+        2,
+        "with the opt-in aws-iot is renewed too"
+    );
+    let registers = mock
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/register"))
+        .count();
+    let bootstraps = mock
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/iot/bootstrap"))
+        .count();
+    assert_eq!((registers, bootstraps), (3, 2));
     mock.stop().await;
 }
