@@ -63,7 +63,7 @@ impl Guest for Hostile {
             }
             Target::AwsCognitoOpenid => {
                 let line = "x".repeat(1023);
-                for _ in 0..5_000 {
+                for _ in 0..2_000 {
                     eprintln!("{line}");
                 }
                 Err(ProvisionError::Unsupported("flooded stderr".into()))
