@@ -730,35 +730,49 @@ async fn krypton_addresses(given: &[String], endpoint: &str) -> Result<Vec<Strin
     Ok(resolved)
 }
 
-async fn export(args: ExportArgs) -> Result<(), HostFailure> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if !args.store.exists() {
-        eprintln!("error: no store at {}", args.store.display());
+/// The runtime, component and store for a command that needs `target`'s bundle; exit 11 with
+/// what to run first when there is none. Never creates the store.
+async fn open_with_bundle(
+    store_dir: &Path,
+    component: Option<&Path>,
+    target: Target,
+) -> Result<(Runtime, KryptonPre, SecretStore), HostFailure> {
+    let name = output::target_name(target);
+    if !store_dir.exists() {
+        eprintln!(
+            "error: no store at {}: run `krypton-host provision {name}` first",
+            store_dir.display()
+        );
         return Err(reported(exit::NOT_PROVISIONED));
     }
-    let store = SecretStore::open(&args.store)
+    let store = SecretStore::open(store_dir)
         .context("opening the secret store")
         .map_err(fail(exit::STORAGE))?;
     let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
-    let pre = load_component(&runtime, args.component.as_deref())?;
+    let pre = load_component(&runtime, component)?;
     match runtime
-        .status(&pre, store.clone(), args.target)
+        .status(&pre, store.clone(), target)
         .await
         .map_err(fail(exit::INTERNAL))?
     {
-        Ok(Some(_)) => {}
+        Ok(Some(_)) => Ok((runtime, pre, store)),
         Ok(None) => {
-            let name = output::target_name(args.target);
             eprintln!(
                 "error: no `{name}` bundle is stored: run `krypton-host provision {name}` first"
             );
-            return Err(reported(exit::NOT_PROVISIONED));
+            Err(reported(exit::NOT_PROVISIONED))
         }
         Err(e) => {
             eprintln!("{}", output::error_text(&e));
-            return Err(reported(output::exit_code(&e)));
+            Err(reported(output::exit_code(&e)))
         }
     }
+}
+
+async fn export(args: ExportArgs) -> Result<(), HostFailure> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let (runtime, pre, store) =
+        open_with_bundle(&args.store, args.component.as_deref(), args.target).await?;
     let addresses = if args.format == "wireguard" {
         krypton_addresses(&args.krypton_addresses, &args.endpoint).await?
     } else {
@@ -1007,34 +1021,9 @@ async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
 }
 
 async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
-    if !args.store.exists() {
-        eprintln!(
-            "error: no store at {}: run `krypton-host provision arc` first",
-            args.store.display()
-        );
-        return Err(reported(exit::NOT_PROVISIONED));
-    }
-    let store = SecretStore::open(&args.store)
-        .context("opening the secret store")
-        .map_err(fail(exit::STORAGE))?;
-    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
-    let pre = load_component(&runtime, args.component.as_deref())?;
     // Say "nothing stored" before trying DNS, which fails off the SORACOM network anyway.
-    match runtime
-        .status(&pre, store.clone(), Target::Arc)
-        .await
-        .map_err(fail(exit::INTERNAL))?
-    {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            eprintln!("error: no `arc` bundle is stored: run `krypton-host provision arc` first");
-            return Err(reported(exit::NOT_PROVISIONED));
-        }
-        Err(e) => {
-            eprintln!("{}", output::error_text(&e));
-            return Err(reported(output::exit_code(&e)));
-        }
-    }
+    let (runtime, pre, store) =
+        open_with_bundle(&args.store, args.component.as_deref(), Target::Arc).await?;
     let addresses = krypton_addresses(&args.krypton_addresses, &args.endpoint).await?;
     let config = match runtime
         .wireguard_config(&pre, store, &addresses)
