@@ -156,3 +156,30 @@ async fn reachability_is_checked_with_tcp_and_tls() {
         "{json}"
     );
 }
+
+#[tokio::test]
+async fn a_name_that_does_not_resolve_is_reported() {
+    // `.invalid` never resolves (RFC 6761 §6.4).
+    let (code, out, _) = run_cli(&[
+        "doctor",
+        "--json",
+        "--timeout-ms",
+        "3000",
+        "--endpoint",
+        "https://krypton.invalid:8036",
+        "--wireguard",
+        &fixture("wg-routed.conf"),
+    ])
+    .await;
+    assert_eq!(code, 4, "{out}");
+    let json: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["verdict"], "dns-failed");
+    assert_eq!(json["addresses"], serde_json::json!([]));
+    assert!(
+        json["advice"][0]
+            .as_str()
+            .unwrap()
+            .contains("krypton.invalid"),
+        "{json}"
+    );
+}
