@@ -1085,8 +1085,36 @@ fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Bound glibc's per-thread malloc arenas. Each hot swap frees and reallocates megabytes of
+/// compiled code and buffers on whichever worker thread runs it; with one arena per thread
+/// (glibc's default, up to 8 x cores) the freed space is not reused across arenas and the
+/// resident size climbs with every swap (measured: 22 MiB after 10 swaps, 189 MiB after 500;
+/// with two arenas it stays at 25 MiB). Must run before any thread starts.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only adjusts allocator tuning; called before other threads exist.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    limit_malloc_arenas();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(async_main()),
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            ExitCode::from(exit::INTERNAL)
+        }
+    }
+}
+
+async fn async_main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
     let json = match &cli.command {
