@@ -370,6 +370,11 @@ impl Runtime {
         store
     }
 
+    /// A store for calls that need no network: the allow-list is empty.
+    fn offline_store(&self, secrets: SecretStore) -> anyhow::Result<Store<HostState>> {
+        Ok(self.store(OutboundPolicy::new(Vec::new(), None)?, secrets))
+    }
+
     /// Run `call` on `store` within the wall-clock limit, and name the limit that stopped it.
     async fn guarded<R>(
         &self,
@@ -435,8 +440,7 @@ impl Runtime {
         secrets: SecretStore,
         target: Target,
     ) -> anyhow::Result<Result<Option<ProvisionReport>, ProvisionError>> {
-        let policy = OutboundPolicy::new(Vec::new(), None)?;
-        let mut store = self.store(policy, secrets);
+        let mut store = self.offline_store(secrets)?;
         self.guarded(&mut store, "status", async |store| {
             let instance = pre.instantiate_async(&mut *store).await?;
             instance
@@ -455,8 +459,7 @@ impl Runtime {
         secrets: SecretStore,
         krypton_addresses: &[String],
     ) -> anyhow::Result<Result<String, ProvisionError>> {
-        let policy = OutboundPolicy::new(Vec::new(), None)?;
-        let mut store = self.store(policy, secrets);
+        let mut store = self.offline_store(secrets)?;
         self.guarded(&mut store, "wireguard-config", async |store| {
             let instance = pre.instantiate_async(&mut *store).await?;
             instance
@@ -477,8 +480,7 @@ impl Runtime {
         directory: &str,
         krypton_addresses: &[String],
     ) -> anyhow::Result<Result<Vec<ExportFile>, ProvisionError>> {
-        let policy = OutboundPolicy::new(Vec::new(), None)?;
-        let mut store = self.store(policy, secrets);
+        let mut store = self.offline_store(secrets)?;
         self.guarded(&mut store, "render-export", async |store| {
             let instance = pre.instantiate_async(&mut *store).await?;
             instance
@@ -491,10 +493,9 @@ impl Runtime {
 
     /// The component's `(version, contract version)`.
     pub async fn version(&self, pre: &KryptonPre) -> anyhow::Result<(String, String)> {
-        let policy = OutboundPolicy::new(Vec::new(), None)?;
         // `version` touches no bundle; give it an empty throwaway store.
         let scratch = tempfile::tempdir()?;
-        let mut store = self.store(policy, SecretStore::open(scratch.path().join("store"))?);
+        let mut store = self.offline_store(SecretStore::open(scratch.path().join("store"))?)?;
         self.guarded(&mut store, "version", async |store| {
             let instance = pre.instantiate_async(&mut *store).await?;
             instance

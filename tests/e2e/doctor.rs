@@ -135,10 +135,7 @@ async fn reachability_is_checked_with_tcp_and_tls() {
     );
     assert_eq!(json["verdict"], "unreachable");
     mock.stop().await;
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let closed = closed_port();
     let (code, out, _) = run_cli(&[
         "doctor",
         "--json",

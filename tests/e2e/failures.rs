@@ -369,11 +369,7 @@ async fn a_key_that_does_not_match_is_refused() {
 
 #[tokio::test]
 async fn connection_failures_are_retried_then_reported() {
-    // A port with nothing listening: bind, note the port, close.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = closed_port();
     let s = Scene::new().await;
     let endpoint = format!("https://127.0.0.1:{port}");
     let mut req = request(Target::AwsIot, endpoint.clone());

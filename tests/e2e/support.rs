@@ -186,3 +186,9 @@ pub fn assert_no_secret(outputs: &[&str], key_lines: &[String]) {
         }
     }
 }
+
+/// A loopback port with nothing listening on it (bound, noted, closed).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
