@@ -319,22 +319,22 @@ fn aws_iot_bootstrap_sends_parameters_and_stores_fields() {
 fn invalid_responses_name_the_field_and_store_nothing() {
     let cases: Vec<(serde_json::Value, &str, &str)> = vec![
         (
-            json!({"region": "r", "host": "h", "clientId": "c", "privateKey": EC_SEC1}),
+            json!({"region": "ap-northeast-1", "host": "h.example", "clientId": "c", "privateKey": EC_SEC1}),
             "certificate",
             "missing",
         ),
         (
-            json!({"region": "r", "host": "h", "clientId": 7, "certificate": EC_CRT, "privateKey": EC_SEC1}),
+            json!({"region": "ap-northeast-1", "host": "h.example", "clientId": 7, "certificate": EC_CRT, "privateKey": EC_SEC1}),
             "clientId",
             "expected a string, got a number",
         ),
         (
-            json!({"region": "r", "host": "h", "clientId": "c", "certificate": EC_CRT, "privateKey": OTHER_EC}),
+            json!({"region": "ap-northeast-1", "host": "h.example", "clientId": "c", "certificate": EC_CRT, "privateKey": OTHER_EC}),
             "privateKey",
             "the private key does not match the certificate's public key",
         ),
         (
-            json!({"region": "r", "host": "h", "clientId": "c", "certificate": EC_CRT, "privateKey": ""}),
+            json!({"region": "ap-northeast-1", "host": "h.example", "clientId": "c", "certificate": EC_CRT, "privateKey": ""}),
             "privateKey",
             "empty",
         ),
@@ -603,13 +603,19 @@ fn retries_stop_at_the_deadline() {
     );
 }
 
+/// An AWS IoT certificate ID: 64 hex digits.
+const CERT_ID: &str = "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12";
+const CERT_PATH: &str = "/v1/provisioning/aws/iot/certificates/ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12";
+/// A Cognito identity ID (`region:uuid`).
+const OPENID_ID: &str = "ap-northeast-1:00000000-0000-4000-8000-000000000001";
+
 #[test]
 fn aws_split_flow_fetches_certificate_and_root_ca_then_stores_once() {
     let mut fake = Fake::default()
         .reply(
             200,
             json!({"privateKey": EC_SEC1, "host": "abc-ats.iot.eu-west-1.amazonaws.com",
-                           "thingName": "gw-9", "certificateId": "ab12"}),
+                           "thingName": "gw-9", "certificateId": CERT_ID}),
         )
         .reply(200, json!({"certificate": EC_CRT}))
         .reply(200, json!({"rootCaCertificate": ROOT_CRT}));
@@ -628,7 +634,7 @@ fn aws_split_flow_fetches_certificate_and_root_ca_then_stores_once() {
                 "/v1/provisioning/aws/iot/bootstrap",
                 Some(r#"{"requestParameters":{"skipCertificates":true}}"#)
             ),
-            ("/v1/provisioning/aws/iot/certificates/ab12", Some("{}")),
+            (CERT_PATH, Some("{}")),
             ("/v1/provisioning/aws/iot/ca_certificate", Some("{}")),
         ]
     );
@@ -638,7 +644,7 @@ fn aws_split_flow_fetches_certificate_and_root_ca_then_stores_once() {
             ("clientId", "gw-9"),
             ("host", "abc-ats.iot.eu-west-1.amazonaws.com"),
             ("region", "eu-west-1"),
-            ("certificateId", "ab12")
+            ("certificateId", CERT_ID)
         ]
     );
     let Bundle::AwsIot(b) = Bundle::from_bytes("aws-iot", &fake.store["aws-iot"]).unwrap() else {
@@ -649,7 +655,7 @@ fn aws_split_flow_fetches_certificate_and_root_ca_then_stores_once() {
 
     // The CA call fails: nothing is stored.
     let mut fake = Fake::default()
-        .reply(200, json!({"privateKey": EC_SEC1, "host": "h.iot.r.amazonaws.com", "clientId": "c", "certificateId": "ab12"}))
+        .reply(200, json!({"privateKey": EC_SEC1, "host": "h.iot.eu-west-1.amazonaws.com", "clientId": "c", "certificateId": CERT_ID}))
         .reply(200, json!({"certificate": EC_CRT}))
         .reply(500, json!({"code": "KRY500", "message": "x"}));
     req.request_parameters = Some(r#"{"skipCertificates":true}"#.into());
@@ -683,7 +689,7 @@ fn thing_name_is_validated_locally() {
     // The client ID falls back to the requested thing name.
     let mut fake = Fake::default().reply(
         200,
-        json!({"region": "r", "host": "h", "certificate": EC_CRT, "privateKey": EC_SEC1}),
+        json!({"region": "ap-northeast-1", "host": "h.example", "certificate": EC_CRT, "privateKey": EC_SEC1}),
     );
     req.request_parameters = Some(format!(
         r#"{{"thingName":"{}","x":1}}"#,
@@ -747,7 +753,7 @@ fn cognito_credentials_are_stored_and_refreshed_before_expiry() {
     let now_s = 1_800_000_000u64;
     let creds = |exp: u64| {
         json!({"identityId": "ap-northeast-1:abcd", "region": "ap-northeast-1",
-        "credentials": {"accessKeyId": "ASIAEXAMPLE", "secretKey": "CANARY-secret", "sessionToken": "CANARY-token", "expiration": exp}})
+        "credentials": {"accessKeyId": "ASIAEXAMPLE00001", "secretKey": "CANARY-secret", "sessionToken": "CANARY-token", "expiration": exp}})
     };
     let mut fake = Fake::default()
         .reply(200, creds(now_s + 3600))
@@ -761,7 +767,7 @@ fn cognito_credentials_are_stored_and_refreshed_before_expiry() {
         identifiers(&report),
         vec![
             ("identityId", "ap-northeast-1:abcd"),
-            ("accessKeyId", "ASIAEXAMPLE"),
+            ("accessKeyId", "ASIAEXAMPLE00001"),
             ("region", "ap-northeast-1"),
             ("expiration", "2027-01-15T09:00:00Z")
         ]
@@ -788,7 +794,7 @@ fn cognito_credentials_are_stored_and_refreshed_before_expiry() {
     // A nested field error names its path.
     let mut fake = Fake::default().reply(
         200,
-        json!({"identityId": "x", "credentials": {"accessKeyId": "A", "secretKey": 5}}),
+        json!({"identityId": "x", "credentials": {"accessKeyId": "ASIAEXAMPLE00001", "secretKey": 5}}),
     );
     assert_eq!(
         provision(&mut fake, &request(Target::AwsCognito)).unwrap_err(),
@@ -800,7 +806,7 @@ fn cognito_credentials_are_stored_and_refreshed_before_expiry() {
 fn openid_token_metadata_and_userdata() {
     let mut fake = Fake::default().reply(
         200,
-        json!({"region": "ap-northeast-1", "token": "CANARY-openid", "identityId": "id-1"}),
+        json!({"region": "ap-northeast-1", "token": "CANARY-openid", "identityId": OPENID_ID}),
     );
     let report = provision(&mut fake, &request(Target::AwsCognitoOpenid)).unwrap();
     assert_eq!(
@@ -809,7 +815,7 @@ fn openid_token_metadata_and_userdata() {
     );
     assert_eq!(
         identifiers(&report),
-        vec![("identityId", "id-1"), ("region", "ap-northeast-1")]
+        vec![("identityId", OPENID_ID), ("region", "ap-northeast-1")]
     );
 
     let metadata = json!({"imsi": "440101234567890", "groupId": "g-1", "tags": {"name": "gw"}, "speedClass": "s1.fast"});
@@ -952,12 +958,12 @@ fn arc_fields_are_validated_and_the_endpoint_text_kept() {
         (
             "arcClientPeerIpAddress",
             json!("10.0.0.300"),
-            "not an IP address",
+            "not an IPv4 or IPv6 address",
         ),
         (
             "arcServerEndpoint",
             json!("host:99999"),
-            "expected host:port, e.g. xxx.arc.soracom.io:11010",
+            "expected host:port, e.g. xxx.arc.soracom.io:11010: the port is not a number from 1 to 65535 (RFC 3986 §3.2.3)",
         ),
         (
             "arcAllowedIPs",
@@ -1100,7 +1106,7 @@ fn a_tampered_arc_bundle_never_reaches_a_wireguard_file() {
         fake.store.insert("arc".into(), bad.into_bytes());
         let err = wireguard_config(&mut fake, &[]).unwrap_err();
         assert!(
-            matches!(&err, Error::Storage(m) if m.starts_with("stored bundle `arc`")),
+            matches!(&err, Error::InvalidResponse { reason, .. } if reason.starts_with("stored bundle `arc`")),
             "{err:?}"
         );
     }
@@ -1199,8 +1205,8 @@ fn exports_render_each_consumer_format() {
         Err(Error::Storage(_))
     ));
 
-    let creds = json!({"identityId": "id", "region": "ap-northeast-1",
-        "credentials": {"accessKeyId": "ASIAEXAMPLE", "secretKey": "s3cr3t", "sessionToken": "t0ken", "expiration": 1_800_000_000u64}});
+    let creds = json!({"identityId": OPENID_ID, "region": "ap-northeast-1",
+        "credentials": {"accessKeyId": "ASIAEXAMPLE00001", "secretKey": "s3cr3t", "sessionToken": "t0ken", "expiration": 1_800_000_000u64}});
     let mut fake = Fake::default().reply(200, creds);
     provision(&mut fake, &request(Target::AwsCognito)).unwrap();
     let files = render_export(&mut fake, Target::AwsCognito, "env", "/run/app", &[]).unwrap();
@@ -1208,7 +1214,7 @@ fn exports_render_each_consumer_format() {
     assert_eq!(
         String::from_utf8(files[0].contents.clone()).unwrap(),
         "# Amazon Cognito credentials from Krypton; they expire at 2027-01-15T08:00:00Z.\n\
-         AWS_ACCESS_KEY_ID=ASIAEXAMPLE\nAWS_SECRET_ACCESS_KEY=s3cr3t\nAWS_SESSION_TOKEN=t0ken\n\
+         AWS_ACCESS_KEY_ID=ASIAEXAMPLE00001\nAWS_SECRET_ACCESS_KEY=s3cr3t\nAWS_SESSION_TOKEN=t0ken\n\
          AWS_REGION=ap-northeast-1\nAWS_DEFAULT_REGION=ap-northeast-1\n"
     );
 
