@@ -686,7 +686,10 @@ pub fn provision(
 }
 
 /// A `wg-quick` configuration from the stored `arc` bundle (WIT `wireguard-config`).
-/// Errors: [`Error::Storage`] when no `arc` bundle is stored; see [`targets::wireguard_config`].
+/// Errors: [`Error::Storage`] when no `arc` bundle is stored or the store fails;
+/// [`Error::InvalidResponse`] naming the field, reason "stored bundle `arc`: ...", when a
+/// stored value breaks its rule or cannot be written in a `wg-quick` file; see
+/// [`targets::wireguard_config`].
 pub fn wireguard_config(
     caps: &mut impl Capabilities,
     krypton_addresses: &[String],
@@ -704,7 +707,9 @@ pub fn wireguard_config(
 }
 
 /// Render the stored bundle of `target` as export files (WIT `render-export`); see
-/// [`crate::exports::render`]. Errors: [`Error::Storage`] when nothing is stored.
+/// [`crate::exports::render`]. Errors: [`Error::Storage`] when nothing is stored or the store
+/// fails; [`Error::InvalidResponse`] naming the field when a stored value breaks its rule or
+/// cannot be written in the format.
 pub fn render_export(
     caps: &mut impl Capabilities,
     target: Target,
