@@ -4,6 +4,7 @@
 //! an operator reading a bundle sees the API's vocabulary. `formatVersion` lets a later
 //! component read bundles written by this one. PEM fields are stored canonical (LF, final newline).
 
+use crate::identifiers::{self as id, Rule};
 use crate::model::{Error, Report, Target};
 use crate::validate;
 use serde::{Deserialize, Serialize};
@@ -181,6 +182,30 @@ pub enum Bundle {
 /// Cognito credentials are refreshed when less than this is left, ms.
 pub const COGNITO_REFRESH_MARGIN_MS: u64 = 5 * 60 * 1000;
 
+/// Subscriber-metadata fields that reach a report, with their rules.
+const METADATA_IDENTIFIERS: [(&str, Rule); 4] = [
+    ("imsi", id::imsi),
+    ("msisdn", id::msisdn),
+    ("groupId", id::soracom_word),
+    ("status", id::soracom_word),
+];
+
+/// An error about a value of the stored bundle `name` (read back from the store, not just
+/// received from Krypton): [`Error::InvalidResponse`] keeps its field and says in the reason
+/// that the stored bundle is at fault and what to do; other errors pass through.
+pub fn stored_error(name: &str, e: Error) -> Error {
+    match e {
+        Error::InvalidResponse { field, reason } => Error::InvalidResponse {
+            field,
+            reason: format!(
+                "stored bundle `{name}`: {reason} (the file was changed after it was stored, or \
+                 written by another program; provision `{name}` again to replace it)"
+            ),
+        },
+        other => other,
+    }
+}
+
 /// Seconds since the epoch as RFC 3339 UTC.
 pub fn rfc3339(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
@@ -247,6 +272,98 @@ impl Bundle {
         Ok(bundle)
     }
 
+    /// Check every field that reaches a report, an export or a `wg-quick` file against the
+    /// rules of the service that owns it ([`crate::identifiers`]), and the credentials again
+    /// (certificate chain, key matching the certificate, root CA). Secrets that are only
+    /// stored (Cognito secret key and session token, OpenID token, Inventory key, userdata)
+    /// are checked by the renderer that writes them, if any.
+    ///
+    /// Errors: [`Error::InvalidResponse`] naming the bundle field (Krypton's name), with the
+    /// rule that was broken; the value is never echoed.
+    pub fn validate(&self) -> Result<(), Error> {
+        let check = |field: &str, value: &str, rule: Rule| id::check(field, value, rule);
+        match self {
+            Bundle::AzureIot(b) => {
+                check("deviceId", &b.device_id, id::iot_hub_device_id)?;
+                check("host", &b.host, id::dns_name)?;
+                check("operationId", &b.operation_id, id::dps_operation_id)?;
+                crate::targets::credentials(
+                    &b.certificate,
+                    b.private_key.expose(),
+                    b.root_ca_certificate.as_deref(),
+                )?;
+            }
+            Bundle::AwsIot(b) => {
+                check("region", &b.region, id::aws_region)?;
+                check("host", &b.host, id::dns_name)?;
+                check("clientId", &b.client_id, id::aws_iot_client_id)?;
+                if let Some(cid) = &b.certificate_id {
+                    check("certificateId", cid, id::aws_certificate_id)?;
+                }
+                crate::targets::credentials(
+                    &b.certificate,
+                    b.private_key.expose(),
+                    b.root_ca_certificate.as_deref(),
+                )?;
+            }
+            Bundle::AwsCognito(b) => {
+                check("identityId", &b.identity_id, id::cognito_identity_id)?;
+                check("accessKeyId", &b.access_key_id, id::aws_access_key_id)?;
+                if let Some(region) = &b.region {
+                    check("region", region, id::aws_region)?;
+                }
+            }
+            Bundle::AwsCognitoOpenid(b) => {
+                check("identityId", &b.identity_id, id::cognito_identity_id)?;
+                check("region", &b.region, id::aws_region)?;
+            }
+            Bundle::Inventory(b) => {
+                check("endpoint", &b.endpoint, id::lwm2m_endpoint_name)?;
+                check("serverUri", &b.server_uri, id::coap_uri)?;
+                check("pskId", &b.psk_id, id::psk_identity)?;
+            }
+            Bundle::Arc(b) => {
+                check(
+                    "arcClientPeerPrivateKey",
+                    b.arc_client_peer_private_key.expose(),
+                    id::wireguard_key,
+                )?;
+                check(
+                    "arcClientPeerIpAddress",
+                    &b.arc_client_peer_ip_address,
+                    id::ip_address,
+                )?;
+                check(
+                    "arcServerPeerPublicKey",
+                    &b.arc_server_peer_public_key,
+                    id::wireguard_key,
+                )?;
+                check(
+                    "arcServerEndpoint",
+                    &b.arc_server_endpoint,
+                    id::host_and_port,
+                )?;
+                if b.arc_allowed_ips.is_empty() {
+                    return Err(Error::invalid("arcAllowedIPs", "empty"));
+                }
+                for (i, net) in b.arc_allowed_ips.iter().enumerate() {
+                    id::cidr(net).map_err(|r| {
+                        Error::invalid("arcAllowedIPs", format!("entry {}: {r}", i + 1))
+                    })?;
+                }
+            }
+            Bundle::SubscriberMetadata(b) => {
+                for (field, rule) in METADATA_IDENTIFIERS {
+                    if let Some(value) = b.metadata.get(field).and_then(|v| v.as_str()) {
+                        check(field, value, rule)?;
+                    }
+                }
+            }
+            Bundle::Userdata(_) => {}
+        }
+        Ok(())
+    }
+
     fn certificate_pem(&self) -> Option<&str> {
         match self {
             Bundle::AzureIot(b) => Some(&b.certificate),
@@ -276,16 +393,17 @@ impl Bundle {
     }
 
     /// The report for this bundle: identifiers (never secrets) and a summary of its leaf
-    /// certificate, if it has one.
+    /// certificate, if it has one. Every value is checked with [`Bundle::validate`] first.
     ///
-    /// Errors: [`Error::Storage`] when a stored certificate no longer parses.
+    /// Errors: [`Error::InvalidResponse`] naming the field that breaks its rule (callers
+    /// reading a stored bundle wrap it with [`stored_error`]).
     pub fn report(&self, reused: bool) -> Result<Report, Error> {
         let target = self.target();
+        // A report is rendered output: every value in it is checked first.
+        self.validate()?;
         let certificate = match self.certificate_pem() {
             Some(pem) => {
-                let certs = validate::parse_certificates("certificate", pem).map_err(|e| {
-                    Error::Storage(format!("stored bundle `{}`: {e}", target.bundle_name()))
-                })?;
+                let certs = validate::parse_certificates("certificate", pem)?;
                 Some(validate::summarize(&certs[0]))
             }
             None => None,
@@ -337,7 +455,7 @@ impl Bundle {
             ]),
             Bundle::SubscriberMetadata(b) => {
                 let mut v = Vec::new();
-                for key in ["imsi", "msisdn", "groupId", "status"] {
+                for (key, _) in METADATA_IDENTIFIERS {
                     if let Some(value) = b.metadata.get(key).and_then(|v| v.as_str()) {
                         v.push((key.to_string(), value.to_string()));
                     }

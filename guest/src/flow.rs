@@ -16,7 +16,7 @@
 //! Nothing is written to the store until a response has been fully validated: a failed,
 //! partial or invalid response leaves the previous bundle untouched.
 
-use crate::bundle::Bundle;
+use crate::bundle::{Bundle, stored_error};
 use crate::model::{AuthMode, Error, ProvisionRequest, Report, RetryPolicy, Target, Timeouts};
 use crate::targets;
 use serde_json::{Map, Value};
@@ -466,36 +466,126 @@ pub fn request_body(params: Option<&Map<String, Value>>) -> Vec<u8> {
     serde_json::to_vec(&Value::Object(body)).expect("JSON value serializes")
 }
 
-/// The stored bundle for `target`, if any. Errors: [`Error::Storage`] when it is unreadable,
-/// of another format version, or a bundle of another target.
-pub fn load(caps: &mut impl Capabilities, target: Target) -> Result<Option<Bundle>, Error> {
-    let Some(bytes) = caps.store_get(target.bundle_name())? else {
-        return Ok(None);
+/// What the store holds for one target.
+#[derive(Debug)]
+pub enum Stored {
+    /// Nothing is stored under the target's name.
+    Absent,
+    /// Something is stored but it cannot be used: not a bundle of this format, a bundle of
+    /// another target, or a value that breaks its rule (the error says which). A provisioning
+    /// run may replace it.
+    Unusable(Error),
+    /// A bundle whose every value passed [`Bundle::validate`].
+    Present(Bundle),
+}
+
+/// Read and check the bundle stored for `target`.
+///
+/// Errors: [`Error::Storage`] only when the `secret-store` capability itself failed (I/O,
+/// too large, a name refused): then nothing is known about what is stored, and no run may
+/// go on as if nothing were. Problems with the content are [`Stored::Unusable`].
+pub fn read_stored(caps: &mut impl Capabilities, target: Target) -> Result<Stored, Error> {
+    let name = target.bundle_name();
+    let Some(bytes) = caps.store_get(name)? else {
+        return Ok(Stored::Absent);
     };
-    let bundle = Bundle::from_bytes(target.bundle_name(), &bytes)?;
+    let bundle = match Bundle::from_bytes(name, &bytes) {
+        Ok(bundle) => bundle,
+        Err(e) => return Ok(Stored::Unusable(e)),
+    };
     if bundle.target() != target {
-        return Err(Error::Storage(format!(
-            "stored bundle `{}` holds a `{}` bundle",
-            target.bundle_name(),
+        return Ok(Stored::Unusable(Error::Storage(format!(
+            "stored bundle `{name}` holds a `{}` bundle",
             bundle.target().name()
-        )));
+        ))));
     }
-    Ok(Some(bundle))
+    Ok(match bundle.validate() {
+        Ok(()) => Stored::Present(bundle),
+        Err(e) => Stored::Unusable(stored_error(name, e)),
+    })
+}
+
+/// The stored bundle for `target`, if any, checked ([`read_stored`]).
+///
+/// Errors: [`Error::Storage`] when the store fails, or the bundle is unreadable, of another
+/// format version or of another target; [`Error::InvalidResponse`] naming the field when a
+/// stored value breaks its rule (reason "stored bundle `<target>`: ...").
+pub fn load(caps: &mut impl Capabilities, target: Target) -> Result<Option<Bundle>, Error> {
+    match read_stored(caps, target)? {
+        Stored::Absent => Ok(None),
+        Stored::Unusable(e) => Err(e),
+        Stored::Present(bundle) => Ok(Some(bundle)),
+    }
 }
 
 fn is_newer_format(e: &Error) -> bool {
     matches!(e, Error::Storage(m) if m.contains("has format version"))
 }
 
-/// Report what is stored for `target` (WIT `status`).
+/// Report what is stored for `target` (WIT `status`). Errors: see [`load`].
 pub fn status(caps: &mut impl Capabilities, target: Target) -> Result<Option<Report>, Error> {
-    load(caps, target)?.map(|b| b.report(true)).transpose()
+    let name = target.bundle_name();
+    load(caps, target)?
+        .map(|b| b.report(true).map_err(|e| stored_error(name, e)))
+        .transpose()
+}
+
+/// Secret-store name of the probe value [`prove_store`] writes and removes.
+pub const STORE_PROBE: &str = "store-probe";
+/// Size of the probe value, bytes: more than the largest bundle this component writes (an
+/// `aws-iot` bundle with an RSA-2048 key, a certificate chain and a root CA is about 7 KiB).
+pub const STORE_PROBE_BYTES: usize = 16 * 1024;
+
+/// Whether a run of `target` makes Krypton issue a credential that exists only in its answer
+/// (a private key, a WireGuard key, a PSK): losing that answer loses the credential, and the
+/// next run mints another (AWS IoT certificates pile up in the customer's account; Arc and
+/// Inventory re-key the device). Azure DPS issues a new certificate and key too.
+pub fn mints_credentials(target: Target) -> bool {
+    matches!(
+        target,
+        Target::AwsIot | Target::Arc | Target::Inventory | Target::AzureIot
+    )
+}
+
+/// Prove that the store can take a bundle before Krypton is asked to mint one: put a
+/// [`STORE_PROBE_BYTES`] value under [`STORE_PROBE`], then delete it. A full, read-only or
+/// failing store is found here, before any credential exists, rather than after Krypton has
+/// issued one that could not be kept. (Checking free space instead would need a capability
+/// the contract does not have, and would not catch a read-only or failing store.)
+///
+/// Errors: [`Error::Storage`] saying the store cannot take a bundle and nothing was asked of
+/// Krypton.
+pub fn prove_store(caps: &mut impl Capabilities) -> Result<(), Error> {
+    let cannot = |e: Error| {
+        let detail = match e {
+            Error::Storage(m) => m,
+            other => other.to_string(),
+        };
+        Error::Storage(format!(
+            "the store cannot take a new bundle ({detail}); Krypton was not called, so no \
+             credential was issued. Fix the store (space, permissions, files in the way) and \
+             run again"
+        ))
+    };
+    let mut probe = Vec::with_capacity(STORE_PROBE_BYTES);
+    probe.extend_from_slice(b"{\"probe\":\"");
+    probe.resize(STORE_PROBE_BYTES - 2, b'0');
+    probe.extend_from_slice(b"\"}");
+    caps.store_put(STORE_PROBE, &probe).map_err(cannot)?;
+    caps.store_delete(STORE_PROBE).map_err(cannot)?;
+    Ok(())
 }
 
 /// Provision `request.target` and store its bundle (WIT `provision`).
 ///
-/// Without `force`, a stored bundle that [`Bundle::reusable`] accepts is reported
-/// (`reused: true`) and Krypton is not called; an unreadable or stale one is replaced.
+/// Before any Krypton call, what is stored is read: a store failure stops the run with
+/// [`Error::Storage`], with or without `force`; a bundle that is absent or unusable may be
+/// replaced. Without `force`, a stored bundle that [`Bundle::reusable`] accepts is reported
+/// (`reused: true`) and Krypton is not called. Targets that mint credentials
+/// ([`mints_credentials`]) then [`prove_store`]. When an Azure device comes back on another hub
+/// or under another device ID, one log line says so and the report carries `previousHost` /
+/// `previousDeviceId`.
+///
 /// Errors: every [`Error`] variant; on any error the store is unchanged.
 pub fn provision(
     caps: &mut impl Capabilities,
@@ -513,40 +603,45 @@ pub fn provision(
     let mut run = Run::new(caps, request)?;
     let plan = targets::plan(target, params)?;
 
-    if !request.force {
-        match load(run.caps, target) {
-            Ok(Some(bundle)) => match bundle.report(true) {
-                Ok(report) if bundle.reusable(&report, run.caps.unix_ms()) => {
+    let previous = match read_stored(run.caps, target)? {
+        Stored::Present(bundle) => {
+            if !request.force {
+                let report = bundle.report(true)?;
+                if bundle.reusable(&report, run.caps.unix_ms()) {
                     run.caps.log(&format!(
                         "{}: a valid bundle is stored; not calling Krypton (use --force to replace it)",
                         target.name()
                     ));
                     return Ok(report);
                 }
-                Ok(_) => run.caps.log(&format!(
+                run.caps.log(&format!(
                     "{}: the stored bundle is stale; provisioning anew",
                     target.name()
-                )),
-                Err(e) => run
-                    .caps
-                    .log(&format!("{}: {e}; provisioning anew", target.name())),
-            },
-            Ok(None) => {}
-            // A bundle from a newer component: never replace it silently with an older format.
-            Err(e) if is_newer_format(&e) => {
-                return Err(Error::Storage(format!(
-                    "{e}; refusing to replace it without --force"
-                )));
+                ));
             }
-            Err(e) => run
-                .caps
-                .log(&format!("{}: {e}; provisioning anew", target.name())),
+            Some(bundle)
         }
+        // A bundle from a newer component: never replace it silently with an older format.
+        Stored::Unusable(e) if is_newer_format(&e) && !request.force => {
+            return Err(Error::Storage(format!(
+                "{e}; refusing to replace it without --force"
+            )));
+        }
+        Stored::Unusable(e) => {
+            run.caps
+                .log(&format!("{}: {e}; provisioning anew", target.name()));
+            None
+        }
+        Stored::Absent => None,
+    };
+    if mints_credentials(target) {
+        prove_store(run.caps)?;
     }
 
     let bundle = targets::execute(&mut run, plan, u64::from(request.poll_interval_ms))?;
-    // Build the report before storing, so a bundle that cannot be reported is never stored.
-    let report = bundle.report(false)?;
+    // Build the report before storing, so a bundle that cannot be reported is never stored;
+    // it checks every value once more with the rules used when reading it back.
+    let mut report = bundle.report(false)?;
     run.caps
         .store_put(target.bundle_name(), &bundle.to_bytes())?;
     if target == Target::AzureIot {
@@ -555,6 +650,30 @@ pub fn provision(
         if let Err(e) = run.caps.store_delete(targets::AZURE_PENDING) {
             run.caps.log(&format!(
                 "azure-iot: could not forget the finished registration: {e}"
+            ));
+        }
+    }
+    if let (Some(Bundle::AzureIot(old)), Bundle::AzureIot(new)) = (&previous, &bundle) {
+        let mut changes = Vec::new();
+        if old.host != new.host {
+            changes.push(format!("IoT Hub `{}` -> `{}`", old.host, new.host));
+            report
+                .identifiers
+                .push(("previousHost".into(), old.host.clone()));
+        }
+        if old.device_id != new.device_id {
+            changes.push(format!(
+                "device ID `{}` -> `{}`",
+                old.device_id, new.device_id
+            ));
+            report
+                .identifiers
+                .push(("previousDeviceId".into(), old.device_id.clone()));
+        }
+        if !changes.is_empty() {
+            run.caps.log(&format!(
+                "azure-iot: the device moved: {}",
+                changes.join(", ")
             ));
         }
     }
@@ -567,18 +686,20 @@ pub fn provision(
 }
 
 /// A `wg-quick` configuration from the stored `arc` bundle (WIT `wireguard-config`).
-/// Errors: [`Error::Storage`] when no `arc` bundle is stored; see [`targets::wireguard_config`].
+/// Errors: [`Error::Storage`] when no `arc` bundle is stored or the store fails;
+/// [`Error::InvalidResponse`] naming the field, reason "stored bundle `arc`: ...", when a
+/// stored value breaks its rule or cannot be written in a `wg-quick` file; see
+/// [`targets::wireguard_config`].
 pub fn wireguard_config(
     caps: &mut impl Capabilities,
     krypton_addresses: &[String],
 ) -> Result<String, Error> {
     match load(caps, Target::Arc)? {
-        Some(Bundle::Arc(bundle)) => {
-            // The file is run by wg-quick as root: check the stored values again, with the
-            // same rules as Krypton's answer, before any of them reaches it.
-            targets::revalidate_arc(&bundle)?;
-            targets::wireguard_config(&bundle, krypton_addresses)
-        }
+        // The file is run by wg-quick as root: `load` checked every stored value with the
+        // rules used for Krypton's answer, and each one reaches the file through
+        // `wg_quick_value`.
+        Some(Bundle::Arc(bundle)) => targets::wireguard_config(&bundle, krypton_addresses)
+            .map_err(|e| stored_error("arc", e)),
         _ => Err(Error::Storage(
             "no `arc` bundle is stored: run `krypton-host provision arc` first".into(),
         )),
@@ -586,7 +707,9 @@ pub fn wireguard_config(
 }
 
 /// Render the stored bundle of `target` as export files (WIT `render-export`); see
-/// [`crate::exports::render`]. Errors: [`Error::Storage`] when nothing is stored.
+/// [`crate::exports::render`]. Errors: [`Error::Storage`] when nothing is stored or the store
+/// fails; [`Error::InvalidResponse`] naming the field when a stored value breaks its rule or
+/// cannot be written in the format.
 pub fn render_export(
     caps: &mut impl Capabilities,
     target: Target,

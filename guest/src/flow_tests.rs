@@ -21,6 +21,16 @@ struct Fake {
     slept: Vec<u64>,
     store: BTreeMap<String, Vec<u8>>,
     logs: Vec<String>,
+    /// Store names whose `get` / `put` / `delete` fail like a broken store (`*`: all).
+    fail_get: Vec<&'static str>,
+    fail_put: Vec<&'static str>,
+    fail_delete: Vec<&'static str>,
+    /// Every store call, in order: `get NAME`, `put NAME`, `delete NAME`.
+    store_calls: Vec<String>,
+}
+
+fn fails(list: &[&str], name: &str) -> bool {
+    list.iter().any(|n| *n == "*" || *n == name)
 }
 
 impl Fake {
@@ -84,13 +94,31 @@ impl Capabilities for Fake {
         self.logs.push(line.to_string());
     }
     fn store_get(&mut self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.store_calls.push(format!("get {name}"));
+        if fails(&self.fail_get, name) {
+            return Err(Error::Storage(format!(
+                "reading /store/{name}.json failed: Input/output error"
+            )));
+        }
         Ok(self.store.get(name).cloned())
     }
     fn store_put(&mut self, name: &str, value: &[u8]) -> Result<(), Error> {
+        self.store_calls.push(format!("put {name}"));
+        if fails(&self.fail_put, name) {
+            return Err(Error::Storage(format!(
+                "writing /store/.{name}.json.tmp failed: No space left on device"
+            )));
+        }
         self.store.insert(name.to_string(), value.to_vec());
         Ok(())
     }
     fn store_delete(&mut self, name: &str) -> Result<bool, Error> {
+        self.store_calls.push(format!("delete {name}"));
+        if fails(&self.fail_delete, name) {
+            return Err(Error::Storage(format!(
+                "removing /store/{name}.json failed: Read-only file system"
+            )));
+        }
         Ok(self.store.remove(name).is_some())
     }
 }
@@ -319,22 +347,22 @@ fn aws_iot_bootstrap_sends_parameters_and_stores_fields() {
 fn invalid_responses_name_the_field_and_store_nothing() {
     let cases: Vec<(serde_json::Value, &str, &str)> = vec![
         (
-            json!({"region": "r", "host": "h", "clientId": "c", "privateKey": EC_SEC1}),
+            json!({"region": "ap-northeast-1", "host": "h.example", "clientId": "c", "privateKey": EC_SEC1}),
             "certificate",
             "missing",
         ),
         (
-            json!({"region": "r", "host": "h", "clientId": 7, "certificate": EC_CRT, "privateKey": EC_SEC1}),
+            json!({"region": "ap-northeast-1", "host": "h.example", "clientId": 7, "certificate": EC_CRT, "privateKey": EC_SEC1}),
             "clientId",
             "expected a string, got a number",
         ),
         (
-            json!({"region": "r", "host": "h", "clientId": "c", "certificate": EC_CRT, "privateKey": OTHER_EC}),
+            json!({"region": "ap-northeast-1", "host": "h.example", "clientId": "c", "certificate": EC_CRT, "privateKey": OTHER_EC}),
             "privateKey",
             "the private key does not match the certificate's public key",
         ),
         (
-            json!({"region": "r", "host": "h", "clientId": "c", "certificate": EC_CRT, "privateKey": ""}),
+            json!({"region": "ap-northeast-1", "host": "h.example", "clientId": "c", "certificate": EC_CRT, "privateKey": ""}),
             "privateKey",
             "empty",
         ),
@@ -603,13 +631,19 @@ fn retries_stop_at_the_deadline() {
     );
 }
 
+/// An AWS IoT certificate ID: 64 hex digits.
+const CERT_ID: &str = "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12";
+const CERT_PATH: &str = "/v1/provisioning/aws/iot/certificates/ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12";
+/// A Cognito identity ID (`region:uuid`).
+const OPENID_ID: &str = "ap-northeast-1:00000000-0000-4000-8000-000000000001";
+
 #[test]
 fn aws_split_flow_fetches_certificate_and_root_ca_then_stores_once() {
     let mut fake = Fake::default()
         .reply(
             200,
             json!({"privateKey": EC_SEC1, "host": "abc-ats.iot.eu-west-1.amazonaws.com",
-                           "thingName": "gw-9", "certificateId": "ab12"}),
+                           "thingName": "gw-9", "certificateId": CERT_ID}),
         )
         .reply(200, json!({"certificate": EC_CRT}))
         .reply(200, json!({"rootCaCertificate": ROOT_CRT}));
@@ -628,7 +662,7 @@ fn aws_split_flow_fetches_certificate_and_root_ca_then_stores_once() {
                 "/v1/provisioning/aws/iot/bootstrap",
                 Some(r#"{"requestParameters":{"skipCertificates":true}}"#)
             ),
-            ("/v1/provisioning/aws/iot/certificates/ab12", Some("{}")),
+            (CERT_PATH, Some("{}")),
             ("/v1/provisioning/aws/iot/ca_certificate", Some("{}")),
         ]
     );
@@ -638,7 +672,7 @@ fn aws_split_flow_fetches_certificate_and_root_ca_then_stores_once() {
             ("clientId", "gw-9"),
             ("host", "abc-ats.iot.eu-west-1.amazonaws.com"),
             ("region", "eu-west-1"),
-            ("certificateId", "ab12")
+            ("certificateId", CERT_ID)
         ]
     );
     let Bundle::AwsIot(b) = Bundle::from_bytes("aws-iot", &fake.store["aws-iot"]).unwrap() else {
@@ -649,7 +683,7 @@ fn aws_split_flow_fetches_certificate_and_root_ca_then_stores_once() {
 
     // The CA call fails: nothing is stored.
     let mut fake = Fake::default()
-        .reply(200, json!({"privateKey": EC_SEC1, "host": "h.iot.r.amazonaws.com", "clientId": "c", "certificateId": "ab12"}))
+        .reply(200, json!({"privateKey": EC_SEC1, "host": "h.iot.eu-west-1.amazonaws.com", "clientId": "c", "certificateId": CERT_ID}))
         .reply(200, json!({"certificate": EC_CRT}))
         .reply(500, json!({"code": "KRY500", "message": "x"}));
     req.request_parameters = Some(r#"{"skipCertificates":true}"#.into());
@@ -683,7 +717,7 @@ fn thing_name_is_validated_locally() {
     // The client ID falls back to the requested thing name.
     let mut fake = Fake::default().reply(
         200,
-        json!({"region": "r", "host": "h", "certificate": EC_CRT, "privateKey": EC_SEC1}),
+        json!({"region": "ap-northeast-1", "host": "h.example", "certificate": EC_CRT, "privateKey": EC_SEC1}),
     );
     req.request_parameters = Some(format!(
         r#"{{"thingName":"{}","x":1}}"#,
@@ -747,7 +781,7 @@ fn cognito_credentials_are_stored_and_refreshed_before_expiry() {
     let now_s = 1_800_000_000u64;
     let creds = |exp: u64| {
         json!({"identityId": "ap-northeast-1:abcd", "region": "ap-northeast-1",
-        "credentials": {"accessKeyId": "ASIAEXAMPLE", "secretKey": "CANARY-secret", "sessionToken": "CANARY-token", "expiration": exp}})
+        "credentials": {"accessKeyId": "ASIAEXAMPLE00001", "secretKey": "CANARY-secret", "sessionToken": "CANARY-token", "expiration": exp}})
     };
     let mut fake = Fake::default()
         .reply(200, creds(now_s + 3600))
@@ -761,7 +795,7 @@ fn cognito_credentials_are_stored_and_refreshed_before_expiry() {
         identifiers(&report),
         vec![
             ("identityId", "ap-northeast-1:abcd"),
-            ("accessKeyId", "ASIAEXAMPLE"),
+            ("accessKeyId", "ASIAEXAMPLE00001"),
             ("region", "ap-northeast-1"),
             ("expiration", "2027-01-15T09:00:00Z")
         ]
@@ -788,7 +822,7 @@ fn cognito_credentials_are_stored_and_refreshed_before_expiry() {
     // A nested field error names its path.
     let mut fake = Fake::default().reply(
         200,
-        json!({"identityId": "x", "credentials": {"accessKeyId": "A", "secretKey": 5}}),
+        json!({"identityId": "x", "credentials": {"accessKeyId": "ASIAEXAMPLE00001", "secretKey": 5}}),
     );
     assert_eq!(
         provision(&mut fake, &request(Target::AwsCognito)).unwrap_err(),
@@ -800,7 +834,7 @@ fn cognito_credentials_are_stored_and_refreshed_before_expiry() {
 fn openid_token_metadata_and_userdata() {
     let mut fake = Fake::default().reply(
         200,
-        json!({"region": "ap-northeast-1", "token": "CANARY-openid", "identityId": "id-1"}),
+        json!({"region": "ap-northeast-1", "token": "CANARY-openid", "identityId": OPENID_ID}),
     );
     let report = provision(&mut fake, &request(Target::AwsCognitoOpenid)).unwrap();
     assert_eq!(
@@ -809,7 +843,7 @@ fn openid_token_metadata_and_userdata() {
     );
     assert_eq!(
         identifiers(&report),
-        vec![("identityId", "id-1"), ("region", "ap-northeast-1")]
+        vec![("identityId", OPENID_ID), ("region", "ap-northeast-1")]
     );
 
     let metadata = json!({"imsi": "440101234567890", "groupId": "g-1", "tags": {"name": "gw"}, "speedClass": "s1.fast"});
@@ -952,12 +986,12 @@ fn arc_fields_are_validated_and_the_endpoint_text_kept() {
         (
             "arcClientPeerIpAddress",
             json!("10.0.0.300"),
-            "not an IP address",
+            "not an IPv4 or IPv6 address",
         ),
         (
             "arcServerEndpoint",
             json!("host:99999"),
-            "expected host:port, e.g. xxx.arc.soracom.io:11010",
+            "expected host:port, e.g. xxx.arc.soracom.io:11010: the port is not a number from 1 to 65535 (RFC 3986 §3.2.3)",
         ),
         (
             "arcAllowedIPs",
@@ -1100,7 +1134,7 @@ fn a_tampered_arc_bundle_never_reaches_a_wireguard_file() {
         fake.store.insert("arc".into(), bad.into_bytes());
         let err = wireguard_config(&mut fake, &[]).unwrap_err();
         assert!(
-            matches!(&err, Error::Storage(m) if m.starts_with("stored bundle `arc`")),
+            matches!(&err, Error::InvalidResponse { reason, .. } if reason.starts_with("stored bundle `arc`")),
             "{err:?}"
         );
     }
@@ -1199,8 +1233,8 @@ fn exports_render_each_consumer_format() {
         Err(Error::Storage(_))
     ));
 
-    let creds = json!({"identityId": "id", "region": "ap-northeast-1",
-        "credentials": {"accessKeyId": "ASIAEXAMPLE", "secretKey": "s3cr3t", "sessionToken": "t0ken", "expiration": 1_800_000_000u64}});
+    let creds = json!({"identityId": OPENID_ID, "region": "ap-northeast-1",
+        "credentials": {"accessKeyId": "ASIAEXAMPLE00001", "secretKey": "s3cr3t", "sessionToken": "t0ken", "expiration": 1_800_000_000u64}});
     let mut fake = Fake::default().reply(200, creds);
     provision(&mut fake, &request(Target::AwsCognito)).unwrap();
     let files = render_export(&mut fake, Target::AwsCognito, "env", "/run/app", &[]).unwrap();
@@ -1208,7 +1242,7 @@ fn exports_render_each_consumer_format() {
     assert_eq!(
         String::from_utf8(files[0].contents.clone()).unwrap(),
         "# Amazon Cognito credentials from Krypton; they expire at 2027-01-15T08:00:00Z.\n\
-         AWS_ACCESS_KEY_ID=ASIAEXAMPLE\nAWS_SECRET_ACCESS_KEY=s3cr3t\nAWS_SESSION_TOKEN=t0ken\n\
+         AWS_ACCESS_KEY_ID=ASIAEXAMPLE00001\nAWS_SECRET_ACCESS_KEY=s3cr3t\nAWS_SESSION_TOKEN=t0ken\n\
          AWS_REGION=ap-northeast-1\nAWS_DEFAULT_REGION=ap-northeast-1\n"
     );
 
@@ -1299,4 +1333,788 @@ fn an_interrupted_azure_registration_is_resumed_not_repeated() {
         .reply(200, json!({"operationId": "4.op-9", "status": "failed"}));
     assert!(provision(&mut fake, &request(Target::AzureIot)).is_err());
     assert!(fake.store.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 7 item 5: no credential minted without a place to keep it.
+
+const ALL_TARGETS: [Target; 8] = [
+    Target::AzureIot,
+    Target::AwsIot,
+    Target::AwsCognito,
+    Target::AwsCognitoOpenid,
+    Target::Inventory,
+    Target::Arc,
+    Target::SubscriberMetadata,
+    Target::Userdata,
+];
+
+/// A request that passes `plan` for every target (Inventory needs its endpoint name).
+fn request_for(target: Target, force: bool) -> ProvisionRequest {
+    let mut req = request(target);
+    if target == Target::Inventory {
+        req.request_parameters = Some(r#"{"endpoint":"gw-0042"}"#.into());
+    }
+    req.force = force;
+    req
+}
+
+#[test]
+fn a_store_that_cannot_be_read_stops_every_target_before_krypton_with_and_without_force() {
+    for target in ALL_TARGETS {
+        for force in [false, true] {
+            let mut fake = Fake {
+                fail_get: vec!["*"],
+                ..Fake::default()
+            };
+            let err = provision(&mut fake, &request_for(target, force)).unwrap_err();
+            assert_eq!(
+                err,
+                Error::Storage(format!(
+                    "reading /store/{}.json failed: Input/output error",
+                    target.bundle_name()
+                )),
+                "{target:?} force={force}"
+            );
+            assert!(
+                fake.requests.is_empty(),
+                "{target:?} force={force}: Krypton was called"
+            );
+            assert_eq!(
+                fake.store_calls,
+                vec![format!("get {}", target.bundle_name())]
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unreadable_pending_registration_stops_azure_before_krypton() {
+    for force in [false, true] {
+        let mut fake = Fake {
+            fail_get: vec![crate::targets::AZURE_PENDING],
+            ..Fake::default()
+        };
+        let err = provision(&mut fake, &request_for(Target::AzureIot, force)).unwrap_err();
+        assert_eq!(
+            err,
+            Error::Storage(
+                "reading /store/azure-iot-pending.json failed: Input/output error".into()
+            )
+        );
+        assert!(fake.requests.is_empty());
+        assert!(fake.store.is_empty());
+    }
+}
+
+#[test]
+fn minting_targets_prove_the_store_takes_a_bundle_before_krypton() {
+    for target in [
+        Target::AwsIot,
+        Target::Arc,
+        Target::Inventory,
+        Target::AzureIot,
+    ] {
+        for force in [false, true] {
+            // The store reads, but cannot write (full, read-only) or cannot delete.
+            for (fail_put, fail_delete, detail) in [
+                (
+                    vec!["*"],
+                    vec![],
+                    "writing /store/.store-probe.json.tmp failed: No space left on device",
+                ),
+                (
+                    vec![],
+                    vec!["*"],
+                    "removing /store/store-probe.json failed: Read-only file system",
+                ),
+            ] {
+                let mut fake = Fake {
+                    fail_put,
+                    fail_delete,
+                    ..Fake::default()
+                };
+                let err = provision(&mut fake, &request_for(target, force)).unwrap_err();
+                assert_eq!(
+                    err,
+                    Error::Storage(format!(
+                        "the store cannot take a new bundle ({detail}); Krypton was not called, \
+                         so no credential was issued. Fix the store (space, permissions, files \
+                         in the way) and run again"
+                    )),
+                    "{target:?} force={force}"
+                );
+                assert!(fake.requests.is_empty(), "{target:?}: Krypton was called");
+            }
+        }
+    }
+    // A store that works: the probe is written at full size, removed, then Krypton is called.
+    let mut fake = Fake::default().reply(200, aws_ok());
+    provision(&mut fake, &request(Target::AwsIot)).unwrap();
+    assert_eq!(
+        fake.store_calls,
+        vec![
+            "get aws-iot",
+            "put store-probe",
+            "delete store-probe",
+            "put aws-iot"
+        ]
+    );
+    assert_eq!(fake.store.keys().collect::<Vec<_>>(), vec!["aws-iot"]);
+    assert_eq!(STORE_PROBE_BYTES, 16 * 1024);
+}
+
+#[test]
+fn targets_that_mint_nothing_do_not_probe() {
+    let mut fake = Fake::default().reply(200, json!({"imsi": "440101234567890"}));
+    provision(&mut fake, &request(Target::SubscriberMetadata)).unwrap();
+    assert_eq!(
+        fake.store_calls,
+        vec!["get subscriber-metadata", "put subscriber-metadata"]
+    );
+    assert!(!mints_credentials(Target::AwsCognito));
+    assert!(mints_credentials(Target::AwsIot));
+}
+
+#[test]
+fn unusable_content_is_replaced_but_never_reused() {
+    // Not JSON, another target's bundle, a value that breaks its rule: replaced.
+    let mut good = Fake::default().reply(200, aws_ok());
+    provision(&mut good, &request(Target::AwsIot)).unwrap();
+    let stored = String::from_utf8(good.store["aws-iot"].clone()).unwrap();
+    for content in [
+        "not json".to_string(),
+        stored.replace("\"thing-1\"", "\"$thing\""),
+        stored.replace(
+            "\"abc-ats.iot.ap-northeast-1.amazonaws.com\"",
+            "\"https://evil.example/\"",
+        ),
+    ] {
+        let mut fake = Fake::default().reply(200, aws_ok());
+        fake.store.insert("aws-iot".into(), content.into_bytes());
+        let report = provision(&mut fake, &request(Target::AwsIot)).unwrap();
+        assert!(!report.reused);
+        assert_eq!(fake.requests.len(), 1);
+        assert_eq!(fake.store["aws-iot"].len(), good.store["aws-iot"].len());
+        assert!(
+            fake.logs.iter().any(|l| l.ends_with("; provisioning anew")),
+            "{:?}",
+            fake.logs
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 7 item 10: a device that moved is said so, field by field.
+
+#[test]
+fn a_moved_azure_device_is_logged_once_and_reported_field_by_field() {
+    let cases = [
+        (
+            "hub-2.azure-devices.net",
+            "dev-440101234567890",
+            vec![("previousHost", "hub-1.azure-devices.net")],
+            Some(
+                "azure-iot: the device moved: IoT Hub `hub-1.azure-devices.net` -> \
+                 `hub-2.azure-devices.net`",
+            ),
+        ),
+        (
+            "hub-1.azure-devices.net",
+            "dev-renamed",
+            vec![("previousDeviceId", "dev-440101234567890")],
+            Some("azure-iot: the device moved: device ID `dev-440101234567890` -> `dev-renamed`"),
+        ),
+        (
+            "hub-2.azure-devices.net",
+            "dev-renamed",
+            vec![
+                ("previousHost", "hub-1.azure-devices.net"),
+                ("previousDeviceId", "dev-440101234567890"),
+            ],
+            Some(
+                "azure-iot: the device moved: IoT Hub `hub-1.azure-devices.net` -> \
+                 `hub-2.azure-devices.net`, device ID `dev-440101234567890` -> `dev-renamed`",
+            ),
+        ),
+        (
+            "hub-1.azure-devices.net",
+            "dev-440101234567890",
+            vec![],
+            None,
+        ),
+    ];
+    for (host, device_id, previous, line) in cases {
+        let mut first = Fake::default()
+            .reply(200, json!({"operationId": "4.op-1", "status": "assigning"}))
+            .reply(200, assigned());
+        provision(&mut first, &request(Target::AzureIot)).unwrap();
+        let mut again = assigned();
+        again["host"] = json!(host);
+        again["deviceId"] = json!(device_id);
+        let mut fake = Fake {
+            store: first.store,
+            ..Fake::default()
+        }
+        .reply(200, json!({"operationId": "4.op-1", "status": "assigning"}))
+        .reply(200, again);
+        let report = provision(&mut fake, &request_for(Target::AzureIot, true)).unwrap();
+        let mut expected = vec![
+            ("deviceId", device_id),
+            ("host", host),
+            ("operationId", "4.op-1"),
+        ];
+        expected.extend(previous);
+        assert_eq!(identifiers(&report), expected);
+        let moved: Vec<&String> = fake.logs.iter().filter(|l| l.contains("moved")).collect();
+        assert_eq!(moved, line.map(str::to_string).iter().collect::<Vec<_>>());
+        // No secret in the line.
+        assert!(!fake.logs.join("\n").contains("PRIVATE KEY"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 7 item 1: hostile values in every rendered field of every format.
+
+/// The hostile values of issue 7, by name: line breaks, CR, quotes, `=`, `#`, `[`, NUL,
+/// non-ASCII and a 10 KB string; plus, per field, the field's good value with a `wg-quick`
+/// section glued after a line break (the issue's first sample).
+fn hostile_values(good: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = [
+        ("LF", "a\nb".to_string()),
+        ("CR", "a\rb".to_string()),
+        ("double quote", "a\"b".to_string()),
+        ("single quote", "a'b".to_string()),
+        ("equals", "a=b".to_string()),
+        ("hash", "a#b".to_string()),
+        ("bracket", "a[b".to_string()),
+        ("NUL", "a\0b".to_string()),
+        ("non-ASCII", "caf\u{e9}".to_string()),
+        ("10 KB", "x".repeat(10 * 1024)),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_string(), v))
+    .collect();
+    v.push((
+        "good value then a section".into(),
+        format!("{good}\n[Interface]\nPostUp=id\n[Peer]\nEndpoint=b.example:11010"),
+    ));
+    v
+}
+
+/// A fake whose store holds a good bundle of `target`, provisioned through the real flow.
+fn provisioned(target: Target) -> Fake {
+    let mut fake = match target {
+        Target::AzureIot => Fake::default()
+            .reply(200, json!({"operationId": "4.op-1", "status": "assigning"}))
+            .reply(200, assigned()),
+        Target::AwsIot => Fake::default().reply(
+            200,
+            json!({"region": "ap-northeast-1", "host": "abc-ats.iot.ap-northeast-1.amazonaws.com",
+                   "clientId": "thing-1", "certificate": EC_CRT, "privateKey": EC_SEC1,
+                   "rootCaCertificate": ROOT_CRT}),
+        ),
+        Target::AwsCognito => Fake::default().reply(
+            200,
+            json!({"identityId": OPENID_ID, "region": "ap-northeast-1",
+                   "credentials": {"accessKeyId": "ASIAEXAMPLE00001", "secretKey": "s3cr3t/Key+1",
+                                   "sessionToken": "t0ken/2+==", "expiration": 1_900_000_000u64}}),
+        ),
+        Target::Arc => Fake::default().reply(200, arc_body("beck.arc.soracom.io:11010")),
+        other => panic!("no fixture for {other:?}"),
+    };
+    provision(&mut fake, &request(target)).unwrap();
+    fake.requests.clear();
+    fake
+}
+
+/// Store `value` in `field` of the stored bundle of `target` (an edit on disk). For
+/// `arcAllowedIPs` the value replaces the first entry.
+fn tamper(fake: &mut Fake, target: Target, field: &str, value: &str) {
+    let name = target.bundle_name();
+    let mut bundle: serde_json::Value = serde_json::from_slice(&fake.store[name]).unwrap();
+    if field == "arcAllowedIPs" {
+        bundle[field][0] = json!(value);
+    } else {
+        bundle[field] = json!(value);
+    }
+    fake.store
+        .insert(name.into(), serde_json::to_vec(&bundle).unwrap());
+}
+
+fn stored_bundle(fake: &Fake, target: Target) -> serde_json::Value {
+    serde_json::from_slice(&fake.store[target.bundle_name()]).unwrap()
+}
+
+/// The refusal every format must give for a value it cannot write: `invalid-response`
+/// naming `field`, saying it is the stored bundle, never echoing the value.
+fn assert_refused(err: &Error, target: Target, field: &str, case: &str) {
+    match err {
+        Error::InvalidResponse { field: f, reason } => {
+            assert_eq!(f, field, "{case}: {reason}");
+            assert!(
+                reason.starts_with(&format!("stored bundle `{}`: ", target.bundle_name())),
+                "{case}: {reason}"
+            );
+            for marker in ["PostUp", "caf\u{e9}", "xxxxxxxx", "a\nb"] {
+                assert!(
+                    !reason.contains(marker),
+                    "{case}: the reason echoes the value"
+                );
+            }
+        }
+        other => panic!("{case}: expected invalid-response on `{field}`, got {other:?}"),
+    }
+}
+
+fn text(file: &crate::exports::ExportFile) -> String {
+    String::from_utf8(file.contents.clone()).unwrap()
+}
+
+#[test]
+fn pem_format_refuses_or_rewrites_every_hostile_value() {
+    for target in [Target::AzureIot, Target::AwsIot] {
+        let clean = provisioned(target);
+        let good_files = render_export(&mut clean_copy(&clean), target, "pem", "/x", &[]).unwrap();
+        for (field, good) in [
+            ("certificate", EC_CRT),
+            ("privateKey", EC_SEC1),
+            ("rootCaCertificate", ROOT_CRT),
+        ] {
+            for (name, value) in hostile_values(good) {
+                let case = format!("{target:?} {field} {name}");
+                let mut fake = clean_copy(&clean);
+                tamper(&mut fake, target, field, &value);
+                match render_export(&mut fake, target, "pem", "/x", &[]) {
+                    Err(e) => assert_refused(&e, target, field, &case),
+                    // Text glued around a valid block is dropped: the files are re-encoded
+                    // from the parsed DER, byte for byte what the clean bundle gives.
+                    Ok(files) => {
+                        assert_eq!(name, "good value then a section", "{case}");
+                        assert_eq!(files, good_files, "{case}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn clean_copy(fake: &Fake) -> Fake {
+    Fake {
+        store: fake.store.clone(),
+        ..Fake::default()
+    }
+}
+
+#[test]
+fn aziot_format_refuses_or_round_trips_every_hostile_value() {
+    let clean = provisioned(Target::AzureIot);
+    let mut accepted = Vec::new();
+    for (field, good) in [
+        ("host", "hub-1.azure-devices.net"),
+        ("deviceId", "dev-440101234567890"),
+        ("certificate", EC_CRT),
+        ("privateKey", EC_SEC1),
+        ("rootCaCertificate", ROOT_CRT),
+    ] {
+        for (name, value) in hostile_values(good) {
+            let case = format!("{field} {name}");
+            let mut fake = clean_copy(&clean);
+            tamper(&mut fake, Target::AzureIot, field, &value);
+            let dir = "/etc/aziot/krypton";
+            match render_export(&mut fake, Target::AzureIot, "aziot", dir, &[]) {
+                Err(e) => assert_refused(&e, Target::AzureIot, field, &case),
+                Ok(files) => {
+                    let stored = stored_bundle(&fake, Target::AzureIot);
+                    let toml_text = text(files.last().unwrap());
+                    let parsed: toml::Table = toml::from_str(&toml_text)
+                        .unwrap_or_else(|e| panic!("{case}: not TOML: {e}\n{toml_text}"));
+                    let expected: toml::Table = toml::from_str(
+                        r#"[provisioning]
+source = "manual"
+iothub_hostname = "HOST"
+device_id = "ID"
+[provisioning.authentication]
+method = "x509"
+identity_cert = "file:///etc/aziot/krypton/azure-iot-chain.pem"
+identity_pk = "file:///etc/aziot/krypton/azure-iot-private-key.pem"
+"#,
+                    )
+                    .map(|mut t: toml::Table| {
+                        let p = t["provisioning"].as_table_mut().unwrap();
+                        p["iothub_hostname"] = stored["host"].as_str().unwrap().into();
+                        p["device_id"] = stored["deviceId"].as_str().unwrap().into();
+                        t
+                    })
+                    .unwrap();
+                    assert_eq!(parsed, expected, "{case}: extra keys or other values");
+                    accepted.push(case);
+                }
+            }
+        }
+    }
+    // `'`, `=` and `#` are allowed in an IoT Hub device ID: the serializer carries them.
+    assert_eq!(
+        accepted,
+        vec![
+            "deviceId single quote",
+            "deviceId equals",
+            "deviceId hash",
+            // PEM text around a valid block is dropped from the PEM files (see `pem`).
+            "certificate good value then a section",
+            "privateKey good value then a section",
+            "rootCaCertificate good value then a section",
+        ]
+    );
+}
+
+#[test]
+fn aws_iot_format_refuses_or_round_trips_every_hostile_value() {
+    let clean = provisioned(Target::AwsIot);
+    let mut accepted = Vec::new();
+    for (field, good) in [
+        ("host", "abc-ats.iot.ap-northeast-1.amazonaws.com"),
+        ("clientId", "thing-1"),
+        ("region", "ap-northeast-1"),
+        ("certificate", EC_CRT),
+        ("privateKey", EC_SEC1),
+        ("rootCaCertificate", ROOT_CRT),
+    ] {
+        for (name, value) in hostile_values(good) {
+            let case = format!("{field} {name}");
+            let mut fake = clean_copy(&clean);
+            tamper(&mut fake, Target::AwsIot, field, &value);
+            match render_export(&mut fake, Target::AwsIot, "aws-iot", "/opt/certs", &[]) {
+                Err(e) => assert_refused(&e, Target::AwsIot, field, &case),
+                Ok(files) => {
+                    let stored = stored_bundle(&fake, Target::AwsIot);
+                    let parsed: serde_json::Value =
+                        serde_json::from_slice(&files.last().unwrap().contents).unwrap();
+                    assert_eq!(
+                        parsed,
+                        json!({"endpoint": stored["host"], "port": 8883,
+                               "clientId": stored["clientId"], "region": stored["region"],
+                               "certificate": "/opt/certs/aws-iot-certificate.pem",
+                               "privateKey": "/opt/certs/aws-iot-private-key.pem",
+                               "rootCa": "/opt/certs/aws-iot-root-ca.pem"}),
+                        "{case}"
+                    );
+                    accepted.push(case);
+                }
+            }
+        }
+    }
+    // An AWS IoT client ID is any UTF-8 without control characters: JSON carries it exactly.
+    assert_eq!(
+        accepted,
+        vec![
+            "clientId double quote",
+            "clientId single quote",
+            "clientId equals",
+            "clientId hash",
+            "clientId bracket",
+            "clientId non-ASCII",
+            "certificate good value then a section",
+            "privateKey good value then a section",
+            "rootCaCertificate good value then a section",
+        ]
+    );
+}
+
+#[test]
+fn wireguard_formats_refuse_every_hostile_value() {
+    let clean = provisioned(Target::Arc);
+    for (field, good) in [
+        ("arcClientPeerPrivateKey", WG_PRIV),
+        ("arcClientPeerIpAddress", "10.123.45.6"),
+        ("arcServerPeerPublicKey", WG_PUB),
+        ("arcServerEndpoint", "beck.arc.soracom.io:11010"),
+        ("arcAllowedIPs", "100.127.0.0/16"),
+    ] {
+        for (name, value) in hostile_values(good) {
+            let case = format!("{field} {name}");
+            let mut fake = clean_copy(&clean);
+            tamper(&mut fake, Target::Arc, field, &value);
+            let err = wireguard_config(&mut fake, &["54.250.252.99".into()]).unwrap_err();
+            assert_refused(
+                &err,
+                Target::Arc,
+                field,
+                &format!("wireguard-config {case}"),
+            );
+            let err = render_export(&mut fake, Target::Arc, "wireguard", "/etc/wireguard", &[])
+                .unwrap_err();
+            assert_refused(&err, Target::Arc, field, &format!("export {case}"));
+        }
+    }
+}
+
+#[test]
+fn wg_quick_rendering_refuses_values_the_rules_would_not_see() {
+    // `wireguard_config` itself (not only the bundle check) refuses unsafe values.
+    let mut fake = provisioned(Target::Arc);
+    let Some(Bundle::Arc(mut b)) = load(&mut fake, Target::Arc).unwrap() else {
+        panic!()
+    };
+    b.arc_server_endpoint = "h:1\nPostUp = id".into();
+    assert_eq!(
+        crate::targets::wireguard_config(&b, &[]).unwrap_err(),
+        Error::invalid(
+            "arcServerEndpoint",
+            "byte 4 is 0x0a, which cannot be written safely in a wg-quick file"
+        )
+    );
+}
+
+#[test]
+fn env_format_refuses_or_round_trips_every_hostile_value() {
+    let clean = provisioned(Target::AwsCognito);
+    let mut accepted = Vec::new();
+    for (field, good) in [
+        ("accessKeyId", "ASIAEXAMPLE00001"),
+        ("secretKey", "s3cr3t/Key+1"),
+        ("sessionToken", "t0ken/2+=="),
+        ("region", "ap-northeast-1"),
+    ] {
+        for (name, value) in hostile_values(good) {
+            let case = format!("{field} {name}");
+            let mut fake = clean_copy(&clean);
+            tamper(&mut fake, Target::AwsCognito, field, &value);
+            match render_export(&mut fake, Target::AwsCognito, "env", "/run/app", &[]) {
+                Err(e) => assert_refused(&e, Target::AwsCognito, field, &case),
+                Ok(files) => {
+                    let stored = stored_bundle(&fake, Target::AwsCognito);
+                    let env = text(&files[0]);
+                    let vars: Vec<(&str, &str)> = env
+                        .lines()
+                        .filter(|l| !l.starts_with('#'))
+                        .map(|l| l.split_once('=').unwrap())
+                        .collect();
+                    let s = |k: &str| stored[k].as_str().unwrap();
+                    assert_eq!(
+                        vars,
+                        vec![
+                            ("AWS_ACCESS_KEY_ID", s("accessKeyId")),
+                            ("AWS_SECRET_ACCESS_KEY", s("secretKey")),
+                            ("AWS_SESSION_TOKEN", s("sessionToken")),
+                            ("AWS_REGION", s("region")),
+                            ("AWS_DEFAULT_REGION", s("region")),
+                        ],
+                        "{case}"
+                    );
+                    accepted.push(case);
+                }
+            }
+        }
+    }
+    // Only values made of letters, digits and `+ / = - _ . :` are written, unquoted.
+    assert_eq!(
+        accepted,
+        vec![
+            "secretKey equals",
+            "secretKey 10 KB",
+            "sessionToken equals",
+            "sessionToken 10 KB",
+        ]
+    );
+}
+
+#[test]
+fn reports_refuse_every_hostile_stored_identifier() {
+    let mut accepted = Vec::new();
+    for (target, fields) in [
+        (
+            Target::AzureIot,
+            vec![
+                ("deviceId", "dev-440101234567890"),
+                ("host", "hub-1.azure-devices.net"),
+                ("operationId", "4.op-1"),
+            ],
+        ),
+        (
+            Target::AwsIot,
+            vec![
+                ("clientId", "thing-1"),
+                ("host", "abc-ats.iot.ap-northeast-1.amazonaws.com"),
+                ("region", "ap-northeast-1"),
+            ],
+        ),
+        (
+            Target::AwsCognito,
+            vec![
+                ("identityId", OPENID_ID),
+                ("accessKeyId", "ASIAEXAMPLE00001"),
+                ("region", "ap-northeast-1"),
+            ],
+        ),
+        (
+            Target::Arc,
+            vec![
+                ("arcClientPeerIpAddress", "10.123.45.6"),
+                ("arcServerEndpoint", "beck.arc.soracom.io:11010"),
+                ("arcServerPeerPublicKey", WG_PUB),
+                ("arcAllowedIPs", "100.127.0.0/16"),
+            ],
+        ),
+    ] {
+        let clean = provisioned(target);
+        for (field, good) in fields {
+            for (name, value) in hostile_values(good) {
+                let case = format!("{target:?} {field} {name}");
+                let mut fake = clean_copy(&clean);
+                tamper(&mut fake, target, field, &value);
+                match status(&mut fake, target) {
+                    Err(e) => assert_refused(&e, target, field, &case),
+                    Ok(Some(report)) => {
+                        // Only an AWS IoT client ID or an IoT Hub device ID may hold some of
+                        // these; the report carries the value exactly.
+                        assert!(
+                            [(Target::AwsIot, "clientId"), (Target::AzureIot, "deviceId")]
+                                .contains(&(target, field)),
+                            "{case}"
+                        );
+                        assert_eq!(identifiers(&report)[0], (field, value.as_str()));
+                        accepted.push(case);
+                    }
+                    Ok(None) => panic!("{case}: nothing stored?"),
+                }
+            }
+        }
+    }
+    assert_eq!(
+        accepted,
+        vec![
+            "AzureIot deviceId single quote",
+            "AzureIot deviceId equals",
+            "AzureIot deviceId hash",
+            "AwsIot clientId double quote",
+            "AwsIot clientId single quote",
+            "AwsIot clientId equals",
+            "AwsIot clientId hash",
+            "AwsIot clientId bracket",
+            "AwsIot clientId non-ASCII",
+        ]
+    );
+}
+
+#[test]
+fn hostile_values_from_krypton_are_refused_naming_the_field_and_nothing_is_stored() {
+    // The issue's two samples first.
+    let mut fake = Fake::default().reply(
+        200,
+        arc_body("x\n[Interface]\nPostUp=id\n[Peer]\nEndpoint=b.example:11010"),
+    );
+    let err = provision(&mut fake, &request(Target::Arc)).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidResponse { field, .. } if field == "arcServerEndpoint"),
+        "{err:?}"
+    );
+    assert!(fake.store.is_empty());
+    let mut body = assigned();
+    body["deviceId"] = json!("dev\"\nx");
+    let mut fake = Fake::default()
+        .reply(200, json!({"operationId": "4.op-1", "status": "assigning"}))
+        .reply(200, body);
+    let err = provision(&mut fake, &request(Target::AzureIot)).unwrap_err();
+    assert_eq!(
+        err,
+        Error::invalid(
+            "deviceId",
+            "byte 4 is `\"`; only ASCII letters, digits and - . + % _ # * ? ! ( ) , : = @ $ ' \
+             (Azure IoT Hub deviceId) are allowed"
+        )
+    );
+    assert!(
+        fake.store.is_empty(),
+        "nothing stored, not even the pending registration"
+    );
+
+    // Then every identifier field of every target, with every hostile value.
+    let aws = json!({"region": "ap-northeast-1", "host": "abc-ats.iot.ap-northeast-1.amazonaws.com",
+        "clientId": "thing-1", "certificate": EC_CRT, "privateKey": EC_SEC1});
+    let cognito = json!({"identityId": OPENID_ID, "region": "ap-northeast-1",
+        "credentials": {"accessKeyId": "ASIAEXAMPLE00001", "secretKey": "s3cr3t",
+                        "sessionToken": "t0ken", "expiration": 1_900_000_000u64}});
+    let openid = json!({"region": "ap-northeast-1", "token": "tok", "identityId": OPENID_ID});
+    let inventory = json!({"serverUri": "coaps://jp.inventory.soracom.io:5684",
+        "pskId": "d-0123456789abcdefghij", "applicationKey": "gvFdTTvSWsNoTX/kjBNRKQ=="});
+    let metadata = json!({"imsi": "440101234567890", "msisdn": "812012345678",
+        "groupId": "g-1", "status": "active"});
+    let cases: Vec<(Target, serde_json::Value, Vec<&str>)> = vec![
+        (Target::AzureIot, assigned(), vec!["deviceId", "host"]),
+        (Target::AwsIot, aws, vec!["host", "clientId", "region"]),
+        (Target::AwsCognito, cognito, vec!["identityId", "region"]),
+        (
+            Target::AwsCognitoOpenid,
+            openid,
+            vec!["identityId", "region"],
+        ),
+        (Target::Inventory, inventory, vec!["serverUri", "pskId"]),
+        (
+            Target::Arc,
+            arc_body("beck.arc.soracom.io:11010"),
+            vec![
+                "arcClientPeerPrivateKey",
+                "arcClientPeerIpAddress",
+                "arcServerPeerPublicKey",
+                "arcServerEndpoint",
+            ],
+        ),
+        (
+            Target::SubscriberMetadata,
+            metadata,
+            vec!["imsi", "msisdn", "groupId", "status"],
+        ),
+    ];
+    let mut accepted = Vec::new();
+    for (target, body, fields) in cases {
+        for field in fields {
+            let good = body[field].as_str().unwrap().to_string();
+            for (name, value) in hostile_values(&good) {
+                let case = format!("{target:?} {field} {name}");
+                let mut answer = body.clone();
+                answer[field] = json!(value);
+                let mut fake = match target {
+                    Target::AzureIot => Fake::default()
+                        .reply(200, json!({"operationId": "4.op-1", "status": "assigning"})),
+                    _ => Fake::default(),
+                }
+                .reply(200, answer);
+                match provision(&mut fake, &request_for(target, false)) {
+                    Err(Error::InvalidResponse { field: f, .. }) => {
+                        assert_eq!(f, field, "{case}");
+                        assert!(fake.store.is_empty(), "{case}: something was stored");
+                    }
+                    Ok(report) => {
+                        let stored =
+                            String::from_utf8(fake.store[target.bundle_name()].clone()).unwrap();
+                        let bundle: serde_json::Value = serde_json::from_str(&stored).unwrap();
+                        assert_eq!(bundle[field], json!(value.trim()), "{case}");
+                        assert!(
+                            report
+                                .identifiers
+                                .iter()
+                                .any(|(k, v)| k == field && *v == value)
+                        );
+                        accepted.push(case);
+                    }
+                    Err(other) => panic!("{case}: {other:?}"),
+                }
+            }
+        }
+    }
+    assert_eq!(
+        accepted,
+        vec![
+            "AzureIot deviceId single quote",
+            "AzureIot deviceId equals",
+            "AzureIot deviceId hash",
+            "AwsIot clientId double quote",
+            "AwsIot clientId single quote",
+            "AwsIot clientId equals",
+            "AwsIot clientId hash",
+            "AwsIot clientId bracket",
+            "AwsIot clientId non-ASCII",
+        ]
+    );
 }

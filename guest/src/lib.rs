@@ -7,7 +7,9 @@
 pub mod bundle;
 pub mod exports;
 pub mod flow;
+pub mod identifiers;
 pub mod model;
+pub mod render;
 pub mod targets;
 pub mod validate;
 

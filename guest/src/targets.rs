@@ -10,7 +10,9 @@ use crate::flow::{
     Capabilities, Method, Run, json_object, json_type, optional_str, request_body, required_str,
     retry_after_ms, text_body,
 };
+use crate::identifiers::{self as id, Rule};
 use crate::model::{Error, Target};
+use crate::render::wg_quick_value;
 use crate::validate;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -45,21 +47,39 @@ pub enum Plan {
     },
 }
 
-/// AWS thing names: 1–128 of `[A-Za-z0-9:_-]` (AWS IoT `CreateThing`).
-fn valid_thing_name(name: &str) -> bool {
-    (1..=128).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
+/// A string field of Krypton's answer that must follow `rule` ([`crate::identifiers`]).
+/// Errors: [`Error::InvalidResponse`] naming `field` (missing, empty, mistyped or breaking the
+/// rule).
+fn checked_str<'m>(obj: &'m Map<String, Value>, field: &str, rule: Rule) -> Result<&'m str, Error> {
+    let value = required_str(obj, field)?.trim();
+    id::check(field, value, rule)?;
+    Ok(value)
 }
 
 /// Decide the calls for `target`. Errors: [`Error::InvalidRequest`] for parameters that
 /// cannot be right (a bad `thingName`, a missing Inventory `endpoint`).
 pub fn plan(target: Target, params: Option<Map<String, Value>>) -> Result<Plan, Error> {
     Ok(match target {
-        Target::AzureIot => Plan::AzureIot {
-            body: request_body(params.as_ref()),
-        },
+        Target::AzureIot => {
+            // The `deviceId` parameter is the registration ID Krypton sends to DPS.
+            if let Some(value) = params.as_ref().and_then(|p| p.get("deviceId")) {
+                match value {
+                    Value::String(s) => id::dps_registration_id(s).map_err(|r| {
+                        Error::InvalidRequest(format!("deviceId is not a DPS registration ID: {r}"))
+                    })?,
+                    Value::Null => {}
+                    other => {
+                        return Err(Error::InvalidRequest(format!(
+                            "deviceId must be a string, got {}",
+                            json_type(other)
+                        )));
+                    }
+                }
+            }
+            Plan::AzureIot {
+                body: request_body(params.as_ref()),
+            }
+        }
         Target::AwsIot => {
             let mut params = params;
             let mut thing_name = None;
@@ -71,7 +91,9 @@ pub fn plan(target: Target, params: Option<Map<String, Value>>) -> Result<Plan, 
                     Some(Value::String(s)) if s.is_empty() => {
                         p.remove("thingName");
                     }
-                    Some(Value::String(s)) if valid_thing_name(s) => thing_name = Some(s.clone()),
+                    Some(Value::String(s)) if id::aws_thing_name(s).is_ok() => {
+                        thing_name = Some(s.clone())
+                    }
                     Some(Value::String(_)) => {
                         return Err(Error::InvalidRequest(
                             "thingName must be 1-128 characters of A-Z, a-z, 0-9, ':', '_' and '-'"
@@ -120,6 +142,9 @@ pub fn plan(target: Target, params: Option<Map<String, Value>>) -> Result<Plan, 
                         "inventory needs the LwM2M endpoint name: --param endpoint=NAME".into(),
                     )
                 })?;
+            id::lwm2m_endpoint_name(&endpoint).map_err(|r| {
+                Error::InvalidRequest(format!("endpoint is not an LwM2M endpoint name: {r}"))
+            })?;
             // SORACOM's Go client sends `endpoint` at the top level and keeps it inside
             // `requestParameters` too (krypton-api.md §2.1); do the same.
             let mut body = Map::new();
@@ -179,11 +204,14 @@ pub fn execute<C: Capabilities>(
                 Target::AwsCognitoOpenid => aws_cognito_openid(&json_object(&response.body)?, now),
                 Target::Arc => arc(&json_object(&response.body)?, now),
                 Target::SubscriberMetadata => {
-                    Ok(Bundle::SubscriberMetadata(SubscriberMetadataBundle {
+                    let bundle = Bundle::SubscriberMetadata(SubscriberMetadataBundle {
                         format_version: FORMAT_VERSION,
                         obtained_at_ms: now,
                         metadata: json_object(&response.body)?,
-                    }))
+                    });
+                    // The identifiers a report shows (`imsi`, `msisdn`, `groupId`, `status`).
+                    bundle.validate()?;
+                    Ok(bundle)
                 }
                 Target::Userdata => Ok(Bundle::Userdata(UserdataBundle {
                     format_version: FORMAT_VERSION,
@@ -199,13 +227,18 @@ pub fn execute<C: Capabilities>(
 }
 
 /// Validated certificate, key and optional root CA, as canonical PEM.
-struct Credentials {
-    certificate: String,
-    private_key: Secret,
-    root_ca_certificate: Option<String>,
+pub struct Credentials {
+    /// The certificate and its chain, leaf first.
+    pub certificate: String,
+    pub private_key: Secret,
+    pub root_ca_certificate: Option<String>,
 }
 
-fn credentials(
+/// Parse and check a certificate (chain), its private key and an optional root CA, and
+/// re-encode each as canonical PEM from the parsed DER (see [`validate`]).
+/// Errors: [`Error::InvalidResponse`] naming `certificate`, `privateKey` or
+/// `rootCaCertificate`.
+pub fn credentials(
     cert_pem: &str,
     key_pem: &str,
     root_pem: Option<&str>,
@@ -225,29 +258,9 @@ fn credentials(
     })
 }
 
-/// A host name Krypton returned (`host`): non-empty, no scheme, path, or whitespace.
+/// A host name Krypton returned (`host`): a DNS name ([`id::dns_name`]), not a URL.
 fn host_name(obj: &Map<String, Value>, field: &str) -> Result<String, Error> {
-    let host = required_str(obj, field)?.trim();
-    if host.contains(['/', ' ', '\t', '\n', '@']) {
-        return Err(Error::invalid(field, "not a host name"));
-    }
-    Ok(host.to_string())
-}
-
-/// An identifier that goes into a URL path: only unreserved characters (RFC 3986 §2.3).
-fn path_segment(obj: &Map<String, Value>, field: &str) -> Result<String, Error> {
-    let id = required_str(obj, field)?;
-    let ok = id.len() <= 256
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~'));
-    if !ok {
-        return Err(Error::invalid(
-            field,
-            "contains characters that are not allowed in a URL path segment",
-        ));
-    }
-    Ok(id.to_string())
+    checked_str(obj, field, id::dns_name).map(str::to_string)
 }
 
 /// DPS states that mean "keep polling". Krypton relays DPS's vocabulary (`assigning`,
@@ -275,17 +288,20 @@ struct PendingRegistration {
     started_at_ms: u64,
 }
 
-/// The registration to resume, if a recent one is stored.
-fn pending_registration<C: Capabilities>(run: &mut Run<'_, C>) -> Option<String> {
-    let bytes = run.caps.store_get(AZURE_PENDING).ok()??;
-    let pending: PendingRegistration = serde_json::from_slice(&bytes).ok()?;
+/// The registration to resume, if a recent one is stored. A record that cannot be parsed, is
+/// too old or holds an unusable operation ID is ignored (registered anew).
+/// Errors: [`Error::Storage`] when the store itself fails: a registration must not be started
+/// without knowing whether one is in flight.
+fn pending_registration<C: Capabilities>(run: &mut Run<'_, C>) -> Result<Option<String>, Error> {
+    let Some(bytes) = run.caps.store_get(AZURE_PENDING)? else {
+        return Ok(None);
+    };
+    let Ok(pending) = serde_json::from_slice::<PendingRegistration>(&bytes) else {
+        return Ok(None);
+    };
     let age = run.caps.unix_ms().saturating_sub(pending.started_at_ms);
-    let id_ok = !pending.operation_id.is_empty()
-        && pending
-            .operation_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~'));
-    (id_ok && age < AZURE_PENDING_MAX_AGE_MS).then_some(pending.operation_id)
+    let id_ok = id::dps_operation_id(&pending.operation_id).is_ok();
+    Ok((id_ok && age < AZURE_PENDING_MAX_AGE_MS).then_some(pending.operation_id))
 }
 
 /// P6 + P7: register (or resume a stored registration), then poll until `assigned`.
@@ -294,7 +310,7 @@ fn azure_iot<C: Capabilities>(
     body: Vec<u8>,
     poll_ms: u64,
 ) -> Result<Bundle, Error> {
-    if let Some(op) = pending_registration(run) {
+    if let Some(op) = pending_registration(run)? {
         run.caps
             .log(&format!("resuming registration {op} found in the store"));
         match poll_registration(run, op.clone(), poll_ms, 0) {
@@ -314,7 +330,7 @@ fn azure_iot<C: Capabilities>(
         Some(body),
     )?;
     let obj = json_object(&register.body)?;
-    let op = path_segment(&obj, "operationId")?;
+    let op = checked_str(&obj, "operationId", id::dps_operation_id)?.to_string();
     if let Some(status) = optional_str(&obj, "status")?
         && !is_pending(status)
         && status != "assigned"
@@ -365,21 +381,14 @@ fn poll_registration<C: Capabilities>(
         let obj = json_object(&response.body)?;
         let status = required_str(&obj, "status")?;
         if status == "assigned" {
-            let creds = credentials(
-                required_str(&obj, "certificate")?,
-                required_str(&obj, "privateKey")?,
-                optional_str(&obj, "rootCaCertificate")?,
-            )?;
-            return Ok(Bundle::AzureIot(AzureIotBundle {
-                format_version: FORMAT_VERSION,
-                obtained_at_ms: run.caps.unix_ms(),
-                device_id: required_str(&obj, "deviceId")?.to_string(),
-                host: host_name(&obj, "host")?,
-                operation_id: op,
-                certificate: creds.certificate,
-                private_key: creds.private_key,
-                root_ca_certificate: creds.root_ca_certificate,
-            }));
+            let now = run.caps.unix_ms();
+            let bundle = assigned(&obj, op, now);
+            if bundle.is_err() {
+                // Asking again would get the same answer: forget the registration, so that
+                // nothing of this run stays in the store.
+                let _ = run.caps.store_delete(AZURE_PENDING);
+            }
+            return bundle;
         }
         if !is_pending(status) {
             let _ = run.caps.store_delete(AZURE_PENDING);
@@ -392,6 +401,27 @@ fn poll_registration<C: Capabilities>(
             .unwrap_or(0)
             .max(poll_ms);
     }
+}
+
+/// The bundle from an `assigned` registration status (P7).
+fn assigned(obj: &Map<String, Value>, op: String, now: u64) -> Result<Bundle, Error> {
+    let device_id = checked_str(obj, "deviceId", id::iot_hub_device_id)?.to_string();
+    let host = host_name(obj, "host")?;
+    let creds = credentials(
+        required_str(obj, "certificate")?,
+        required_str(obj, "privateKey")?,
+        optional_str(obj, "rootCaCertificate")?,
+    )?;
+    Ok(Bundle::AzureIot(AzureIotBundle {
+        format_version: FORMAT_VERSION,
+        obtained_at_ms: now,
+        device_id,
+        host,
+        operation_id: op,
+        certificate: creds.certificate,
+        private_key: creds.private_key,
+        root_ca_certificate: creds.root_ca_certificate,
+    }))
 }
 
 /// The region of an AWS IoT data endpoint, `xxxx-ats.iot.<region>.amazonaws.com[.cn]`.
@@ -417,21 +447,33 @@ fn aws_iot<C: Capabilities>(
     let obj = json_object(&response.body)?;
     let host = host_name(&obj, "host")?;
     // The MQTT client ID: Krypton's `clientId`, else the thing name it reports, else ours.
-    let client_id = match optional_str(&obj, "clientId")?.or(optional_str(&obj, "thingName")?) {
-        Some(id) => id.to_string(),
-        None => thing_name.ok_or_else(|| Error::invalid("clientId", "missing"))?,
+    let client_id = match (
+        optional_str(&obj, "clientId")?,
+        optional_str(&obj, "thingName")?,
+    ) {
+        (Some(client), _) => {
+            id::check("clientId", client, id::aws_iot_client_id)?;
+            client.to_string()
+        }
+        (None, Some(thing)) => {
+            id::check("thingName", thing, id::aws_thing_name)?;
+            thing.to_string()
+        }
+        (None, None) => thing_name.ok_or_else(|| Error::invalid("clientId", "missing"))?,
     };
     let region = match optional_str(&obj, "region")? {
         Some(r) => r.to_string(),
         None => region_from_host(&host)
             .ok_or_else(|| Error::invalid("region", "missing, and `host` names no region"))?,
     };
+    id::check("region", &region, id::aws_region)?;
     // Split flow when asked for, or when Krypton answered with a certificate ID only.
     let split = split
         || (optional_str(&obj, "certificate")?.is_none()
             && optional_str(&obj, "certificateId")?.is_some());
     let (creds, certificate_id) = if split {
-        let certificate_id = path_segment(&obj, "certificateId")?;
+        let certificate_id =
+            checked_str(&obj, "certificateId", id::aws_certificate_id)?.to_string();
         let cert = run.call(
             Method::Post,
             &format!("/v1/provisioning/aws/iot/certificates/{certificate_id}"),
@@ -456,8 +498,14 @@ fn aws_iot<C: Capabilities>(
             required_str(&obj, "privateKey")?,
             optional_str(&obj, "rootCaCertificate")?,
         )?;
-        let id = optional_str(&obj, "certificateId")?.map(str::to_string);
-        (creds, id)
+        let certificate_id = match optional_str(&obj, "certificateId")? {
+            Some(cid) => {
+                id::check("certificateId", cid, id::aws_certificate_id)?;
+                Some(cid.to_string())
+            }
+            None => None,
+        };
+        (creds, certificate_id)
     };
     Ok(Bundle::AwsIot(AwsIotBundle {
         format_version: FORMAT_VERSION,
@@ -535,14 +583,30 @@ fn aws_cognito(obj: &Map<String, Value>, now: u64) -> Result<Bundle, Error> {
             other => other,
         })
     };
+    let access_key_id = nested("accessKeyId")?;
+    id::check(
+        "credentials.accessKeyId",
+        access_key_id,
+        id::aws_access_key_id,
+    )?;
+    // The secret key and the session token follow no published rule, but they are written to
+    // an environment file by the `env` export: one that could never be written is refused now.
+    let secret_key = nested("secretKey")?;
+    crate::render::env_value("credentials.secretKey", secret_key)?;
+    let session_token = nested("sessionToken")?;
+    crate::render::env_value("credentials.sessionToken", session_token)?;
+    let region = optional_str(obj, "region")?;
+    if let Some(region) = region {
+        id::check("region", region, id::aws_region)?;
+    }
     Ok(Bundle::AwsCognito(AwsCognitoBundle {
         format_version: FORMAT_VERSION,
         obtained_at_ms: now,
-        identity_id: required_str(obj, "identityId")?.to_string(),
-        region: optional_str(obj, "region")?.map(str::to_string),
-        access_key_id: nested("accessKeyId")?.to_string(),
-        secret_key: Secret::new(nested("secretKey")?.to_string()),
-        session_token: Secret::new(nested("sessionToken")?.to_string()),
+        identity_id: checked_str(obj, "identityId", id::cognito_identity_id)?.to_string(),
+        region: region.map(str::to_string),
+        access_key_id: access_key_id.to_string(),
+        secret_key: Secret::new(secret_key.to_string()),
+        session_token: Secret::new(session_token.to_string()),
         expiration_ms: parse_expiration(creds.get("expiration"))?,
     }))
 }
@@ -552,8 +616,8 @@ fn aws_cognito_openid(obj: &Map<String, Value>, now: u64) -> Result<Bundle, Erro
     Ok(Bundle::AwsCognitoOpenid(AwsCognitoOpenidBundle {
         format_version: FORMAT_VERSION,
         obtained_at_ms: now,
-        region: required_str(obj, "region")?.to_string(),
-        identity_id: required_str(obj, "identityId")?.to_string(),
+        region: checked_str(obj, "region", id::aws_region)?.to_string(),
+        identity_id: checked_str(obj, "identityId", id::cognito_identity_id)?.to_string(),
         token: Secret::new(required_str(obj, "token")?.to_string()),
     }))
 }
@@ -611,33 +675,20 @@ fn inventory<C: Capabilities>(
         }
         Err(_) => return Err(Error::invalid("applicationKey", "not standard base64")),
     }
-    let server_uri = required_str(&obj, "serverUri")?;
-    if !server_uri.contains("://") {
-        return Err(Error::invalid(
-            "serverUri",
-            "not a URI (expected e.g. coaps://host:5684)",
-        ));
-    }
+    let server_uri = checked_str(&obj, "serverUri", id::coap_uri)?;
     Ok(Bundle::Inventory(InventoryBundle {
         format_version: FORMAT_VERSION,
         obtained_at_ms: run.caps.unix_ms(),
         endpoint,
         server_uri: server_uri.to_string(),
-        psk_id: required_str(&obj, "pskId")?.to_string(),
+        psk_id: checked_str(&obj, "pskId", id::psk_identity)?.to_string(),
         application_key: Secret::new(application_key),
     }))
 }
 
-/// A WireGuard key: 44 characters of standard base64 encoding 32 bytes.
+/// A WireGuard key ([`id::wireguard_key`]).
 fn wireguard_key(obj: &Map<String, Value>, field: &str) -> Result<String, Error> {
-    let key = required_str(obj, field)?.trim();
-    match BASE64.decode(key) {
-        Ok(bytes) if key.len() == 44 && bytes.len() == 32 => Ok(key.to_string()),
-        _ => Err(Error::invalid(
-            field,
-            "not a WireGuard key (44 characters of base64, 32 bytes)",
-        )),
-    }
+    checked_str(obj, field, id::wireguard_key).map(str::to_string)
 }
 
 /// An IP network `addr/prefix`.
@@ -678,62 +729,36 @@ impl Cidr {
     }
 }
 
-/// `host:port` with [`ARC_DEFAULT_PORT`] added when there is no port; the host text is kept
-/// as given (never replaced by a resolved address).
+/// `host:port` ([`id::split_host_port`]: a DNS name or an IP literal, then a port) with
+/// [`ARC_DEFAULT_PORT`] added when there is no port; the host text is kept as given (never
+/// replaced by a resolved address).
 fn arc_endpoint(obj: &Map<String, Value>) -> Result<String, Error> {
     const FIELD: &str = "arcServerEndpoint";
     let text = required_str(obj, FIELD)?.trim();
-    let bad = || Error::invalid(FIELD, "expected host:port, e.g. xxx.arc.soracom.io:11010");
-    if text.contains(['/', ' ', '@']) {
-        return Err(bad());
-    }
-    // `[v6]:port`, `[v6]`, `host:port`, `host`.
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
-        host.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
-        match after {
-            "" => (format!("[{host}]"), None),
-            p => (
-                format!("[{host}]"),
-                Some(p.strip_prefix(':').ok_or_else(bad)?),
-            ),
-        }
-    } else {
-        match text.split_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (text.to_string(), None),
-        }
-    };
-    if host.is_empty() {
-        return Err(bad());
-    }
-    match port {
-        None => Ok(format!("{host}:{ARC_DEFAULT_PORT}")),
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 => Ok(text.to_string()),
-            _ => Err(bad()),
-        },
-    }
+    let (host, port) = id::split_host_port(text).map_err(|r| {
+        Error::invalid(
+            FIELD,
+            format!("expected host:port, e.g. xxx.arc.soracom.io:11010: {r}"),
+        )
+    })?;
+    Ok(match port {
+        Some(_) => text.to_string(),
+        None => format!("{host}:{ARC_DEFAULT_PORT}"),
+    })
 }
 
 /// P10: Arc bootstrap, the five fields validated.
 fn arc(obj: &Map<String, Value>, now: u64) -> Result<Bundle, Error> {
     let private_key = wireguard_key(obj, "arcClientPeerPrivateKey")?;
     let public_key = wireguard_key(obj, "arcServerPeerPublicKey")?;
-    let ip = required_str(obj, "arcClientPeerIpAddress")?.trim();
-    if ip.parse::<IpAddr>().is_err() {
-        return Err(Error::invalid(
-            "arcClientPeerIpAddress",
-            "not an IP address",
-        ));
-    }
+    let ip = checked_str(obj, "arcClientPeerIpAddress", id::ip_address)?;
     let allowed = match obj.get("arcAllowedIPs") {
         Some(Value::Array(items)) if !items.is_empty() => items
             .iter()
             .enumerate()
-            .map(|(i, v)| match v.as_str().and_then(Cidr::parse) {
-                Some(_) => Ok(v.as_str().unwrap_or_default().trim().to_string()),
-                None => Err(Error::invalid(
+            .map(|(i, v)| match v.as_str().map(str::trim) {
+                Some(net) if id::cidr(net).is_ok() => Ok(net.to_string()),
+                _ => Err(Error::invalid(
                     "arcAllowedIPs",
                     format!("entry {} is not a CIDR such as 100.127.0.0/16", i + 1),
                 )),
@@ -759,32 +784,20 @@ fn arc(obj: &Map<String, Value>, now: u64) -> Result<Bundle, Error> {
     }))
 }
 
-/// Check a stored Arc bundle with the rules applied to Krypton's answer ([`arc`]), so that a
-/// bundle edited on disk cannot inject lines into a `wg-quick` file.
-/// Errors: [`Error::Storage`] naming the field.
-pub fn revalidate_arc(bundle: &ArcBundle) -> Result<(), Error> {
-    let value = serde_json::to_value(bundle).expect("bundle serializes");
-    let obj = value.as_object().expect("a struct serializes to an object");
-    match arc(obj, bundle.obtained_at_ms) {
-        Ok(Bundle::Arc(checked)) if checked.arc_server_endpoint == bundle.arc_server_endpoint => {
-            Ok(())
-        }
-        Ok(_) => Err(Error::Storage(
-            "stored bundle `arc`: arcServerEndpoint is not host:port".into(),
-        )),
-        Err(Error::InvalidResponse { field, reason }) => Err(Error::Storage(format!(
-            "stored bundle `arc`: {field}: {reason}"
-        ))),
-        Err(other) => Err(other),
-    }
-}
-
 /// A `wg-quick` configuration for an Arc bundle (the mapping soratun uses: address /32,
 /// keepalive 60 s). Every address in `krypton_addresses` not already inside `AllowedIPs` is
 /// added as a single-host route, so the Krypton call cannot leave outside the tunnel.
 ///
-/// Errors: [`Error::InvalidRequest`] when an address is not an IP literal.
+/// Every value reaches the file through [`wg_quick_value`], which refuses anything that could
+/// start a line, a comment or a section; callers check the bundle with
+/// [`Bundle::validate`] first, so a value that passes its rule is written as it is.
+///
+/// Errors: [`Error::InvalidRequest`] when an address is not an IP literal;
+/// [`Error::InvalidResponse`] naming the field when a value cannot be written safely.
 pub fn wireguard_config(bundle: &ArcBundle, krypton_addresses: &[String]) -> Result<String, Error> {
+    for net in &bundle.arc_allowed_ips {
+        wg_quick_value("arcAllowedIPs", net)?;
+    }
     let mut allowed = bundle.arc_allowed_ips.clone();
     let nets: Vec<Cidr> = allowed.iter().filter_map(|c| Cidr::parse(c)).collect();
     let mut added = Vec::new();
@@ -834,18 +847,24 @@ pub fn wireguard_config(bundle: &ArcBundle, krypton_addresses: &[String]) -> Res
     out.push_str("[Interface]\n");
     out.push_str(&format!(
         "Address = {}/{address_prefix}\n",
-        bundle.arc_client_peer_ip_address
+        wg_quick_value("arcClientPeerIpAddress", &bundle.arc_client_peer_ip_address)?
     ));
     out.push_str(&format!(
         "PrivateKey = {}\n\n",
-        bundle.arc_client_peer_private_key.expose()
+        wg_quick_value(
+            "arcClientPeerPrivateKey",
+            bundle.arc_client_peer_private_key.expose()
+        )?
     ));
     out.push_str("[Peer]\n");
     out.push_str(&format!(
         "PublicKey = {}\n",
-        bundle.arc_server_peer_public_key
+        wg_quick_value("arcServerPeerPublicKey", &bundle.arc_server_peer_public_key)?
     ));
-    out.push_str(&format!("Endpoint = {}\n", bundle.arc_server_endpoint));
+    out.push_str(&format!(
+        "Endpoint = {}\n",
+        wg_quick_value("arcServerEndpoint", &bundle.arc_server_endpoint)?
+    ));
     out.push_str(&format!("AllowedIPs = {}\n", allowed.join(", ")));
     out.push_str(&format!("PersistentKeepalive = {ARC_KEEPALIVE_SECS}\n"));
     Ok(out)

@@ -96,11 +96,30 @@ pub fn summarize(parsed: &ParsedCertificate) -> CertificateSummary {
     let digest = Sha256::digest(&parsed.der);
     CertificateSummary {
         sha256_fingerprint: digest.iter().map(|b| format!("{b:02x}")).collect(),
-        subject: tbs.subject.to_string(),
-        issuer: tbs.issuer.to_string(),
+        subject: escape_controls(&tbs.subject.to_string()),
+        issuer: escape_controls(&tbs.issuer.to_string()),
         not_before: tbs.validity.not_before.to_unix_duration().as_secs() as i64,
         not_after: tbs.validity.not_after.to_unix_duration().as_secs() as i64,
     }
+}
+
+/// An RFC 4514 string with every control character (line breaks, NUL, escape sequences)
+/// written as `\XX` hex pairs, one per UTF-8 byte, which RFC 4514 §2.4 allows for any
+/// character: a subject or issuer reaches reports and terminals, and a certificate from Krypton
+/// may carry anything in its attribute values.
+pub fn escape_controls(dn: &str) -> String {
+    let mut out = String::with_capacity(dn.len());
+    for c in dn.chars() {
+        if c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The public half of a private key, in the form a certificate's SPKI carries it.
@@ -320,6 +339,15 @@ pub fn certificates_to_pem(certs: &[ParsedCertificate]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_in_names_are_escaped_as_hex_pairs() {
+        assert_eq!(
+            escape_controls("CN=gw\n[Interface],O=a\rb\u{0}\u{85}"),
+            "CN=gw\\0A[Interface],O=a\\0Db\\00\\C2\\85"
+        );
+        assert_eq!(escape_controls("CN=caf\u{e9},O=x"), "CN=caf\u{e9},O=x");
+    }
 
     const RSA_CRT: &str = include_str!("../testdata/rsa.crt");
     const RSA_PKCS1: &str = include_str!("../testdata/rsa-pkcs1.key");

@@ -79,6 +79,14 @@ pub fn canaries() -> Vec<String> {
     ]
 }
 
+/// The Cognito identity ID the mock issues for a SIM: `region:uuid`, the shape Amazon Cognito
+/// documents (`[\w-]+:[0-9a-f-]+`, at most 55 characters), the last 12 digits of the IMSI as the
+/// UUID's last group.
+pub fn cognito_identity_id(region: &str, imsi: &str) -> String {
+    let tail = &imsi[imsi.len().saturating_sub(12)..];
+    format!("{region}:00000000-0000-4000-8000-{tail:0>12}")
+}
+
 /// The base64 text of the mock's Arc client private key.
 pub fn arc_private_key() -> String {
     BASE64.encode(CANARY_WG_KEY_RAW)
@@ -805,7 +813,7 @@ fn route(
             state.counter += 1;
             Answer::json(
                 200,
-                &json!({"identityId": format!("{}:mock-identity-{imsi}", state.config.aws_region),
+                &json!({"identityId": cognito_identity_id(&state.config.aws_region, &imsi),
                         "region": state.config.aws_region,
                         "credentials": {"accessKeyId": format!("ASIAMOCK{:08}", state.counter),
                                         "secretKey": CANARY_SECRET_KEY,
@@ -816,7 +824,7 @@ fn route(
         ("POST", "/v1/provisioning/aws/cognito/open_id_tokens") => Answer::json(
             200,
             &json!({"region": state.config.aws_region, "token": CANARY_OPENID_TOKEN,
-                    "identityId": format!("{}:mock-identity-{imsi}", state.config.aws_region)}),
+                    "identityId": cognito_identity_id(&state.config.aws_region, &imsi)}),
         ),
         ("POST", "/v1/provisioning/soracom/inventory/bootstrap") => {
             match request.get("endpoint").and_then(Value::as_str) {

@@ -7,6 +7,7 @@ mod daemon;
 mod doctor;
 mod exports;
 mod failures;
+mod hostile_values;
 mod sandbox;
 mod secrets;
 mod support;

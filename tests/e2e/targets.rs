@@ -82,7 +82,7 @@ async fn cognito_expiration_in_every_form_is_the_same_instant() {
         let b = read_bundle(store.dir(), "aws-cognito");
         assert_eq!(
             b["identityId"],
-            "ap-northeast-1:mock-identity-440101234567890"
+            "ap-northeast-1:00000000-0000-4000-8000-101234567890"
         );
         assert_eq!(b["region"], "ap-northeast-1");
         assert_eq!(b["accessKeyId"], "ASIAMOCK00000001");
@@ -124,7 +124,7 @@ async fn openid_inventory_metadata_and_userdata() {
     assert_eq!(b["token"], mock::CANARY_OPENID_TOKEN);
     assert_eq!(
         b["identityId"],
-        "ap-northeast-1:mock-identity-440101234567890"
+        "ap-northeast-1:00000000-0000-4000-8000-101234567890"
     );
 
     let mut req = request(Target::Inventory, mock.endpoint());
@@ -253,8 +253,24 @@ async fn a_device_moved_to_another_hub_is_replaced_as_one_unit() {
     let mut req = request(Target::AzureIot, mock.endpoint());
     req.force = true;
     req.request_parameters = Some(r#"{"deviceId":"gateway-moved"}"#.into());
-    provision(&mock, &store, &req).await.unwrap();
+    let report = provision(&mock, &store, &req).await.unwrap();
     let new = read_bundle(store.dir(), "azure-iot");
+    // The report says where the device was (issue 7 item 10), after the usual identifiers.
+    let ids: Vec<(&str, &str)> = report
+        .identifiers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            ("deviceId", "gateway-moved"),
+            ("host", "moved-hub.azure-devices.net"),
+            ("operationId", new["operationId"].as_str().unwrap()),
+            ("previousHost", "krypton-mock-hub.azure-devices.net"),
+            ("previousDeviceId", "440101234567890"),
+        ]
+    );
     let issued = &mock.issued()[1];
     assert_eq!(new["host"], "moved-hub.azure-devices.net");
     assert_eq!(new["deviceId"], "gateway-moved");

@@ -1,0 +1,360 @@
+//! Issue 7 items 1, 5 and 10 end to end: hostile values from Krypton or edited into a stored
+//! bundle never reach a file, and a store that cannot keep a credential stops the run before
+//! Krypton is called. Real component, real host, the mock's raw-body fault.
+
+use super::support::*;
+use krypton_host::mock::{Fault, MockKrypton};
+use krypton_host::runtime::{ProvisionError, Target};
+use krypton_host::store::SecretStore;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+const ARC_BOOTSTRAP: &str = "/v1/provisioning/soracom/arc/bootstrap";
+const AZURE_POLL: &str = "/v1/provisioning/azure/iot/registrations/";
+/// The issue's first sample: line breaks, no spaces or slashes.
+const HOSTILE_ENDPOINT: &str = "x\n[Interface]\nPostUp=id\n[Peer]\nEndpoint=b.example:11010";
+
+fn invalid(err: ProvisionError) -> (String, String) {
+    match err {
+        ProvisionError::InvalidResponse(e) => (e.field, e.reason),
+        other => panic!("expected InvalidResponse, got {other:?}"),
+    }
+}
+
+/// Names in a directory (empty when it does not exist).
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The mock's CA written to a file, for the binary's `--ca-file`.
+fn ca_file(mock: &MockKrypton, dir: &Path) -> PathBuf {
+    let path = dir.join("mock-ca.pem");
+    std::fs::write(&path, mock.ca_pem()).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn an_arc_endpoint_with_line_breaks_is_refused_and_nothing_is_stored() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
+    mock.inject(
+        ARC_BOOTSTRAP,
+        Fault::Body(json!({
+            "arcClientPeerPrivateKey": krypton_host::mock::arc_private_key(),
+            "arcClientPeerIpAddress": "10.123.45.6",
+            "arcServerPeerPublicKey": krypton_host::mock::arc_private_key(),
+            "arcServerEndpoint": HOSTILE_ENDPOINT,
+            "arcAllowedIPs": ["100.127.0.0/16"],
+        })),
+    );
+    let err = provision(&mock, &store, &request(Target::Arc, mock.endpoint()))
+        .await
+        .unwrap_err();
+    let (field, reason) = invalid(err);
+    assert_eq!(field, "arcServerEndpoint");
+    assert!(!reason.contains("PostUp"), "the value is echoed: {reason}");
+    assert_eq!(listing(store.dir()), Vec::<String>::new());
+
+    // The binary: exit 7 (invalid response), the field named, nothing stored.
+    let ca = ca_file(&mock, tmp.path());
+    let store_dir = tmp.path().join("cli-store");
+    let (code, out, err) = run_cli(&[
+        "provision",
+        "arc",
+        "--endpoint",
+        &mock.endpoint(),
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--store",
+        store_dir.to_str().unwrap(),
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 7, "{out}\n{err}");
+    let json: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["error"]["kind"], "invalid-response");
+    assert_eq!(json["error"]["field"], "arcServerEndpoint");
+    assert_eq!(listing(&store_dir), Vec::<String>::new());
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn an_azure_device_id_with_a_quote_and_a_line_break_is_refused_and_nothing_is_stored() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    // A real certificate and key from the mock, so that only the device ID is wrong.
+    let scratch = SecretStore::open(tmp.path().join("scratch")).unwrap();
+    provision(&mock, &scratch, &request(Target::AzureIot, mock.endpoint()))
+        .await
+        .unwrap();
+    let issued = mock.issued()[0].clone();
+    mock.inject(
+        AZURE_POLL,
+        Fault::Body(json!({
+            "operationId": "4.hostile", "status": "assigned",
+            "deviceId": "gw\"\nsource = \"dps\"",
+            "host": "krypton-mock-hub.azure-devices.net",
+            "certificate": issued.certificate_pem, "privateKey": issued.private_key_pem,
+        })),
+    );
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
+    let err = provision(&mock, &store, &request(Target::AzureIot, mock.endpoint()))
+        .await
+        .unwrap_err();
+    let (field, reason) = invalid(err);
+    assert_eq!(field, "deviceId");
+    assert!(reason.contains("Azure IoT Hub deviceId"), "{reason}");
+    // Neither the bundle nor the registration in flight is kept.
+    assert_eq!(listing(store.dir()), Vec::<String>::new());
+    mock.stop().await;
+}
+
+/// A store holding good `arc`, `azure-iot`, `aws-iot` and `aws-cognito` bundles.
+async fn provisioned_store(mock: &MockKrypton, dir: &Path) -> SecretStore {
+    let store = SecretStore::open(dir).unwrap();
+    for target in [
+        Target::Arc,
+        Target::AzureIot,
+        Target::AwsIot,
+        Target::AwsCognito,
+    ] {
+        provision(mock, &store, &request(target, mock.endpoint()))
+            .await
+            .unwrap();
+    }
+    store
+}
+
+/// Set `field` of the bundle file `name` to `value`, as someone editing it on disk would.
+fn edit_bundle(store_dir: &Path, name: &str, field: &str, value: Value) {
+    let path = store_dir.join(format!("{name}.json"));
+    let mut bundle: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    bundle[field] = value;
+    std::fs::write(&path, serde_json::to_vec_pretty(&bundle).unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn an_edited_bundle_is_refused_by_wireguard_config_and_export_and_nothing_is_written() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store_dir = tmp.path().join("store");
+    provisioned_store(&mock, &store_dir).await;
+    let store = store_dir.to_str().unwrap();
+
+    // (bundle, field, hostile value, export format)
+    let cases = [
+        (
+            "arc",
+            "arcServerEndpoint",
+            json!(HOSTILE_ENDPOINT),
+            "wireguard",
+        ),
+        (
+            "arc",
+            "arcAllowedIPs",
+            json!(["100.127.0.0/16\nPostUp = id"]),
+            "wireguard",
+        ),
+        (
+            "arc",
+            "arcClientPeerIpAddress",
+            json!("10.0.0.1 #"),
+            "wireguard",
+        ),
+        ("azure-iot", "deviceId", json!("gw\"\n[x]"), "aziot"),
+        (
+            "azure-iot",
+            "host",
+            json!("hub.example\"\nsource=1"),
+            "aziot",
+        ),
+        (
+            "aws-iot",
+            "host",
+            json!("https://evil.example/x"),
+            "aws-iot",
+        ),
+        ("aws-iot", "region", json!("ap-northeast-1\n"), "aws-iot"),
+        ("aws-cognito", "secretKey", json!("s3cr3t\nAWS_X=1"), "env"),
+        ("aws-cognito", "accessKeyId", json!("ASIA \"x\""), "env"),
+    ];
+    for (name, field, value, format) in cases {
+        let case = format!("{name} {field}");
+        let original = std::fs::read(store_dir.join(format!("{name}.json"))).unwrap();
+        edit_bundle(&store_dir, name, field, value);
+
+        if name == "arc" {
+            let out_file = tmp.path().join("arc0.conf");
+            let (code, out, err) = run_cli(&[
+                "wireguard-config",
+                "--store",
+                store,
+                "--out",
+                out_file.to_str().unwrap(),
+                "--krypton-address",
+                "54.250.252.99",
+            ])
+            .await;
+            assert_eq!(code, 7, "{case}: {out}\n{err}");
+            assert!(
+                err.contains(&format!("field `{field}`: stored bundle `arc`: ")),
+                "{case}: {err}"
+            );
+            assert!(
+                !err.contains("PostUp"),
+                "{case}: the value is echoed: {err}"
+            );
+            assert!(!out_file.exists(), "{case}: a wg-quick file was written");
+        }
+
+        let out_dir = tmp.path().join(format!("export-{name}-{field}"));
+        let (code, out, err) = run_cli(&[
+            "export",
+            name,
+            "--format",
+            format,
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--store",
+            store,
+            "--krypton-address",
+            "54.250.252.99",
+        ])
+        .await;
+        // Invalid (7), not storage (9): the env case is issue 7 item 10.
+        assert_eq!(code, 7, "{case}: {out}\n{err}");
+        assert!(
+            err.contains(&format!("field `{field}`: stored bundle `{name}`: ")),
+            "{case}: {err}"
+        );
+        assert_eq!(
+            listing(&out_dir),
+            Vec::<String>::new(),
+            "{case}: files written"
+        );
+
+        std::fs::write(store_dir.join(format!("{name}.json")), original).unwrap();
+    }
+    // Restored, every format works again (the refusals above were about the values).
+    let out_dir = tmp.path().join("export-ok");
+    let (code, _, err) = run_cli(&[
+        "export",
+        "aws-cognito",
+        "--format",
+        "env",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--store",
+        store,
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn an_edited_device_id_that_the_rules_allow_still_yields_valid_toml() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store_dir = tmp.path().join("store");
+    provisioned_store(&mock, &store_dir).await;
+    // `'`, `=`, `#` and `$` are allowed in an IoT Hub device ID.
+    let device_id = "gw'1=#$";
+    edit_bundle(&store_dir, "azure-iot", "deviceId", json!(device_id));
+    let out_dir = tmp.path().join("aziot");
+    let (code, _, err) = run_cli(&[
+        "export",
+        "azure-iot",
+        "--format",
+        "aziot",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--store",
+        store_dir.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(out_dir.join("aziot-provisioning.toml")).unwrap();
+    let parsed: toml::Table = toml::from_str(&text).unwrap();
+    let provisioning = parsed["provisioning"].as_table().unwrap();
+    assert_eq!(provisioning["device_id"].as_str(), Some(device_id));
+    let mut keys: Vec<&String> = provisioning.keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec!["authentication", "device_id", "iothub_hostname", "source"]
+    );
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn a_store_that_fails_stops_the_run_before_any_request_reaches_krypton() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
+    // Root ignores file modes, so break the store another way: the bundle's path is a
+    // directory (reads fail with an I/O error).
+    std::fs::create_dir(store.dir().join("aws-iot.json")).unwrap();
+    for force in [false, true] {
+        let mut req = request(Target::AwsIot, mock.endpoint());
+        req.force = force;
+        let err = provision(&mock, &store, &req).await.unwrap_err();
+        match err {
+            ProvisionError::Storage(m) => assert!(m.contains("aws-iot.json"), "{m}"),
+            other => panic!("force={force}: expected Storage, got {other:?}"),
+        }
+        assert_eq!(
+            mock.requests().len(),
+            0,
+            "force={force}: Krypton was called"
+        );
+    }
+    std::fs::remove_dir(store.dir().join("aws-iot.json")).unwrap();
+
+    // A store that reads but cannot take a bundle: the probe's path is a directory, so the
+    // write (rename into place) fails. AWS IoT, Arc and Inventory are refused before Krypton.
+    std::fs::create_dir(store.dir().join("store-probe.json")).unwrap();
+    for (target, params) in [
+        (Target::AwsIot, None),
+        (Target::Arc, None),
+        (Target::Inventory, Some(r#"{"endpoint":"gw-0042"}"#)),
+    ] {
+        let mut req = request(target, mock.endpoint());
+        req.request_parameters = params.map(str::to_string);
+        let err = provision(&mock, &store, &req).await.unwrap_err();
+        match err {
+            ProvisionError::Storage(m) => {
+                assert!(m.contains("Krypton was not called"), "{m}")
+            }
+            other => panic!("{target:?}: expected Storage, got {other:?}"),
+        }
+        assert_eq!(mock.requests().len(), 0, "{target:?}: Krypton was called");
+    }
+    assert_eq!(listing(store.dir()), vec!["store-probe.json"]);
+
+    // The binary says so with the storage exit code.
+    let (code, out, err) = run_cli(&[
+        "provision",
+        "aws-iot",
+        "--endpoint",
+        &mock.endpoint(),
+        "--ca-file",
+        ca_file(&mock, tmp.path()).to_str().unwrap(),
+        "--store",
+        store.dir().to_str().unwrap(),
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 9, "{out}\n{err}");
+    assert_eq!(mock.requests().len(), 0);
+    mock.stop().await;
+}
