@@ -343,8 +343,11 @@ pub async fn diagnose(
 /// Read a tunnel configuration file of either kind.
 pub fn read_tunnel(path: &Path, source: TunnelSource) -> anyhow::Result<Tunnel> {
     use anyhow::Context as _;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let what = match source {
+        TunnelSource::Wireguard => "wg-quick configuration (--wireguard)",
+        TunnelSource::Soratun => "soratun configuration (--soratun-config)",
+    };
+    let text = crate::files::read_user_text(path, crate::files::MAX_TUNNEL_CONFIG_BYTES, what)?;
     match source {
         TunnelSource::Wireguard => Tunnel::from_wireguard(&text),
         TunnelSource::Soratun => Tunnel::from_soratun(&text),
