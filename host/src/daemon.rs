@@ -470,7 +470,9 @@ impl Daemon {
         };
         let mut allowed = vec![host_port(&config.endpoint).context("key `endpoint`")?];
         for (i, url) in config.allowed_outbound_hosts.iter().flatten().enumerate() {
-            allowed.push(host_port(url).with_context(|| format!("key `allowed_outbound_hosts[{i}]`"))?);
+            allowed.push(
+                host_port(url).with_context(|| format!("key `allowed_outbound_hosts[{i}]`"))?,
+            );
         }
         let policy = OutboundPolicy::with_ca_file(allowed, config.ca_file.as_deref())
             .context("key `ca_file`")?;
@@ -663,6 +665,14 @@ impl Daemon {
             Ok(cred) => {
                 tracing::warn!(uid = cred.uid(), pid = ?cred.pid(), "control socket: refused a peer with another uid");
                 let mut stream = stream;
+                // Take (and ignore) its request line first, so that it reads the answer.
+                let mut ignored = Vec::new();
+                let mut reader = tokio::io::BufReader::new((&mut stream).take(MAX_CONTROL_LINE));
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    reader.read_until(b'\n', &mut ignored),
+                )
+                .await;
                 let _ = stream
                     .write_all(b"error permission denied: only the daemon's user or root may use this socket\n")
                     .await;
@@ -784,10 +794,20 @@ pub async fn send_control(socket: &Path, command: &str) -> anyhow::Result<String
                 socket.display()
             )
         })?;
-    stream.write_all(format!("{command}\n").as_bytes()).await?;
-    let mut answer = String::new();
-    tokio::io::BufReader::new(stream)
-        .read_line(&mut answer)
-        .await?;
-    Ok(answer.trim_end().to_string())
+    // A daemon that refuses this peer may answer and close before the request is written:
+    // its answer is what counts.
+    let written = stream.write_all(format!("{command}\n").as_bytes()).await;
+    let mut answer = Vec::new();
+    let read = tokio::io::BufReader::new(stream.take(64 * 1024))
+        .read_until(b'\n', &mut answer)
+        .await;
+    if answer.is_empty() {
+        written?;
+        read?;
+        anyhow::bail!(
+            "{} closed the connection without an answer",
+            socket.display()
+        );
+    }
+    Ok(String::from_utf8_lossy(&answer).trim_end().to_string())
 }

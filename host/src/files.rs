@@ -185,10 +185,7 @@ pub fn private_dir(dir: &Path, what: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     match fs::metadata(dir) {
         Ok(meta) if !meta.is_dir() => {
-            anyhow::bail!(
-                "{what}: {} exists and is not a directory",
-                dir.display()
-            )
+            anyhow::bail!("{what}: {} exists and is not a directory", dir.display())
         }
         Ok(meta) => {
             let mode = meta.permissions().mode() & 0o777;
@@ -321,7 +318,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         fs::write(dir.join("ok"), b"hello").unwrap();
-        assert_eq!(read_user_file(&dir.join("ok"), 5, "the test file").unwrap(), b"hello");
+        assert_eq!(
+            read_user_file(&dir.join("ok"), 5, "the test file").unwrap(),
+            b"hello"
+        );
         let err = read_user_file(&dir.join("ok"), 4, "the test file").unwrap_err();
         assert!(err.to_string().contains("more than the 4 bytes"), "{err}");
         let err = read_user_file(dir, 100, "the test file").unwrap_err();
@@ -361,7 +361,12 @@ mod tests {
         let err = write_private_file(&dir.join("link"), b"evil", 0o600).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
         assert_eq!(fs::read(&victim).unwrap(), b"keep");
-        assert!(fs::symlink_metadata(dir.join("link")).unwrap().file_type().is_symlink());
+        assert!(
+            fs::symlink_metadata(dir.join("link"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         // A failed rename (a directory in the way cannot be replaced by a file) leaves no temp.
         fs::create_dir(dir.join("sub")).unwrap();
         let err = write_private_file(&dir.join("sub"), b"x", 0o600).unwrap_err();
@@ -407,9 +412,18 @@ mod tests {
         let shared = tmp.path().join("shared");
         fs::create_dir(&shared).unwrap();
         fs::set_permissions(&shared, fs::Permissions::from_mode(0o750)).unwrap();
-        let err = private_dir(&shared, "key `state_dir`").unwrap_err().to_string();
-        assert!(err.contains("key `state_dir`") && err.contains("mode 750"), "{err}");
-        assert_eq!(mode(&shared), 0o750, "an existing directory's mode was changed");
+        let err = private_dir(&shared, "key `state_dir`")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("key `state_dir`") && err.contains("mode 750"),
+            "{err}"
+        );
+        assert_eq!(
+            mode(&shared),
+            0o750,
+            "an existing directory's mode was changed"
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@
 
 use crate::files::{FileLock, LockError};
 use std::fs;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::io::ErrorKind;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -271,7 +271,10 @@ mod tests {
         assert!(dead.exists() && live.exists());
         let held = store.lock(Duration::ZERO).unwrap();
         assert!(!dead.exists(), "a stale temp file survived the lock");
-        assert!(!live.exists(), "a temp file naming a live pid survived the lock");
+        assert!(
+            !live.exists(),
+            "a temp file naming a live pid survived the lock"
+        );
         // A second writer is refused while the first holds the lock, and learns its pid.
         fs::write(&dead, b"half").unwrap();
         match store.lock(Duration::from_millis(100)) {

@@ -9,5 +9,7 @@ mod exports;
 mod failures;
 mod sandbox;
 mod secrets;
+mod service;
 mod support;
 mod targets;
+mod userfiles;
