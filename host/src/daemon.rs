@@ -458,16 +458,12 @@ impl Daemon {
             &store.dir().join(".daemon.lock"),
             &format!("key `store`: the store {}", store.dir().display()),
         )?];
-        let listener = match &config.control_socket {
-            Some(path) => {
-                locks.push(instance_lock(
-                    &lock_path_for(path),
-                    &format!("key `control_socket`: the socket {}", path.display()),
-                )?);
-                Some(bind_control_socket(path)?)
-            }
-            None => None,
-        };
+        if let Some(path) = &config.control_socket {
+            locks.push(instance_lock(
+                &lock_path_for(path),
+                &format!("key `control_socket`: the socket {}", path.display()),
+            )?);
+        }
         let mut allowed = vec![host_port(&config.endpoint).context("key `endpoint`")?];
         for (i, url) in config.allowed_outbound_hosts.iter().flatten().enumerate() {
             allowed.push(
@@ -483,6 +479,12 @@ impl Daemon {
             .map(parse_public_key)
             .transpose()?;
         let lifecycle = Arc::new(Lifecycle::start(runtime, config.component.clone(), key).await?);
+        // Last, so that a refused start leaves no socket behind.
+        let listener = config
+            .control_socket
+            .as_deref()
+            .map(bind_control_socket)
+            .transpose()?;
         Ok(Arc::new(Daemon {
             config,
             lifecycle,
@@ -810,4 +812,59 @@ pub async fn send_control(socket: &Path, command: &str) -> anyhow::Result<String
         );
     }
     Ok(String::from_utf8_lossy(&answer).trim_end().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_double_with_jitter_up_to_the_cap_and_never_overflow() {
+        let base = Duration::from_secs(60);
+        let max = Duration::from_secs(3600);
+        // Lowest and highest draw for each failure count: [full/2, full], full = 60 s * 2^(n-1).
+        for (failures, full) in [
+            (1, 60),
+            (2, 120),
+            (3, 240),
+            (6, 1920),
+            (7, 3600),
+            (50, 3600),
+        ] {
+            let full = Duration::from_secs(full);
+            assert_eq!(
+                failure_backoff(base, max, failures, 0),
+                full / 2,
+                "{failures}"
+            );
+            let spread = (full - full / 2).as_millis() as u64;
+            assert_eq!(
+                failure_backoff(base, max, failures, spread),
+                full,
+                "{failures}"
+            );
+            assert_eq!(failure_backoff(base, max, failures, u64::MAX), {
+                full / 2 + Duration::from_millis(u64::MAX % (spread + 1))
+            });
+        }
+        assert_eq!(failure_backoff(base, max, u32::MAX, 0), max / 2);
+        assert_eq!(failure_backoff(base, max, 0, 0), base / 2);
+        let huge = Duration::from_secs(u64::MAX / 2);
+        assert_eq!(
+            failure_backoff(huge, Duration::MAX, 3, 0),
+            Duration::MAX / 2
+        );
+        // Two draws differ (the jitter is random).
+        let draws: std::collections::HashSet<u64> = (0..16).map(|_| jitter_seed()).collect();
+        assert!(draws.len() > 1);
+    }
+
+    #[test]
+    fn only_the_same_uid_or_root_may_use_the_socket() {
+        assert!(peer_allowed(1000, 1000));
+        assert!(peer_allowed(0, 1000));
+        assert!(peer_allowed(0, 0));
+        assert!(!peer_allowed(65534, 1000));
+        assert!(!peer_allowed(1000, 0));
+    }
 }
