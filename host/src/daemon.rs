@@ -44,6 +44,9 @@ pub const MAX_CONTROL_LINE: u64 = 256;
 /// before it skips this pass.
 pub const PASS_LOCK_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a stopping daemon lets a pass in progress finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 /// The documented range of each numeric key (inclusive), checked at start.
 pub mod ranges {
     use std::ops::RangeInclusive;
@@ -731,15 +734,20 @@ impl Daemon {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         // Passes run one after the other on this task; a tick missed during a slow pass is
         // skipped, not queued.
-        let passes = {
+        // On shutdown a pass in progress is let finish (an AWS IoT certificate minted but not
+        // yet stored would be lost), up to SHUTDOWN_GRACE.
+        let mut passes = {
             let me = self.clone();
+            let mut stop = shutdown.clone();
             tokio::spawn(async move {
                 let mut checks =
                     tokio::time::interval(Duration::from_secs(me.config.check_interval_secs));
                 checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 loop {
-                    checks.tick().await;
-                    me.check_all().await;
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = checks.tick() => { me.check_all().await; }
+                    }
                 }
             })
         };
@@ -777,7 +785,16 @@ impl Daemon {
                 }
             }
         }
-        passes.abort();
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut passes)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "a pass was still running after {} s; stopping it",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            passes.abort();
+        }
         if let Some(path) = &self.config.control_socket {
             let _ = std::fs::remove_file(path);
         }

@@ -340,7 +340,9 @@ pub async fn diagnose(
     })
 }
 
-/// Read a tunnel configuration file of either kind.
+/// Read a tunnel configuration file of either kind: a regular UTF-8 file of at most
+/// [`crate::files::MAX_TUNNEL_CONFIG_BYTES`] bytes (a FIFO, device or directory is refused at
+/// once, see [`crate::files::read_user_file`]). Errors name the file and the option.
 pub fn read_tunnel(path: &Path, source: TunnelSource) -> anyhow::Result<Tunnel> {
     use anyhow::Context as _;
     let what = match source {
