@@ -1,15 +1,26 @@
 //! `krypton-host run`: keep targets provisioned, hot-swap the component, answer a control
 //! socket. Configuration is one TOML file (see `gateway.example.toml`); every key is checked
-//! at start and an error names the key.
+//! at start against its documented range and an error names the key.
 //!
-//! The loop: every `check_interval_secs`, each configured target is checked through the
-//! component's `status`; it is provisioned when nothing is stored, when the certificate's
-//! `notAfter` is within `renewal.certificate_margin_days` (for `aws-iot` only with
-//! `renewal.aws_iot_reprovision = true`, since every call mints a new certificate), and
-//! otherwise left to the component's own reuse rules (Cognito credentials are refreshed five
-//! minutes before expiry). A new component arrives by replacing the file (polled every second),
-//! by `SIGHUP`, or by `krypton-host reload` over the control socket (mode 0600).
+//! The loop: every `check_interval_secs`, one pass (never two at once: passes run one after
+//! the other on one task, a tick missed while a pass runs is skipped) takes the store's writer
+//! lock and checks each configured target through the component's `status`; a target is
+//! provisioned when nothing is stored, when the certificate's `notAfter` is within
+//! `renewal.certificate_margin_days` (for `aws-iot` only with `renewal.aws_iot_reprovision =
+//! true`, since every call mints a new certificate), and otherwise left to the component's own
+//! reuse rules (Cognito credentials are refreshed five minutes before expiry). A target that
+//! fails is retried after an exponential backoff with jitter (`[backoff]`), and its state is
+//! logged once per change (failing, failing differently, recovered), not once per pass.
+//!
+//! One daemon per store and per control socket: the daemon holds `<store>/.daemon.lock` and
+//! `<control_socket>.lock` (`flock(2)`) for its whole life; a second one is refused with the
+//! first one's pid. The control socket is created inside a private (0700) directory and moved
+//! into place already 0600, peers are checked with `SO_PEERCRED` (same uid or root, see
+//! `unix(7)`), and request lines are bounded to [`MAX_CONTROL_LINE`] bytes. A new component
+//! arrives by replacing the file (polled every second), by `SIGHUP`, or by `krypton-host
+//! reload` over the control socket.
 
+use crate::files::{self, FileLock, LockError};
 use crate::http::{OutboundPolicy, host_port};
 use crate::lifecycle::{Lifecycle, ReloadOutcome, parse_public_key};
 use crate::output;
@@ -19,16 +30,50 @@ use crate::runtime::{
 use crate::store::SecretStore;
 use anyhow::Context as _;
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt};
+
+/// Longest control request line accepted, bytes (`reload` and `status` need 7).
+pub const MAX_CONTROL_LINE: u64 = 256;
+
+/// How long a daemon pass waits for the store's writer lock (held by a CLI `provision`)
+/// before it skips this pass.
+pub const PASS_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a stopping daemon lets a pass in progress finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The documented range of each numeric key (inclusive), checked at start.
+pub mod ranges {
+    use std::ops::RangeInclusive;
+    /// `check_interval_secs`: 1 s to 1 day.
+    pub const CHECK_INTERVAL_SECS: RangeInclusive<u64> = 1..=86_400;
+    /// `limits.memory_mib`: 8 MiB (the component needs ~2) to 4 GiB (the wasm32 address space).
+    pub const MEMORY_MIB: RangeInclusive<u64> = 8..=4_096;
+    /// `limits.cpu_ms`: 1 ms to 10 min of the component's own CPU time per call.
+    pub const CPU_MS: RangeInclusive<u64> = 1..=600_000;
+    /// `limits.deadline_secs`: 1 s to 1 day per provisioning run.
+    pub const DEADLINE_SECS: RangeInclusive<u64> = 1..=86_400;
+    /// `renewal.certificate_margin_days`: 0 to 10 years.
+    pub const MARGIN_DAYS: RangeInclusive<u64> = 0..=3_650;
+    /// `backoff.base_secs`: 1 s to 1 day.
+    pub const BACKOFF_BASE_SECS: RangeInclusive<u64> = 1..=86_400;
+    /// `backoff.max_secs`: 1 s to 7 days, and at least `backoff.base_secs`.
+    pub const BACKOFF_MAX_SECS: RangeInclusive<u64> = 1..=604_800;
+}
 
 fn default_endpoint() -> String {
     "https://krypton.soracom.io:8036".into()
 }
 fn default_store() -> PathBuf {
     "/var/lib/krypton-host/store".into()
+}
+fn default_state_dir() -> PathBuf {
+    "/var/lib/krypton-host/state".into()
 }
 fn default_interval() -> u64 {
     // Checks are local (status, and reuse decisions inside the component) unless something is
@@ -45,8 +90,13 @@ fn default_mode() -> String {
 pub struct GatewayConfig {
     /// Component file; the built-in component when absent (then it cannot be hot-swapped).
     pub component: Option<PathBuf>,
+    /// Secret store directory (0700; created when missing).
     #[serde(default = "default_store")]
     pub store: PathBuf,
+    /// The daemon's own state (highest accepted component version, compile cache): a
+    /// directory created 0700, refused when group or others can reach it.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
     #[serde(default = "default_endpoint")]
     pub endpoint: String,
     /// `network` (the only mode implemented).
@@ -54,13 +104,13 @@ pub struct GatewayConfig {
     pub mode: String,
     /// Extra CA certificates (PEM) to trust for the endpoint.
     pub ca_file: Option<PathBuf>,
-    /// Where the component may connect, in Spin's `allowed_outbound_hosts` form
-    /// (`https://host:port`); defaults to the endpoint alone.
+    /// Where the component may connect besides the endpoint, in Spin's
+    /// `allowed_outbound_hosts` form (`https://host:port`).
     pub allowed_outbound_hosts: Option<Vec<String>>,
-    /// Seconds between renewal checks.
+    /// Seconds between renewal checks, [`ranges::CHECK_INTERVAL_SECS`].
     #[serde(default = "default_interval")]
     pub check_interval_secs: u64,
-    /// Unix socket for `krypton-host reload` (created 0600).
+    /// Unix socket for `krypton-host reload` (0600, created inside a private directory).
     pub control_socket: Option<PathBuf>,
     /// ed25519 public key (base64 or hex); when set, a component needs a valid `.sig`.
     pub trusted_public_key: Option<String>,
@@ -68,6 +118,8 @@ pub struct GatewayConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub renewal: RenewalConfig,
+    #[serde(default)]
+    pub backoff: BackoffConfig,
     /// Targets to keep provisioned.
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetConfig>,
@@ -77,9 +129,12 @@ pub struct GatewayConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// Linear memory per call, MiB, [`ranges::MEMORY_MIB`].
     pub memory_mib: u64,
+    /// The component's own execution time per call, ms, [`ranges::CPU_MS`].
     pub cpu_ms: u64,
-    pub deadline_secs: u32,
+    /// A whole provisioning run, s, [`ranges::DEADLINE_SECS`].
+    pub deadline_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -96,6 +151,7 @@ impl Default for LimitsConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RenewalConfig {
+    /// Re-provision a certificate this many days before `notAfter`, [`ranges::MARGIN_DAYS`].
     pub certificate_margin_days: u64,
     pub aws_iot_reprovision: bool,
 }
@@ -109,6 +165,26 @@ impl Default for RenewalConfig {
     }
 }
 
+/// `[backoff]`: waits after a target fails, doubling per consecutive failure from `base_secs`
+/// up to `max_secs`, each drawn at random from its upper half ("equal jitter").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackoffConfig {
+    /// First wait after a failure, s, [`ranges::BACKOFF_BASE_SECS`].
+    pub base_secs: u64,
+    /// Longest wait, s, [`ranges::BACKOFF_MAX_SECS`], at least `base_secs`.
+    pub max_secs: u64,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            base_secs: 60,
+            max_secs: 3_600,
+        }
+    }
+}
+
 /// `[[target]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,8 +194,19 @@ pub struct TargetConfig {
     pub params: Option<toml::Table>,
 }
 
+fn check_range(key: &str, value: u64, range: RangeInclusive<u64>) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        range.contains(&value),
+        "key `{key}`: {value} is out of range; use {} to {}",
+        range.start(),
+        range.end()
+    );
+    Ok(())
+}
+
 impl GatewayConfig {
-    /// Parse and check a configuration. Errors name the key and the reason.
+    /// Parse and check a configuration. Errors name the key and the reason (TOML syntax and
+    /// type errors quote the offending line, key included).
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let config: GatewayConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         host_port(&config.endpoint).context("key `endpoint`")?;
@@ -127,21 +214,42 @@ impl GatewayConfig {
             config.mode == "network",
             "key `mode`: only `network` is implemented"
         );
+        check_range(
+            "check_interval_secs",
+            config.check_interval_secs,
+            ranges::CHECK_INTERVAL_SECS,
+        )?;
+        check_range(
+            "limits.memory_mib",
+            config.limits.memory_mib,
+            ranges::MEMORY_MIB,
+        )?;
+        check_range("limits.cpu_ms", config.limits.cpu_ms, ranges::CPU_MS)?;
+        check_range(
+            "limits.deadline_secs",
+            config.limits.deadline_secs,
+            ranges::DEADLINE_SECS,
+        )?;
+        check_range(
+            "renewal.certificate_margin_days",
+            config.renewal.certificate_margin_days,
+            ranges::MARGIN_DAYS,
+        )?;
+        check_range(
+            "backoff.base_secs",
+            config.backoff.base_secs,
+            ranges::BACKOFF_BASE_SECS,
+        )?;
+        check_range(
+            "backoff.max_secs",
+            config.backoff.max_secs,
+            ranges::BACKOFF_MAX_SECS,
+        )?;
         anyhow::ensure!(
-            config.check_interval_secs > 0,
-            "key `check_interval_secs`: must be at least 1"
-        );
-        anyhow::ensure!(
-            config.limits.memory_mib >= 8,
-            "key `limits.memory_mib`: must be at least 8"
-        );
-        anyhow::ensure!(
-            config.limits.cpu_ms > 0,
-            "key `limits.cpu_ms`: must be at least 1"
-        );
-        anyhow::ensure!(
-            config.limits.deadline_secs > 0,
-            "key `limits.deadline_secs`: must be at least 1"
+            config.backoff.max_secs >= config.backoff.base_secs,
+            "key `backoff.max_secs`: {} is less than backoff.base_secs ({})",
+            config.backoff.max_secs,
+            config.backoff.base_secs
         );
         anyhow::ensure!(
             !config.targets.is_empty(),
@@ -158,15 +266,104 @@ impl GatewayConfig {
         if let Some(key) = &config.trusted_public_key {
             parse_public_key(key).context("key `trusted_public_key`")?;
         }
+        for (key, path) in [
+            ("store", Some(&config.store)),
+            ("state_dir", Some(&config.state_dir)),
+            ("control_socket", config.control_socket.as_ref()),
+        ] {
+            if let Some(path) = path {
+                anyhow::ensure!(
+                    path.is_absolute(),
+                    "key `{key}`: `{}` must be an absolute path",
+                    path.display()
+                );
+            }
+        }
         Ok(config)
     }
 
-    /// Read and parse a configuration file.
+    /// Read and parse a configuration file: a regular file of at most
+    /// [`files::MAX_CONFIG_BYTES`] bytes, UTF-8.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = files::read_user_text(path, files::MAX_CONFIG_BYTES, "configuration file")?;
         Self::parse(&text).with_context(|| format!("{}", path.display()))
     }
+
+    /// The sandbox limits the configuration asks for (ranges checked by [`Self::parse`], so no
+    /// product overflows: 4096 MiB and 1 day + 60 s fit).
+    fn sandbox_limits(&self) -> SandboxLimits {
+        SandboxLimits {
+            memory_bytes: usize::try_from(self.limits.memory_mib.saturating_mul(1024 * 1024))
+                .unwrap_or(usize::MAX),
+            cpu: Duration::from_millis(self.limits.cpu_ms),
+            wall: Duration::from_secs(self.limits.deadline_secs.saturating_add(60)),
+        }
+    }
+}
+
+/// Turn off core dumps and `ptrace` attach by other processes of the same user for this
+/// process (`prctl(2)`, `PR_SET_DUMPABLE` 0): a crash must not write keys and tokens held in
+/// memory to a core file. Errors: the `prctl` call failed (errno).
+pub fn disable_core_dumps() -> anyhow::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    anyhow::ensure!(
+        rc == 0,
+        "prctl(PR_SET_DUMPABLE, 0): {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// This process's `prctl(PR_GET_DUMPABLE)`: 0 when core dumps are off, 1 or 2 otherwise.
+pub fn dumpable() -> i32 {
+    // SAFETY: PR_GET_DUMPABLE takes no pointer arguments.
+    unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }
+}
+
+/// Whether a control-socket peer may talk to the daemon: the same effective uid, or root
+/// (credentials from `SO_PEERCRED`, `unix(7)`).
+pub fn peer_allowed(peer_uid: u32, own_uid: u32) -> bool {
+    peer_uid == own_uid || peer_uid == 0
+}
+
+/// The wait after `failures` consecutive failures (1 for the first): `base` doubled per
+/// further failure, capped at `max`, then drawn uniformly from its upper half using `random`
+/// ("equal jitter", so waits grow yet spread out). Saturating: no input overflows.
+pub fn failure_backoff(base: Duration, max: Duration, failures: u32, random: u64) -> Duration {
+    let doublings = failures.saturating_sub(1);
+    let full = if doublings >= 32 {
+        max
+    } else {
+        base.checked_mul(1u32 << doublings).unwrap_or(max).min(max)
+    };
+    let half = full / 2;
+    let spread = (full - half).as_millis() as u64;
+    half + Duration::from_millis(if spread == 0 {
+        0
+    } else {
+        random % (spread + 1)
+    })
+}
+
+/// A random number for jitter: the standard library's per-process random hashing keys
+/// (`RandomState` is seeded from the OS and advanced per instance), so no extra dependency.
+fn jitter_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+/// One target's health between passes.
+#[derive(Debug, Default)]
+struct Health {
+    /// Consecutive failures.
+    failures: u32,
+    /// No attempt before this instant.
+    retry_at: Option<Instant>,
+    /// The last failure's text, to log a change of failure once.
+    last_error: Option<String>,
 }
 
 /// A running daemon's parts, shared by its tasks.
@@ -175,6 +372,12 @@ pub struct Daemon {
     pub lifecycle: Arc<Lifecycle>,
     store: SecretStore,
     policy: OutboundPolicy,
+    health: Mutex<HashMap<String, Health>>,
+    /// Held so that passes never overlap, whoever calls [`Daemon::check_all`].
+    pass: tokio::sync::Mutex<()>,
+    listener: Mutex<Option<tokio::net::UnixListener>>,
+    /// `<store>/.daemon.lock` and `<control_socket>.lock`, held for the daemon's life.
+    _instance_locks: Vec<FileLock>,
 }
 
 fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
@@ -182,33 +385,130 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
     Some((meta.modified().ok()?, meta.len()))
 }
 
+/// The lock file beside a path: `<path>.lock`.
+fn lock_path_for(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+fn instance_lock(path: &Path, what: &str) -> anyhow::Result<FileLock> {
+    FileLock::acquire(path, Duration::ZERO).map_err(|e| match e {
+        LockError::Busy { holder, .. } => anyhow::anyhow!(
+            "{what} is already used by another krypton-host daemon ({}; lock file {}): stop it first \
+             (`systemctl stop krypton-host`), or give this one its own",
+            holder
+                .map(|p| format!("process {p}"))
+                .unwrap_or_else(|| "pid unknown".into()),
+            path.display()
+        ),
+        e => anyhow::anyhow!("{what}: {e}"),
+    })
+}
+
+/// Create the control socket at `path` so that it is never reachable by others: bind inside a
+/// fresh 0700 directory beside it, set 0600 there, then `rename(2)` it into place. The caller
+/// holds `<path>.lock`, so a socket already at `path` is a dead daemon's and is replaced.
+fn bind_control_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .context("key `control_socket`: needs a directory")?;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => anyhow::bail!(
+            "key `control_socket`: {} exists and is not a socket; remove it or choose another path",
+            path.display()
+        ),
+        _ => {}
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let private = parent.join(format!(".{name}.bind-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .with_context(|| format!("key `control_socket`: creating {}", private.display()))?;
+    let result = (|| {
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700))?;
+        let staged = private.join("s");
+        let listener = std::os::unix::net::UnixListener::bind(&staged)?;
+        // Nobody else can reach `staged` (its directory is 0700): setting the mode here, before
+        // the socket becomes visible at `path`, leaves no moment when it is open to others.
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&staged, path)?;
+        listener.set_nonblocking(true)?;
+        anyhow::Ok(tokio::net::UnixListener::from_std(listener)?)
+    })()
+    .with_context(|| format!("key `control_socket`: binding {}", path.display()));
+    let _ = std::fs::remove_dir_all(&private);
+    result
+}
+
 impl Daemon {
-    /// Check the configuration's resources and load the first component.
+    /// Check the configuration's resources and load the first component: the state
+    /// directory (created 0700), the store (one daemon per store), the control socket (one
+    /// daemon per socket), the outbound policy (the endpoint plus `allowed_outbound_hosts`),
+    /// and the component. Errors name the key at fault, and for a second daemon the first
+    /// one's pid.
     pub async fn start(config: GatewayConfig) -> anyhow::Result<Arc<Self>> {
-        let limits = SandboxLimits {
-            memory_bytes: (config.limits.memory_mib * 1024 * 1024) as usize,
-            cpu: Duration::from_millis(config.limits.cpu_ms),
-            wall: Duration::from_secs(u64::from(config.limits.deadline_secs) + 60),
-        };
-        let runtime = Arc::new(Runtime::with_limits(limits)?);
+        files::private_dir(&config.state_dir, "key `state_dir`")?;
+        let store = SecretStore::open(&config.store).context("key `store`")?;
+        let mut locks = vec![instance_lock(
+            &store.dir().join(".daemon.lock"),
+            &format!("key `store`: the store {}", store.dir().display()),
+        )?];
+        if let Some(path) = &config.control_socket {
+            locks.push(instance_lock(
+                &lock_path_for(path),
+                &format!("key `control_socket`: the socket {}", path.display()),
+            )?);
+        }
+        let mut allowed = vec![host_port(&config.endpoint).context("key `endpoint`")?];
+        for (i, url) in config.allowed_outbound_hosts.iter().flatten().enumerate() {
+            allowed.push(
+                host_port(url).with_context(|| format!("key `allowed_outbound_hosts[{i}]`"))?,
+            );
+        }
+        let policy = OutboundPolicy::with_ca_file(allowed, config.ca_file.as_deref())
+            .context("key `ca_file`")?;
+        let runtime = Arc::new(Runtime::with_limits(config.sandbox_limits())?);
         let key = config
             .trusted_public_key
             .as_deref()
             .map(parse_public_key)
             .transpose()?;
         let lifecycle = Arc::new(Lifecycle::start(runtime, config.component.clone(), key).await?);
-        let store = SecretStore::open(&config.store).context("key `store`")?;
-        let policy = OutboundPolicy::with_ca_file(
-            vec![host_port(&config.endpoint)?],
-            config.ca_file.as_deref(),
-        )
-        .context("key `ca_file`")?;
+        // Last, so that a refused start leaves no socket behind.
+        let listener = config
+            .control_socket
+            .as_deref()
+            .map(bind_control_socket)
+            .transpose()?;
         Ok(Arc::new(Daemon {
             config,
             lifecycle,
             store,
             policy,
+            health: Mutex::new(HashMap::new()),
+            pass: tokio::sync::Mutex::new(()),
+            listener: Mutex::new(listener),
+            _instance_locks: locks,
         }))
+    }
+
+    /// The daemon's state directory (`state_dir`, 0700): for state that must survive
+    /// restarts, such as the highest accepted component version and the compile cache.
+    pub fn state_dir(&self) -> &Path {
+        &self.config.state_dir
+    }
+
+    /// Where the component may connect: the endpoint plus `allowed_outbound_hosts`.
+    pub fn outbound_policy(&self) -> &OutboundPolicy {
+        &self.policy
     }
 
     fn request(&self, target: Target, params: Option<String>, force: bool) -> ProvisionRequest {
@@ -218,7 +518,8 @@ impl Daemon {
             endpoint: self.config.endpoint.clone(),
             request_parameters: params,
             force,
-            deadline_ms: self.config.limits.deadline_secs.saturating_mul(1000),
+            deadline_ms: u32::try_from(self.config.limits.deadline_secs.saturating_mul(1000))
+                .unwrap_or(u32::MAX),
             poll_interval_ms: 1000,
             timeouts: HttpTimeouts {
                 connect_ms: 10_000,
@@ -233,18 +534,81 @@ impl Daemon {
         }
     }
 
+    /// Whether `name` is waiting out a backoff at `now`.
+    fn backing_off(&self, name: &str, now: Instant) -> bool {
+        self.health
+            .lock()
+            .expect("health lock")
+            .get(name)
+            .and_then(|h| h.retry_at)
+            .is_some_and(|at| now < at)
+    }
+
+    /// Record a target's outcome; logs only when its state changes.
+    fn record(&self, name: &str, outcome: Result<(), String>) {
+        let mut all = self.health.lock().expect("health lock");
+        let health = all.entry(name.to_string()).or_default();
+        match outcome {
+            Ok(()) => {
+                if health.failures > 0 {
+                    tracing::info!(target = %name, failures = health.failures, "target recovered");
+                }
+                *health = Health::default();
+            }
+            Err(error) => {
+                health.failures = health.failures.saturating_add(1);
+                let wait = failure_backoff(
+                    Duration::from_secs(self.config.backoff.base_secs),
+                    Duration::from_secs(self.config.backoff.max_secs),
+                    health.failures,
+                    jitter_seed(),
+                );
+                health.retry_at = Instant::now().checked_add(wait);
+                if health.last_error.as_deref() != Some(error.as_str()) {
+                    tracing::warn!(target = %name, %error, retry_in_secs = wait.as_secs(),
+                        "provisioning failed; retrying with growing waits (logged again only when this changes)");
+                } else {
+                    tracing::debug!(target = %name, failures = health.failures, retry_in_secs = wait.as_secs(), "still failing");
+                }
+                health.last_error = Some(error);
+            }
+        }
+    }
+
     /// One renewal pass over every configured target; returns how many were provisioned.
+    /// Passes never overlap, and each holds the store's writer lock; when a CLI run holds it
+    /// for longer than [`PASS_LOCK_WAIT`], the pass is skipped (with a log line).
     pub async fn check_all(&self) -> usize {
+        let _pass = self.pass.lock().await;
+        let store = self.store.clone();
+        let lock = match tokio::task::spawn_blocking(move || store.lock(PASS_LOCK_WAIT)).await {
+            Ok(Ok(lock)) => lock,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the store is busy (a `krypton-host provision`?); skipping this pass");
+                return 0;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "taking the store lock");
+                return 0;
+            }
+        };
         let mut provisioned = 0;
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or(0);
-        let margin = (self.config.renewal.certificate_margin_days * 86_400) as i64;
+        // Range-checked: at most 3650 days.
+        let margin = i64::try_from(self.config.renewal.certificate_margin_days)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(86_400);
         for t in &self.config.targets {
             let Ok(target) = output::parse_target(&t.name) else {
                 continue;
             };
+            if self.backing_off(&t.name, Instant::now()) {
+                tracing::debug!(target = %t.name, "backing off after a failure");
+                continue;
+            }
             let params = t
                 .params
                 .as_ref()
@@ -254,7 +618,7 @@ impl Daemon {
                     let due = report
                         .certificate
                         .as_ref()
-                        .is_some_and(|c| c.not_after - now < margin);
+                        .is_some_and(|c| c.not_after.saturating_sub(now) < margin);
                     let allowed =
                         target != Target::AwsIot || self.config.renewal.aws_iot_reprovision;
                     if due && !allowed {
@@ -264,16 +628,16 @@ impl Daemon {
                 }
                 Ok(Ok(None)) => false,
                 Ok(Err(e)) => {
-                    tracing::warn!(target = %t.name, error = %output::error_text(&e), "status failed");
+                    tracing::debug!(target = %t.name, error = %output::error_text(&e), "status failed");
                     false
                 }
                 Err(e) => {
-                    tracing::error!(target = %t.name, error = %format!("{e:#}"), "status call failed");
+                    self.record(&t.name, Err(format!("status call failed: {e:#}")));
                     continue;
                 }
             };
             let request = self.request(target, params, force);
-            match self
+            let outcome = match self
                 .lifecycle
                 .provision(self.policy.clone(), self.store.clone(), &request)
                 .await
@@ -281,46 +645,82 @@ impl Daemon {
                 Ok(Ok(report)) if !report.reused => {
                     provisioned += 1;
                     tracing::info!(target = %t.name, "provisioned");
+                    Ok(())
                 }
-                Ok(Ok(_)) => tracing::debug!(target = %t.name, "still valid"),
-                Ok(Err(e)) => {
-                    tracing::warn!(target = %t.name, error = %output::error_text(&e), "provisioning failed; will retry next check")
+                Ok(Ok(_)) => {
+                    tracing::debug!(target = %t.name, "still valid");
+                    Ok(())
                 }
-                Err(e) => {
-                    tracing::error!(target = %t.name, error = %format!("{e:#}"), "component failed")
-                }
-            }
+                Ok(Err(e)) => Err(output::error_text(&e)),
+                Err(e) => Err(format!("component failed: {e:#}")),
+            };
+            self.record(&t.name, outcome);
         }
+        drop(lock);
         provisioned
     }
 
-    /// Answer one control-socket connection: `reload` or `status`, one line each.
+    /// Answer one control-socket connection: `reload` or `status`, one line each, from a peer
+    /// with the daemon's uid or root only.
     async fn control(self: &Arc<Self>, stream: tokio::net::UnixStream) {
+        // SAFETY: geteuid has no arguments and cannot fail.
+        let own = unsafe { libc::geteuid() };
+        match stream.peer_cred() {
+            Ok(cred) if peer_allowed(cred.uid(), own) => {}
+            Ok(cred) => {
+                tracing::warn!(uid = cred.uid(), pid = ?cred.pid(), "control socket: refused a peer with another uid");
+                let mut stream = stream;
+                // Take (and ignore) its request line first, so that it reads the answer.
+                let mut ignored = Vec::new();
+                let mut reader = tokio::io::BufReader::new((&mut stream).take(MAX_CONTROL_LINE));
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    reader.read_until(b'\n', &mut ignored),
+                )
+                .await;
+                let _ = stream
+                    .write_all(b"error permission denied: only the daemon's user or root may use this socket\n")
+                    .await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket: no peer credentials; refused");
+                return;
+            }
+        }
         let (read, mut write) = stream.into_split();
-        let mut line = String::new();
-        let mut reader = tokio::io::BufReader::new(read);
-        if tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
+        let mut bytes = Vec::new();
+        let mut reader = tokio::io::BufReader::new(read.take(MAX_CONTROL_LINE + 1));
+        if tokio::time::timeout(Duration::from_secs(5), reader.read_until(b'\n', &mut bytes))
             .await
             .is_err()
         {
             return;
         }
-        let answer = match line.trim() {
-            "reload" => match self.lifecycle.reload().await {
-                Ok(ReloadOutcome::Swapped(d)) => format!("ok swapped {d}\n"),
-                Ok(ReloadOutcome::Unchanged) => {
-                    format!("ok unchanged {}\n", self.lifecycle.current().digest)
+        let answer = if bytes.len() as u64 > MAX_CONTROL_LINE {
+            format!("error request longer than {MAX_CONTROL_LINE} bytes; use reload or status\n")
+        } else {
+            match String::from_utf8_lossy(&bytes).trim() {
+                "reload" => match self.lifecycle.reload().await {
+                    Ok(ReloadOutcome::Swapped(d)) => format!("ok swapped {d}\n"),
+                    Ok(ReloadOutcome::Unchanged) => {
+                        format!("ok unchanged {}\n", self.lifecycle.current().digest)
+                    }
+                    Err(e) => format!("error {}\n", format!("{e:#}").replace('\n', " ")),
+                },
+                "status" => {
+                    let c = self.lifecycle.current();
+                    format!("ok {} {} dumpable={}\n", c.digest, c.version, dumpable())
                 }
-                Err(e) => format!("error {}\n", format!("{e:#}").replace('\n', " ")),
-            },
-            "status" => {
-                let c = self.lifecycle.current();
-                format!("ok {} {}\n", c.digest, c.version)
+                other => format!(
+                    "error unknown command `{}`; use reload or status\n",
+                    other
+                        .chars()
+                        .take(40)
+                        .filter(|c| !c.is_control())
+                        .collect::<String>()
+                ),
             }
-            other => format!(
-                "error unknown command `{}`; use reload or status\n",
-                other.chars().take(40).collect::<String>()
-            ),
         };
         let _ = write.write_all(answer.as_bytes()).await;
     }
@@ -330,30 +730,34 @@ impl Daemon {
         self: Arc<Self>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let listener = match &self.config.control_socket {
-            Some(path) => {
-                let _ = std::fs::remove_file(path);
-                let listener = tokio::net::UnixListener::bind(path)
-                    .with_context(|| format!("key `control_socket`: binding {}", path.display()))?;
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-                Some(listener)
-            }
-            None => None,
-        };
+        let listener = self.listener.lock().expect("listener lock").take();
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        let mut checks =
-            tokio::time::interval(Duration::from_secs(self.config.check_interval_secs));
+        // Passes run one after the other on this task; a tick missed during a slow pass is
+        // skipped, not queued.
+        // On shutdown a pass in progress is let finish (an AWS IoT certificate minted but not
+        // yet stored would be lost), up to SHUTDOWN_GRACE.
+        let mut passes = {
+            let me = self.clone();
+            let mut stop = shutdown.clone();
+            tokio::spawn(async move {
+                let mut checks =
+                    tokio::time::interval(Duration::from_secs(me.config.check_interval_secs));
+                checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = checks.tick() => { me.check_all().await; }
+                    }
+                }
+            })
+        };
         let mut watch = tokio::time::interval(Duration::from_secs(1));
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut stamp = self.config.component.as_deref().and_then(file_stamp);
         tracing::info!(targets = self.config.targets.len(), "daemon running");
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
-                _ = checks.tick() => {
-                    let me = self.clone();
-                    tokio::spawn(async move { me.check_all().await; });
-                }
                 _ = watch.tick() => {
                     if let Some(path) = self.config.component.as_deref() {
                         let now = file_stamp(path);
@@ -381,6 +785,16 @@ impl Daemon {
                 }
             }
         }
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut passes)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "a pass was still running after {} s; stopping it",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            passes.abort();
+        }
         if let Some(path) = &self.config.control_socket {
             let _ = std::fs::remove_file(path);
         }
@@ -399,10 +813,75 @@ pub async fn send_control(socket: &Path, command: &str) -> anyhow::Result<String
                 socket.display()
             )
         })?;
-    stream.write_all(format!("{command}\n").as_bytes()).await?;
-    let mut answer = String::new();
-    tokio::io::BufReader::new(stream)
-        .read_line(&mut answer)
-        .await?;
-    Ok(answer.trim_end().to_string())
+    // A daemon that refuses this peer may answer and close before the request is written:
+    // its answer is what counts.
+    let written = stream.write_all(format!("{command}\n").as_bytes()).await;
+    let mut answer = Vec::new();
+    let read = tokio::io::BufReader::new(stream.take(64 * 1024))
+        .read_until(b'\n', &mut answer)
+        .await;
+    if answer.is_empty() {
+        written?;
+        read?;
+        anyhow::bail!(
+            "{} closed the connection without an answer",
+            socket.display()
+        );
+    }
+    Ok(String::from_utf8_lossy(&answer).trim_end().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_double_with_jitter_up_to_the_cap_and_never_overflow() {
+        let base = Duration::from_secs(60);
+        let max = Duration::from_secs(3600);
+        // Lowest and highest draw for each failure count: [full/2, full], full = 60 s * 2^(n-1).
+        for (failures, full) in [
+            (1, 60),
+            (2, 120),
+            (3, 240),
+            (6, 1920),
+            (7, 3600),
+            (50, 3600),
+        ] {
+            let full = Duration::from_secs(full);
+            assert_eq!(
+                failure_backoff(base, max, failures, 0),
+                full / 2,
+                "{failures}"
+            );
+            let spread = (full - full / 2).as_millis() as u64;
+            assert_eq!(
+                failure_backoff(base, max, failures, spread),
+                full,
+                "{failures}"
+            );
+            assert_eq!(failure_backoff(base, max, failures, u64::MAX), {
+                full / 2 + Duration::from_millis(u64::MAX % (spread + 1))
+            });
+        }
+        assert_eq!(failure_backoff(base, max, u32::MAX, 0), max / 2);
+        assert_eq!(failure_backoff(base, max, 0, 0), base / 2);
+        let huge = Duration::from_secs(u64::MAX / 2);
+        assert_eq!(
+            failure_backoff(huge, Duration::MAX, 3, 0),
+            Duration::MAX / 2
+        );
+        // Two draws differ (the jitter is random).
+        let draws: std::collections::HashSet<u64> = (0..16).map(|_| jitter_seed()).collect();
+        assert!(draws.len() > 1);
+    }
+
+    #[test]
+    fn only_the_same_uid_or_root_may_use_the_socket() {
+        assert!(peer_allowed(1000, 1000));
+        assert!(peer_allowed(0, 1000));
+        assert!(peer_allowed(0, 0));
+        assert!(!peer_allowed(65534, 1000));
+        assert!(!peer_allowed(1000, 0));
+    }
 }

@@ -340,11 +340,16 @@ pub async fn diagnose(
     })
 }
 
-/// Read a tunnel configuration file of either kind.
+/// Read a tunnel configuration file of either kind: a regular UTF-8 file of at most
+/// [`crate::files::MAX_TUNNEL_CONFIG_BYTES`] bytes (a FIFO, device or directory is refused at
+/// once, see [`crate::files::read_user_file`]). Errors name the file and the option.
 pub fn read_tunnel(path: &Path, source: TunnelSource) -> anyhow::Result<Tunnel> {
     use anyhow::Context as _;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let what = match source {
+        TunnelSource::Wireguard => "wg-quick configuration (--wireguard)",
+        TunnelSource::Soratun => "soratun configuration (--soratun-config)",
+    };
+    let text = crate::files::read_user_text(path, crate::files::MAX_TUNNEL_CONFIG_BYTES, what)?;
     match source {
         TunnelSource::Wireguard => Tunnel::from_wireguard(&text),
         TunnelSource::Soratun => Tunnel::from_soratun(&text),

@@ -7,10 +7,12 @@
 //! * [`store`]: the on-disk secret store (atomic bundle replacement, 0700/0600);
 //! * [`mock`]: a mock Krypton over HTTPS for tests, the demo and CI;
 //! * [`output`]: reports, errors and exit codes for the CLI;
-//! * [`doctor`]: checks the route to Krypton (the SORACOM Arc `AllowedIPs` trap).
+//! * [`doctor`]: checks the route to Krypton (the SORACOM Arc `AllowedIPs` trap);
+//! * [`files`]: files read from user paths, the atomic private-file writer, locks.
 
 pub mod daemon;
 pub mod doctor;
+pub mod files;
 pub mod http;
 pub mod lifecycle;
 pub mod mock;

@@ -92,7 +92,8 @@ struct RunArgs {
 
 #[derive(Args)]
 struct BenchSwapArgs {
-    #[arg(long, default_value_t = 500)]
+    /// Number of swaps, 1 to 100000.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     count: u32,
 }
 
@@ -153,8 +154,8 @@ struct DoctorArgs {
     /// Skip the TCP and TLS attempts.
     #[arg(long)]
     no_connect: bool,
-    /// Timeout of each DNS, TCP and TLS step, ms.
-    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Timeout of each DNS, TCP and TLS step, ms, 1 to 60000.
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     timeout_ms: u64,
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
@@ -218,28 +219,34 @@ struct ProvisionArgs {
     /// `requestParameters` as a JSON object; --param entries are merged over it.
     #[arg(long, value_name = "JSON")]
     params: Option<String>,
-    /// Whole-operation deadline, seconds (all calls and Azure polling).
-    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Whole-operation deadline, seconds (all calls and Azure polling), 1 to 86400.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..=86_400))]
     deadline_secs: u32,
-    /// Wait between Azure registration polls when Krypton sends no Retry-After, ms.
-    #[arg(long, default_value_t = 1000)]
+    /// Wait between Azure registration polls when Krypton sends no Retry-After, ms, 100 to
+    /// 300000.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(100..=300_000))]
     poll_interval_ms: u32,
-    /// TCP + TLS connect timeout per request, seconds.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    /// TCP + TLS connect timeout per request, seconds, 1 to 3600.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3_600))]
     connect_timeout_secs: u32,
-    /// Timeout for the first response byte and between body chunks, seconds.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Timeout for the first response byte and between body chunks, seconds, 1 to 3600.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3_600))]
     read_timeout_secs: u32,
-    /// Attempts per Krypton call, the first included. Retried: connection errors, timeouts,
-    /// HTTP 408, 429 and 5xx; backoff with full jitter, or Krypton's Retry-After (max 300 s).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Attempts per Krypton call, the first included, 1 to 20. Retried: connection errors,
+    /// timeouts, HTTP 408, 429 and 5xx; backoff with full jitter, or Krypton's Retry-After
+    /// (max 300 s).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
     max_attempts: u32,
-    /// Backoff base, ms (doubles per attempt).
-    #[arg(long, default_value_t = 500)]
+    /// Backoff base, ms (doubles per attempt), 10 to 60000.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(10..=60_000))]
     backoff_base_ms: u32,
-    /// Backoff ceiling, ms.
-    #[arg(long, default_value_t = 8000)]
+    /// Backoff ceiling, ms, 10 to 300000, at least --backoff-base-ms.
+    #[arg(long, default_value_t = 8000, value_parser = clap::value_parser!(u32).range(10..=300_000))]
     backoff_max_ms: u32,
+    /// How long to wait for the store's writer lock when another `provision` or the daemon
+    /// holds it, seconds, 0 (fail at once) to 3600.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    lock_wait_secs: u64,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -261,11 +268,11 @@ struct MockArgs {
     /// Where to write the mock CA certificate (PEM). Default: a file in a new temp directory.
     #[arg(long)]
     ca_out: Option<PathBuf>,
-    /// Times an Azure registration answers `assigning` before `assigned`.
-    #[arg(long, default_value_t = 2)]
+    /// Times an Azure registration answers `assigning` before `assigned`, 0 to 1000.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=1_000))]
     assigning_polls: u32,
-    /// Retry-After seconds sent with `assigning` answers.
-    #[arg(long)]
+    /// Retry-After seconds sent with `assigning` answers, 0 to 86400.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=86_400))]
     retry_after: Option<u32>,
     /// Answer every request under PATH_PREFIX with STATUS and a {code,message} body
     /// (repeatable), e.g. /v1/provisioning/aws=500.
@@ -332,9 +339,12 @@ fn load_component(runtime: &Runtime, path: Option<&Path>) -> Result<KryptonPre, 
     let started = Instant::now();
     let (bytes, origin) = match path {
         Some(p) => (
-            std::fs::read(p)
-                .with_context(|| format!("reading component {}", p.display()))
-                .map_err(fail(exit::INVALID_REQUEST))?,
+            krypton_host::files::read_user_file(
+                p,
+                krypton_host::files::MAX_COMPONENT_BYTES,
+                "component",
+            )
+            .map_err(fail(exit::INVALID_REQUEST))?,
             p.display().to_string(),
         ),
         None => (DEFAULT_COMPONENT.to_vec(), "built-in".to_string()),
@@ -393,10 +403,19 @@ async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
     }
     let policy = OutboundPolicy::with_ca_file(vec![(host, port)], args.ca_file.as_deref())
         .map_err(fail(exit::INVALID_REQUEST))?;
+    if args.backoff_max_ms < args.backoff_base_ms {
+        return Err(fail(exit::USAGE)(anyhow::anyhow!(
+            "--backoff-max-ms ({}) is less than --backoff-base-ms ({})",
+            args.backoff_max_ms,
+            args.backoff_base_ms
+        )));
+    }
     let request_parameters = request_parameters(&args)?;
     let store = SecretStore::open(&args.common.store)
         .context("opening the secret store")
         .map_err(fail(exit::STORAGE))?;
+    // One writer per store: held until this run has stored its result.
+    let _writer = lock_store(&store, std::time::Duration::from_secs(args.lock_wait_secs)).await?;
     let request = ProvisionRequest {
         target: args.target,
         mode: if args.mode == "sim" {
@@ -459,6 +478,31 @@ async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
             }
             Err(reported(output::exit_code(&error)))
         }
+    }
+}
+
+/// Take the store's writer lock, waiting up to `wait`; exit 9 with the holder's pid otherwise.
+async fn lock_store(
+    store: &SecretStore,
+    wait: std::time::Duration,
+) -> Result<krypton_host::store::StoreLock, HostFailure> {
+    let store = store.clone();
+    let dir = store.dir().to_path_buf();
+    match tokio::task::spawn_blocking(move || store.lock(wait)).await {
+        Ok(Ok(lock)) => Ok(lock),
+        Ok(Err(krypton_host::files::LockError::Busy { holder, .. })) => {
+            Err(fail(exit::STORAGE)(anyhow::anyhow!(
+                "the store {} is in use by {} (another `krypton-host provision`, or the daemon's pass); \
+                 waited {} s: try again when it has finished, or raise --lock-wait-secs",
+                dir.display(),
+                holder
+                    .map(|p| format!("process {p}"))
+                    .unwrap_or_else(|| "another process".into()),
+                wait.as_secs()
+            )))
+        }
+        Ok(Err(e)) => Err(fail(exit::STORAGE)(e.into())),
+        Err(e) => Err(fail(exit::INTERNAL)(e.into())),
     }
 }
 
@@ -631,6 +675,7 @@ async fn demo(args: DemoArgs) -> Result<(), HostFailure> {
     let args_store_given = args.store.is_some();
     let store_dir = args.store.unwrap_or_else(|| tmp.path().join("store"));
     let store = SecretStore::open(&store_dir).map_err(|e| fail(exit::STORAGE)(e.into()))?;
+    let _writer = lock_store(&store, std::time::Duration::from_secs(30)).await?;
     println!("Mock Krypton (HTTPS, test CA) at {}", server.endpoint());
     println!(
         "Secret store: {}{}",
@@ -697,6 +742,8 @@ async fn demo(args: DemoArgs) -> Result<(), HostFailure> {
         .map_err(|e| internal(e.into()))?
         .flatten()
         .collect();
+    // Bundles only, not the lock file.
+    entries.retain(|e| !e.file_name().to_string_lossy().starts_with('.'));
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         use std::os::unix::fs::PermissionsExt;
@@ -770,7 +817,7 @@ async fn open_with_bundle(
 }
 
 async fn export(args: ExportArgs) -> Result<(), HostFailure> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     let (runtime, pre, store) =
         open_with_bundle(&args.store, args.component.as_deref(), args.target).await?;
     let addresses = if args.format == "wireguard" {
@@ -778,13 +825,28 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     } else {
         Vec::new()
     };
-    if !args.out.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&args.out)
-            .with_context(|| format!("creating {}", args.out.display()))
-            .map_err(fail(exit::STORAGE))?;
+    match std::fs::symlink_metadata(&args.out) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(fail(exit::INVALID_REQUEST)(anyhow::anyhow!(
+                "--out {} is a symlink; symlinks are never followed for secret files: give the real directory",
+                args.out.display()
+            )));
+        }
+        Ok(meta) if !meta.is_dir() => {
+            return Err(fail(exit::INVALID_REQUEST)(anyhow::anyhow!(
+                "--out {} exists and is not a directory",
+                args.out.display()
+            )));
+        }
+        Ok(_) => {}
+        Err(_) => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&args.out)
+                .with_context(|| format!("creating {}", args.out.display()))
+                .map_err(fail(exit::STORAGE))?;
+        }
     }
     let out = std::fs::canonicalize(&args.out)
         .with_context(|| format!("resolving {}", args.out.display()))
@@ -821,12 +883,9 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
             )));
         }
         let path = out.join(&f.name);
-        write_private_file(&path, &f.contents)
-            .with_context(|| format!("writing {}", path.display()))
-            .map_err(fail(exit::STORAGE))?;
         let mode = if f.secret { 0o600 } else { 0o644 };
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("setting the mode of {}", path.display()))
+        krypton_host::files::write_private_file(&path, &f.contents, mode)
+            .with_context(|| format!("writing {}", path.display()))
             .map_err(fail(exit::STORAGE))?;
         written.push(json!({"path": path, "mode": format!("{mode:o}"), "bytes": f.contents.len(), "secret": f.secret}));
     }
@@ -849,6 +908,8 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
 
 async fn run_daemon(args: RunArgs) -> Result<(), HostFailure> {
     use krypton_host::daemon::{Daemon, GatewayConfig};
+    // First of all: no core dump may carry the keys this process will hold.
+    krypton_host::daemon::disable_core_dumps().map_err(fail(exit::INTERNAL))?;
     let config = GatewayConfig::load(&args.config).map_err(fail(exit::INVALID_REQUEST))?;
     let daemon = Daemon::start(config)
         .await
@@ -964,8 +1025,7 @@ async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
     .map_err(fail(exit::INVALID_REQUEST))?;
     let ca = match &args.ca_file {
         Some(p) => Some(
-            std::fs::read(p)
-                .with_context(|| format!("reading CA file {}", p.display()))
+            krypton_host::files::read_user_file(p, krypton_host::files::MAX_CA_BYTES, "CA file")
                 .map_err(fail(exit::INVALID_REQUEST))?,
         ),
         None => None,
@@ -1040,49 +1100,11 @@ async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
         print!("{config}");
         return Ok(());
     }
-    write_private_file(&args.out, config.as_bytes())
+    krypton_host::files::write_private_file(&args.out, config.as_bytes(), 0o600)
         .with_context(|| format!("writing {}", args.out.display()))
         .map_err(fail(exit::STORAGE))?;
     eprintln!("wrote {} (mode 0600)", args.out.display());
     Ok(())
-}
-
-/// Write `bytes` to `path` as a 0600 file, replacing it atomically. Only a missing path or a
-/// regular file is replaced: a device, a directory or a symlink is refused.
-fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if !meta.file_type().is_file() => {
-            return Err(std::io::Error::other(
-                "it exists and is not a regular file (a device, directory or symlink); choose another path",
-            ));
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
-        std::process::id()
-    ));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    let result = file
-        .write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Bound glibc's per-thread malloc arenas. Each hot swap frees and reallocates megabytes of

@@ -4,14 +4,20 @@
 //! host runs as. A put writes a temporary file in the same directory (created 0600 with
 //! `O_EXCL`), fsyncs it, renames it over the old file and fsyncs the directory, so a crash or
 //! power cut at any point leaves either the old bundle or the new one, never a mix (POSIX
-//! `rename(2)` is atomic within a file system). The host never parses a bundle: its content
-//! is the component's business.
+//! `rename(2)` is atomic within a file system); the protocol is `files::write_private_file`.
+//! The host never parses a bundle: its content is the component's business.
+//!
+//! One writer at a time: every provisioning run holds the store's `flock(2)` lock
+//! ([`SecretStore::lock`], file `.lock`), so the CLI and the daemon never provision the same
+//! store at once.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use crate::files::{FileLock, LockError};
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Largest bundle accepted, bytes. Krypton bundles are a few KiB.
 pub const MAX_BUNDLE_BYTES: u64 = 1024 * 1024;
@@ -36,7 +42,14 @@ pub struct SecretStore {
     dir: PathBuf,
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// The writer lock's file inside the store directory (see [`SecretStore::lock`]).
+pub const LOCK_FILE: &str = ".lock";
+
+/// Proof that this process holds a store's writer lock; dropping it releases the lock.
+#[derive(Debug)]
+pub struct StoreLock {
+    _lock: FileLock,
+}
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Io(format!("{what} {}: {e}", path.display()))
@@ -50,45 +63,34 @@ impl SecretStore {
     /// `--store /tmp` by mistake). Errors: [`StoreError::Io`] when the directory cannot be
     /// created, is not a directory, or is open to group or others.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
-        use std::os::unix::fs::DirBuilderExt;
         let dir = dir.into();
-        match fs::metadata(&dir) {
-            Ok(meta) if !meta.is_dir() => {
-                return Err(StoreError::Io(format!(
-                    "the store path {} exists and is not a directory",
-                    dir.display()
-                )));
-            }
-            Ok(meta) => {
-                let mode = meta.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    return Err(StoreError::Io(format!(
-                        "the store directory {} has mode {mode:03o}: group or others can reach it; \
-                         use a dedicated directory, or `chmod 700` it if it holds nothing else",
-                        dir.display()
-                    )));
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&dir)
-                    .map_err(|e| io_err("creating store directory", &dir, e))?;
-                // The umask may have removed bits; make the leaf exactly 0700.
-                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-                    .map_err(|e| io_err("setting mode 0700 on", &dir, e))?;
-            }
-            Err(e) => return Err(io_err("reading", &dir, e)),
-        }
-        let store = SecretStore { dir };
-        store.remove_stale_temp_files();
-        Ok(store)
+        crate::files::private_dir(&dir, "the secret store")
+            .map_err(|e| StoreError::Io(format!("{e:#}")))?;
+        Ok(SecretStore { dir })
+    }
+
+    /// Take the store's writer lock: an exclusive `flock(2)` on `<dir>/.lock`, waiting up to
+    /// `wait` (`Duration::ZERO`: one try). Every provisioning run (CLI `provision`, `demo`, each
+    /// daemon pass) holds it from before the first read to after the last write, so two
+    /// writers never call Krypton for the same store at once. The lock is released when the
+    /// returned guard is dropped, or by the kernel when the process dies.
+    ///
+    /// While holding it, temp files left by an interrupted write (`.<name>.json.tmp-*`) are
+    /// removed: no other writer can be mid-write, whatever pid a file name carries (pids are
+    /// reused, and a container has its own).
+    ///
+    /// Errors: [`LockError::Busy`] with the holder's pid (as written in the lock file) when it
+    /// stayed locked for the whole wait; [`LockError::Io`] when the lock file cannot be used.
+    /// This blocks the calling thread; from async code use `spawn_blocking`.
+    pub fn lock(&self, wait: Duration) -> Result<StoreLock, LockError> {
+        let lock = FileLock::acquire(&self.dir.join(LOCK_FILE), wait)?;
+        self.remove_stale_temp_files();
+        Ok(StoreLock { _lock: lock })
     }
 
     /// Remove temporary files left by a writer that was killed mid-write (they may hold a
-    /// private key that a later rotation would otherwise leave behind). A temp file whose
-    /// writer process is still alive is left alone.
+    /// private key that a later rotation would otherwise leave behind). Only called with the
+    /// writer lock held.
     fn remove_stale_temp_files(&self) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
@@ -96,15 +98,10 @@ impl SecretStore {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let Some((_, tail)) = name.split_once(".json.tmp-") else {
-                continue;
-            };
-            if !name.starts_with('.') {
+            if !(name.starts_with('.') && name.contains(".json.tmp-")) {
                 continue;
             }
-            let pid = tail.split('-').next().unwrap_or_default();
-            let alive = !pid.is_empty() && Path::new("/proc").join(pid).exists();
-            if !alive && fs::remove_file(entry.path()).is_ok() {
+            if fs::remove_file(entry.path()).is_ok() {
                 tracing::warn!(file = %entry.path().display(), "removed a temporary bundle file left by an interrupted write");
             }
         }
@@ -150,9 +147,26 @@ impl SecretStore {
         if mode & 0o077 != 0 {
             tracing::warn!(file = %path.display(), mode = format!("{mode:03o}"), "bundle file is readable by group or others; it should be 0600 (it will be on the next write)");
         }
+        // O_NOFOLLOW and a type check on the open descriptor: a symlink or FIFO swapped in
+        // after the check above is refused, not followed or waited on.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| io_err("reading", &path, e))?;
+        if !file
+            .metadata()
+            .map_err(|e| io_err("reading", &path, e))?
+            .is_file()
+        {
+            return Err(StoreError::Io(format!(
+                "{} is not a regular file; remove it",
+                path.display()
+            )));
+        }
         let mut bytes = Vec::new();
-        File::open(&path)
-            .and_then(|f| f.take(MAX_BUNDLE_BYTES + 1).read_to_end(&mut bytes))
+        file.take(MAX_BUNDLE_BYTES + 1)
+            .read_to_end(&mut bytes)
             .map_err(|e| io_err("reading", &path, e))?;
         if bytes.len() as u64 > MAX_BUNDLE_BYTES {
             return Err(StoreError::TooLarge(MAX_BUNDLE_BYTES));
@@ -166,30 +180,8 @@ impl SecretStore {
         if value.len() as u64 > MAX_BUNDLE_BYTES {
             return Err(StoreError::TooLarge(MAX_BUNDLE_BYTES));
         }
-        let tmp = self.dir.join(format!(
-            ".{name}.json.tmp-{}-{}",
-            std::process::id(),
-            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(|e| io_err("creating", &tmp, e))?;
-            file.write_all(value)
-                .map_err(|e| io_err("writing", &tmp, e))?;
-            file.sync_all().map_err(|e| io_err("syncing", &tmp, e))?;
-            fs::rename(&tmp, &path).map_err(|e| io_err("renaming into place", &path, e))?;
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io_err("syncing directory", &self.dir, e))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        crate::files::write_private_file(&path, value, 0o600)
+            .map_err(|e| StoreError::Io(e.to_string()))
     }
 
     /// Remove the bundle under `name`; `true` when there was one.
@@ -197,9 +189,7 @@ impl SecretStore {
         let path = self.path(name)?;
         match fs::remove_file(&path) {
             Ok(()) => {
-                File::open(&self.dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| io_err("syncing directory", &self.dir, e))?;
+                crate::files::sync_dir(&self.dir).map_err(|e| StoreError::Io(e.to_string()))?;
                 Ok(true)
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
@@ -266,17 +256,35 @@ mod tests {
     }
 
     #[test]
-    fn stale_temp_files_go_and_odd_files_are_not_read() {
+    fn stale_temp_files_go_under_the_lock_and_odd_files_are_not_read() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("store");
         let store = SecretStore::open(&dir).unwrap();
-        // A writer that no longer exists (pid 0 has no /proc entry) left a temp file.
-        fs::write(dir.join(".aws-iot.json.tmp-0-3"), b"half").unwrap();
-        let live = format!(".aws-iot.json.tmp-{}-9", std::process::id());
-        fs::write(dir.join(&live), b"in progress").unwrap();
+        // Two leftovers: one names a pid that does not exist, one names this live process
+        // (pids repeat, and a container has its own): the lock, not the pid, decides.
+        let dead = dir.join(".aws-iot.json.tmp-0-3");
+        let live = dir.join(format!(".aws-iot.json.tmp-{}-9", std::process::id()));
+        fs::write(&dead, b"half").unwrap();
+        fs::write(&live, b"half too").unwrap();
+        // Opening (no lock) removes nothing: another process may be mid-write.
         SecretStore::open(&dir).unwrap();
-        assert!(!dir.join(".aws-iot.json.tmp-0-3").exists());
-        assert!(dir.join(&live).exists(), "a live writer's file was removed");
+        assert!(dead.exists() && live.exists());
+        let held = store.lock(Duration::ZERO).unwrap();
+        assert!(!dead.exists(), "a stale temp file survived the lock");
+        assert!(
+            !live.exists(),
+            "a temp file naming a live pid survived the lock"
+        );
+        // A second writer is refused while the first holds the lock, and learns its pid.
+        fs::write(&dead, b"half").unwrap();
+        match store.lock(Duration::from_millis(100)) {
+            Err(LockError::Busy { holder, .. }) => assert_eq!(holder, Some(std::process::id())),
+            other => panic!("{other:?}"),
+        }
+        assert!(dead.exists(), "removed without holding the lock");
+        drop(held);
+        drop(store.lock(Duration::ZERO).unwrap());
+        assert!(!dead.exists());
         std::os::unix::fs::symlink("/dev/zero", dir.join("userdata.json")).unwrap();
         assert!(
             matches!(store.get("userdata"), Err(StoreError::Io(m)) if m.contains("not a regular file"))

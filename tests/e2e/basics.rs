@@ -343,7 +343,7 @@ async fn cli_mock_and_provision_in_two_processes() {
         "--store",
         store.to_str().unwrap(),
         "--poll-interval-ms",
-        "50",
+        "100",
         "--json",
     ];
     let (code, out, err) = run_cli(&args).await;
@@ -421,7 +421,7 @@ async fn cli_exit_codes_name_the_error_class() {
             "--store".into(),
             store.to_str().unwrap().into(),
             "--poll-interval-ms".into(),
-            "10".into(),
+            "100".into(),
             "--json".into(),
         ]
     };

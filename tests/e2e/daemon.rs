@@ -249,10 +249,11 @@ async fn the_daemon_provisions_its_targets_and_swaps_on_file_change_and_reload()
     let socket = dir.join("control.sock");
     let store = dir.join("store");
     let config = format!(
-        "component = '{}'\nstore = '{}'\nendpoint = '{}'\nca_file = '{}'\ncheck_interval_secs = 1\ncontrol_socket = '{}'\n\
+        "component = '{}'\nstore = '{}'\nstate_dir = '{}'\nendpoint = '{}'\nca_file = '{}'\ncheck_interval_secs = 1\ncontrol_socket = '{}'\n\
          [[target]]\nname = 'azure-iot'\n[[target]]\nname = 'aws-iot'\nparams = {{ thingName = 'gw-daemon' }}\n",
         component.display(),
         store.display(),
+        dir.join("state").display(),
         mock.endpoint(),
         dir.join("ca.pem").display(),
         socket.display()
@@ -340,10 +341,11 @@ async fn certificates_near_expiry_are_renewed_and_aws_iot_only_when_allowed() {
     std::fs::write(tmp.path().join("ca.pem"), mock.ca_pem()).unwrap();
     let config = |aws_opt_in: bool| {
         format!(
-            "store = '{}'\nendpoint = '{}'\nca_file = '{}'\n\
+            "store = '{}'\nstate_dir = '{}'\nendpoint = '{}'\nca_file = '{}'\n\
              [renewal]\ncertificate_margin_days = 400\naws_iot_reprovision = {aws_opt_in}\n\
              [[target]]\nname = 'azure-iot'\n[[target]]\nname = 'aws-iot'\n",
             tmp.path().join("store").display(),
+            tmp.path().join("state").display(),
             mock.endpoint(),
             tmp.path().join("ca.pem").display()
         )
@@ -358,6 +360,8 @@ async fn certificates_near_expiry_are_renewed_and_aws_iot_only_when_allowed() {
         1,
         "azure-iot renewed, aws-iot left alone"
     );
+    // One daemon per store: the first one goes before the second starts.
+    drop(daemon);
     let daemon = Daemon::start(GatewayConfig::parse(&config(true)).unwrap())
         .await
         .unwrap();
@@ -366,6 +370,7 @@ async fn certificates_near_expiry_are_renewed_and_aws_iot_only_when_allowed() {
         2,
         "with the opt-in aws-iot is renewed too"
     );
+    drop(daemon);
     let registers = mock
         .requests()
         .iter()
@@ -378,4 +383,577 @@ async fn certificates_near_expiry_are_renewed_and_aws_iot_only_when_allowed() {
         .count();
     assert_eq!((registers, bootstraps), (3, 2));
     mock.stop().await;
+}
+
+/// A daemon configuration in `dir` against `endpoint` (the mock's CA in `dir/ca.pem`), with
+/// `extra` lines before the targets.
+fn config_text(dir: &Path, store: &Path, endpoint: &str, extra: &str, targets: &str) -> String {
+    format!(
+        "store = '{}'\nstate_dir = '{}'\nendpoint = '{endpoint}'\nca_file = '{}'\n{extra}\n{targets}",
+        store.display(),
+        dir.join("state").display(),
+        dir.join("ca.pem").display(),
+    )
+}
+
+/// Start `krypton-host run` on `config`, its stderr going to `log`.
+fn spawn_daemon(config: &Path, log: &Path) -> tokio::process::Child {
+    let log = std::fs::File::create(log).unwrap();
+    tokio::process::Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_until(what: &str, ok: impl Fn() -> bool) {
+    for _ in 0..600 {
+        if ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn stop(mut daemon: tokio::process::Child) {
+    let pid = daemon.id().unwrap() as i32;
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = tokio::time::timeout(Duration::from_secs(20), daemon.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// Item 7: every numeric key has a range checked at start, with the key's name; no value
+/// wraps or panics. Each bad value through `GatewayConfig::parse` and through the binary.
+#[tokio::test]
+async fn out_of_range_values_are_refused_with_the_key_name_and_no_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = format!(
+        "store = '{}'\nstate_dir = '{}'\n",
+        tmp.path().join("store").display(),
+        tmp.path().join("state").display()
+    );
+    let cases: &[(&str, &str)] = &[
+        // (configuration lines, key the error must name)
+        ("[limits]\nmemory_mib = 17592186044416", "limits.memory_mib"),
+        ("[limits]\nmemory_mib = 4097", "limits.memory_mib"),
+        ("[limits]\nmemory_mib = 7", "limits.memory_mib"),
+        ("[limits]\ncpu_ms = 0", "limits.cpu_ms"),
+        ("[limits]\ncpu_ms = 9223372036854775807", "limits.cpu_ms"),
+        ("[limits]\ndeadline_secs = 0", "limits.deadline_secs"),
+        (
+            "[limits]\ndeadline_secs = 4294967295",
+            "limits.deadline_secs",
+        ),
+        ("[limits]\ndeadline_secs = -1", "deadline_secs"),
+        (
+            "check_interval_secs = 18446744073709551615",
+            "check_interval_secs",
+        ),
+        (
+            "check_interval_secs = 9223372036854775807",
+            "check_interval_secs",
+        ),
+        ("check_interval_secs = 0", "check_interval_secs"),
+        ("check_interval_secs = 1.5", "check_interval_secs"),
+        (
+            "[renewal]\ncertificate_margin_days = 9223372036854775807",
+            "renewal.certificate_margin_days",
+        ),
+        ("[backoff]\nbase_secs = 0", "backoff.base_secs"),
+        ("[backoff]\nmax_secs = 604801", "backoff.max_secs"),
+        (
+            "[backoff]\nbase_secs = 100\nmax_secs = 10",
+            "backoff.max_secs",
+        ),
+        ("store = 'relative/store'", "store"),
+        ("state_dir = 'state'", "state_dir"),
+        ("control_socket = 'control.sock'", "control_socket"),
+    ];
+    for (i, (lines, key)) in cases.iter().enumerate() {
+        // Later keys win in our checks, so the case goes first, before the defaults.
+        let (top, table) = match lines.split_once('[') {
+            Some((top, rest)) => (top.to_string(), format!("[{rest}")),
+            None => (lines.to_string(), String::new()),
+        };
+        let base_lines = if top.contains("store =") || top.contains("state_dir =") {
+            String::new()
+        } else {
+            base.clone()
+        };
+        let text = format!("{top}\n{base_lines}[[target]]\nname = 'arc'\n{table}\n");
+        let parsed = std::panic::catch_unwind(|| GatewayConfig::parse(&text));
+        let err = match parsed {
+            Ok(Ok(_)) => panic!("case {i} ({lines}) was accepted"),
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(_) => panic!("case {i} ({lines}) panicked"),
+        };
+        assert!(err.contains(key), "case {i}: `{key}` not named in: {err}");
+        // The binary: exit 3 (invalid configuration), the key named, no panic.
+        let file = tmp.path().join(format!("bad-{i}.toml"));
+        std::fs::write(&file, &text).unwrap();
+        let (code, _, stderr) = run_cli(&["run", "--config", file.to_str().unwrap()]).await;
+        assert_eq!(code, 3, "case {i} ({lines}): {stderr}");
+        assert!(stderr.contains(key), "case {i}: {stderr}");
+        assert!(!stderr.contains("panicked"), "case {i}: {stderr}");
+    }
+    assert!(
+        !tmp.path().join("state").exists(),
+        "a refused configuration created its state directory"
+    );
+}
+
+/// Item 7: numeric command-line options have ranges too; `--poll-interval-ms 0` with
+/// `--backoff-base-ms 0` no longer hammers Krypton.
+#[tokio::test]
+async fn out_of_range_options_are_refused_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let endpoint = format!("https://127.0.0.1:{}", closed_port());
+    let common = [
+        "provision",
+        "azure-iot",
+        "--endpoint",
+        &endpoint,
+        "--store",
+        store.to_str().unwrap(),
+    ];
+    for (extra, named) in [
+        (&["--poll-interval-ms", "0"][..], "--poll-interval-ms"),
+        (&["--backoff-base-ms", "0"][..], "--backoff-base-ms"),
+        (&["--backoff-max-ms", "0"][..], "--backoff-max-ms"),
+        (&["--deadline-secs", "4294967295"][..], "--deadline-secs"),
+        (
+            &["--connect-timeout-secs", "100000"][..],
+            "--connect-timeout-secs",
+        ),
+        (&["--read-timeout-secs", "0"][..], "--read-timeout-secs"),
+        (&["--max-attempts", "1000000"][..], "--max-attempts"),
+        (&["--lock-wait-secs", "3601"][..], "--lock-wait-secs"),
+        (
+            &["--backoff-base-ms", "1000", "--backoff-max-ms", "100"][..],
+            "--backoff-max-ms",
+        ),
+    ] {
+        let args: Vec<&str> = common
+            .iter()
+            .copied()
+            .chain(extra.iter().copied())
+            .collect();
+        let (code, _, stderr) = run_cli(&args).await;
+        assert_eq!(code, 2, "{extra:?}: {stderr}");
+        assert!(stderr.contains(named), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    assert!(!store.exists(), "a refused command line created the store");
+    let (code, _, stderr) = run_cli(&["doctor", "--timeout-ms", "0", "--no-connect"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--timeout-ms"), "{stderr}");
+}
+
+/// Item 7: `allowed_outbound_hosts` is applied: the endpoint and the listed hosts are allowed,
+/// nothing else. Item 7: `state_dir` is created 0700, and a shared one is refused.
+#[tokio::test]
+async fn extra_outbound_hosts_are_allowed_and_the_state_dir_is_private() {
+    use krypton_host::daemon::Daemon;
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("ca.pem"), mock.ca_pem()).unwrap();
+    let store = tmp.path().join("store");
+    let text = config_text(
+        tmp.path(),
+        &store,
+        &mock.endpoint(),
+        "allowed_outbound_hosts = ['https://extra.example:8443', 'https://second.example']",
+        "[[target]]\nname = 'arc'\n",
+    );
+    let daemon = Daemon::start(GatewayConfig::parse(&text).unwrap())
+        .await
+        .unwrap();
+    let (host, port) = krypton_host::http::host_port(&mock.endpoint()).unwrap();
+    let policy = daemon.outbound_policy();
+    assert!(policy.allows(&host, port), "the endpoint");
+    assert!(policy.allows("extra.example", 8443));
+    assert!(policy.allows("second.example", 443));
+    assert!(!policy.allows("extra.example", 443), "another port");
+    assert!(!policy.allows("other.example", 443));
+    assert!(!policy.allows("second.example", 8443));
+    assert_eq!(daemon.state_dir(), tmp.path().join("state"));
+    assert_eq!(mode(&tmp.path().join("state")), 0o700);
+    drop(daemon);
+
+    // A state directory that others can reach is refused, named, and left as it is.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        tmp.path().join("state"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let err = Daemon::start(GatewayConfig::parse(&text).unwrap())
+        .await
+        .err()
+        .unwrap();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("state_dir") && err.contains("mode 755"),
+        "{err}"
+    );
+    assert_eq!(mode(&tmp.path().join("state")), 0o755);
+    mock.stop().await;
+}
+
+/// Item 4: a slow pass and the next tick never both call Krypton: two passes started at once
+/// run one after the other, and the second finds the first one's bundle (one mint).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_passes_mint_once() {
+    use krypton_host::daemon::Daemon;
+    let mock = mock().await;
+    mock.inject_times(
+        "/v1/provisioning/aws/iot/bootstrap",
+        krypton_host::mock::Fault::DelayHeaders(Duration::from_millis(1500)),
+        1,
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("ca.pem"), mock.ca_pem()).unwrap();
+    let text = config_text(
+        tmp.path(),
+        &tmp.path().join("store"),
+        &mock.endpoint(),
+        "",
+        "[[target]]\nname = 'aws-iot'\n",
+    );
+    let daemon = Daemon::start(GatewayConfig::parse(&text).unwrap())
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(daemon.check_all(), daemon.check_all());
+    assert_eq!(a + b, 1, "both passes provisioned");
+    let mints = mock
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/aws/iot/bootstrap"))
+        .count();
+    assert_eq!(mints, 1);
+    mock.stop().await;
+}
+
+/// Item 4: the CLI and the daemon provisioning one store at the same moment mint one
+/// certificate between them: the second writer waits for the store lock, then reuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_and_daemon_on_one_store_mint_once() {
+    let mock = mock().await;
+    // Slow answers, so that without a lock both writers are in flight together.
+    mock.inject(
+        "/v1/provisioning/aws/iot/bootstrap",
+        krypton_host::mock::Fault::DelayHeaders(Duration::from_millis(1500)),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("ca.pem"), mock.ca_pem()).unwrap();
+    let store = dir.join("store");
+    std::fs::write(
+        dir.join("gateway.toml"),
+        config_text(
+            dir,
+            &store,
+            &mock.endpoint(),
+            "check_interval_secs = 1",
+            "[[target]]\nname = 'aws-iot'\n",
+        ),
+    )
+    .unwrap();
+    let daemon = spawn_daemon(&dir.join("gateway.toml"), &dir.join("daemon.log"));
+    let (code, out, stderr) = run_cli(&[
+        "provision",
+        "aws-iot",
+        "--endpoint",
+        &mock.endpoint(),
+        "--ca-file",
+        dir.join("ca.pem").to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{stderr}");
+    wait_until("the daemon's pass", || store.join("aws-iot.json").exists()).await;
+    // Let the daemon run a few more passes.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop(daemon).await;
+    let mints = mock
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/aws/iot/bootstrap"))
+        .count();
+    assert_eq!(
+        mints,
+        1,
+        "{}",
+        std::fs::read_to_string(dir.join("daemon.log")).unwrap()
+    );
+    mock.stop().await;
+}
+
+/// Item 4: a CLI run that cannot get the lock in time fails with exit 9 and names the pid
+/// that holds it.
+#[tokio::test]
+async fn a_busy_store_names_its_holder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
+    let _held = store.lock(Duration::ZERO).unwrap();
+    let endpoint = format!("https://127.0.0.1:{}", closed_port());
+    let (code, _, stderr) = run_cli(&[
+        "provision",
+        "azure-iot",
+        "--endpoint",
+        &endpoint,
+        "--store",
+        store.dir().to_str().unwrap(),
+        "--lock-wait-secs",
+        "1",
+    ])
+    .await;
+    assert_eq!(code, 9, "{stderr}");
+    assert!(
+        stderr.contains(&format!("in use by process {}", std::process::id())),
+        "{stderr}"
+    );
+}
+
+/// Items 4, 8 and 9: one daemon per store and per socket (the second is refused with the
+/// first's pid, and the first's socket keeps answering); the socket is 0600 from the moment it
+/// appears; core dumps are off; long request lines are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_is_refused_and_the_first_keeps_its_socket() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("ca.pem"), mock.ca_pem()).unwrap();
+    let run = dir.join("run");
+    std::fs::create_dir(&run).unwrap();
+    let socket = run.join("control.sock");
+    let other_socket = run.join("other.sock");
+    let store = dir.join("store");
+    let write_config = |name: &str, store: &Path, socket: &Path| {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            config_text(
+                dir,
+                store,
+                &mock.endpoint(),
+                &format!(
+                    "check_interval_secs = 3600\ncontrol_socket = '{}'",
+                    socket.display()
+                ),
+                "[[target]]\nname = 'aws-cognito'\n",
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let first_config = write_config("first.toml", &store, &socket);
+    // A umask that would leave a freshly bound socket open to everyone.
+    let log = std::fs::File::create(dir.join("first.log")).unwrap();
+    let mut command = std::process::Command::new(BIN);
+    command
+        .args(["run", "--config", first_config.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    // SAFETY: umask is async-signal-safe; the closure runs in the child before exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let first = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let first_pid = first.id().unwrap();
+    // The first sight of the socket: already 0600 (it was never bound at this path).
+    let mut seen = None;
+    for _ in 0..200_000 {
+        if let Ok(meta) = std::fs::symlink_metadata(&socket) {
+            use std::os::unix::fs::PermissionsExt;
+            seen = Some(meta.permissions().mode() & 0o777);
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    assert_eq!(seen, Some(0o600), "the socket appeared with another mode");
+    let socket_text = socket.to_str().unwrap().to_string();
+    let (code, status, _) = run_cli(&["reload", "--socket", &socket_text, "--status"]).await;
+    assert_eq!(code, 0, "{status}");
+    assert!(
+        status.trim().ends_with("dumpable=0"),
+        "core dumps are on: {status}"
+    );
+    // Nothing but the socket and its lock is left in the directory.
+    let mut names: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["control.sock", "control.sock.lock"]);
+
+    // Same store, another socket.
+    let second = write_config("second.toml", &store, &other_socket);
+    let (code, _, stderr) = run_cli(&["run", "--config", second.to_str().unwrap()]).await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains(&format!("process {first_pid}")), "{stderr}");
+    assert!(stderr.contains("key `store`"), "{stderr}");
+    assert!(!other_socket.exists());
+    // Same socket, another store.
+    let third = write_config("third.toml", &dir.join("store2"), &socket);
+    let (code, _, stderr) = run_cli(&["run", "--config", third.to_str().unwrap()]).await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains(&format!("process {first_pid}")), "{stderr}");
+    assert!(stderr.contains("key `control_socket`"), "{stderr}");
+    // The first one still answers on its socket.
+    let (code, again, _) = run_cli(&["reload", "--socket", &socket_text, "--status"]).await;
+    assert_eq!((code, &again), (0, &status));
+
+    // A request line longer than the bound is refused, not buffered.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let _ = stream.write_all(&[b's'; 1000]).await;
+    // The daemon closes with bytes unread, which may end the stream with ECONNRESET after
+    // the answer: keep what arrived.
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("error request longer than 256 bytes"),
+        "{answer}"
+    );
+
+    // Item 8: a peer with another uid is refused even when the socket was opened up by
+    // mistake (needs root to run a child as `nobody`).
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        use std::os::unix::fs::PermissionsExt;
+        for path in [dir, run.as_path()] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let out = {
+            use std::os::unix::process::CommandExt;
+            std::process::Command::new(BIN)
+                .args(["reload", "--socket", &socket_text, "--status"])
+                .uid(65534)
+                .gid(65534)
+                .output()
+                .unwrap()
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.starts_with("error permission denied"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_ne!(out.status.code(), Some(0));
+        let log = std::fs::read_to_string(dir.join("first.log")).unwrap();
+        assert!(log.contains("refused a peer with another uid"), "{log}");
+    }
+    stop(first).await;
+    assert!(!socket.exists());
+    mock.stop().await;
+}
+
+/// Item 5: a failing target is retried at growing intervals, not at every tick, and its
+/// failure is logged once, not once per attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_target_backs_off_and_logs_once() {
+    let mock = mock().await;
+    mock.inject(
+        "/v1/provisioning/aws/cognito",
+        krypton_host::mock::Fault::Status {
+            status: 403,
+            code: "KRY0403".into(),
+            message: "denied".into(),
+        },
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("ca.pem"), mock.ca_pem()).unwrap();
+    std::fs::write(
+        dir.join("gateway.toml"),
+        config_text(
+            dir,
+            &dir.join("store"),
+            &mock.endpoint(),
+            "check_interval_secs = 1\n[backoff]\nbase_secs = 1\nmax_secs = 4",
+            "[[target]]\nname = 'aws-cognito'\n",
+        ),
+    )
+    .unwrap();
+    let daemon = spawn_daemon(&dir.join("gateway.toml"), &dir.join("daemon.log"));
+    // Note when each attempt arrives, for 10 s (10 ticks).
+    let mut arrivals = Vec::new();
+    let started = std::time::Instant::now();
+    let mut seen = 0;
+    while started.elapsed() < Duration::from_secs(12) {
+        let now = mock.requests().len();
+        if now > seen {
+            seen = now;
+            arrivals.push(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop(daemon).await;
+    let attempts = mock.requests().len();
+    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
+    // Every tick would be about 12 attempts; with waits of 0.5-1, 1-2, 2-4, 2-4 s (each
+    // rounded up to the next 1 s tick): at most 6.
+    assert!(
+        (2..=6).contains(&attempts),
+        "{attempts} attempts: {arrivals:?}\n{log}"
+    );
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.last()
+            .is_some_and(|g| *g >= Duration::from_millis(1900)),
+        "the waits did not grow: {gaps:?}"
+    );
+    let failures = log.matches("provisioning failed").count();
+    assert_eq!(failures, 1, "{log}");
+    mock.stop().await;
+}
+
+/// Item 7: a `trusted_public_key` of multi-byte characters (64 bytes, as long as a hex key) is
+/// an error naming the key, not a panic. The parser is in `lifecycle.rs`.
+#[tokio::test]
+async fn a_multi_byte_trusted_key_is_refused_without_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = format!("a{}a", "é".repeat(31));
+    assert_eq!(key.len(), 64);
+    let text = format!(
+        "store = '{}'\nstate_dir = '{}'\ntrusted_public_key = '{key}'\n[[target]]\nname = 'arc'\n",
+        tmp.path().join("store").display(),
+        tmp.path().join("state").display()
+    );
+    let parsed = std::panic::catch_unwind(|| GatewayConfig::parse(&text));
+    let err = format!("{:#}", parsed.expect("panicked").unwrap_err());
+    assert!(err.contains("trusted_public_key"), "{err}");
+    let file = tmp.path().join("gateway.toml");
+    std::fs::write(&file, &text).unwrap();
+    let (code, _, stderr) = run_cli(&["run", "--config", file.to_str().unwrap()]).await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

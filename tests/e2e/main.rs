@@ -10,5 +10,7 @@ mod failures;
 mod hostile_values;
 mod sandbox;
 mod secrets;
+mod service;
 mod support;
 mod targets;
+mod userfiles;

@@ -40,7 +40,7 @@ async fn no_secret_reaches_stdout_stderr_errors_or_json() {
             "--store",
             store.to_str().unwrap(),
             "--poll-interval-ms",
-            "10",
+            "100",
             "--force",
             "--params",
             r#"{"endpoint":"gw-1"}"#,

@@ -153,8 +153,12 @@ pub fn key_lines(dir: &Path) -> Vec<String> {
     ];
     let mut lines = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
-        let bundle: Value =
-            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        let entry = entry.unwrap();
+        // Bundles only: not the store's lock files.
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let bundle: Value = serde_json::from_slice(&std::fs::read(entry.path()).unwrap()).unwrap();
         if let Some(key) = bundle["privateKey"].as_str() {
             lines.extend(
                 key.lines()

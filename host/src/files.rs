@@ -1,0 +1,453 @@
+//! Files the host reads from paths a user gives, files it writes with secrets in them, private
+//! directories, and advisory locks.
+//!
+//! * [`read_user_file`]: a regular file only (never a FIFO, device or directory), opened without
+//!   blocking, read up to a size cap; every error names the file and what it was for.
+//! * [`write_private_file`]: the one atomic writer for the secret store, exports and
+//!   `wireguard-config`: a temp file in the same directory created `O_CREAT | O_EXCL |
+//!   O_NOFOLLOW` with mode 0600, its final mode set on the open descriptor (`fchmod(2)`), written,
+//!   `fsync(2)`ed, renamed over the target (`rename(2)` is atomic within a file system and never
+//!   follows a symlink at the destination), then the directory fsynced so the rename survives a
+//!   power cut. A temp file is removed when any step fails. A symlink, directory or device at
+//!   the target is refused rather than replaced.
+//! * [`private_dir`]: a directory only the owner can reach (created 0700, refused when group or
+//!   others have access).
+//! * [`FileLock`]: an exclusive `flock(2)` on a lock file, with the holder's pid written into the
+//!   file for error messages only (the kernel lock decides; a pid in a file can be stale or
+//!   belong to another pid namespace).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read as _, Write as _};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Largest configuration file read (`run --config`), bytes.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// Largest component file read (`--component`), bytes. The component is ~300 KiB.
+pub const MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest tunnel configuration read (`doctor --wireguard`, `--soratun-config`), bytes.
+pub const MAX_TUNNEL_CONFIG_BYTES: u64 = 1024 * 1024;
+/// Largest CA bundle read (`--ca-file`), bytes (the whole Mozilla bundle is ~250 KiB).
+pub const MAX_CA_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Read the file a user named, for `what` (e.g. "the configuration file"), refusing anything
+/// that is not a regular file and anything larger than `max_bytes` bytes.
+///
+/// A symlink is followed (operators link configuration files), but what it names must be a
+/// regular file. The file is opened with `O_NONBLOCK` so that a FIFO cannot stall the caller
+/// (`open(2)` of a FIFO for reading otherwise waits for a writer), and its type is checked on
+/// the open descriptor (`fstat(2)`), so a swap between check and read is impossible.
+///
+/// Errors (each names `what` and the path, and says what to do): the file is missing or
+/// unreadable, is not a regular file (directory, FIFO, socket, device), or is larger than
+/// `max_bytes`.
+pub fn read_user_file(path: &Path, max_bytes: u64, what: &str) -> anyhow::Result<Vec<u8>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("{what} {}: cannot open it: {e}", path.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| anyhow::anyhow!("{what} {}: {e}", path.display()))?;
+    if !meta.file_type().is_file() {
+        anyhow::bail!(
+            "{what} {} is not a regular file (a directory, FIFO, socket or device); give the path of a file",
+            path.display()
+        );
+    }
+    if meta.len() > max_bytes {
+        anyhow::bail!(
+            "{what} {} is {} bytes, more than the {max_bytes} bytes allowed; is it the right file?",
+            path.display(),
+            meta.len()
+        );
+    }
+    let mut bytes = Vec::new();
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("{what} {}: reading it: {e}", path.display()))?;
+    if bytes.len() as u64 > max_bytes {
+        anyhow::bail!(
+            "{what} {} grew past the {max_bytes} bytes allowed while it was read",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
+/// [`read_user_file`] for text: errors also when the file is not UTF-8.
+pub fn read_user_text(path: &Path, max_bytes: u64, what: &str) -> anyhow::Result<String> {
+    String::from_utf8(read_user_file(path, max_bytes, what)?)
+        .map_err(|_| anyhow::anyhow!("{what} {} is not UTF-8 text", path.display()))
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The temp file name [`write_private_file`] uses for `path`: `.<file name>.tmp-<pid>-<n>` in
+/// the same directory. The secret store removes such leftovers while it holds its lock.
+pub fn temp_path_for(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    parent_dir(path).join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+fn with_path(what: &str, path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// Replace `path` with `bytes` atomically, final mode `mode` (e.g. `0o600` for secrets,
+/// `0o644` for certificates and configuration). See the module docs for the protocol.
+///
+/// Errors (`std::io::Error`, the message names the step and the path): `path` exists and is
+/// a symlink, a directory or anything but a regular file (`InvalidInput`); the temp file cannot
+/// be created, written, synced or renamed; the directory cannot be synced. The temp file is
+/// gone after any error.
+pub fn write_private_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_private_file_with(path, bytes, mode, |_| Ok(()))
+}
+
+/// [`write_private_file`] with a hook run just before the rename (tests stage failures there).
+fn write_private_file_with(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    before_rename: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => {
+            return Err(std::io::Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{} exists and is not a regular file (a symlink, directory or device); \
+                     it is never followed or replaced: remove it or choose another path",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(with_path("inspecting", path, e)),
+    }
+    let tmp = temp_path_for(path);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(|e| with_path("creating", &tmp, e))?;
+        // fchmod(2) on the descriptor: the umask cannot widen or narrow it, and no path is
+        // looked up again.
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| with_path("setting the mode of", &tmp, e))?;
+        file.write_all(bytes)
+            .map_err(|e| with_path("writing", &tmp, e))?;
+        file.sync_all().map_err(|e| with_path("syncing", &tmp, e))?;
+        before_rename(&tmp)?;
+        fs::rename(&tmp, path).map_err(|e| with_path("renaming into place", path, e))?;
+        sync_dir(parent_dir(path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// `fsync(2)` a directory, so that a rename or unlink in it is durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| with_path("syncing directory", dir, e))
+}
+
+/// Make sure `dir` is a directory only its owner can reach: create it (parents as needed, the
+/// leaf exactly 0700) when missing; refuse an existing one that is not a directory (a symlink
+/// is followed: `/var/lib` layouts use them) or that group or others can reach. The mode of an
+/// existing directory is never changed (think of `/tmp` given by mistake). `what` names the
+/// configuration key or option for the error messages.
+pub fn private_dir(dir: &Path, what: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => {
+            anyhow::bail!("{what}: {} exists and is not a directory", dir.display())
+        }
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            anyhow::ensure!(
+                mode & 0o077 == 0,
+                "{what}: the directory {} has mode {mode:03o}: group or others can reach it; \
+                 use a dedicated directory, or `chmod 700` it if it holds nothing else",
+                dir.display()
+            );
+            Ok(())
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| anyhow::anyhow!("{what}: creating {}: {e}", dir.display()))?;
+            // The umask may have removed bits; make the leaf exactly 0700.
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| anyhow::anyhow!("{what}: setting mode 0700 on {}: {e}", dir.display()))
+        }
+        Err(e) => anyhow::bail!("{what}: reading {}: {e}", dir.display()),
+    }
+}
+
+/// An exclusive advisory lock (`flock(2)`, `LOCK_EX`) on a lock file; released when dropped
+/// (or when the process dies: the kernel drops `flock` locks with the last descriptor).
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+    path: PathBuf,
+}
+
+/// Why a lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another open file description holds the lock; `holder` is the pid written in the file
+    /// by its holder, when there is one (for the message only).
+    #[error("{} is locked by {}", path.display(), holder.map(|p| format!("process {p}")).unwrap_or_else(|| "another process".into()))]
+    Busy { path: PathBuf, holder: Option<u32> },
+    /// The lock file could not be opened or locked.
+    #[error("lock file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl FileLock {
+    /// Take the lock at `path` (created 0600 when missing; a symlink is refused), waiting up to
+    /// `wait` (polling every 50 ms; `Duration::ZERO` tries once). On success the holder's pid
+    /// is written into the file.
+    ///
+    /// Errors: [`LockError::Busy`] when another holder kept it for the whole wait (with the
+    /// pid it wrote), [`LockError::Io`] when the file cannot be opened or locked.
+    pub fn acquire(path: &Path, wait: Duration) -> Result<FileLock, LockError> {
+        let io = |source| LockError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(io)?;
+        let started = Instant::now();
+        loop {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: flock on a descriptor this function owns; no memory is passed.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                break;
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(io(err));
+            }
+            if started.elapsed() >= wait {
+                return Err(LockError::Busy {
+                    path: path.to_path_buf(),
+                    holder: Self::holder(path),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // For messages only: who holds it.
+        let _ = file.set_len(0);
+        let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
+        let _ = file.flush();
+        Ok(FileLock {
+            _file: file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The pid the current holder wrote into the lock file at `path`, if readable.
+    pub fn holder(path: &Path) -> Option<u32> {
+        let mut text = String::new();
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .ok()?
+            .take(32)
+            .read_to_string(&mut text)
+            .ok()?;
+        text.trim().parse().ok()
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn user_files_must_be_regular_and_small() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        fs::write(dir.join("ok"), b"hello").unwrap();
+        assert_eq!(
+            read_user_file(&dir.join("ok"), 5, "the test file").unwrap(),
+            b"hello"
+        );
+        let err = read_user_file(&dir.join("ok"), 4, "the test file").unwrap_err();
+        assert!(err.to_string().contains("more than the 4 bytes"), "{err}");
+        let err = read_user_file(dir, 100, "the test file").unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        // A FIFO with no writer: refused at once, not waited on.
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; mkfifo only creates a file.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = read_user_file(&fifo, 100, "the test file").unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let err = read_user_file(&dir.join("missing"), 100, "the test file").unwrap_err();
+        assert!(err.to_string().contains("the test file"), "{err}");
+        let err = read_user_file(Path::new("/dev/zero"), 100, "the test file").unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn private_files_get_their_mode_on_the_open_file_and_symlinks_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        // The umask cannot widen or narrow the mode.
+        // SAFETY: umask only changes this process's file-creation mask; restored below.
+        let old = unsafe { libc::umask(0o077) };
+        write_private_file(&dir.join("public.pem"), b"cert", 0o644).unwrap();
+        // SAFETY: as above.
+        unsafe { libc::umask(old) };
+        assert_eq!(mode(&dir.join("public.pem")), 0o644);
+        write_private_file(&dir.join("secret"), b"one", 0o600).unwrap();
+        write_private_file(&dir.join("secret"), b"two", 0o600).unwrap();
+        assert_eq!(fs::read(dir.join("secret")).unwrap(), b"two");
+        assert_eq!(mode(&dir.join("secret")), 0o600);
+        // A symlink at the target is neither followed nor replaced.
+        let victim = dir.join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("link")).unwrap();
+        let err = write_private_file(&dir.join("link"), b"evil", 0o600).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert!(
+            fs::symlink_metadata(dir.join("link"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        // A failed rename (a directory in the way cannot be replaced by a file) leaves no temp.
+        fs::create_dir(dir.join("sub")).unwrap();
+        let err = write_private_file(&dir.join("sub"), b"x", 0o600).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["link", "public.pem", "secret", "sub", "victim"]);
+    }
+
+    #[test]
+    fn a_write_that_fails_midway_removes_its_temp_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("arc.conf");
+        // A directory (not empty) appears at the target before the rename: rename(2) fails.
+        let err = write_private_file_with(&target, b"secret", 0o600, |temp| {
+            assert!(temp.exists());
+            fs::create_dir(&target)?;
+            fs::write(target.join("inside"), b"x")
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("renaming into place"), "{err}");
+        let names: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["arc.conf"], "the temp file was left behind");
+        // Creating the temp file fails (its name is too long): nothing is left either.
+        let long = "x".repeat(250);
+        let err = write_private_file(&tmp.path().join(&long), b"x", 0o600).unwrap_err();
+        assert!(err.to_string().contains("creating"), "{err}");
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn private_dirs_are_created_0700_and_shared_ones_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let nested = tmp.path().join("a/b/state");
+        private_dir(&nested, "key `state_dir`").unwrap();
+        assert_eq!(mode(&nested), 0o700);
+        let shared = tmp.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o750)).unwrap();
+        let err = private_dir(&shared, "key `state_dir`")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("key `state_dir`") && err.contains("mode 750"),
+            "{err}"
+        );
+        assert_eq!(
+            mode(&shared),
+            0o750,
+            "an existing directory's mode was changed"
+        );
+    }
+
+    #[test]
+    fn a_lock_is_exclusive_and_names_its_holder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(".lock");
+        let held = FileLock::acquire(&path, Duration::ZERO).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        // flock is per open file description: a second open in this process conflicts too.
+        let started = Instant::now();
+        match FileLock::acquire(&path, Duration::from_millis(200)) {
+            Err(LockError::Busy { holder, .. }) => {
+                assert_eq!(holder, Some(std::process::id()))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        drop(held);
+        FileLock::acquire(&path, Duration::ZERO).unwrap();
+        // A symlink as the lock file is refused.
+        std::os::unix::fs::symlink(&path, tmp.path().join("link")).unwrap();
+        assert!(matches!(
+            FileLock::acquire(&tmp.path().join("link"), Duration::ZERO),
+            Err(LockError::Io { .. })
+        ));
+    }
+}
