@@ -22,11 +22,12 @@
 
 use crate::files::{self, FileLock, LockError};
 use crate::http::{OutboundPolicy, host_port};
-use crate::lifecycle::{Lifecycle, ReloadOutcome, parse_public_key};
+use crate::lifecycle::{ComponentPolicy, Lifecycle, ReloadOutcome, parse_public_key};
 use crate::output;
 use crate::runtime::{
     AuthMode, HttpTimeouts, ProvisionRequest, RetryPolicy, Runtime, SandboxLimits, Target,
 };
+use crate::signing::VersionFloor;
 use crate::store::SecretStore;
 use anyhow::Context as _;
 use serde::Deserialize;
@@ -112,8 +113,13 @@ pub struct GatewayConfig {
     pub check_interval_secs: u64,
     /// Unix socket for `krypton-host reload` (0600, created inside a private directory).
     pub control_socket: Option<PathBuf>,
-    /// ed25519 public key (base64 or hex); when set, a component needs a valid `.sig`.
+    /// ed25519 public key (base64 or hex); when set, a component needs a valid `.sig`
+    /// binding its digest and version (see [`crate::signing`]).
     pub trusted_public_key: Option<String>,
+    /// Let a component file with a lower version than the highest accepted one (kept in
+    /// `state_dir`) serve. Off by default: an older version is refused as a replay.
+    #[serde(default)]
+    pub allow_downgrade: bool,
     #[serde(default)]
     pub limits: LimitsConfig,
     #[serde(default)]
@@ -481,7 +487,13 @@ impl Daemon {
             .as_deref()
             .map(parse_public_key)
             .transpose()?;
-        let lifecycle = Arc::new(Lifecycle::start(runtime, config.component.clone(), key).await?);
+        let policy_for_components = ComponentPolicy {
+            trusted_key: key,
+            floor: Some(VersionFloor::new(&config.state_dir, config.allow_downgrade)),
+        };
+        let lifecycle = Arc::new(
+            Lifecycle::start_with(runtime, config.component.clone(), policy_for_components).await?,
+        );
         // Last, so that a refused start leaves no socket behind.
         let listener = config
             .control_socket

@@ -18,4 +18,5 @@ pub mod lifecycle;
 pub mod mock;
 pub mod output;
 pub mod runtime;
+pub mod signing;
 pub mod store;

@@ -1,21 +1,30 @@
 //! The component's life on a gateway: load, check, swap, roll back.
 //!
-//! A new component becomes current only after every check passed: its optional detached
-//! signature (ed25519 over the SHA-256 digest of the bytes, RFC 8032), compilation (cached by
-//! wasmtime, keyed by the bytes, the engine configuration and the wasmtime version, so a
-//! component seen before loads from its precompiled artifact), linking against this host
-//! (`instantiate_pre`), and a self-check call (`version`, whose contract version must be the
-//! one this host speaks). The swap replaces one `Arc`: calls in flight keep the version they
-//! started with; new calls get the new one. The first calls of a new version are on
-//! probation: if one traps, the previous version is put back and the failure is logged.
+//! A new component becomes current only after every check passed, in this order (cheapest and
+//! safest first, so untrusted bytes are never compiled when a signature is required):
+//!
+//! | check | refused when | what the operator sees |
+//! | --- | --- | --- |
+//! | read | not a regular file, larger than [`MAX_COMPONENT_BYTES`] | `reading …` |
+//! | signature (with a trusted key) | no `.sig`, other bytes, bad signature, old form | see [`crate::signing`] |
+//! | version floor (with a state directory), signed version | lower than the highest accepted | `refusing a downgrade` |
+//! | compile and link | not a component, imports this host does not offer | `compiling …`, `linking …` |
+//! | self-check (`version`) | traps, another contract, a version other than the signed one | `the self-check …` |
+//! | version floor, reported version (no trusted key) | lower than the highest accepted | `refusing a downgrade` |
+//!
+//! Every row fails closed: the version that was serving keeps serving. The swap replaces one
+//! `Arc`: calls in flight keep the version they started with; new calls get the new one. The
+//! first calls of a new version are on probation: if one traps, the previous version is put
+//! back and the failure is logged. The built-in component (embedded in the binary) is trusted
+//! as part of the binary: it needs no signature and is not held to the version floor.
 
 use crate::http::OutboundPolicy;
 use crate::runtime::{
     KryptonPre, ProvisionError, ProvisionReport, ProvisionRequest, Runtime, Target,
 };
+use crate::signing::{self, VersionFloor};
 use crate::store::SecretStore;
 use anyhow::Context as _;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -25,13 +34,27 @@ pub const CONTRACT: &str = "soracom:krypton@0.1.0";
 /// Calls of a new version during which a trap rolls back to the previous one.
 pub const PROBATION_CALLS: u32 = 3;
 
+/// Largest component file read, bytes (the provisioning component is under 1 MiB).
+pub const MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
+
 /// A checked, linked component version.
 pub struct Loaded {
     pub pre: KryptonPre,
     /// SHA-256 of the component bytes, hex.
     pub digest: String,
-    /// The component's own version string.
+    /// The component's own version string (equal to the signed one when signed).
     pub version: String,
+    /// Whether a trusted key's signature covered this version.
+    pub signed: bool,
+}
+
+/// What a component file must satisfy besides compiling and passing its self-check.
+#[derive(Debug, Clone, Default)]
+pub struct ComponentPolicy {
+    /// When set, a component file needs a `.sig` beside it (see [`crate::signing`]).
+    pub trusted_key: Option<ed25519_dalek::VerifyingKey>,
+    /// When set, a version lower than the highest accepted one is refused.
+    pub floor: Option<VersionFloor>,
 }
 
 /// What a reload did.
@@ -47,45 +70,18 @@ pub enum ReloadOutcome {
 pub struct Lifecycle {
     runtime: Arc<Runtime>,
     path: Option<PathBuf>,
-    trusted_key: Option<ed25519_dalek::VerifyingKey>,
+    policy: ComponentPolicy,
     current: RwLock<Arc<Loaded>>,
     previous: Mutex<Option<Arc<Loaded>>>,
     probation: AtomicU32,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::signing::{parse_public_key, signature_path};
 
-/// Parse a trusted ed25519 public key: 32 bytes as standard base64 or hex.
-pub fn parse_public_key(text: &str) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
-    use base64::Engine as _;
-    let text = text.trim();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .ok()
-        .filter(|b| b.len() == 32)
-        .or_else(|| {
-            (text.len() == 64)
-                .then(|| {
-                    (0..32)
-                        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
-                        .collect::<Option<Vec<u8>>>()
-                })
-                .flatten()
-        })
-        .context("the public key must be 32 bytes as base64 or hex")?;
-    let array: [u8; 32] = bytes.try_into().expect("length checked");
-    ed25519_dalek::VerifyingKey::from_bytes(&array).context("not a valid ed25519 public key")
-}
-
-/// The detached signature file of a component: `<component>.sig`, the 64-byte ed25519
-/// signature of the component's SHA-256 digest, as standard base64.
-pub fn signature_path(component: &Path) -> PathBuf {
-    let mut name = component.as_os_str().to_owned();
-    name.push(".sig");
-    PathBuf::from(name)
+/// Read a component file: a regular file of at most [`MAX_COMPONENT_BYTES`].
+fn read_component(path: &Path) -> anyhow::Result<Vec<u8>> {
+    crate::files::read_user_file(path, MAX_COMPONENT_BYTES, "the component")
 }
 
 impl Lifecycle {
@@ -96,18 +92,36 @@ impl Lifecycle {
         path: Option<PathBuf>,
         trusted_key: Option<ed25519_dalek::VerifyingKey>,
     ) -> anyhow::Result<Self> {
-        let bytes = match &path {
-            Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
-            None => crate::runtime::DEFAULT_COMPONENT.to_vec(),
+        let policy = ComponentPolicy {
+            trusted_key,
+            floor: None,
         };
-        let signature = path.as_deref().map(signature_path);
-        let first =
-            Self::check(&runtime, trusted_key.as_ref(), &bytes, signature.as_deref()).await?;
-        tracing::info!(digest = %first.digest, version = %first.version, "component serving");
+        Self::start_with(runtime, path, policy).await
+    }
+
+    /// [`Lifecycle::start`] with a full [`ComponentPolicy`] (the daemon's: trusted key and
+    /// version floor). The first version from a file is recorded in the floor.
+    pub async fn start_with(
+        runtime: Arc<Runtime>,
+        path: Option<PathBuf>,
+        policy: ComponentPolicy,
+    ) -> anyhow::Result<Self> {
+        let first = match &path {
+            Some(p) => {
+                let bytes = read_component(p)?;
+                let loaded = Self::check(&runtime, &policy, &bytes, &signature_path(p)).await?;
+                if let Some(floor) = &policy.floor {
+                    floor.accept(&loaded.version)?;
+                }
+                loaded
+            }
+            None => Self::check_builtin(&runtime).await?,
+        };
+        tracing::info!(digest = %first.digest, version = %first.version, signed = first.signed, "component serving");
         Ok(Lifecycle {
             runtime,
             path,
-            trusted_key,
+            policy,
             current: RwLock::new(Arc::new(first)),
             previous: Mutex::new(None),
             probation: AtomicU32::new(0),
@@ -115,40 +129,76 @@ impl Lifecycle {
         })
     }
 
-    /// Every check a version must pass before it serves.
-    async fn check(
-        runtime: &Runtime,
-        trusted_key: Option<&ed25519_dalek::VerifyingKey>,
-        bytes: &[u8],
-        signature: Option<&Path>,
-    ) -> anyhow::Result<Loaded> {
-        let digest = Sha256::digest(bytes);
-        if let Some(key) = trusted_key {
-            use base64::Engine as _;
-            let path = signature.context("a trusted key is configured: the component must come from a file with a .sig beside it")?;
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("no signature at {}", path.display()))?;
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(text.trim())
-                .context("the signature is not base64")?;
-            let signature = ed25519_dalek::Signature::from_slice(&raw)
-                .context("the signature is not 64 bytes")?;
-            key.verify_strict(&digest, &signature)
-                .context("the signature does not verify with the trusted key")?;
-        }
+    /// The built-in component: compiled, linked and self-checked (no signature, no floor).
+    async fn check_builtin(runtime: &Runtime) -> anyhow::Result<Loaded> {
+        let bytes = crate::runtime::DEFAULT_COMPONENT;
         let pre = runtime.load(bytes)?;
+        let version = Self::self_check(runtime, &pre).await?;
+        Ok(Loaded {
+            pre,
+            digest: signing::digest_hex(bytes),
+            version,
+            signed: false,
+        })
+    }
+
+    /// The `version` call: the component's version, once its contract is the host's.
+    async fn self_check(runtime: &Runtime, pre: &KryptonPre) -> anyhow::Result<String> {
         let (version, contract) = runtime
-            .version(&pre)
+            .version(pre)
             .await
             .context("the self-check call failed")?;
         anyhow::ensure!(
             contract == CONTRACT,
-            "the component speaks `{contract}`, this host `{CONTRACT}`"
+            "the component speaks `{}`, this host `{CONTRACT}`",
+            contract.escape_debug()
         );
+        Ok(version)
+    }
+
+    /// Every check a component file must pass before it serves (the table in the module docs).
+    async fn check(
+        runtime: &Runtime,
+        policy: &ComponentPolicy,
+        bytes: &[u8],
+        signature: &Path,
+    ) -> anyhow::Result<Loaded> {
+        let signed_version = match &policy.trusted_key {
+            Some(key) => {
+                let text = crate::files::read_user_file(
+                    signature,
+                    signing::MAX_SIGNATURE_FILE_BYTES,
+                    "the signature file",
+                )
+                .context("a trusted key is configured: the component needs its .sig beside it")?;
+                let version = signing::verify(key, bytes, &text)
+                    .with_context(|| format!("checking {}", signature.display()))?;
+                if let Some(floor) = &policy.floor {
+                    floor.check(&version)?;
+                }
+                Some(version)
+            }
+            None => None,
+        };
+        let pre = runtime.load(bytes)?;
+        let version = Self::self_check(runtime, &pre).await?;
+        match &signed_version {
+            Some(signed) => anyhow::ensure!(
+                &version == signed,
+                "the self-check reports version `{}`, but the signature is for version `{signed}`",
+                version.escape_debug()
+            ),
+            None => {
+                if let Some(floor) = &policy.floor {
+                    floor.check(&version)?;
+                }
+            }
+        }
         Ok(Loaded {
             pre,
-            digest: hex(&digest),
+            digest: signing::digest_hex(bytes),
             version,
+            signed: signed_version.is_some(),
         })
     }
 
@@ -165,19 +215,20 @@ impl Lifecycle {
             .path
             .as_deref()
             .context("the built-in component cannot be reloaded; configure `component`")?;
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        if hex(&Sha256::digest(&bytes)) == self.current().digest {
+        let bytes = read_component(path)?;
+        if signing::digest_hex(&bytes) == self.current().digest {
             return Ok(ReloadOutcome::Unchanged);
         }
         let started = std::time::Instant::now();
-        let loaded = match Self::check(
-            &self.runtime,
-            self.trusted_key.as_ref(),
-            &bytes,
-            Some(&signature_path(path)),
-        )
-        .await
-        {
+        let checked =
+            match Self::check(&self.runtime, &self.policy, &bytes, &signature_path(path)).await {
+                Ok(loaded) => match &self.policy.floor {
+                    Some(floor) => floor.accept(&loaded.version).map(|()| loaded),
+                    None => Ok(loaded),
+                },
+                Err(e) => Err(e),
+            };
+        let loaded = match checked {
             Ok(loaded) => Arc::new(loaded),
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "new component refused; the current one keeps serving");
@@ -185,10 +236,11 @@ impl Lifecycle {
             }
         };
         let digest = loaded.digest.clone();
+        let version = loaded.version.clone();
         let old = std::mem::replace(&mut *self.current.write().expect("lock"), loaded);
         *self.previous.lock().expect("lock") = Some(old);
         self.probation.store(PROBATION_CALLS, Ordering::SeqCst);
-        tracing::info!(%digest, ms = started.elapsed().as_millis() as u64, "component swapped in");
+        tracing::info!(%digest, %version, ms = started.elapsed().as_millis() as u64, "component swapped in");
         Ok(ReloadOutcome::Swapped(digest))
     }
 

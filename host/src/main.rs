@@ -1,6 +1,11 @@
 //! `krypton-host`: provision SORACOM Krypton credentials on a gateway through the sandboxed
 //! provisioning component. Run `krypton-host --help`.
 
+mod cli {
+    //! Command bodies that live in their own files.
+    pub mod sign;
+}
+
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use krypton_host::http::{self, OutboundPolicy};
@@ -68,6 +73,12 @@ enum Command {
     Run(RunArgs),
     /// Ask a running daemon to reload its component (or report its status).
     Reload(ReloadArgs),
+    /// Make an ed25519 key pair for signing components: the private key to --out (0600),
+    /// the public key (for `trusted_public_key`) on stdout.
+    Keygen(cli::sign::KeygenArgs),
+    /// Sign a component for daemons with `trusted_public_key`: writes `<component>.sig`,
+    /// binding the component's SHA-256 digest and its version. Exit 3 on bad input.
+    Sign(cli::sign::SignArgs),
     /// Benchmark: swap the component N times (two versions in turn, precompiled after the first
     /// load of each) and print swap latency and resident memory after 10 and after N swaps.
     #[command(hide = true)]
@@ -1150,6 +1161,8 @@ async fn async_main() -> ExitCode {
         | Command::Run(_)
         | Command::Reload(_)
         | Command::BenchSwap(_) => false,
+        Command::Keygen(a) => a.json,
+        Command::Sign(a) => a.json,
     };
     let result = match cli.command {
         Command::Provision(args) => provision(args).await,
@@ -1162,6 +1175,10 @@ async fn async_main() -> ExitCode {
         Command::Run(args) => run_daemon(args).await,
         Command::Reload(args) => reload(args).await,
         Command::BenchSwap(args) => bench_swap(args).await,
+        Command::Keygen(args) => cli::sign::keygen(args).map_err(fail(exit::INVALID_REQUEST)),
+        Command::Sign(args) => cli::sign::sign(args)
+            .await
+            .map_err(fail(exit::INVALID_REQUEST)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

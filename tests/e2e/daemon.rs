@@ -4,7 +4,7 @@
 
 use super::support::*;
 use krypton_host::daemon::GatewayConfig;
-use krypton_host::lifecycle::{Lifecycle, ReloadOutcome, signature_path};
+use krypton_host::lifecycle::{Lifecycle, ReloadOutcome};
 use krypton_host::runtime::{DEFAULT_COMPONENT, Runtime, SandboxLimits, Target};
 use krypton_host::store::SecretStore;
 use std::path::Path;
@@ -199,43 +199,6 @@ async fn a_hundred_swaps_under_load_then_broken_and_hostile_components() {
         .unwrap();
     assert!(report.reused);
     mock.stop().await;
-}
-
-#[tokio::test]
-async fn with_a_trusted_key_only_signed_components_serve() {
-    use base64::Engine as _;
-    use ed25519_dalek::Signer as _;
-    use sha2::Digest as _;
-    let signing = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-    let sign = |bytes: &[u8]| {
-        base64::engine::general_purpose::STANDARD
-            .encode(signing.sign(&sha2::Sha256::digest(bytes)).to_bytes())
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("component.wasm");
-    install(&file, &variant(1));
-    let runtime = Arc::new(Runtime::with_limits(limits()).unwrap());
-    let key = Some(signing.verifying_key());
-    // Unsigned: refused at start.
-    let err = Lifecycle::start(runtime.clone(), Some(file.clone()), key)
-        .await
-        .err()
-        .unwrap();
-    assert!(format!("{err:#}").contains("no signature"), "{err:#}");
-    std::fs::write(signature_path(&file), sign(&variant(1))).unwrap();
-    let lifecycle = Lifecycle::start(runtime, Some(file.clone()), key)
-        .await
-        .unwrap();
-    // A new version whose signature is for other bytes: refused.
-    install(&file, &variant(2));
-    let err = lifecycle.reload().await.unwrap_err();
-    assert!(format!("{err:#}").contains("does not verify"), "{err:#}");
-    // Signed properly: swapped in.
-    std::fs::write(signature_path(&file), sign(&variant(2))).unwrap();
-    assert!(matches!(
-        lifecycle.reload().await.unwrap(),
-        ReloadOutcome::Swapped(_)
-    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

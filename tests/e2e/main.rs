@@ -11,6 +11,7 @@ mod hostile_values;
 mod sandbox;
 mod secrets;
 mod service;
+mod signatures;
 mod support;
 mod targets;
 mod userfiles;

@@ -1,0 +1,412 @@
+//! Component signatures: what is signed, the `.sig` file, and the version floor that stops a
+//! replayed older component.
+//!
+//! A bare signature over a component's digest proves only that the bytes were signed once: any
+//! component ever signed (a vulnerable one included) could be put back. So the signed payload
+//! binds three things, each on its own line of ASCII text:
+//!
+//! ```text
+//! soracom-krypton/component-signature/v1
+//! sha256:<64 lowercase hex digits of SHA-256 over the component bytes>
+//! version:<the component's semantic version, as its `version` export reports it>
+//! ```
+//!
+//! The first line is a context string, so a signature made for this purpose cannot be taken
+//! for a signature over anything else made with the same key (the domain-separation practice of
+//! RFC 8032 §8.3). The signature is ed25519 (RFC 8032, strict verification) over those bytes.
+//!
+//! The `.sig` file beside a component is one JSON object:
+//!
+//! ```json
+//! {"format":"soracom-krypton/component-signature/v1","sha256":"…","version":"0.2.0","signature":"<base64>"}
+//! ```
+//!
+//! It is untrusted input: bounded to [`MAX_SIGNATURE_FILE_BYTES`], every field checked, and
+//! unknown fields refused. The older form (a bare base64 signature over the digest) is refused
+//! with a message saying how to re-sign.
+//!
+//! The version rule: a host with a state directory keeps the highest version it has accepted
+//! ([`VersionFloor`]) and refuses a lower one unless the operator allows a downgrade. Versions
+//! are compared as Semantic Versioning 2.0.0 (semver.org §11) with the `semver` crate.
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// The context string, first line of every signed payload and the `format` of a `.sig` file.
+pub const SIGNATURE_CONTEXT: &str = "soracom-krypton/component-signature/v1";
+/// Largest `.sig` file read, bytes (a real one is about 250).
+pub const MAX_SIGNATURE_FILE_BYTES: u64 = 4096;
+/// Longest component version accepted, bytes.
+pub const MAX_VERSION_BYTES: usize = 64;
+/// Largest key file read (`sign --key`), bytes.
+pub const MAX_KEY_FILE_BYTES: u64 = 16 * 1024;
+
+/// SHA-256 of `bytes` as 64 lowercase hex digits.
+pub fn digest_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A component version: a semantic version (semver.org) of at most [`MAX_VERSION_BYTES`].
+/// Errors: empty, too long, or not `MAJOR.MINOR.PATCH[-pre][+build]`.
+pub fn parse_version(text: &str) -> anyhow::Result<semver::Version> {
+    anyhow::ensure!(
+        !text.is_empty() && text.len() <= MAX_VERSION_BYTES,
+        "a component version must be 1-{MAX_VERSION_BYTES} bytes"
+    );
+    semver::Version::parse(text).map_err(|e| {
+        anyhow::anyhow!(
+            "`{}` is not a semantic version such as 0.2.0: {e}",
+            text.escape_debug()
+        )
+    })
+}
+
+/// The exact bytes an ed25519 signature covers (see the module docs).
+/// Errors: `version` is not a valid version (it could otherwise break the line structure).
+pub fn signed_payload(digest_hex: &str, version: &str) -> anyhow::Result<Vec<u8>> {
+    anyhow::ensure!(
+        digest_hex.len() == 64
+            && digest_hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "the digest must be 64 lowercase hex digits"
+    );
+    parse_version(version)?;
+    Ok(format!("{SIGNATURE_CONTEXT}\nsha256:{digest_hex}\nversion:{version}\n").into_bytes())
+}
+
+/// The `.sig` file, as written by [`sign`] and read by [`verify`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureFile {
+    format: String,
+    sha256: String,
+    version: String,
+    /// 64 bytes, standard base64 (RFC 4648 §4).
+    signature: String,
+}
+
+/// The detached signature file of a component: `<component>.sig`.
+pub fn signature_path(component: &Path) -> PathBuf {
+    let mut name = component.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
+}
+
+/// Sign `component` as `version`: the text of its `.sig` file (one JSON object and a newline).
+/// Errors: `version` is not a valid version.
+pub fn sign(key: &SigningKey, component: &[u8], version: &str) -> anyhow::Result<String> {
+    let digest = digest_hex(component);
+    let payload = signed_payload(&digest, version)?;
+    let signature = key.sign(&payload);
+    let file = SignatureFile {
+        format: SIGNATURE_CONTEXT.into(),
+        sha256: digest,
+        version: version.into(),
+        signature: base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
+    };
+    Ok(serde_json::to_string(&file)? + "\n")
+}
+
+/// Check a `.sig` file's text against `component` and `key`; returns the signed version.
+///
+/// Errors (each says what to do): the file is too large, not the JSON object above (including
+/// the older bare-base64 form), of another format, for other bytes, or its signature does not
+/// verify with `key` (strict RFC 8032 verification).
+pub fn verify(key: &VerifyingKey, component: &[u8], sig_text: &[u8]) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        sig_text.len() as u64 <= MAX_SIGNATURE_FILE_BYTES,
+        "the signature file is larger than {MAX_SIGNATURE_FILE_BYTES} bytes"
+    );
+    let file: SignatureFile = serde_json::from_slice(sig_text).map_err(|e| {
+        if sig_text.first().is_some_and(|b| *b != b'{') {
+            anyhow::anyhow!(
+                "the signature file is in the old form (a bare signature over the digest), which \
+                 does not bind the version; re-sign the component with `krypton-host sign`"
+            )
+        } else {
+            anyhow::anyhow!("the signature file is not a valid {SIGNATURE_CONTEXT} object: {e}")
+        }
+    })?;
+    anyhow::ensure!(
+        file.format == SIGNATURE_CONTEXT,
+        "the signature file has format `{}`, expected `{SIGNATURE_CONTEXT}`",
+        file.format.escape_debug()
+    );
+    let digest = digest_hex(component);
+    anyhow::ensure!(
+        file.sha256 == digest,
+        "the signature file is for other bytes (sha256 {}, the component is {digest})",
+        file.sha256.escape_debug()
+    );
+    let payload = signed_payload(&digest, &file.version)?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(file.signature.trim())
+        .context("the signature is not base64")?;
+    let signature =
+        ed25519_dalek::Signature::from_slice(&raw).context("the signature is not 64 bytes")?;
+    key.verify_strict(&payload, &signature)
+        .context("the signature does not verify with the trusted key")?;
+    Ok(file.version)
+}
+
+fn decode_32(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()
+        .filter(|b| b.len() == 32)
+        .or_else(|| {
+            // Hex: 64 ASCII hex digits. Checked as bytes first, so multi-byte characters can
+            // never split a slice.
+            (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| {
+                    text.as_bytes()
+                        .chunks(2)
+                        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+                        .collect::<Option<Vec<u8>>>()
+                })
+                .flatten()
+        })?;
+    bytes.try_into().ok()
+}
+
+/// Parse a trusted ed25519 public key: 32 bytes as standard base64 (44 characters) or hex (64).
+/// Errors: any other text, or 32 bytes that are not a valid curve point.
+pub fn parse_public_key(text: &str) -> anyhow::Result<VerifyingKey> {
+    let bytes = decode_32(text).context("the public key must be 32 bytes as base64 or hex")?;
+    VerifyingKey::from_bytes(&bytes).context("not a valid ed25519 public key")
+}
+
+/// Read an ed25519 signing key: a PKCS#8 PEM file (`-----BEGIN PRIVATE KEY-----`, as written by
+/// [`generate_key_pem`] or `openssl genpkey -algorithm ed25519`), or the 32-byte seed as base64
+/// or hex. Errors never echo the key text.
+pub fn parse_signing_key(text: &str) -> anyhow::Result<SigningKey> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+    if text.contains("-----BEGIN") {
+        return SigningKey::from_pkcs8_pem(text).map_err(|_| {
+            anyhow::anyhow!("not an unencrypted PKCS#8 ed25519 private key (PEM `PRIVATE KEY`)")
+        });
+    }
+    let seed = decode_32(text)
+        .context("the signing key must be PKCS#8 PEM, or 32 bytes as base64 or hex")?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// A new ed25519 key pair from the operating system's random source (`getrandom(2)`): the
+/// private key as PKCS#8 PEM, and the public key as base64 (the form `trusted_public_key` takes).
+pub fn generate_key_pem() -> anyhow::Result<(String, String)> {
+    use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| anyhow::anyhow!("no random bytes: {e}"))?;
+    let key = SigningKey::from_bytes(&seed);
+    seed.fill(0);
+    let pem = key
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map_err(|e| anyhow::anyhow!("encoding the key: {e}"))?;
+    let public = base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes());
+    Ok((pem.to_string(), public))
+}
+
+/// The highest component version a host has accepted, kept in `<state_dir>/accepted-version`
+/// (one line, written by temp file, fsync and rename, mode 0600).
+#[derive(Debug, Clone)]
+pub struct VersionFloor {
+    file: PathBuf,
+    allow_downgrade: bool,
+}
+
+/// Largest `accepted-version` file read, bytes.
+const MAX_FLOOR_FILE_BYTES: u64 = 256;
+
+impl VersionFloor {
+    /// The floor kept in `state_dir` (which must exist); `allow_downgrade` lets a lower version
+    /// in (it is logged, and it lowers the floor).
+    pub fn new(state_dir: &Path, allow_downgrade: bool) -> Self {
+        VersionFloor {
+            file: state_dir.join("accepted-version"),
+            allow_downgrade,
+        }
+    }
+
+    /// The highest accepted version, if one is recorded.
+    /// Errors: the file cannot be read, is not a regular file, or does not hold a version
+    /// (the operator removes it to start over).
+    pub fn highest(&self) -> anyhow::Result<Option<semver::Version>> {
+        match std::fs::symlink_metadata(&self.file) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => anyhow::bail!("reading {}: {e}", self.file.display()),
+            Ok(_) => {}
+        }
+        let bytes = crate::files::read_user_file(
+            &self.file,
+            MAX_FLOOR_FILE_BYTES,
+            "the accepted-version file",
+        )?;
+        let text = String::from_utf8(bytes)
+            .ok()
+            .with_context(|| format!("{} is not text", self.file.display()))?;
+        parse_version(text.trim())
+            .map(Some)
+            .with_context(|| format!("{} (remove it to reset the floor)", self.file.display()))
+    }
+
+    /// Whether `version` may serve. Errors: it is not a version, or it is lower than the
+    /// highest accepted one and downgrades are not allowed.
+    pub fn check(&self, version: &str) -> anyhow::Result<()> {
+        let candidate = parse_version(version).context(
+            "the version rule needs a semantic version to compare with the highest accepted one",
+        )?;
+        if let Some(highest) = self.highest()?
+            && candidate < highest
+        {
+            anyhow::ensure!(
+                self.allow_downgrade,
+                "version {candidate} is lower than {highest}, the highest this host has accepted: \
+                 refusing a downgrade (set `allow_downgrade = true` to allow it on purpose)"
+            );
+            tracing::warn!(%candidate, %highest, "downgrade allowed by the configuration");
+        }
+        Ok(())
+    }
+
+    /// Record `version` as accepted: it becomes the floor when it is higher (or when a
+    /// downgrade was allowed). Errors: the file cannot be written.
+    pub fn accept(&self, version: &str) -> anyhow::Result<()> {
+        let candidate = parse_version(version)?;
+        let raise = match self.highest()? {
+            Some(highest) => candidate > highest || (self.allow_downgrade && candidate < highest),
+            None => true,
+        };
+        if raise {
+            crate::files::write_private_file(
+                &self.file,
+                format!("{candidate}\n").as_bytes(),
+                0o600,
+            )
+            .with_context(|| format!("writing {}", self.file.display()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7u8; 32])
+    }
+
+    #[test]
+    fn the_payload_binds_context_digest_and_version() {
+        let digest = digest_hex(b"component");
+        let payload = String::from_utf8(signed_payload(&digest, "1.2.3").unwrap()).unwrap();
+        assert_eq!(
+            payload,
+            format!("soracom-krypton/component-signature/v1\nsha256:{digest}\nversion:1.2.3\n")
+        );
+        // A version that could add a line is not a version.
+        assert!(signed_payload(&digest, "1.2.3\nversion:9.9.9").is_err());
+        assert!(signed_payload("ABC", "1.2.3").is_err());
+    }
+
+    #[test]
+    fn a_signature_verifies_only_for_its_bytes_version_and_key() {
+        let sig = sign(&key(), b"v2 bytes", "0.2.0").unwrap();
+        assert_eq!(
+            verify(&key().verifying_key(), b"v2 bytes", sig.as_bytes()).unwrap(),
+            "0.2.0"
+        );
+        let err = verify(&key().verifying_key(), b"other", sig.as_bytes()).unwrap_err();
+        assert!(format!("{err:#}").contains("for other bytes"), "{err:#}");
+        // The version changed in the file: the signature no longer matches.
+        let edited = sig.replace("\"0.2.0\"", "\"9.0.0\"");
+        let err = verify(&key().verifying_key(), b"v2 bytes", edited.as_bytes()).unwrap_err();
+        assert!(format!("{err:#}").contains("does not verify"), "{err:#}");
+        let other = SigningKey::from_bytes(&[8u8; 32]);
+        let err = verify(&other.verifying_key(), b"v2 bytes", sig.as_bytes()).unwrap_err();
+        assert!(format!("{err:#}").contains("does not verify"), "{err:#}");
+    }
+
+    #[test]
+    fn a_bare_digest_signature_is_refused_with_the_way_out() {
+        let old = base64::engine::general_purpose::STANDARD
+            .encode(key().sign(&Sha256::digest(b"v1")).to_bytes());
+        let err = verify(&key().verifying_key(), b"v1", old.as_bytes()).unwrap_err();
+        assert!(format!("{err:#}").contains("krypton-host sign"), "{err:#}");
+        let big = vec![b' '; 5000];
+        assert!(verify(&key().verifying_key(), b"v1", &big).is_err());
+        let unknown = sign(&key(), b"v1", "0.1.0")
+            .unwrap()
+            .replace("{", "{\"extra\":1,");
+        assert!(verify(&key().verifying_key(), b"v1", unknown.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn public_keys_parse_from_base64_or_hex_and_never_panic() {
+        let public = key().verifying_key();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(public.as_bytes());
+        let hex: String = public
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(parse_public_key(&b64).unwrap(), public);
+        assert_eq!(parse_public_key(&hex).unwrap(), public);
+        // 64 bytes of text with multi-byte characters: an error, not a panic.
+        for bad in [
+            "é".repeat(32),
+            "ÿ".repeat(32),
+            "a".repeat(63) + "é",
+            String::new(),
+        ] {
+            assert!(parse_public_key(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn signing_keys_round_trip_through_pkcs8_pem() {
+        let (pem, public) = generate_key_pem().unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
+        let key = parse_signing_key(&pem).unwrap();
+        assert_eq!(parse_public_key(&public).unwrap(), key.verifying_key());
+        let err =
+            parse_signing_key("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+                .unwrap_err();
+        assert!(!format!("{err:#}").contains("AAAA"));
+    }
+
+    #[test]
+    fn the_floor_refuses_lower_versions_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let floor = VersionFloor::new(dir.path(), false);
+        assert_eq!(floor.highest().unwrap(), None);
+        floor.check("0.2.0").unwrap();
+        floor.accept("0.2.0").unwrap();
+        floor.accept("0.1.5").unwrap(); // not raised
+        assert_eq!(floor.highest().unwrap().unwrap().to_string(), "0.2.0");
+        let err = floor.check("0.1.9").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("refusing a downgrade"),
+            "{err:#}"
+        );
+        floor.check("0.2.0").unwrap();
+        floor.check("0.10.0").unwrap(); // semver order, not text order
+        assert!(floor.check("hostile").is_err());
+        let allowed = VersionFloor::new(dir.path(), true);
+        allowed.check("0.1.9").unwrap();
+        allowed.accept("0.1.9").unwrap();
+        assert_eq!(floor.highest().unwrap().unwrap().to_string(), "0.1.9");
+        // A damaged floor file is an error, not "no floor".
+        std::fs::write(dir.path().join("accepted-version"), "garbage").unwrap();
+        assert!(floor.check("0.3.0").is_err());
+    }
+}
