@@ -242,9 +242,18 @@ pub fn error_text(error: &ProvisionError) -> String {
             }
             s
         }
+        // The component starts the reason with "stored bundle `NAME`" when the value came from
+        // the store (checked again before it is rendered) rather than from Krypton.
+        ProvisionError::InvalidResponse(e) if e.reason.starts_with("stored bundle `") => format!(
+            "error: the stored bundle is unusable: field `{}`: {}\n\
+             nothing was written; provision the target again with --force to replace the bundle",
+            printable(&e.field),
+            printable(&e.reason)
+        ),
         ProvisionError::InvalidResponse(e) => format!(
             "error: Krypton's answer is unusable: field `{}`: {}\nnothing was stored; the previous bundle is unchanged",
-            e.field, e.reason
+            printable(&e.field),
+            printable(&e.reason)
         ),
         ProvisionError::RegistrationFailed(e) => format!(
             "error: Azure DPS registration {} ended with status `{}`\n\

@@ -206,7 +206,9 @@ async fn an_edited_bundle_is_refused_by_wireguard_config_and_export_and_nothing_
             .await;
             assert_eq!(code, 7, "{case}: {out}\n{err}");
             assert!(
-                err.contains(&format!("field `{field}`: stored bundle `arc`: ")),
+                err.contains(&format!(
+                    "error: the stored bundle is unusable: field `{field}`: stored bundle `arc`: "
+                )),
                 "{case}: {err}"
             );
             assert!(
@@ -233,7 +235,9 @@ async fn an_edited_bundle_is_refused_by_wireguard_config_and_export_and_nothing_
         // Invalid (7), not storage (9): the env case is issue 7 item 10.
         assert_eq!(code, 7, "{case}: {out}\n{err}");
         assert!(
-            err.contains(&format!("field `{field}`: stored bundle `{name}`: ")),
+            err.contains(&format!(
+                "error: the stored bundle is unusable: field `{field}`: stored bundle `{name}`: "
+            )),
             "{case}: {err}"
         );
         assert_eq!(
