@@ -722,7 +722,13 @@ impl Daemon {
                 },
                 "status" => {
                     let c = self.lifecycle.current();
-                    format!("ok {} {} dumpable={}\n", c.digest, c.version, dumpable())
+                    format!(
+                        "ok {} {} signed={} dumpable={}\n",
+                        c.digest,
+                        c.version.escape_debug(),
+                        c.signed,
+                        dumpable()
+                    )
                 }
                 other => format!(
                     "error unknown command `{}`; use reload or status\n",
