@@ -199,7 +199,7 @@ impl Daemon {
         let lifecycle = Arc::new(Lifecycle::start(runtime, config.component.clone(), key).await?);
         let store = SecretStore::open(&config.store).context("key `store`")?;
         let policy = OutboundPolicy::with_ca_file(
-            vec![host_port(&config.endpoint)?],
+            vec![crate::http::Origin::parse(&config.endpoint)?],
             config.ca_file.as_deref(),
         )
         .context("key `ca_file`")?;

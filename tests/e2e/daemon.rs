@@ -94,7 +94,7 @@ async fn a_hundred_swaps_under_load_then_broken_and_hostile_components() {
             .unwrap(),
     );
     let policy = krypton_host::http::OutboundPolicy::new(
-        vec![krypton_host::http::host_port(&mock.endpoint()).unwrap()],
+        vec![krypton_host::http::Origin::parse(&mock.endpoint()).unwrap()],
         Some(mock.ca_pem().as_bytes()),
     )
     .unwrap();
