@@ -3,6 +3,7 @@
 //! API and through the `krypton-host` binary.
 
 mod basics;
+mod cache;
 mod daemon;
 mod doctor;
 mod exports;

@@ -4,7 +4,6 @@
 //! "Sandbox limits that add up").
 
 use super::support::*;
-use krypton_host::http::OutboundPolicy;
 use krypton_host::mock::MockKrypton;
 use krypton_host::runtime::{
     KryptonPre, ProvisionError, ProvisionReport, Runtime, SandboxLimits, Target,
