@@ -99,6 +99,8 @@ pub const GUEST_LOG_LINE_BYTES: usize = 4096;
 pub const GUEST_LOG_BUDGET_BYTES: usize = 1024 * 1024;
 /// Most component log lines per call, empty lines included.
 pub const GUEST_LOG_LINES: usize = 10_000;
+/// Bytes of component stderr buffered before the component waits for the log to take them.
+pub const GUEST_LOG_BUFFER_BYTES: usize = 8192;
 
 impl GuestLog {
     fn new(trip: LimitTrip) -> Self {
@@ -835,7 +837,7 @@ impl Runtime {
         // lines into the host's log.
         let wasi = WasiCtx::builder()
             .stderr(wasmtime_wasi::cli::AsyncStdoutStream::new(
-                8192,
+                GUEST_LOG_BUFFER_BYTES,
                 GuestLog::new(trip.clone()),
             ))
             .build();
