@@ -484,6 +484,13 @@ pub const MAX_CACHE_ENTRY_BYTES: u64 = 256 * 1024 * 1024;
 /// test checks it against `Cargo.lock`). Part of every cache key.
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
+/// Age after which a cache temp file is taken for the leftover of a crashed write and removed
+/// when a runtime opens the cache (a write takes well under a second).
+pub const STALE_CACHE_TEMP: Duration = Duration::from_secs(60 * 60);
+
+/// Prefix of cache temp files.
+const CACHE_TEMP_PREFIX: &str = ".tmp-";
+
 /// Bytes of the SHA-256 of the serialized component that starts every cache entry.
 const ENTRY_DIGEST_BYTES: usize = 32;
 
@@ -592,10 +599,42 @@ impl CompileCache {
         if mode != 0o700 {
             return Err(format!("its mode is {mode:04o}, not 0700"));
         }
-        Ok(CompileCache {
+        let cache = CompileCache {
             dir,
             path: path.to_path_buf(),
-        })
+        };
+        cache.remove_stale_temp_files();
+        Ok(cache)
+    }
+
+    /// Remove temp files older than [`STALE_CACHE_TEMP`]: what a crash in the middle of
+    /// [`CompileCache::write`] leaves. Names come from listing the path; each is then checked
+    /// and removed relative to the checked descriptor, never following a symlink.
+    fn remove_stale_temp_files(&self) {
+        let Ok(listing) = std::fs::read_dir(&self.path) else {
+            return;
+        };
+        for entry in listing.flatten() {
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if !name.starts_with(CACHE_TEMP_PREFIX) {
+                continue;
+            }
+            let Ok(file) = open_at(&self.dir, &name, libc::O_RDONLY | libc::O_NONBLOCK, 0) else {
+                continue;
+            };
+            let stale = file
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_CACHE_TEMP);
+            if stale {
+                tracing::debug!(file = %name, "removing a stale cache temp file");
+                unlink_at(&self.dir, &name);
+            }
+        }
     }
 
     /// The entry `name`, without its leading digest, if it is present, a regular file owned by
@@ -646,7 +685,7 @@ impl CompileCache {
         use std::io::Write as _;
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let tmp = format!(
-            ".tmp-{}-{}-{name}",
+            "{CACHE_TEMP_PREFIX}{}-{}-{name}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );

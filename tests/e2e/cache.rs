@@ -163,6 +163,24 @@ async fn a_private_cache_directory_holds_one_whole_private_entry_per_key() {
     assert_whole(&std::fs::read(dir.join(&key)).unwrap());
     assert_eq!(rt.version(&pre).await.unwrap().0, env!("CARGO_PKG_VERSION"));
 
+    // Leftovers of a crashed write: an hour-old temp file goes when a runtime opens the
+    // cache, a fresh one (a write in progress elsewhere) stays.
+    let old = dir.join(format!(".tmp-1-0-{key}"));
+    let fresh = dir.join(format!(".tmp-2-0-{key}"));
+    for path in [&old, &fresh] {
+        std::fs::write(path, b"partial").unwrap();
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600))
+        .unwrap();
+    runtime_with_cache(&dir);
+    assert!(!old.exists());
+    assert!(fresh.exists());
+    std::fs::remove_file(&fresh).unwrap();
+
     // Other bytes, other key; the same bytes in another runtime with the same engine
     // configuration, the same key.
     assert_ne!(rt.cache_key(&hostile_bytes()), key);
