@@ -8,6 +8,7 @@ mod daemon;
 mod doctor;
 mod exports;
 mod failures;
+mod outbound;
 mod sandbox;
 mod secrets;
 mod support;
