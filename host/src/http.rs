@@ -42,10 +42,12 @@ pub const DEFAULT_BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest CA bundle read, bytes (the whole Mozilla bundle is ~250 KiB).
 pub const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Most outgoing HTTP requests one call may send (the component needs one per Krypton call:
-/// an Azure registration polled every second for its whole deadline stays far below).
-/// The next one is refused with `connection-limit-reached` and the call is stopped.
-pub const MAX_REQUESTS_PER_CALL: u32 = 64;
+/// Most outgoing HTTP requests one call may send, refused ones included. The next one is
+/// refused with `connection-limit-reached` and the call is stopped. The component sends one
+/// request per Krypton call and attempt: an Azure registration polled every second (the
+/// default) for the default 120 s deadline sends about 120, so the cap leaves twice that (a
+/// runaway loop is stopped within a few hundred requests, not at the deadline).
+pub const MAX_REQUESTS_PER_CALL: u32 = 256;
 
 /// Most header fields in one outgoing request, the `Host` field wasmtime adds included.
 pub const MAX_REQUEST_HEADERS: usize = 64;
@@ -685,7 +687,7 @@ mod tests {
             assert!(call.over_limit(&get(&[])).is_none());
         }
         let (limit, error) = call.over_limit(&get(&[])).unwrap();
-        assert_eq!(limit, "its limit of 64 outgoing requests per call");
+        assert_eq!(limit, "its limit of 256 outgoing requests per call");
         assert!(matches!(error, HttpError::ConnectionLimitReached));
         assert_eq!(call.sent(), MAX_REQUESTS_PER_CALL + 1);
 

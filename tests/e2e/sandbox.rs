@@ -190,7 +190,7 @@ async fn every_sandbox_limit_is_named_and_the_runtime_keeps_serving() {
         // 1,000 requests to the allowed endpoint without waiting for answers.
         (
             "requests",
-            "exceeded its limit of 64 outgoing requests per call",
+            "exceeded its limit of 256 outgoing requests per call",
         ),
         // 100 header fields, plus the Host field wasmtime adds.
         (
