@@ -88,7 +88,7 @@ async fn a_cache_directory_others_could_write_is_never_used() {
         .unwrap()
         .cache_key(DEFAULT_COMPONENT);
 
-    // Owned by another user (nobody, uid 65534), mode 0700.
+    // Owned by another user (nobody, uid 65534), mode 0700 (chown needs root, as on a gateway).
     let foreign = tmp.path().join("foreign");
     std::fs::create_dir(&foreign).unwrap();
     std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -104,16 +104,23 @@ async fn a_cache_directory_others_could_write_is_never_used() {
     let link = tmp.path().join("link");
     std::os::unix::fs::symlink(&real, &link).unwrap();
 
-    let cases: [(&Path, &Path, &str); 3] = [
+    // SAFETY: geteuid(2) has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let cases: [(&Path, &Path, String); 3] = [
         (
             &foreign,
             &foreign,
-            "it is owned by uid 65534, not by this process's uid 0",
+            format!("it is owned by uid 65534, not by this process's uid {euid}"),
         ),
-        (&open, &open, "its mode is 0755, not 0700"),
-        (&link, &real, "it is a symlink or not a directory"),
+        (&open, &open, "its mode is 0755, not 0700".to_string()),
+        (
+            &link,
+            &real,
+            "it is a symlink or not a directory".to_string(),
+        ),
     ];
     for (dir, holds, why) in cases {
+        let why = why.as_str();
         std::fs::write(holds.join(&key), &planted).unwrap();
         let before = names(holds);
         let ((rt, pre), warnings) = capture_warnings(|| {
