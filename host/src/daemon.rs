@@ -21,11 +21,12 @@
 //! reload` over the control socket.
 
 use crate::files::{self, FileLock, LockError};
-use crate::http::{OutboundPolicy, host_port};
+use crate::http::{Origin, OutboundPolicy};
 use crate::lifecycle::{ComponentPolicy, Lifecycle, ReloadOutcome, parse_public_key};
 use crate::output;
 use crate::runtime::{
-    AuthMode, HttpTimeouts, ProvisionRequest, RetryPolicy, Runtime, SandboxLimits, Target,
+    AuthMode, CachePolicy, HttpTimeouts, ProvisionRequest, RetryPolicy, Runtime, SandboxLimits,
+    Target,
 };
 use crate::signing::VersionFloor;
 use crate::store::SecretStore;
@@ -215,7 +216,7 @@ impl GatewayConfig {
     /// type errors quote the offending line, key included).
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let config: GatewayConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        host_port(&config.endpoint).context("key `endpoint`")?;
+        Origin::parse(&config.endpoint).context("key `endpoint`")?;
         anyhow::ensure!(
             config.mode == "network",
             "key `mode`: only `network` is implemented"
@@ -266,7 +267,7 @@ impl GatewayConfig {
                 .map_err(|e| anyhow::anyhow!("key `target[{i}].name`: {e}"))?;
         }
         for (i, url) in config.allowed_outbound_hosts.iter().flatten().enumerate() {
-            host_port(url)
+            Origin::parse(url)
                 .map_err(|e| anyhow::anyhow!("key `allowed_outbound_hosts[{i}]`: {e:#}"))?;
         }
         if let Some(key) = &config.trusted_public_key {
@@ -473,15 +474,21 @@ impl Daemon {
                 &format!("key `control_socket`: the socket {}", path.display()),
             )?);
         }
-        let mut allowed = vec![host_port(&config.endpoint).context("key `endpoint`")?];
+        let mut allowed = vec![Origin::parse(&config.endpoint).context("key `endpoint`")?];
         for (i, url) in config.allowed_outbound_hosts.iter().flatten().enumerate() {
             allowed.push(
-                host_port(url).with_context(|| format!("key `allowed_outbound_hosts[{i}]`"))?,
+                Origin::parse(url).with_context(|| format!("key `allowed_outbound_hosts[{i}]`"))?,
             );
         }
         let policy = OutboundPolicy::with_ca_file(allowed, config.ca_file.as_deref())
             .context("key `ca_file`")?;
-        let runtime = Arc::new(Runtime::with_limits(config.sandbox_limits())?);
+        // The compile cache lives in the daemon's own private state directory, never in a
+        // directory named by the environment: a planted entry there would be native code run
+        // unverified, which would defeat the signature check of the component.
+        let runtime = Arc::new(Runtime::with_options(
+            config.sandbox_limits(),
+            CachePolicy::Directory(config.state_dir.join("cache")),
+        )?);
         let key = config
             .trusted_public_key
             .as_deref()

@@ -279,7 +279,7 @@ pub async fn diagnose(
             }
         }
     };
-    let policy = OutboundPolicy::new(vec![(host.clone(), port)], ca_pem)?;
+    let policy = OutboundPolicy::new(vec![crate::http::Origin::parse(endpoint)?], ca_pem)?;
     let mut checks = Vec::new();
     for ip in &resolved {
         let routed = tunnel.as_ref().map(|t| t.routes(*ip));

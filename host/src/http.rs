@@ -3,12 +3,16 @@
 //! wasmtime-wasi-http's stock sender trusts only the compiled-in web PKI roots, reaches any
 //! host, and knows no extra CA. [`OutboundPolicy`] replaces it through the
 //! [`WasiHttpHooks::send_request`] hook:
-//! * only `host:port` pairs on the allow-list are reached; anything else is refused with
-//!   `HttpRequestDenied` before a socket is opened (fail closed: an empty list allows nothing);
+//! * only origins (`scheme://host:port`) on the allow-list are reached; anything else, including
+//!   the right `host:port` under another scheme, is refused with `HttpRequestDenied` before a
+//!   socket is opened (fail closed: an empty list allows nothing);
 //! * TLS uses rustls with the Mozilla roots (`webpki-roots`) plus any CA bundle the operator
 //!   passes (`--ca-file`), e.g. the mock Krypton's test CA;
 //! * the guest's connect / first-byte / between-bytes timeouts apply, with host defaults when
-//!   the guest sets none.
+//!   the guest sets none;
+//! * one call may send at most [`MAX_REQUESTS_PER_CALL`] requests, each with at most
+//!   [`MAX_REQUEST_HEADERS`] header fields and [`MAX_REQUEST_HEADER_BYTES`] of header names and
+//!   values ([`OutboundCall`], the per-call half of the hooks).
 //!
 //! The connection code follows wasmtime-wasi-http 48's `default_send_request` (one HTTP/1.1
 //! connection per request), with our TLS configuration and allow-list in front of it.
@@ -26,38 +30,158 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiHttpHooks};
 
-/// Host default timeouts when the guest sets none.
+use crate::runtime::LimitTrip;
+
+/// Host default TCP + TLS connect timeout when the guest sets none.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Host default wait for the first byte of a response when the guest sets none.
 pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Host default wait between two chunks of a response body when the guest sets none.
 pub const DEFAULT_BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Largest CA bundle read, bytes (the whole Mozilla bundle is ~250 KiB).
 pub const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
+/// Most outgoing HTTP requests one call may send, refused ones included. The next one is
+/// refused with `connection-limit-reached` and the call is stopped. The component sends one
+/// request per Krypton call and attempt: an Azure registration polled every second (the
+/// default) for the default 120 s deadline sends about 120, so the cap leaves twice that (a
+/// runaway loop is stopped within a few hundred requests, not at the deadline).
+pub const MAX_REQUESTS_PER_CALL: u32 = 256;
+
+/// Most header fields in one outgoing request, the `Host` field wasmtime adds included.
+pub const MAX_REQUEST_HEADERS: usize = 64;
+
+/// Most bytes of header names plus values in one outgoing request (8 KiB, the request
+/// header budget common HTTP servers and proxies enforce).
+pub const MAX_REQUEST_HEADER_BYTES: usize = 8 * 1024;
+
+/// Most bytes one `wasi:http` `fields` resource may hold in memory, as wasmtime-wasi-http
+/// counts them (`WasiHttpCtx::set_field_size_limit`: names and values plus bookkeeping). Twice
+/// [`MAX_REQUEST_HEADER_BYTES`], so the per-request cap is the one a component meets first.
+pub const FIELDS_MEMORY_BYTES: usize = 2 * MAX_REQUEST_HEADER_BYTES;
+
+/// Read a CA bundle: a regular file (a symlink to one is fine) of at most
+/// [`MAX_CA_FILE_BYTES`]. The file is opened with `O_NONBLOCK` so that a FIFO cannot block the
+/// host, then checked with `fstat` on the open descriptor.
+///
+/// Errors: the path cannot be opened, is not a regular file (directory, FIFO, device, socket),
+/// or is larger than the cap; each names the path and what to pass instead.
 fn read_ca_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     use std::io::Read as _;
-    let file =
-        std::fs::File::open(path).with_context(|| format!("reading CA file {}", path.display()))?;
-    let meta = file.metadata()?;
-    anyhow::ensure!(
-        meta.is_file(),
-        "CA file {} is not a regular file",
-        path.display()
-    );
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .with_context(|| format!("reading CA file {}", path.display()))?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        anyhow::bail!(
+            "CA file {} is {what}: pass a regular file holding PEM certificates",
+            path.display()
+        );
+    }
     let mut bytes = Vec::new();
     file.take(MAX_CA_FILE_BYTES + 1).read_to_end(&mut bytes)?;
     anyhow::ensure!(
         bytes.len() as u64 <= MAX_CA_FILE_BYTES,
-        "CA file {} is larger than {MAX_CA_FILE_BYTES} bytes",
+        "CA file {} is larger than {MAX_CA_FILE_BYTES} bytes: pass only the CA certificates to trust",
         path.display()
     );
     Ok(bytes)
 }
 
+/// One entry of the outbound allow-list: a scheme, a host and a port, compared as a whole
+/// (the "origin" of RFC 6454 §4), written as a URL like Spin's `allowed_outbound_hosts`
+/// entries: `https://krypton.soracom.io:8036`, `http://127.0.0.1:8080`; the port defaults to the
+/// scheme's (443, 80). Wildcards are not supported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// `https` or `http`, lowercase.
+    pub scheme: String,
+    /// A DNS name (lowercase) or an IP literal (IPv6 without brackets).
+    pub host: String,
+    /// 1-65535.
+    pub port: u16,
+}
+
+impl Origin {
+    /// The origin of an absolute `http(s)` URL, e.g. `https://krypton.soracom.io:8036`. A path
+    /// of `/` or none is accepted (so a Krypton endpoint, which has no path, parses);
+    /// user information, another path, a query or a fragment are refused, since an allow-list
+    /// entry cannot limit them.
+    ///
+    /// Errors: not a URL, a scheme other than `http`/`https`, no host, a port outside 1-65535,
+    /// or any of the parts above.
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        let (host, port) = host_port(url)?;
+        let uri: http::Uri = url
+            .parse()
+            .with_context(|| format!("`{url}` is not a URL"))?;
+        let scheme = uri.scheme_str().unwrap_or_default().to_ascii_lowercase();
+        anyhow::ensure!(
+            !uri.authority().is_some_and(|a| a.as_str().contains('@')),
+            "`{url}`: user information (`user@`) is not allowed"
+        );
+        anyhow::ensure!(
+            matches!(
+                uri.path_and_query().map(|p| p.as_str()),
+                None | Some("") | Some("/")
+            ) && !url.contains('#'),
+            "`{url}`: give only scheme://host[:port], without a path, query or fragment"
+        );
+        anyhow::ensure!(
+            host.parse::<std::net::IpAddr>().is_ok()
+                || host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'),
+            "`{url}`: the host must be a DNS name or an IP address (wildcards are not supported)"
+        );
+        Ok(Origin { scheme, host, port })
+    }
+
+    /// Whether a request to `scheme://host:port` goes to this origin: the scheme and port
+    /// equal, the host equal ignoring ASCII case (IP literals compared as addresses, so
+    /// `[::1]` and `[0::1]` are one host).
+    pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let same_host = match (
+            self.host.parse::<std::net::IpAddr>(),
+            host.parse::<std::net::IpAddr>(),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => self.host.eq_ignore_ascii_case(host),
+        };
+        self.port == port && self.scheme.eq_ignore_ascii_case(scheme) && same_host
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "{}://[{}]:{}", self.scheme, self.host, self.port)
+        } else {
+            write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+        }
+    }
+}
+
 /// Where the component may connect and whom it trusts. Cheap to clone.
 #[derive(Clone)]
 pub struct OutboundPolicy {
-    allowed: Arc<Vec<(String, u16)>>,
+    allowed: Arc<Vec<Origin>>,
     tls: Arc<rustls::ClientConfig>,
 }
 
@@ -106,11 +230,12 @@ pub fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
 }
 
 impl OutboundPolicy {
-    /// A policy that allows exactly the listed `host:port` pairs and trusts the web PKI roots
-    /// plus every certificate in `extra_ca_pem` (PEM text, may be empty).
+    /// A policy that allows exactly the listed origins (scheme, host and port; see
+    /// [`Origin::parse`]) and trusts the web PKI roots plus every certificate in
+    /// `extra_ca_pem` (PEM text, may be empty).
     ///
     /// Errors: the PEM holds no certificate, or a certificate rustls refuses as a root.
-    pub fn new(allowed: Vec<(String, u16)>, extra_ca_pem: Option<&[u8]>) -> anyhow::Result<Self> {
+    pub fn new(allowed: Vec<Origin>, extra_ca_pem: Option<&[u8]>) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.into(),
         };
@@ -142,10 +267,10 @@ impl OutboundPolicy {
 
     /// Like [`OutboundPolicy::new`], reading the CA bundle from a regular file of at most
     /// [`MAX_CA_FILE_BYTES`].
-    pub fn with_ca_file(
-        allowed: Vec<(String, u16)>,
-        ca_file: Option<&Path>,
-    ) -> anyhow::Result<Self> {
+    ///
+    /// Errors: those of [`OutboundPolicy::new`], and a CA file that cannot be read, is not a
+    /// regular file, or is too large.
+    pub fn with_ca_file(allowed: Vec<Origin>, ca_file: Option<&Path>) -> anyhow::Result<Self> {
         let pem = ca_file.map(read_ca_file).transpose()?;
         Self::new(allowed, pem.as_deref()).with_context(|| match ca_file {
             Some(p) => format!("CA file {}", p.display()),
@@ -178,12 +303,14 @@ impl OutboundPolicy {
         }
     }
 
-    /// Whether `host:port` is on the allow-list.
-    pub fn allows(&self, host: &str, port: u16) -> bool {
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        self.allowed
-            .iter()
-            .any(|(h, p)| *p == port && h.eq_ignore_ascii_case(host))
+    /// Whether `scheme://host:port` is on the allow-list (see [`Origin::matches`]).
+    pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+        self.allowed.iter().any(|o| o.matches(scheme, host, port))
+    }
+
+    /// The allow-list.
+    pub fn allowed(&self) -> &[Origin] {
+        &self.allowed
     }
 }
 
@@ -200,14 +327,80 @@ type SendResult = Result<
     HttpError,
 >;
 
-impl WasiHttpHooks for OutboundPolicy {
+/// The `wasi:http` hooks of one call: an [`OutboundPolicy`] plus the call's request count.
+/// A request past [`MAX_REQUESTS_PER_CALL`], or with more than [`MAX_REQUEST_HEADERS`] fields or
+/// [`MAX_REQUEST_HEADER_BYTES`] of headers, is refused without a connection, and the limit is
+/// recorded in the call's [`LimitTrip`] so that the runtime stops the call when the component
+/// gets control back.
+pub struct OutboundCall {
+    policy: OutboundPolicy,
+    sent: u32,
+    trip: LimitTrip,
+}
+
+impl OutboundCall {
+    /// The hooks of one call under `policy`; limits are reported to `trip`.
+    pub fn new(policy: OutboundPolicy, trip: LimitTrip) -> Self {
+        OutboundCall {
+            policy,
+            sent: 0,
+            trip,
+        }
+    }
+
+    /// Requests this call has asked to send so far, refused ones included.
+    pub fn sent(&self) -> u32 {
+        self.sent
+    }
+
+    /// The limit `request` breaks, if any, with the error the component gets for it.
+    fn over_limit<B>(&mut self, request: &http::Request<B>) -> Option<(String, HttpError)> {
+        self.sent = self.sent.saturating_add(1);
+        if self.sent > MAX_REQUESTS_PER_CALL {
+            return Some((
+                format!("its limit of {MAX_REQUESTS_PER_CALL} outgoing requests per call"),
+                HttpError::ConnectionLimitReached,
+            ));
+        }
+        let headers = request.headers();
+        if headers.len() > MAX_REQUEST_HEADERS {
+            return Some((
+                format!(
+                    "its limit of {MAX_REQUEST_HEADERS} header fields per request (it sent {})",
+                    headers.len()
+                ),
+                HttpError::HttpRequestHeaderSectionSize(None),
+            ));
+        }
+        let bytes: usize = headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        if bytes > MAX_REQUEST_HEADER_BYTES {
+            return Some((
+                format!(
+                    "its limit of {MAX_REQUEST_HEADER_BYTES} header bytes per request (it sent {bytes})"
+                ),
+                HttpError::HttpRequestHeaderSectionSize(u32::try_from(bytes).ok()),
+            ));
+        }
+        None
+    }
+}
+
+impl WasiHttpHooks for OutboundCall {
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
         options: Option<RequestOptions>,
         _fut: BoxFuture<Result<(), HttpError>>,
     ) -> BoxFuture<SendResult> {
-        let policy = self.clone();
+        if let Some((limit, error)) = self.over_limit(&request) {
+            tracing::warn!(limit = %limit, "outbound request refused: the component exceeded a sandbox limit");
+            self.trip.trip(limit);
+            return Box::new(async move { Err(error) });
+        }
+        let policy = self.policy.clone();
         Box::new(async move { policy.send(request, options).await })
     }
 }
@@ -280,9 +473,10 @@ impl OutboundPolicy {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
+        let scheme = uri.scheme_str().unwrap_or_default();
         let port = uri.port_u16().unwrap_or(if use_tls { 443 } else { 80 });
-        if !self.allows(&host, port) {
-            tracing::warn!(%host, port, "outbound request refused: not on the allow-list");
+        if !self.allows(scheme, &host, port) {
+            tracing::warn!(%scheme, %host, port, "outbound request refused: not on the allow-list");
             return Err(HttpError::HttpRequestDenied);
         }
         let opt = options.unwrap_or_default();
@@ -400,35 +594,165 @@ mod tests {
     }
 
     #[test]
-    fn allow_list_matches_host_and_port_exactly() {
+    fn allow_list_matches_scheme_host_and_port_exactly() {
         let policy = OutboundPolicy::new(
-            vec![host_port("https://Krypton.soracom.io:8036").unwrap()],
+            vec![Origin::parse("https://Krypton.soracom.io:8036").unwrap()],
             None,
         )
         .unwrap();
-        assert!(policy.allows("krypton.soracom.io", 8036));
-        assert!(policy.allows("KRYPTON.SORACOM.IO", 8036));
-        assert!(!policy.allows("krypton.soracom.io", 443));
-        assert!(!policy.allows("evil.example", 8036));
+        assert!(policy.allows("https", "krypton.soracom.io", 8036));
+        assert!(policy.allows("HTTPS", "KRYPTON.SORACOM.IO", 8036));
+        // The right host and port under another scheme: refused (a downgrade to plain text).
+        assert!(!policy.allows("http", "krypton.soracom.io", 8036));
+        assert!(!policy.allows("ftp", "krypton.soracom.io", 8036));
+        assert!(!policy.allows("https", "krypton.soracom.io", 443));
+        assert!(!policy.allows("https", "evil.example", 8036));
+        assert!(!policy.allows("https", "krypton.soracom.io.evil.example", 8036));
         assert!(
             !OutboundPolicy::new(Vec::new(), None)
                 .unwrap()
-                .allows("localhost", 80)
+                .allows("http", "localhost", 80)
         );
+        let plain =
+            OutboundPolicy::new(vec![Origin::parse("http://127.0.0.1:8080").unwrap()], None)
+                .unwrap();
+        assert!(plain.allows("http", "127.0.0.1", 8080));
+        assert!(!plain.allows("https", "127.0.0.1", 8080));
+        let v6 =
+            OutboundPolicy::new(vec![Origin::parse("https://[::1]:9").unwrap()], None).unwrap();
+        assert!(v6.allows("https", "[0:0::1]", 9));
+        assert!(v6.allows("https", "::1", 9));
+        assert!(!v6.allows("https", "::2", 9));
+    }
+
+    #[test]
+    fn origins_parse_field_by_field() {
+        let o = Origin::parse("HTTPS://Krypton.Soracom.IO:8036").unwrap();
+        assert_eq!(o.scheme, "https");
+        assert_eq!(o.host, "krypton.soracom.io");
+        assert_eq!(o.port, 8036);
+        assert_eq!(o.to_string(), "https://krypton.soracom.io:8036");
+        let o = Origin::parse("http://h").unwrap();
         assert_eq!(
-            host_port("https://[::1]:9/x").unwrap(),
-            ("::1".to_string(), 9)
+            (o.scheme.as_str(), o.host.as_str(), o.port),
+            ("http", "h", 80)
         );
-        assert_eq!(host_port("https://h").unwrap(), ("h".to_string(), 443));
+        let o = Origin::parse("https://h/").unwrap();
+        assert_eq!(
+            (o.scheme.as_str(), o.host.as_str(), o.port),
+            ("https", "h", 443)
+        );
+        let o = Origin::parse("https://[::1]:9").unwrap();
+        assert_eq!((o.host.as_str(), o.port), ("::1", 9));
+        assert_eq!(o.to_string(), "https://[::1]:9");
         for bad in [
             "https://h:99999",
             "https://h:0",
             "https://h:abc",
             "https://[::1]:70000",
+            "ftp://h",
+            "h:8036",
+            "//h:8036",
+            "https://user@h",
+            "https://h/path",
+            "https://h/?q=1",
+            "https://h#frag",
+            "*://h:8036",
+            "https://*.example.com",
         ] {
-            assert!(host_port(bad).is_err(), "{bad}");
+            assert!(Origin::parse(bad).is_err(), "{bad}");
         }
-        assert!(host_port("ftp://h").is_err());
+        assert_eq!(
+            host_port("https://[::1]:9/x").unwrap(),
+            ("::1".to_string(), 9)
+        );
+        assert_eq!(host_port("https://h").unwrap(), ("h".to_string(), 443));
         assert!(OutboundPolicy::new(Vec::new(), Some(b"not pem")).is_err());
+    }
+
+    fn get(headers: &[(&str, String)]) -> http::Request<()> {
+        let mut b = http::Request::builder().uri("https://h:1/");
+        for (n, v) in headers {
+            b = b.header(*n, v.as_str());
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn per_call_request_and_header_limits() {
+        let policy = OutboundPolicy::new(Vec::new(), None).unwrap();
+        let trip = LimitTrip::default();
+        let mut call = OutboundCall::new(policy.clone(), trip.clone());
+        for _ in 0..MAX_REQUESTS_PER_CALL {
+            assert!(call.over_limit(&get(&[])).is_none());
+        }
+        let (limit, error) = call.over_limit(&get(&[])).unwrap();
+        assert_eq!(limit, "its limit of 256 outgoing requests per call");
+        assert!(matches!(error, HttpError::ConnectionLimitReached));
+        assert_eq!(call.sent(), MAX_REQUESTS_PER_CALL + 1);
+
+        let mut call = OutboundCall::new(policy.clone(), trip.clone());
+        let many: Vec<_> = (0..=MAX_REQUEST_HEADERS)
+            .map(|i| ("x-h", format!("{i}")))
+            .collect();
+        let exact: Vec<_> = many[..MAX_REQUEST_HEADERS].to_vec();
+        assert!(call.over_limit(&get(&exact)).is_none());
+        let (limit, error) = call.over_limit(&get(&many)).unwrap();
+        assert_eq!(
+            limit,
+            "its limit of 64 header fields per request (it sent 65)"
+        );
+        assert!(matches!(
+            error,
+            HttpError::HttpRequestHeaderSectionSize(None)
+        ));
+
+        // 3 bytes of name plus the value: exactly at the cap passes, one byte more does not.
+        let at_cap = "v".repeat(MAX_REQUEST_HEADER_BYTES - 3);
+        assert!(call.over_limit(&get(&[("x-h", at_cap.clone())])).is_none());
+        let (limit, error) = call
+            .over_limit(&get(&[("x-h", format!("{at_cap}v"))]))
+            .unwrap();
+        assert_eq!(
+            limit,
+            "its limit of 8192 header bytes per request (it sent 8193)"
+        );
+        assert!(matches!(
+            error,
+            HttpError::HttpRequestHeaderSectionSize(Some(8193))
+        ));
+    }
+
+    #[test]
+    fn ca_files_must_be_regular_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = format!("{:#}", read_ca_file(tmp.path()).unwrap_err());
+        assert!(err.contains("is a directory: pass a regular file"), "{err}");
+        let err = format!("{:#}", read_ca_file(Path::new("/dev/null")).unwrap_err());
+        assert!(err.contains("is a device"), "{err}");
+        // A FIFO with no writer: opening it for reading without O_NONBLOCK blocks forever.
+        let fifo = tmp.path().join("ca.pem");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_ca_file(&path).map_err(|e| format!("{e:#}")));
+        });
+        let outcome = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("reading a FIFO as the CA file blocked the host");
+        let err = outcome.unwrap_err();
+        assert!(err.contains("is a FIFO: pass a regular file"), "{err}");
+        // A symlink to a regular file is fine (distributions link CA bundles).
+        let real = tmp.path().join("real.pem");
+        std::fs::write(&real, b"pem").unwrap();
+        let link = tmp.path().join("link.pem");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(read_ca_file(&link).unwrap(), b"pem");
+        std::fs::write(&real, vec![b'a'; MAX_CA_FILE_BYTES as usize + 1]).unwrap();
+        let err = format!("{:#}", read_ca_file(&real).unwrap_err());
+        assert!(err.contains("is larger than 4194304 bytes"), "{err}");
     }
 }

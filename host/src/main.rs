@@ -408,11 +408,11 @@ fn request_parameters(args: &ProvisionArgs) -> Result<Option<String>, HostFailur
 }
 
 async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
-    let (host, port) = http::host_port(&args.endpoint).map_err(fail(exit::INVALID_REQUEST))?;
+    let origin = http::Origin::parse(&args.endpoint).map_err(fail(exit::INVALID_REQUEST))?;
     if args.endpoint.starts_with("http://") {
         tracing::warn!(endpoint = %args.endpoint, "plain http: credentials would cross the network unencrypted (use only for tests)");
     }
-    let policy = OutboundPolicy::with_ca_file(vec![(host, port)], args.ca_file.as_deref())
+    let policy = OutboundPolicy::with_ca_file(vec![origin], args.ca_file.as_deref())
         .map_err(fail(exit::INVALID_REQUEST))?;
     if args.backoff_max_ms < args.backoff_base_ms {
         return Err(fail(exit::USAGE)(anyhow::anyhow!(
@@ -701,8 +701,8 @@ async fn demo(args: DemoArgs) -> Result<(), HostFailure> {
     let pre = load_component(&runtime, None)?;
     let (version, contract) = runtime.version(&pre).await.map_err(fail(exit::INTERNAL))?;
     println!("Component: krypton-guest {version} ({contract})\n");
-    let (host, port) = http::host_port(&server.endpoint()).map_err(fail(exit::INTERNAL))?;
-    let policy = OutboundPolicy::new(vec![(host, port)], Some(server.ca_pem().as_bytes()))
+    let origin = http::Origin::parse(&server.endpoint()).map_err(fail(exit::INTERNAL))?;
+    let policy = OutboundPolicy::new(vec![origin], Some(server.ca_pem().as_bytes()))
         .map_err(fail(exit::INTERNAL))?;
     for (name, target) in output::ALL_TARGETS {
         // Inventory needs the LwM2M endpoint name of the device.

@@ -4,15 +4,26 @@
 //! `wasmtime-wasi` (clocks, random, stdio; no preopened directories, no environment, no
 //! sockets granted), `wasi:http@0.2.12` from `wasmtime-wasi-http` with our
 //! [`OutboundPolicy`] as the sender, and `soracom:krypton/secret-store` backed by
-//! [`SecretStore`]. Each call gets its own store with a memory cap, so one call cannot see
-//! another's state and a misbehaving component cannot grow without bound.
+//! [`SecretStore`]. Each call gets its own store with limits that add up (one memory budget
+//! for all its memories and tables, caps on instances, memories, tables, table elements, host
+//! resources, requests, headers and log lines, a CPU limit in thread CPU time, a wall-clock
+//! limit), so one call cannot see another's state and a misbehaving component cannot grow
+//! without bound. Compiled components are cached only in a directory nobody else can write
+//! ([`CachePolicy`]).
 
-use crate::http::OutboundPolicy;
+use crate::http::{OutboundCall, OutboundPolicy};
 use crate::store::{SecretStore, StoreError as DiskStoreError};
 use anyhow::Context as _;
+use sha2::{Digest as _, Sha256};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd as _, FromRawFd as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{CallHook, Config, Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{CallHook, Config, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -38,43 +49,90 @@ pub use bindings::soracom::krypton::types::{
     ProvisionRequest, RetryPolicy, Target,
 };
 
+/// The first sandbox limit a call ran into, shared by the parts of one call's store (the
+/// resource limiter, the `wasi:http` hooks, the log sink, the CPU meter). Set once: the first
+/// limit wins. The runtime stops the call as soon as the component gets control back, and names
+/// the limit in the call's error. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct LimitTrip(Arc<OnceLock<String>>);
+
+impl LimitTrip {
+    /// Record that the call broke `limit` (text such as `its limit of 64 outgoing requests per
+    /// call`); a later limit does not replace the first.
+    pub fn trip(&self, limit: String) {
+        let _ = self.0.set(limit);
+    }
+
+    /// The limit the call broke, if any.
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+
+    fn trap(&self) -> wasmtime::Result<()> {
+        match self.get() {
+            Some(limit) => Err(wasmtime::format_err!(
+                "the component exceeded {limit}; it was stopped"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The component's stderr, turned into `tracing` events (target `component`), one per line.
 ///
-/// Lines are cut at [`GUEST_LOG_LINE_BYTES`] and a call may log at most
-/// [`GUEST_LOG_BUDGET_BYTES`]; past that, output is dropped with one warning, so a component
-/// that floods stderr cannot flood the gateway's journal.
+/// Lines are cut at [`GUEST_LOG_LINE_BYTES`]; a call may log at most [`GUEST_LOG_LINES`] lines
+/// and [`GUEST_LOG_BUDGET_BYTES`] bytes. Past either, the rest is dropped with one warning and
+/// the call is stopped (the limit is recorded in its [`LimitTrip`]), so a component that floods
+/// stderr can flood neither the gateway's journal nor the host's CPU.
 struct GuestLog {
     line: Vec<u8>,
     logged: usize,
+    lines: usize,
     muted: bool,
+    trip: LimitTrip,
 }
 
-/// Longest component log line kept, bytes.
+/// Longest component log line kept, bytes (the rest of the line is dropped).
 pub const GUEST_LOG_LINE_BYTES: usize = 4096;
-/// Most component log output per call, bytes.
-pub const GUEST_LOG_BUDGET_BYTES: usize = 256 * 1024;
+/// Most component log output per call, bytes (line breaks not counted). An Azure registration
+/// polled every second for an hour logs about 3,600 lines of ~100 bytes.
+pub const GUEST_LOG_BUDGET_BYTES: usize = 1024 * 1024;
+/// Most component log lines per call, empty lines included.
+pub const GUEST_LOG_LINES: usize = 10_000;
+/// Bytes of component stderr buffered before the component waits for the log to take them.
+pub const GUEST_LOG_BUFFER_BYTES: usize = 8192;
 
 impl GuestLog {
-    fn new() -> Self {
+    fn new(trip: LimitTrip) -> Self {
         GuestLog {
             line: Vec::new(),
             logged: 0,
+            lines: 0,
             muted: false,
+            trip,
         }
     }
 
+    fn mute(&mut self, limit: String) {
+        self.muted = true;
+        tracing::warn!(target: "component", "the component exceeded {limit}; dropping the rest of this call's output and stopping the call");
+        self.trip.trip(limit);
+    }
+
     fn emit(&mut self) {
-        if self.muted {
-            self.line.clear();
-            return;
-        }
-        self.logged += self.line.len();
-        if self.logged > GUEST_LOG_BUDGET_BYTES {
-            self.muted = true;
-            tracing::warn!(target: "component", "component log budget of {GUEST_LOG_BUDGET_BYTES} bytes used up; dropping the rest of this call's output");
-        } else {
-            let text = String::from_utf8_lossy(&self.line);
-            tracing::info!(target: "component", "{text}");
+        if !self.muted {
+            self.lines += 1;
+            self.logged += self.line.len();
+            if self.lines > GUEST_LOG_LINES {
+                self.mute(format!("its log limit of {GUEST_LOG_LINES} lines per call"));
+            } else if self.logged > GUEST_LOG_BUDGET_BYTES {
+                self.mute(format!(
+                    "its log limit of {GUEST_LOG_BUDGET_BYTES} bytes per call"
+                ));
+            } else {
+                let text = String::from_utf8_lossy(&self.line);
+                tracing::info!(target: "component", "{text}");
+            }
         }
         self.line.clear();
     }
@@ -114,21 +172,55 @@ impl tokio::io::AsyncWrite for GuestLog {
     }
 }
 
-/// Most linear memory one call may use, bytes. The component needs ~2 MiB.
+/// Default total memory of one call, bytes: all its linear memories and tables together
+/// (tables at [`TABLE_ELEMENT_BYTES`] per element). The component needs ~2 MiB.
 pub const MEMORY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Bytes one table element is counted as: wasmtime stores one pointer per element (its
+/// `ResourceLimiter::table_growing` documentation).
+pub const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+
+/// Most elements in one table (the component's function table has a few hundred).
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// Most core module instances per call (the component has 3: its code and two shims).
+pub const MAX_INSTANCES: usize = 8;
+
+/// Most linear memories per call, over all instances (the component has 1).
+pub const MAX_MEMORIES: usize = 2;
+
+/// Most tables per call, over all instances (the component has 2).
+pub const MAX_TABLES: usize = 4;
+
+/// Most host resources (handles in the call's `ResourceTable`: streams, pollables, HTTP
+/// fields, requests, responses, ...) alive at once in one call. The component holds about a
+/// dozen during an HTTP exchange.
+pub const MAX_HOST_RESOURCES: usize = 1024;
 
 /// How often the engine's epoch advances; the granularity of the CPU deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Per-call limits of the sandbox.
+/// Default CPU time of one call: the component's own execution, 10 s.
+pub const CPU_LIMIT: Duration = Duration::from_secs(10);
+
+/// Default wall-clock time of one call, host calls included, 15 min.
+pub const WALL_LIMIT: Duration = Duration::from_secs(15 * 60);
+
+/// Per-call limits of the sandbox. The counts and sizes that do not vary per deployment are
+/// the constants of this module ([`MAX_INSTANCES`], [`MAX_MEMORIES`], [`MAX_TABLES`],
+/// [`MAX_TABLE_ELEMENTS`], [`MAX_HOST_RESOURCES`], [`GUEST_LOG_LINES`],
+/// [`GUEST_LOG_BUDGET_BYTES`], and in [`crate::http`] the request and header caps).
 #[derive(Debug, Clone, Copy)]
 pub struct SandboxLimits {
-    /// Linear memory cap, bytes; growing past it traps.
+    /// Total memory of the call, bytes: the sum of all its linear memories and tables;
+    /// growing past it traps. Default [`MEMORY_LIMIT_BYTES`].
     pub memory_bytes: usize,
-    /// Time the component may spend executing its own code (time inside host calls such as
-    /// HTTP or sleeps does not count), measured with epoch interruption and call hooks.
+    /// CPU time the component may spend executing its own code: the CPU time of the thread
+    /// running it (`CLOCK_THREAD_CPUTIME_ID`, clock_gettime(2)) while inside wasm, so neither
+    /// time inside host calls (HTTP, sleeps) nor time the thread waited for a CPU counts.
+    /// Checked every [`EPOCH_TICK`]. Default [`CPU_LIMIT`].
     pub cpu: Duration,
-    /// Time a whole call may take, host calls included.
+    /// Time a whole call may take, host calls included. Default [`WALL_LIMIT`].
     pub wall: Duration,
 }
 
@@ -136,40 +228,170 @@ impl Default for SandboxLimits {
     fn default() -> Self {
         SandboxLimits {
             memory_bytes: MEMORY_LIMIT_BYTES,
-            cpu: Duration::from_secs(10),
-            wall: Duration::from_secs(15 * 60),
+            cpu: CPU_LIMIT,
+            wall: WALL_LIMIT,
         }
     }
 }
 
-/// Time the component spent in its own code, from call hooks: everything since the start
-/// minus the time inside host functions.
+/// The store's `ResourceLimiter`: one memory budget for the whole call instead of a cap per
+/// linear memory, plus the count and size caps.
+struct SandboxLimiter {
+    budget: usize,
+    used: usize,
+    trip: LimitTrip,
+}
+
+impl SandboxLimiter {
+    /// Charge `bytes` more to the budget, or trip the memory limit.
+    fn charge(&mut self, bytes: usize) -> wasmtime::Result<bool> {
+        let total = self.used.saturating_add(bytes);
+        if total > self.budget {
+            let limit = format!(
+                "its memory limit of {} MiB (all linear memories and tables of the call together)",
+                self.budget / (1024 * 1024)
+            );
+            self.trip.trip(limit.clone());
+            return Err(wasmtime::format_err!(
+                "the component exceeded {limit}; it was stopped"
+            ));
+        }
+        self.used = total;
+        Ok(true)
+    }
+}
+
+impl wasmtime::ResourceLimiter for SandboxLimiter {
+    // Wasmtime asks before creating a memory (current 0) and before each growth. A growth that
+    // is allowed here but then fails (past the memory's own maximum) stays charged: wasmtime
+    // does not say by how much a failure was, and guessing low would let a loop of failed
+    // growths reclaim budget it never gave back.
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.charge(desired.saturating_sub(current))
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            let limit = format!("its table limit of {MAX_TABLE_ELEMENTS} elements per table");
+            self.trip.trip(limit.clone());
+            return Err(wasmtime::format_err!(
+                "the component exceeded {limit}; it was stopped"
+            ));
+        }
+        self.charge(
+            desired
+                .saturating_sub(current)
+                .saturating_mul(TABLE_ELEMENT_BYTES),
+        )
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+}
+
+/// The CPU time of the calling thread (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`, POSIX
+/// clock_gettime(2)), and the thread's id to tell whether two samples are comparable.
+fn thread_cpu_sample() -> CpuSample {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let cpu = if rc == 0 {
+        Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    } else {
+        None
+    };
+    CpuSample {
+        // SAFETY: gettid(2) has no preconditions and cannot fail.
+        thread: unsafe { libc::gettid() },
+        cpu,
+        wall: Instant::now(),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    thread: libc::pid_t,
+    cpu: Option<Duration>,
+    wall: Instant,
+}
+
+impl CpuSample {
+    /// CPU time from `self` to `now`. Wasm runs on a fiber that only changes threads inside
+    /// host calls, so both samples come from one thread; should they not (or should the clock
+    /// fail), the wall time between them is counted instead, which can only overcount.
+    fn until(&self, now: &CpuSample) -> Duration {
+        match (self.cpu, now.cpu) {
+            (Some(a), Some(b)) if self.thread == now.thread => b.saturating_sub(a),
+            _ => now.wall.saturating_duration_since(self.wall),
+        }
+    }
+}
+
+/// CPU time the component spent in its own code: call hooks sample the thread's CPU clock at
+/// each transition into wasm and add the stretch at each transition out; the epoch callback
+/// adds the stretch running so far.
 struct CpuMeter {
-    started: Instant,
-    in_host_since: Option<Instant>,
-    in_host: Duration,
+    in_wasm_since: Option<CpuSample>,
+    used: Duration,
     budget: Duration,
-    exceeded: bool,
 }
 
 impl CpuMeter {
-    fn wasm_time(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.in_host)
+    fn enter(&mut self) {
+        self.in_wasm_since = Some(thread_cpu_sample());
+    }
+
+    fn leave(&mut self) {
+        if let Some(since) = self.in_wasm_since.take() {
+            self.used += since.until(&thread_cpu_sample());
+        }
+    }
+
+    /// Add the running stretch and start a new one.
+    fn checkpoint(&mut self) {
+        if let Some(since) = self.in_wasm_since {
+            let now = thread_cpu_sample();
+            self.used += since.until(&now);
+            self.in_wasm_since = Some(now);
+        }
     }
 }
 
 /// The embedded default component, built from `guest/` by `host/build.rs`.
 pub const DEFAULT_COMPONENT: &[u8] = include_bytes!(env!("KRYPTON_GUEST_WASM_PATH"));
 
-/// Per-call state: WASI contexts, the outbound policy, the secret store and limits.
+/// Per-call state: WASI contexts, the outbound hooks, the secret store and limits.
 pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    policy: OutboundPolicy,
+    outbound: OutboundCall,
     secrets: SecretStore,
-    limits: StoreLimits,
+    limiter: SandboxLimiter,
     cpu: CpuMeter,
+    trip: LimitTrip,
 }
 
 impl WasiView for HostState {
@@ -186,7 +408,7 @@ impl WasiHttpView for HostState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.policy,
+            hooks: &mut self.outbound,
         }
     }
 }
@@ -219,16 +441,272 @@ fn to_wit_store_error(e: DiskStoreError) -> secret_store::StoreError {
     }
 }
 
-/// Where compiled components are cached: `$KRYPTON_CACHE_DIR` (empty: no cache), else
-/// `$XDG_CACHE_HOME/krypton-host`, else `$HOME/.cache/krypton-host`.
-pub fn cache_dir() -> Option<std::path::PathBuf> {
+/// Where compiled components are cached when the environment decides
+/// ([`CachePolicy::FromEnvironment`]): `$KRYPTON_CACHE_DIR` (empty: no cache), else
+/// `$XDG_CACHE_HOME/krypton-host`, else `$HOME/.cache/krypton-host`. The directory is used
+/// only if it passes the checks of [`CachePolicy`].
+pub fn cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("KRYPTON_CACHE_DIR") {
         return (!dir.is_empty()).then(|| dir.into());
     }
     let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
     Some(base.join("krypton-host"))
+}
+
+/// Where a [`Runtime`] keeps compiled components.
+///
+/// Compiled code is native code that the host runs without further checks, so a cache
+/// directory is used only when nobody else can write to it: it must be owned by the effective
+/// user, have mode 0700 (no group or other bits), and not be a symlink. A missing directory is
+/// created with mode 0700 (its parents with the default mode). Otherwise caching is off for
+/// this runtime and one warning says why and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// The directory of [`cache_dir`] (environment variables), if any.
+    FromEnvironment,
+    /// This directory, e.g. `<state directory>/cache` for the daemon.
+    Directory(PathBuf),
+    /// Compile every component on load.
+    Off,
+}
+
+/// Largest cache entry read, bytes (the compiled component is ~5 MiB).
+pub const MAX_CACHE_ENTRY_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Version of wasmtime this host is built with (pinned `=48.0.8` in `host/Cargo.toml`; a unit
+/// test checks it against `Cargo.lock`). Part of every cache key.
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// Age after which a cache temp file is taken for the leftover of a crashed write and removed
+/// when a runtime opens the cache (a write takes well under a second).
+pub const STALE_CACHE_TEMP: Duration = Duration::from_secs(60 * 60);
+
+/// Prefix of cache temp files.
+const CACHE_TEMP_PREFIX: &str = ".tmp-";
+
+/// Bytes of the SHA-256 of the serialized component that starts every cache entry.
+const ENTRY_DIGEST_BYTES: usize = 32;
+
+/// An open cache directory that passed the checks of [`CachePolicy`]. Entries are reached only
+/// through the descriptor (`openat`, `renameat`), so replacing the directory's path after the
+/// check changes nothing.
+struct CompileCache {
+    dir: std::fs::File,
+    path: PathBuf,
+}
+
+fn lowercase_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn c_name(name: &str) -> std::io::Result<CString> {
+    CString::new(name).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+}
+
+/// `openat(2)` relative to `dir`, never following a symlink in the last component.
+fn open_at(
+    dir: &std::fs::File,
+    name: &str,
+    flags: i32,
+    mode: u32,
+) -> std::io::Result<std::fs::File> {
+    let name = c_name(name)?;
+    // SAFETY: `dir` is an open descriptor, `name` a NUL-terminated string; on success the
+    // returned descriptor is new and owned by the `File` we wrap it in.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+fn rename_at(dir: &std::fs::File, from: &str, to: &str) -> std::io::Result<()> {
+    let (from, to) = (c_name(from)?, c_name(to)?);
+    // SAFETY: valid descriptor and NUL-terminated names.
+    let rc =
+        unsafe { libc::renameat(dir.as_raw_fd(), from.as_ptr(), dir.as_raw_fd(), to.as_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn unlink_at(dir: &std::fs::File, name: &str) {
+    if let Ok(name) = c_name(name) {
+        // SAFETY: valid descriptor and NUL-terminated name.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+    }
+}
+
+impl CompileCache {
+    /// Open `path` as a cache directory, or say why it cannot be one.
+    fn open(path: &Path) -> Result<Self, String> {
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| format!("cannot create its parent directory: {e}"))?;
+                }
+                match std::fs::DirBuilder::new().mode(0o700).create(path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(format!("cannot create it: {e}")),
+                }
+            }
+            Err(e) => return Err(format!("cannot inspect it: {e}")),
+            Ok(_) => {}
+        }
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR)
+                {
+                    "it is a symlink or not a directory".to_string()
+                } else {
+                    format!("cannot open it: {e}")
+                }
+            })?;
+        let meta = dir
+            .metadata()
+            .map_err(|e| format!("cannot inspect it: {e}"))?;
+        // SAFETY: geteuid(2) has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        if meta.uid() != euid {
+            return Err(format!(
+                "it is owned by uid {}, not by this process's uid {euid}",
+                meta.uid()
+            ));
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode != 0o700 {
+            return Err(format!("its mode is {mode:04o}, not 0700"));
+        }
+        let cache = CompileCache {
+            dir,
+            path: path.to_path_buf(),
+        };
+        cache.remove_stale_temp_files();
+        Ok(cache)
+    }
+
+    /// Remove temp files older than [`STALE_CACHE_TEMP`]: what a crash in the middle of
+    /// [`CompileCache::write`] leaves. Names come from listing the path; each is then checked
+    /// and removed relative to the checked descriptor, never following a symlink.
+    fn remove_stale_temp_files(&self) {
+        let Ok(listing) = std::fs::read_dir(&self.path) else {
+            return;
+        };
+        for entry in listing.flatten() {
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if !name.starts_with(CACHE_TEMP_PREFIX) {
+                continue;
+            }
+            let Ok(file) = open_at(&self.dir, &name, libc::O_RDONLY | libc::O_NONBLOCK, 0) else {
+                continue;
+            };
+            let stale = file
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_CACHE_TEMP);
+            if stale {
+                tracing::debug!(file = %name, "removing a stale cache temp file");
+                unlink_at(&self.dir, &name);
+            }
+        }
+    }
+
+    /// The entry `name`, without its leading digest, if it is present, a regular file owned by
+    /// us of at most [`MAX_CACHE_ENTRY_BYTES`], and its digest matches; `None` otherwise.
+    fn read(&self, name: &str) -> Option<Vec<u8>> {
+        use std::io::Read as _;
+        let file = match open_at(&self.dir, name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::debug!(entry = name, error = %e, "cache entry unreadable; compiling");
+                return None;
+            }
+        };
+        let meta = file.metadata().ok()?;
+        // SAFETY: geteuid(2) has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        if !meta.is_file() || meta.uid() != euid || meta.len() > MAX_CACHE_ENTRY_BYTES {
+            tracing::debug!(entry = name, "cache entry is not a file of ours; compiling");
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.take(MAX_CACHE_ENTRY_BYTES)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        if bytes.len() < ENTRY_DIGEST_BYTES {
+            tracing::debug!(
+                entry = name,
+                bytes = bytes.len(),
+                "cache entry truncated; compiling"
+            );
+            return None;
+        }
+        let body = bytes.split_off(ENTRY_DIGEST_BYTES);
+        if Sha256::digest(&body)[..] != bytes[..] {
+            tracing::debug!(
+                entry = name,
+                "cache entry does not match its digest; compiling"
+            );
+            return None;
+        }
+        Some(body)
+    }
+
+    /// Write `body` as entry `name`: a new 0600 temp file (`O_EXCL`), the digest and the body,
+    /// fsync, rename over the entry, fsync the directory. The temp file is removed on failure.
+    fn write(&self, name: &str, body: &[u8]) -> std::io::Result<()> {
+        use std::io::Write as _;
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let tmp = format!(
+            "{CACHE_TEMP_PREFIX}{}-{}-{name}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let result = (|| {
+            let mut file = open_at(
+                &self.dir,
+                &tmp,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                0o600,
+            )?;
+            file.write_all(&Sha256::digest(body))?;
+            file.write_all(body)?;
+            file.sync_all()?;
+            rename_at(&self.dir, &tmp, name)?;
+            self.dir.sync_all()
+        })();
+        if result.is_err() {
+            unlink_at(&self.dir, &tmp);
+        }
+        result
+    }
 }
 
 /// A compiled component, linked and ready to instantiate (cheap to clone).
@@ -239,6 +717,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     limits: SandboxLimits,
+    cache: Option<CompileCache>,
 }
 
 /// Advance `engine`'s epoch every [`EPOCH_TICK`] until the engine is dropped.
@@ -256,33 +735,60 @@ fn start_epoch_ticker(engine: &Engine) {
         .expect("spawning the epoch thread");
 }
 
+/// A `std::hash::Hasher` that feeds SHA-256, to turn wasmtime's compatibility hash (a
+/// `Hash` value) into stable bytes.
+struct Sha256Hasher(Sha256);
+
+impl std::hash::Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        let digest = self.0.clone().finalize();
+        u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+    }
+}
+
 impl Runtime {
-    /// Build the engine and link WASI, `wasi:http` and the secret store.
+    /// Build the engine and link WASI, `wasi:http` and the secret store, with the default
+    /// limits and the cache directory of the environment ([`CachePolicy::FromEnvironment`]).
     ///
-    /// Compiled components are cached on disk (wasmtime's cache, keyed by the component's
-    /// bytes, the engine configuration and the wasmtime version) in [`cache_dir`], so a CLI
-    /// call after the first skips compilation (~0.5 s in a debug build, ~0.2 s in release).
+    /// A CLI call after the first skips compilation (~0.5 s in a debug build, ~0.2 s in release).
     pub fn new() -> anyhow::Result<Self> {
         Self::with_limits(SandboxLimits::default())
     }
 
     /// [`Runtime::new`] with explicit per-call limits.
     pub fn with_limits(limits: SandboxLimits) -> anyhow::Result<Self> {
+        Self::with_options(limits, CachePolicy::FromEnvironment)
+    }
+
+    /// A runtime with explicit per-call limits and compilation cache.
+    ///
+    /// Errors: the engine or linker cannot be built (never for a cache problem: an unusable
+    /// cache directory turns caching off with one warning).
+    pub fn with_options(limits: SandboxLimits, cache: CachePolicy) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
-        if let Some(dir) = cache_dir() {
-            let mut cache = wasmtime::CacheConfig::new();
-            cache.with_directory(&dir);
-            match wasmtime::Cache::new(cache) {
-                Ok(cache) => {
-                    config.cache(Some(cache));
-                }
-                Err(e) => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "compilation cache disabled")
-                }
-            }
-        }
         let engine = Engine::new(&config)?;
+        let dir = match cache {
+            CachePolicy::FromEnvironment => cache_dir(),
+            CachePolicy::Directory(dir) => Some(dir),
+            CachePolicy::Off => None,
+        };
+        let cache = dir.and_then(|dir| match CompileCache::open(&dir) {
+            Ok(cache) => Some(cache),
+            Err(why) => {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "compilation cache off: {why}. Components are compiled on every load. To \
+                     cache, give a directory owned by this user with mode 0700 (mkdir -m 0700 \
+                     DIR), not a symlink (KRYPTON_CACHE_DIR, or empty to turn this warning off)"
+                );
+                None
+            }
+        });
         start_epoch_ticker(&engine);
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -292,16 +798,68 @@ impl Runtime {
             engine,
             linker,
             limits,
+            cache,
         })
+    }
+
+    /// The cache directory in use, if caching is on.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache.as_ref().map(|c| c.path.as_path())
+    }
+
+    /// The cache entry name of a component: `<SHA-256 of the component bytes>-<wasmtime
+    /// version>-<SHA-256 of the engine's precompile compatibility hash>.cwasm`, all hex.
+    pub fn cache_key(&self, bytes: &[u8]) -> String {
+        let mut compat = Sha256Hasher(Sha256::new());
+        std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut compat);
+        format!(
+            "{}-{WASMTIME_VERSION}-{}.cwasm",
+            lowercase_hex(&Sha256::digest(bytes)),
+            lowercase_hex(&compat.0.finalize())
+        )
+    }
+
+    /// Compile `bytes`, or load the cached compilation of exactly these bytes for this engine.
+    /// An entry that is missing, truncated, corrupt or refused by wasmtime is compiled anew
+    /// and rewritten.
+    fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+        let Some(cache) = &self.cache else {
+            return Ok(Component::new(&self.engine, bytes)?);
+        };
+        let key = self.cache_key(bytes);
+        if let Some(body) = cache.read(&key) {
+            // SAFETY: wasmtime runs deserialized code unchecked. The entry was read through a
+            // directory descriptor that was checked to be ours, mode 0700 and not a symlink, so
+            // only this user (or root) can have written it; its SHA-256 matches, so it is
+            // whole; and only `CompileCache::write` below writes entries, with what
+            // `Component::serialize` produced for this key's bytes and engine.
+            match unsafe { Component::deserialize(&self.engine, &body) } {
+                Ok(component) => {
+                    tracing::debug!(entry = %key, "compiled component loaded from the cache");
+                    return Ok(component);
+                }
+                Err(e) => {
+                    tracing::debug!(entry = %key, error = %e, "cache entry refused; compiling")
+                }
+            }
+        }
+        let component = Component::new(&self.engine, bytes)?;
+        match component.serialize() {
+            Ok(body) => {
+                if let Err(e) = cache.write(&key, &body) {
+                    tracing::warn!(dir = %cache.path.display(), error = %e, "could not write the compilation cache entry");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not serialize the compiled component"),
+        }
+        Ok(component)
     }
 
     /// Compile `bytes` (a component) and check it links against this host.
     ///
     /// Errors: not a component, or it imports something this host does not offer.
     pub fn load(&self, bytes: &[u8]) -> anyhow::Result<KryptonPre> {
-        let component = Component::new(&self.engine, bytes)
-            .map_err(anyhow::Error::from)
-            .context("compiling the component")?;
+        let component = self.compile(bytes).context("compiling the component")?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -313,55 +871,66 @@ impl Runtime {
     }
 
     fn store(&self, policy: OutboundPolicy, secrets: SecretStore) -> Store<HostState> {
+        let trip = LimitTrip::default();
         // No env, no args, no preopens, no sockets; stderr carries the component's progress
         // lines into the host's log.
         let wasi = WasiCtx::builder()
             .stderr(wasmtime_wasi::cli::AsyncStdoutStream::new(
-                8192,
-                GuestLog::new(),
+                GUEST_LOG_BUFFER_BYTES,
+                GuestLog::new(trip.clone()),
             ))
             .build();
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(crate::http::FIELDS_MEMORY_BYTES);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HOST_RESOURCES);
         let mut store = Store::new(
             &self.engine,
             HostState {
                 wasi,
-                http: WasiHttpCtx::new(),
-                table: ResourceTable::new(),
-                policy,
+                http,
+                table,
+                outbound: OutboundCall::new(policy, trip.clone()),
                 secrets,
-                limits: StoreLimitsBuilder::new()
-                    .memory_size(self.limits.memory_bytes)
-                    .instances(8)
-                    .trap_on_grow_failure(true)
-                    .build(),
-                cpu: CpuMeter {
-                    started: Instant::now(),
-                    in_host_since: None,
-                    in_host: Duration::ZERO,
-                    budget: self.limits.cpu,
-                    exceeded: false,
+                limiter: SandboxLimiter {
+                    budget: self.limits.memory_bytes,
+                    used: 0,
+                    trip: trip.clone(),
                 },
+                cpu: CpuMeter {
+                    in_wasm_since: None,
+                    used: Duration::ZERO,
+                    budget: self.limits.cpu,
+                },
+                trip,
             },
         );
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.limiter);
         store.call_hook(|mut ctx, hook| {
-            let cpu = &mut ctx.data_mut().cpu;
+            let state = ctx.data_mut();
             match hook {
-                CallHook::CallingHost => cpu.in_host_since = Some(Instant::now()),
+                CallHook::CallingWasm => state.cpu.enter(),
                 CallHook::ReturningFromHost => {
-                    if let Some(since) = cpu.in_host_since.take() {
-                        cpu.in_host += since.elapsed();
-                    }
+                    state.cpu.enter();
+                    // A host call that broke a limit (a request, a log line) stops the call
+                    // here, before the component runs again.
+                    state.trip.trap()?;
                 }
-                CallHook::CallingWasm | CallHook::ReturningFromWasm => {}
+                CallHook::ReturningFromWasm | CallHook::CallingHost => state.cpu.leave(),
             }
             Ok(())
         });
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
-            let cpu = &mut ctx.data_mut().cpu;
-            if cpu.wasm_time() > cpu.budget {
-                cpu.exceeded = true;
+            let state = ctx.data_mut();
+            state.cpu.checkpoint();
+            if state.cpu.used > state.cpu.budget {
+                state.trip.trip(format!(
+                    "its CPU limit of {} ms",
+                    state.cpu.budget.as_millis()
+                ));
+            }
+            if state.trip.get().is_some() {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::Continue(1))
@@ -384,28 +953,44 @@ impl Runtime {
     ) -> anyhow::Result<R> {
         let wall = self.limits.wall;
         let outcome = tokio::time::timeout(wall, call(store)).await;
-        let cpu = &store.data().cpu;
+        let state = store.data();
+        let stopped =
+            |limit: &str| format!("the component exceeded {limit} during {what}; it was stopped");
         match outcome {
             Err(_) => anyhow::bail!(
                 "the component exceeded the wall-clock limit of {} s during {what}; it was stopped",
                 wall.as_secs()
             ),
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) if cpu.exceeded => Err(anyhow::Error::from(e).context(format!(
-                "the component exceeded its CPU limit of {} ms during {what}; it was stopped",
-                cpu.budget.as_millis()
-            ))),
             Ok(Err(e)) => {
                 let e = anyhow::Error::from(e);
+                if let Some(limit) = state.trip.get() {
+                    return Err(e.context(stopped(limit)));
+                }
+                // Limits wasmtime enforces itself, named by its messages (wasmtime 48:
+                // `Store::bump_resource_counts`, `ResourceTableError::Full`).
                 let text = format!("{e:#}");
-                // StoreLimits with trap_on_grow_failure: wasmtime's message for the refused grow.
-                if text.contains("forcing trap when growing memory") {
-                    Err(e.context(format!(
-                        "the component exceeded its memory limit of {} MiB during {what}; it was stopped",
-                        self.limits.memory_bytes / (1024 * 1024)
-                    )))
-                } else {
-                    Err(e.context(format!("the component trapped during {what}")))
+                let named = [
+                    (
+                        "instance count too high",
+                        format!("its limit of {MAX_INSTANCES} instances"),
+                    ),
+                    (
+                        "memory count too high",
+                        format!("its limit of {MAX_MEMORIES} linear memories"),
+                    ),
+                    (
+                        "table count too high",
+                        format!("its limit of {MAX_TABLES} tables"),
+                    ),
+                    (
+                        "resource table has no free keys",
+                        format!("its limit of {MAX_HOST_RESOURCES} host resources"),
+                    ),
+                ];
+                match named.iter().find(|(needle, _)| text.contains(needle)) {
+                    Some((_, limit)) => Err(e.context(stopped(limit))),
+                    None => Err(e.context(format!("the component trapped during {what}"))),
                 }
             }
         }
@@ -504,5 +1089,131 @@ impl Runtime {
                 .await
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wasmtime_version_in_cache_keys_is_the_one_built() {
+        let lock =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).unwrap();
+        assert!(
+            lock.contains(&format!(
+                "name = \"wasmtime\"\nversion = \"{WASMTIME_VERSION}\"\n"
+            )),
+            "update WASMTIME_VERSION to the wasmtime version in Cargo.lock"
+        );
+    }
+
+    /// Instantiate a component (WAT text) in a call's store, under the runtime's limits,
+    /// without calling it.
+    async fn instantiate(rt: &Runtime, wat: &str) -> anyhow::Result<()> {
+        let component = Component::new(&rt.engine, wat)?;
+        let scratch = tempfile::tempdir()?;
+        let mut store = rt.offline_store(SecretStore::open(scratch.path().join("store"))?)?;
+        rt.guarded(&mut store, "instantiate", async |store| {
+            rt.linker
+                .instantiate_async(&mut *store, &component)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    fn repeat(text: &str, n: usize) -> String {
+        text.repeat(n)
+    }
+
+    /// Limits a Rust component cannot reach (it has one memory, a fixed number of instances
+    /// and tables): hand-written components, in the same stores the runtime gives each call.
+    /// After each refusal the same runtime serves the real component.
+    #[tokio::test]
+    async fn memories_tables_and_instances_add_up_and_are_capped() {
+        let rt = Runtime::with_options(
+            SandboxLimits {
+                memory_bytes: 32 * 1024 * 1024,
+                cpu: Duration::from_secs(5),
+                wall: Duration::from_secs(20),
+            },
+            CachePolicy::Off,
+        )
+        .unwrap();
+        let good = rt.load(DEFAULT_COMPONENT).unwrap();
+        let cases = [
+            // Two memories of 20 MiB (320 pages of 64 KiB): each under the 32 MiB budget, not
+            // both together.
+            (
+                "(component (core module $m (memory 320) (memory 320)) (core instance (instantiate $m)))"
+                    .to_string(),
+                "exceeded its memory limit of 32 MiB (all linear memories and tables of the call together)",
+            ),
+            // One table of 2.5M elements (20 MB at 8 bytes an element).
+            (
+                "(component (core module $m (memory 320) (table 2500000 funcref)) (core instance (instantiate $m)))"
+                    .to_string(),
+                "exceeded its table limit of 100000 elements per table",
+            ),
+            // Five one-element tables: nothing to speak of in bytes, too many in number.
+            (
+                format!(
+                    "(component (core module $m {}) (core instance (instantiate $m)))",
+                    repeat("(table 1 funcref)", 5)
+                ),
+                "exceeded its limit of 4 tables",
+            ),
+            (
+                "(component (core module $m (memory 1) (memory 1) (memory 1)) (core instance (instantiate $m)))"
+                    .to_string(),
+                "exceeded its limit of 2 linear memories",
+            ),
+            (
+                format!(
+                    "(component (core module $m) {})",
+                    repeat("(core instance (instantiate $m))", 9)
+                ),
+                "exceeded its limit of 8 instances",
+            ),
+        ];
+        for (wat, expected) in cases {
+            let err = format!("{:#}", instantiate(&rt, &wat).await.unwrap_err());
+            assert!(err.contains(expected), "{wat}: {err}");
+            assert!(err.contains("during instantiate; it was stopped"), "{err}");
+            assert_eq!(rt.version(&good).await.unwrap().1, "soracom:krypton@0.1.0");
+        }
+        // Within every cap: a 20 MiB memory, two tables of 90,000 elements, 8 instances.
+        instantiate(
+            &rt,
+            &format!(
+                "(component (core module $m (memory 320) (table 90000 funcref) (table 90000 funcref)) \
+                 (core instance (instantiate $m)) (core module $e) {})",
+                repeat("(core instance (instantiate $e))", 7)
+            ),
+        )
+        .await
+        .unwrap();
+    }
+
+    #[test]
+    fn cpu_samples_count_thread_cpu_time_not_waiting() {
+        let start = thread_cpu_sample();
+        std::thread::sleep(Duration::from_millis(300));
+        let slept = start.until(&thread_cpu_sample());
+        assert!(slept < Duration::from_millis(100), "{slept:?}");
+        let start = thread_cpu_sample();
+        let mut n = 0u64;
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(200) {
+            n = std::hint::black_box(n.wrapping_add(1));
+        }
+        let spun = start.until(&thread_cpu_sample());
+        assert!(spun > Duration::from_millis(20), "{spun:?}");
+        // Samples from two threads are not compared: the wall time between them counts.
+        let here = thread_cpu_sample();
+        let there = std::thread::spawn(thread_cpu_sample).join().unwrap();
+        assert_ne!(here.thread, there.thread);
+        assert_eq!(here.until(&there), there.wall.duration_since(here.wall));
     }
 }

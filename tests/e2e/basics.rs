@@ -1,7 +1,7 @@
 //! Issue-2 basics: Azure and AWS IoT happy paths, typed failures, reuse, allow-list, CLI.
 
 use super::support::*;
-use krypton_host::http::{OutboundPolicy, host_port};
+use krypton_host::http::{Origin, OutboundPolicy};
 use krypton_host::mock::Fault;
 use krypton_host::runtime::{ProvisionError, Target};
 use krypton_host::store::SecretStore;
@@ -272,7 +272,7 @@ async fn hosts_off_the_allow_list_and_untrusted_servers_are_refused() {
 
     // Allow-list without the mock's port: refused before any connection.
     let elsewhere = OutboundPolicy::new(
-        vec![("127.0.0.1".into(), 1)],
+        vec![Origin::parse("https://127.0.0.1:1").unwrap()],
         Some(mock.ca_pem().as_bytes()),
     )
     .unwrap();
@@ -287,7 +287,8 @@ async fn hosts_off_the_allow_list_and_untrusted_servers_are_refused() {
     assert!(msg.contains("allow-list"), "{msg}");
 
     // Allowed, but the mock's CA is not trusted: the TLS handshake fails.
-    let untrusted = OutboundPolicy::new(vec![host_port(&mock.endpoint()).unwrap()], None).unwrap();
+    let untrusted =
+        OutboundPolicy::new(vec![Origin::parse(&mock.endpoint()).unwrap()], None).unwrap();
     let err = rt
         .provision(pre, untrusted, store.clone(), &req)
         .await

@@ -94,7 +94,7 @@ async fn a_hundred_swaps_under_load_then_broken_and_hostile_components() {
             .unwrap(),
     );
     let policy = krypton_host::http::OutboundPolicy::new(
-        vec![krypton_host::http::host_port(&mock.endpoint()).unwrap()],
+        vec![krypton_host::http::Origin::parse(&mock.endpoint()).unwrap()],
         Some(mock.ca_pem().as_bytes()),
     )
     .unwrap();
@@ -542,14 +542,27 @@ async fn extra_outbound_hosts_are_allowed_and_the_state_dir_is_private() {
         .unwrap();
     let (host, port) = krypton_host::http::host_port(&mock.endpoint()).unwrap();
     let policy = daemon.outbound_policy();
-    assert!(policy.allows(&host, port), "the endpoint");
-    assert!(policy.allows("extra.example", 8443));
-    assert!(policy.allows("second.example", 443));
-    assert!(!policy.allows("extra.example", 443), "another port");
-    assert!(!policy.allows("other.example", 443));
-    assert!(!policy.allows("second.example", 8443));
+    assert!(policy.allows("https", &host, port), "the endpoint");
+    assert!(!policy.allows("http", &host, port), "the endpoint over plain HTTP");
+    assert!(policy.allows("https", "extra.example", 8443));
+    assert!(policy.allows("https", "second.example", 443));
+    assert!(!policy.allows("http", "second.example", 443), "another scheme");
+    assert!(!policy.allows("https", "extra.example", 443), "another port");
+    assert!(!policy.allows("https", "other.example", 443));
+    assert!(!policy.allows("https", "second.example", 8443));
     assert_eq!(daemon.state_dir(), tmp.path().join("state"));
     assert_eq!(mode(&tmp.path().join("state")), 0o700);
+    // Item 2: the daemon's compile cache is in its own state directory, whatever the
+    // environment says, and holds the entry of the component it compiled.
+    let cache = tmp.path().join("state/cache");
+    assert_eq!(mode(&cache), 0o700);
+    let entries: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(mode(&cache.join(&entries[0])), 0o600);
     drop(daemon);
 
     // A state directory that others can reach is refused, named, and left as it is.

@@ -377,7 +377,7 @@ async fn connection_failures_are_retried_then_reported() {
     req.retry.max_attempts = 3;
     let (rt, pre) = runtime();
     let policy = krypton_host::http::OutboundPolicy::new(
-        vec![("127.0.0.1".into(), port)],
+        vec![krypton_host::http::Origin::parse(&endpoint).unwrap()],
         Some(s.mock.ca_pem().as_bytes()),
     )
     .unwrap();
@@ -511,8 +511,11 @@ async fn a_server_that_never_answers_the_handshake_hits_the_connect_timeout() {
     req.force = true;
     req.timeouts.connect_ms = 300;
     let (rt, pre) = runtime();
-    let policy =
-        krypton_host::http::OutboundPolicy::new(vec![("127.0.0.1".into(), port)], None).unwrap();
+    let policy = krypton_host::http::OutboundPolicy::new(
+        vec![krypton_host::http::Origin::parse(&format!("https://127.0.0.1:{port}")).unwrap()],
+        None,
+    )
+    .unwrap();
     let err = rt
         .provision(pre, policy, s.store.clone(), &req)
         .await

@@ -3,11 +3,13 @@
 //! API and through the `krypton-host` binary.
 
 mod basics;
+mod cache;
 mod daemon;
 mod doctor;
 mod exports;
 mod failures;
 mod hostile_values;
+mod outbound;
 mod sandbox;
 mod secrets;
 mod service;

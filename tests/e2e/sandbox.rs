@@ -1,10 +1,13 @@
 //! The sandbox against a component that misbehaves on purpose (tests/components/hostile):
-//! each misbehaviour is stopped with a clear error, nothing half-written is left, and the same
-//! runtime then serves the real component normally (issue 4 "Sandbox").
+//! each misbehaviour is stopped with an error naming the limit, nothing half-written is left,
+//! and the same runtime then serves the real component normally (issue 4 "Sandbox", issue 7
+//! "Sandbox limits that add up").
 
 use super::support::*;
-use krypton_host::http::{OutboundPolicy, host_port};
-use krypton_host::runtime::{ProvisionError, Runtime, SandboxLimits, Target};
+use krypton_host::mock::MockKrypton;
+use krypton_host::runtime::{
+    KryptonPre, ProvisionError, ProvisionReport, Runtime, SandboxLimits, Target,
+};
 use krypton_host::store::SecretStore;
 use std::time::{Duration, Instant};
 
@@ -14,6 +17,80 @@ fn limits() -> SandboxLimits {
         // Generous enough that honest work under a loaded CI machine stays inside it.
         cpu: Duration::from_millis(2_000),
         wall: Duration::from_secs(5),
+    }
+}
+
+/// One runtime with the hostile and the real component, a mock and a store.
+struct Bench {
+    rt: Runtime,
+    hostile: KryptonPre,
+    good: KryptonPre,
+    mock: MockKrypton,
+    store: SecretStore,
+    _tmp: tempfile::TempDir,
+}
+
+type Outcome = anyhow::Result<Result<ProvisionReport, ProvisionError>>;
+
+impl Bench {
+    async fn new(limits: SandboxLimits) -> Bench {
+        let rt = Runtime::with_limits(limits).unwrap();
+        let hostile = rt
+            .load(&std::fs::read(krypton_test_components::HOSTILE_WASM).unwrap())
+            .unwrap();
+        let good = rt.load(krypton_host::runtime::DEFAULT_COMPONENT).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let store = SecretStore::open(tmp.path().join("store")).unwrap();
+        Bench {
+            rt,
+            hostile,
+            good,
+            mock: mock().await,
+            store,
+            _tmp: tmp,
+        }
+    }
+
+    /// The hostile component's behaviour `name` (see `by_name` there), with the mock's
+    /// endpoint allowed.
+    async fn hostile(&self, name: &str) -> Outcome {
+        let mut req = request(Target::Userdata, self.mock.endpoint());
+        req.request_parameters = Some(format!("hostile:{name}"));
+        self.rt
+            .provision(
+                &self.hostile,
+                policy_for(&self.mock),
+                self.store.clone(),
+                &req,
+            )
+            .await
+    }
+
+    /// The hostile component's behaviour for `target` (see its module documentation).
+    async fn hostile_target(&self, target: Target) -> Outcome {
+        let req = request(target, self.mock.endpoint());
+        self.rt
+            .provision(
+                &self.hostile,
+                policy_for(&self.mock),
+                self.store.clone(),
+                &req,
+            )
+            .await
+    }
+
+    /// A normal call on the same runtime: the real component registers an Azure device.
+    async fn serves(&self) {
+        let mut req = request(Target::AzureIot, self.mock.endpoint());
+        req.force = true;
+        let report = self
+            .rt
+            .provision(&self.good, policy_for(&self.mock), self.store.clone(), &req)
+            .await
+            .expect("the runtime no longer serves")
+            .expect("the real component failed");
+        assert_eq!(ident(&report, "deviceId"), "440101234567890");
+        assert!(!report.reused);
     }
 }
 
@@ -27,13 +104,7 @@ async fn hostile_components_are_stopped_and_the_runtime_keeps_serving() {
     let mock = mock().await;
     let tmp = tempfile::tempdir().unwrap();
     let store = SecretStore::open(tmp.path().join("store")).unwrap();
-    let policy = || {
-        OutboundPolicy::new(
-            vec![host_port(&mock.endpoint()).unwrap()],
-            Some(mock.ca_pem().as_bytes()),
-        )
-        .unwrap()
-    };
+    let policy = || policy_for(&mock);
     let run = |target| {
         let req = request(target, mock.endpoint());
         let rt = &rt;
@@ -65,12 +136,13 @@ async fn hostile_components_are_stopped_and_the_runtime_keeps_serving() {
     };
     assert!(m.contains("HttpRequestDenied"), "{m}");
 
-    // A flood of stderr: the call ends; the log budget bounds what reaches the journal.
+    // A flood of stderr (2,000 lines of 1 KiB): stopped by the log byte limit.
     let (outcome, _) = run(Target::AwsCognitoOpenid).await;
-    assert!(matches!(
-        outcome.unwrap(),
-        Err(ProvisionError::Unsupported(_))
-    ));
+    let err = format!("{:#}", outcome.unwrap_err());
+    assert!(
+        err.contains("exceeded its log limit of 1048576 bytes per call during provision"),
+        "{err}"
+    );
 
     // A trap right after a bundle write: the write is whole, nothing temporary is left.
     let (outcome, _) = run(Target::Arc).await;
@@ -105,4 +177,156 @@ async fn hostile_components_are_stopped_and_the_runtime_keeps_serving() {
         .unwrap();
     assert_eq!(ident(&report, "deviceId"), "440101234567890");
     mock.stop().await;
+}
+
+/// Every per-call cap, one hostile behaviour each: the call is stopped with an error naming
+/// the limit and its value, and the next normal call on the same runtime succeeds.
+#[tokio::test]
+async fn every_sandbox_limit_is_named_and_the_runtime_keeps_serving() {
+    let bench = Bench::new(limits()).await;
+    let cases = [
+        // 100 MiB in 1 MiB steps against a 32 MiB budget.
+        ("grow-memory", "exceeded its memory limit of 32 MiB"),
+        // 1,000 requests to the allowed endpoint without waiting for answers.
+        (
+            "requests",
+            "exceeded its limit of 256 outgoing requests per call",
+        ),
+        // 100 header fields, plus the Host field wasmtime adds.
+        (
+            "header-count",
+            "exceeded its limit of 64 header fields per request (it sent 101)",
+        ),
+        // One 12 KiB header value.
+        (
+            "header-bytes",
+            "exceeded its limit of 8192 header bytes per request (it sent 12",
+        ),
+        // 100,000 `fields` resources held at once.
+        ("resources", "exceeded its limit of 1024 host resources"),
+        // A million empty lines: few bytes, many lines.
+        (
+            "log-lines",
+            "exceeded its log limit of 10000 lines per call",
+        ),
+        // 2,000 lines of 1 KiB.
+        (
+            "log-bytes",
+            "exceeded its log limit of 1048576 bytes per call",
+        ),
+    ];
+    for (behaviour, limit) in cases {
+        let before = bench.mock.requests().len();
+        let err = format!("{:#}", bench.hostile(behaviour).await.unwrap_err());
+        assert!(err.contains(limit), "{behaviour}: {err}");
+        assert!(
+            err.contains("during provision; it was stopped"),
+            "{behaviour}: {err}"
+        );
+        if behaviour.starts_with("header") {
+            // Refused before a connection: nothing reached the server.
+            assert_eq!(bench.mock.requests().len(), before, "{behaviour}");
+        }
+        bench.serves().await;
+    }
+    bench.mock.stop().await;
+}
+
+/// The allow-list holds `https://127.0.0.1:PORT`; a plain `http://` request to the same host
+/// and port is refused by the host before a connection is opened.
+#[tokio::test]
+async fn a_scheme_downgrade_to_an_allowed_host_and_port_is_refused() {
+    let bench = Bench::new(limits()).await;
+    let err = bench.hostile("downgrade").await.unwrap().unwrap_err();
+    let ProvisionError::Transport(m) = err else {
+        panic!("expected Transport, got {err:?}")
+    };
+    assert_eq!(m, "ErrorCode::HttpRequestDenied");
+    assert!(bench.mock.requests().is_empty());
+    bench.serves().await;
+    bench.mock.stop().await;
+}
+
+/// The CPU limit counts the thread's own CPU time. The component spins for 1.5 s of wall-clock
+/// time on a CPU shared with three busy threads, so it gets about a quarter of that CPU
+/// (~0.4 s): under a 1 s CPU limit it must finish. A meter of wall time minus host time sees
+/// 1.5 s and stops it. Then an endless loop is still stopped by the same limit.
+#[tokio::test(flavor = "current_thread")]
+async fn cpu_time_is_the_threads_own_not_time_spent_waiting_for_a_cpu() {
+    let bench = Bench::new(SandboxLimits {
+        cpu: Duration::from_millis(1_000),
+        wall: Duration::from_secs(60),
+        ..limits()
+    })
+    .await;
+
+    // The wasm runs on this thread (current-thread runtime). Pin it and three hogs to one CPU.
+    // SAFETY: plain libc calls on a zeroed cpu_set_t we own; pid 0 is the calling thread.
+    let (saved, cpu) = unsafe {
+        let mut saved: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut saved),
+            0
+        );
+        let cpu = (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| libc::CPU_ISSET(c, &saved))
+            .unwrap();
+        (saved, cpu)
+    };
+    let pin = move || {
+        // SAFETY: as above.
+        unsafe {
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut one);
+            assert_eq!(
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one),
+                0
+            );
+        }
+    };
+    pin();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hogs: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                pin();
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+
+    let started = Instant::now();
+    let shared = bench.hostile("spin-wall:1500").await;
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for hog in hogs {
+        hog.join().unwrap();
+    }
+    // SAFETY: restores this thread's own mask.
+    unsafe {
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &saved);
+    }
+    let outcome = shared.expect("stopped although it got only a share of a CPU");
+    assert!(
+        matches!(&outcome, Err(ProvisionError::Unsupported(m)) if m.starts_with("spun ")),
+        "{outcome:?}"
+    );
+    assert!(took >= Duration::from_millis(1_500), "{took:?}");
+
+    // An endless loop reaches 1 s of CPU time (however loaded the machine): stopped.
+    let err = format!(
+        "{:#}",
+        bench.hostile_target(Target::AzureIot).await.unwrap_err()
+    );
+    assert!(err.contains("exceeded its CPU limit of 1000 ms"), "{err}");
+
+    // Waiting in a host call is not CPU time either: a 1.5 s sleep passes a 1 s limit.
+    let outcome = bench.hostile("sleep:1500").await.unwrap();
+    assert_eq!(outcome, Err(ProvisionError::Unsupported("slept".into())));
+    bench.serves().await;
+    bench.mock.stop().await;
 }

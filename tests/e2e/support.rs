@@ -2,7 +2,7 @@
 //! binary runner.
 #![allow(dead_code)]
 
-use krypton_host::http::{OutboundPolicy, host_port};
+use krypton_host::http::{Origin, OutboundPolicy};
 use krypton_host::mock::{MockConfig, MockKrypton};
 use krypton_host::runtime::{
     AuthMode, DEFAULT_COMPONENT, HttpTimeouts, KryptonPre, ProvisionError, ProvisionReport,
@@ -35,7 +35,7 @@ pub async fn mock() -> MockKrypton {
 
 pub fn policy_for(mock: &MockKrypton) -> OutboundPolicy {
     OutboundPolicy::new(
-        vec![host_port(&mock.endpoint()).unwrap()],
+        vec![Origin::parse(&mock.endpoint()).unwrap()],
         Some(mock.ca_pem().as_bytes()),
     )
     .unwrap()

@@ -6,6 +6,9 @@
 //! * `arc`: writes a bundle, then traps mid-way (store consistency);
 //! * `inventory`: blocks in a host call for an hour (wall-clock deadline);
 //! * `userdata`: traps at once.
+//!
+//! A request whose `request-parameters` is `hostile:NAME` (not JSON: only this component reads
+//! it) picks one of the behaviours of [`by_name`] instead, whatever the target.
 
 #![cfg(target_arch = "wasm32")]
 
@@ -29,6 +32,13 @@ struct Hostile;
 
 impl Guest for Hostile {
     fn provision(request: ProvisionRequest) -> Result<ProvisionReport, ProvisionError> {
+        if let Some(name) = request
+            .request_parameters
+            .as_deref()
+            .and_then(|p| p.strip_prefix("hostile:"))
+        {
+            return by_name(name, &request.endpoint);
+        }
         match request.target {
             Target::AzureIot => {
                 let mut n: u64 = 0;
@@ -100,6 +110,139 @@ impl Guest for Hostile {
 
     fn version() -> (String, String) {
         ("hostile".into(), "soracom:krypton@0.1.0".into())
+    }
+}
+
+/// `scheme://authority` of the endpoint, split.
+fn authority(endpoint: &str) -> &str {
+    endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest)
+}
+
+/// An outgoing GET to `authority` under `scheme`, with `headers`.
+fn request(
+    scheme: http::Scheme,
+    authority: &str,
+    headers: &[(String, Vec<u8>)],
+) -> Result<outgoing_handler::FutureIncomingResponse, ProvisionError> {
+    let fields = http::Fields::from_list(headers)
+        .map_err(|e| ProvisionError::InvalidRequest(format!("headers: {e:?}")))?;
+    let req = http::OutgoingRequest::new(fields);
+    let _ = req.set_scheme(Some(&scheme));
+    let _ = req.set_authority(Some(authority));
+    let _ = req.set_path_with_query(Some("/hostile"));
+    outgoing_handler::handle(req, None).map_err(|e| ProvisionError::Transport(format!("{e:?}")))
+}
+
+/// Wait for a response and report it as an error naming what happened.
+fn outcome(future: outgoing_handler::FutureIncomingResponse) -> ProvisionError {
+    loop {
+        if let Some(result) = future.get() {
+            return match result {
+                Ok(Ok(r)) => ProvisionError::Transport(format!("answered {}", r.status())),
+                Ok(Err(code)) => ProvisionError::Transport(format!("{code:?}")),
+                Err(()) => ProvisionError::Transport("taken".into()),
+            };
+        }
+        future.subscribe().block();
+    }
+}
+
+/// The behaviours chosen by name (`hostile:NAME[:ARG]`):
+/// * `downgrade`: a plain `http://` request to the endpoint's `host:port` (scheme check);
+/// * `requests`: 1,000 requests to the endpoint without waiting for answers (requests per call);
+/// * `header-count`: one request with 100 header fields (header count);
+/// * `header-bytes`: one request with a 12 KiB header value (header bytes);
+/// * `resources`: 100,000 `fields` resources kept alive (host resources);
+/// * `log-lines`: a million empty lines on stderr (log lines);
+/// * `log-bytes`: 2,000 lines of 1 KiB on stderr (log bytes);
+/// * `grow-memory`: 100 MiB in 1 MiB steps (the memory budget);
+/// * `spin-wall:MS`: spins until MS ms of wall-clock time have passed (it reads the clock every
+///   million iterations), then answers `unsupported`;
+/// * `sleep:MS`: blocks in a host call for MS ms, then answers `unsupported`.
+fn by_name(name: &str, endpoint: &str) -> Result<ProvisionReport, ProvisionError> {
+    let (name, arg) = name.split_once(':').unwrap_or((name, ""));
+    let arg: u64 = arg.parse().unwrap_or(0);
+    match name {
+        "downgrade" => Err(outcome(request(
+            http::Scheme::Http,
+            authority(endpoint),
+            &[],
+        )?)),
+        "requests" => {
+            let mut pending = Vec::new();
+            for _ in 0..1_000 {
+                pending.push(request(http::Scheme::Https, authority(endpoint), &[])?);
+            }
+            Err(ProvisionError::Unsupported(format!(
+                "sent {} requests",
+                pending.len()
+            )))
+        }
+        "header-count" => {
+            let headers: Vec<_> = (0..100)
+                .map(|i| (format!("x-hostile-{i}"), b"1".to_vec()))
+                .collect();
+            Err(outcome(request(
+                http::Scheme::Https,
+                authority(endpoint),
+                &headers,
+            )?))
+        }
+        "header-bytes" => {
+            let headers = vec![("x-hostile".to_string(), vec![b'a'; 12 * 1024])];
+            Err(outcome(request(
+                http::Scheme::Https,
+                authority(endpoint),
+                &headers,
+            )?))
+        }
+        "resources" => {
+            let mut held = Vec::new();
+            for _ in 0..100_000 {
+                held.push(http::Fields::new());
+            }
+            Err(ProvisionError::Unsupported(format!("held {}", held.len())))
+        }
+        "log-lines" => {
+            for _ in 0..1_000_000 {
+                eprintln!();
+            }
+            Err(ProvisionError::Unsupported("logged".into()))
+        }
+        "log-bytes" => {
+            let line = "x".repeat(1023);
+            for _ in 0..2_000 {
+                eprintln!("{line}");
+            }
+            Err(ProvisionError::Unsupported("logged".into()))
+        }
+        "grow-memory" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..100 {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+            Err(ProvisionError::Unsupported("grew".into()))
+        }
+        "spin-wall" => {
+            let until = monotonic_clock::now() + arg * 1_000_000;
+            let mut n: u64 = 0;
+            loop {
+                for _ in 0..1_000_000 {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+                if monotonic_clock::now() >= until {
+                    return Err(ProvisionError::Unsupported(format!("spun {n}")));
+                }
+            }
+        }
+        "sleep" => {
+            monotonic_clock::subscribe_duration(arg * 1_000_000).block();
+            Err(ProvisionError::Unsupported("slept".into()))
+        }
+        other => Err(ProvisionError::Unsupported(format!("no behaviour {other}"))),
     }
 }
 
