@@ -83,7 +83,15 @@ mod glue {
         match e {
             E::InvalidRequest(m) => wit::ProvisionError::InvalidRequest(m),
             E::Unsupported(m) => wit::ProvisionError::Unsupported(m),
-            E::Transport(m) => wit::ProvisionError::Transport(m),
+            // The message is all the guest classifies today: the kind and the rest are filled
+            // in as the transport layer learns to tell failures apart.
+            E::Transport(m) => wit::ProvisionError::Transport(wit::TransportError {
+                kind: wit::TransportKind::Other,
+                request: String::new(),
+                message: m,
+                hint: None,
+                attempts: 0,
+            }),
             E::Timeout(m) => wit::ProvisionError::Timeout(m),
             E::HttpStatus {
                 status,
@@ -175,6 +183,7 @@ mod glue {
                         name: f.name,
                         contents: f.contents,
                         secret: f.secret,
+                        converted: None,
                     })
                     .collect()
             })
@@ -184,7 +193,7 @@ mod glue {
         fn version() -> (String, String) {
             (
                 env!("CARGO_PKG_VERSION").to_string(),
-                "soracom:krypton@0.1.0".to_string(),
+                "soracom:krypton@0.2.0".to_string(),
             )
         }
     }

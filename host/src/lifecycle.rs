@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// The contract version this host implements (`wit/krypton.wit`).
-pub const CONTRACT: &str = "soracom:krypton@0.1.0";
+pub const CONTRACT: &str = "soracom:krypton@0.2.0";
 /// Calls of a new version during which a trap rolls back to the previous one.
 pub const PROBATION_CALLS: u32 = 3;
 

@@ -3,7 +3,7 @@
 //! Reports carry identifiers, the certificate's SHA-256 fingerprint, subject and validity,
 //! never a key (the component's report type has no field that could hold one).
 
-use crate::runtime::{ProvisionError, ProvisionReport, Target};
+use crate::runtime::{ProvisionError, ProvisionReport, Target, TransportKind};
 use serde_json::{Map, Value, json};
 
 /// Exit codes of `krypton-host` (also listed in `--help`).
@@ -172,12 +172,32 @@ pub fn exit_code(error: &ProvisionError) -> u8 {
     }
 }
 
+/// The name of a transport kind in `--json` output (the WIT enum case).
+pub fn transport_kind(kind: TransportKind) -> &'static str {
+    match kind {
+        TransportKind::NameNotFound => "name-not-found",
+        TransportKind::NameResolutionFailed => "name-resolution-failed",
+        TransportKind::ConnectionRefused => "connection-refused",
+        TransportKind::ConnectionTimeout => "connection-timeout",
+        TransportKind::Unreachable => "unreachable",
+        TransportKind::UntrustedCertificate => "untrusted-certificate",
+        TransportKind::TlsFailure => "tls-failure",
+        TransportKind::ProtocolMismatch => "protocol-mismatch",
+        TransportKind::ConnectionLost => "connection-lost",
+        TransportKind::Denied => "denied",
+        TransportKind::Other => "other",
+    }
+}
+
 /// The `--json` object for an error: `{"ok": false, "error": {"kind": …, …}}`.
 pub fn error_json(error: &ProvisionError) -> Value {
     let detail = match error {
         ProvisionError::InvalidRequest(m) => json!({"kind": "invalid-request", "message": m}),
         ProvisionError::Unsupported(m) => json!({"kind": "unsupported", "message": m}),
-        ProvisionError::Transport(m) => json!({"kind": "transport", "message": m}),
+        ProvisionError::Transport(e) => json!({
+            "kind": "transport", "transportKind": transport_kind(e.kind), "request": e.request,
+            "message": e.message, "hint": e.hint, "attempts": e.attempts,
+        }),
         ProvisionError::Timeout(m) => json!({"kind": "timeout", "message": m}),
         ProvisionError::HttpStatus(e) => json!({
             "kind": "http-status", "status": e.status, "code": e.code, "message": e.message,
@@ -208,17 +228,16 @@ pub fn error_text(error: &ProvisionError) -> String {
     match error {
         ProvisionError::InvalidRequest(m) => format!("error: invalid request: {m}"),
         ProvisionError::Unsupported(m) => format!("error: not supported: {m}"),
-        ProvisionError::Transport(m) if m.contains("TlsCertificateError") => format!(
-            "error: could not reach Krypton: {m}\n\
-             hint: the server's TLS certificate is not trusted. For a private or test endpoint \
-             (such as `krypton-host mock`), pass its CA with --ca-file."
-        ),
-        ProvisionError::Transport(m) => format!(
-            "error: could not reach Krypton: {m}\n\
-             hint: Krypton's network mode only answers requests that leave over a SORACOM Air \
-             cellular session or a SORACOM Arc tunnel. On Arc, Krypton's address must be inside \
-             the WireGuard AllowedIPs. For a private or test endpoint, pass its CA with --ca-file."
-        ),
+        ProvisionError::Transport(e) => {
+            let mut s = format!("error: could not reach Krypton: {}", printable(&e.message));
+            if !e.request.is_empty() {
+                s.push_str(&format!(" ({})", printable(&e.request)));
+            }
+            if let Some(hint) = &e.hint {
+                s.push_str(&format!("\nhint: {}", printable(hint)));
+            }
+            s
+        }
         ProvisionError::Timeout(m) => format!(
             "error: timed out: {m}\n\
              hint: on SORACOM Arc a request to Krypton times out when Krypton's address is not \

@@ -46,7 +46,7 @@ pub mod bindings {
 use bindings::soracom::krypton::secret_store;
 pub use bindings::soracom::krypton::types::{
     AuthMode, CertificateSummary, ExportFile, HttpTimeouts, ProvisionError, ProvisionReport,
-    ProvisionRequest, RetryPolicy, Target,
+    ProvisionRequest, RetryPolicy, Target, TransportError, TransportKind,
 };
 
 /// The first sandbox limit a call ran into, shared by the parts of one call's store (the
@@ -1181,7 +1181,7 @@ mod tests {
             let err = format!("{:#}", instantiate(&rt, &wat).await.unwrap_err());
             assert!(err.contains(expected), "{wat}: {err}");
             assert!(err.contains("during instantiate; it was stopped"), "{err}");
-            assert_eq!(rt.version(&good).await.unwrap().1, "soracom:krypton@0.1.0");
+            assert_eq!(rt.version(&good).await.unwrap().1, "soracom:krypton@0.2.0");
         }
         // Within every cap: a 20 MiB memory, two tables of 90,000 elements, 8 instances.
         instantiate(

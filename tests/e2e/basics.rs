@@ -281,9 +281,10 @@ async fn hosts_off_the_allow_list_and_untrusted_servers_are_refused() {
         .await
         .unwrap()
         .unwrap_err();
-    let ProvisionError::Transport(msg) = err else {
+    let ProvisionError::Transport(e) = err else {
         panic!("expected Transport, got {err:?}")
     };
+    let msg = e.message;
     assert!(msg.contains("allow-list"), "{msg}");
 
     // Allowed, but the mock's CA is not trusted: the TLS handshake fails.
@@ -294,9 +295,10 @@ async fn hosts_off_the_allow_list_and_untrusted_servers_are_refused() {
         .await
         .unwrap()
         .unwrap_err();
-    let ProvisionError::Transport(msg) = err else {
+    let ProvisionError::Transport(e) = err else {
         panic!("expected Transport, got {err:?}")
     };
+    let msg = e.message;
     assert!(msg.contains("TlsCertificateError"), "{msg}");
     assert!(mock.requests().is_empty(), "a request reached the server");
     assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 0);

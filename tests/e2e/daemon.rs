@@ -543,11 +543,20 @@ async fn extra_outbound_hosts_are_allowed_and_the_state_dir_is_private() {
     let (host, port) = krypton_host::http::host_port(&mock.endpoint()).unwrap();
     let policy = daemon.outbound_policy();
     assert!(policy.allows("https", &host, port), "the endpoint");
-    assert!(!policy.allows("http", &host, port), "the endpoint over plain HTTP");
+    assert!(
+        !policy.allows("http", &host, port),
+        "the endpoint over plain HTTP"
+    );
     assert!(policy.allows("https", "extra.example", 8443));
     assert!(policy.allows("https", "second.example", 443));
-    assert!(!policy.allows("http", "second.example", 443), "another scheme");
-    assert!(!policy.allows("https", "extra.example", 443), "another port");
+    assert!(
+        !policy.allows("http", "second.example", 443),
+        "another scheme"
+    );
+    assert!(
+        !policy.allows("https", "extra.example", 443),
+        "another port"
+    );
     assert!(!policy.allows("https", "other.example", 443));
     assert!(!policy.allows("https", "second.example", 8443));
     assert_eq!(daemon.state_dir(), tmp.path().join("state"));

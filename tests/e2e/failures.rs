@@ -386,9 +386,10 @@ async fn connection_failures_are_retried_then_reported() {
         .await
         .unwrap()
         .unwrap_err();
-    let ProvisionError::Transport(m) = err else {
+    let ProvisionError::Transport(e) = err else {
         panic!("expected Transport, got {err:?}")
     };
+    let m = e.message;
     assert!(
         m.contains("ConnectionRefused") && m.ends_with("(after 3 attempts)"),
         "{m}"

