@@ -31,7 +31,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 /// The contract version this host implements (`wit/krypton.wit`).
 pub const CONTRACT: &str = "soracom:krypton@0.2.0";
-/// Calls of a new version during which a trap rolls back to the previous one.
+/// Successful `provision` calls a new version must make before it leaves probation; until then
+/// a trap in any call (`status` included) rolls back to the previous version. `status` calls
+/// do not count toward it: they are cheap and would end probation before the first real
+/// provisioning ran.
 pub const PROBATION_CALLS: u32 = 3;
 
 /// Largest component file read, bytes (the provisioning component is under 1 MiB).
@@ -252,13 +255,21 @@ impl Lifecycle {
         }
         if let Some(previous) = self.previous.lock().expect("lock").take() {
             tracing::error!(failed = %failed.digest, restored = %previous.digest, reason = why, "new component failed its first calls; rolled back");
+            // The failed version no longer holds the version floor: the operator may install
+            // the previous file again (and a restart with it is not taken for a downgrade).
+            if let Some(floor) = &self.policy.floor
+                && let Err(e) = floor.restore(&previous.version)
+            {
+                tracing::warn!(error = %format!("{e:#}"), "could not put the version floor back");
+            }
             *current = previous;
             self.probation.store(0, Ordering::SeqCst);
         }
     }
 
-    /// After a call of `used`: a trap during probation rolls back.
-    fn judge<T>(&self, used: &Arc<Loaded>, outcome: &anyhow::Result<T>) {
+    /// After a call of `used`: a trap during probation rolls back; a success counts toward the
+    /// end of probation when `counts` (a `provision` call).
+    fn judge<T>(&self, used: &Arc<Loaded>, outcome: &anyhow::Result<T>, counts: bool) {
         let on_probation =
             Arc::ptr_eq(&self.current(), used) && self.probation.load(Ordering::SeqCst) > 0;
         if !on_probation {
@@ -266,6 +277,7 @@ impl Lifecycle {
         }
         match outcome {
             Err(e) => self.roll_back(used, &format!("{e:#}")),
+            Ok(_) if !counts => {}
             Ok(_) => {
                 let _ = self
                     .probation
@@ -286,7 +298,7 @@ impl Lifecycle {
             .runtime
             .provision(&used.pre, policy, secrets, request)
             .await;
-        self.judge(&used, &outcome);
+        self.judge(&used, &outcome, true);
         outcome
     }
 
@@ -298,7 +310,7 @@ impl Lifecycle {
     ) -> anyhow::Result<Result<Option<ProvisionReport>, ProvisionError>> {
         let used = self.current();
         let outcome = self.runtime.status(&used.pre, secrets, target).await;
-        self.judge(&used, &outcome);
+        self.judge(&used, &outcome, false);
         outcome
     }
 }

@@ -352,8 +352,14 @@ impl CpuSample {
 /// CPU time the component spent in its own code: call hooks sample the thread's CPU clock at
 /// each transition into wasm and add the stretch at each transition out; the epoch callback
 /// adds the stretch running so far.
+///
+/// Host calls count too, when they return on the thread they were made on: work the host does
+/// for the component (random bytes, hashing, writing a bundle) is the component's CPU as much
+/// as its own code. A host call that suspends (an HTTP wait, a sleep) may resume on another
+/// thread; its CPU time cannot be attributed and is not counted, and waiting uses none.
 struct CpuMeter {
     in_wasm_since: Option<CpuSample>,
+    in_host_since: Option<CpuSample>,
     used: Duration,
     budget: Duration,
 }
@@ -367,6 +373,23 @@ impl CpuMeter {
         if let Some(since) = self.in_wasm_since.take() {
             self.used += since.until(&thread_cpu_sample());
         }
+    }
+
+    fn call_host(&mut self) {
+        self.leave();
+        self.in_host_since = Some(thread_cpu_sample());
+    }
+
+    fn return_from_host(&mut self) {
+        if let Some(since) = self.in_host_since.take() {
+            let now = thread_cpu_sample();
+            if let (Some(a), Some(b)) = (since.cpu, now.cpu)
+                && since.thread == now.thread
+            {
+                self.used += b.saturating_sub(a);
+            }
+        }
+        self.enter();
     }
 
     /// Add the running stretch and start a new one.
@@ -392,6 +415,53 @@ pub struct HostState {
     limiter: SandboxLimiter,
     cpu: CpuMeter,
     trip: LimitTrip,
+    store_writes: StoreWrites,
+}
+
+/// Most secret-store writes (puts and deletes) one call may make. A provisioning run makes at
+/// most five (a probe put and delete, a pending registration, the bundle, forgetting the
+/// registration); each write is fsynced, so an unbounded loop would wear the gateway's flash.
+pub const MAX_STORE_WRITES_PER_CALL: u32 = 32;
+/// Most bytes one call may put into the secret store, in total.
+pub const MAX_STORE_BYTES_PER_CALL: usize = 4 * 1024 * 1024;
+/// Largest `wasi:random` request, bytes (wasmtime's default is 64 MiB: a host-side allocation
+/// and CPU the component would not pay for). The component asks for 8 bytes at a time.
+pub const MAX_RANDOM_BYTES: u64 = 4096;
+
+/// Secret-store writes of one call, against [`MAX_STORE_WRITES_PER_CALL`] and
+/// [`MAX_STORE_BYTES_PER_CALL`].
+#[derive(Default)]
+struct StoreWrites {
+    writes: u32,
+    bytes: usize,
+}
+
+impl StoreWrites {
+    /// Count one write of `bytes`; past a limit the call is stopped (the limit is recorded in
+    /// `trip`) and the write is refused, so nothing reaches the disk.
+    fn charge(&mut self, trip: &LimitTrip, bytes: usize) -> Result<(), secret_store::StoreError> {
+        self.writes = self.writes.saturating_add(1);
+        self.bytes = self.bytes.saturating_add(bytes);
+        let broken = if self.writes > MAX_STORE_WRITES_PER_CALL {
+            Some(format!(
+                "its limit of {MAX_STORE_WRITES_PER_CALL} secret-store writes per call"
+            ))
+        } else if self.bytes > MAX_STORE_BYTES_PER_CALL {
+            Some(format!(
+                "its limit of {MAX_STORE_BYTES_PER_CALL} secret-store bytes per call"
+            ))
+        } else {
+            None
+        };
+        match broken {
+            Some(limit) => {
+                let message = format!("refused: {limit}");
+                trip.trip(limit);
+                Err(secret_store::StoreError::Io(message))
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 impl WasiView for HostState {
@@ -419,6 +489,7 @@ impl secret_store::Host for HostState {
     }
 
     fn put(&mut self, name: String, value: Vec<u8>) -> Result<(), secret_store::StoreError> {
+        self.store_writes.charge(&self.trip, value.len())?;
         self.secrets
             .put(&name, &value)
             .map_err(to_wit_store_error)?;
@@ -427,6 +498,7 @@ impl secret_store::Host for HostState {
     }
 
     fn delete(&mut self, name: String) -> Result<bool, secret_store::StoreError> {
+        self.store_writes.charge(&self.trip, 0)?;
         self.secrets.delete(&name).map_err(to_wit_store_error)
     }
 }
@@ -879,6 +951,7 @@ impl Runtime {
                 GUEST_LOG_BUFFER_BYTES,
                 GuestLog::new(trip.clone()),
             ))
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(crate::http::FIELDS_MEMORY_BYTES);
@@ -899,10 +972,12 @@ impl Runtime {
                 },
                 cpu: CpuMeter {
                     in_wasm_since: None,
+                    in_host_since: None,
                     used: Duration::ZERO,
                     budget: self.limits.cpu,
                 },
                 trip,
+                store_writes: StoreWrites::default(),
             },
         );
         store.limiter(|s| &mut s.limiter);
@@ -911,12 +986,19 @@ impl Runtime {
             match hook {
                 CallHook::CallingWasm => state.cpu.enter(),
                 CallHook::ReturningFromHost => {
-                    state.cpu.enter();
-                    // A host call that broke a limit (a request, a log line) stops the call
-                    // here, before the component runs again.
+                    state.cpu.return_from_host();
+                    if state.cpu.used > state.cpu.budget {
+                        state.trip.trip(format!(
+                            "its CPU limit of {} ms",
+                            state.cpu.budget.as_millis()
+                        ));
+                    }
+                    // A host call that broke a limit (a request, a log line, CPU spent by the
+                    // host on its behalf) stops the call here, before the component runs again.
                     state.trip.trap()?;
                 }
-                CallHook::ReturningFromWasm | CallHook::CallingHost => state.cpu.leave(),
+                CallHook::CallingHost => state.cpu.call_host(),
+                CallHook::ReturningFromWasm => state.cpu.leave(),
             }
             Ok(())
         });

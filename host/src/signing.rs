@@ -27,7 +27,8 @@
 //!
 //! The version rule: a host with a state directory keeps the highest version it has accepted
 //! ([`VersionFloor`]) and refuses a lower one unless the operator allows a downgrade. Versions
-//! are compared as Semantic Versioning 2.0.0 (semver.org §11) with the `semver` crate.
+//! are compared by precedence as Semantic Versioning 2.0.0 defines it (semver.org §11; build
+//! metadata does not count, §10) with the `semver` crate's `cmp_precedence`.
 
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -265,7 +266,7 @@ impl VersionFloor {
             "the version rule needs a semantic version to compare with the highest accepted one",
         )?;
         if let Some(highest) = self.highest()?
-            && candidate < highest
+            && candidate.cmp_precedence(&highest).is_lt()
         {
             anyhow::ensure!(
                 self.allow_downgrade,
@@ -282,18 +283,29 @@ impl VersionFloor {
     pub fn accept(&self, version: &str) -> anyhow::Result<()> {
         let candidate = parse_version(version)?;
         let raise = match self.highest()? {
-            Some(highest) => candidate > highest || (self.allow_downgrade && candidate < highest),
+            Some(highest) => match candidate.cmp_precedence(&highest) {
+                std::cmp::Ordering::Greater => true,
+                std::cmp::Ordering::Less => self.allow_downgrade,
+                std::cmp::Ordering::Equal => false,
+            },
             None => true,
         };
         if raise {
-            crate::files::write_private_file(
-                &self.file,
-                format!("{candidate}\n").as_bytes(),
-                0o600,
-            )
-            .with_context(|| format!("writing {}", self.file.display()))?;
+            self.write(&candidate)?;
         }
         Ok(())
+    }
+
+    /// Put the floor back to `version` after a rollback: the version that failed probation no
+    /// longer holds the floor, so the previous file can be installed again. Errors: `version`
+    /// is not a version, or the file cannot be written.
+    pub fn restore(&self, version: &str) -> anyhow::Result<()> {
+        self.write(&parse_version(version)?)
+    }
+
+    fn write(&self, version: &semver::Version) -> anyhow::Result<()> {
+        crate::files::write_private_file(&self.file, format!("{version}\n").as_bytes(), 0o600)
+            .with_context(|| format!("writing {}", self.file.display()))
     }
 }
 
@@ -400,11 +412,24 @@ mod tests {
         );
         floor.check("0.2.0").unwrap();
         floor.check("0.10.0").unwrap(); // semver order, not text order
+        // Build metadata has no precedence (semver.org §10): 0.2.0+a and 0.2.0+b are equal to
+        // 0.2.0, neither raises the floor and neither is a downgrade.
+        floor.check("0.2.0+zzz").unwrap();
+        floor.accept("0.2.0+zzz").unwrap();
+        assert_eq!(floor.highest().unwrap().unwrap().to_string(), "0.2.0");
+        floor.check("0.2.0").unwrap();
+        // A pre-release of the accepted version comes before it (semver.org §11.3).
+        assert!(floor.check("0.2.0-rc.1").is_err());
         assert!(floor.check("hostile").is_err());
         let allowed = VersionFloor::new(dir.path(), true);
         allowed.check("0.1.9").unwrap();
         allowed.accept("0.1.9").unwrap();
         assert_eq!(floor.highest().unwrap().unwrap().to_string(), "0.1.9");
+        // After a rollback the floor goes back to the version that serves again.
+        floor.accept("0.3.0").unwrap();
+        floor.restore("0.1.9").unwrap();
+        assert_eq!(floor.highest().unwrap().unwrap().to_string(), "0.1.9");
+        floor.check("0.1.9").unwrap();
         // A damaged floor file is an error, not "no floor".
         std::fs::write(dir.path().join("accepted-version"), "garbage").unwrap();
         assert!(floor.check("0.3.0").is_err());

@@ -10,6 +10,7 @@ mod exports;
 mod failures;
 mod hostile_values;
 mod outbound;
+mod probation;
 mod sandbox;
 mod secrets;
 mod service;

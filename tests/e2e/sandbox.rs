@@ -215,6 +215,19 @@ async fn every_sandbox_limit_is_named_and_the_runtime_keeps_serving() {
             "log-bytes",
             "exceeded its log limit of 1048576 bytes per call",
         ),
+        // 1,000 bundles of 64 KiB under distinct names: the disk is the host's.
+        (
+            "store-flood",
+            "exceeded its limit of 32 secret-store writes per call",
+        ),
+        // Five 1 MiB bundles.
+        (
+            "store-bytes",
+            "exceeded its limit of 4194304 secret-store bytes per call",
+        ),
+        // 4 KiB of random bytes ten million times: CPU the host spends for the component
+        // counts against its CPU limit.
+        ("random-loop", "exceeded its CPU limit of"),
     ];
     for (behaviour, limit) in cases {
         let before = bench.mock.requests().len();
@@ -230,6 +243,22 @@ async fn every_sandbox_limit_is_named_and_the_runtime_keeps_serving() {
         }
         bench.serves().await;
     }
+    // The flood stopped at the limit: no more than 32 of its bundles reached the disk.
+    let flooded = std::fs::read_dir(bench.store.dir())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("flood-")
+        })
+        .count();
+    assert_eq!(flooded, 32);
+    // 64 MiB of random bytes in one request: refused before the host allocates it.
+    let err = format!("{:#}", bench.hostile("random-big").await.unwrap_err());
+    assert!(err.contains("exceeds limit 4096"), "{err}");
+    bench.serves().await;
     bench.mock.stop().await;
 }
 

@@ -172,7 +172,11 @@ fn outcome(future: outgoing_handler::FutureIncomingResponse) -> ProvisionError {
 /// * `grow-memory`: 100 MiB in 1 MiB steps (the memory budget);
 /// * `spin-wall:MS`: spins until MS ms of wall-clock time have passed (it reads the clock every
 ///   million iterations), then answers `unsupported`;
-/// * `sleep:MS`: blocks in a host call for MS ms, then answers `unsupported`.
+/// * `sleep:MS`: blocks in a host call for MS ms, then answers `unsupported`;
+/// * `store-flood`: puts 1,000 bundles of 64 KiB under distinct names (store writes per call);
+/// * `store-bytes`: puts one 1 MiB bundle five times (store bytes per call);
+/// * `random-big`: asks the host for 64 MiB of random bytes at once (random size);
+/// * `random-loop`: asks for 4 KiB of random bytes ten million times (the host's CPU).
 fn by_name(name: &str, endpoint: &str) -> Result<ProvisionReport, ProvisionError> {
     let (name, arg) = name.split_once(':').unwrap_or((name, ""));
     let arg: u64 = arg.parse().unwrap_or(0);
@@ -253,6 +257,33 @@ fn by_name(name: &str, endpoint: &str) -> Result<ProvisionReport, ProvisionError
         "sleep" => {
             monotonic_clock::subscribe_duration(arg * 1_000_000).block();
             Err(ProvisionError::Unsupported("slept".into()))
+        }
+        "store-flood" => {
+            let value = vec![b'x'; 64 * 1024];
+            for i in 0..1_000 {
+                secret_store::put(&format!("flood-{i}"), &value)
+                    .map_err(|e| ProvisionError::Storage(format!("put {i}: {e:?}")))?;
+            }
+            Err(ProvisionError::Unsupported("stored 1000".into()))
+        }
+        "store-bytes" => {
+            let value = vec![b'x'; 1024 * 1024];
+            for i in 0..5 {
+                secret_store::put("flood", &value)
+                    .map_err(|e| ProvisionError::Storage(format!("put {i}: {e:?}")))?;
+            }
+            Err(ProvisionError::Unsupported("stored 5 MiB".into()))
+        }
+        "random-big" => {
+            let bytes = bindings::wasi::random::random::get_random_bytes(64 * 1024 * 1024);
+            Err(ProvisionError::Unsupported(format!("got {}", bytes.len())))
+        }
+        "random-loop" => {
+            let mut total = 0u64;
+            for _ in 0..10_000_000 {
+                total += bindings::wasi::random::random::get_random_bytes(4096).len() as u64;
+            }
+            Err(ProvisionError::Unsupported(format!("got {total}")))
         }
         other => Err(ProvisionError::Unsupported(format!("no behaviour {other}"))),
     }

@@ -1,0 +1,64 @@
+//! Probation of a new component version (issue 7 review): cheap `status` calls do not end it,
+//! so a version that only fails in `provision` is still rolled back.
+
+use super::support::*;
+use krypton_host::lifecycle::{Lifecycle, PROBATION_CALLS, ReloadOutcome};
+use krypton_host::runtime::{DEFAULT_COMPONENT, Runtime, SandboxLimits, Target};
+use krypton_host::store::SecretStore;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::test]
+async fn status_calls_do_not_end_probation_and_a_failing_provision_rolls_back() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("component.wasm");
+    std::fs::write(&file, DEFAULT_COMPONENT).unwrap();
+    let runtime = Arc::new(
+        Runtime::with_limits(SandboxLimits {
+            cpu: Duration::from_millis(300),
+            wall: Duration::from_secs(20),
+            ..SandboxLimits::default()
+        })
+        .unwrap(),
+    );
+    let lifecycle = Lifecycle::start(runtime, Some(file.clone()), None)
+        .await
+        .unwrap();
+    let serving = lifecycle.current().digest.clone();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
+
+    // The hostile component answers `status` well and spins in `provision azure-iot`.
+    let tmp_file = tmp.path().join("next.wasm");
+    std::fs::write(
+        &tmp_file,
+        std::fs::read(krypton_test_components::HOSTILE_WASM).unwrap(),
+    )
+    .unwrap();
+    std::fs::rename(&tmp_file, &file).unwrap();
+    assert!(matches!(
+        lifecycle.reload().await.unwrap(),
+        ReloadOutcome::Swapped(_)
+    ));
+    assert_eq!(lifecycle.current().version, "hostile");
+    // More successful status calls than the probation length, as a daemon's passes make.
+    for _ in 0..(PROBATION_CALLS * 3) {
+        lifecycle
+            .status(store.clone(), Target::AzureIot)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(lifecycle.current().version, "hostile", "still on probation");
+    let mut azure = request(Target::AzureIot, mock.endpoint());
+    azure.force = true;
+    let trapped = lifecycle
+        .provision(policy_for(&mock), store.clone(), &azure)
+        .await;
+    assert!(
+        format!("{:#}", trapped.unwrap_err()).contains("CPU limit"),
+        "the hostile provision did not trap"
+    );
+    assert_eq!(lifecycle.current().digest, serving, "not rolled back");
+    mock.stop().await;
+}
