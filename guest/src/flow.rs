@@ -627,9 +627,17 @@ pub fn provision(
                 "{e}; refusing to replace it without --force"
             )));
         }
+        // A bundle that cannot be used is evidence of an edit or a fault on disk, not of "no
+        // credentials": replacing it silently would, for AWS IoT, mint a certificate nobody
+        // asked for and throw the stored key away. Only a forced run replaces it.
+        Stored::Unusable(e) if !request.force => {
+            return Err(Error::Storage(format!(
+                "{e}; it is kept as it is: provision with force to replace it"
+            )));
+        }
         Stored::Unusable(e) => {
             run.caps
-                .log(&format!("{}: {e}; provisioning anew", target.name()));
+                .log(&format!("{}: {e}; replacing it (forced)", target.name()));
             None
         }
         Stored::Absent => None,

@@ -1477,8 +1477,9 @@ fn targets_that_mint_nothing_do_not_probe() {
 }
 
 #[test]
-fn unusable_content_is_replaced_but_never_reused() {
-    // Not JSON, another target's bundle, a value that breaks its rule: replaced.
+fn unusable_content_is_never_reused_and_replaced_only_when_forced() {
+    // Not JSON, another target's bundle, a value that breaks its rule: never reused; without
+    // force the run stops before Krypton (nothing minted), with force it is replaced.
     let mut good = Fake::default().reply(200, aws_ok());
     provision(&mut good, &request(Target::AwsIot)).unwrap();
     let stored = String::from_utf8(good.store["aws-iot"].clone()).unwrap();
@@ -1491,13 +1492,33 @@ fn unusable_content_is_replaced_but_never_reused() {
         ),
     ] {
         let mut fake = Fake::default().reply(200, aws_ok());
-        fake.store.insert("aws-iot".into(), content.into_bytes());
-        let report = provision(&mut fake, &request(Target::AwsIot)).unwrap();
+        fake.store
+            .insert("aws-iot".into(), content.clone().into_bytes());
+        let err = provision(&mut fake, &request(Target::AwsIot)).unwrap_err();
+        let Error::Storage(message) = err else {
+            panic!("expected Storage, got {err:?}")
+        };
+        assert!(
+            message.ends_with("it is kept as it is: provision with force to replace it"),
+            "{message}"
+        );
+        assert_eq!(fake.requests.len(), 0, "Krypton was called");
+        assert_eq!(
+            fake.store["aws-iot"],
+            content.as_bytes(),
+            "the bundle changed"
+        );
+
+        let mut forced = request(Target::AwsIot);
+        forced.force = true;
+        let report = provision(&mut fake, &forced).unwrap();
         assert!(!report.reused);
         assert_eq!(fake.requests.len(), 1);
         assert_eq!(fake.store["aws-iot"].len(), good.store["aws-iot"].len());
         assert!(
-            fake.logs.iter().any(|l| l.ends_with("; provisioning anew")),
+            fake.logs
+                .iter()
+                .any(|l| l.ends_with("; replacing it (forced)")),
             "{:?}",
             fake.logs
         );

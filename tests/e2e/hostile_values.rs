@@ -365,3 +365,64 @@ async fn a_store_that_fails_stops_the_run_before_any_request_reaches_krypton() {
     assert_eq!(mock.requests().len(), 0);
     mock.stop().await;
 }
+
+/// A stored `aws-iot` bundle edited on disk is kept as it is: a run without force stops before
+/// Krypton (no certificate is minted, the stored key is not thrown away); a forced run
+/// replaces it.
+#[tokio::test]
+async fn an_edited_aws_iot_bundle_is_not_replaced_without_force_and_nothing_is_minted() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = ca_file(&mock, tmp.path());
+    let store = tmp.path().join("store");
+    let args = |force: bool| {
+        let mut a = vec![
+            "provision".to_string(),
+            "aws-iot".into(),
+            "--endpoint".into(),
+            mock.endpoint(),
+            "--ca-file".into(),
+            ca.to_str().unwrap().into(),
+            "--store".into(),
+            store.to_str().unwrap().into(),
+        ];
+        if force {
+            a.push("--force".into());
+        }
+        a
+    };
+    let run = |a: Vec<String>| async move {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        run_cli(&refs).await
+    };
+    let (code, out, err) = run(args(false)).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let bootstraps = || {
+        mock.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/aws/iot/bootstrap"))
+            .count()
+    };
+    assert_eq!(bootstraps(), 1);
+    let file = store.join("aws-iot.json");
+    let edited = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("\"region\": \"ap-northeast-1\"", "\"region\": \"bad region\"");
+    assert!(edited.contains("bad region"), "the edit did not apply");
+    std::fs::write(&file, &edited).unwrap();
+
+    let (code, out, err) = run(args(false)).await;
+    assert_eq!(code, 9, "{out}\n{err}");
+    assert!(
+        err.contains("it is kept as it is: provision with force to replace it"),
+        "{err}"
+    );
+    assert_eq!(bootstraps(), 1, "a certificate was minted");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), edited);
+
+    let (code, out, err) = run(args(true)).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(bootstraps(), 2);
+    assert!(!std::fs::read_to_string(&file).unwrap().contains("bad region"));
+    mock.stop().await;
+}
