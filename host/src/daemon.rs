@@ -290,9 +290,10 @@ impl GatewayConfig {
     }
 
     /// Read and parse a configuration file: a regular file of at most
-    /// [`files::MAX_CONFIG_BYTES`] bytes, UTF-8.
+    /// [`files::MAX_CONFIG_BYTES`] bytes, UTF-8, owned by root or this user and writable by
+    /// nobody else ([`files::read_trusted_text`]).
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = files::read_user_text(path, files::MAX_CONFIG_BYTES, "configuration file")?;
+        let text = files::read_trusted_text(path, files::MAX_CONFIG_BYTES, "configuration file")?;
         Self::parse(&text).with_context(|| format!("{}", path.display()))
     }
 

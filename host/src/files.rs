@@ -78,6 +78,43 @@ pub fn read_user_file(path: &Path, max_bytes: u64, what: &str) -> anyhow::Result
     Ok(bytes)
 }
 
+/// The effective uid of this process (`geteuid(2)`).
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// [`read_user_text`] for a file that decides what this process trusts (the daemon's
+/// configuration: its trusted key, component and hosts): it must also be owned by root or by
+/// the user this runs as, and not writable by group or others, or anyone who could write it
+/// could replace the trusted key.
+///
+/// Errors: those of [`read_user_text`], or the owner or mode above, naming the file and the
+/// `chown`/`chmod` that fixes it.
+pub fn read_trusted_text(path: &Path, max_bytes: u64, what: &str) -> anyhow::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let text = read_user_text(path, max_bytes, what)?;
+    // The checks run on the path after the read; the read itself refuses anything but a
+    // regular file, and a file swapped in between would have to pass these checks too.
+    let meta = fs::metadata(path).map_err(|e| anyhow::anyhow!("{what} {}: {e}", path.display()))?;
+    let euid = effective_uid();
+    anyhow::ensure!(
+        meta.uid() == 0 || meta.uid() == euid,
+        "{what} {} is owned by uid {}: it must belong to root or to the user this runs as \
+         (uid {euid}), since it names the keys and hosts to trust (`chown root` it)",
+        path.display(),
+        meta.uid()
+    );
+    let mode = meta.permissions().mode() & 0o777;
+    anyhow::ensure!(
+        mode & 0o022 == 0,
+        "{what} {} has mode {mode:03o}: group or others can change it, and it names the keys and \
+         hosts to trust; `chmod go-w` it",
+        path.display()
+    );
+    Ok(text)
+}
+
 /// [`read_user_file`] for text: errors also when the file is not UTF-8.
 pub fn read_user_text(path: &Path, max_bytes: u64, what: &str) -> anyhow::Result<String> {
     String::from_utf8(read_user_file(path, max_bytes, what)?)
@@ -182,12 +219,27 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// existing directory is never changed (think of `/tmp` given by mistake). `what` names the
 /// configuration key or option for the error messages.
 pub fn private_dir(dir: &Path, what: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    match fs::metadata(dir) {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() => anyhow::bail!(
+            "{what}: {} is a symbolic link; give the directory itself",
+            dir.display()
+        ),
         Ok(meta) if !meta.is_dir() => {
             anyhow::bail!("{what}: {} exists and is not a directory", dir.display())
         }
         Ok(meta) => {
+            // Whoever owns the directory can replace what is in it (a bundle, the version
+            // floor), so it must be ours.
+            let euid = effective_uid();
+            anyhow::ensure!(
+                meta.uid() == euid,
+                "{what}: the directory {} is owned by uid {}, not by the user this runs as \
+                 (uid {euid}); use a directory of this user, or `chown` it if it holds nothing \
+                 of another user's",
+                dir.display(),
+                meta.uid()
+            );
             let mode = meta.permissions().mode() & 0o777;
             anyhow::ensure!(
                 mode & 0o077 == 0,

@@ -405,9 +405,10 @@ async fn an_edited_aws_iot_bundle_is_not_replaced_without_force_and_nothing_is_m
     };
     assert_eq!(bootstraps(), 1);
     let file = store.join("aws-iot.json");
-    let edited = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("\"region\": \"ap-northeast-1\"", "\"region\": \"bad region\"");
+    let edited = std::fs::read_to_string(&file).unwrap().replace(
+        "\"region\": \"ap-northeast-1\"",
+        "\"region\": \"bad region\"",
+    );
     assert!(edited.contains("bad region"), "the edit did not apply");
     std::fs::write(&file, &edited).unwrap();
 
@@ -423,6 +424,10 @@ async fn an_edited_aws_iot_bundle_is_not_replaced_without_force_and_nothing_is_m
     let (code, out, err) = run(args(true)).await;
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(bootstraps(), 2);
-    assert!(!std::fs::read_to_string(&file).unwrap().contains("bad region"));
+    assert!(
+        !std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("bad region")
+    );
     mock.stop().await;
 }

@@ -17,4 +17,5 @@ mod service;
 mod signatures;
 mod support;
 mod targets;
+mod trust;
 mod userfiles;
