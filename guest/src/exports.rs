@@ -18,7 +18,9 @@
 //! have been edited since it was stored), and written through a real serializer where one
 //! exists (`toml` for `aziot`, `serde_json` for `aws-iot`) or through the one strict function
 //! of its format ([`crate::render::wg_quick_value`], [`crate::render::env_value`]). PEM files
-//! are re-encoded from the parsed DER, never copied from the stored text.
+//! are re-encoded from the parsed DER, never copied from the stored text, and a private key is
+//! written in a form OpenSSL loads ([`validate::exportable_key`]), the file's `converted`
+//! saying when that differs from what Krypton sent.
 
 use crate::bundle::{Bundle, rfc3339, stored_error};
 use crate::model::{Error, Target};
@@ -34,6 +36,10 @@ pub struct ExportFile {
     pub contents: Vec<u8>,
     /// Owner-only (0600) when true.
     pub secret: bool,
+    /// How the file differs from what Krypton sent, in plain words, when it does (WIT
+    /// `export-file.converted`): today only a private key converted to a form OpenSSL loads
+    /// ([`validate::exportable_key`]).
+    pub converted: Option<String>,
 }
 
 fn file(name: &str, contents: impl Into<Vec<u8>>, secret: bool) -> ExportFile {
@@ -41,12 +47,16 @@ fn file(name: &str, contents: impl Into<Vec<u8>>, secret: bool) -> ExportFile {
         name: name.to_string(),
         contents: contents.into(),
         secret,
+        converted: None,
     }
 }
 
 /// Certificate (leaf), chain, key and root CA files for a certificate bundle, prefixed
 /// `prefix`, each re-encoded from what [`targets::credentials`] parsed (a PEM field edited to
-/// carry text around its blocks loses that text).
+/// carry text around its blocks loses that text). The key is written in a form OpenSSL loads
+/// ([`validate::exportable_key`]: an EC key without its curve becomes PKCS#8 with the
+/// certificate's curve), and the key file's `converted` says so when it differs from the
+/// stored key; the stored bundle itself keeps what Krypton sent.
 fn pem_files(
     prefix: &str,
     certificate: &str,
@@ -55,6 +65,7 @@ fn pem_files(
 ) -> Result<Vec<ExportFile>, Error> {
     let creds = targets::credentials(certificate, key, root)?;
     let certs = validate::parse_certificates("certificate", &creds.certificate)?;
+    let key = validate::exportable_key("privateKey", creds.private_key.expose(), &certs[0].cert)?;
     let mut files = vec![
         file(
             &format!("{prefix}-certificate.pem"),
@@ -62,11 +73,10 @@ fn pem_files(
             false,
         ),
         file(&format!("{prefix}-chain.pem"), creds.certificate, false),
-        file(
-            &format!("{prefix}-private-key.pem"),
-            creds.private_key.expose(),
-            true,
-        ),
+        ExportFile {
+            converted: key.converted,
+            ..file(&format!("{prefix}-private-key.pem"), key.pem, true)
+        },
     ];
     if let Some(root) = creds.root_ca_certificate {
         files.push(file(&format!("{prefix}-root-ca.pem"), root, false));

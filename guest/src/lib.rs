@@ -183,7 +183,7 @@ mod glue {
                         name: f.name,
                         contents: f.contents,
                         secret: f.secret,
-                        converted: None,
+                        converted: f.converted,
                     })
                     .collect()
             })

@@ -317,22 +317,132 @@ pub fn check_private_key(field: &str, key_pem: &str, leaf: &Certificate) -> Resu
         ));
     }
     // Re-encode exactly the one key block, canonical armour and line length.
-    Ok(pem::encode_config(
-        &pem::Pem::new(block.tag(), block.contents()),
+    Ok(pem_text(block.tag(), block.contents().to_vec()))
+}
+
+/// A private key as it is exported: PEM text OpenSSL loads, and what was converted to get it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ExportKey {
+    /// One PEM key block (LF, 64-column lines, final newline).
+    pub pem: String,
+    /// How [`ExportKey::pem`] differs from the key as stored, in plain words (e.g. `EC PRIVATE
+    /// KEY without its curve -> PKCS#8 PRIVATE KEY (P-256)`); `None` when it is the same key
+    /// block.
+    pub converted: Option<String>,
+}
+
+fn curve_name(curve: ObjectIdentifier) -> &'static str {
+    if curve == OID_P256 { "P-256" } else { "P-384" }
+}
+
+fn pem_text(tag: &str, der: Vec<u8>) -> String {
+    pem::encode_config(
+        &pem::Pem::new(tag, der),
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    ))
+    )
+}
+
+/// An EC key as PKCS#8 (RFC 5208 `PrivateKeyInfo`, RFC 5480 §2.1.1: algorithm
+/// `id-ecPublicKey` with the `namedCurve` as its parameters) around the unchanged SEC1
+/// `ECPrivateKey` DER, which is how `openssl pkcs8 -topk8` writes an EC key.
+fn ec_pkcs8(field: &str, curve: ObjectIdentifier, sec1_der: &[u8]) -> Result<String, Error> {
+    use der::Encode;
+    let info = pkcs8::PrivateKeyInfo::new(
+        pkcs8::AlgorithmIdentifierRef {
+            oid: OID_EC,
+            parameters: Some((&curve).into()),
+        },
+        sec1_der,
+    );
+    let der = info
+        .to_der()
+        .map_err(|e| Error::invalid(field, format!("cannot be written as PKCS#8: {e}")))?;
+    Ok(pem_text("PRIVATE KEY", der))
+}
+
+/// The key of a certificate bundle in a form that OpenSSL, and the SDKs built on it, load.
+///
+/// `key_pem` is a key that [`check_private_key`] accepted for `leaf`. RFC 5915 makes the curve
+/// of a SEC1 `EC PRIVATE KEY` optional, but OpenSSL cannot load an EC key whose curve is
+/// named nowhere (`openssl pkey`: "unsupported"; Python `ssl`, `cryptography` and the AWS IoT
+/// Device SDKs fail the same way). Such a key, and a PKCS#8 EC key whose algorithm carries no
+/// curve, is written as PKCS#8 with the curve of the certificate it belongs to (the match was
+/// checked with that curve). Every other key is written as stored: PKCS#1 `RSA PRIVATE KEY`,
+/// PKCS#8 `PRIVATE KEY` (RSA or EC with its curve) and SEC1 with a named curve all load as
+/// they are, and an RSA key always stays RSA.
+///
+/// Errors: [`Error::InvalidResponse`] on `field` when the key is not one [`check_private_key`]
+/// accepts for `leaf`.
+pub fn exportable_key(field: &str, key_pem: &str, leaf: &Certificate) -> Result<ExportKey, Error> {
+    let stored = check_private_key(field, key_pem, leaf)?;
+    let block =
+        pem::parse(&stored).map_err(|e| Error::invalid(field, format!("not valid PEM: {e}")))?;
+    let cert_curve = match public_from_spki(leaf)? {
+        PublicKey::Ec { curve, .. } => Some(curve),
+        PublicKey::Rsa { .. } => None,
+    };
+    let conversion = match block.tag() {
+        "EC PRIVATE KEY" => {
+            let key = sec1::EcPrivateKey::from_der(block.contents())
+                .map_err(|e| Error::invalid(field, format!("not a SEC1 EC private key: {e}")))?;
+            match (key.parameters.and_then(|p| p.named_curve()), cert_curve) {
+                (Some(_), _) => None,
+                (None, Some(curve)) => Some((
+                    ec_pkcs8(field, curve, block.contents())?,
+                    format!(
+                        "EC PRIVATE KEY without its curve -> PKCS#8 PRIVATE KEY ({})",
+                        curve_name(curve)
+                    ),
+                )),
+                (None, None) => return Err(Error::invalid(field, "EC private key names no curve")),
+            }
+        }
+        "PRIVATE KEY" => {
+            let info = pkcs8::PrivateKeyInfo::from_der(block.contents())
+                .map_err(|e| Error::invalid(field, format!("not a PKCS#8 private key: {e}")))?;
+            if info.algorithm.oid == OID_EC && info.algorithm.parameters_oid().is_err() {
+                let inner = sec1::EcPrivateKey::from_der(info.private_key).map_err(|e| {
+                    Error::invalid(field, format!("not a SEC1 EC private key: {e}"))
+                })?;
+                let curve = inner
+                    .parameters
+                    .and_then(|p| p.named_curve())
+                    .or(cert_curve)
+                    .ok_or_else(|| Error::invalid(field, "EC private key names no curve"))?;
+                Some((
+                    ec_pkcs8(field, curve, info.private_key)?,
+                    format!(
+                        "PKCS#8 PRIVATE KEY without its curve -> PKCS#8 PRIVATE KEY ({})",
+                        curve_name(curve)
+                    ),
+                ))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
+    Ok(match conversion {
+        Some((pem, converted)) => {
+            // The converted key is still this certificate's key.
+            check_private_key(field, &pem, leaf)?;
+            ExportKey {
+                pem,
+                converted: Some(converted),
+            }
+        }
+        None => ExportKey {
+            pem: stored,
+            converted: None,
+        },
+    })
 }
 
 /// Certificates re-armoured as canonical PEM (LF, 64-column lines, final newline).
 pub fn certificates_to_pem(certs: &[ParsedCertificate]) -> String {
     certs
         .iter()
-        .map(|c| {
-            pem::encode_config(
-                &pem::Pem::new("CERTIFICATE", c.der.clone()),
-                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-            )
-        })
+        .map(|c| pem_text("CERTIFICATE", c.der.clone()))
         .collect()
 }
 
@@ -357,6 +467,7 @@ mod tests {
     const EC_PKCS8: &str = include_str!("../testdata/ec-pkcs8.key");
     const EC384_CRT: &str = include_str!("../testdata/ec384.crt");
     const EC384_SEC1: &str = include_str!("../testdata/ec384-sec1.key");
+    const EC384_PKCS8: &str = include_str!("../testdata/ec384-pkcs8.key");
     const OTHER_EC: &str = include_str!("../testdata/other-ec-sec1.key");
     const EC_ENCRYPTED: &str = include_str!("../testdata/ec-encrypted.key");
     const ROOT_CRT: &str = include_str!("../testdata/root.crt");
@@ -396,6 +507,99 @@ mod tests {
                 pem::parse(key).unwrap().contents()
             );
         }
+    }
+
+    /// `sec1_pem` with the curve removed from its `parameters` ([0]), as some issuers send it.
+    fn sec1_without_curve(sec1_pem: &str) -> String {
+        use der::Encode;
+        let block = pem::parse(sec1_pem).unwrap();
+        let mut key = sec1::EcPrivateKey::from_der(block.contents()).unwrap();
+        assert!(key.parameters.is_some());
+        key.parameters = None;
+        pem_text("EC PRIVATE KEY", key.to_der().unwrap())
+    }
+
+    /// `pkcs8_pem` with the curve removed from its algorithm parameters.
+    fn pkcs8_without_curve(pkcs8_pem: &str) -> String {
+        use der::Encode;
+        let block = pem::parse(pkcs8_pem).unwrap();
+        let mut info = pkcs8::PrivateKeyInfo::from_der(block.contents()).unwrap();
+        assert!(info.algorithm.parameters.is_some());
+        info.algorithm.parameters = None;
+        pem_text("PRIVATE KEY", info.to_der().unwrap())
+    }
+
+    #[test]
+    fn an_ec_key_without_its_curve_is_exported_as_pkcs8_with_the_certificates_curve() {
+        for (cert, sec1, openssl_pkcs8, oid, name) in [
+            (EC_CRT, EC_SEC1, EC_PKCS8, OID_P256, "P-256"),
+            (EC384_CRT, EC384_SEC1, EC384_PKCS8, OID_P384, "P-384"),
+        ] {
+            let no_curve = sec1_without_curve(sec1);
+            // What validation stores is what was sent: still SEC1 without a curve.
+            let stored = check_private_key("privateKey", &no_curve, &leaf(cert)).unwrap();
+            assert_eq!(stored, no_curve);
+            let out = exportable_key("privateKey", &stored, &leaf(cert)).unwrap();
+            assert_eq!(
+                out.converted.as_deref(),
+                Some(
+                    format!("EC PRIVATE KEY without its curve -> PKCS#8 PRIVATE KEY ({name})")
+                        .as_str()
+                )
+            );
+            // Byte for byte what `openssl pkcs8 -topk8 -nocrypt` writes for the same key.
+            assert_eq!(out.pem, openssl_pkcs8, "{name}");
+            let block = pem::parse(&out.pem).unwrap();
+            let info = pkcs8::PrivateKeyInfo::from_der(block.contents()).unwrap();
+            assert_eq!(info.algorithm.oid, OID_EC);
+            assert_eq!(info.algorithm.parameters_oid().unwrap(), oid);
+            assert_eq!(info.private_key, pem::parse(&no_curve).unwrap().contents());
+        }
+        // A PKCS#8 EC key whose algorithm names no curve gets the curve as well.
+        let no_curve = pkcs8_without_curve(EC_PKCS8);
+        let out = exportable_key("privateKey", &no_curve, &leaf(EC_CRT)).unwrap();
+        assert_eq!(
+            out,
+            ExportKey {
+                pem: EC_PKCS8.to_string(),
+                converted: Some(
+                    "PKCS#8 PRIVATE KEY without its curve -> PKCS#8 PRIVATE KEY (P-256)".into()
+                ),
+            }
+        );
+    }
+
+    #[test]
+    fn keys_that_openssl_loads_are_exported_unchanged() {
+        for (cert, key) in [
+            (RSA_CRT, RSA_PKCS1),
+            (RSA_CRT, RSA_PKCS8),
+            (EC_CRT, EC_SEC1),
+            (EC_CRT, EC_PKCS8),
+            (EC384_CRT, EC384_SEC1),
+            (EC384_CRT, EC384_PKCS8),
+        ] {
+            let out = exportable_key("privateKey", key, &leaf(cert)).unwrap();
+            assert_eq!(
+                out,
+                ExportKey {
+                    pem: key.to_string(),
+                    converted: None
+                }
+            );
+        }
+        // An RSA key stays PKCS#1 RSA.
+        let out = exportable_key("privateKey", RSA_PKCS1, &leaf(RSA_CRT)).unwrap();
+        assert!(out.pem.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
+        // Export checks the pair again: a key of another pair is never written.
+        let (field, reason) = field_of(
+            exportable_key("privateKey", &sec1_without_curve(OTHER_EC), &leaf(EC_CRT)).unwrap_err(),
+        );
+        assert_eq!(field, "privateKey");
+        assert_eq!(
+            reason,
+            "the private key does not match the certificate's public key"
+        );
     }
 
     #[test]

@@ -5,18 +5,22 @@
 //! * P6 `POST /v1/provisioning/azure/iot/register` answers
 //!   `{"operationId":"4.<hex>","status":"assigning"}`; P7 `GET|POST …/registrations/{id}`
 //!   answers `assigning` [`MockConfig::assigning_polls`] times, then `assigned` with
-//!   `deviceId`, `host`, `certificate`, `privateKey` (PKCS#8) and `rootCaCertificate`;
+//!   `deviceId`, `host`, `certificate`, `privateKey` ([`MockConfig::azure_iot_key`], by default
+//!   ECDSA P-256 as PKCS#8) and `rootCaCertificate`;
 //! * P1 `POST /v1/provisioning/aws/iot/bootstrap` answers `region`, `host`, `clientId`
 //!   (`requestParameters.thingName`, else `thing-<IMSI>` like a `thing-$imsi` pattern),
-//!   `certificate`, `privateKey` (SEC1) and `rootCaCertificate`; with `skipCertificates: true`
+//!   `certificate`, `privateKey` ([`MockConfig::aws_iot_key`], by default RSA 2048 as PKCS#1)
+//!   and `rootCaCertificate`; with `skipCertificates: true`
 //!   it answers `privateKey`, `clientId`, `host`, `certificateId` (SHA-256 of the DER
 //!   certificate, as AWS IoT names certificates), and P2 / P3 serve the rest;
 //! * P4 Cognito credentials (`expiration` in the form [`MockConfig::expiration`] picks),
 //!   P5 OpenID token, P9 Inventory (`endpoint` required; `applicationKey` returned),
 //!   P10 Arc, P11 subscriber metadata (a JSON object), P12 userdata (`text/plain`).
 //!
-//! Certificates are real X.509 (ECDSA P-256) issued by a CA the mock generates at start, which
-//! also signs the mock's own TLS certificate for `localhost`, `127.0.0.1` and `::1`. Secret
+//! Certificates are real X.509 issued by a CA (ECDSA P-256) the mock generates at start, which
+//! also signs the mock's own TLS certificate for `localhost`, `127.0.0.1` and `::1`. Device keys
+//! come in the shapes the real services issue ([`KeyShape`]): a new key pair for every
+//! certificate, each in one PEM block. Secret
 //! values that are not keys carry the markers in [`CANARIES`], so tests can prove that no
 //! secret reaches a log or a report.
 //!
@@ -103,6 +107,31 @@ pub enum ExpirationFormat {
     Iso8601,
 }
 
+/// The key pair issued with a device certificate, and the PEM form its private key is sent in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyShape {
+    /// RSA 2048, PKCS#1 `RSA PRIVATE KEY`: what AWS IoT issues (AWS IoT API Reference,
+    /// CreateKeysAndCertificate: "Creates a 2048-bit RSA key pair and issues an X.509
+    /// certificate using the issued public key"; its `keyPair.PrivateKey` is PKCS#1 PEM), and
+    /// what SORACOM's Krypton AWS IoT example answer carries (`"privateKey":"-----BEGIN RSA
+    /// PRIVATE KEY-----…"`).
+    Rsa2048Pkcs1,
+    /// ECDSA P-256, PKCS#8 `PRIVATE KEY` with the curve in its algorithm (RFC 5208, RFC 5480).
+    /// SORACOM's Krypton Azure IoT documentation
+    /// (<https://developers.soracom.io/en/docs/krypton/azure-iot/>) shows a PEM `privateKey`
+    /// without naming its type; this is the most widely loadable form.
+    EcP256Pkcs8,
+    /// ECDSA P-256, SEC1 `EC PRIVATE KEY` with its named curve (RFC 5915), as
+    /// `openssl ecparam -genkey` writes it.
+    EcP256Sec1,
+    /// ECDSA P-256, SEC1 `EC PRIVATE KEY` without its curve: valid RFC 5915 (the parameters are
+    /// optional) but not loadable by OpenSSL; no real service is known to send it. It keeps
+    /// the component's export conversion tested end to end.
+    EcP256Sec1NoCurve,
+    /// ECDSA P-384, SEC1 `EC PRIVATE KEY` without its curve (as [`KeyShape::EcP256Sec1NoCurve`]).
+    EcP384Sec1NoCurve,
+}
+
 /// How the mock answers.
 #[derive(Clone, Debug)]
 pub struct MockConfig {
@@ -120,6 +149,10 @@ pub struct MockConfig {
     pub cognito_lifetime_secs: u64,
     /// Form of Cognito `expiration`.
     pub expiration: ExpirationFormat,
+    /// Key issued with an Azure IoT certificate (default [`KeyShape::EcP256Pkcs8`]).
+    pub azure_iot_key: KeyShape,
+    /// Key issued with an AWS IoT certificate (default [`KeyShape::Rsa2048Pkcs1`]).
+    pub aws_iot_key: KeyShape,
 }
 
 impl Default for MockConfig {
@@ -132,6 +165,8 @@ impl Default for MockConfig {
             aws_region: "ap-northeast-1".into(),
             cognito_lifetime_secs: 3600,
             expiration: ExpirationFormat::EpochMs,
+            azure_iot_key: KeyShape::EcP256Pkcs8,
+            aws_iot_key: KeyShape::Rsa2048Pkcs1,
         }
     }
 }
@@ -235,6 +270,57 @@ impl Ca {
         eku: ExtendedKeyUsagePurpose,
     ) -> anyhow::Result<(String, String, KeyPair)> {
         let key = KeyPair::generate()?;
+        let params = Self::leaf_params(common_name, sans, eku)?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let id = sha256_hex(cert.der());
+        Ok((cert.pem(), id, key))
+    }
+
+    /// A device (TLS client) certificate for a new key pair of `shape`: the certificate PEM,
+    /// its DER SHA-256 in hex, and the private key PEM in the shape's form.
+    fn issue_device(
+        &self,
+        common_name: &str,
+        shape: KeyShape,
+    ) -> anyhow::Result<(String, String, String)> {
+        let params =
+            Self::leaf_params(common_name, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth)?;
+        let (cert, key_pem) = match shape {
+            KeyShape::Rsa2048Pkcs1 => {
+                use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey, LineEnding};
+                let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)?;
+                let public = RsaPublicKey(key.to_public_key().to_pkcs1_der()?.into_vec());
+                let cert = params.signed_by(&public, &self.issuer)?;
+                (cert, key.to_pkcs1_pem(LineEnding::LF)?.to_string())
+            }
+            KeyShape::EcP256Pkcs8
+            | KeyShape::EcP256Sec1
+            | KeyShape::EcP256Sec1NoCurve
+            | KeyShape::EcP384Sec1NoCurve => {
+                let p384 = shape == KeyShape::EcP384Sec1NoCurve;
+                let key = KeyPair::generate_for(if p384 {
+                    &rcgen::PKCS_ECDSA_P384_SHA384
+                } else {
+                    &rcgen::PKCS_ECDSA_P256_SHA256
+                })?;
+                let cert = params.signed_by(&key, &self.issuer)?;
+                let key_pem = match shape {
+                    KeyShape::EcP256Pkcs8 => key.serialize_pem(),
+                    KeyShape::EcP256Sec1 => sec1_pem(&key, true)?,
+                    _ => sec1_pem(&key, false)?,
+                };
+                (cert, key_pem)
+            }
+        };
+        let id = sha256_hex(cert.der());
+        Ok((cert.pem(), id, key_pem))
+    }
+
+    fn leaf_params(
+        common_name: &str,
+        sans: Vec<String>,
+        eku: ExtendedKeyUsagePurpose,
+    ) -> anyhow::Result<CertificateParams> {
         let mut params = CertificateParams::new(sans)?;
         params
             .distinguished_name
@@ -244,9 +330,21 @@ impl Ca {
         params.not_before = now - time::Duration::hours(1);
         params.not_after = now + time::Duration::days(365);
         params.extended_key_usages = vec![eku];
-        let cert = params.signed_by(&key, &self.issuer)?;
-        let id = sha256_hex(cert.der());
-        Ok((cert.pem(), id, key))
+        Ok(params)
+    }
+}
+
+/// An RSA public key for rcgen: PKCS#1 `RSAPublicKey` DER (RFC 8017 A.1.1), which rcgen wraps
+/// in the certificate's `subjectPublicKeyInfo` with `rsaEncryption`.
+struct RsaPublicKey(Vec<u8>);
+
+impl rcgen::PublicKeyData for RsaPublicKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_RSA_SHA256
     }
 }
 
@@ -721,15 +819,11 @@ fn route(
             }
             let device_id = requested_id.unwrap_or(imsi);
             let host = state.config.azure_hub.clone();
-            let (cert, id, key) =
-                match state
-                    .ca
-                    .issue(&device_id, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth)
-                {
-                    Ok(issued) => issued,
-                    Err(e) => return Answer::error(500, "KRY0500", &format!("mock CA: {e}")),
-                };
-            let key_pem = key.serialize_pem(); // PKCS#8 "PRIVATE KEY"
+            let shape = state.config.azure_iot_key;
+            let (cert, id, key_pem) = match state.ca.issue_device(&device_id, shape) {
+                Ok(issued) => issued,
+                Err(e) => return Answer::error(500, "KRY0500", &format!("mock CA: {e}")),
+            };
             let root = state.ca.cert_pem.clone();
             state.issued.push(Issued {
                 target: "azure-iot",
@@ -753,10 +847,7 @@ fn route(
             let client_id = param("thingName").unwrap_or_else(|| format!("thing-{imsi}"));
             let region = state.config.aws_region.clone();
             let host = format!("krypton-mock-ats.iot.{region}.amazonaws.com");
-            let issued = state
-                .ca
-                .issue(&client_id, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth)
-                .and_then(|(cert, id, key)| Ok((cert, id, sec1_pem(&key)?)));
+            let issued = state.ca.issue_device(&client_id, state.config.aws_iot_key);
             let (cert, id, key_pem) = match issued {
                 Ok(issued) => issued,
                 Err(e) => return Answer::error(500, "KRY0500", &format!("mock CA: {e}")),
@@ -861,13 +952,18 @@ fn route(
     }
 }
 
-/// The key as SEC1 `EC PRIVATE KEY` PEM, the form AWS-style bundles often carry.
-fn sec1_pem(key: &KeyPair) -> anyhow::Result<String> {
-    use p256::pkcs8::{DecodePrivateKey, LineEnding};
-    let secret = p256::SecretKey::from_pkcs8_der(&key.serialize_der())
-        .map_err(|e| anyhow::anyhow!("mock key conversion: {e}"))?;
-    Ok(secret
-        .to_sec1_pem(LineEnding::LF)
-        .map_err(|e| anyhow::anyhow!("mock key conversion: {e}"))?
-        .to_string())
+/// An rcgen EC key as SEC1 `EC PRIVATE KEY` PEM (RFC 5915), its curve named in `parameters`
+/// when `with_curve`. rcgen writes PKCS#8 whose inner `ECPrivateKey` names no curve (the
+/// algorithm does); that inner key is re-encoded with or without the curve.
+fn sec1_pem(key: &KeyPair, with_curve: bool) -> anyhow::Result<String> {
+    use pkcs8::der::{Decode, Encode};
+    let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("mock key conversion: {e}");
+    let pkcs8_der = key.serialize_der();
+    let info = pkcs8::PrivateKeyInfo::from_der(&pkcs8_der).map_err(|e| fail(&e))?;
+    let curve = info.algorithm.parameters_oid().map_err(|e| fail(&e))?;
+    let mut ec = sec1::EcPrivateKey::from_der(info.private_key).map_err(|e| fail(&e))?;
+    ec.parameters = with_curve.then_some(sec1::EcParameters::NamedCurve(curve));
+    let der = ec.to_der().map_err(|e| fail(&e))?;
+    pkcs8::der::pem::encode_string("EC PRIVATE KEY", pkcs8::LineEnding::LF, &der)
+        .map_err(|e| fail(&e))
 }

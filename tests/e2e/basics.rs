@@ -128,7 +128,8 @@ async fn aws_iot_happy_path_with_thing_name() {
         issued.certificate_pem.replace("\r\n", "\n").as_str()
     );
     let key = bundle["privateKey"].as_str().unwrap();
-    assert!(key.starts_with("-----BEGIN EC PRIVATE KEY-----\n"));
+    // AWS IoT issues RSA 2048 keys as PKCS#1 (CreateKeysAndCertificate); stored as sent.
+    assert!(key.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
     assert_eq!(key, issued.private_key_pem.as_str());
     assert_key_matches_cert(key, bundle["certificate"].as_str().unwrap());
     assert_eq!(

@@ -9,6 +9,7 @@ mod doctor;
 mod exports;
 mod failures;
 mod hostile_values;
+mod openssl;
 mod outbound;
 mod probation;
 mod sandbox;

@@ -98,9 +98,26 @@ pub fn cert_der(pem_text: &str) -> Vec<u8> {
         .unwrap()
 }
 
-/// The key's public point appears in the certificate: the pair matches.
+/// The key's public half appears in the certificate: the pair matches. RSA (PKCS#1) or P-256
+/// (SEC1 or PKCS#8) keys, the shapes the mock issues by default.
 pub fn assert_key_matches_cert(key_pem: &str, cert_pem: &str) {
     use p256::pkcs8::DecodePrivateKey;
+    if key_pem.starts_with("-----BEGIN RSA PRIVATE KEY-----") {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        use rsa::pkcs8::EncodePublicKey;
+        let spki = rsa::RsaPrivateKey::from_pkcs1_pem(key_pem)
+            .unwrap()
+            .to_public_key()
+            .to_public_key_der()
+            .unwrap();
+        let der = cert_der(cert_pem);
+        assert!(
+            der.windows(spki.as_bytes().len())
+                .any(|w| w == spki.as_bytes()),
+            "the stored key does not belong to the stored certificate"
+        );
+        return;
+    }
     let secret = if key_pem.contains("BEGIN EC PRIVATE KEY") {
         p256::SecretKey::from_sec1_pem(key_pem).unwrap()
     } else {
