@@ -367,15 +367,21 @@ fn poll_registration<C: Capabilities>(
     let path = format!("/v1/provisioning/azure/iot/registrations/{op}");
     let mut wait = first_wait.max(poll_ms);
     let mut polls = 0u32;
+    let not_assigned = |polls: u32, budget_ms: u64| {
+        Error::Timeout(format!(
+            "Azure registration {op} was not assigned within the {budget_ms} ms deadline ({polls} polls); \
+             the next run resumes it"
+        ))
+    };
     loop {
+        // A wait that ends at or after the deadline (a sleep may overshoot) is the same outcome.
         if wait >= run.deadline.remaining(run.caps) {
-            return Err(Error::Timeout(format!(
-                "Azure registration {op} was not assigned within the {} ms deadline ({polls} polls); \
-                 the next run resumes it",
-                run.deadline.budget_ms
-            )));
+            return Err(not_assigned(polls, run.deadline.budget_ms));
         }
         run.caps.sleep_ms(wait);
+        if run.deadline.remaining(run.caps) == 0 {
+            return Err(not_assigned(polls, run.deadline.budget_ms));
+        }
         polls += 1;
         let response = run.call(Method::Get, &path, None)?;
         let obj = json_object(&response.body)?;
