@@ -790,6 +790,20 @@ fn arc(obj: &Map<String, Value>, now: u64) -> Result<Bundle, Error> {
     }))
 }
 
+/// Whether `ip` is a local address that is never routed through the tunnel: loopback
+/// (`127.0.0.0/8`, `::1`), unspecified (`0.0.0.0`, `::`) or link-local (`169.254.0.0/16`,
+/// `fe80::/10`; RFC 3927, RFC 4291 §2.5.6), an IPv4-mapped IPv6 address by its IPv4 address.
+/// Such an address never leaves this machine or its link, so a route into the tunnel would be
+/// wrong (a test endpoint on loopback must keep working). `krypton-host doctor` applies the same
+/// rule (`host/src/doctor.rs`, `is_local_address`); an end-to-end test runs both commands on
+/// the same addresses and compares their verdicts.
+pub fn is_local_address(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_unspecified() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || v6.is_unicast_link_local(),
+    }
+}
+
 /// A `wg-quick` configuration for an Arc bundle (the mapping soratun uses: address /32,
 /// keepalive 60 s). Every address in `krypton_addresses` not already inside `AllowedIPs` is
 /// added as a single-host route, so the Krypton call cannot leave outside the tunnel.
@@ -813,7 +827,7 @@ pub fn wireguard_config(bundle: &ArcBundle, krypton_addresses: &[String]) -> Res
             Error::InvalidRequest(format!("Krypton address `{text}` is not an IP address"))
         })?;
         // A local address (a test endpoint) must never be routed into the tunnel.
-        if ip.is_loopback() || ip.is_unspecified() {
+        if is_local_address(ip) {
             skipped.push(ip.to_string());
             continue;
         }

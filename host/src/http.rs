@@ -279,17 +279,18 @@ impl OutboundPolicy {
     }
 
     /// A TLS handshake over `tcp` with this policy's roots, within `timeout` (for
-    /// `doctor`). Errors: the handshake's failure, as text.
+    /// `doctor`). Errors: why the handshake failed, classified as for a Krypton call.
     pub async fn tls_handshake(
         &self,
         tcp: TcpStream,
         server_name: &str,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), HandshakeFailure> {
         let name = match server_name.parse::<std::net::IpAddr>() {
             Ok(ip) => ServerName::from(ip),
-            Err(_) => ServerName::try_from(server_name.to_string())
-                .map_err(|e| format!("invalid server name: {e}"))?,
+            Err(_) => ServerName::try_from(server_name.to_string()).map_err(|_| {
+                HandshakeFailure::Other("the host is not a valid server name".into())
+            })?,
         };
         match tokio::time::timeout(
             timeout,
@@ -298,8 +299,11 @@ impl OutboundPolicy {
         .await
         {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no handshake within {} ms", timeout.as_millis())),
+            Ok(Err(e)) => Err(handshake_failure(&e)),
+            Err(_) => Err(HandshakeFailure::Other(format!(
+                "no handshake within {} ms",
+                timeout.as_millis()
+            ))),
         }
     }
 
@@ -520,6 +524,51 @@ fn connect_error(e: &std::io::Error) -> HttpError {
         K::ConnectionReset | K::ConnectionAborted => HttpError::ConnectionTerminated,
         K::PermissionDenied => HttpError::DestinationIpProhibited,
         _ => HttpError::InternalError(Some(format!("connecting failed: {e}"))),
+    }
+}
+
+/// Why a TLS handshake failed, in plain words (for `doctor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// The server's certificate is not trusted; why (e.g. "issued by an unknown CA").
+    Untrusted(String),
+    /// The server answered with something that is not TLS (e.g. plain HTTP).
+    NotTls,
+    /// Another failure (an alert, a closed connection, a timeout).
+    Other(String),
+}
+
+/// Why rustls rejected a certificate, in plain words.
+fn certificate_reason(e: &rustls::CertificateError) -> &'static str {
+    use rustls::CertificateError as C;
+    match e {
+        C::UnknownIssuer => "issued by an unknown CA",
+        C::Expired | C::ExpiredContext { .. } => "expired",
+        C::NotValidYet | C::NotValidYetContext { .. } => "not valid yet",
+        C::NotValidForName | C::NotValidForNameContext { .. } => "issued for another name",
+        C::Revoked => "revoked",
+        C::BadSignature => "its signature does not verify",
+        _ => "rejected",
+    }
+}
+
+/// Classify a failed handshake like [`tls_error`] does for a Krypton call.
+fn handshake_failure(e: &std::io::Error) -> HandshakeFailure {
+    let reason = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(c)) => certificate_reason(c),
+        _ => "rejected",
+    };
+    match tls_error(e) {
+        HttpError::TlsCertificateError => HandshakeFailure::Untrusted(reason.to_string()),
+        HttpError::HttpProtocolError => HandshakeFailure::NotTls,
+        HttpError::TlsAlertReceived {
+            alert_message: Some(m),
+            ..
+        } => HandshakeFailure::Other(format!("the server sent the TLS alert `{m}`")),
+        HttpError::ConnectionTerminated => {
+            HandshakeFailure::Other("the server closed the connection during the handshake".into())
+        }
+        _ => HandshakeFailure::Other("a TLS protocol error".into()),
     }
 }
 
@@ -954,5 +1003,94 @@ mod tests {
         std::fs::write(&real, vec![b'a'; MAX_CA_FILE_BYTES as usize + 1]).unwrap();
         let err = format!("{:#}", read_ca_file(&real).unwrap_err());
         assert!(err.contains("is larger than 4194304 bytes"), "{err}");
+    }
+
+    fn rcode(e: HttpError) -> String {
+        match e {
+            HttpError::DnsError { rcode, .. } => rcode.unwrap(),
+            other => panic!("expected DnsError, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn resolver_codes_become_dns_errors_the_component_tells_apart() {
+        assert_eq!(rcode(dns_error(libc::EAI_NONAME)), "NXDOMAIN");
+        assert_eq!(rcode(dns_error(libc::EAI_AGAIN)), "temporary failure");
+        assert_eq!(rcode(dns_error(libc::EAI_FAIL)), "resolver failure");
+        assert_eq!(
+            rcode(dns_error(libc::EAI_NODATA)),
+            "no address for the name"
+        );
+        assert!(rcode(dns_error(libc::EAI_MEMORY)).starts_with("resolver error: "));
+    }
+
+    #[tokio::test]
+    async fn a_name_under_invalid_is_not_found_and_literals_are_not_looked_up() {
+        // `.invalid` never resolves (RFC 6761 §6.4): the resolver says so at once.
+        assert_eq!(
+            rcode(lookup("does-not-exist.invalid", 8036).await.unwrap_err()),
+            DNS_NAME_NOT_FOUND
+        );
+        assert_eq!(
+            lookup("127.0.0.1", 9).await.unwrap(),
+            vec!["127.0.0.1:9".parse().unwrap()]
+        );
+        assert_eq!(
+            lookup("::1", 9).await.unwrap(),
+            vec!["[::1]:9".parse().unwrap()]
+        );
+        let local = lookup("localhost", 9).await.unwrap();
+        assert!(
+            local.iter().all(|a| a.ip().is_loopback() && a.port() == 9),
+            "{local:?}"
+        );
+    }
+
+    #[test]
+    fn tls_and_connect_failures_get_their_own_codes() {
+        let wrap = |e: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        assert!(matches!(
+            tls_error(&wrap(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            ))),
+            HttpError::TlsCertificateError
+        ));
+        assert!(matches!(
+            tls_error(&wrap(rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::InvalidContentType
+            ))),
+            HttpError::HttpProtocolError
+        ));
+        let HttpError::TlsAlertReceived {
+            alert_id,
+            alert_message,
+        } = tls_error(&wrap(rustls::Error::AlertReceived(
+            rustls::AlertDescription::HandshakeFailure,
+        )))
+        else {
+            panic!()
+        };
+        assert_eq!(alert_id, Some(0x28));
+        assert_eq!(alert_message.as_deref(), Some("handshake failure"));
+        assert!(matches!(
+            tls_error(&std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+            HttpError::ConnectionTerminated
+        ));
+        use std::io::ErrorKind as K;
+        for (kind, expected) in [
+            (K::ConnectionRefused, "connection refused"),
+            (K::TimedOut, "connection timeout"),
+            (K::HostUnreachable, "destination unavailable"),
+            (
+                K::NetworkUnreachable,
+                "destination IP address is unroutable",
+            ),
+            (K::ConnectionReset, "connection terminated"),
+        ] {
+            assert_eq!(
+                connect_error(&std::io::Error::from(kind)).to_string(),
+                expected
+            );
+        }
     }
 }

@@ -736,7 +736,7 @@ async fn a_closed_port_and_a_missing_port_say_which_port_was_tried() {
 
 /// A plain-HTTP server on loopback that answers anything with `400 Bad Request` (as HTTP
 /// servers answer a TLS ClientHello); counts the connections it accepted.
-async fn plain_http_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+pub(crate) async fn plain_http_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
