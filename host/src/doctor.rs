@@ -308,15 +308,27 @@ pub async fn diagnose(
     } else if let Ok(ip) = host.parse::<IpAddr>() {
         vec![ip]
     } else {
-        match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port))).await {
+        // The resolver the Krypton call uses, so that a name that does not exist is told
+        // apart from a resolver that failed, as in the call's error.
+        match tokio::time::timeout(timeout, crate::http::lookup(&host, port)).await {
             Ok(Ok(addrs)) => {
-                let mut ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
+                let mut ips: Vec<IpAddr> = addrs.iter().map(|a| a.ip()).collect();
                 ips.dedup();
                 ips
             }
+            Ok(Err(wasmtime_wasi_http::Error::DnsError { rcode: Some(r), .. }))
+                if r == crate::http::DNS_NAME_NOT_FOUND =>
+            {
+                advice.push(format!(
+                    "the name {host} does not exist (DNS: no such name): check the spelling of \
+                     the endpoint's host, or pass --address IP"
+                ));
+                Vec::new()
+            }
             Ok(Err(e)) => {
                 advice.push(format!(
-                    "{host} does not resolve ({e}). Check DNS over the SORACOM session, or pass --address IP."
+                    "{host} could not be looked up ({e}). Check DNS over the SORACOM session, or \
+                     pass --address IP."
                 ));
                 Vec::new()
             }

@@ -449,7 +449,7 @@ fn dns_error(code: libc::c_int) -> HttpError {
 /// (never retried) from a resolver that did not answer (may be retried).
 ///
 /// Errors: `dns-error` with the `rcode` of [`dns_error`].
-async fn lookup(host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, HttpError> {
+pub(crate) async fn lookup(host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, HttpError> {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(vec![std::net::SocketAddr::new(ip, port)]);
     }
