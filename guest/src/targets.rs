@@ -383,7 +383,14 @@ fn poll_registration<C: Capabilities>(
             return Err(not_assigned(polls, run.deadline.budget_ms));
         }
         polls += 1;
-        let response = run.call(Method::Get, &path, None)?;
+        let response = match run.call(Method::Get, &path, None) {
+            Ok(response) => response,
+            // The deadline ran out during this poll: the registration is still in flight.
+            Err(Error::Timeout(_)) if run.deadline.remaining(run.caps) == 0 => {
+                return Err(not_assigned(polls, run.deadline.budget_ms));
+            }
+            Err(e) => return Err(e),
+        };
         let obj = json_object(&response.body)?;
         let status = required_str(&obj, "status")?;
         if status == "assigned" {

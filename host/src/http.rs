@@ -651,6 +651,18 @@ fn hyper_error(e: hyper::Error) -> HttpError {
         HttpError::HttpResponseTimeout
     } else if e.is_canceled() || e.is_closed() {
         HttpError::ConnectionTerminated
+    } else if let Some(io) =
+        std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>())
+    {
+        // An I/O failure under hyper: a body cut short by the peer closing is incomplete.
+        match io.kind() {
+            std::io::ErrorKind::UnexpectedEof => HttpError::HttpResponseIncomplete,
+            std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe => HttpError::ConnectionTerminated,
+            std::io::ErrorKind::TimedOut => HttpError::ConnectionReadTimeout,
+            _ => HttpError::InternalError(Some(format!("{e}: {io}"))),
+        }
     } else {
         HttpError::InternalError(Some(e.to_string()))
     }

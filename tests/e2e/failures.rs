@@ -239,7 +239,19 @@ async fn a_truncated_body_is_a_transport_error() {
     let s = Scene::new().await;
     s.mock.inject(BOOTSTRAP, Fault::TruncateBody);
     let err = s.run(&s.forced()).await.unwrap_err();
-    assert!(matches!(&err, ProvisionError::Transport(_)), "{err:?}");
+    // A connection lost mid-answer, in plain words (no host error text in Debug form).
+    let ProvisionError::Transport(e) = &err else {
+        panic!("expected Transport, got {err:?}")
+    };
+    assert_eq!(e.kind, TransportKind::ConnectionLost, "{e:?}");
+    let hostport = s.mock.endpoint().replace("https://", "");
+    assert_eq!(
+        e.message,
+        format!(
+            "the connection to {hostport} broke before the answer was complete (the answer was \
+             cut short)"
+        )
+    );
     s.assert_unchanged();
     s.mock.stop().await;
 }
