@@ -121,7 +121,7 @@ impl Guest for Hostile {
     }
 
     fn version() -> (String, String) {
-        ("hostile".into(), "soracom:krypton@0.1.0".into())
+        ("hostile".into(), "soracom:krypton@0.2.0".into())
     }
 }
 
