@@ -522,4 +522,64 @@ mod tests {
         assert!(Tunnel::from_soratun("{}").is_err());
         assert!(Tunnel::from_soratun("not json").is_err());
     }
+
+    #[test]
+    fn local_addresses_are_loopback_unspecified_and_link_local() {
+        for local in [
+            "127.0.0.1",
+            "127.255.0.9",
+            "0.0.0.0",
+            "169.254.1.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_local_address(local.parse().unwrap()), "{local}");
+        }
+        for routed in [
+            "54.250.252.99",
+            "10.0.0.1",
+            "100.127.0.1",
+            "2001:db8::1",
+            "::ffff:54.1.1.1",
+        ] {
+            assert!(!is_local_address(routed.parse().unwrap()), "{routed}");
+        }
+    }
+
+    #[tokio::test]
+    async fn advice_names_each_address_once_and_never_asks_for_a_local_one() {
+        let tunnel = Tunnel::from_wireguard("[Peer]\nAllowedIPs = 100.127.0.0/16\n").unwrap();
+        let addresses = ["54.1.1.1", "54.1.1.2", "127.0.0.1"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let d = diagnose(
+            "https://krypton.soracom.io:8036",
+            Some(tunnel),
+            addresses,
+            None,
+            false,
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap();
+        assert_eq!(d.verdict, Verdict::NotRouted);
+        assert_eq!(
+            d.advice,
+            vec![
+                "127.0.0.1 (an address of krypton.soracom.io) is local (loopback or link-local): \
+                 local addresses never go through the tunnel, and wireguard-config leaves them \
+                 out of AllowedIPs too; nothing to add",
+                "54.1.1.1, 54.1.1.2 (addresses of krypton.soracom.io) are outside the tunnel's \
+                 AllowedIPs: the Krypton call would leave outside SORACOM Arc and time out. Set:",
+                "AllowedIPs = 100.127.0.0/16, 54.1.1.1/32, 54.1.1.2/32",
+            ]
+        );
+        assert_eq!(
+            d.addresses.iter().map(|a| a.local).collect::<Vec<_>>(),
+            vec![false, false, true]
+        );
+    }
 }
