@@ -17,7 +17,10 @@
 //! partial or invalid response leaves the previous bundle untouched.
 
 use crate::bundle::{Bundle, stored_error};
-use crate::model::{AuthMode, Error, ProvisionRequest, Report, RetryPolicy, Target, Timeouts};
+use crate::model::{
+    AuthMode, Error, ProvisionRequest, Report, RetryPolicy, Target, Timeouts, TransportError,
+    TransportKind,
+};
 use crate::targets;
 use serde_json::{Map, Value};
 
@@ -44,20 +47,31 @@ impl Method {
     }
 }
 
-/// A parsed Krypton base URL.
+/// A parsed Krypton base URL: `scheme://host[:port]`, nothing more.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     /// `https` or `http`.
     pub scheme: String,
     /// `host:port` exactly as given; the port is kept so that 8036 reaches the wire.
     pub authority: String,
-    /// Path prefix without a trailing `/` (usually empty).
-    pub base_path: String,
+    /// The host: a DNS name or an IP literal (an IPv6 literal without brackets).
+    pub host: String,
+    /// The port connected to: the one given, else the scheme's (443, 80).
+    pub port: u16,
+    /// Whether the URL named the port (`false`: [`Endpoint::port`] is the scheme's default).
+    pub port_given: bool,
 }
 
+/// The port Krypton's network-authenticated endpoint listens on (krypton.soracom.io:8036).
+pub const KRYPTON_PORT: u16 = 8036;
+/// Krypton's base URL, shown in advice.
+pub const KRYPTON_BASE_URL: &str = "https://krypton.soracom.io:8036";
+
 impl Endpoint {
-    /// Parse `https://host[:port][/prefix]`. Errors: [`Error::InvalidRequest`] for anything
-    /// else (no scheme, a scheme other than http/https, a query, no host, user info).
+    /// Parse `https://host[:port]` (a trailing `/` is fine). Errors: [`Error::InvalidRequest`]
+    /// naming the endpoint for anything else: no scheme, a scheme other than http/https, no
+    /// host, user info, a query, or a path (the component adds `/v1/provisioning/...` itself,
+    /// so a base URL ending in `/v1` would request `/v1/v1/...`).
     pub fn parse(url: &str) -> Result<Self, Error> {
         // Echo at most 100 characters of what was given.
         let shown: String = url.chars().take(100).collect();
@@ -85,21 +99,220 @@ impl Endpoint {
         if uri.query().is_some() {
             return Err(bad("a query string is not allowed"));
         }
+        if !matches!(uri.path(), "" | "/") {
+            return Err(bad(&format!(
+                "give the base URL without a path, e.g. {KRYPTON_BASE_URL} (the component adds \
+                 the path `/v1/provisioning/...` itself)"
+            )));
+        }
         // `http::Uri` accepts any digits after the colon and then reports no port; check the text.
         let after_host = match authority.as_str().rfind(']') {
             Some(i) => &authority.as_str()[i + 1..],
             None => authority.as_str(),
         };
-        if let Some((_, port)) = after_host.rsplit_once(':')
-            && !matches!(port.parse::<u16>(), Ok(1..=65535))
-        {
-            return Err(bad("the port must be a number from 1 to 65535"));
-        }
+        let given = match after_host.rsplit_once(':') {
+            Some((_, port)) => match port.parse::<u16>() {
+                Ok(p @ 1..=65535) => Some(p),
+                _ => return Err(bad("the port must be a number from 1 to 65535")),
+            },
+            None => None,
+        };
+        let default_port = if scheme == "https" { 443 } else { 80 };
         Ok(Endpoint {
             scheme: scheme.to_string(),
             authority: authority.as_str().to_string(),
-            base_path: uri.path().trim_end_matches('/').to_string(),
+            host: authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port: given.unwrap_or(default_port),
+            port_given: given.is_some(),
         })
+    }
+
+    /// `host:port` as connected to, the port always written (`[::1]:9` for IPv6).
+    pub fn host_port(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// A request as it goes on the wire: `POST https://krypton.soracom.io:8036/v1/...`.
+    pub fn request_line(&self, method: Method, path: &str) -> String {
+        format!(
+            "{} {}://{}{path}",
+            method.as_str(),
+            self.scheme,
+            self.host_port()
+        )
+    }
+}
+
+/// The `rcode` a host puts in `dns-error` for a name that does not exist. Matched as data
+/// (ASCII case ignored): `NXDOMAIN` is RFC 2136 §2.2's name for RCODE 3, "Name Error" in RFC
+/// 1035 §4.1.1. Any other `dns-error` is a resolver failure that may pass on another attempt.
+pub const DNS_NAME_NOT_FOUND: &str = "NXDOMAIN";
+
+/// Whether another attempt may succeed after a failure of this kind: a name that does not
+/// exist, a certificate that is not trusted, another protocol, a refusal by the host or a TLS
+/// failure give the same answer again; a resolver, connection or route failure may pass.
+pub fn transient(kind: TransportKind) -> bool {
+    !matches!(
+        kind,
+        TransportKind::NameNotFound
+            | TransportKind::UntrustedCertificate
+            | TransportKind::TlsFailure
+            | TransportKind::ProtocolMismatch
+            | TransportKind::Denied
+    )
+}
+
+const AIR_ARC_ADVICE: &str = "Krypton's network mode answers only requests that leave over a \
+SORACOM Air cellular session or a SORACOM Arc tunnel: on Air check the cellular connection; on \
+Arc Krypton's address must be inside the tunnel's AllowedIPs";
+
+/// Put a transport failure in words: `kind` as classified from the `wasi:http` error code,
+/// `request` as it went on the wire ([`Endpoint::request_line`]), `detail` what the code
+/// adds in plain words (a resolver's answer, a TLS alert, a timeout in ms), if anything.
+/// The message names the host and port tried; the hint is the advice for the kind (the
+/// Air/Arc advice only for a connect timeout or an unreachable address; the missing-port
+/// advice when the endpoint named no port and the failure is one a wrong port causes).
+/// `attempts` is 1: [`Run::call`] counts the attempts.
+pub fn transport_failure(
+    kind: TransportKind,
+    endpoint: &Endpoint,
+    request: String,
+    detail: Option<&str>,
+) -> TransportError {
+    let hp = endpoint.host_port();
+    let host = &endpoint.host;
+    let port = endpoint.port;
+    let detail_suffix = detail.map(|d| format!(" ({d})")).unwrap_or_default();
+    let no_port = (!endpoint.port_given).then(|| {
+        format!(
+            "the endpoint has no port, so {port} was tried: Krypton listens on {KRYPTON_PORT}, \
+             e.g. {KRYPTON_BASE_URL}"
+        )
+    });
+    let (message, hint) = match kind {
+        TransportKind::NameNotFound => (
+            format!(
+                "the name `{host}` does not exist (DNS: no such name); nothing was sent to port {port}"
+            ),
+            Some(format!(
+                "the name does not exist: check the spelling of the endpoint's host `{host}` \
+                 (Krypton is krypton.soracom.io)"
+            )),
+        ),
+        TransportKind::NameResolutionFailed => (
+            format!(
+                "the name `{host}` could not be looked up{detail_suffix}; nothing was sent to port {port}"
+            ),
+            Some(
+                "the DNS resolver did not answer: check the device's DNS settings and network; \
+                 a later attempt may pass"
+                    .to_string(),
+            ),
+        ),
+        TransportKind::ConnectionRefused => (
+            format!("{hp} refused the connection: nothing listens on port {port} there"),
+            Some(no_port.unwrap_or_else(|| {
+                format!(
+                    "nothing listens on {hp}: check the endpoint's host and port (Krypton \
+                     listens on {KRYPTON_PORT}) and that the server runs"
+                )
+            })),
+        ),
+        TransportKind::ConnectionTimeout => (
+            format!("no connection to {hp} within the connect timeout{detail_suffix}"),
+            Some(match no_port {
+                Some(p) => format!("{p}; otherwise: {AIR_ARC_ADVICE}"),
+                None => AIR_ARC_ADVICE.to_string(),
+            }),
+        ),
+        TransportKind::Unreachable => (
+            format!(
+                "{hp} cannot be reached: {}",
+                detail.unwrap_or("there is no route to that address")
+            ),
+            Some(AIR_ARC_ADVICE.to_string()),
+        ),
+        TransportKind::UntrustedCertificate => (
+            format!(
+                "the TLS certificate of {hp} is not trusted (issued by an unknown CA, expired, \
+                 or issued for another name)"
+            ),
+            Some(
+                "the server's certificate is not trusted: for a private or test endpoint, give \
+                 its CA to the host (the CA file option)"
+                    .to_string(),
+            ),
+        ),
+        TransportKind::TlsFailure => (
+            format!("the TLS handshake with {hp} failed{detail_suffix}"),
+            Some(no_port.unwrap_or_else(|| {
+                format!(
+                    "the server at {hp} does not accept this TLS connection: check that the \
+                     endpoint is Krypton's ({KRYPTON_BASE_URL})"
+                )
+            })),
+        ),
+        TransportKind::ProtocolMismatch if endpoint.scheme == "http" => (
+            format!(
+                "the server at {hp} does not speak plain HTTP (it answered in another protocol, \
+                 such as HTTPS)"
+            ),
+            Some("this server speaks HTTPS: use https://".to_string()),
+        ),
+        TransportKind::ProtocolMismatch => (
+            format!(
+                "the server at {hp} does not speak HTTPS (it answered in another protocol, such \
+                 as plain HTTP)"
+            ),
+            Some(no_port.unwrap_or_else(|| {
+                format!(
+                    "this server does not speak HTTPS: Krypton speaks HTTPS on port \
+                     {KRYPTON_PORT} ({KRYPTON_BASE_URL}); check the endpoint's port"
+                )
+            })),
+        ),
+        TransportKind::ConnectionLost => (
+            format!("the connection to {hp} broke before the answer was complete{detail_suffix}"),
+            Some(
+                "the connection broke mid-answer: a later attempt may pass; if it keeps \
+                 happening, check the network path to Krypton"
+                    .to_string(),
+            ),
+        ),
+        TransportKind::Denied => (
+            format!(
+                "the host did not let the request to {}://{hp} leave: it is not on the host's \
+                 outbound allow-list",
+                endpoint.scheme
+            ),
+            Some(
+                "only the endpoint and the origins the host allows may be reached: check the \
+                 endpoint"
+                    .to_string(),
+            ),
+        ),
+        TransportKind::Other => (
+            format!(
+                "the request to {hp} failed: {}",
+                detail.unwrap_or("an unexpected error")
+            ),
+            None,
+        ),
+    };
+    TransportError {
+        kind,
+        request,
+        message,
+        hint,
+        attempts: 1,
     }
 }
 
@@ -265,10 +478,10 @@ impl<'a, C: Capabilities> Run<'a, C> {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<HttpResponse, Error> {
-        let what = format!("{} {path}", method.as_str());
+        let what = self.endpoint.request_line(method, path);
         let request = HttpRequest {
             method,
-            path: format!("{}{path}", self.endpoint.base_path),
+            path: path.to_string(),
             body,
         };
         let mut attempt = 1u32;
@@ -321,7 +534,10 @@ impl<'a, C: Capabilities> Run<'a, C> {
             String::new()
         };
         let response = outcome.map_err(|f| match f.error {
-            Error::Transport(m) => Error::Transport(format!("{m}{tried}")),
+            Error::Transport(mut e) => {
+                e.attempts = attempt;
+                Error::Transport(e)
+            }
             Error::Timeout(m) => Error::Timeout(format!("{m}{tried}")),
             other => other,
         })?;

@@ -216,7 +216,9 @@ fn azure_registers_polls_and_stores_one_bundle() {
     // Logs name calls and outcomes, never key material.
     let logs = fake.logs.join("\n");
     assert!(
-        logs.contains("POST /v1/provisioning/azure/iot/register -> 200"),
+        logs.contains(
+            "POST https://krypton.example:8036/v1/provisioning/azure/iot/register -> 200"
+        ),
         "{logs}"
     );
     assert!(!logs.contains("PRIVATE KEY"));
@@ -289,7 +291,7 @@ fn http_error_keeps_code_message_and_existing_bundle() {
             code: Some("KRY0001".into()),
             message: Some("upstream cloud failure".into()),
             body_excerpt: r#"{"code":"KRY0001","message":"upstream cloud failure"}"#.into(),
-            request: "POST /v1/provisioning/azure/iot/register".into(),
+            request: "POST https://krypton.example:8036/v1/provisioning/azure/iot/register".into(),
         }
     );
     assert_eq!(fake.store, before);
@@ -468,19 +470,62 @@ fn error_excerpt_is_bounded_and_utf8_safe() {
 }
 
 #[test]
-fn endpoint_keeps_the_explicit_port_and_prefix() {
+fn endpoint_keeps_the_explicit_port_and_knows_the_default_one() {
     let e = Endpoint::parse("https://krypton.soracom.io:8036/").unwrap();
     assert_eq!(e.authority, "krypton.soracom.io:8036");
-    assert_eq!(e.base_path, "");
-    let e = Endpoint::parse("http://127.0.0.1:9/prefix/").unwrap();
     assert_eq!(
-        (
-            e.scheme.as_str(),
-            e.authority.as_str(),
-            e.base_path.as_str()
-        ),
-        ("http", "127.0.0.1:9", "/prefix")
+        (e.host.as_str(), e.port, e.port_given),
+        ("krypton.soracom.io", 8036, true)
     );
+    assert_eq!(
+        e.request_line(Method::Post, "/v1/provisioning/aws/iot/bootstrap"),
+        "POST https://krypton.soracom.io:8036/v1/provisioning/aws/iot/bootstrap"
+    );
+    // No port: the scheme's is what is connected to, and the request line says so.
+    let e = Endpoint::parse("https://krypton.soracom.io").unwrap();
+    assert_eq!((e.port, e.port_given), (443, false));
+    assert_eq!(
+        e.request_line(Method::Get, "/x"),
+        "GET https://krypton.soracom.io:443/x"
+    );
+    let e = Endpoint::parse("http://[::1]:9").unwrap();
+    assert_eq!(
+        (e.scheme.as_str(), e.host.as_str(), e.port),
+        ("http", "::1", 9)
+    );
+    assert_eq!(e.host_port(), "[::1]:9");
+    let e = Endpoint::parse("http://127.0.0.1").unwrap();
+    assert_eq!((e.port, e.port_given), (80, false));
+}
+
+#[test]
+fn an_endpoint_with_a_path_is_refused_naming_it() {
+    // It used to be kept as a prefix: `https://h/v1` requested `/v1/v1/provisioning/...`.
+    for url in [
+        "https://krypton.soracom.io:8036/v1",
+        "https://krypton.soracom.io/v1/",
+        "http://127.0.0.1:9/prefix/",
+    ] {
+        let Err(Error::InvalidRequest(m)) = Endpoint::parse(url) else {
+            panic!("{url} was accepted")
+        };
+        assert_eq!(
+            m,
+            format!(
+                "endpoint `{url}`: give the base URL without a path, e.g. \
+                 https://krypton.soracom.io:8036 (the component adds the path \
+                 `/v1/provisioning/...` itself)"
+            )
+        );
+    }
+    let mut fake = Fake::default();
+    let mut req = request(Target::AwsIot);
+    req.endpoint = "https://krypton.example:8036/v1".into();
+    assert!(matches!(
+        provision(&mut fake, &req),
+        Err(Error::InvalidRequest(_))
+    ));
+    assert!(fake.requests.is_empty());
 }
 
 #[test]
@@ -501,10 +546,20 @@ fn with_retries(target: Target, attempts: u32) -> ProvisionRequest {
     req
 }
 
-fn transient(msg: &str) -> Result<HttpResponse, SendFailure> {
+fn endpoint() -> Endpoint {
+    Endpoint::parse("https://krypton.example:8036").unwrap()
+}
+
+const BOOTSTRAP_LINE: &str = "POST https://krypton.example:8036/v1/provisioning/aws/iot/bootstrap";
+
+fn failure(kind: TransportKind) -> TransportError {
+    transport_failure(kind, &endpoint(), BOOTSTRAP_LINE.to_string(), None)
+}
+
+fn send_failed(kind: TransportKind) -> Result<HttpResponse, SendFailure> {
     Err(SendFailure {
-        error: Error::Transport(msg.into()),
-        transient: true,
+        error: Error::Transport(failure(kind)),
+        transient: crate::flow::transient(kind),
     })
 }
 
@@ -519,7 +574,8 @@ fn transient_failures_are_retried_with_jittered_backoff() {
         random: 123_456,
         ..Fake::default()
     };
-    fake.responses.push_back(transient("ConnectionRefused"));
+    fake.responses
+        .push_back(send_failed(TransportKind::ConnectionRefused));
     let mut fake = fake
         .reply(503, json!({"code": "KRY503", "message": "busy"}))
         .reply(200, aws_ok());
@@ -574,20 +630,24 @@ fn the_final_error_says_what_was_tried() {
     };
     assert_eq!(status, 502);
     assert_eq!(code.as_deref(), Some("KRY502"));
-    assert_eq!(
-        request,
-        "POST /v1/provisioning/aws/iot/bootstrap (after 3 attempts)"
-    );
+    assert_eq!(request, format!("{BOOTSTRAP_LINE} (after 3 attempts)"));
     assert_eq!(fake.requests.len(), 3);
 
     let mut fake = Fake::default();
     for _ in 0..2 {
-        fake.responses.push_back(transient("ConnectionRefused"));
+        fake.responses
+            .push_back(send_failed(TransportKind::ConnectionRefused));
     }
     let err = provision(&mut fake, &with_retries(Target::AwsIot, 2)).unwrap_err();
+    let Error::Transport(e) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(e.kind, TransportKind::ConnectionRefused);
+    assert_eq!(e.request, BOOTSTRAP_LINE);
+    assert_eq!(e.attempts, 2);
     assert_eq!(
-        err,
-        Error::Transport("ConnectionRefused (after 2 attempts)".into())
+        e.message,
+        "krypton.example:8036 refused the connection: nothing listens on port 8036 there"
     );
 }
 
@@ -600,15 +660,43 @@ fn client_errors_and_permanent_failures_are_not_retried() {
     ));
     assert_eq!(fake.requests.len(), 1);
     let mut fake = Fake::default();
-    fake.responses.push_back(Err(SendFailure {
-        error: Error::Transport("TlsCertificateError".into()),
-        transient: false,
-    }));
+    fake.responses
+        .push_back(send_failed(TransportKind::UntrustedCertificate));
     assert_eq!(
         provision(&mut fake, &with_retries(Target::AwsIot, 5)).unwrap_err(),
-        Error::Transport("TlsCertificateError".into())
+        Error::Transport(failure(TransportKind::UntrustedCertificate))
     );
     assert!(fake.slept.is_empty());
+    // A name that does not exist and another protocol are not retried either; a resolver
+    // failure, a refused or lost connection, a connect timeout and no route may be.
+    for kind in [
+        TransportKind::NameNotFound,
+        TransportKind::ProtocolMismatch,
+        TransportKind::TlsFailure,
+        TransportKind::Denied,
+    ] {
+        let mut fake = Fake::default();
+        fake.responses.push_back(send_failed(kind));
+        let err = provision(&mut fake, &with_retries(Target::AwsIot, 5)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Transport(e) if e.kind == kind && e.attempts == 1),
+            "{err:?}"
+        );
+        assert_eq!(fake.requests.len(), 1, "{kind:?}");
+    }
+    for kind in [
+        TransportKind::NameResolutionFailed,
+        TransportKind::ConnectionRefused,
+        TransportKind::ConnectionTimeout,
+        TransportKind::Unreachable,
+        TransportKind::ConnectionLost,
+    ] {
+        let mut fake = Fake::default();
+        fake.responses.push_back(send_failed(kind));
+        fake = fake.reply(200, aws_ok());
+        provision(&mut fake, &with_retries(Target::AwsIot, 5)).unwrap();
+        assert_eq!(fake.requests.len(), 2, "{kind:?}");
+    }
 }
 
 #[test]
@@ -2138,4 +2226,115 @@ fn hostile_values_from_krypton_are_refused_naming_the_field_and_nothing_is_store
             "AwsIot clientId non-ASCII",
         ]
     );
+}
+
+#[test]
+fn every_transport_kind_is_put_in_plain_words_with_its_own_hint() {
+    let krypton = Endpoint::parse("https://krypton.example:8036").unwrap();
+    let no_port = Endpoint::parse("https://krypton.example").unwrap();
+    let plain = Endpoint::parse("http://127.0.0.1:8080").unwrap();
+    let words = |kind, e: &Endpoint, detail: Option<&str>| {
+        let t = transport_failure(kind, e, "R".into(), detail);
+        assert_eq!((t.kind, t.request.as_str(), t.attempts), (kind, "R", 1));
+        (t.message, t.hint.unwrap_or_default())
+    };
+    let air_arc = "Krypton's network mode answers only requests that leave over a SORACOM Air \
+                   cellular session or a SORACOM Arc tunnel: on Air check the cellular \
+                   connection; on Arc Krypton's address must be inside the tunnel's AllowedIPs";
+    use TransportKind as K;
+    let cases: Vec<(K, &Endpoint, Option<&str>, String, String)> = vec![
+        (
+            K::NameNotFound,
+            &krypton,
+            None,
+            "the name `krypton.example` does not exist (DNS: no such name); nothing was sent to port 8036".into(),
+            "the name does not exist: check the spelling of the endpoint's host `krypton.example` (Krypton is krypton.soracom.io)".into(),
+        ),
+        (
+            K::NameResolutionFailed,
+            &krypton,
+            Some("the resolver answered: temporary failure"),
+            "the name `krypton.example` could not be looked up (the resolver answered: temporary failure); nothing was sent to port 8036".into(),
+            "the DNS resolver did not answer: check the device's DNS settings and network; a later attempt may pass".into(),
+        ),
+        (
+            K::ConnectionRefused,
+            &no_port,
+            None,
+            "krypton.example:443 refused the connection: nothing listens on port 443 there".into(),
+            "the endpoint has no port, so 443 was tried: Krypton listens on 8036, e.g. https://krypton.soracom.io:8036".into(),
+        ),
+        (
+            K::ConnectionRefused,
+            &krypton,
+            None,
+            "krypton.example:8036 refused the connection: nothing listens on port 8036 there".into(),
+            "nothing listens on krypton.example:8036: check the endpoint's host and port (Krypton listens on 8036) and that the server runs".into(),
+        ),
+        (
+            K::ConnectionTimeout,
+            &krypton,
+            Some("10000 ms"),
+            "no connection to krypton.example:8036 within the connect timeout (10000 ms)".into(),
+            air_arc.into(),
+        ),
+        (
+            K::Unreachable,
+            &krypton,
+            None,
+            "krypton.example:8036 cannot be reached: there is no route to that address".into(),
+            air_arc.into(),
+        ),
+        (
+            K::UntrustedCertificate,
+            &krypton,
+            None,
+            "the TLS certificate of krypton.example:8036 is not trusted (issued by an unknown CA, expired, or issued for another name)".into(),
+            "the server's certificate is not trusted: for a private or test endpoint, give its CA to the host (the CA file option)".into(),
+        ),
+        (
+            K::TlsFailure,
+            &krypton,
+            Some("the server sent the TLS alert `handshake failure`"),
+            "the TLS handshake with krypton.example:8036 failed (the server sent the TLS alert `handshake failure`)".into(),
+            "the server at krypton.example:8036 does not accept this TLS connection: check that the endpoint is Krypton's (https://krypton.soracom.io:8036)".into(),
+        ),
+        (
+            K::ProtocolMismatch,
+            &krypton,
+            None,
+            "the server at krypton.example:8036 does not speak HTTPS (it answered in another protocol, such as plain HTTP)".into(),
+            "this server does not speak HTTPS: Krypton speaks HTTPS on port 8036 (https://krypton.soracom.io:8036); check the endpoint's port".into(),
+        ),
+        (
+            K::ProtocolMismatch,
+            &plain,
+            None,
+            "the server at 127.0.0.1:8080 does not speak plain HTTP (it answered in another protocol, such as HTTPS)".into(),
+            "this server speaks HTTPS: use https://".into(),
+        ),
+        (
+            K::ConnectionLost,
+            &krypton,
+            Some("the answer was cut short"),
+            "the connection to krypton.example:8036 broke before the answer was complete (the answer was cut short)".into(),
+            "the connection broke mid-answer: a later attempt may pass; if it keeps happening, check the network path to Krypton".into(),
+        ),
+        (
+            K::Denied,
+            &krypton,
+            None,
+            "the host did not let the request to https://krypton.example:8036 leave: it is not on the host's outbound allow-list".into(),
+            "only the endpoint and the origins the host allows may be reached: check the endpoint".into(),
+        ),
+    ];
+    for (kind, e, detail, message, hint) in cases {
+        assert_eq!(words(kind, e, detail), (message, hint), "{kind:?}");
+    }
+    let other = transport_failure(K::Other, &krypton, "R".into(), Some("the host failed"));
+    assert_eq!(
+        other.message,
+        "the request to krypton.example:8036 failed: the host failed"
+    );
+    assert_eq!(other.hint, None);
 }

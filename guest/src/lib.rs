@@ -78,19 +78,34 @@ mod glue {
         }
     }
 
+    fn kind_to(k: model::TransportKind) -> wit::TransportKind {
+        use model::TransportKind as K;
+        match k {
+            K::NameNotFound => wit::TransportKind::NameNotFound,
+            K::NameResolutionFailed => wit::TransportKind::NameResolutionFailed,
+            K::ConnectionRefused => wit::TransportKind::ConnectionRefused,
+            K::ConnectionTimeout => wit::TransportKind::ConnectionTimeout,
+            K::Unreachable => wit::TransportKind::Unreachable,
+            K::UntrustedCertificate => wit::TransportKind::UntrustedCertificate,
+            K::TlsFailure => wit::TransportKind::TlsFailure,
+            K::ProtocolMismatch => wit::TransportKind::ProtocolMismatch,
+            K::ConnectionLost => wit::TransportKind::ConnectionLost,
+            K::Denied => wit::TransportKind::Denied,
+            K::Other => wit::TransportKind::Other,
+        }
+    }
+
     fn error_to(e: model::Error) -> wit::ProvisionError {
         use model::Error as E;
         match e {
             E::InvalidRequest(m) => wit::ProvisionError::InvalidRequest(m),
             E::Unsupported(m) => wit::ProvisionError::Unsupported(m),
-            // The message is all the guest classifies today: the kind and the rest are filled
-            // in as the transport layer learns to tell failures apart.
-            E::Transport(m) => wit::ProvisionError::Transport(wit::TransportError {
-                kind: wit::TransportKind::Other,
-                request: String::new(),
-                message: m,
-                hint: None,
-                attempts: 0,
+            E::Transport(t) => wit::ProvisionError::Transport(wit::TransportError {
+                kind: kind_to(t.kind),
+                request: t.request,
+                message: t.message,
+                hint: t.hint,
+                attempts: t.attempts,
             }),
             E::Timeout(m) => wit::ProvisionError::Timeout(m),
             E::HttpStatus {

@@ -113,7 +113,7 @@ pub struct Report {
 pub enum Error {
     InvalidRequest(String),
     Unsupported(String),
-    Transport(String),
+    Transport(TransportError),
     Timeout(String),
     HttpStatus {
         status: u16,
@@ -133,6 +133,47 @@ pub enum Error {
     Storage(String),
 }
 
+/// What kind of transport failure happened (WIT `transport-kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportKind {
+    /// The host name does not exist (DNS NXDOMAIN). Not retried.
+    NameNotFound,
+    /// The resolver failed (no answer, a server failure); may be transient.
+    NameResolutionFailed,
+    /// Nothing listens on that address and port.
+    ConnectionRefused,
+    /// No connection within the connect timeout.
+    ConnectionTimeout,
+    /// The address cannot be reached (no route).
+    Unreachable,
+    /// The server's TLS certificate is not trusted.
+    UntrustedCertificate,
+    /// Another TLS failure (handshake, protocol version, an alert).
+    TlsFailure,
+    /// The server speaks another protocol (plain HTTP against TLS or the reverse). Not retried.
+    ProtocolMismatch,
+    /// The connection broke after it was made (reset, closed early, a truncated body).
+    ConnectionLost,
+    /// The host refused the request before it left (not on its allow-list).
+    Denied,
+    /// Anything else.
+    Other,
+}
+
+/// A transport failure (WIT `transport-error`): what was tried, what happened, what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportError {
+    pub kind: TransportKind,
+    /// The request as it went on the wire: `POST https://krypton.soracom.io:8036/v1/...`.
+    pub request: String,
+    /// What happened, in plain words, naming the host and port tried.
+    pub message: String,
+    /// What to do about it, naming request fields and parameters (never a host's flags).
+    pub hint: Option<String>,
+    /// Attempts made, the first included.
+    pub attempts: u32,
+}
+
 impl Error {
     /// An [`Error::InvalidResponse`] for `field`.
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
@@ -148,7 +189,7 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidRequest(m) => write!(f, "invalid request: {m}"),
             Error::Unsupported(m) => write!(f, "unsupported: {m}"),
-            Error::Transport(m) => write!(f, "transport error: {m}"),
+            Error::Transport(e) => write!(f, "transport error: {}", e.message),
             Error::Timeout(m) => write!(f, "timeout: {m}"),
             Error::HttpStatus {
                 status,

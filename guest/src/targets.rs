@@ -367,17 +367,30 @@ fn poll_registration<C: Capabilities>(
     let path = format!("/v1/provisioning/azure/iot/registrations/{op}");
     let mut wait = first_wait.max(poll_ms);
     let mut polls = 0u32;
+    let not_assigned = |polls: u32, budget_ms: u64| {
+        Error::Timeout(format!(
+            "Azure registration {op} was not assigned within the {budget_ms} ms deadline ({polls} polls); \
+             the next run resumes it"
+        ))
+    };
     loop {
+        // A wait that ends at or after the deadline (a sleep may overshoot) is the same outcome.
         if wait >= run.deadline.remaining(run.caps) {
-            return Err(Error::Timeout(format!(
-                "Azure registration {op} was not assigned within the {} ms deadline ({polls} polls); \
-                 the next run resumes it",
-                run.deadline.budget_ms
-            )));
+            return Err(not_assigned(polls, run.deadline.budget_ms));
         }
         run.caps.sleep_ms(wait);
+        if run.deadline.remaining(run.caps) == 0 {
+            return Err(not_assigned(polls, run.deadline.budget_ms));
+        }
         polls += 1;
-        let response = run.call(Method::Get, &path, None)?;
+        let response = match run.call(Method::Get, &path, None) {
+            Ok(response) => response,
+            // The deadline ran out during this poll: the registration is still in flight.
+            Err(Error::Timeout(_)) if run.deadline.remaining(run.caps) == 0 => {
+                return Err(not_assigned(polls, run.deadline.budget_ms));
+            }
+            Err(e) => return Err(e),
+        };
         let obj = json_object(&response.body)?;
         let status = required_str(&obj, "status")?;
         if status == "assigned" {
@@ -784,6 +797,20 @@ fn arc(obj: &Map<String, Value>, now: u64) -> Result<Bundle, Error> {
     }))
 }
 
+/// Whether `ip` is a local address that is never routed through the tunnel: loopback
+/// (`127.0.0.0/8`, `::1`), unspecified (`0.0.0.0`, `::`) or link-local (`169.254.0.0/16`,
+/// `fe80::/10`; RFC 3927, RFC 4291 §2.5.6), an IPv4-mapped IPv6 address by its IPv4 address.
+/// Such an address never leaves this machine or its link, so a route into the tunnel would be
+/// wrong (a test endpoint on loopback must keep working). `krypton-host doctor` applies the same
+/// rule (`host/src/doctor.rs`, `is_local_address`); an end-to-end test runs both commands on
+/// the same addresses and compares their verdicts.
+pub fn is_local_address(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_unspecified() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || v6.is_unicast_link_local(),
+    }
+}
+
 /// A `wg-quick` configuration for an Arc bundle (the mapping soratun uses: address /32,
 /// keepalive 60 s). Every address in `krypton_addresses` not already inside `AllowedIPs` is
 /// added as a single-host route, so the Krypton call cannot leave outside the tunnel.
@@ -807,7 +834,7 @@ pub fn wireguard_config(bundle: &ArcBundle, krypton_addresses: &[String]) -> Res
             Error::InvalidRequest(format!("Krypton address `{text}` is not an IP address"))
         })?;
         // A local address (a test endpoint) must never be routed into the tunnel.
-        if ip.is_loopback() || ip.is_unspecified() {
+        if is_local_address(ip) {
             skipped.push(ip.to_string());
             continue;
         }

@@ -16,8 +16,11 @@ use crate::bindings::wasi::http::types::{
 };
 use crate::bindings::wasi::io::streams::StreamError;
 use crate::bindings::wasi::random::random;
-use crate::flow::{Capabilities, Endpoint, HttpRequest, HttpResponse, Method, SendFailure};
-use crate::model::{Error, Timeouts};
+use crate::flow::{
+    Capabilities, DNS_NAME_NOT_FOUND, Endpoint, HttpRequest, HttpResponse, Method, SendFailure,
+    transient, transport_failure,
+};
+use crate::model::{Error, Timeouts, TransportKind};
 
 /// The component's real capabilities (stateless: every call goes to an import).
 pub struct WasiCapabilities;
@@ -30,52 +33,210 @@ fn ms_to_ns(ms: u32) -> u64 {
     u64::from(ms) * 1_000_000
 }
 
-/// Map a `wasi:http` error code to our error: timeouts are [`Error::Timeout`], the rest
-/// [`Error::Transport`]. `what` says which request it was. Refusals that another attempt
-/// cannot change (the host's allow-list, a rejected certificate, a malformed URL) are not
-/// transient; connection failures and timeouts are.
-fn transport_error(code: &ErrorCode, what: &str) -> SendFailure {
+/// Host-supplied text (a resolver's answer, a TLS alert, an internal error) made safe to
+/// show: its first line, control characters dropped, at most 120 characters.
+fn plain(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(120)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// How a failed request is reported.
+enum Outcome {
+    /// A transport failure of this kind, with what the code adds in plain words.
+    Transport(TransportKind, Option<String>),
+    /// A single-request timeout, in plain words.
+    Timeout(String),
+}
+
+/// Classify a `wasi:http` `error-code` (see `wit/deps/http/types.wit`).
+fn classify(code: &ErrorCode, timeouts: Timeouts) -> Outcome {
+    use TransportKind as K;
+    let t = |kind: K, detail: &str| Outcome::Transport(kind, Some(detail.to_string()));
     match code {
-        ErrorCode::ConnectionTimeout
-        | ErrorCode::ConnectionReadTimeout
-        | ErrorCode::ConnectionWriteTimeout
-        | ErrorCode::HttpResponseTimeout
-        | ErrorCode::DnsTimeout => SendFailure {
-            error: Error::Timeout(format!("{what}: {code:?}")),
+        ErrorCode::DnsTimeout => t(K::NameResolutionFailed, "the DNS lookup timed out"),
+        ErrorCode::DnsError(p) => match p.rcode.as_deref().map(plain) {
+            Some(rcode) if rcode.eq_ignore_ascii_case(DNS_NAME_NOT_FOUND) => {
+                Outcome::Transport(K::NameNotFound, None)
+            }
+            Some(rcode) if !rcode.is_empty() => Outcome::Transport(
+                K::NameResolutionFailed,
+                Some(format!("the resolver answered: {rcode}")),
+            ),
+            _ => t(K::NameResolutionFailed, "the resolver failed"),
+        },
+        ErrorCode::DestinationNotFound => t(K::Unreachable, "the destination was not found"),
+        ErrorCode::DestinationUnavailable => t(K::Unreachable, "the destination is unavailable"),
+        ErrorCode::DestinationIpProhibited => t(K::Unreachable, "the host prohibits that address"),
+        ErrorCode::DestinationIpUnroutable => {
+            t(K::Unreachable, "there is no route to that address")
+        }
+        ErrorCode::ConnectionRefused => Outcome::Transport(K::ConnectionRefused, None),
+        ErrorCode::ConnectionTerminated => {
+            t(K::ConnectionLost, "the connection was closed or reset")
+        }
+        ErrorCode::ConnectionTimeout => Outcome::Transport(
+            K::ConnectionTimeout,
+            Some(format!("{} ms", timeouts.connect_ms)),
+        ),
+        ErrorCode::ConnectionReadTimeout => Outcome::Timeout(format!(
+            "no data within the read timeout ({} ms for the first byte, {} ms between bytes)",
+            timeouts.first_byte_ms, timeouts.between_bytes_ms
+        )),
+        ErrorCode::HttpResponseTimeout => Outcome::Timeout(format!(
+            "no answer within the first-byte timeout ({} ms)",
+            timeouts.first_byte_ms
+        )),
+        ErrorCode::ConnectionWriteTimeout => {
+            Outcome::Timeout("the request could not be sent within its timeout".to_string())
+        }
+        ErrorCode::TlsCertificateError => Outcome::Transport(K::UntrustedCertificate, None),
+        ErrorCode::TlsProtocolError => t(K::TlsFailure, "a TLS protocol error"),
+        ErrorCode::TlsAlertReceived(p) => Outcome::Transport(
+            K::TlsFailure,
+            Some(match (p.alert_message.as_deref().map(plain), p.alert_id) {
+                (Some(m), _) if !m.is_empty() => format!("the server sent the TLS alert `{m}`"),
+                (_, Some(id)) => format!("the server sent TLS alert {id}"),
+                _ => "the server sent a TLS alert".to_string(),
+            }),
+        ),
+        ErrorCode::HttpRequestDenied => Outcome::Transport(K::Denied, None),
+        ErrorCode::HttpProtocolError => Outcome::Transport(K::ProtocolMismatch, None),
+        ErrorCode::HttpResponseIncomplete => t(K::ConnectionLost, "the answer was cut short"),
+        ErrorCode::ConnectionLimitReached => t(
+            K::Other,
+            "the host's limit of outgoing requests was reached",
+        ),
+        ErrorCode::HttpRequestUriInvalid | ErrorCode::HttpRequestUriTooLong => {
+            t(K::Other, "the host refused the request's URL")
+        }
+        ErrorCode::HttpRequestMethodInvalid => t(K::Other, "the host refused the request's method"),
+        ErrorCode::HttpRequestLengthRequired
+        | ErrorCode::HttpRequestBodySize(_)
+        | ErrorCode::HttpRequestHeaderSectionSize(_)
+        | ErrorCode::HttpRequestHeaderSize(_)
+        | ErrorCode::HttpRequestTrailerSectionSize(_)
+        | ErrorCode::HttpRequestTrailerSize(_) => {
+            t(K::Other, "the host refused the request's size or framing")
+        }
+        ErrorCode::HttpResponseHeaderSectionSize(_)
+        | ErrorCode::HttpResponseHeaderSize(_)
+        | ErrorCode::HttpResponseBodySize(_)
+        | ErrorCode::HttpResponseTrailerSectionSize(_)
+        | ErrorCode::HttpResponseTrailerSize(_) => {
+            t(K::Other, "the answer is larger than the host allows")
+        }
+        ErrorCode::HttpResponseTransferCoding(p) | ErrorCode::HttpResponseContentCoding(p) => {
+            Outcome::Transport(
+                K::Other,
+                Some(match p.as_deref().map(plain) {
+                    Some(c) if !c.is_empty() => {
+                        format!("the answer's coding is not supported: {c}")
+                    }
+                    _ => "the answer's coding is not supported".to_string(),
+                }),
+            )
+        }
+        ErrorCode::HttpUpgradeFailed => t(K::Other, "an HTTP upgrade failed"),
+        ErrorCode::LoopDetected => t(K::Other, "the host detected a request loop"),
+        ErrorCode::ConfigurationError => t(K::Other, "the host's HTTP configuration is invalid"),
+        ErrorCode::InternalError(m) => Outcome::Transport(
+            K::Other,
+            Some(match m.as_deref().map(plain) {
+                Some(m) if !m.is_empty() => format!("the host failed: {m}"),
+                _ => "the host failed".to_string(),
+            }),
+        ),
+        // A code added by a later `wasi:http`.
+        #[allow(unreachable_patterns)]
+        _ => t(K::Other, "an error this component does not know"),
+    }
+}
+
+/// Map a `wasi:http` error code to our error: single-request timeouts are
+/// [`Error::Timeout`], the rest [`Error::Transport`] with a kind, a message naming host and
+/// port, and a hint ([`crate::flow::transport_failure`]). Whether another attempt may help
+/// follows the kind ([`crate::flow::transient`]); refusals of the request itself (its URL,
+/// size, a sandbox limit, the host's configuration) are not retried either.
+fn send_failure(
+    code: &ErrorCode,
+    endpoint: &Endpoint,
+    what: &str,
+    timeouts: Timeouts,
+) -> SendFailure {
+    match classify(code, timeouts) {
+        Outcome::Timeout(m) => SendFailure {
+            error: Error::Timeout(format!("{what}: {m}")),
             transient: true,
         },
-        ErrorCode::HttpRequestDenied => SendFailure {
-            error: Error::Transport(format!(
-                "{what}: the host refused the request (HttpRequestDenied): the destination is not on its outbound allow-list"
-            )),
-            transient: false,
-        },
-        ErrorCode::TlsCertificateError
-        | ErrorCode::TlsProtocolError
-        | ErrorCode::TlsAlertReceived(_)
-        | ErrorCode::HttpRequestUriInvalid
-        | ErrorCode::HttpRequestMethodInvalid
-        | ErrorCode::ConfigurationError => SendFailure {
-            error: Error::Transport(format!("{what}: {code:?}")),
-            transient: false,
-        },
-        _ => SendFailure {
-            error: Error::Transport(format!("{what}: {code:?}")),
-            transient: true,
-        },
+        Outcome::Transport(kind, detail) => {
+            let refused_request = matches!(
+                code,
+                ErrorCode::ConnectionLimitReached
+                    | ErrorCode::HttpRequestUriInvalid
+                    | ErrorCode::HttpRequestUriTooLong
+                    | ErrorCode::HttpRequestMethodInvalid
+                    | ErrorCode::HttpRequestLengthRequired
+                    | ErrorCode::HttpRequestBodySize(_)
+                    | ErrorCode::HttpRequestHeaderSectionSize(_)
+                    | ErrorCode::HttpRequestHeaderSize(_)
+                    | ErrorCode::HttpRequestTrailerSectionSize(_)
+                    | ErrorCode::HttpRequestTrailerSize(_)
+                    | ErrorCode::ConfigurationError
+            );
+            SendFailure {
+                error: Error::Transport(transport_failure(
+                    kind,
+                    endpoint,
+                    what.to_string(),
+                    detail.as_deref(),
+                )),
+                transient: transient(kind) && !refused_request,
+            }
+        }
+    }
+}
+
+/// A failure inside this component's use of `wasi:http` (a resource the host did not give).
+fn internal_failure(endpoint: &Endpoint, what: &str, detail: &str) -> SendFailure {
+    SendFailure {
+        error: Error::Transport(transport_failure(
+            TransportKind::Other,
+            endpoint,
+            what.to_string(),
+            Some(detail),
+        )),
+        transient: true,
     }
 }
 
 /// A body-read failure that carries no `error-code`. wasmtime-wasi-http 48 surfaces errors of
 /// the response body stream as plain I/O errors (its `http-error-code` only recognises its own
 /// `ErrorCode` type), so the text is all there is: keep its first line (the rest may be a
-/// host backtrace) and tell timeouts from other failures by it.
-fn body_read_error(debug: &str, what: &str) -> SendFailure {
-    let first = debug.lines().next().unwrap_or("unknown error").trim();
+/// host backtrace) and tell timeouts from other failures by it. Other failures are a
+/// connection lost mid-answer.
+fn body_read_error(debug: &str, endpoint: &Endpoint, what: &str) -> SendFailure {
+    let first = plain(debug);
+    let first = if first.is_empty() {
+        "unknown error".to_string()
+    } else {
+        first
+    };
     let error = if first.contains("timeout") || first.contains("timed out") {
         Error::Timeout(format!("{what}: reading the response body: {first}"))
     } else {
-        Error::Transport(format!("{what}: reading the response body failed: {first}"))
+        Error::Transport(transport_failure(
+            TransportKind::ConnectionLost,
+            endpoint,
+            what.to_string(),
+            Some(&format!("reading the body: {first}")),
+        ))
     };
     SendFailure {
         error,
@@ -108,11 +269,8 @@ impl Capabilities for WasiCapabilities {
         max_body: usize,
     ) -> Result<HttpResponse, SendFailure> {
         let give_up_at = self.monotonic_ms().saturating_add(total_ms);
-        let what = format!("{} {}", request.method.as_str(), request.path);
-        let internal = |m: &str| SendFailure {
-            error: Error::Transport(format!("{what}: {m}")),
-            transient: true,
-        };
+        let what = endpoint.request_line(request.method, &request.path);
+        let internal = |m: &str| internal_failure(endpoint, &what, m);
 
         let mut headers: Vec<(String, Vec<u8>)> = vec![
             ("accept".into(), b"application/json".to_vec()),
@@ -123,7 +281,8 @@ impl Capabilities for WasiCapabilities {
             // Set Content-Length ourselves; otherwise the body goes out chunked.
             headers.push(("content-length".into(), body.len().to_string().into_bytes()));
         }
-        let fields = Fields::from_list(&headers).map_err(|e| internal(&format!("{e:?}")))?;
+        let fields = Fields::from_list(&headers)
+            .map_err(|_| internal("the host refused the request headers"))?;
         let outgoing = OutgoingRequest::new(fields);
         let method = match request.method {
             Method::Get => WasiMethod::Get,
@@ -151,7 +310,7 @@ impl Capabilities for WasiCapabilities {
             .body()
             .map_err(|_| internal("request body unavailable"))?;
         let future = outgoing_handler::handle(outgoing, Some(options))
-            .map_err(|code| transport_error(&code, &what))?;
+            .map_err(|code| send_failure(&code, endpoint, &what, timeouts))?;
 
         // Write the body in pieces the stream accepts (blocking_write_and_flush takes at most
         // 4096 bytes per call). A write failure usually means the connection failed; the
@@ -182,7 +341,7 @@ impl Capabilities for WasiCapabilities {
         };
         let response = match response {
             Ok(Ok(response)) => response,
-            Ok(Err(code)) => return Err(transport_error(&code, &what)),
+            Ok(Err(code)) => return Err(send_failure(&code, endpoint, &what, timeouts)),
             Err(()) => return Err(internal("response already taken")),
         };
         if write_failed {
@@ -235,8 +394,8 @@ impl Capabilities for WasiCapabilities {
                     Err(StreamError::Closed) => break,
                     Err(StreamError::LastOperationFailed(e)) => {
                         return Err(match http_error_code(&e) {
-                            Some(code) => transport_error(&code, &what),
-                            None => body_read_error(&e.to_debug_string(), &what),
+                            Some(code) => send_failure(&code, endpoint, &what, timeouts),
+                            None => body_read_error(&e.to_debug_string(), endpoint, &what),
                         });
                     }
                 }
@@ -252,7 +411,7 @@ impl Capabilities for WasiCapabilities {
             }
         };
         if let Ok(Err(code)) = trailers {
-            return Err(transport_error(&code, &what));
+            return Err(send_failure(&code, endpoint, &what, timeouts));
         }
         Ok(HttpResponse {
             status,

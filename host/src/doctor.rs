@@ -10,7 +10,7 @@
 //! `wg-quick` format is read line by line (`Key = value` in `[Section]`s, `#` comments), which
 //! is all of its syntax that matters here.
 
-use crate::http::{OutboundPolicy, host_port};
+use crate::http::{HandshakeFailure, OutboundPolicy, host_port};
 use ipnet::IpNet;
 use serde::Serialize;
 use std::net::IpAddr;
@@ -180,11 +180,29 @@ impl Tunnel {
     }
 }
 
+/// Whether `ip` is a local address that is never routed through the tunnel: loopback
+/// (`127.0.0.0/8`, `::1`), unspecified (`0.0.0.0`, `::`) or link-local (`169.254.0.0/16`,
+/// `fe80::/10`; RFC 3927, RFC 4291 §2.5.6), an IPv4-mapped IPv6 address by its IPv4 address.
+/// Such an address never leaves this machine or its link. This is the rule `wireguard-config`
+/// applies (the component's `targets::is_local_address`): it never adds a local address to
+/// `AllowedIPs`, so `doctor` never asks for one. The end-to-end test
+/// `doctor::doctor_and_wireguard_config_agree_on_every_address` runs both commands on the
+/// same addresses and compares their verdicts.
+pub fn is_local_address(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_unspecified() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || v6.is_unicast_link_local(),
+    }
+}
+
 /// What was found for one address of the endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AddressCheck {
     pub address: IpAddr,
+    /// A local address ([`is_local_address`]): never routed through the tunnel, and never
+    /// something to add to `AllowedIPs`.
+    pub local: bool,
     /// `None` when no tunnel configuration was given.
     pub routed_through_tunnel: Option<bool>,
     /// `ok`, `skipped`, or what failed (`tcp: …`, `tls: …`).
@@ -201,6 +219,9 @@ pub enum Verdict {
     DnsFailed,
     /// The tunnel configuration has entries that are not CIDRs.
     MalformedConfig,
+    /// An address answered TCP but the TLS handshake failed (an untrusted certificate, a
+    /// server that does not speak TLS, an alert), and none passed.
+    TlsFailed,
     /// No address answered TCP + TLS.
     Unreachable,
     /// Everything checked is in order.
@@ -221,23 +242,52 @@ pub struct Diagnosis {
     pub advice: Vec<String>,
 }
 
-/// TCP then TLS to `ip:port` with `timeout` each; `ok` or what failed.
+/// What TCP then TLS to one address found.
+enum Reach {
+    Ok,
+    Skipped,
+    /// TCP failed, in plain words.
+    Tcp(String),
+    /// TCP worked, TLS failed.
+    Tls(HandshakeFailure),
+}
+
+impl Reach {
+    /// The `reachability` text: `ok`, `skipped`, `tcp: …` or `tls: …`.
+    fn text(&self) -> String {
+        match self {
+            Reach::Ok => "ok".into(),
+            Reach::Skipped => "skipped".into(),
+            Reach::Tcp(m) => format!("tcp: {m}"),
+            Reach::Tls(HandshakeFailure::Untrusted(why)) => {
+                format!("tls: certificate not trusted ({why})")
+            }
+            Reach::Tls(HandshakeFailure::NotTls) => "tls: the server does not speak TLS".into(),
+            Reach::Tls(HandshakeFailure::Other(m)) => format!("tls: {m}"),
+        }
+    }
+}
+
+/// TCP then TLS to `ip:port` with `timeout` each.
 async fn reach(
     ip: IpAddr,
     port: u16,
     server_name: &str,
     policy: &OutboundPolicy,
     timeout: Duration,
-) -> String {
+) -> Reach {
     let addr = std::net::SocketAddr::new(ip, port);
     let tcp = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => return format!("tcp: {e}"),
-        Err(_) => return format!("tcp: no answer within {} ms", timeout.as_millis()),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Reach::Tcp("connection refused".into());
+        }
+        Ok(Err(e)) => return Reach::Tcp(e.to_string()),
+        Err(_) => return Reach::Tcp(format!("no answer within {} ms", timeout.as_millis())),
     };
     match policy.tls_handshake(tcp, server_name, timeout).await {
-        Ok(()) => "ok".into(),
-        Err(e) => format!("tls: {e}"),
+        Ok(()) => Reach::Ok,
+        Err(e) => Reach::Tls(e),
     }
 }
 
@@ -258,15 +308,27 @@ pub async fn diagnose(
     } else if let Ok(ip) = host.parse::<IpAddr>() {
         vec![ip]
     } else {
-        match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port))).await {
+        // The resolver the Krypton call uses, so that a name that does not exist is told
+        // apart from a resolver that failed, as in the call's error.
+        match tokio::time::timeout(timeout, crate::http::lookup(&host, port)).await {
             Ok(Ok(addrs)) => {
-                let mut ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
+                let mut ips: Vec<IpAddr> = addrs.iter().map(|a| a.ip()).collect();
                 ips.dedup();
                 ips
             }
+            Ok(Err(wasmtime_wasi_http::Error::DnsError { rcode: Some(r), .. }))
+                if r == crate::http::DNS_NAME_NOT_FOUND =>
+            {
+                advice.push(format!(
+                    "the name {host} does not exist (DNS: no such name): check the spelling of \
+                     the endpoint's host, or pass --address IP"
+                ));
+                Vec::new()
+            }
             Ok(Err(e)) => {
                 advice.push(format!(
-                    "{host} does not resolve ({e}). Check DNS over the SORACOM session, or pass --address IP."
+                    "{host} could not be looked up ({e}). Check DNS over the SORACOM session, or \
+                     pass --address IP."
                 ));
                 Vec::new()
             }
@@ -281,30 +343,65 @@ pub async fn diagnose(
     };
     let policy = OutboundPolicy::new(vec![crate::http::Origin::parse(endpoint)?], ca_pem)?;
     let mut checks = Vec::new();
+    let mut tls_failures = Vec::new();
     for ip in &resolved {
         let routed = tunnel.as_ref().map(|t| t.routes(*ip));
-        let reachability = if connect {
+        let outcome = if connect {
             reach(*ip, port, &host, &policy, timeout).await
         } else {
-            "skipped".into()
+            Reach::Skipped
         };
+        if let Reach::Tls(e) = &outcome {
+            tls_failures.push(e.clone());
+        }
         checks.push(AddressCheck {
             address: *ip,
+            local: is_local_address(*ip),
             routed_through_tunnel: routed,
-            reachability,
+            reachability: outcome.text(),
         });
     }
+    // Local addresses are never routed through the tunnel, by design: nothing to add.
     let missing: Vec<IpAddr> = checks
         .iter()
-        .filter(|c| c.routed_through_tunnel == Some(false))
+        .filter(|c| c.routed_through_tunnel == Some(false) && !c.local)
         .map(|c| c.address)
         .collect();
+    // "54.250.252.99 (an address of krypton.soracom.io)"; an IP endpoint is named once.
+    let named = |ips: &[IpAddr]| {
+        let list = ips
+            .iter()
+            .map(|ip| ip.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if host.parse::<IpAddr>().is_ok() {
+            list
+        } else if ips.len() == 1 {
+            format!("{list} (an address of {host})")
+        } else {
+            format!("{list} (addresses of {host})")
+        }
+    };
     if let Some(t) = &tunnel {
+        let local: Vec<IpAddr> = checks
+            .iter()
+            .filter(|c| c.local)
+            .map(|c| c.address)
+            .collect();
+        if !local.is_empty() {
+            advice.push(format!(
+                "{} {} local (loopback or link-local): local addresses never go through the \
+                 tunnel, and wireguard-config leaves them out of AllowedIPs too; nothing to add",
+                named(&local),
+                if local.len() == 1 { "is" } else { "are" }
+            ));
+        }
         if !missing.is_empty() {
             advice.push(format!(
-                "{} of {host} is outside the tunnel's AllowedIPs: the Krypton call would leave outside \
+                "{} {} outside the tunnel's AllowedIPs: the Krypton call would leave outside \
                  SORACOM Arc and time out. Set:",
-                missing.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ")
+                named(&missing),
+                if missing.len() == 1 { "is" } else { "are" }
             ));
             advice.push(t.fix(&missing));
         }
@@ -315,13 +412,33 @@ pub async fn diagnose(
             ));
         }
     }
+    let answered = checks.iter().any(|c| c.reachability == "ok");
     let verdict = if !missing.is_empty() {
         Verdict::NotRouted
     } else if resolved.is_empty() {
         Verdict::DnsFailed
     } else if tunnel.as_ref().is_some_and(|t| !t.bad_entries.is_empty()) {
         Verdict::MalformedConfig
-    } else if connect && !checks.iter().any(|c| c.reachability == "ok") {
+    } else if connect && !answered && !tls_failures.is_empty() {
+        let hp = format!("{host}:{port}");
+        for failure in &tls_failures {
+            let line = match failure {
+                HandshakeFailure::Untrusted(why) => format!(
+                    "the TLS certificate of {hp} is not trusted ({why}): for a private or test \
+                     endpoint (such as `krypton-host mock`), pass its CA with --ca-file"
+                ),
+                HandshakeFailure::NotTls => format!(
+                    "{hp} does not speak TLS: Krypton speaks HTTPS on port 8036 \
+                     (https://krypton.soracom.io:8036); check the endpoint's port"
+                ),
+                HandshakeFailure::Other(m) => format!("the TLS handshake with {hp} failed: {m}"),
+            };
+            if !advice.contains(&line) {
+                advice.push(line);
+            }
+        }
+        Verdict::TlsFailed
+    } else if connect && !answered {
         advice.push(format!(
             "no address of {host}:{port} answered; on SORACOM Air check the cellular route, on Arc the tunnel"
         ));
@@ -404,5 +521,65 @@ mod tests {
         );
         assert!(Tunnel::from_soratun("{}").is_err());
         assert!(Tunnel::from_soratun("not json").is_err());
+    }
+
+    #[test]
+    fn local_addresses_are_loopback_unspecified_and_link_local() {
+        for local in [
+            "127.0.0.1",
+            "127.255.0.9",
+            "0.0.0.0",
+            "169.254.1.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_local_address(local.parse().unwrap()), "{local}");
+        }
+        for routed in [
+            "54.250.252.99",
+            "10.0.0.1",
+            "100.127.0.1",
+            "2001:db8::1",
+            "::ffff:54.1.1.1",
+        ] {
+            assert!(!is_local_address(routed.parse().unwrap()), "{routed}");
+        }
+    }
+
+    #[tokio::test]
+    async fn advice_names_each_address_once_and_never_asks_for_a_local_one() {
+        let tunnel = Tunnel::from_wireguard("[Peer]\nAllowedIPs = 100.127.0.0/16\n").unwrap();
+        let addresses = ["54.1.1.1", "54.1.1.2", "127.0.0.1"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let d = diagnose(
+            "https://krypton.soracom.io:8036",
+            Some(tunnel),
+            addresses,
+            None,
+            false,
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap();
+        assert_eq!(d.verdict, Verdict::NotRouted);
+        assert_eq!(
+            d.advice,
+            vec![
+                "127.0.0.1 (an address of krypton.soracom.io) is local (loopback or link-local): \
+                 local addresses never go through the tunnel, and wireguard-config leaves them \
+                 out of AllowedIPs too; nothing to add",
+                "54.1.1.1, 54.1.1.2 (addresses of krypton.soracom.io) are outside the tunnel's \
+                 AllowedIPs: the Krypton call would leave outside SORACOM Arc and time out. Set:",
+                "AllowedIPs = 100.127.0.0/16, 54.1.1.1/32, 54.1.1.2/32",
+            ]
+        );
+        assert_eq!(
+            d.addresses.iter().map(|a| a.local).collect::<Vec<_>>(),
+            vec![false, false, true]
+        );
     }
 }

@@ -140,7 +140,7 @@ impl Origin {
                 uri.path_and_query().map(|p| p.as_str()),
                 None | Some("") | Some("/")
             ) && !url.contains('#'),
-            "`{url}`: give only scheme://host[:port], without a path, query or fragment"
+            "`{url}`: give the base URL without a path, query or fragment, e.g. https://krypton.soracom.io:8036"
         );
         anyhow::ensure!(
             host.parse::<std::net::IpAddr>().is_ok()
@@ -279,17 +279,18 @@ impl OutboundPolicy {
     }
 
     /// A TLS handshake over `tcp` with this policy's roots, within `timeout` (for
-    /// `doctor`). Errors: the handshake's failure, as text.
+    /// `doctor`). Errors: why the handshake failed, classified as for a Krypton call.
     pub async fn tls_handshake(
         &self,
         tcp: TcpStream,
         server_name: &str,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), HandshakeFailure> {
         let name = match server_name.parse::<std::net::IpAddr>() {
             Ok(ip) => ServerName::from(ip),
-            Err(_) => ServerName::try_from(server_name.to_string())
-                .map_err(|e| format!("invalid server name: {e}"))?,
+            Err(_) => ServerName::try_from(server_name.to_string()).map_err(|_| {
+                HandshakeFailure::Other("the host is not a valid server name".into())
+            })?,
         };
         match tokio::time::timeout(
             timeout,
@@ -298,8 +299,11 @@ impl OutboundPolicy {
         .await
         {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no handshake within {} ms", timeout.as_millis())),
+            Ok(Err(e)) => Err(handshake_failure(&e)),
+            Err(_) => Err(HandshakeFailure::Other(format!(
+                "no handshake within {} ms",
+                timeout.as_millis()
+            ))),
         }
     }
 
@@ -405,6 +409,265 @@ impl WasiHttpHooks for OutboundCall {
     }
 }
 
+/// The `rcode` of the `dns-error` this host reports for a name that does not exist
+/// (`getaddrinfo` answered `EAI_NONAME`). The component matches it as data: `NXDOMAIN` is
+/// RFC 2136 §2.2's name for RCODE 3 ("Name Error", RFC 1035 §4.1.1); such a name is not
+/// looked up again. Every other resolver failure is a `dns-error` with another `rcode`
+/// ([`DNS_TEMPORARY_FAILURE`], [`DNS_FAILURE`], ...), which the component may retry.
+pub const DNS_NAME_NOT_FOUND: &str = "NXDOMAIN";
+/// The `rcode` for a resolver that did not answer or answered SERVFAIL (`EAI_AGAIN`).
+pub const DNS_TEMPORARY_FAILURE: &str = "temporary failure";
+/// The `rcode` for a resolver failure that is not temporary (`EAI_FAIL`).
+pub const DNS_FAILURE: &str = "resolver failure";
+/// The `rcode` for a name that exists but has no address (`EAI_NODATA`).
+pub const DNS_NO_ADDRESS: &str = "no address for the name";
+
+/// The `dns-error` for a `getaddrinfo(3)` return code (POSIX `EAI_*`, glibc's `EAI_NODATA`).
+fn dns_error(code: libc::c_int) -> HttpError {
+    let rcode = match code {
+        libc::EAI_NONAME => DNS_NAME_NOT_FOUND.to_string(),
+        libc::EAI_AGAIN => DNS_TEMPORARY_FAILURE.to_string(),
+        libc::EAI_FAIL => DNS_FAILURE.to_string(),
+        libc::EAI_NODATA => DNS_NO_ADDRESS.to_string(),
+        libc::EAI_SYSTEM => format!("resolver error: {}", std::io::Error::last_os_error()),
+        other => {
+            // SAFETY: gai_strerror returns a static NUL-terminated string for any code.
+            let text = unsafe { std::ffi::CStr::from_ptr(libc::gai_strerror(other)) };
+            format!("resolver error: {}", text.to_string_lossy())
+        }
+    };
+    HttpError::DnsError {
+        rcode: Some(rcode),
+        info_code: None,
+    }
+}
+
+/// Resolve `host` (a DNS name or an IP literal) to the addresses to connect to, in the
+/// resolver's order, with the system resolver (`getaddrinfo(3)`: `/etc/hosts`, then DNS, as
+/// `nsswitch.conf` says). Hand-written over `libc` because std's and tokio's lookups turn the
+/// resolver's `EAI_*` code into text: the code is what tells a name that does not exist
+/// (never retried) from a resolver that did not answer (may be retried).
+///
+/// Errors: `dns-error` with the `rcode` of [`dns_error`].
+pub(crate) async fn lookup(host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, HttpError> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![std::net::SocketAddr::new(ip, port)]);
+    }
+    let name = std::ffi::CString::new(host).map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    tokio::task::spawn_blocking(move || getaddrinfo(&name, port))
+        .await
+        .map_err(|_| HttpError::InternalError(Some("the resolver task failed".into())))?
+}
+
+fn getaddrinfo(name: &std::ffi::CStr, port: u16) -> Result<Vec<std::net::SocketAddr>, HttpError> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+    // SAFETY: an all-zero addrinfo is the documented "no hints" value; then only the socket
+    // type is set, as std does.
+    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
+    hints.ai_socktype = libc::SOCK_STREAM;
+    let mut list: *mut libc::addrinfo = std::ptr::null_mut();
+    // SAFETY: valid NUL-terminated name, valid hints, and an out pointer freed below.
+    let rc = unsafe { libc::getaddrinfo(name.as_ptr(), std::ptr::null(), &hints, &mut list) };
+    if rc != 0 {
+        return Err(dns_error(rc));
+    }
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    let mut cur = list;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getaddrinfo returned, not yet freed; each
+        // `ai_addr` points to a sockaddr of `ai_addrlen` bytes of the family it names.
+        let ai = unsafe { &*cur };
+        let len = ai.ai_addrlen as usize;
+        let addr = match ai.ai_family {
+            libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+                let sa = unsafe { &*(ai.ai_addr as *const libc::sockaddr_in) };
+                Some(SocketAddr::new(
+                    Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)).into(),
+                    port,
+                ))
+            }
+            libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+                let sa = unsafe { &*(ai.ai_addr as *const libc::sockaddr_in6) };
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    Ipv6Addr::from(sa.sin6_addr.s6_addr),
+                    port,
+                    0,
+                    sa.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        };
+        if let Some(addr) = addr
+            && !addrs.contains(&addr)
+        {
+            addrs.push(addr);
+        }
+        cur = ai.ai_next;
+    }
+    // SAFETY: the list came from a successful getaddrinfo and is freed once.
+    unsafe { libc::freeaddrinfo(list) };
+    if addrs.is_empty() {
+        return Err(dns_error(libc::EAI_NODATA));
+    }
+    Ok(addrs)
+}
+
+/// The `wasi:http` error for a failed TCP connect, by the OS error (connect(2)).
+fn connect_error(e: &std::io::Error) -> HttpError {
+    use std::io::ErrorKind as K;
+    tracing::debug!(error = %e, "connect failed");
+    match e.kind() {
+        K::ConnectionRefused => HttpError::ConnectionRefused,
+        K::TimedOut => HttpError::ConnectionTimeout,
+        K::HostUnreachable => HttpError::DestinationUnavailable,
+        K::NetworkUnreachable | K::AddrNotAvailable => HttpError::DestinationIpUnroutable,
+        K::ConnectionReset | K::ConnectionAborted => HttpError::ConnectionTerminated,
+        K::PermissionDenied => HttpError::DestinationIpProhibited,
+        _ => HttpError::InternalError(Some(format!("connecting failed: {e}"))),
+    }
+}
+
+/// Why a TLS handshake failed, in plain words (for `doctor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// The server's certificate is not trusted; why (e.g. "issued by an unknown CA").
+    Untrusted(String),
+    /// The server answered with something that is not TLS (e.g. plain HTTP).
+    NotTls,
+    /// Another failure (an alert, a closed connection, a timeout).
+    Other(String),
+}
+
+/// Why rustls rejected a certificate, in plain words.
+fn certificate_reason(e: &rustls::CertificateError) -> &'static str {
+    use rustls::CertificateError as C;
+    match e {
+        C::UnknownIssuer => "issued by an unknown CA",
+        C::Expired | C::ExpiredContext { .. } => "expired",
+        C::NotValidYet | C::NotValidYetContext { .. } => "not valid yet",
+        C::NotValidForName | C::NotValidForNameContext { .. } => "issued for another name",
+        C::Revoked => "revoked",
+        C::BadSignature => "its signature does not verify",
+        _ => "rejected",
+    }
+}
+
+/// Classify a failed handshake like [`tls_error`] does for a Krypton call.
+fn handshake_failure(e: &std::io::Error) -> HandshakeFailure {
+    let reason = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(c)) => certificate_reason(c),
+        _ => "rejected",
+    };
+    match tls_error(e) {
+        HttpError::TlsCertificateError => HandshakeFailure::Untrusted(reason.to_string()),
+        HttpError::HttpProtocolError => HandshakeFailure::NotTls,
+        HttpError::TlsAlertReceived {
+            alert_message: Some(m),
+            ..
+        } => HandshakeFailure::Other(format!("the server sent the TLS alert `{m}`")),
+        HttpError::ConnectionTerminated => {
+            HandshakeFailure::Other("the server closed the connection during the handshake".into())
+        }
+        _ => HandshakeFailure::Other("a TLS protocol error".into()),
+    }
+}
+
+/// The plain name of a TLS alert (RFC 8446 §6, RFC 5246 §7.2).
+fn alert_name(alert: rustls::AlertDescription) -> String {
+    use rustls::AlertDescription as A;
+    let name = match alert {
+        A::CloseNotify => "close notify",
+        A::UnexpectedMessage => "unexpected message",
+        A::BadRecordMac => "bad record MAC",
+        A::RecordOverflow => "record overflow",
+        A::HandshakeFailure => "handshake failure",
+        A::BadCertificate => "bad certificate",
+        A::UnsupportedCertificate => "unsupported certificate",
+        A::CertificateRevoked => "certificate revoked",
+        A::CertificateExpired => "certificate expired",
+        A::CertificateUnknown => "certificate unknown",
+        A::IllegalParameter => "illegal parameter",
+        A::UnknownCA => "unknown CA",
+        A::AccessDenied => "access denied",
+        A::DecodeError => "decode error",
+        A::DecryptError => "decrypt error",
+        A::ProtocolVersion => "protocol version",
+        A::InsufficientSecurity => "insufficient security",
+        A::InternalError => "internal error",
+        A::InappropriateFallback => "inappropriate fallback",
+        A::UserCanceled => "user canceled",
+        A::MissingExtension => "missing extension",
+        A::UnsupportedExtension => "unsupported extension",
+        A::UnrecognisedName => "unrecognised name",
+        A::CertificateRequired => "certificate required",
+        A::NoApplicationProtocol => "no application protocol",
+        other => return format!("alert {}", u8::from(other)),
+    };
+    name.to_string()
+}
+
+/// The `wasi:http` error for a failed TLS handshake: a certificate rustls rejects (unknown
+/// issuer, expired, another name) is `tls-certificate-error`; an answer that is not TLS at
+/// all (a plain-HTTP server answers the ClientHello with `HTTP/1.1 400 ...`, whose first byte
+/// is no TLS content type) is `HTTP-protocol-error`, so that the component reports another
+/// protocol; an alert from the server is `TLS-alert-received`; a connection closed mid-way
+/// `connection-terminated`; the rest `TLS-protocol-error`.
+fn tls_error(e: &std::io::Error) -> HttpError {
+    use rustls::{Error as TlsError, InvalidMessage};
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<TlsError>());
+    tracing::debug!(error = %e, "TLS handshake failed");
+    match inner {
+        Some(TlsError::InvalidCertificate(_)) => HttpError::TlsCertificateError,
+        Some(TlsError::InvalidMessage(
+            InvalidMessage::InvalidContentType | InvalidMessage::UnknownProtocolVersion,
+        )) => HttpError::HttpProtocolError,
+        Some(TlsError::AlertReceived(alert)) => HttpError::TlsAlertReceived {
+            alert_id: Some(u8::from(*alert)),
+            alert_message: Some(alert_name(*alert)),
+        },
+        Some(_) => HttpError::TlsProtocolError,
+        None => match e.kind() {
+            std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted => HttpError::ConnectionTerminated,
+            _ => HttpError::TlsProtocolError,
+        },
+    }
+}
+
+/// The `wasi:http` error for a failed HTTP/1.1 exchange, logged once at debug level. An
+/// answer that does not parse as HTTP/1.1 (a TLS server answers a plain-text request with a
+/// TLS alert record) is `HTTP-protocol-error`, which the component reports as another
+/// protocol and does not retry.
+fn hyper_error(e: hyper::Error) -> HttpError {
+    tracing::debug!(error = %e, "HTTP/1.1 exchange failed");
+    if e.is_parse_too_large() {
+        HttpError::HttpResponseHeaderSectionSize(None)
+    } else if e.is_parse() || e.is_parse_status() {
+        HttpError::HttpProtocolError
+    } else if e.is_incomplete_message() {
+        HttpError::HttpResponseIncomplete
+    } else if e.is_timeout() {
+        HttpError::HttpResponseTimeout
+    } else if e.is_canceled() || e.is_closed() {
+        HttpError::ConnectionTerminated
+    } else if let Some(io) =
+        std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>())
+    {
+        // An I/O failure under hyper: a body cut short by the peer closing is incomplete.
+        match io.kind() {
+            std::io::ErrorKind::UnexpectedEof => HttpError::HttpResponseIncomplete,
+            std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe => HttpError::ConnectionTerminated,
+            std::io::ErrorKind::TimedOut => HttpError::ConnectionReadTimeout,
+            _ => HttpError::InternalError(Some(format!("{e}: {io}"))),
+        }
+    } else {
+        HttpError::InternalError(Some(e.to_string()))
+    }
+}
+
 /// A response body that fails when no frame arrives within the between-bytes timeout.
 struct TimedBody {
     inner: hyper::body::Incoming,
@@ -426,7 +689,7 @@ impl http_body::Body for TimedBody {
                 self.sleep.as_mut().reset(deadline);
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(HttpError::Hyper(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(hyper_error(e)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 ready!(self.sleep.as_mut().poll(cx));
@@ -487,18 +750,16 @@ impl OutboundPolicy {
             .unwrap_or(DEFAULT_BETWEEN_BYTES_TIMEOUT)
             .max(Duration::from_millis(1));
 
-        let addr = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
+        tracing::debug!(%host, port, uri = %uri, "connecting");
+        // DNS and TCP share the connect timeout.
+        let connect_by = tokio::time::Instant::now() + connect_timeout;
+        let addrs = match tokio::time::timeout_at(connect_by, lookup(&host, port)).await {
+            Ok(result) => result?,
+            Err(_) => return Err(HttpError::DnsTimeout),
         };
-        tracing::debug!(%addr, uri = %uri, "connecting");
-        let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(&addr)).await {
+        let tcp = match tokio::time::timeout_at(connect_by, TcpStream::connect(&addrs[..])).await {
             Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err(HttpError::ConnectionRefused);
-            }
-            Ok(Err(e)) => return Err(HttpError::Connect(e)),
+            Ok(Err(e)) => return Err(connect_error(&e)),
             Err(_) => return Err(HttpError::ConnectionTimeout),
         };
         let _ = tcp.set_nodelay(true);
@@ -514,16 +775,15 @@ impl OutboundPolicy {
                 let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| {
-                        tracing::debug!(error = %e, "TLS handshake failed");
-                        HttpError::TlsCertificateError
-                    })?;
+                    .map_err(|e| tls_error(&e))?;
                 Box::new(tls)
             } else {
                 Box::new(tcp)
             };
             let (sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .map_err(hyper_error)?;
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "connection closed with an error");
@@ -543,7 +803,8 @@ impl OutboundPolicy {
 
         let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
             .await
-            .map_err(|_| HttpError::ConnectionReadTimeout)??;
+            .map_err(|_| HttpError::ConnectionReadTimeout)?
+            .map_err(hyper_error)?;
         // Bodies are read by their framing, never "until close": without Content-Length or
         // chunked transfer coding a connection cut short looks like a complete answer.
         if !has_framing(&response) {
@@ -754,5 +1015,94 @@ mod tests {
         std::fs::write(&real, vec![b'a'; MAX_CA_FILE_BYTES as usize + 1]).unwrap();
         let err = format!("{:#}", read_ca_file(&real).unwrap_err());
         assert!(err.contains("is larger than 4194304 bytes"), "{err}");
+    }
+
+    fn rcode(e: HttpError) -> String {
+        match e {
+            HttpError::DnsError { rcode, .. } => rcode.unwrap(),
+            other => panic!("expected DnsError, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn resolver_codes_become_dns_errors_the_component_tells_apart() {
+        assert_eq!(rcode(dns_error(libc::EAI_NONAME)), "NXDOMAIN");
+        assert_eq!(rcode(dns_error(libc::EAI_AGAIN)), "temporary failure");
+        assert_eq!(rcode(dns_error(libc::EAI_FAIL)), "resolver failure");
+        assert_eq!(
+            rcode(dns_error(libc::EAI_NODATA)),
+            "no address for the name"
+        );
+        assert!(rcode(dns_error(libc::EAI_MEMORY)).starts_with("resolver error: "));
+    }
+
+    #[tokio::test]
+    async fn a_name_under_invalid_is_not_found_and_literals_are_not_looked_up() {
+        // `.invalid` never resolves (RFC 6761 §6.4): the resolver says so at once.
+        assert_eq!(
+            rcode(lookup("does-not-exist.invalid", 8036).await.unwrap_err()),
+            DNS_NAME_NOT_FOUND
+        );
+        assert_eq!(
+            lookup("127.0.0.1", 9).await.unwrap(),
+            vec!["127.0.0.1:9".parse().unwrap()]
+        );
+        assert_eq!(
+            lookup("::1", 9).await.unwrap(),
+            vec!["[::1]:9".parse().unwrap()]
+        );
+        let local = lookup("localhost", 9).await.unwrap();
+        assert!(
+            local.iter().all(|a| a.ip().is_loopback() && a.port() == 9),
+            "{local:?}"
+        );
+    }
+
+    #[test]
+    fn tls_and_connect_failures_get_their_own_codes() {
+        let wrap = |e: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        assert!(matches!(
+            tls_error(&wrap(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            ))),
+            HttpError::TlsCertificateError
+        ));
+        assert!(matches!(
+            tls_error(&wrap(rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::InvalidContentType
+            ))),
+            HttpError::HttpProtocolError
+        ));
+        let HttpError::TlsAlertReceived {
+            alert_id,
+            alert_message,
+        } = tls_error(&wrap(rustls::Error::AlertReceived(
+            rustls::AlertDescription::HandshakeFailure,
+        )))
+        else {
+            panic!()
+        };
+        assert_eq!(alert_id, Some(0x28));
+        assert_eq!(alert_message.as_deref(), Some("handshake failure"));
+        assert!(matches!(
+            tls_error(&std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+            HttpError::ConnectionTerminated
+        ));
+        use std::io::ErrorKind as K;
+        for (kind, expected) in [
+            (K::ConnectionRefused, "connection refused"),
+            (K::TimedOut, "connection timeout"),
+            (K::HostUnreachable, "destination unavailable"),
+            (
+                K::NetworkUnreachable,
+                "destination IP address is unroutable",
+            ),
+            (K::ConnectionReset, "connection terminated"),
+        ] {
+            assert_eq!(
+                connect_error(&std::io::Error::from(kind)).to_string(),
+                expected
+            );
+        }
     }
 }

@@ -1060,6 +1060,7 @@ async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
         );
         for a in &diagnosis.addresses {
             let routed = match a.routed_through_tunnel {
+                _ if a.local => "local address, never routed through the tunnel",
                 Some(true) => "routed through the tunnel",
                 Some(false) => "NOT routed through the tunnel",
                 None => "no tunnel configuration given",
@@ -1087,7 +1088,9 @@ async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
         Verdict::Ok => Ok(()),
         Verdict::NotRouted => Err(reported(exit::NOT_ROUTED)),
         Verdict::MalformedConfig => Err(reported(exit::INVALID_REQUEST)),
-        Verdict::DnsFailed | Verdict::Unreachable => Err(reported(exit::TRANSPORT)),
+        Verdict::DnsFailed | Verdict::TlsFailed | Verdict::Unreachable => {
+            Err(reported(exit::TRANSPORT))
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use super::support::*;
 use krypton_host::http::{Origin, OutboundPolicy};
 use krypton_host::mock::Fault;
-use krypton_host::runtime::{ProvisionError, Target};
+use krypton_host::runtime::{ProvisionError, Target, TransportKind};
 use krypton_host::store::SecretStore;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -188,7 +188,11 @@ async fn http_500_is_typed_and_the_stored_bundle_is_unchanged() {
     assert_eq!(e.status, 500);
     assert_eq!(e.code.as_deref(), Some("KRY5001"));
     assert_eq!(e.message.as_deref(), Some("AWS IoT is unavailable"));
-    assert_eq!(e.request, "POST /v1/provisioning/aws/iot/bootstrap");
+    // The request as it went on the wire.
+    assert_eq!(
+        e.request,
+        format!("POST {}/v1/provisioning/aws/iot/bootstrap", mock.endpoint())
+    );
     assert_eq!(
         e.body_excerpt,
         r#"{"code":"KRY5001","message":"AWS IoT is unavailable"}"#
@@ -285,8 +289,15 @@ async fn hosts_off_the_allow_list_and_untrusted_servers_are_refused() {
     let ProvisionError::Transport(e) = err else {
         panic!("expected Transport, got {err:?}")
     };
-    let msg = e.message;
-    assert!(msg.contains("allow-list"), "{msg}");
+    assert_eq!(e.kind, TransportKind::Denied);
+    assert_eq!(
+        e.message,
+        format!(
+            "the host did not let the request to {} leave: it is not on the host's outbound allow-list",
+            mock.endpoint()
+        )
+    );
+    assert_eq!(e.attempts, 1);
 
     // Allowed, but the mock's CA is not trusted: the TLS handshake fails.
     let untrusted =
@@ -299,8 +310,8 @@ async fn hosts_off_the_allow_list_and_untrusted_servers_are_refused() {
     let ProvisionError::Transport(e) = err else {
         panic!("expected Transport, got {err:?}")
     };
-    let msg = e.message;
-    assert!(msg.contains("TlsCertificateError"), "{msg}");
+    assert_eq!(e.kind, TransportKind::UntrustedCertificate);
+    assert_eq!(e.attempts, 1);
     assert!(mock.requests().is_empty(), "a request reached the server");
     assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 0);
     mock.stop().await;

@@ -122,18 +122,25 @@ async fn reachability_is_checked_with_tcp_and_tls() {
     let json: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(json["addresses"][0]["reachability"], "ok");
     assert_eq!(json["addresses"][0]["routedThroughTunnel"], Value::Null);
-    // Without the mock's CA the TLS step fails; nothing listening fails at TCP.
+    // Without the mock's CA the TLS step fails: a TLS diagnosis with the CA-file advice, not
+    // "unreachable ... check the cellular route".
     let (code, out, _) = run_cli(&["doctor", "--json", "--endpoint", &endpoint]).await;
     assert_eq!(code, 4);
     let json: Value = serde_json::from_str(out.trim()).unwrap();
-    assert!(
-        json["addresses"][0]["reachability"]
-            .as_str()
-            .unwrap()
-            .starts_with("tls: "),
-        "{json}"
+    assert_eq!(
+        json["addresses"][0]["reachability"],
+        "tls: certificate not trusted (issued by an unknown CA)"
     );
-    assert_eq!(json["verdict"], "unreachable");
+    assert_eq!(json["verdict"], "tls-failed");
+    let hostport = endpoint.trim_start_matches("https://");
+    assert_eq!(
+        json["advice"],
+        serde_json::json!([format!(
+            "the TLS certificate of {hostport} is not trusted (issued by an unknown CA): for a \
+             private or test endpoint (such as `krypton-host mock`), pass its CA with --ca-file"
+        )])
+    );
+    assert!(!out.contains("cellular"), "{out}");
     mock.stop().await;
     let closed = closed_port();
     let (code, out, _) = run_cli(&[
@@ -145,13 +152,184 @@ async fn reachability_is_checked_with_tcp_and_tls() {
     .await;
     assert_eq!(code, 4);
     let json: Value = serde_json::from_str(out.trim()).unwrap();
-    assert!(
-        json["addresses"][0]["reachability"]
-            .as_str()
-            .unwrap()
-            .starts_with("tcp: "),
-        "{json}"
+    assert_eq!(
+        json["addresses"][0]["reachability"],
+        "tcp: connection refused"
     );
+    assert_eq!(json["verdict"], "unreachable");
+
+    // A server that speaks plain HTTP: TLS fails, and doctor says it is not TLS.
+    let (port, _) = super::failures::plain_http_server().await;
+    let (code, out, _) = run_cli(&[
+        "doctor",
+        "--json",
+        "--endpoint",
+        &format!("https://127.0.0.1:{port}"),
+    ])
+    .await;
+    assert_eq!(code, 4);
+    let json: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        json["addresses"][0]["reachability"],
+        "tls: the server does not speak TLS"
+    );
+    assert_eq!(json["verdict"], "tls-failed");
+    assert_eq!(
+        json["advice"][0],
+        format!(
+            "127.0.0.1:{port} does not speak TLS: Krypton speaks HTTPS on port 8036 \
+             (https://krypton.soracom.io:8036); check the endpoint's port"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_loopback_endpoint_is_never_asked_into_allowed_ips() {
+    // The mock on 127.0.0.1 with a tunnel configuration: wireguard-config never routes a
+    // local address, so doctor must not ask for 127.0.0.1/32 either.
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, mock.ca_pem()).unwrap();
+    let endpoint = mock.endpoint();
+    let wg = fixture("wg-routed.conf");
+    let args = [
+        "doctor",
+        "--endpoint",
+        &endpoint,
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--wireguard",
+        &wg,
+    ];
+    let (code, out, err) = run_cli(&[&args[..], &["--json"]].concat()).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let json: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["verdict"], "ok");
+    assert_eq!(json["addresses"][0]["address"], "127.0.0.1");
+    assert_eq!(json["addresses"][0]["local"], true);
+    assert_eq!(json["addresses"][0]["reachability"], "ok");
+    assert_eq!(
+        json["advice"],
+        serde_json::json!([
+            "127.0.0.1 is local (loopback or link-local): local addresses never go through the \
+             tunnel, and wireguard-config leaves them out of AllowedIPs too; nothing to add"
+        ])
+    );
+    let (code, text, _) = run_cli(&args).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains("127.0.0.1/32"), "{text}");
+    assert!(!text.contains("of 127.0.0.1"), "{text}");
+    assert!(
+        text.contains("local address, never routed through the tunnel"),
+        "{text}"
+    );
+    mock.stop().await;
+}
+
+/// The `AllowedIPs = ` line of a wg-quick text.
+fn allowed_ips_line(config: &str) -> &str {
+    config
+        .lines()
+        .find(|l| l.starts_with("AllowedIPs = "))
+        .unwrap_or_else(|| panic!("no AllowedIPs in {config}"))
+}
+
+/// `doctor --json --no-connect` on one address and one wg-quick file.
+async fn doctor_on(address: &str, wg: &std::path::Path) -> (i32, Value, String) {
+    let (code, out, err) = run_cli(&[
+        "doctor",
+        "--json",
+        "--no-connect",
+        "--address",
+        address,
+        "--wireguard",
+        wg.to_str().unwrap(),
+    ])
+    .await;
+    let json = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    (code, json, err)
+}
+
+#[tokio::test]
+async fn doctor_and_wireguard_config_agree_on_every_address() {
+    // One rule for local addresses, used by both commands: for each address, wireguard-config
+    // adds a route exactly when doctor (on the configuration without it) asks for one, both
+    // call the same addresses local, and doctor accepts what wireguard-config wrote.
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store_dir = tmp.path().join("store");
+    let store = krypton_host::store::SecretStore::open(&store_dir).unwrap();
+    provision(
+        &mock,
+        &store,
+        &request(krypton_host::runtime::Target::Arc, mock.endpoint()),
+    )
+    .await
+    .unwrap();
+    let wireguard = |address: String| {
+        let store = store_dir.to_str().unwrap().to_string();
+        async move {
+            let (code, out, err) = run_cli(&[
+                "wireguard-config",
+                "--store",
+                &store,
+                "--out",
+                "-",
+                "--krypton-address",
+                &address,
+            ])
+            .await;
+            assert_eq!(code, 0, "{address}: {err}");
+            out
+        }
+    };
+    // The bundle's own routes (100.127.0.0/16): an address inside adds nothing.
+    let base = wireguard("100.127.0.1".into()).await;
+    assert_eq!(allowed_ips_line(&base), "AllowedIPs = 100.127.0.0/16");
+    let base_file = tmp.path().join("base.conf");
+    std::fs::write(&base_file, &base).unwrap();
+
+    // (address, local, routed by the bundle's AllowedIPs)
+    let table = [
+        ("127.0.0.1", true, false),
+        ("127.8.9.10", true, false),
+        ("::1", true, false),
+        ("0.0.0.0", true, false),
+        ("::", true, false),
+        ("169.254.10.20", true, false),
+        ("fe80::1", true, false),
+        ("::ffff:127.0.0.1", true, false),
+        ("54.250.252.99", false, false),
+        ("10.0.0.1", false, false),
+        ("2001:db8::1", false, false),
+        ("100.127.10.1", false, true),
+    ];
+    for (address, local, inside) in table {
+        let config = wireguard(address.to_string()).await;
+        let added = allowed_ips_line(&config) != "AllowedIPs = 100.127.0.0/16";
+        let said_local = config.contains(&format!("# Not routed (local addresses): {address}\n"));
+        let (code, json, err) = doctor_on(address, &base_file).await;
+        let asks = json["verdict"] == "not-routed";
+        assert_eq!(
+            added, asks,
+            "{address}: wireguard-config {config}\ndoctor {json} {err}"
+        );
+        assert_eq!(said_local, local, "{address}: {config}");
+        assert_eq!(json["addresses"][0]["local"], local, "{address}: {json}");
+        assert_eq!(added, !local && !inside, "{address}");
+        assert_eq!(code, if asks { 12 } else { 0 }, "{address}: {json}");
+        // What wireguard-config wrote is what doctor wants.
+        let written = tmp.path().join("written.conf");
+        std::fs::write(&written, &config).unwrap();
+        let (code, json, _) = doctor_on(address, &written).await;
+        assert_eq!(
+            (code, &json["verdict"]),
+            (0, &Value::from("ok")),
+            "{address}: {json}"
+        );
+    }
+    mock.stop().await;
 }
 
 #[tokio::test]
@@ -172,11 +350,11 @@ async fn a_name_that_does_not_resolve_is_reported() {
     let json: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(json["verdict"], "dns-failed");
     assert_eq!(json["addresses"], serde_json::json!([]));
-    assert!(
-        json["advice"][0]
-            .as_str()
-            .unwrap()
-            .contains("krypton.invalid"),
-        "{json}"
+    assert_eq!(
+        json["advice"],
+        serde_json::json!([
+            "the name krypton.invalid does not exist (DNS: no such name): check the spelling \
+             of the endpoint's host, or pass --address IP"
+        ])
     );
 }

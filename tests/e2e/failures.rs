@@ -3,7 +3,9 @@
 
 use super::support::*;
 use krypton_host::mock::{Fault, MockKrypton};
-use krypton_host::runtime::{ProvisionError, ProvisionReport, ProvisionRequest, Target};
+use krypton_host::runtime::{
+    ProvisionError, ProvisionReport, ProvisionRequest, Target, TransportError, TransportKind,
+};
 use krypton_host::store::SecretStore;
 use std::time::{Duration, Instant};
 
@@ -107,7 +109,10 @@ async fn exhausted_retries_say_what_was_tried() {
     };
     assert_eq!(e.status, 503);
     assert_eq!(e.code.as_deref(), Some("KRY0503"));
-    assert_eq!(e.request, format!("POST {BOOTSTRAP} (after 3 attempts)"));
+    assert_eq!(
+        e.request,
+        format!("POST {}{BOOTSTRAP} (after 3 attempts)", s.mock.endpoint())
+    );
     assert_eq!(s.calls(), 3);
     s.assert_unchanged();
     s.mock.stop().await;
@@ -170,7 +175,10 @@ async fn slow_headers_hit_the_first_byte_timeout() {
     req.timeouts.first_byte_ms = 300;
     let err = s.run(&req).await.unwrap_err();
     assert!(
-        matches!(&err, ProvisionError::Timeout(m) if m.contains("ConnectionReadTimeout")),
+        matches!(&err, ProvisionError::Timeout(m) if m == &format!(
+            "POST {}{BOOTSTRAP}: no data within the read timeout (300 ms for the first byte, 5000 ms between bytes)",
+            s.mock.endpoint()
+        )),
         "{err:?}"
     );
     s.assert_unchanged();
@@ -231,7 +239,19 @@ async fn a_truncated_body_is_a_transport_error() {
     let s = Scene::new().await;
     s.mock.inject(BOOTSTRAP, Fault::TruncateBody);
     let err = s.run(&s.forced()).await.unwrap_err();
-    assert!(matches!(&err, ProvisionError::Transport(_)), "{err:?}");
+    // A connection lost mid-answer, in plain words (no host error text in Debug form).
+    let ProvisionError::Transport(e) = &err else {
+        panic!("expected Transport, got {err:?}")
+    };
+    assert_eq!(e.kind, TransportKind::ConnectionLost, "{e:?}");
+    let hostport = s.mock.endpoint().replace("https://", "");
+    assert_eq!(
+        e.message,
+        format!(
+            "the connection to {hostport} broke before the answer was complete (the answer was \
+             cut short)"
+        )
+    );
     s.assert_unchanged();
     s.mock.stop().await;
 }
@@ -389,10 +409,12 @@ async fn connection_failures_are_retried_then_reported() {
     let ProvisionError::Transport(e) = err else {
         panic!("expected Transport, got {err:?}")
     };
-    let m = e.message;
-    assert!(
-        m.contains("ConnectionRefused") && m.ends_with("(after 3 attempts)"),
-        "{m}"
+    assert_eq!(e.kind, TransportKind::ConnectionRefused);
+    assert_eq!(e.attempts, 3);
+    assert_eq!(e.request, format!("POST {endpoint}{BOOTSTRAP}"));
+    assert_eq!(
+        e.message,
+        format!("127.0.0.1:{port} refused the connection: nothing listens on port {port} there")
     );
     s.assert_unchanged();
     s.mock.stop().await;
@@ -522,10 +544,17 @@ async fn a_server_that_never_answers_the_handshake_hits_the_connect_timeout() {
         .await
         .unwrap()
         .unwrap_err();
-    assert!(
-        matches!(&err, ProvisionError::Timeout(m) if m.contains("ConnectionTimeout")),
-        "{err:?}"
+    // No connection (TCP and TLS) within the connect timeout: a transport failure with the
+    // Air/Arc advice, retried (the request allows one attempt here).
+    let ProvisionError::Transport(e) = err else {
+        panic!("expected Transport, got {err:?}")
+    };
+    assert_eq!(e.kind, TransportKind::ConnectionTimeout);
+    assert_eq!(
+        e.message,
+        format!("no connection to 127.0.0.1:{port} within the connect timeout (300 ms)")
     );
+    assert!(e.hint.unwrap().contains("SORACOM Arc tunnel"));
     s.assert_unchanged();
     drop(silent);
     s.mock.stop().await;
@@ -561,5 +590,325 @@ async fn an_interrupted_azure_registration_is_resumed_after_a_restart() {
         mock.issued()[0].operation_id.as_deref().unwrap()
     );
     assert!(!store.dir().join("azure-iot-pending.json").exists());
+    mock.stop().await;
+}
+
+// Issue 12 item 2: every transport failure says what was tried and what to do, through the
+// library and through the binary, field by field.
+
+/// A forced `aws-iot` run against `endpoint` (allowed by the policy, trusting `ca` when
+/// given) with up to `attempts` attempts; the transport error it ends with.
+async fn transport_error(endpoint: &str, ca: Option<&str>, attempts: u32) -> TransportError {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
+    let mut req = request(Target::AwsIot, endpoint.to_string());
+    req.retry.max_attempts = attempts;
+    let policy = krypton_host::http::OutboundPolicy::new(
+        vec![krypton_host::http::Origin::parse(endpoint).unwrap()],
+        ca.map(str::as_bytes),
+    )
+    .unwrap();
+    let (rt, pre) = runtime();
+    let err = rt
+        .provision(pre, policy, store.clone(), &req)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 0);
+    match err {
+        ProvisionError::Transport(e) => e,
+        other => panic!("expected Transport, got {other:?}"),
+    }
+}
+
+/// The same run through the binary: `(exit code, the --json error object, stderr of the
+/// text run)`. `extra` adds options (a CA file, attempts).
+async fn cli_transport_error(endpoint: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let mut args = vec![
+        "provision",
+        "aws-iot",
+        "--endpoint",
+        endpoint,
+        "--store",
+        store.to_str().unwrap(),
+        "--backoff-base-ms",
+        "10",
+        "--backoff-max-ms",
+        "20",
+    ];
+    args.extend_from_slice(extra);
+    let (code, _, text) = run_cli(&args).await;
+    args.push("--json");
+    let (json_code, out, err) = run_cli(&args).await;
+    assert_eq!(code, json_code, "{text}{err}");
+    let json: serde_json::Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    (code, json["error"].clone(), text)
+}
+
+/// What a run must report: kind, request, message, hint, attempts.
+struct Expected {
+    kind: TransportKind,
+    kind_name: &'static str,
+    request: String,
+    message: String,
+    hint: String,
+    attempts: u32,
+}
+
+impl Expected {
+    fn check(&self, e: &TransportError) {
+        assert_eq!(e.kind, self.kind, "{e:?}");
+        assert_eq!(e.request, self.request);
+        assert_eq!(e.message, self.message);
+        assert_eq!(e.hint.as_deref(), Some(self.hint.as_str()));
+        assert_eq!(e.attempts, self.attempts);
+        for text in [&e.message, &e.request, &self.hint] {
+            assert!(
+                !text.contains("ErrorCode") && !text.contains("Payload"),
+                "{text}"
+            );
+        }
+    }
+
+    fn check_cli(&self, (code, error, text): &(i32, serde_json::Value, String)) {
+        assert_eq!(*code, 4, "{error} {text}");
+        assert_eq!(error["kind"], "transport", "{error}");
+        assert_eq!(error["transportKind"], self.kind_name, "{error}");
+        assert_eq!(error["request"], self.request.as_str());
+        assert_eq!(error["message"], self.message.as_str());
+        assert_eq!(error["hint"], self.hint.as_str());
+        assert_eq!(error["attempts"], self.attempts);
+        assert!(text.contains(&self.message), "{text}");
+        assert!(text.contains(&format!("hint: {}", self.hint)), "{text}");
+        assert!(
+            !text.contains("ErrorCode") && !text.contains("Payload") && !text.contains("hyper::"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_name_that_does_not_exist_is_reported_once_not_retried() {
+    // `.invalid` never resolves (RFC 6761 §6.4); the resolver answers at once, no network.
+    let endpoint = "https://does-not-exist.invalid:8036";
+    let expected = Expected {
+        kind: TransportKind::NameNotFound,
+        kind_name: "name-not-found",
+        request: format!("POST {endpoint}{BOOTSTRAP}"),
+        message: "the name `does-not-exist.invalid` does not exist (DNS: no such name); nothing \
+                  was sent to port 8036"
+            .into(),
+        hint: "the name does not exist: check the spelling of the endpoint's host \
+               `does-not-exist.invalid` (Krypton is krypton.soracom.io)"
+            .into(),
+        attempts: 1,
+    };
+    expected.check(&transport_error(endpoint, None, 4).await);
+    expected.check_cli(&cli_transport_error(endpoint, &["--max-attempts", "4"]).await);
+}
+
+#[tokio::test]
+async fn a_closed_port_and_a_missing_port_say_which_port_was_tried() {
+    let port = closed_port();
+    let endpoint = format!("https://127.0.0.1:{port}");
+    let expected = Expected {
+        kind: TransportKind::ConnectionRefused,
+        kind_name: "connection-refused",
+        request: format!("POST {endpoint}{BOOTSTRAP}"),
+        message: format!(
+            "127.0.0.1:{port} refused the connection: nothing listens on port {port} there"
+        ),
+        hint: format!(
+            "nothing listens on 127.0.0.1:{port}: check the endpoint's host and port (Krypton \
+             listens on 8036) and that the server runs"
+        ),
+        attempts: 2,
+    };
+    expected.check(&transport_error(&endpoint, None, 2).await);
+    expected.check_cli(&cli_transport_error(&endpoint, &["--max-attempts", "2"]).await);
+
+    // No port: 443 was tried (nothing listens there on this machine), and the hint says
+    // where Krypton listens.
+    let expected = Expected {
+        kind: TransportKind::ConnectionRefused,
+        kind_name: "connection-refused",
+        request: format!("POST https://127.0.0.1:443{BOOTSTRAP}"),
+        message: "127.0.0.1:443 refused the connection: nothing listens on port 443 there".into(),
+        hint: "the endpoint has no port, so 443 was tried: Krypton listens on 8036, e.g. \
+               https://krypton.soracom.io:8036"
+            .into(),
+        attempts: 1,
+    };
+    expected.check(&transport_error("https://127.0.0.1", None, 1).await);
+    expected.check_cli(&cli_transport_error("https://127.0.0.1", &["--max-attempts", "1"]).await);
+}
+
+/// A plain-HTTP server on loopback that answers anything with `400 Bad Request` (as HTTP
+/// servers answer a TLS ClientHello); counts the connections it accepted.
+pub(crate) async fn plain_http_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = tcp.read(&mut buf).await;
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    (port, accepted)
+}
+
+#[tokio::test]
+async fn https_to_a_plain_http_server_is_another_protocol_and_not_retried() {
+    let (port, accepted) = plain_http_server().await;
+    let endpoint = format!("https://127.0.0.1:{port}");
+    let expected = Expected {
+        kind: TransportKind::ProtocolMismatch,
+        kind_name: "protocol-mismatch",
+        request: format!("POST {endpoint}{BOOTSTRAP}"),
+        message: format!(
+            "the server at 127.0.0.1:{port} does not speak HTTPS (it answered in another \
+             protocol, such as plain HTTP)"
+        ),
+        hint: "this server does not speak HTTPS: Krypton speaks HTTPS on port 8036 \
+               (https://krypton.soracom.io:8036); check the endpoint's port"
+            .into(),
+        attempts: 1,
+    };
+    expected.check(&transport_error(&endpoint, None, 4).await);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    expected.check_cli(&cli_transport_error(&endpoint, &["--max-attempts", "4"]).await);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn http_to_the_tls_mock_is_another_protocol_logged_once_at_debug() {
+    let mock = mock().await;
+    let endpoint = mock.endpoint().replace("https://", "http://");
+    let hostport = endpoint.trim_start_matches("http://").to_string();
+    let expected = Expected {
+        kind: TransportKind::ProtocolMismatch,
+        kind_name: "protocol-mismatch",
+        request: format!("POST {endpoint}{BOOTSTRAP}"),
+        message: format!(
+            "the server at {hostport} does not speak plain HTTP (it answered in another \
+             protocol, such as HTTPS)"
+        ),
+        hint: "this server speaks HTTPS: use https://".into(),
+        attempts: 1,
+    };
+    expected.check(&transport_error(&endpoint, None, 4).await);
+    expected.check_cli(&cli_transport_error(&endpoint, &["--max-attempts", "4"]).await);
+    assert!(mock.requests().is_empty());
+    // With debug logs: one line for the one attempt, no warning, no Debug text.
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, _, err) = run_cli_with_log(
+        &[
+            "provision",
+            "aws-iot",
+            "--endpoint",
+            &endpoint,
+            "--store",
+            tmp.path().join("store").to_str().unwrap(),
+            "--max-attempts",
+            "4",
+        ],
+        Some("debug"),
+    )
+    .await;
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(err.matches("HTTP/1.1 exchange failed").count(), 1, "{err}");
+    // The only warning is the one about plain http itself.
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("plain http: credentials would cross the network unencrypted"));
+    assert!(
+        !err.contains("Parse(Version)") && !err.contains("hyper::Error"),
+        "{err}"
+    );
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_gets_the_ca_hint_and_is_not_retried() {
+    let mock = mock().await;
+    let endpoint = mock.endpoint();
+    let hostport = endpoint.trim_start_matches("https://").to_string();
+    let expected = Expected {
+        kind: TransportKind::UntrustedCertificate,
+        kind_name: "untrusted-certificate",
+        request: format!("POST {endpoint}{BOOTSTRAP}"),
+        message: format!(
+            "the TLS certificate of {hostport} is not trusted (issued by an unknown CA, \
+             expired, or issued for another name)"
+        ),
+        hint: "the server's certificate is not trusted: for a private or test endpoint, give \
+               its CA to the host (the CA file option)"
+            .into(),
+        attempts: 1,
+    };
+    expected.check(&transport_error(&endpoint, None, 4).await);
+    expected.check_cli(&cli_transport_error(&endpoint, &["--max-attempts", "4"]).await);
+    assert!(mock.requests().is_empty());
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_with_a_path_is_refused_before_any_request() {
+    let mock = mock().await;
+    let endpoint = format!("{}/v1", mock.endpoint());
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path().join("store")).unwrap();
+    let mut req = request(Target::AwsIot, endpoint.clone());
+    req.force = true;
+    // The library: the component refuses it (the host's allow-list has the base URL).
+    let err = provision(&mock, &store, &req).await.unwrap_err();
+    let ProvisionError::InvalidRequest(m) = err else {
+        panic!("expected InvalidRequest, got {err:?}")
+    };
+    assert_eq!(
+        m,
+        format!(
+            "endpoint `{endpoint}`: give the base URL without a path, e.g. \
+             https://krypton.soracom.io:8036 (the component adds the path \
+             `/v1/provisioning/...` itself)"
+        )
+    );
+    // The binary: refused with the same advice, exit 3.
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, mock.ca_pem()).unwrap();
+    let (code, _, err) = run_cli(&[
+        "provision",
+        "aws-iot",
+        "--endpoint",
+        &endpoint,
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--store",
+        tmp.path().join("s2").to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!("`{endpoint}`: give the base URL without a path")),
+        "{err}"
+    );
+    assert!(
+        err.contains("e.g. https://krypton.soracom.io:8036"),
+        "{err}"
+    );
+    assert!(mock.requests().is_empty());
     mock.stop().await;
 }
