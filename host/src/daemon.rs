@@ -499,7 +499,12 @@ impl Daemon {
             floor: Some(VersionFloor::new(&config.state_dir, config.allow_downgrade)),
         };
         let lifecycle = Arc::new(
-            Lifecycle::start_with(runtime, config.component.clone(), policy_for_components).await?,
+            Lifecycle::start_with(runtime, config.component.clone(), policy_for_components)
+                .await
+                .with_context(|| match &config.component {
+                    Some(path) => format!("key `component` ({})", path.display()),
+                    None => "the built-in component".to_string(),
+                })?,
         );
         // Last, so that a refused start leaves no socket behind.
         let listener = config
@@ -643,9 +648,15 @@ impl Daemon {
                     if due && !allowed {
                         tracing::warn!(target = %t.name, "certificate is within the renewal margin; set renewal.aws_iot_reprovision = true to re-provision (mints a new certificate)");
                     }
+                    if due && allowed {
+                        tracing::info!(target = %t.name, "certificate is within the renewal margin; renewing it");
+                    }
                     due && allowed
                 }
-                Ok(Ok(None)) => false,
+                Ok(Ok(None)) => {
+                    tracing::info!(target = %t.name, "nothing stored; provisioning");
+                    false
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(target = %t.name, error = %output::error_text(&e), "status failed");
                     false
@@ -663,11 +674,16 @@ impl Daemon {
             {
                 Ok(Ok(report)) if !report.reused => {
                     provisioned += 1;
-                    tracing::info!(target = %t.name, "provisioned");
+                    let not_after = report
+                        .certificate
+                        .as_ref()
+                        .map(|c| output::rfc3339(c.not_after));
+                    tracing::info!(target = %t.name, bundle = %report.bundle, certificate_not_after = not_after.as_deref().unwrap_or("-"), "provisioned");
                     Ok(())
                 }
                 Ok(Ok(_)) => {
-                    tracing::debug!(target = %t.name, "still valid");
+                    // An unchanged check is not news: debug only (`-v`).
+                    tracing::debug!(target = %t.name, "still valid; reused");
                     Ok(())
                 }
                 Ok(Err(e)) => Err(output::error_text(&e)),
@@ -750,6 +766,26 @@ impl Daemon {
         let _ = write.write_all(answer.as_bytes()).await;
     }
 
+    /// Reload the component after `cause` (SIGHUP, a file change) and log the outcome in one
+    /// line: swapped (with the digest), unchanged, or refused (the current one keeps serving).
+    async fn reload_and_log(&self, cause: &str) {
+        match self.lifecycle.reload().await {
+            Ok(ReloadOutcome::Swapped(digest)) => {
+                tracing::info!(%cause, %digest, "reload: component swapped in")
+            }
+            Ok(ReloadOutcome::Unchanged) => tracing::info!(
+                %cause,
+                digest = %self.lifecycle.current().digest,
+                "reload: component unchanged; still serving"
+            ),
+            Err(e) => tracing::warn!(
+                %cause,
+                error = %format!("{e:#}"),
+                "reload: refused; the current component keeps serving"
+            ),
+        }
+    }
+
     /// Run until `shutdown` turns true.
     pub async fn run(
         self: Arc<Self>,
@@ -789,13 +825,13 @@ impl Daemon {
                         if now.is_some() && now != stamp {
                             stamp = now;
                             tracing::info!(file = %path.display(), "component file changed");
-                            let _ = self.lifecycle.reload().await;
+                            self.reload_and_log("file change").await;
                         }
                     }
                 }
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading the component");
-                    let _ = self.lifecycle.reload().await;
+                    self.reload_and_log("SIGHUP").await;
                 }
                 accepted = async {
                     match &listener {
