@@ -173,7 +173,10 @@ pub fn resolve_owner(spec: &str) -> anyhow::Result<Owner> {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    anyhow::ensure!(!user.is_empty(), "--owner `{spec}`: give USER or USER:GROUP");
+    anyhow::ensure!(
+        !user.is_empty(),
+        "--owner `{spec}`: give USER or USER:GROUP"
+    );
     let (uid, primary_gid) = lookup_user(user)?
         .ok_or_else(|| anyhow::anyhow!("--owner: there is no user `{user}` on this system"))?;
     let gid = match group {
@@ -186,14 +189,21 @@ pub fn resolve_owner(spec: &str) -> anyhow::Result<Owner> {
 
 /// `(uid, primary gid)` of a user name, or of a numeric id.
 fn lookup_user(name: &str) -> anyhow::Result<Option<(u32, u32)>> {
-    let cname = std::ffi::CString::new(name).map_err(|_| anyhow::anyhow!("--owner: invalid user name"))?;
+    let cname =
+        std::ffi::CString::new(name).map_err(|_| anyhow::anyhow!("--owner: invalid user name"))?;
     let mut buf = vec![0u8; 16 * 1024];
     // SAFETY: zeroed passwd is a valid out-parameter; getpwnam_r writes only into it and buf.
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut result: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the call; buf outlives it.
     let rc = unsafe {
-        libc::getpwnam_r(cname.as_ptr(), &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result)
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
     };
     if rc == 0 && !result.is_null() {
         return Ok(Some((pwd.pw_uid, pwd.pw_gid)));
@@ -207,14 +217,21 @@ fn lookup_user(name: &str) -> anyhow::Result<Option<(u32, u32)>> {
 
 /// The gid of a group name, or of a numeric id.
 fn lookup_group(name: &str) -> anyhow::Result<Option<u32>> {
-    let cname = std::ffi::CString::new(name).map_err(|_| anyhow::anyhow!("--owner: invalid group name"))?;
+    let cname =
+        std::ffi::CString::new(name).map_err(|_| anyhow::anyhow!("--owner: invalid group name"))?;
     let mut buf = vec![0u8; 16 * 1024];
     // SAFETY: zeroed group is a valid out-parameter; getgrnam_r writes only into it and buf.
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut result: *mut libc::group = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the call; buf outlives it.
     let rc = unsafe {
-        libc::getgrnam_r(cname.as_ptr(), &mut grp, buf.as_mut_ptr().cast(), buf.len(), &mut result)
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
     };
     if rc == 0 && !result.is_null() {
         return Ok(Some(grp.gr_gid));
@@ -482,6 +499,45 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["link", "public.pem", "secret", "sub", "victim"]);
+    }
+
+    #[test]
+    fn owners_resolve_by_name_and_by_number() {
+        assert_eq!(resolve_owner("root").unwrap(), Owner { uid: 0, gid: 0 });
+        assert_eq!(
+            resolve_owner("root:root").unwrap(),
+            Owner { uid: 0, gid: 0 }
+        );
+        // A numeric id without an entry: its group is left as it is.
+        assert_eq!(
+            resolve_owner("4000000").unwrap(),
+            Owner {
+                uid: 4_000_000,
+                gid: u32::MAX
+            }
+        );
+        assert_eq!(
+            resolve_owner("4000000:4000001").unwrap(),
+            Owner {
+                uid: 4_000_000,
+                gid: 4_000_001
+            }
+        );
+        let e = resolve_owner("no-such-user-krypton")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--owner: there is no user `no-such-user-krypton` on this system"
+        );
+        let e = resolve_owner("root:no-such-group-krypton")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--owner: there is no group `no-such-group-krypton` on this system"
+        );
+        assert!(resolve_owner(":root").is_err());
     }
 
     #[test]

@@ -393,7 +393,9 @@ fn init_logging(cli: &Cli) {
     // (target `component`, e.g. "a valid bundle is stored") are detail there, shown with -v
     // or RUST_LOG=component=info. Component warnings always show.
     let quiet_component = matches!(cli.command, Command::Run(_)) && !cli.verbose;
-    let env = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
     let base = env.unwrap_or_else(|| format!("{default},wasmtime=warn,cranelift=warn"));
     let directives = if quiet_component && !base.contains("component") {
         format!("{base},component=warn")
@@ -946,22 +948,20 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
         Ok(_) => true,
         Err(_) => false,
     };
-    let render = async |dir: &Path| {
-        match runtime
-            .render_export(
-                &pre,
-                store.clone(),
-                args.target,
-                &args.format,
-                &dir.to_string_lossy(),
-                &addresses,
-            )
-            .await
-            .map_err(fail(exit::INTERNAL))?
-        {
-            Ok(files) => Ok(files),
-            Err(e) => Err(component_failure(e)),
-        }
+    let render = async |dir: &Path| match runtime
+        .render_export(
+            &pre,
+            store.clone(),
+            args.target,
+            &args.format,
+            &dir.to_string_lossy(),
+            &addresses,
+        )
+        .await
+        .map_err(fail(exit::INTERNAL))?
+    {
+        Ok(files) => Ok(files),
+        Err(e) => Err(component_failure(e)),
     };
     // Where the files will be: the directory's real path when it exists, else the absolute
     // path it will have. Rendering there first checks the target and the format.
@@ -1011,8 +1011,7 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
         }));
     }
     if let Some(owner) = owner {
-        krypton_host::files::chown_dir(&out, owner)
-            .map_err(|e| fail(exit::STORAGE)(e.into()))?;
+        krypton_host::files::chown_dir(&out, owner).map_err(|e| fail(exit::STORAGE)(e.into()))?;
     }
     let next = export_next_steps(&args.format, &out, &files, owner.is_some());
     if args.json {
@@ -1261,7 +1260,10 @@ async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
         if let Some(obj) = object.as_object_mut() {
             obj.insert("ok".into(), json!(code == exit::OK));
             if code != exit::OK {
-                let verdict = obj.get("verdict").and_then(Value::as_str).unwrap_or("failed");
+                let verdict = obj
+                    .get("verdict")
+                    .and_then(Value::as_str)
+                    .unwrap_or("failed");
                 let message = format!("verdict {verdict}: {}", diagnosis.advice.join(" "));
                 obj.insert("exitCode".into(), json!(code));
                 obj.insert(

@@ -81,7 +81,7 @@ pub const EXIT_CODES_HELP: &str = "Exit codes (the same on every command; with -
   7  [invalid-response] Krypton's answer, or a stored bundle, is unusable (JSON, fields, certificate or key)
   8  [registration-failed] Azure DPS registration ended without an assignment
   9  [storage] secret store or output file failure (path, permissions, lock held)
- 10  [unsupported] target, mode or export format not supported by the component
+ 10  [unsupported] target or mode not supported by the component
  11  [not-provisioned] nothing stored: status (with or without TARGET), export, wireguard-config
  12  [not-routed] doctor: Krypton's address is outside the tunnel's AllowedIPs";
 
@@ -363,6 +363,78 @@ mod tests {
     #[test]
     fn text_from_the_network_cannot_drive_the_terminal() {
         assert_eq!(printable("ok \u{1b}[2J\r\nx"), "ok ?[2J??x");
+    }
+
+    fn transport(kind: TransportKind, hint: Option<&str>, attempts: u32) -> ProvisionError {
+        ProvisionError::Transport(crate::runtime::TransportError {
+            kind,
+            request: "POST https://krypton.example:8036/v1/provisioning/aws/iot/bootstrap".into(),
+            message: "connection refused by 127.0.0.1:8036".into(),
+            hint: hint.map(str::to_string),
+            attempts,
+        })
+    }
+
+    #[test]
+    fn every_component_error_kind_matches_its_exit_code() {
+        use crate::runtime::TransportKind as K;
+        let errors = [
+            ProvisionError::InvalidRequest("x".into()),
+            ProvisionError::Unsupported("x".into()),
+            transport(K::ConnectionRefused, None, 1),
+            ProvisionError::Timeout("x".into()),
+            ProvisionError::HttpStatus(
+                crate::runtime::bindings::soracom::krypton::types::HttpStatusError {
+                    status: 500,
+                    code: None,
+                    message: None,
+                    body_excerpt: String::new(),
+                    request: "POST /v1/x".into(),
+                },
+            ),
+            ProvisionError::Storage("x".into()),
+        ];
+        for error in &errors {
+            let v = error_json(error);
+            let code = exit_code(error);
+            assert_eq!(v["exitCode"], u64::from(code), "{v}");
+            assert_eq!(v["error"]["kind"], error_kind(code), "{v}");
+            assert_eq!(v["ok"], false);
+        }
+    }
+
+    #[test]
+    fn a_transport_error_is_rendered_from_its_fields() {
+        let e = transport(
+            TransportKind::ConnectionRefused,
+            Some("the endpoint has no port: Krypton listens on 8036"),
+            4,
+        );
+        assert_eq!(
+            error_json(&e),
+            json!({"ok": false, "exitCode": 4, "error": {
+                "kind": "transport", "transportKind": "connection-refused",
+                "request": "POST https://krypton.example:8036/v1/provisioning/aws/iot/bootstrap",
+                "message": "connection refused by 127.0.0.1:8036",
+                "hint": "the endpoint has no port: Krypton listens on 8036",
+                "attempts": 4,
+            }})
+        );
+        assert_eq!(
+            error_text(&e),
+            "error: could not reach Krypton: connection refused: connection refused by \
+             127.0.0.1:8036 (POST https://krypton.example:8036/v1/provisioning/aws/iot/bootstrap) \
+             after 4 attempts\nhint: the endpoint has no port: Krypton listens on 8036"
+        );
+        // One attempt, no hint: neither is mentioned.
+        let e = transport(TransportKind::NameNotFound, None, 1);
+        let text = error_text(&e);
+        assert!(text.starts_with("error: could not reach Krypton: the name does not exist: "));
+        assert!(
+            !text.contains("attempts") && !text.contains("hint"),
+            "{text}"
+        );
+        assert_eq!(error_json(&e)["error"]["hint"], Value::Null);
     }
 
     #[test]
