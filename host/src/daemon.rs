@@ -568,6 +568,15 @@ impl Daemon {
             .is_some_and(|at| now < at)
     }
 
+    /// Whether `name`'s last attempt failed.
+    fn failing(&self, name: &str) -> bool {
+        self.health
+            .lock()
+            .expect("health lock")
+            .get(name)
+            .is_some_and(|h| h.failures > 0)
+    }
+
     /// Record a target's outcome; logs only when its state changes.
     fn record(&self, name: &str, outcome: Result<(), String>) {
         let mut all = self.health.lock().expect("health lock");
@@ -654,7 +663,12 @@ impl Daemon {
                     due && allowed
                 }
                 Ok(Ok(None)) => {
-                    tracing::info!(target = %t.name, "nothing stored; provisioning");
+                    // A retry after a failure was already logged with that failure.
+                    if self.failing(&t.name) {
+                        tracing::debug!(target = %t.name, "nothing stored; provisioning again");
+                    } else {
+                        tracing::info!(target = %t.name, "nothing stored; provisioning");
+                    }
                     false
                 }
                 Ok(Err(e)) => {

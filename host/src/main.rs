@@ -1424,10 +1424,8 @@ async fn async_main() -> ExitCode {
         Command::Run(args) => run_daemon(args).await,
         Command::Reload(args) => reload(args).await,
         Command::BenchSwap(args) => bench_swap(args).await,
-        Command::Keygen(args) => cli::sign::keygen(args).map_err(fail(exit::INVALID_REQUEST)),
-        Command::Sign(args) => cli::sign::sign(args)
-            .await
-            .map_err(fail(exit::INVALID_REQUEST)),
+        Command::Keygen(args) => cli::sign::keygen(args),
+        Command::Sign(args) => cli::sign::sign(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
