@@ -469,6 +469,11 @@ impl Daemon {
             &format!("key `store`: the store {}", store.dir().display()),
         )?];
         if let Some(path) = &config.control_socket {
+            // A missing socket directory is created 0700 (systemd's RuntimeDirectory= does the
+            // same); an existing one is used as it is.
+            if let Some(parent) = path.parent().filter(|p| !p.exists()) {
+                files::private_dir(parent, "key `control_socket`")?;
+            }
             locks.push(instance_lock(
                 &lock_path_for(path),
                 &format!("key `control_socket`: the socket {}", path.display()),

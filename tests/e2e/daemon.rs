@@ -953,7 +953,8 @@ async fn the_example_configuration_starts_as_shipped() {
     let dir = tmp.path();
     std::fs::write(dir.join("ca.pem"), mock.ca_pem()).unwrap();
     let example = format!("{}/../gateway.example.toml", env!("CARGO_MANIFEST_DIR"));
-    let (store, socket) = (dir.join("store"), dir.join("control.sock"));
+    // The socket's directory does not exist yet: the daemon creates it 0700.
+    let (store, socket) = (dir.join("store"), dir.join("run").join("control.sock"));
     let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
     let daemon = tokio::process::Command::new(BIN)
         .args([
@@ -986,6 +987,7 @@ async fn the_example_configuration_starts_as_shipped() {
         run_cli(&["reload", "--socket", socket.to_str().unwrap(), "--status"]).await;
     assert_eq!(code, 0, "{out}{err}\n{}", read_log());
     assert!(out.starts_with("ok "), "{out}");
+    assert_eq!(mode(&dir.join("run")), 0o700);
     stop(daemon).await;
     assert!(!socket.exists(), "the socket outlived the daemon");
     let log = read_log();
