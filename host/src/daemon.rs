@@ -506,9 +506,10 @@ impl Daemon {
         let lifecycle = Arc::new(
             Lifecycle::start_with(runtime, config.component.clone(), policy_for_components)
                 .await
-                .with_context(|| match &config.component {
-                    Some(path) => format!("key `component` ({})", path.display()),
-                    None => "the built-in component".to_string(),
+                .context(if config.component.is_some() {
+                    "key `component`"
+                } else {
+                    "the built-in component"
                 })?,
         );
         // Last, so that a refused start leaves no socket behind.
