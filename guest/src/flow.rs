@@ -825,7 +825,7 @@ pub fn provision(
                 let report = bundle.report(true)?;
                 if bundle.reusable(&report, run.caps.unix_ms()) {
                     run.caps.log(&format!(
-                        "{}: a valid bundle is stored; not calling Krypton (use --force to replace it)",
+                        "{}: a valid bundle is stored; reusing it without calling Krypton",
                         target.name()
                     ));
                     return Ok(report);

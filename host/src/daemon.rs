@@ -470,6 +470,11 @@ impl Daemon {
             &format!("key `store`: the store {}", store.dir().display()),
         )?];
         if let Some(path) = &config.control_socket {
+            // A missing socket directory is created 0700 (systemd's RuntimeDirectory= does the
+            // same); an existing one is used as it is.
+            if let Some(parent) = path.parent().filter(|p| !p.exists()) {
+                files::private_dir(parent, "key `control_socket`")?;
+            }
             locks.push(instance_lock(
                 &lock_path_for(path),
                 &format!("key `control_socket`: the socket {}", path.display()),
@@ -500,7 +505,13 @@ impl Daemon {
             floor: Some(VersionFloor::new(&config.state_dir, config.allow_downgrade)),
         };
         let lifecycle = Arc::new(
-            Lifecycle::start_with(runtime, config.component.clone(), policy_for_components).await?,
+            Lifecycle::start_with(runtime, config.component.clone(), policy_for_components)
+                .await
+                .context(if config.component.is_some() {
+                    "key `component`"
+                } else {
+                    "the built-in component"
+                })?,
         );
         // Last, so that a refused start leaves no socket behind.
         let listener = config
@@ -562,6 +573,15 @@ impl Daemon {
             .get(name)
             .and_then(|h| h.retry_at)
             .is_some_and(|at| now < at)
+    }
+
+    /// Whether `name`'s last attempt failed.
+    fn failing(&self, name: &str) -> bool {
+        self.health
+            .lock()
+            .expect("health lock")
+            .get(name)
+            .is_some_and(|h| h.failures > 0)
     }
 
     /// Record a target's outcome; logs only when its state changes.
@@ -644,9 +664,20 @@ impl Daemon {
                     if due && !allowed {
                         tracing::warn!(target = %t.name, "certificate is within the renewal margin; set renewal.aws_iot_reprovision = true to re-provision (mints a new certificate)");
                     }
+                    if due && allowed {
+                        tracing::info!(target = %t.name, "certificate is within the renewal margin; renewing it");
+                    }
                     due && allowed
                 }
-                Ok(Ok(None)) => false,
+                Ok(Ok(None)) => {
+                    // A retry after a failure was already logged with that failure.
+                    if self.failing(&t.name) {
+                        tracing::debug!(target = %t.name, "nothing stored; provisioning again");
+                    } else {
+                        tracing::info!(target = %t.name, "nothing stored; provisioning");
+                    }
+                    false
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(target = %t.name, error = %output::error_text(&e), "status failed");
                     false
@@ -664,11 +695,16 @@ impl Daemon {
             {
                 Ok(Ok(report)) if !report.reused => {
                     provisioned += 1;
-                    tracing::info!(target = %t.name, "provisioned");
+                    let not_after = report
+                        .certificate
+                        .as_ref()
+                        .map(|c| output::rfc3339(c.not_after));
+                    tracing::info!(target = %t.name, bundle = %report.bundle, certificate_not_after = not_after.as_deref().unwrap_or("-"), "provisioned");
                     Ok(())
                 }
                 Ok(Ok(_)) => {
-                    tracing::debug!(target = %t.name, "still valid");
+                    // An unchanged check is not news: debug only (`-v`).
+                    tracing::debug!(target = %t.name, "still valid; reused");
                     Ok(())
                 }
                 Ok(Err(e)) => Err(output::error_text(&e)),
@@ -751,6 +787,26 @@ impl Daemon {
         let _ = write.write_all(answer.as_bytes()).await;
     }
 
+    /// Reload the component after `cause` (SIGHUP, a file change) and log the outcome in one
+    /// line: swapped (with the digest), unchanged, or refused (the current one keeps serving).
+    async fn reload_and_log(&self, cause: &str) {
+        match self.lifecycle.reload().await {
+            Ok(ReloadOutcome::Swapped(digest)) => {
+                tracing::info!(%cause, %digest, "reload: component swapped in")
+            }
+            Ok(ReloadOutcome::Unchanged) => tracing::info!(
+                %cause,
+                digest = %self.lifecycle.current().digest,
+                "reload: component unchanged; still serving"
+            ),
+            Err(e) => tracing::warn!(
+                %cause,
+                error = %format!("{e:#}"),
+                "reload: refused; the current component keeps serving"
+            ),
+        }
+    }
+
     /// Run until `shutdown` turns true.
     pub async fn run(
         self: Arc<Self>,
@@ -790,13 +846,13 @@ impl Daemon {
                         if now.is_some() && now != stamp {
                             stamp = now;
                             tracing::info!(file = %path.display(), "component file changed");
-                            let _ = self.lifecycle.reload().await;
+                            self.reload_and_log("file change").await;
                         }
                     }
                 }
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading the component");
-                    let _ = self.lifecycle.reload().await;
+                    self.reload_and_log("SIGHUP").await;
                 }
                 accepted = async {
                     match &listener {

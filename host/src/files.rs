@@ -155,7 +155,125 @@ fn with_path(what: &str, path: &Path, e: std::io::Error) -> std::io::Error {
 /// be created, written, synced or renamed; the directory cannot be synced. The temp file is
 /// gone after any error.
 pub fn write_private_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    write_private_file_with(path, bytes, mode, |_| Ok(()))
+    write_private_file_with(path, bytes, mode, None, |_| Ok(()))
+}
+
+/// A file owner for `chown`: numeric user and group ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// [`write_private_file`], the file then owned by `owner` when given: `fchown(2)` on the open
+/// temp file, before the rename, so no path is looked up again and no symlink is followed.
+/// Errors: as [`write_private_file`], plus `fchown` failing (`EPERM` when not root).
+pub fn write_private_file_owned(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<Owner>,
+) -> std::io::Result<()> {
+    write_private_file_with(path, bytes, mode, owner, |_| Ok(()))
+}
+
+/// `fchown(2)` on an open descriptor.
+fn fchown(file: &File, owner: Owner) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fchown on a descriptor we own; no pointers.
+    if unsafe { libc::fchown(file.as_raw_fd(), owner.uid, owner.gid) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Give the directory `dir` to `owner`: opened with `O_DIRECTORY | O_NOFOLLOW` (a symlink is
+/// refused, never followed), then `fchown(2)` on that descriptor.
+/// Errors: `dir` is a symlink or not a directory; `fchown` fails (`EPERM` when not root).
+pub fn chown_dir(dir: &Path, owner: Owner) -> std::io::Result<()> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| with_path("opening", dir, e))?;
+    fchown(&file, owner).map_err(|e| with_path("changing the owner of", dir, e))
+}
+
+/// Resolve `USER[:GROUP]` (names, or numeric ids) to ids through the system's user and group
+/// databases (`getpwnam_r(3)`, `getgrnam_r(3)`, so `/etc/passwd`, NSS...). Without `:GROUP`,
+/// the user's primary group. Errors: an unknown user or group, named in plain words.
+pub fn resolve_owner(spec: &str) -> anyhow::Result<Owner> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    anyhow::ensure!(
+        !user.is_empty(),
+        "--owner `{spec}`: give USER or USER:GROUP"
+    );
+    let (uid, primary_gid) = lookup_user(user)?
+        .ok_or_else(|| anyhow::anyhow!("--owner: there is no user `{user}` on this system"))?;
+    let gid = match group {
+        None | Some("") => primary_gid,
+        Some(g) => lookup_group(g)?
+            .ok_or_else(|| anyhow::anyhow!("--owner: there is no group `{g}` on this system"))?,
+    };
+    Ok(Owner { uid, gid })
+}
+
+/// `(uid, primary gid)` of a user name, or of a numeric id.
+fn lookup_user(name: &str) -> anyhow::Result<Option<(u32, u32)>> {
+    let cname =
+        std::ffi::CString::new(name).map_err(|_| anyhow::anyhow!("--owner: invalid user name"))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: zeroed passwd is a valid out-parameter; getpwnam_r writes only into it and buf.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; buf outlives it.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc == 0 && !result.is_null() {
+        return Ok(Some((pwd.pw_uid, pwd.pw_gid)));
+    }
+    match name.parse::<u32>() {
+        // A numeric id with no entry: its group stays as it is (`-1` to fchown(2)).
+        Ok(uid) => Ok(Some((uid, u32::MAX))),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The gid of a group name, or of a numeric id.
+fn lookup_group(name: &str) -> anyhow::Result<Option<u32>> {
+    let cname =
+        std::ffi::CString::new(name).map_err(|_| anyhow::anyhow!("--owner: invalid group name"))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: zeroed group is a valid out-parameter; getgrnam_r writes only into it and buf.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; buf outlives it.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc == 0 && !result.is_null() {
+        return Ok(Some(grp.gr_gid));
+    }
+    Ok(name.parse::<u32>().ok())
 }
 
 /// [`write_private_file`] with a hook run just before the rename (tests stage failures there).
@@ -163,6 +281,7 @@ fn write_private_file_with(
     path: &Path,
     bytes: &[u8],
     mode: u32,
+    owner: Option<Owner>,
     before_rename: impl FnOnce(&Path) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     match fs::symlink_metadata(path) {
@@ -193,6 +312,9 @@ fn write_private_file_with(
         // looked up again.
         file.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(|e| with_path("setting the mode of", &tmp, e))?;
+        if let Some(owner) = owner {
+            fchown(&file, owner).map_err(|e| with_path("changing the owner of", &tmp, e))?;
+        }
         file.write_all(bytes)
             .map_err(|e| with_path("writing", &tmp, e))?;
         file.sync_all().map_err(|e| with_path("syncing", &tmp, e))?;
@@ -432,11 +554,50 @@ mod tests {
     }
 
     #[test]
+    fn owners_resolve_by_name_and_by_number() {
+        assert_eq!(resolve_owner("root").unwrap(), Owner { uid: 0, gid: 0 });
+        assert_eq!(
+            resolve_owner("root:root").unwrap(),
+            Owner { uid: 0, gid: 0 }
+        );
+        // A numeric id without an entry: its group is left as it is.
+        assert_eq!(
+            resolve_owner("4000000").unwrap(),
+            Owner {
+                uid: 4_000_000,
+                gid: u32::MAX
+            }
+        );
+        assert_eq!(
+            resolve_owner("4000000:4000001").unwrap(),
+            Owner {
+                uid: 4_000_000,
+                gid: 4_000_001
+            }
+        );
+        let e = resolve_owner("no-such-user-krypton")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--owner: there is no user `no-such-user-krypton` on this system"
+        );
+        let e = resolve_owner("root:no-such-group-krypton")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--owner: there is no group `no-such-group-krypton` on this system"
+        );
+        assert!(resolve_owner(":root").is_err());
+    }
+
+    #[test]
     fn a_write_that_fails_midway_removes_its_temp_file() {
         let tmp = tempfile::tempdir().unwrap();
         let target = tmp.path().join("arc.conf");
         // A directory (not empty) appears at the target before the rename: rename(2) fails.
-        let err = write_private_file_with(&target, b"secret", 0o600, |temp| {
+        let err = write_private_file_with(&target, b"secret", 0o600, None, |temp| {
             assert!(temp.exists());
             fs::create_dir(&target)?;
             fs::write(target.join("inside"), b"x")

@@ -12,8 +12,8 @@ use krypton_host::http::{self, OutboundPolicy};
 use krypton_host::mock::{ExpirationFormat, Fault, MockConfig, MockKrypton};
 use krypton_host::output::{self, exit};
 use krypton_host::runtime::{
-    AuthMode, DEFAULT_COMPONENT, HttpTimeouts, KryptonPre, ProvisionRequest, RetryPolicy, Runtime,
-    SandboxLimits, Target,
+    AuthMode, DEFAULT_COMPONENT, HttpTimeouts, KryptonPre, ProvisionError, ProvisionRequest,
+    RetryPolicy, Runtime, SandboxLimits, Target,
 };
 use krypton_host::store::SecretStore;
 use serde_json::{Map, Value, json};
@@ -58,9 +58,11 @@ enum Command {
     Status(StatusArgs),
     /// Serve a mock Krypton over HTTPS on loopback (for tests and CI). Prints one JSON line
     /// {"endpoint": "https://127.0.0.1:PORT", "caFile": "PATH"}, then serves until stopped.
+    #[command(after_help = output::EXIT_CODES_HELP)]
     Mock(MockArgs),
     /// Provision every target against an in-process mock Krypton into a temporary store,
     /// through the real component, and show what happened.
+    #[command(after_help = output::EXIT_CODES_HELP)]
     Demo(DemoArgs),
     /// Write a stored bundle in a consumer's format: pem (azure-iot, aws-iot), aziot
     /// (azure-iot: Azure IoT Edge / Identity Service manual X.509), aws-iot (aws-iot: files plus
@@ -70,14 +72,18 @@ enum Command {
     Export(ExportArgs),
     /// Run as a gateway daemon: keep the configured targets provisioned, hot-swap the
     /// component (file change, SIGHUP or `reload`), answer the control socket.
+    #[command(after_help = output::EXIT_CODES_HELP)]
     Run(RunArgs),
     /// Ask a running daemon to reload its component (or report its status).
+    #[command(after_help = output::EXIT_CODES_HELP)]
     Reload(ReloadArgs),
     /// Make an ed25519 key pair for signing components: the private key to --out (0600),
     /// the public key (for `trusted_public_key`) on stdout.
+    #[command(after_help = output::EXIT_CODES_HELP)]
     Keygen(cli::sign::KeygenArgs),
     /// Sign a component for daemons with `trusted_public_key`: writes `<component>.sig`,
     /// binding the component's SHA-256 digest and its version. Exit 3 on bad input.
+    #[command(after_help = output::EXIT_CODES_HELP)]
     Sign(cli::sign::SignArgs),
     /// Benchmark: swap the component N times (two versions in turn, precompiled after the first
     /// load of each) and print swap latency and resident memory after 10 and after N swaps.
@@ -97,8 +103,23 @@ enum Command {
 #[derive(Args)]
 struct RunArgs {
     /// Configuration file (see gateway.example.toml).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     config: PathBuf,
+    /// Use this secret store instead of the file's `store` key.
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Use this state directory instead of the file's `state_dir` key.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Use this control socket instead of the file's `control_socket` key.
+    #[arg(long, value_name = "PATH")]
+    control_socket: Option<PathBuf>,
+    /// Use this Krypton endpoint instead of the file's `endpoint` key.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// Use this CA file instead of the file's `ca_file` key.
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -120,14 +141,25 @@ struct ReloadArgs {
 
 #[derive(Args)]
 struct ExportArgs {
-    #[arg(value_parser = output::parse_target)]
+    /// The stored bundle to export: azure-iot (formats pem, aziot), aws-iot (pem, aws-iot),
+    /// arc (wireguard), aws-cognito (env).
+    #[arg(value_parser = output::parse_target, value_name = "TARGET")]
     target: Target,
-    /// pem | aziot | aws-iot | wireguard | env
+    /// pem: certificate, chain, private key and root CA as PEM files; aziot: the PEM files plus
+    /// the Azure IoT Edge `[provisioning]` section; aws-iot: the PEM files plus aws-iot.json
+    /// for AWS IoT Device SDKs; wireguard: a wg-quick file; env: AWS environment variables.
+    /// A format that does not fit the target is refused before anything is created.
     #[arg(long, value_parser = ["pem", "aziot", "aws-iot", "wireguard", "env"])]
     format: String,
-    /// Directory to write into (created 0700 when missing).
-    #[arg(long)]
+    /// Directory to write into (created 0700 when missing; a symlink is refused).
+    #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Give the written files and the directory to USER (and GROUP; default: the user's
+    /// primary group), by fchown(2) on the open files, never following a symlink (needs root).
+    /// Without it, `--format aziot` prints the `chmod`/`chown` Azure IoT Edge's services
+    /// (aziotcs for certificates, aziotks for the key) need.
+    #[arg(long, value_name = "USER[:GROUP]")]
+    owner: Option<String>,
     /// Secret store directory.
     #[arg(long, env = "KRYPTON_STORE", default_value = DEFAULT_STORE)]
     store: PathBuf,
@@ -140,7 +172,9 @@ struct ExportArgs {
     /// wireguard: route these addresses instead of resolving the endpoint (repeatable).
     #[arg(long = "krypton-address", value_name = "IP")]
     krypton_addresses: Vec<String>,
-    /// Print one JSON object on stdout instead of text.
+    /// Print one JSON object on stdout instead of text: {"ok", "target", "format",
+    /// "directory", "owner", "files": [{"path", "mode" (octal text, e.g. "0600"), "bytes"
+    /// (a number), "secret", "converted" (text or null)}], "next": [commands]}.
     #[arg(long)]
     json: bool,
 }
@@ -307,23 +341,44 @@ struct DemoArgs {
     store: Option<PathBuf>,
 }
 
-/// A failed command and its exit code. `error` is `None` when the failure was already
-/// printed (a component error, shown as text or `--json`).
+/// A failed command and its exit code. [`async_main`] prints it once, as text on stderr or
+/// as the one `--json` object on stdout.
 struct HostFailure {
     code: u8,
-    error: Option<anyhow::Error>,
+    detail: Detail,
+}
+
+/// What a [`HostFailure`] has to say.
+enum Detail {
+    /// A host-side error; its `--json` kind is the one for its exit code.
+    Host(anyhow::Error),
+    /// The component's typed error, rendered from its fields.
+    Component(ProvisionError),
+    /// Already shown to the operator (the command printed its own result object).
+    Shown,
 }
 
 fn fail(code: u8) -> impl Fn(anyhow::Error) -> HostFailure + Copy {
     move |error| HostFailure {
         code,
-        error: Some(error),
+        detail: Detail::Host(error),
+    }
+}
+
+/// A component error, with the exit code of its kind.
+fn component_failure(error: ProvisionError) -> HostFailure {
+    HostFailure {
+        code: output::exit_code(&error),
+        detail: Detail::Component(error),
     }
 }
 
 /// A failure already shown to the operator.
 fn reported(code: u8) -> HostFailure {
-    HostFailure { code, error: None }
+    HostFailure {
+        code,
+        detail: Detail::Shown,
+    }
 }
 
 fn init_logging(cli: &Cli) {
@@ -334,9 +389,21 @@ fn init_logging(cli: &Cli) {
     } else {
         "info"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{default},wasmtime=warn,cranelift=warn"))
-    });
+    // The daemon logs changes of state and its own actions; the component's progress lines
+    // (target `component`, e.g. "a valid bundle is stored") are detail there, shown with -v
+    // or RUST_LOG=component=info. Component warnings always show.
+    let quiet_component = matches!(cli.command, Command::Run(_)) && !cli.verbose;
+    let env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let base = env.unwrap_or_else(|| format!("{default},wasmtime=warn,cranelift=warn"));
+    let directives = if quiet_component && !base.contains("component") {
+        format!("{base},component=warn")
+    } else {
+        base
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -482,12 +549,7 @@ async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
         }
         Err(error) => {
             tracing::debug!(ms, "failed");
-            if args.common.json {
-                print_json(&output::error_json(&error));
-            } else {
-                eprintln!("{}", output::error_text(&error));
-            }
-            Err(reported(output::exit_code(&error)))
+            Err(component_failure(error))
         }
     }
 }
@@ -523,52 +585,83 @@ fn print_json(value: &Value) {
     let _ = out.flush();
 }
 
+/// `status [TARGET]`: what is stored. Exit 0 when at least one bundle (or TARGET's bundle) is
+/// stored, 11 ([`exit::NOT_PROVISIONED`]) when nothing is, whether the store is missing, empty
+/// or lacks TARGET; a component error gives its own code. With `--json`: one object,
+/// `{"ok", "store", "bundles": [...], "errors": [{"target", "error"}]}`, plus `exitCode` and
+/// `error` when `ok` is false.
 async fn status(args: StatusArgs) -> Result<(), HostFailure> {
-    // A read-only command: never create the store.
-    if !args.common.store.exists() {
-        if args.common.json {
-            print_json(&json!({"store": args.common.store, "bundles": [], "errors": []}));
-        } else {
-            println!(
-                "nothing stored in {} (it does not exist)",
-                args.common.store.display()
-            );
-        }
-        return match args.target {
-            Some(_) => Err(reported(exit::NOT_PROVISIONED)),
-            None => Ok(()),
-        };
-    }
-    let store = SecretStore::open(&args.common.store)
-        .context("opening the secret store")
-        .map_err(fail(exit::STORAGE))?;
-    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
-    let pre = load_component(&runtime, args.common.component.as_deref())?;
-    let targets: Vec<Target> = match args.target {
-        Some(t) => vec![t],
-        None => output::ALL_TARGETS.iter().map(|(_, t)| *t).collect(),
-    };
+    let store_dir = &args.common.store;
+    let wanted = args
+        .target
+        .map(|t| format!("`{}` bundle", output::target_name(t)))
+        .unwrap_or_else(|| "bundle".into());
+    let run_first = format!(
+        "run `krypton-host provision {}` first",
+        args.target.map(output::target_name).unwrap_or("TARGET")
+    );
     let mut found = Vec::new();
     let mut errors = Vec::new();
-    for target in &targets {
-        match runtime
-            .status(&pre, store.clone(), *target)
-            .await
-            .map_err(fail(exit::INTERNAL))?
-        {
-            Ok(Some(report)) => found.push(report),
-            Ok(None) => {}
-            Err(e) => errors.push((*target, e)),
+    // A read-only command: never create the store.
+    let nothing = if !store_dir.exists() {
+        Some(format!(
+            "no {wanted} is stored: the store {} does not exist; {run_first}",
+            store_dir.display()
+        ))
+    } else {
+        let store = SecretStore::open(store_dir)
+            .context("opening the secret store")
+            .map_err(fail(exit::STORAGE))?;
+        let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
+        let pre = load_component(&runtime, args.common.component.as_deref())?;
+        let targets: Vec<Target> = match args.target {
+            Some(t) => vec![t],
+            None => output::ALL_TARGETS.iter().map(|(_, t)| *t).collect(),
+        };
+        for target in &targets {
+            match runtime
+                .status(&pre, store.clone(), *target)
+                .await
+                .map_err(fail(exit::INTERNAL))?
+            {
+                Ok(Some(report)) => found.push(report),
+                Ok(None) => {}
+                Err(e) => errors.push((*target, e)),
+            }
         }
-    }
+        (found.is_empty() && errors.is_empty()).then(|| {
+            format!(
+                "no {wanted} is stored in {}; {run_first}",
+                store_dir.display()
+            )
+        })
+    };
+    // The first component error decides the code; otherwise "nothing stored" does.
+    let failure: Option<(u8, Value, String)> = match (errors.first(), &nothing) {
+        (Some((target, e)), _) => {
+            let mut error = output::error_json(e)["error"].clone();
+            if let Some(obj) = error.as_object_mut() {
+                obj.insert("target".into(), json!(output::target_name(*target)));
+            }
+            Some((output::exit_code(e), error, String::new()))
+        }
+        (None, Some(message)) => Some((
+            exit::NOT_PROVISIONED,
+            output::failure_json(exit::NOT_PROVISIONED, message)["error"].clone(),
+            format!("error: {message}"),
+        )),
+        (None, None) => None,
+    };
     if args.common.json {
         let bundles: Vec<Value> = found
             .iter()
             .map(|r| {
                 let mut v = output::report_json(r);
-                // Every bundle listed here comes from the store; "reused" means nothing here.
                 if let Some(obj) = v.as_object_mut() {
+                    // Every bundle listed here comes from the store; "reused" and "ok" mean
+                    // nothing per bundle.
                     obj.remove("reused");
+                    obj.remove("ok");
                 }
                 v
             })
@@ -577,11 +670,13 @@ async fn status(args: StatusArgs) -> Result<(), HostFailure> {
             .iter()
             .map(|(t, e)| json!({"target": output::target_name(*t), "error": output::error_json(e)["error"]}))
             .collect();
-        print_json(&json!({"store": args.common.store, "bundles": bundles, "errors": errs}));
-    } else {
-        if found.is_empty() && errors.is_empty() {
-            println!("nothing stored in {}", args.common.store.display());
+        let mut object = json!({"ok": failure.is_none(), "store": store_dir, "bundles": bundles, "errors": errs});
+        if let (Some((code, error, _)), Some(obj)) = (&failure, object.as_object_mut()) {
+            obj.insert("exitCode".into(), json!(code));
+            obj.insert("error".into(), error.clone());
         }
+        print_json(&object);
+    } else {
         for report in &found {
             print!("{}", output::report_text(report));
         }
@@ -592,14 +687,16 @@ async fn status(args: StatusArgs) -> Result<(), HostFailure> {
                 output::error_text(e)
             );
         }
+        if let Some((_, _, text)) = &failure
+            && !text.is_empty()
+        {
+            eprintln!("{text}");
+        }
     }
-    if let Some((_, e)) = errors.first() {
-        return Err(reported(output::exit_code(e)));
+    match failure {
+        Some((code, _, _)) => Err(reported(code)),
+        None => Ok(()),
     }
-    if args.target.is_some() && found.is_empty() {
-        return Err(reported(exit::NOT_PROVISIONED));
-    }
-    Ok(())
 }
 
 async fn mock(args: MockArgs) -> Result<(), HostFailure> {
@@ -738,10 +835,7 @@ async fn demo(args: DemoArgs) -> Result<(), HostFailure> {
                 print!("{}", output::report_text(&report));
                 println!("  ({} ms)\n", started.elapsed().as_millis());
             }
-            Err(e) => {
-                eprintln!("{}", output::error_text(&e));
-                return Err(reported(output::exit_code(&e)));
-            }
+            Err(e) => return Err(component_failure(e)),
         }
     }
     println!("Krypton calls made by the component:");
@@ -797,11 +891,10 @@ async fn open_with_bundle(
 ) -> Result<(Runtime, KryptonPre, SecretStore), HostFailure> {
     let name = output::target_name(target);
     if !store_dir.exists() {
-        eprintln!(
-            "error: no store at {}: run `krypton-host provision {name}` first",
+        return Err(fail(exit::NOT_PROVISIONED)(anyhow::anyhow!(
+            "no store at {}: run `krypton-host provision {name}` first",
             store_dir.display()
-        );
-        return Err(reported(exit::NOT_PROVISIONED));
+        )));
     }
     let store = SecretStore::open(store_dir)
         .context("opening the secret store")
@@ -814,21 +907,24 @@ async fn open_with_bundle(
         .map_err(fail(exit::INTERNAL))?
     {
         Ok(Some(_)) => Ok((runtime, pre, store)),
-        Ok(None) => {
-            eprintln!(
-                "error: no `{name}` bundle is stored: run `krypton-host provision {name}` first"
-            );
-            Err(reported(exit::NOT_PROVISIONED))
-        }
-        Err(e) => {
-            eprintln!("{}", output::error_text(&e));
-            Err(reported(output::exit_code(&e)))
-        }
+        Ok(None) => Err(fail(exit::NOT_PROVISIONED)(anyhow::anyhow!(
+            "no `{name}` bundle is stored: run `krypton-host provision {name}` first"
+        ))),
+        Err(e) => Err(component_failure(e)),
     }
 }
 
+/// `export`: check the target and format with the component first (a format that does not fit
+/// the target, or no bundle, creates nothing), then create `--out` (0700) when missing and
+/// write the files, owned by `--owner` when given.
 async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     use std::os::unix::fs::DirBuilderExt;
+    let owner = args
+        .owner
+        .as_deref()
+        .map(krypton_host::files::resolve_owner)
+        .transpose()
+        .map_err(fail(exit::INVALID_REQUEST))?;
     let (runtime, pre, store) =
         open_with_bundle(&args.store, args.component.as_deref(), args.target).await?;
     let addresses = if args.format == "wireguard" {
@@ -836,7 +932,7 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     } else {
         Vec::new()
     };
-    match std::fs::symlink_metadata(&args.out) {
+    let exists = match std::fs::symlink_metadata(&args.out) {
         Ok(meta) if meta.file_type().is_symlink() => {
             return Err(fail(exit::INVALID_REQUEST)(anyhow::anyhow!(
                 "--out {} is a symlink; symlinks are never followed for secret files: give the real directory",
@@ -849,41 +945,49 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
                 args.out.display()
             )));
         }
-        Ok(_) => {}
-        Err(_) => {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&args.out)
-                .with_context(|| format!("creating {}", args.out.display()))
-                .map_err(fail(exit::STORAGE))?;
-        }
-    }
-    let out = std::fs::canonicalize(&args.out)
-        .with_context(|| format!("resolving {}", args.out.display()))
-        .map_err(fail(exit::STORAGE))?;
-    let files = match runtime
+        Ok(_) => true,
+        Err(_) => false,
+    };
+    let render = async |dir: &Path| match runtime
         .render_export(
             &pre,
-            store,
+            store.clone(),
             args.target,
             &args.format,
-            &out.to_string_lossy(),
+            &dir.to_string_lossy(),
             &addresses,
         )
         .await
         .map_err(fail(exit::INTERNAL))?
     {
-        Ok(files) => files,
-        Err(e) => {
-            if args.json {
-                print_json(&output::error_json(&e));
-            } else {
-                eprintln!("{}", output::error_text(&e));
-            }
-            return Err(reported(output::exit_code(&e)));
-        }
+        Ok(files) => Ok(files),
+        Err(e) => Err(component_failure(e)),
     };
+    // Where the files will be: the directory's real path when it exists, else the absolute
+    // path it will have. Rendering there first checks the target and the format.
+    let planned = if exists {
+        std::fs::canonicalize(&args.out)
+    } else {
+        std::path::absolute(&args.out)
+    }
+    .with_context(|| format!("resolving {}", args.out.display()))
+    .map_err(fail(exit::STORAGE))?;
+    let mut files = render(&planned).await?;
+    if !exists {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))
+            .map_err(fail(exit::STORAGE))?;
+    }
+    let out = std::fs::canonicalize(&args.out)
+        .with_context(|| format!("resolving {}", args.out.display()))
+        .map_err(fail(exit::STORAGE))?;
+    if out != planned {
+        // A parent was a symlink: the files name their real place.
+        files = render(&out).await?;
+    }
     let mut written = Vec::new();
     for f in &files {
         // The component names files; the host still refuses anything but a plain name.
@@ -895,33 +999,127 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
         }
         let path = out.join(&f.name);
         let mode = if f.secret { 0o600 } else { 0o644 };
-        krypton_host::files::write_private_file(&path, &f.contents, mode)
+        krypton_host::files::write_private_file_owned(&path, &f.contents, mode, owner)
             .with_context(|| format!("writing {}", path.display()))
             .map_err(fail(exit::STORAGE))?;
-        written.push(json!({"path": path, "mode": format!("{mode:o}"), "bytes": f.contents.len(), "secret": f.secret}));
+        written.push(json!({
+            "path": path,
+            "mode": format!("{mode:04o}"),
+            "bytes": f.contents.len(),
+            "secret": f.secret,
+            "converted": f.converted,
+        }));
     }
+    if let Some(owner) = owner {
+        krypton_host::files::chown_dir(&out, owner).map_err(|e| fail(exit::STORAGE)(e.into()))?;
+    }
+    let next = export_next_steps(&args.format, &out, &files, owner.is_some());
     if args.json {
-        print_json(
-            &json!({"ok": true, "target": output::target_name(args.target), "format": args.format, "files": written}),
-        );
+        print_json(&json!({
+            "ok": true,
+            "target": output::target_name(args.target),
+            "format": args.format,
+            "directory": out,
+            "owner": args.owner,
+            "files": written,
+            "next": next,
+        }));
     } else {
-        for w in &written {
+        for (w, f) in written.iter().zip(&files) {
+            let converted = f
+                .converted
+                .as_deref()
+                .map(|c| format!("; converted: {c}"))
+                .unwrap_or_default();
             println!(
-                "wrote {} ({} bytes, mode {})",
+                "wrote {} ({} bytes, mode {}{converted})",
                 w["path"].as_str().unwrap_or_default(),
-                w["bytes"],
+                f.contents.len(),
                 w["mode"].as_str().unwrap_or_default()
             );
         }
+        for line in &next {
+            println!("next: {line}");
+        }
     }
     Ok(())
+}
+
+/// Shell commands an operator still has to run for the consumer to read the files, one per
+/// entry. For `aziot` without `--owner`: Azure IoT Edge's certificate service (user `aziotcs`)
+/// reads the certificates and its key service (user `aziotks`) reads the private key, each as
+/// its own user (Azure IoT Edge documentation, "Create and provision an IoT Edge device on
+/// Linux using X.509 certificates"), and the 0700 directory must let them through.
+fn export_next_steps(
+    format: &str,
+    dir: &Path,
+    files: &[krypton_host::runtime::ExportFile],
+    owner_given: bool,
+) -> Vec<String> {
+    if format != "aziot" || owner_given {
+        return Vec::new();
+    }
+    let quote = |p: &Path| shell_quote(&p.to_string_lossy());
+    let of = |secret: bool| -> Vec<String> {
+        files
+            .iter()
+            .filter(|f| f.secret == secret && f.name.ends_with(".pem"))
+            .map(|f| quote(&dir.join(&f.name)))
+            .collect()
+    };
+    let (certs, keys) = (of(false), of(true));
+    let mut steps = vec![format!("chmod 0711 {}", quote(dir))];
+    if !certs.is_empty() {
+        steps.push(format!("chown aziotcs:aziotcs {}", certs.join(" ")));
+    }
+    if !keys.is_empty() {
+        steps.push(format!("chown aziotks:aziotks {}", keys.join(" ")));
+    }
+    steps
+}
+
+/// A word for `sh`: unchanged when it holds only safe characters, else in single quotes.
+fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@,".contains(c))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 async fn run_daemon(args: RunArgs) -> Result<(), HostFailure> {
     use krypton_host::daemon::{Daemon, GatewayConfig};
     // First of all: no core dump may carry the keys this process will hold.
     krypton_host::daemon::disable_core_dumps().map_err(fail(exit::INTERNAL))?;
-    let config = GatewayConfig::load(&args.config).map_err(fail(exit::INVALID_REQUEST))?;
+    let mut config = GatewayConfig::load(&args.config).map_err(fail(exit::INVALID_REQUEST))?;
+    // Command-line overrides (relative paths are taken from the working directory).
+    let absolute = |flag: &str, p: &Path| {
+        std::path::absolute(p)
+            .with_context(|| format!("{flag} {}", p.display()))
+            .map_err(fail(exit::INVALID_REQUEST))
+    };
+    if let Some(p) = &args.store {
+        config.store = absolute("--store", p)?;
+    }
+    if let Some(p) = &args.state_dir {
+        config.state_dir = absolute("--state-dir", p)?;
+    }
+    if let Some(p) = &args.control_socket {
+        config.control_socket = Some(absolute("--control-socket", p)?);
+    }
+    if let Some(p) = &args.ca_file {
+        config.ca_file = Some(absolute("--ca-file", p)?);
+    }
+    if let Some(url) = &args.endpoint {
+        http::Origin::parse(url)
+            .context("--endpoint")
+            .map_err(fail(exit::INVALID_REQUEST))?;
+        config.endpoint = url.clone();
+    }
     let daemon = Daemon::start(config)
         .await
         .map_err(fail(exit::INVALID_REQUEST))?;
@@ -1051,8 +1249,30 @@ async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
     )
     .await
     .map_err(fail(exit::INVALID_REQUEST))?;
+    let code = match diagnosis.verdict {
+        Verdict::Ok => exit::OK,
+        Verdict::NotRouted => exit::NOT_ROUTED,
+        Verdict::MalformedConfig => exit::INVALID_REQUEST,
+        Verdict::DnsFailed | Verdict::TlsFailed | Verdict::Unreachable => exit::TRANSPORT,
+    };
     if args.json {
-        print_json(&serde_json::to_value(&diagnosis).unwrap_or(Value::Null));
+        let mut object = serde_json::to_value(&diagnosis).unwrap_or_else(|_| json!({}));
+        if let Some(obj) = object.as_object_mut() {
+            obj.insert("ok".into(), json!(code == exit::OK));
+            if code != exit::OK {
+                let verdict = obj
+                    .get("verdict")
+                    .and_then(Value::as_str)
+                    .unwrap_or("failed");
+                let message = format!("verdict {verdict}: {}", diagnosis.advice.join(" "));
+                obj.insert("exitCode".into(), json!(code));
+                obj.insert(
+                    "error".into(),
+                    output::failure_json(code, message.trim_end())["error"].clone(),
+                );
+            }
+        }
+        print_json(&object);
     } else {
         println!(
             "endpoint   {} ({}:{})",
@@ -1084,13 +1304,10 @@ async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
             println!("  {line}");
         }
     }
-    match diagnosis.verdict {
-        Verdict::Ok => Ok(()),
-        Verdict::NotRouted => Err(reported(exit::NOT_ROUTED)),
-        Verdict::MalformedConfig => Err(reported(exit::INVALID_REQUEST)),
-        Verdict::DnsFailed | Verdict::TlsFailed | Verdict::Unreachable => {
-            Err(reported(exit::TRANSPORT))
-        }
+    if code == exit::OK {
+        Ok(())
+    } else {
+        Err(reported(code))
     }
 }
 
@@ -1105,10 +1322,7 @@ async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
         .map_err(fail(exit::INTERNAL))?
     {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("{}", output::error_text(&e));
-            return Err(reported(output::exit_code(&e)));
-        }
+        Err(e) => return Err(component_failure(e)),
     };
     if args.out.as_os_str() == "-" {
         print!("{config}");
@@ -1150,8 +1364,41 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--json` anywhere on the command line: argument errors are then reported as one JSON
+/// object too.
+fn json_requested() -> bool {
+    std::env::args_os().skip(1).any(|a| a == "--json")
+}
+
+/// Parse the command line. `--help` and `--version` print and exit 0; any other clap error
+/// exits 2 ([`exit::USAGE`]), as `{"ok":false,"exitCode":2,"error":{"kind":"usage",
+/// "message":…}}` on stdout when `--json` is among the arguments, as clap's text otherwise.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if json_requested() {
+                let text = e.render().to_string();
+                let message = text.trim().strip_prefix("error: ").unwrap_or(text.trim());
+                print_json(&output::failure_json(exit::USAGE, message));
+            } else {
+                let _ = e.print();
+            }
+            Err(ExitCode::from(exit::USAGE))
+        }
+    }
+}
+
 async fn async_main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     init_logging(&cli);
     let json = match &cli.command {
         Command::Provision(a) => a.common.json,
@@ -1178,21 +1425,20 @@ async fn async_main() -> ExitCode {
         Command::Run(args) => run_daemon(args).await,
         Command::Reload(args) => reload(args).await,
         Command::BenchSwap(args) => bench_swap(args).await,
-        Command::Keygen(args) => cli::sign::keygen(args).map_err(fail(exit::INVALID_REQUEST)),
-        Command::Sign(args) => cli::sign::sign(args)
-            .await
-            .map_err(fail(exit::INVALID_REQUEST)),
+        Command::Keygen(args) => cli::sign::keygen(args),
+        Command::Sign(args) => cli::sign::sign(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(HostFailure { code, error }) => {
-            if let Some(error) = error {
-                if json {
-                    print_json(&json!({"ok": false, "exitCode": code,
-                                       "error": {"kind": "host", "message": format!("{error:#}")}}));
-                } else {
-                    eprintln!("error: {error:#}");
+        Err(HostFailure { code, detail }) => {
+            match detail {
+                Detail::Host(error) if json => {
+                    print_json(&output::failure_json(code, &format!("{error:#}")))
                 }
+                Detail::Host(error) => eprintln!("error: {error:#}"),
+                Detail::Component(error) if json => print_json(&output::error_json(&error)),
+                Detail::Component(error) => eprintln!("{}", output::error_text(&error)),
+                Detail::Shown => {}
             }
             ExitCode::from(code)
         }

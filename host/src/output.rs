@@ -36,21 +36,54 @@ pub mod exit {
     pub const NOT_ROUTED: u8 = 12;
 }
 
-/// The text for `--help`.
-pub const EXIT_CODES_HELP: &str = "Exit codes:
+/// Every error `kind` of `--json` output with its exit code: the one table both are derived
+/// from. An error object is `{"ok": false, "exitCode": N, "error": {"kind": K, "message": …}}`
+/// where `K` is the kind listed here for `N` (component errors add their typed fields).
+pub const ERROR_KINDS: [(&str, u8); 12] = [
+    ("internal", exit::INTERNAL),
+    ("usage", exit::USAGE),
+    ("invalid-request", exit::INVALID_REQUEST),
+    ("transport", exit::TRANSPORT),
+    ("timeout", exit::TIMEOUT),
+    ("http-status", exit::HTTP_STATUS),
+    ("invalid-response", exit::INVALID_RESPONSE),
+    ("registration-failed", exit::REGISTRATION_FAILED),
+    ("storage", exit::STORAGE),
+    ("unsupported", exit::UNSUPPORTED),
+    ("not-provisioned", exit::NOT_PROVISIONED),
+    ("not-routed", exit::NOT_ROUTED),
+];
+
+/// The error `kind` for an exit code ([`ERROR_KINDS`]); `internal` for a code not listed.
+pub fn error_kind(code: u8) -> &'static str {
+    ERROR_KINDS
+        .iter()
+        .find(|(_, c)| *c == code)
+        .map(|(k, _)| *k)
+        .unwrap_or("internal")
+}
+
+/// The `--json` object for a failure that is not a component error: `{"ok": false,
+/// "exitCode": code, "error": {"kind": error_kind(code), "message": message}}`.
+pub fn failure_json(code: u8, message: &str) -> Value {
+    json!({"ok": false, "exitCode": code, "error": {"kind": error_kind(code), "message": message}})
+}
+
+/// The text for `--help`: each exit code with its `--json` error kind.
+pub const EXIT_CODES_HELP: &str = "Exit codes (the same on every command; with --json the error object's \"kind\" is the name in brackets):
   0  success
-  1  host failure (component could not load, trapped)
-  2  bad command line
-  3  invalid request or configuration (endpoint, parameters, CA file)
-  4  transport: Krypton unreachable (DNS, connect, TLS, not on the allow-list)
-  5  timeout (a request, or the whole operation's deadline)
-  6  Krypton answered an HTTP error status or a redirect
-  7  Krypton's answer was unusable (invalid JSON, fields, certificate or key)
-  8  Azure DPS registration ended without an assignment
-  9  secret store failure
- 10  target or mode not supported by the component
- 11  nothing stored (status TARGET; wireguard-config without an arc bundle)
- 12  doctor: Krypton's address is outside the tunnel's AllowedIPs";
+  1  [internal] host failure (component could not load, trapped)
+  2  [usage] bad command line (with --json: one JSON object on stdout too)
+  3  [invalid-request] invalid request or configuration (endpoint, parameters, CA file, config keys)
+  4  [transport] Krypton (or the daemon's control socket) unreachable: DNS, connect, TLS, not on the allow-list
+  5  [timeout] a request, or the whole operation's deadline
+  6  [http-status] Krypton answered an HTTP error status or a redirect
+  7  [invalid-response] Krypton's answer, or a stored bundle, is unusable (JSON, fields, certificate or key)
+  8  [registration-failed] Azure DPS registration ended without an assignment
+  9  [storage] secret store or output file failure (path, permissions, lock held)
+ 10  [unsupported] target or mode not supported by the component
+ 11  [not-provisioned] nothing stored: status (with or without TARGET), export, wireguard-config
+ 12  [not-routed] doctor: Krypton's address is outside the tunnel's AllowedIPs";
 
 /// Parse a target name (`azure-iot`, `aws-iot`, ...).
 pub fn parse_target(name: &str) -> Result<Target, String> {
@@ -189,29 +222,54 @@ pub fn transport_kind(kind: TransportKind) -> &'static str {
     }
 }
 
-/// The `--json` object for an error: `{"ok": false, "error": {"kind": …, …}}`.
+/// The transport kind in plain words, for text output.
+pub fn transport_kind_text(kind: TransportKind) -> &'static str {
+    match kind {
+        TransportKind::NameNotFound => "the name does not exist",
+        TransportKind::NameResolutionFailed => "the name could not be resolved",
+        TransportKind::ConnectionRefused => "connection refused",
+        TransportKind::ConnectionTimeout => "no answer to the connection attempt",
+        TransportKind::Unreachable => "the address is unreachable",
+        TransportKind::UntrustedCertificate => "the server's TLS certificate is not trusted",
+        TransportKind::TlsFailure => "the TLS handshake failed",
+        TransportKind::ProtocolMismatch => "the server speaks another protocol",
+        TransportKind::ConnectionLost => "the connection was lost",
+        TransportKind::Denied => "refused by this host's outbound allow-list",
+        TransportKind::Other => "transport error",
+    }
+}
+
+/// The `--json` object for a component error: `{"ok": false, "exitCode": N, "error": {"kind":
+/// …, …}}`, the kind taken from [`ERROR_KINDS`] for the error's exit code. A transport error
+/// carries its typed fields: `transportKind` (the WIT enum case), `request` (as sent),
+/// `message`, `hint` (string or null) and `attempts` (a number).
 pub fn error_json(error: &ProvisionError) -> Value {
     let detail = match error {
-        ProvisionError::InvalidRequest(m) => json!({"kind": "invalid-request", "message": m}),
-        ProvisionError::Unsupported(m) => json!({"kind": "unsupported", "message": m}),
+        ProvisionError::InvalidRequest(m) => json!({"message": m}),
+        ProvisionError::Unsupported(m) => json!({"message": m}),
         ProvisionError::Transport(e) => json!({
-            "kind": "transport", "transportKind": transport_kind(e.kind), "request": e.request,
+            "transportKind": transport_kind(e.kind), "request": e.request,
             "message": e.message, "hint": e.hint, "attempts": e.attempts,
         }),
-        ProvisionError::Timeout(m) => json!({"kind": "timeout", "message": m}),
+        ProvisionError::Timeout(m) => json!({"message": m}),
         ProvisionError::HttpStatus(e) => json!({
-            "kind": "http-status", "status": e.status, "code": e.code, "message": e.message,
+            "status": e.status, "code": e.code, "message": e.message,
             "bodyExcerpt": e.body_excerpt, "request": e.request,
         }),
         ProvisionError::InvalidResponse(e) => {
-            json!({"kind": "invalid-response", "field": e.field, "reason": e.reason})
+            json!({"field": e.field, "reason": e.reason})
         }
         ProvisionError::RegistrationFailed(e) => json!({
-            "kind": "registration-failed", "operationId": e.operation_id, "status": e.status,
+            "operationId": e.operation_id, "status": e.status,
         }),
-        ProvisionError::Storage(m) => json!({"kind": "storage", "message": m}),
+        ProvisionError::Storage(m) => json!({"message": m}),
     };
-    json!({"ok": false, "exitCode": exit_code(error), "error": detail})
+    let code = exit_code(error);
+    let mut detail = detail;
+    if let Some(obj) = detail.as_object_mut() {
+        obj.insert("kind".into(), json!(error_kind(code)));
+    }
+    json!({"ok": false, "exitCode": code, "error": detail})
 }
 
 /// Text from the network made safe for a terminal: control characters (escape sequences,
@@ -229,9 +287,16 @@ pub fn error_text(error: &ProvisionError) -> String {
         ProvisionError::InvalidRequest(m) => format!("error: invalid request: {m}"),
         ProvisionError::Unsupported(m) => format!("error: not supported: {m}"),
         ProvisionError::Transport(e) => {
-            let mut s = format!("error: could not reach Krypton: {}", printable(&e.message));
+            let mut s = format!(
+                "error: could not reach Krypton: {}: {}",
+                transport_kind_text(e.kind),
+                printable(&e.message)
+            );
             if !e.request.is_empty() {
                 s.push_str(&format!(" ({})", printable(&e.request)));
+            }
+            if e.attempts > 1 {
+                s.push_str(&format!(" after {} attempts", e.attempts));
             }
             if let Some(hint) = &e.hint {
                 s.push_str(&format!("\nhint: {}", printable(hint)));
@@ -298,6 +363,78 @@ mod tests {
     #[test]
     fn text_from_the_network_cannot_drive_the_terminal() {
         assert_eq!(printable("ok \u{1b}[2J\r\nx"), "ok ?[2J??x");
+    }
+
+    fn transport(kind: TransportKind, hint: Option<&str>, attempts: u32) -> ProvisionError {
+        ProvisionError::Transport(crate::runtime::TransportError {
+            kind,
+            request: "POST https://krypton.example:8036/v1/provisioning/aws/iot/bootstrap".into(),
+            message: "connection refused by 127.0.0.1:8036".into(),
+            hint: hint.map(str::to_string),
+            attempts,
+        })
+    }
+
+    #[test]
+    fn every_component_error_kind_matches_its_exit_code() {
+        use crate::runtime::TransportKind as K;
+        let errors = [
+            ProvisionError::InvalidRequest("x".into()),
+            ProvisionError::Unsupported("x".into()),
+            transport(K::ConnectionRefused, None, 1),
+            ProvisionError::Timeout("x".into()),
+            ProvisionError::HttpStatus(
+                crate::runtime::bindings::soracom::krypton::types::HttpStatusError {
+                    status: 500,
+                    code: None,
+                    message: None,
+                    body_excerpt: String::new(),
+                    request: "POST /v1/x".into(),
+                },
+            ),
+            ProvisionError::Storage("x".into()),
+        ];
+        for error in &errors {
+            let v = error_json(error);
+            let code = exit_code(error);
+            assert_eq!(v["exitCode"], u64::from(code), "{v}");
+            assert_eq!(v["error"]["kind"], error_kind(code), "{v}");
+            assert_eq!(v["ok"], false);
+        }
+    }
+
+    #[test]
+    fn a_transport_error_is_rendered_from_its_fields() {
+        let e = transport(
+            TransportKind::ConnectionRefused,
+            Some("the endpoint has no port: Krypton listens on 8036"),
+            4,
+        );
+        assert_eq!(
+            error_json(&e),
+            json!({"ok": false, "exitCode": 4, "error": {
+                "kind": "transport", "transportKind": "connection-refused",
+                "request": "POST https://krypton.example:8036/v1/provisioning/aws/iot/bootstrap",
+                "message": "connection refused by 127.0.0.1:8036",
+                "hint": "the endpoint has no port: Krypton listens on 8036",
+                "attempts": 4,
+            }})
+        );
+        assert_eq!(
+            error_text(&e),
+            "error: could not reach Krypton: connection refused: connection refused by \
+             127.0.0.1:8036 (POST https://krypton.example:8036/v1/provisioning/aws/iot/bootstrap) \
+             after 4 attempts\nhint: the endpoint has no port: Krypton listens on 8036"
+        );
+        // One attempt, no hint: neither is mentioned.
+        let e = transport(TransportKind::NameNotFound, None, 1);
+        let text = error_text(&e);
+        assert!(text.starts_with("error: could not reach Krypton: the name does not exist: "));
+        assert!(
+            !text.contains("attempts") && !text.contains("hint"),
+            "{text}"
+        );
+        assert_eq!(error_json(&e)["error"]["hint"], Value::Null);
     }
 
     #[test]

@@ -488,7 +488,8 @@ async fn cli_exit_codes_name_the_error_class() {
     args[3] = "krypton.soracom.io:8036".into(); // no scheme
     let (code, json) = run(args).await;
     assert_eq!(code, 3);
-    assert_eq!(json["error"]["kind"], "host");
+    // Issue 12: the kind matches the exit code.
+    assert_eq!(json["error"]["kind"], "invalid-request");
 
     let mut args = base("azure-iot");
     args.extend(["--mode".into(), "sim".into()]);
@@ -545,8 +546,9 @@ async fn demo_provisions_every_target_and_prints_no_secret() {
 async fn read_only_commands_never_create_a_store_and_say_what_is_missing() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("no-such-store");
+    // Issue 12: nothing stored is exit 11 with or without a target.
     let (code, out, _) = run_cli(&["status", "--store", missing.to_str().unwrap(), "--json"]).await;
-    assert_eq!(code, 0);
+    assert_eq!(code, 11);
     assert_eq!(
         serde_json::from_str::<Value>(out.trim()).unwrap()["bundles"],
         serde_json::json!([])

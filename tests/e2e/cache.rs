@@ -284,7 +284,8 @@ async fn the_cli_uses_an_environment_cache_directory_only_when_it_is_private() {
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (code, stderr) = run(&open).await;
-    assert_eq!(code, Some(0), "{stderr}");
+    // An empty store: "nothing stored" (exit 11) after the component was loaded.
+    assert_eq!(code, Some(11), "{stderr}");
     assert_eq!(
         stderr.matches("compilation cache off").count(),
         1,
@@ -295,7 +296,7 @@ async fn the_cli_uses_an_environment_cache_directory_only_when_it_is_private() {
 
     let fresh = tmp.path().join("fresh");
     let (code, stderr) = run(&fresh).await;
-    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(code, Some(11), "{stderr}");
     assert!(!stderr.contains("compilation cache"), "{stderr}");
     assert_eq!(mode(&fresh), 0o700);
     let entries = names(&fresh);
@@ -309,7 +310,7 @@ async fn the_cli_uses_an_environment_cache_directory_only_when_it_is_private() {
     file.write_all(b"tail").unwrap();
     // A damaged entry: the CLI still works, and the entry is whole again.
     let (code, stderr) = run(&fresh).await;
-    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(code, Some(11), "{stderr}");
     assert_whole(&std::fs::read(fresh.join(&entries[0])).unwrap());
 }
 

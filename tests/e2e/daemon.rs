@@ -942,3 +942,158 @@ async fn a_multi_byte_trusted_key_is_refused_without_a_panic() {
     assert_eq!(code, 3, "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Issue 12 item 5: `gateway.example.toml` itself starts as shipped (built-in component), its
+/// paths and endpoint redirected by the documented `run` flags; it provisions its targets,
+/// answers `reload --status`, and stops cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_configuration_starts_as_shipped() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("ca.pem"), mock.ca_pem()).unwrap();
+    let example = format!("{}/../gateway.example.toml", env!("CARGO_MANIFEST_DIR"));
+    // The socket's directory does not exist yet: the daemon creates it 0700.
+    let (store, socket) = (dir.join("store"), dir.join("run").join("control.sock"));
+    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+    let daemon = tokio::process::Command::new(BIN)
+        .args([
+            "run",
+            "--config",
+            &example,
+            "--store",
+            store.to_str().unwrap(),
+            "--state-dir",
+            dir.join("state").to_str().unwrap(),
+            "--control-socket",
+            socket.to_str().unwrap(),
+            "--endpoint",
+            &mock.endpoint(),
+            "--ca-file",
+            dir.join("ca.pem").to_str().unwrap(),
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+    wait_until("the example's two targets", || {
+        store.join("azure-iot.json").exists() && store.join("aws-cognito.json").exists()
+    })
+    .await;
+    let (code, out, err) =
+        run_cli(&["reload", "--socket", socket.to_str().unwrap(), "--status"]).await;
+    assert_eq!(code, 0, "{out}{err}\n{}", read_log());
+    assert!(out.starts_with("ok "), "{out}");
+    assert_eq!(mode(&dir.join("run")), 0o700);
+    stop(daemon).await;
+    assert!(!socket.exists(), "the socket outlived the daemon");
+    let log = read_log();
+    assert!(log.contains("component serving"), "{log}");
+    assert!(log.contains("daemon stopped"), "{log}");
+    mock.stop().await;
+}
+
+/// Issue 12 item 5: an error from a configured path names its key.
+#[tokio::test]
+async fn errors_from_configured_paths_name_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("ca.pem"), b"").unwrap();
+    for (extra, key) in [
+        (
+            format!("component = '{}'", dir.join("missing.wasm").display()),
+            "key `component`",
+        ),
+        (
+            format!("ca_file = '{}'", dir.join("missing.pem").display()),
+            "key `ca_file`",
+        ),
+    ] {
+        let text = format!(
+            "{extra}\nstore = '{}'\nstate_dir = '{}'\n[[target]]\nname = 'arc'\n",
+            dir.join("store").display(),
+            dir.join("state").display()
+        );
+        std::fs::write(dir.join("gateway.toml"), text).unwrap();
+        let (code, _, err) = run_cli(&[
+            "run",
+            "--config",
+            dir.join("gateway.toml").to_str().unwrap(),
+        ])
+        .await;
+        assert_eq!(code, 3, "{err}");
+        assert!(err.contains(key), "{key}: {err}");
+        assert!(err.contains("missing"), "{err}");
+    }
+}
+
+/// Issue 12 item 6: a pass that finds every bundle still valid logs nothing at info (the
+/// component's "reusing" line is detail, shown with -v), and a SIGHUP with an unchanged
+/// component logs that outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_checks_stay_quiet_and_sighup_logs_its_outcome() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("ca.pem"), mock.ca_pem()).unwrap();
+    let component = dir.join("component.wasm");
+    install(&component, &variant(1));
+    std::fs::write(
+        dir.join("gateway.toml"),
+        config_text(
+            dir,
+            &dir.join("store"),
+            &mock.endpoint(),
+            &format!(
+                "component = '{}'\ncheck_interval_secs = 1",
+                component.display()
+            ),
+            "[[target]]\nname = 'azure-iot'\n",
+        ),
+    )
+    .unwrap();
+    let log_path = dir.join("daemon.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    // Info for everything, debug for the daemon's own "still valid" line only (to count
+    // passes); the component's lines stay at their default for the daemon.
+    let daemon = tokio::process::Command::new(BIN)
+        .args([
+            "run",
+            "--config",
+            dir.join("gateway.toml").to_str().unwrap(),
+        ])
+        .env("RUST_LOG", "info,krypton_host::daemon=debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(log_file)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_until("two passes that reuse the bundle", || {
+        read_log().matches("still valid; reused").count() >= 2
+    })
+    .await;
+    let pid = daemon.id().unwrap() as i32;
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    wait_until("the SIGHUP outcome", || {
+        read_log().contains("reload: component unchanged; still serving")
+    })
+    .await;
+    stop(daemon).await;
+    let log = read_log();
+    assert_eq!(log.matches(" provisioned").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("nothing stored; provisioning").count(),
+        1,
+        "{log}"
+    );
+    for noise in ["a valid bundle is stored", "--force", "not calling Krypton"] {
+        assert!(!log.contains(noise), "`{noise}` logged at info:\n{log}");
+    }
+    assert!(log.contains("cause=SIGHUP"), "{log}");
+    mock.stop().await;
+}

@@ -76,11 +76,11 @@ async fn every_format_is_written_in_its_consumers_shape() {
     assert_eq!(
         name_mode,
         vec![
-            ("azure-iot-certificate.pem", "644"),
-            ("azure-iot-chain.pem", "644"),
-            ("azure-iot-private-key.pem", "600"),
-            ("azure-iot-root-ca.pem", "644"),
-            ("aziot-provisioning.toml", "644")
+            ("azure-iot-certificate.pem", "0644"),
+            ("azure-iot-chain.pem", "0644"),
+            ("azure-iot-private-key.pem", "0600"),
+            ("azure-iot-root-ca.pem", "0644"),
+            ("aziot-provisioning.toml", "0644")
         ]
     );
     assert_eq!(mode(&out.join("azure-iot-private-key.pem")), 0o600);
@@ -186,7 +186,7 @@ async fn export_output_names_files_but_never_prints_a_secret() {
     .await;
     assert_eq!(code, 0, "{err}");
     assert!(
-        stdout.contains("aws-iot-private-key.pem (") && stdout.contains("mode 600"),
+        stdout.contains("aws-iot-private-key.pem (") && stdout.contains("mode 0600"),
         "{stdout}"
     );
     assert_eq!(mode(&out), 0o700);

@@ -4,6 +4,7 @@
 
 mod basics;
 mod cache;
+mod cli;
 mod daemon;
 mod doctor;
 mod exports;

@@ -2,10 +2,12 @@
 //! component file so that a daemon with `trusted_public_key` accepts it (the payload and the
 //! `.sig` format are in `krypton_host::signing`).
 
+use crate::{HostFailure, fail};
 use anyhow::Context as _;
 use clap::Args;
 use krypton_host::files;
 use krypton_host::lifecycle::MAX_COMPONENT_BYTES;
+use krypton_host::output::exit;
 use krypton_host::runtime::Runtime;
 use krypton_host::signing;
 use serde_json::json;
@@ -44,16 +46,19 @@ pub struct SignArgs {
 }
 
 /// Make a key pair: the private key to `--out` (0600, never overwritten), the public key on
-/// stdout in the form `trusted_public_key` takes. Errors: the file exists or cannot be written.
-pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        std::fs::symlink_metadata(&args.out).is_err(),
-        "{} exists; choose another path (a signing key is never overwritten)",
-        args.out.display()
-    );
-    let (pem, public) = signing::generate_key_pem()?;
+/// stdout in the form `trusted_public_key` takes. Errors: the file exists (exit 3) or cannot
+/// be written (exit 9).
+pub fn keygen(args: KeygenArgs) -> Result<(), HostFailure> {
+    if std::fs::symlink_metadata(&args.out).is_ok() {
+        return Err(fail(exit::INVALID_REQUEST)(anyhow::anyhow!(
+            "{} exists; choose another path (a signing key is never overwritten)",
+            args.out.display()
+        )));
+    }
+    let (pem, public) = signing::generate_key_pem().map_err(fail(exit::INTERNAL))?;
     files::write_private_file(&args.out, pem.as_bytes(), 0o600)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+        .with_context(|| format!("writing {}", args.out.display()))
+        .map_err(fail(exit::STORAGE))?;
     if args.json {
         println!(
             "{}",
@@ -71,36 +76,41 @@ pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
 }
 
 /// Sign a component: checks that it loads and reports the version being signed, then writes
-/// the `.sig`. Errors: unreadable or oversized files, a bad key, a component that does not load
-/// or reports another version.
-pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
-    let bytes = files::read_user_file(&args.component, MAX_COMPONENT_BYTES, "the component")?;
-    let key_text = files::read_user_file(&args.key, signing::MAX_KEY_FILE_BYTES, "the key")?;
+/// the `.sig`. Errors (exit 3): unreadable or oversized files, a bad key, a component that does
+/// not load or reports another version; the `.sig` cannot be written (exit 9).
+pub async fn sign(args: SignArgs) -> Result<(), HostFailure> {
+    let invalid = fail(exit::INVALID_REQUEST);
+    let bytes = files::read_user_file(&args.component, MAX_COMPONENT_BYTES, "the component")
+        .map_err(invalid)?;
+    let key_text = files::read_user_file(&args.key, signing::MAX_KEY_FILE_BYTES, "the key")
+        .map_err(invalid)?;
     let key = signing::parse_signing_key(&String::from_utf8_lossy(&key_text))
-        .with_context(|| format!("reading the key {}", args.key.display()))?;
-    let runtime = Runtime::new()?;
+        .with_context(|| format!("reading the key {}", args.key.display()))
+        .map_err(invalid)?;
+    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
     let pre = runtime
         .load(&bytes)
-        .with_context(|| format!("loading {}", args.component.display()))?;
-    let (reported, _contract) = runtime.version(&pre).await?;
+        .with_context(|| format!("loading {}", args.component.display()))
+        .map_err(invalid)?;
+    let (reported, _contract) = runtime.version(&pre).await.map_err(invalid)?;
     let version = match args.version {
-        Some(v) => {
-            anyhow::ensure!(
-                v == reported,
+        Some(v) if v != reported => {
+            return Err(invalid(anyhow::anyhow!(
                 "the component reports version `{}`, not `{v}`: a daemon would refuse this signature",
                 reported.escape_debug()
-            );
-            v
+            )));
         }
+        Some(v) => v,
         None => reported,
     };
-    let text = signing::sign(&key, &bytes, &version)?;
+    let text = signing::sign(&key, &bytes, &version).map_err(invalid)?;
     let out = args
         .out
         .unwrap_or_else(|| signing::signature_path(&args.component));
     // Not secret: readable by the daemon's user.
     files::write_private_file(&out, text.as_bytes(), 0o644)
-        .with_context(|| format!("writing {}", out.display()))?;
+        .with_context(|| format!("writing {}", out.display()))
+        .map_err(fail(exit::STORAGE))?;
     let digest = signing::digest_hex(&bytes);
     if args.json {
         println!(
