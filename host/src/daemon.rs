@@ -383,6 +383,8 @@ pub struct Daemon {
     health: Mutex<HashMap<String, Health>>,
     /// Held so that passes never overlap, whoever calls [`Daemon::check_all`].
     pass: tokio::sync::Mutex<()>,
+    /// Set when the daemon is stopping: a pass in progress starts no further target.
+    stopping: std::sync::atomic::AtomicBool,
     listener: Mutex<Option<tokio::net::UnixListener>>,
     /// `<store>/.daemon.lock` and `<control_socket>.lock`, held for the daemon's life.
     _instance_locks: Vec<FileLock>,
@@ -526,6 +528,7 @@ impl Daemon {
             policy,
             health: Mutex::new(HashMap::new()),
             pass: tokio::sync::Mutex::new(()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             listener: Mutex::new(listener),
             _instance_locks: locks,
         }))
@@ -642,6 +645,10 @@ impl Daemon {
             .unwrap_or(i64::MAX)
             .saturating_mul(86_400);
         for t in &self.config.targets {
+            if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                tracing::info!(target = %t.name, "stopping: the rest of this pass is left for the next start");
+                break;
+            }
             let Ok(target) = output::parse_target(&t.name) else {
                 continue;
             };
@@ -816,8 +823,8 @@ impl Daemon {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         // Passes run one after the other on this task; a tick missed during a slow pass is
         // skipped, not queued.
-        // On shutdown a pass in progress is let finish (an AWS IoT certificate minted but not
-        // yet stored would be lost), up to SHUTDOWN_GRACE.
+        // On shutdown the call in progress is let finish (an AWS IoT certificate minted but not
+        // yet stored would be lost), up to SHUTDOWN_GRACE, and no further target is started.
         let mut passes = {
             let me = self.clone();
             let mut stop = shutdown.clone();
@@ -839,7 +846,10 @@ impl Daemon {
         tracing::info!(targets = self.config.targets.len(), "daemon running");
         loop {
             tokio::select! {
-                _ = shutdown.changed() => break,
+                _ = shutdown.changed() => {
+                    self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+                    break;
+                }
                 _ = watch.tick() => {
                     if let Some(path) = self.config.component.as_deref() {
                         let now = file_stamp(path);

@@ -1120,9 +1120,9 @@ async fn run_daemon(args: RunArgs) -> Result<(), HostFailure> {
             .map_err(fail(exit::INVALID_REQUEST))?;
         config.endpoint = url.clone();
     }
-    let daemon = Daemon::start(config)
-        .await
-        .map_err(fail(exit::INVALID_REQUEST))?;
+    // SIGTERM is handled from here on, before the (possibly slow) start: a stop requested
+    // while the component compiles is honoured once the start is done, instead of killing the
+    // process with the signal's default action half-way through.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")
@@ -1134,6 +1134,9 @@ async fn run_daemon(args: RunArgs) -> Result<(), HostFailure> {
         }
         let _ = stop.send(true);
     });
+    let daemon = Daemon::start(config)
+        .await
+        .map_err(fail(exit::INVALID_REQUEST))?;
     daemon.run(stopped).await.map_err(fail(exit::INTERNAL))
 }
 

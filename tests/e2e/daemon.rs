@@ -1097,3 +1097,55 @@ async fn unchanged_checks_stay_quiet_and_sighup_logs_its_outcome() {
     assert!(log.contains("cause=SIGHUP"), "{log}");
     mock.stop().await;
 }
+
+/// A SIGTERM during a pass lets the call in flight finish (its credentials are stored) but
+/// starts no further target (issue 7 review).
+#[tokio::test]
+async fn a_stop_during_a_pass_starts_no_further_target() {
+    let mock = mock().await;
+    mock.inject(
+        "/v1/provisioning/aws/cognito/credentials",
+        krypton_host::mock::Fault::DelayHeaders(Duration::from_millis(2000)),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("ca.pem"), mock.ca_pem()).unwrap();
+    let store = dir.join("store");
+    std::fs::write(
+        dir.join("gateway.toml"),
+        config_text(
+            dir,
+            &store,
+            &mock.endpoint(),
+            "check_interval_secs = 3600",
+            "[[target]]\nname = 'aws-cognito'\n[[target]]\nname = 'aws-cognito-openid'\n",
+        ),
+    )
+    .unwrap();
+    let daemon = spawn_daemon(&dir.join("gateway.toml"), &dir.join("daemon.log"));
+    wait_until("the first call", || {
+        mock.requests()
+            .iter()
+            .any(|r| r.path.ends_with("/aws/cognito/credentials"))
+    })
+    .await;
+    stop(daemon).await;
+    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
+    assert!(
+        store.join("aws-cognito.json").exists(),
+        "the call in flight was not let finish:\n{log}"
+    );
+    assert!(
+        !mock
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("/open_id_tokens")),
+        "a target was started after the stop:\n{log}"
+    );
+    assert!(
+        log.contains("stopping: the rest of this pass is left for the next start"),
+        "{log}"
+    );
+
+    mock.stop().await;
+}
