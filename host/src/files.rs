@@ -284,6 +284,23 @@ fn write_private_file_with(
     owner: Option<Owner>,
     before_rename: impl FnOnce(&Path) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
+    let tmp = stage(path, bytes, mode, owner)?;
+    let result = (|| {
+        before_rename(&tmp)?;
+        fs::rename(&tmp, path).map_err(|e| with_path("renaming into place", path, e))?;
+        sync_dir(parent_dir(path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The first half of the write protocol: refuse a `path` that exists and is not a regular
+/// file, then write `bytes` in full to a new temp file beside it (mode and owner set on the
+/// descriptor, no symlink followed, fsynced) and return the temp file's path. On failure the
+/// temp file is removed.
+fn stage(path: &Path, bytes: &[u8], mode: u32, owner: Option<Owner>) -> std::io::Result<PathBuf> {
     match fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_file() => {
             return Err(std::io::Error::new(
@@ -317,15 +334,76 @@ fn write_private_file_with(
         }
         file.write_all(bytes)
             .map_err(|e| with_path("writing", &tmp, e))?;
-        file.sync_all().map_err(|e| with_path("syncing", &tmp, e))?;
-        before_rename(&tmp)?;
-        fs::rename(&tmp, path).map_err(|e| with_path("renaming into place", path, e))?;
-        sync_dir(parent_dir(path))
+        file.sync_all().map_err(|e| with_path("syncing", &tmp, e))
+    })();
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Write several files of one directory as a set: each is first written in full to its temp
+/// file (the protocol of [`write_private_file`]: mode and owner set on the descriptor, no
+/// symlink followed, fsync), and only when every one is written are they renamed into place
+/// and the directory synced. A failure while writing leaves every old file as it was and
+/// removes every temp file, so an export never pairs a new certificate with an old key.
+/// `files` holds `(path, bytes, mode)`, all in one directory.
+///
+/// Errors: the first failure, naming the operation and the path.
+pub fn write_private_files(
+    files: &[(PathBuf, &[u8], u32)],
+    owner: Option<Owner>,
+) -> std::io::Result<()> {
+    let mut staged: Vec<(PathBuf, &Path)> = Vec::with_capacity(files.len());
+    let result = (|| {
+        for (path, bytes, mode) in files {
+            staged.push((stage(path, bytes, *mode, owner)?, path.as_path()));
+        }
+        for (tmp, path) in &staged {
+            fs::rename(tmp, path).map_err(|e| with_path("renaming into place", path, e))?;
+        }
+        match files.first() {
+            Some((path, _, _)) => sync_dir(parent_dir(path)),
+            None => Ok(()),
+        }
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        for (tmp, _) in &staged {
+            let _ = fs::remove_file(tmp);
+        }
     }
     result
+}
+
+/// Check that `dir` is a directory fit to receive exported credentials: owned by root or the
+/// user this runs as, and writable by nobody else (or another user could replace a file between
+/// two exports, or plant one that a consumer then trusts).
+///
+/// Errors: not a directory, another owner, or group/other write bits, with the fix to apply.
+pub fn safe_output_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    anyhow::ensure!(meta.is_dir(), "{} is not a directory", dir.display());
+    let euid = effective_uid();
+    anyhow::ensure!(
+        meta.uid() == 0 || meta.uid() == euid,
+        "{} is owned by uid {}: exported credentials go only into a directory of root or of \
+         this user (uid {euid}); choose another --out",
+        dir.display(),
+        meta.uid()
+    );
+    let mode = meta.permissions().mode() & 0o7777;
+    anyhow::ensure!(
+        mode & 0o022 == 0,
+        "{} has mode {:03o}: group or others could replace the exported files; `chmod go-w` it \
+         or choose another --out",
+        dir.display(),
+        mode & 0o777
+    );
+    Ok(())
 }
 
 /// `fsync(2)` a directory, so that a rename or unlink in it is durable.

@@ -988,20 +988,21 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
         // A parent was a symlink: the files name their real place.
         files = render(&out).await?;
     }
+    krypton_host::files::safe_output_dir(&out)
+        .context("--out")
+        .map_err(fail(exit::STORAGE))?;
     let mut written = Vec::new();
+    let mut plan = Vec::with_capacity(files.len());
     for f in &files {
         // The component names files; the host still refuses anything but a plain name.
         if f.name.is_empty() || f.name.contains('/') || f.name.starts_with('.') {
             return Err(fail(exit::INTERNAL)(anyhow::anyhow!(
                 "the component asked to write `{}`, which is not a plain file name",
-                f.name
+                f.name.escape_debug()
             )));
         }
         let path = out.join(&f.name);
         let mode = if f.secret { 0o600 } else { 0o644 };
-        krypton_host::files::write_private_file_owned(&path, &f.contents, mode, owner)
-            .with_context(|| format!("writing {}", path.display()))
-            .map_err(fail(exit::STORAGE))?;
         written.push(json!({
             "path": path,
             "mode": format!("{mode:04o}"),
@@ -1009,7 +1010,12 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
             "secret": f.secret,
             "converted": f.converted,
         }));
+        plan.push((path, f.contents.as_slice(), mode));
     }
+    // All files or none: a certificate is never left beside the key of another pair.
+    krypton_host::files::write_private_files(&plan, owner)
+        .with_context(|| format!("writing the export into {}", out.display()))
+        .map_err(fail(exit::STORAGE))?;
     if let Some(owner) = owner {
         krypton_host::files::chown_dir(&out, owner).map_err(|e| fail(exit::STORAGE)(e.into()))?;
     }

@@ -142,6 +142,11 @@ async fn exports_never_follow_symlinks_and_set_modes_on_the_open_file() {
         0o644,
         "the symlink's target had its mode changed"
     );
+    // All files or none: the certificate was not written without its key.
+    assert!(
+        !out.join("azure-iot-certificate.pem").exists(),
+        "half an export was written"
+    );
     // No temp file is left behind in the directory.
     let leftovers: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
@@ -176,6 +181,19 @@ async fn exports_never_follow_symlinks_and_set_modes_on_the_open_file() {
     assert!(status.success());
     assert_eq!(mode(&out.join("azure-iot-private-key.pem")), 0o600);
     assert_eq!(mode(&out.join("azure-iot-certificate.pem")), 0o644);
+
+    // A directory others can write: another user could swap the files; refused, nothing
+    // written.
+    let open = dir.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, _, stderr) = export(&open).await;
+    assert_eq!(code, 9, "{stderr}");
+    assert!(
+        stderr.contains("has mode 777: group or others could replace the exported files"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
 
     // wireguard-config: a symlink at --out is refused and its target untouched.
     std::os::unix::fs::symlink(&victim, dir.join("arc0.conf")).unwrap();
