@@ -265,6 +265,14 @@ impl GatewayConfig {
         for (i, t) in config.targets.iter().enumerate() {
             output::parse_target(&t.name)
                 .map_err(|e| anyhow::anyhow!("key `target[{i}].name`: {e}"))?;
+            // One bundle per target: a second entry would provision the same bundle with other
+            // parameters, each pass undoing the other.
+            if let Some(first) = config.targets[..i].iter().position(|o| o.name == t.name) {
+                anyhow::bail!(
+                    "key `target[{i}].name`: `{}` is already listed as target[{first}]; list each target once",
+                    t.name
+                );
+            }
         }
         for (i, url) in config.allowed_outbound_hosts.iter().flatten().enumerate() {
             Origin::parse(url)

@@ -284,8 +284,10 @@ fn printable(text: &str) -> String {
 /// is stripped of control characters.
 pub fn error_text(error: &ProvisionError) -> String {
     match error {
-        ProvisionError::InvalidRequest(m) => format!("error: invalid request: {m}"),
-        ProvisionError::Unsupported(m) => format!("error: not supported: {m}"),
+        // Every text from the component passes through `printable`: a component is code the
+        // host did not write, and its words must not drive the operator's terminal either.
+        ProvisionError::InvalidRequest(m) => format!("error: invalid request: {}", printable(m)),
+        ProvisionError::Unsupported(m) => format!("error: not supported: {}", printable(m)),
         ProvisionError::Transport(e) => {
             let mut s = format!(
                 "error: could not reach Krypton: {}: {}",
@@ -304,12 +306,17 @@ pub fn error_text(error: &ProvisionError) -> String {
             s
         }
         ProvisionError::Timeout(m) => format!(
-            "error: timed out: {m}\n\
+            "error: timed out: {}\n\
              hint: on SORACOM Arc a request to Krypton times out when Krypton's address is not \
-             inside the WireGuard AllowedIPs; otherwise raise --deadline-secs."
+             inside the WireGuard AllowedIPs; otherwise raise --deadline-secs.",
+            printable(m)
         ),
         ProvisionError::HttpStatus(e) => {
-            let mut s = format!("error: {} answered HTTP {}", e.request, e.status);
+            let mut s = format!(
+                "error: {} answered HTTP {}",
+                printable(&e.request),
+                e.status
+            );
             if let Some(code) = &e.code {
                 s.push_str(&format!(" ({})", printable(code)));
             }
@@ -342,15 +349,31 @@ pub fn error_text(error: &ProvisionError) -> String {
         ProvisionError::RegistrationFailed(e) => format!(
             "error: Azure DPS registration {} ended with status `{}`\n\
              hint: check the DPS enrollment and the Krypton Azure IoT configuration of the SIM's group",
-            e.operation_id, e.status
+            printable(&e.operation_id),
+            printable(&e.status)
         ),
-        ProvisionError::Storage(m) => format!("error: secret store: {m}"),
+        ProvisionError::Storage(m) => format!("error: secret store: {}", printable(m)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn component_text_cannot_drive_the_terminal_in_any_error() {
+        let evil = "x\u{1b}]0;owned\u{7}\ry".to_string();
+        for error in [
+            ProvisionError::InvalidRequest(evil.clone()),
+            ProvisionError::Unsupported(evil.clone()),
+            ProvisionError::Timeout(evil.clone()),
+            ProvisionError::Storage(evil.clone()),
+        ] {
+            let text = error_text(&error);
+            assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+            assert!(text.contains("x?]0;owned??y"), "{text:?}");
+        }
+    }
 
     #[test]
     fn rfc3339_matches_known_instants() {

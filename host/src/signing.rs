@@ -183,7 +183,14 @@ fn decode_32(text: &str) -> Option<[u8; 32]> {
 /// Errors: any other text, or 32 bytes that are not a valid curve point.
 pub fn parse_public_key(text: &str) -> anyhow::Result<VerifyingKey> {
     let bytes = decode_32(text).context("the public key must be 32 bytes as base64 or hex")?;
-    VerifyingKey::from_bytes(&bytes).context("not a valid ed25519 public key")
+    let key = VerifyingKey::from_bytes(&bytes).context("not a valid ed25519 public key")?;
+    // A small-order point (the all-zero key, for one) verifies no honest signature, and
+    // with a lax verifier would verify forged ones (RFC 8032 §5.1.7; `verify_strict`).
+    anyhow::ensure!(
+        !key.is_weak(),
+        "not a usable ed25519 public key (a small-order point): generate one with `krypton-host keygen`"
+    );
+    Ok(key)
 }
 
 /// Read an ed25519 signing key: a PKCS#8 PEM file (`-----BEGIN PRIVATE KEY-----`, as written by
@@ -373,6 +380,11 @@ mod tests {
             .collect();
         assert_eq!(parse_public_key(&b64).unwrap(), public);
         assert_eq!(parse_public_key(&hex).unwrap(), public);
+        let zero = base64::engine::general_purpose::STANDARD.encode([0u8; 32]);
+        assert!(
+            format!("{:#}", parse_public_key(&zero).unwrap_err()).contains("small-order"),
+            "the all-zero key was accepted"
+        );
         // 64 bytes of text with multi-byte characters: an error, not a panic.
         for bad in [
             "é".repeat(32),

@@ -66,6 +66,14 @@ fn configuration_errors_name_the_key() {
             "allowed_outbound_hosts = ['krypton']\n[[target]]\nname = 'arc'",
             "allowed_outbound_hosts[0]",
         ),
+        (
+            "[[target]]\nname = 'arc'\n[[target]]\nname = 'aws-iot'\n[[target]]\nname = 'arc'",
+            "key `target[2].name`: `arc` is already listed as target[0]",
+        ),
+        (
+            "trusted_public_key = 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='\n[[target]]\nname = 'arc'",
+            "small-order",
+        ),
     ] {
         let err = format!("{:#}", GatewayConfig::parse(text).unwrap_err());
         assert!(err.contains(key), "{key}: {err}");
