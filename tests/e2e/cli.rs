@@ -399,22 +399,8 @@ async fn a_wrong_format_creates_no_directory() {
     let (tmp, store) = store_with(&[Target::AzureIot]).await;
     let out = tmp.path().join("new").join("exports");
     for format in ["env", "wireguard", "aws-iot"] {
-        let (code, stdout, _) = run_cli(&[
-            "export",
-            "azure-iot",
-            "--format",
-            format,
-            "--out",
-            out.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-            "--krypton-address",
-            "54.250.252.99",
-            "--json",
-        ])
-        .await;
-        assert_eq!(code, 3, "{format}: {stdout}");
-        let v = one_object(&stdout, format);
+        let (code, v, err) = export(&store, "azure-iot", format, &out).await;
+        assert_eq!(code, 3, "{format}: {v} {err}");
         assert_eq!(v["error"]["kind"], "invalid-request", "{v}");
         assert!(
             !tmp.path().join("new").exists(),

@@ -8,25 +8,6 @@ use krypton_host::store::SecretStore;
 use serde_json::Value;
 use std::path::Path;
 
-async fn export(store: &Path, target: &str, format: &str, out: &Path) -> (i32, Value, String) {
-    let (code, stdout, err) = run_cli(&[
-        "export",
-        target,
-        "--format",
-        format,
-        "--out",
-        out.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--krypton-address",
-        "54.250.252.99",
-        "--json",
-    ])
-    .await;
-    let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
-    (code, json, err)
-}
-
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }

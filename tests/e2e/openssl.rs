@@ -70,23 +70,6 @@ struct Exported {
     root: PathBuf,
 }
 
-async fn export(store: &Path, target: &str, format: &str, out: &Path) -> Value {
-    let (code, stdout, err) = run_cli(&[
-        "export",
-        target,
-        "--format",
-        format,
-        "--out",
-        out.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--json",
-    ])
-    .await;
-    assert_eq!(code, 0, "export {target} {format}: {err}");
-    serde_json::from_str(stdout.trim()).unwrap()
-}
-
 /// Where the consumer of `format` is told to find the certificate and key: the paths in the
 /// format's own configuration file where it has one, else the PEM files by name.
 fn consumer_paths(target: &str, format: &str, out: &Path) -> Exported {
@@ -309,7 +292,8 @@ async fn round_trip(config: MockConfig, cases: &[Case]) {
         }
         for format in case.formats {
             let out = tmp.path().join(format!("{n}-{format}"));
-            let json = export(&store_dir, n, format, &out).await;
+            let (code, json, err) = export(&store_dir, n, format, &out).await;
+            assert_eq!(code, 0, "export {n} {format}: {err}");
             assert_eq!(json["ok"], true);
             let files = consumer_paths(n, format, &out);
             let key = std::fs::read_to_string(&files.key).unwrap();

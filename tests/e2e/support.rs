@@ -213,3 +213,25 @@ pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
+
+/// `krypton-host export TARGET --format FORMAT --out OUT --store STORE --krypton-address
+/// 54.250.252.99 --json` (the address keeps `wireguard` from resolving Krypton's name):
+/// `(exit code, the JSON object on stdout or Null, stderr)`.
+pub async fn export(store: &Path, target: &str, format: &str, out: &Path) -> (i32, Value, String) {
+    let (code, stdout, err) = run_cli(&[
+        "export",
+        target,
+        "--format",
+        format,
+        "--out",
+        out.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--krypton-address",
+        "54.250.252.99",
+        "--json",
+    ])
+    .await;
+    let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    (code, json, err)
+}
