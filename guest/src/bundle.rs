@@ -199,7 +199,8 @@ pub fn stored_error(name: &str, e: Error) -> Error {
             field,
             reason: format!(
                 "stored bundle `{name}`: {reason} (the file was changed after it was stored, or \
-                 written by another program; provision `{name}` again to replace it)"
+                 written by another program; it is kept as it is: provision `{name}` again with \
+                 force to replace it)"
             ),
         },
         other => other,

@@ -846,11 +846,14 @@ pub fn provision(
         // A bundle that cannot be used is evidence of an edit or a fault on disk, not of "no
         // credentials": replacing it silently would, for AWS IoT, mint a certificate nobody
         // asked for and throw the stored key away. Only a forced run replaces it.
-        Stored::Unusable(e) if !request.force => {
+        // The same error `status` and `render-export` give for it, so the same situation has
+        // the same exit code everywhere.
+        Stored::Unusable(Error::Storage(m)) if !request.force => {
             return Err(Error::Storage(format!(
-                "{e}; it is kept as it is: provision with force to replace it"
+                "{m}; it is kept as it is: provision with force to replace it"
             )));
         }
+        Stored::Unusable(e) if !request.force => return Err(e),
         Stored::Unusable(e) => {
             run.caps
                 .log(&format!("{}: {e}; replacing it (forced)", target.name()));

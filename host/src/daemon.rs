@@ -772,7 +772,7 @@ impl Daemon {
             format!("error request longer than {MAX_CONTROL_LINE} bytes; use reload or status\n")
         } else {
             match String::from_utf8_lossy(&bytes).trim() {
-                "reload" => match self.lifecycle.reload().await {
+                "reload" => match self.reload_and_log("control socket").await {
                     Ok(ReloadOutcome::Swapped(d)) => format!("ok swapped {d}\n"),
                     Ok(ReloadOutcome::Unchanged) => {
                         format!("ok unchanged {}\n", self.lifecycle.current().digest)
@@ -804,8 +804,9 @@ impl Daemon {
 
     /// Reload the component after `cause` (SIGHUP, a file change) and log the outcome in one
     /// line: swapped (with the digest), unchanged, or refused (the current one keeps serving).
-    async fn reload_and_log(&self, cause: &str) {
-        match self.lifecycle.reload().await {
+    async fn reload_and_log(&self, cause: &str) -> anyhow::Result<ReloadOutcome> {
+        let outcome = self.lifecycle.reload().await;
+        match &outcome {
             Ok(ReloadOutcome::Swapped(digest)) => {
                 tracing::info!(%cause, %digest, "reload: component swapped in")
             }
@@ -820,6 +821,7 @@ impl Daemon {
                 "reload: refused; the current component keeps serving"
             ),
         }
+        outcome
     }
 
     /// Run until `shutdown` turns true.
@@ -864,13 +866,13 @@ impl Daemon {
                         if now.is_some() && now != stamp {
                             stamp = now;
                             tracing::info!(file = %path.display(), "component file changed");
-                            self.reload_and_log("file change").await;
+                            let _ = self.reload_and_log("file change").await;
                         }
                     }
                 }
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading the component");
-                    self.reload_and_log("SIGHUP").await;
+                    let _ = self.reload_and_log("SIGHUP").await;
                 }
                 accepted = async {
                     match &listener {

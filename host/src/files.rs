@@ -383,15 +383,18 @@ pub fn write_private_files(
 /// two exports, or plant one that a consumer then trusts).
 ///
 /// Errors: not a directory, another owner, or group/other write bits, with the fix to apply.
-pub fn safe_output_dir(dir: &Path) -> anyhow::Result<()> {
+///
+/// `export_owner` is the uid of `--owner`, whose directory from an earlier export is accepted
+/// too (so that a renewal can write there again).
+pub fn safe_output_dir(dir: &Path, export_owner: Option<u32>) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let meta = fs::metadata(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     anyhow::ensure!(meta.is_dir(), "{} is not a directory", dir.display());
     let euid = effective_uid();
     anyhow::ensure!(
-        meta.uid() == 0 || meta.uid() == euid,
-        "{} is owned by uid {}: exported credentials go only into a directory of root or of \
-         this user (uid {euid}); choose another --out",
+        meta.uid() == 0 || meta.uid() == euid || Some(meta.uid()) == export_owner,
+        "{} is owned by uid {}: exported credentials go only into a directory of root, of \
+         this user (uid {euid}) or of the --owner user; choose another --out",
         dir.display(),
         meta.uid()
     );

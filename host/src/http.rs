@@ -129,7 +129,9 @@ impl Origin {
         let (host, port) = host_port(url)?;
         let uri: http::Uri = url
             .parse()
-            .with_context(|| format!("`{url}` is not a URL"))?;
+            .with_context(|| format!("`{}` is not a URL", redacted(url)))?;
+        // Messages below show the URL without any password it carries.
+        let url = &redacted(url);
         let scheme = uri.scheme_str().unwrap_or_default().to_ascii_lowercase();
         anyhow::ensure!(
             !uri.authority().is_some_and(|a| a.as_str().contains('@')),
@@ -193,11 +195,26 @@ impl std::fmt::Debug for OutboundPolicy {
     }
 }
 
+/// `url` as it may be shown in a message or a log: user information (`user:password@`, RFC
+/// 3986 §3.2.1, which "is deprecated" for passwords) is replaced by `***@`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// `host:port` of a URL, with the scheme's default port filled in.
 ///
 /// Errors: the text is not an absolute http(s) URL with a host.
-pub fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
-    let uri: http::Uri = url
+pub fn host_port(raw: &str) -> anyhow::Result<(String, u16)> {
+    // Messages show the URL without any password it carries.
+    let url = &redacted(raw);
+    let uri: http::Uri = raw
         .parse()
         .with_context(|| format!("`{url}` is not a URL"))?;
     let default_port = match uri.scheme_str() {
@@ -828,6 +845,27 @@ impl OutboundPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_in_a_url_never_reaches_a_message() {
+        assert_eq!(
+            redacted("https://user:secretpw@127.0.0.1:8036/x"),
+            "https://***@127.0.0.1:8036/x"
+        );
+        assert_eq!(
+            redacted("https://krypton.soracom.io:8036"),
+            "https://krypton.soracom.io:8036"
+        );
+        for url in [
+            "https://user:secretpw@127.0.0.1:8036",
+            "https://user:secretpw@127.0.0.1:99999",
+            "ftp://user:secretpw@host",
+        ] {
+            let err = format!("{:#}", Origin::parse(url).unwrap_err());
+            assert!(!err.contains("secretpw"), "{err}");
+            assert!(err.contains("***@"), "{err}");
+        }
+    }
 
     fn response(status: u16, headers: &[(&str, &str)]) -> http::Response<()> {
         let mut b = http::Response::builder().status(status);

@@ -869,7 +869,11 @@ async fn krypton_addresses(given: &[String], endpoint: &str) -> Result<Vec<Strin
     if !given.is_empty() {
         return Ok(given.to_vec());
     }
-    let (host, port) = http::host_port(endpoint).map_err(fail(exit::INVALID_REQUEST))?;
+    // The same check as every other command's endpoint (no path, no user information).
+    let origin = http::Origin::parse(endpoint)
+        .context("--endpoint")
+        .map_err(fail(exit::INVALID_REQUEST))?;
+    let (host, port) = (origin.host, origin.port);
     let resolved: Vec<String> = tokio::net::lookup_host((host.as_str(), port))
         .await
         .with_context(|| {
@@ -974,8 +978,17 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     .map_err(fail(exit::STORAGE))?;
     let mut files = render(&planned).await?;
     if !exists {
+        // Parents this creates are 0755 (root's, writable by nobody else), so that the user of
+        // `--owner` can reach the leaf; the leaf is 0700 and becomes theirs below.
+        if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .with_context(|| format!("creating {}", parent.display()))
+                .map_err(fail(exit::STORAGE))?;
+        }
         std::fs::DirBuilder::new()
-            .recursive(true)
             .mode(0o700)
             .create(&args.out)
             .with_context(|| format!("creating {}", args.out.display()))
@@ -988,7 +1001,7 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
         // A parent was a symlink: the files name their real place.
         files = render(&out).await?;
     }
-    krypton_host::files::safe_output_dir(&out)
+    krypton_host::files::safe_output_dir(&out, owner.map(|o| o.uid))
         .context("--out")
         .map_err(fail(exit::STORAGE))?;
     let mut written = Vec::new();
@@ -1016,7 +1029,9 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     krypton_host::files::write_private_files(&plan, owner)
         .with_context(|| format!("writing the export into {}", out.display()))
         .map_err(fail(exit::STORAGE))?;
-    if let Some(owner) = owner {
+    // Only a directory this export created is handed over: an existing `--out` (think
+    // `/etc`) keeps its owner, and the files in it are the owner's to read.
+    if let (Some(owner), false) = (owner, exists) {
         krypton_host::files::chown_dir(&out, owner).map_err(|e| fail(exit::STORAGE)(e.into()))?;
     }
     let next = export_next_steps(&args.format, &out, &files, owner.is_some());

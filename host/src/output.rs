@@ -303,6 +303,14 @@ pub fn error_text(error: &ProvisionError) -> String {
             if let Some(hint) = &e.hint {
                 s.push_str(&format!("\nhint: {}", printable(hint)));
             }
+            // The component speaks of "the CA file option"; this host's name for it, chosen by
+            // the typed kind, never by the text.
+            if e.kind == TransportKind::UntrustedCertificate {
+                s.push_str(
+                    "\nhint: here that is --ca-file PEM (or `ca_file` in gateway.toml); a CA \
+                     file that is already given does not cover this server's name or issuer",
+                );
+            }
             s
         }
         ProvisionError::Timeout(m) => format!(

@@ -8,7 +8,7 @@ use krypton_host::output::{self, ERROR_KINDS};
 use krypton_host::runtime::Target;
 use krypton_host::store::SecretStore;
 use serde_json::Value;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// Exactly one JSON object on stdout, nothing else.
@@ -551,6 +551,46 @@ async fn export_owner_chowns_the_files_and_the_directory() {
         assert_eq!((meta.uid(), meta.gid()), (owner.uid, owner.gid), "{f}");
     }
     assert_ne!(owner.uid, 0);
+
+    // A renewal writes into that directory again.
+    let export_again = async |out: &std::path::Path| {
+        run_cli(&[
+            "export",
+            "aws-iot",
+            "--format",
+            "aws-iot",
+            "--out",
+            out.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "--owner",
+            "nobody",
+            "--json",
+        ])
+        .await
+    };
+    let (code, _, stderr) = export_again(&out).await;
+    assert_eq!(code, 0, "the renewal was refused: {stderr}");
+
+    // An existing directory keeps its owner (an `--out /etc` must not give /etc away); only
+    // the files written are handed over.
+    let existing = tmp.path().join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, stderr) = export_again(&existing).await;
+    assert_eq!(code, 0, "{stderr}");
+    let meta = std::fs::metadata(&existing).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o755));
+
+    // Nested: the parents it creates are reachable by the owner (0755), the leaf is theirs.
+    let nested = tmp.path().join("a").join("b").join("app");
+    let (code, _, stderr) = export_again(&nested).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::metadata(tmp.path().join("a/b")).unwrap().mode() & 0o777,
+        0o755
+    );
+    assert_eq!(std::fs::metadata(&nested).unwrap().uid(), owner.uid);
 }
 
 /// Item 4 and 6: every command documents its exit codes; `export` documents each argument.

@@ -1056,8 +1056,9 @@ async fn unchanged_checks_stay_quiet_and_sighup_logs_its_outcome() {
             &dir.join("store"),
             &mock.endpoint(),
             &format!(
-                "component = '{}'\ncheck_interval_secs = 1",
-                component.display()
+                "component = '{}'\ncheck_interval_secs = 1\ncontrol_socket = '{}'",
+                component.display(),
+                dir.join("control.sock").display()
             ),
             "[[target]]\nname = 'azure-iot'\n",
         ),
@@ -1089,6 +1090,15 @@ async fn unchanged_checks_stay_quiet_and_sighup_logs_its_outcome() {
     unsafe { libc::kill(pid, libc::SIGHUP) };
     wait_until("the SIGHUP outcome", || {
         read_log().contains("reload: component unchanged; still serving")
+    })
+    .await;
+    // A reload asked over the control socket is logged with its outcome too.
+    let answer = krypton_host::daemon::send_control(&dir.join("control.sock"), "reload")
+        .await
+        .unwrap();
+    assert!(answer.starts_with("ok unchanged "), "{answer}");
+    wait_until("the control socket's reload outcome", || {
+        read_log().contains("cause=control socket")
     })
     .await;
     stop(daemon).await;

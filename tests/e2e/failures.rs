@@ -860,7 +860,15 @@ async fn an_untrusted_certificate_gets_the_ca_hint_and_is_not_retried() {
         attempts: 1,
     };
     expected.check(&transport_error(&endpoint, None, 4).await);
-    expected.check_cli(&cli_transport_error(&endpoint, &["--max-attempts", "4"]).await);
+    let cli = cli_transport_error(&endpoint, &["--max-attempts", "4"]).await;
+    expected.check_cli(&cli);
+    // The host names its own option for "the CA file option", chosen by the typed kind.
+    assert!(
+        cli.2
+            .contains("hint: here that is --ca-file PEM (or `ca_file` in gateway.toml)"),
+        "{}",
+        cli.2
+    );
     assert!(mock.requests().is_empty());
     mock.stop().await;
 }

@@ -413,11 +413,15 @@ async fn an_edited_aws_iot_bundle_is_not_replaced_without_force_and_nothing_is_m
     std::fs::write(&file, &edited).unwrap();
 
     let (code, out, err) = run(args(false)).await;
-    assert_eq!(code, 9, "{out}\n{err}");
+    // The code and words `status` and `export` use for the same bundle.
+    assert_eq!(code, 7, "{out}\n{err}");
     assert!(
-        err.contains("it is kept as it is: provision with force to replace it"),
+        err.contains(
+            "error: the stored bundle is unusable: field `region`: stored bundle `aws-iot`"
+        ),
         "{err}"
     );
+    assert!(err.contains("again with --force"), "{err}");
     assert_eq!(bootstraps(), 1, "a certificate was minted");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), edited);
 
