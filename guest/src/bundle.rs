@@ -461,10 +461,14 @@ impl Bundle {
                         v.push((key.to_string(), value.to_string()));
                     }
                 }
-                v.push(("fields".into(), b.metadata.len().to_string()));
                 v
             }
-            Bundle::Userdata(b) => vec![("bytes".into(), b.userdata.expose().len().to_string())],
+            Bundle::Userdata(_) => Vec::new(),
+        };
+        let sizes = match self {
+            Bundle::SubscriberMetadata(b) => vec![("fields".to_string(), b.metadata.len() as u64)],
+            Bundle::Userdata(b) => vec![("bytes".to_string(), b.userdata.expose().len() as u64)],
+            _ => Vec::new(),
         };
         let (_, obtained_at_ms) = self.header();
         Ok(Report {
@@ -474,6 +478,7 @@ impl Bundle {
             obtained_at_ms,
             identifiers,
             certificate,
+            sizes,
         })
     }
 }

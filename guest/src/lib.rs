@@ -68,6 +68,7 @@ mod glue {
             reused: r.reused,
             obtained_at_ms: r.obtained_at_ms,
             identifiers: r.identifiers,
+            sizes: r.sizes,
             certificate: r.certificate.map(|c| wit::CertificateSummary {
                 sha256_fingerprint: c.sha256_fingerprint,
                 subject: c.subject,

@@ -106,6 +106,8 @@ pub struct Report {
     pub obtained_at_ms: u64,
     pub identifiers: Vec<(String, String)>,
     pub certificate: Option<CertificateSummary>,
+    /// Sizes of what is stored (WIT `sizes`).
+    pub sizes: Vec<(String, u64)>,
 }
 
 /// Why a run failed (WIT `provision-error`). Messages never contain secret values.

@@ -148,6 +148,10 @@ pub fn report_json(report: &ProvisionReport) -> Value {
     for (key, value) in &report.identifiers {
         obj.insert(key.clone(), json!(value));
     }
+    // Sizes are numbers, and JSON numbers (`"bytes": 27`).
+    for (key, value) in &report.sizes {
+        obj.insert(key.clone(), json!(value));
+    }
     if let Some(c) = &report.certificate {
         obj.insert(
             "certificate".into(),
@@ -177,6 +181,9 @@ pub fn report_text(report: &ProvisionReport) -> String {
         rfc3339((report.obtained_at_ms / 1000) as i64)
     );
     for (key, value) in &report.identifiers {
+        out.push_str(&format!("  {key:<24} {value}\n"));
+    }
+    for (key, value) in &report.sizes {
         out.push_str(&format!("  {key:<24} {value}\n"));
     }
     if let Some(c) = &report.certificate {

@@ -628,3 +628,47 @@ async fn every_command_documents_its_exit_codes_and_export_its_arguments() {
         assert!(help.contains(needle), "`{needle}` missing:\n{help}");
     }
 }
+
+/// Item 4: sizes in a report are JSON numbers (`"bytes": 27`, not `"27"`), in `provision`
+/// and in `status`.
+#[tokio::test]
+async fn sizes_in_reports_are_json_numbers() {
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, mock.ca_pem()).unwrap();
+    let store = tmp.path().join("store");
+    for (target, key) in [("userdata", "bytes"), ("subscriber-metadata", "fields")] {
+        let (code, stdout, stderr) = run_cli(&[
+            "provision",
+            target,
+            "--endpoint",
+            &mock.endpoint(),
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "--json",
+        ])
+        .await;
+        assert_eq!(code, 0, "{stderr}");
+        let v = one_object(&stdout, target);
+        assert!(v[key].is_u64(), "{target}: `{key}` is not a number: {v}");
+        assert!(v[key].as_u64().unwrap() > 0, "{v}");
+    }
+    let (code, stdout, _) =
+        run_cli(&["status", "--store", store.to_str().unwrap(), "--json"]).await;
+    assert_eq!(code, 0);
+    let v = one_object(&stdout, "status");
+    let userdata = v["bundles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["target"] == "userdata")
+        .unwrap();
+    assert_eq!(
+        userdata["bytes"],
+        krypton_host::mock::CANARY_USERDATA.len() as u64
+    );
+    mock.stop().await;
+}

@@ -456,8 +456,11 @@ async fn ipv6_endpoints_and_impossible_ports() {
         .await
         .unwrap();
     assert_eq!(
-        ident(&report, "bytes"),
-        krypton_host::mock::CANARY_USERDATA.len().to_string()
+        report.sizes,
+        vec![(
+            "bytes".to_string(),
+            krypton_host::mock::CANARY_USERDATA.len() as u64
+        )]
     );
 
     let ca = tmp.path().join("ca.pem");
