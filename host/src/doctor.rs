@@ -10,7 +10,7 @@
 //! `wg-quick` format is read line by line (`Key = value` in `[Section]`s, `#` comments), which
 //! is all of its syntax that matters here.
 
-use crate::http::{HandshakeFailure, OutboundPolicy, host_port};
+use crate::http::{HandshakeFailure, OutboundPolicy};
 use ipnet::IpNet;
 use serde::Serialize;
 use std::net::IpAddr;
@@ -268,12 +268,13 @@ impl Reach {
     }
 }
 
-/// TCP then TLS to `ip:port` with `timeout` each.
+/// TCP then (for `https`) TLS to `ip:port` with `timeout` each.
 async fn reach(
     ip: IpAddr,
     port: u16,
     server_name: &str,
     policy: &OutboundPolicy,
+    tls: bool,
     timeout: Duration,
 ) -> Reach {
     let addr = std::net::SocketAddr::new(ip, port);
@@ -285,6 +286,10 @@ async fn reach(
         Ok(Err(e)) => return Reach::Tcp(e.to_string()),
         Err(_) => return Reach::Tcp(format!("no answer within {} ms", timeout.as_millis())),
     };
+    if !tls {
+        // A plain `http://` endpoint (a test server): TCP is all there is to check.
+        return Reach::Ok;
+    }
     match policy.tls_handshake(tcp, server_name, timeout).await {
         Ok(()) => Reach::Ok,
         Err(e) => Reach::Tls(e),
@@ -301,7 +306,14 @@ pub async fn diagnose(
     connect: bool,
     timeout: Duration,
 ) -> anyhow::Result<Diagnosis> {
-    let (host, port) = host_port(endpoint)?;
+    // The same check as every command's endpoint (no path, no user information).
+    let origin = crate::http::Origin::parse(endpoint)?;
+    let (host, port) = (origin.host.clone(), origin.port);
+    let explicit_port = endpoint
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.port_u16())
+        .is_some();
     let mut advice = Vec::new();
     let resolved: Vec<IpAddr> = if !addresses.is_empty() {
         addresses
@@ -341,13 +353,14 @@ pub async fn diagnose(
             }
         }
     };
-    let policy = OutboundPolicy::new(vec![crate::http::Origin::parse(endpoint)?], ca_pem)?;
+    let tls = origin.scheme == "https";
+    let policy = OutboundPolicy::new(vec![origin], ca_pem)?;
     let mut checks = Vec::new();
     let mut tls_failures = Vec::new();
     for ip in &resolved {
         let routed = tunnel.as_ref().map(|t| t.routes(*ip));
         let outcome = if connect {
-            reach(*ip, port, &host, &policy, timeout).await
+            reach(*ip, port, &host, &policy, tls, timeout).await
         } else {
             Reach::Skipped
         };
@@ -439,9 +452,25 @@ pub async fn diagnose(
         }
         Verdict::TlsFailed
     } else if connect && !answered {
-        advice.push(format!(
-            "no address of {host}:{port} answered; on SORACOM Air check the cellular route, on Arc the tunnel"
-        ));
+        let all_refused = !checks.is_empty()
+            && checks
+                .iter()
+                .all(|c| c.reachability == "tcp: connection refused");
+        if all_refused {
+            advice.push(format!(
+                "{host}:{port} refused the connection: nothing listens on port {port} there"
+            ));
+            if !explicit_port {
+                advice.push(format!(
+                    "the endpoint has no port, so {port} was tried: Krypton listens on 8036, \
+                     e.g. https://krypton.soracom.io:8036"
+                ));
+            }
+        } else {
+            advice.push(format!(
+                "no address of {host}:{port} answered; on SORACOM Air check the cellular route, on Arc the tunnel"
+            ));
+        }
         Verdict::Unreachable
     } else {
         Verdict::Ok

@@ -157,6 +157,24 @@ async fn reachability_is_checked_with_tcp_and_tls() {
         "tcp: connection refused"
     );
     assert_eq!(json["verdict"], "unreachable");
+    // Refused is said as refused, not as a cellular route problem.
+    assert_eq!(
+        json["advice"][0],
+        format!(
+            "127.0.0.1:{closed} refused the connection: nothing listens on port {closed} there"
+        )
+    );
+    assert!(!out.contains("cellular"), "{out}");
+    // No port in the endpoint: 443 was tried, and doctor says Krypton's port, as provision does.
+    // (Nothing listens on 443 on a test machine.)
+    let (code, out, _) = run_cli(&["doctor", "--json", "--endpoint", "https://127.0.0.1"]).await;
+    assert_eq!(code, 4, "{out}");
+    let json: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        json["advice"][1],
+        "the endpoint has no port, so 443 was tried: Krypton listens on 8036, e.g. \
+         https://krypton.soracom.io:8036"
+    );
 
     // A server that speaks plain HTTP: TLS fails, and doctor says it is not TLS.
     let (port, _) = super::failures::plain_http_server().await;
@@ -181,6 +199,17 @@ async fn reachability_is_checked_with_tcp_and_tls() {
              (https://krypton.soracom.io:8036); check the endpoint's port"
         )
     );
+    // The same server named with http://: no TLS is attempted, and it answers.
+    let (code, out, _) = run_cli(&[
+        "doctor",
+        "--json",
+        "--endpoint",
+        &format!("http://127.0.0.1:{port}"),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let json: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["addresses"][0]["reachability"], "ok");
 }
 
 #[tokio::test]
