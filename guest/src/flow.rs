@@ -24,6 +24,9 @@ use crate::model::{
 use crate::targets;
 use serde_json::{Map, Value};
 
+/// Krypton's network-authenticated host (SORACOM Krypton developer documentation).
+const KRYPTON_HOST: &str = "krypton.soracom.io";
+
 /// Largest response body read, bytes. Krypton bundles are a few KiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Longest `Retry-After` honoured, ms.
@@ -202,10 +205,20 @@ pub fn transport_failure(
             format!(
                 "the name `{host}` does not exist (DNS: no such name); nothing was sent to port {port}"
             ),
-            Some(format!(
-                "the name does not exist: check the spelling of the endpoint's host `{host}` \
-                 (Krypton is krypton.soracom.io)"
-            )),
+            Some(if host.eq_ignore_ascii_case(KRYPTON_HOST) {
+                // The right name, and still not found: the resolver is the problem, not the
+                // spelling (a gateway whose DNS only answers over its SORACOM session).
+                format!(
+                    "Krypton's own name did not resolve: this gateway's DNS does not know \
+                     `{host}`; check the resolver and that traffic leaves over SORACOM Air or Arc \
+                     (for a test server, use its endpoint instead)"
+                )
+            } else {
+                format!(
+                    "the name does not exist: check the spelling of the endpoint's host `{host}` \
+                     (Krypton is {KRYPTON_HOST})"
+                )
+            }),
         ),
         TransportKind::NameResolutionFailed => (
             format!(

@@ -2346,3 +2346,15 @@ fn every_transport_kind_is_put_in_plain_words_with_its_own_hint() {
     );
     assert_eq!(other.hint, None);
 }
+
+#[test]
+fn krypton_s_own_name_not_found_points_at_the_resolver_not_the_spelling() {
+    let real = Endpoint::parse("https://krypton.soracom.io:8036").unwrap();
+    let t = transport_failure(TransportKind::NameNotFound, &real, "R".into(), None);
+    let hint = t.hint.unwrap();
+    assert!(
+        hint.starts_with("Krypton's own name did not resolve: this gateway's DNS does not know"),
+        "{hint}"
+    );
+    assert!(!hint.contains("spelling"), "{hint}");
+}

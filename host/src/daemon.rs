@@ -414,7 +414,7 @@ fn instance_lock(path: &Path, what: &str) -> anyhow::Result<FileLock> {
     FileLock::acquire(path, Duration::ZERO).map_err(|e| match e {
         LockError::Busy { holder, .. } => anyhow::anyhow!(
             "{what} is already used by another krypton-host daemon ({}; lock file {}): stop it first \
-             (`systemctl stop krypton-host`), or give this one its own",
+             (`systemctl stop krypton-host`), or give this one its own store and socket",
             holder
                 .map(|p| format!("process {p}"))
                 .unwrap_or_else(|| "pid unknown".into()),

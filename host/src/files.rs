@@ -444,6 +444,15 @@ pub fn private_dir(dir: &Path, what: &str) -> anyhow::Result<()> {
                 meta.uid()
             );
             let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o002 != 0 {
+                // A shared directory such as /tmp: never suggest changing its mode.
+                anyhow::bail!(
+                    "{what}: the directory {} has mode {mode:03o}: anyone can write in it; \
+                     use a directory of its own, e.g. {}",
+                    dir.display(),
+                    dir.join("krypton-host").display()
+                );
+            }
             anyhow::ensure!(
                 mode & 0o077 == 0,
                 "{what}: the directory {} has mode {mode:03o}: group or others can reach it; \

@@ -490,7 +490,7 @@ async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
     }
     let request_parameters = request_parameters(&args)?;
     let store = SecretStore::open(&args.common.store)
-        .context("opening the secret store")
+        .map_err(anyhow::Error::from)
         .map_err(fail(exit::STORAGE))?;
     // One writer per store: held until this run has stored its result.
     let _writer = lock_store(&store, std::time::Duration::from_secs(args.lock_wait_secs)).await?;
@@ -610,7 +610,7 @@ async fn status(args: StatusArgs) -> Result<(), HostFailure> {
         ))
     } else {
         let store = SecretStore::open(store_dir)
-            .context("opening the secret store")
+            .map_err(anyhow::Error::from)
             .map_err(fail(exit::STORAGE))?;
         let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
         let pre = load_component(&runtime, args.common.component.as_deref())?;
@@ -901,7 +901,7 @@ async fn open_with_bundle(
         )));
     }
     let store = SecretStore::open(store_dir)
-        .context("opening the secret store")
+        .map_err(anyhow::Error::from)
         .map_err(fail(exit::STORAGE))?;
     let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
     let pre = load_component(&runtime, component)?;
@@ -931,6 +931,16 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
         .map_err(fail(exit::INVALID_REQUEST))?;
     let (runtime, pre, store) =
         open_with_bundle(&args.store, args.component.as_deref(), args.target).await?;
+    // The component checks the format against the target (and the stored values) before
+    // anything else happens: a format that does not fit is exit 3 even where Krypton's name
+    // cannot be resolved. Rendering is local and cheap.
+    if let Err(e) = runtime
+        .render_export(&pre, store.clone(), args.target, &args.format, "/", &[])
+        .await
+        .map_err(fail(exit::INTERNAL))?
+    {
+        return Err(component_failure(e));
+    }
     let addresses = if args.format == "wireguard" {
         krypton_addresses(&args.krypton_addresses, &args.endpoint).await?
     } else {

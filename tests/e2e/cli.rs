@@ -407,6 +407,25 @@ async fn a_wrong_format_creates_no_directory() {
             "{format}: --out (or its parent) was created"
         );
     }
+    // Without --krypton-address, wireguard would resolve Krypton's name (which does not
+    // resolve here): the format is still refused first, exit 3, not a DNS error.
+    let (code, stdout, _) = run_cli(&[
+        "export",
+        "azure-iot",
+        "--format",
+        "wireguard",
+        "--out",
+        out.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 3, "{stdout}");
+    assert_eq!(
+        one_object(&stdout, "wireguard")["error"]["kind"],
+        "invalid-request"
+    );
     // An unknown owner is refused before anything is created too.
     let (code, stdout, _) = run_cli(&[
         "export",

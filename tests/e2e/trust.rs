@@ -83,3 +83,23 @@ fn a_store_or_state_directory_of_another_user_or_behind_a_symlink_is_refused() {
         assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
     }
 }
+
+#[test]
+fn a_shared_directory_as_the_store_gets_a_subdirectory_suggested_not_a_chmod() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let err = SecretStore::open(&shared).unwrap_err().to_string();
+    assert!(
+        err.contains("anyone can write in it; use a directory of its own, e.g. ")
+            && err.contains("shared/krypton-host"),
+        "{err}"
+    );
+    assert!(!err.contains("chmod"), "{err}");
+    assert_eq!(
+        std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777,
+        0o1777,
+        "the shared directory's mode was changed"
+    );
+}
