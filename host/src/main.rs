@@ -854,7 +854,7 @@ async fn demo(args: DemoArgs) -> Result<(), HostFailure> {
         use std::os::unix::fs::PermissionsExt;
         let meta = entry.metadata().map_err(|e| internal(e.into()))?;
         println!(
-            "  {:o}  {:>6} bytes  {}",
+            "  {:04o}  {:>6} bytes  {}",
             meta.permissions().mode() & 0o777,
             meta.len(),
             entry.path().display()

@@ -931,6 +931,14 @@ impl Runtime {
     ///
     /// Errors: not a component, or it imports something this host does not offer.
     pub fn load(&self, bytes: &[u8]) -> anyhow::Result<KryptonPre> {
+        // wasmtime would also take WebAssembly text and answer a stray file (a key, a config)
+        // with a parser diagnostic that quotes its first line; a component file is binary and
+        // starts with the `\0asm` magic (WebAssembly Core Specification §5.5.16).
+        anyhow::ensure!(
+            bytes.starts_with(b"\0asm"),
+            "not a WebAssembly component: the file does not start with the `\\0asm` magic \
+             (build one with `cargo guest`)"
+        );
         let component = self.compile(bytes).context("compiling the component")?;
         let pre = self
             .linker

@@ -222,6 +222,20 @@ fn keygen_and_sign_make_a_signature_the_daemon_checks() {
     assert_eq!(again.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&again.stderr).contains("never overwritten"));
 
+    // A file that is not a component (here: the private key itself) is named as such, and
+    // nothing of it is quoted back.
+    let wrong = std::process::Command::new(BIN)
+        .arg("sign")
+        .arg(&key_file)
+        .arg("--key")
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(3), "{wrong:?}");
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("not a WebAssembly component"), "{stderr}");
+    assert!(!stderr.contains("BEGIN PRIVATE KEY"), "{stderr}");
+
     let component = tmp.path().join("krypton.wasm");
     std::fs::write(&component, variant(3)).unwrap();
     let sign = |extra: &[&str]| {
