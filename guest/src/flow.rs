@@ -2,7 +2,7 @@
 //! natively in unit tests and inside the component with `wasi:http`, `wasi:clocks`,
 //! `wasi:random` and the `secret-store` import. Per-target logic is in [`crate::targets`].
 //!
-//! Policy (DESIGN.md "every wait is bounded"):
+//! Policy (every wait is bounded):
 //! * per-request connect / first-byte / between-bytes timeouts, each clamped to what is left
 //!   of the whole-operation deadline;
 //! * retries only where repeating is safe: connection failures and single-request timeouts,
@@ -583,7 +583,7 @@ impl<'a, C: Capabilities> Run<'a, C> {
 }
 
 /// Build [`Error::HttpStatus`] from an error response: Krypton's `{"code","message"}` when the
-/// body has them (krypton-api.md §4.1), and at most [`MAX_EXCERPT_BYTES`] of the body.
+/// body has them (the shape SORACOM's API errors use), and at most [`MAX_EXCERPT_BYTES`] of the body.
 pub fn http_status_error(status: u16, body: &[u8], request: String) -> Error {
     let parsed: Option<Map<String, Value>> = serde_json::from_slice(body).ok();
     let text_field = |name: &str| {
@@ -683,7 +683,7 @@ pub fn parse_params(params: Option<&str>) -> Result<Option<Map<String, Value>>, 
 }
 
 /// The network-mode body: `{"requestParameters": {...}}`, or `{}` without parameters
-/// (what soratun sends; krypton-api.md §2.1). Unknown keys pass through unchanged.
+/// (what soratun sends). Unknown keys pass through unchanged.
 pub fn request_body(params: Option<&Map<String, Value>>) -> Vec<u8> {
     let mut body = Map::new();
     if let Some(params) = params {

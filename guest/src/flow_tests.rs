@@ -1028,7 +1028,9 @@ fn inventory_needs_an_endpoint_and_an_application_key() {
 
 #[test]
 fn inventory_key_derivation_matches_the_reference_vector() {
-    // krypton-api.md §3.5: nonce AAECAwQFBgcICQoLDA0ODw==, timestamp 1700000000123, CK 00..0f.
+    // The derivation of SORACOM's clients (Go `calculateInventoryApplicationKey`, Java
+    // `EndorseAPI.calculateApplicationKey`): nonce AAECAwQFBgcICQoLDA0ODw==, timestamp
+    // 1700000000123, CK 00..0f.
     let ck: Vec<u8> = (0u8..16).collect();
     assert_eq!(
         crate::targets::inventory_application_key("AAECAwQFBgcICQoLDA0ODw==", "1700000000123", &ck)

@@ -1,6 +1,24 @@
 //! Per-target Krypton operations: what to send, what to expect, what to store.
-//! Paths and fields come from `reference/krypton-api.md` §2.2 (P1–P12); choices where the
-//! reference is silent are stated next to the code.
+//! Paths and fields come from SORACOM's Krypton documentation and its open-source clients
+//! (`soracom/krypton-client-go`, `soracom/soracom-krypton-client-for-java`); choices where the
+//! documentation is silent are stated next to the code.
+//!
+//! The operations are numbered P1–P12 in comments here and in the mock:
+//!
+//! | no. | request |
+//! | --- | --- |
+//! | P1 | `POST /v1/provisioning/aws/iot/bootstrap` |
+//! | P2 | `POST /v1/provisioning/aws/iot/certificates/{certificateId}` |
+//! | P3 | `POST /v1/provisioning/aws/iot/ca_certificate` |
+//! | P4 | `POST /v1/provisioning/aws/cognito/credentials` |
+//! | P5 | `POST /v1/provisioning/aws/cognito/open_id_tokens` |
+//! | P6 | `POST /v1/provisioning/azure/iot/register` |
+//! | P7 | `GET` (network mode) `/v1/provisioning/azure/iot/registrations/{operationId}` |
+//! | P8 | `POST /v1/provisioning/azure/iot/bootstrap` (not used) |
+//! | P9 | `POST /v1/provisioning/soracom/inventory/bootstrap` |
+//! | P10 | `POST /v1/provisioning/soracom/arc/bootstrap` |
+//! | P11 | `POST /v1/provisioning/soracom/air/subscriber_metadata` |
+//! | P12 | `POST /v1/provisioning/soracom/air/userdata` |
 
 use crate::bundle::{
     ArcBundle, AwsCognitoBundle, AwsCognitoOpenidBundle, AwsIotBundle, AzureIotBundle, Bundle,
@@ -146,7 +164,7 @@ pub fn plan(target: Target, params: Option<Map<String, Value>>) -> Result<Plan, 
                 Error::InvalidRequest(format!("endpoint is not an LwM2M endpoint name: {r}"))
             })?;
             // SORACOM's Go client sends `endpoint` at the top level and keeps it inside
-            // `requestParameters` too (krypton-api.md §2.1); do the same.
+            // `requestParameters` too; do the same.
             let mut body = Map::new();
             body.insert("endpoint".into(), Value::String(endpoint.clone()));
             body.insert(
@@ -538,7 +556,8 @@ fn aws_iot<C: Capabilities>(
 const EPOCH_MS_THRESHOLD: u64 = 100_000_000_000;
 
 /// Cognito `expiration` as ms since the epoch. Krypton's Java client reads epoch ms
-/// (krypton-api.md P4); samples show epoch seconds and ISO-8601 strings. All three are accepted
+/// (its `expiration` is a `Long` used as a `Date`); samples show epoch seconds and ISO-8601
+/// strings. All three are accepted
 /// as the same instant; anything else (0, negative, fractional, other text) is an error, never
 /// a default.
 pub fn parse_expiration(value: Option<&Value>) -> Result<u64, Error> {
@@ -636,7 +655,8 @@ fn aws_cognito_openid(obj: &Map<String, Value>, now: u64) -> Result<Bundle, Erro
 }
 
 /// The Inventory DTLS-PSK key Krypton derives for SIM-authenticated calls when it sends
-/// `nonce` + `timestamp` instead of `applicationKey` (krypton-api.md §3.5): the first 16 bytes
+/// `nonce` + `timestamp` instead of `applicationKey` (SORACOM's Go client
+/// `calculateInventoryApplicationKey`, Java `EndorseAPI.calculateApplicationKey`): the first 16 bytes
 /// of SHA-256(base64-decoded nonce ‖ timestamp as ASCII ‖ CK), as standard base64.
 ///
 /// Errors: [`Error::InvalidResponse`] on `nonce` when it is not base64.

@@ -4,7 +4,7 @@
 //!
 //! HTTP uses the generated `wasi:http` bindings directly rather than a client crate: they
 //! report the exact `wasi:http` `error-code` for connect and TLS failures (a client that
-//! writes the body first can mask them as "connection reset"; build-recipe pitfall 7), they
+//! writes the body first can mask them as "connection reset"), they
 //! let us pass connect / first-byte / between-bytes timeouts, and they keep the component small.
 
 use crate::bindings::soracom::krypton::secret_store::{self, StoreError};

@@ -3,7 +3,8 @@
 //! Network-authenticated Krypton only answers requests that leave over the SIM's SORACOM
 //! session. On SORACOM Arc that means through the WireGuard tunnel, and WireGuard routes only
 //! the destinations in the peer's `AllowedIPs`: when Krypton's address is missing there, the
-//! request leaves over the ordinary internet and times out (around-krypton.md §4.3). This
+//! request leaves over the ordinary internet and times out (wg-quick(8) and SORACOM Arc
+//! documentation on `AllowedIPs`). This
 //! module resolves the endpoint, checks each address against the tunnel's `AllowedIPs` (from a
 //! `wg-quick` file or a soratun `arc.json`, including `additionalAllowedIPs`), tries TCP and TLS
 //! with short timeouts, and says exactly what to add. CIDRs are parsed with `ipnet`; the

@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-/// Krypton's network-authenticated endpoint (krypton-api.md §1.1).
+/// Krypton's network-authenticated endpoint (SORACOM Krypton documentation; soratun's Krypton
+/// client uses the same).
 const DEFAULT_ENDPOINT: &str = "https://krypton.soracom.io:8036";
 const DEFAULT_STORE: &str = "/var/lib/krypton-host/store";
 

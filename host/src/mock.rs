@@ -1,7 +1,9 @@
 //! A mock SORACOM Krypton (network-authenticated mode) over HTTPS on loopback, for tests, the
 //! demo and users' CI.
 //!
-//! It serves every operation of `reference/krypton-api.md` §2.2 that network mode offers:
+//! It serves every operation network mode offers (SORACOM's Krypton documentation and its open-
+//! source clients, `soracom/krypton-client-go` and `soracom/soracom-krypton-client-for-java`;
+//! P1–P12 number the operations as in the docs of the guest's `targets` module):
 //! * P6 `POST /v1/provisioning/azure/iot/register` answers
 //!   `{"operationId":"4.<hex>","status":"assigning"}`; P7 `GET|POST …/registrations/{id}`
 //!   answers `assigning` [`MockConfig::assigning_polls`] times, then `assigned` with
@@ -24,7 +26,7 @@
 //! values that are not keys carry the markers in [`CANARIES`], so tests can prove that no
 //! secret reaches a log or a report.
 //!
-//! Where the real service's behaviour is unknown (krypton-api.md §4.1, marked [U]) the mock
+//! Where the real service's behaviour is not documented (the shape of error bodies) the mock
 //! picks: errors are `{"code":"KRY…","message":"…"}` with the status; an unknown path or
 //! `operationId` is 404 `KRY0404`; Inventory without `endpoint` is 400 `KRY0400`.
 //!
@@ -96,7 +98,8 @@ pub fn arc_private_key() -> String {
     BASE64.encode(CANARY_WG_KEY_RAW)
 }
 
-/// How the mock writes Cognito `expiration` (all seen in the wild, krypton-api.md P4).
+/// How the mock writes Cognito `expiration`: epoch ms (SORACOM's Java client reads a `Long` of
+/// milliseconds), epoch seconds or ISO-8601 (both in public samples).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExpirationFormat {
     /// Epoch milliseconds (what SORACOM's Java client reads).
