@@ -167,18 +167,6 @@ pub struct Owner {
     pub gid: u32,
 }
 
-/// [`write_private_file`], the file then owned by `owner` when given: `fchown(2)` on the open
-/// temp file, before the rename, so no path is looked up again and no symlink is followed.
-/// Errors: as [`write_private_file`], plus `fchown` failing (`EPERM` when not root).
-pub fn write_private_file_owned(
-    path: &Path,
-    bytes: &[u8],
-    mode: u32,
-    owner: Option<Owner>,
-) -> std::io::Result<()> {
-    write_private_file_with(path, bytes, mode, owner, |_| Ok(()))
-}
-
 /// `fchown(2)` on an open descriptor.
 fn fchown(file: &File, owner: Owner) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;

@@ -932,21 +932,6 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
         .map_err(fail(exit::INVALID_REQUEST))?;
     let (runtime, pre, store) =
         open_with_bundle(&args.store, args.component.as_deref(), args.target).await?;
-    // The component checks the format against the target (and the stored values) before
-    // anything else happens: a format that does not fit is exit 3 even where Krypton's name
-    // cannot be resolved. Rendering is local and cheap.
-    if let Err(e) = runtime
-        .render_export(&pre, store.clone(), args.target, &args.format, "/", &[])
-        .await
-        .map_err(fail(exit::INTERNAL))?
-    {
-        return Err(component_failure(e));
-    }
-    let addresses = if args.format == "wireguard" {
-        krypton_addresses(&args.krypton_addresses, &args.endpoint).await?
-    } else {
-        Vec::new()
-    };
     let exists = match std::fs::symlink_metadata(&args.out) {
         Ok(meta) if meta.file_type().is_symlink() => {
             return Err(fail(exit::INVALID_REQUEST)(anyhow::anyhow!(
@@ -963,14 +948,14 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
         Ok(_) => true,
         Err(_) => false,
     };
-    let render = async |dir: &Path| match runtime
+    let render = async |dir: &Path, addresses: &[String]| match runtime
         .render_export(
             &pre,
             store.clone(),
             args.target,
             &args.format,
             &dir.to_string_lossy(),
-            &addresses,
+            addresses,
         )
         .await
         .map_err(fail(exit::INTERNAL))?
@@ -979,7 +964,7 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
         Err(e) => Err(component_failure(e)),
     };
     // Where the files will be: the directory's real path when it exists, else the absolute
-    // path it will have. Rendering there first checks the target and the format.
+    // path it will have.
     let planned = if exists {
         std::fs::canonicalize(&args.out)
     } else {
@@ -987,7 +972,18 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     }
     .with_context(|| format!("resolving {}", args.out.display()))
     .map_err(fail(exit::STORAGE))?;
-    let mut files = render(&planned).await?;
+    // The component checks the format against the target (and the stored values) first, before
+    // anything is created and before Krypton's name is looked up: a format that does not fit
+    // is exit 3 even where that name cannot be resolved. Only `wireguard` needs the addresses,
+    // and renders again with them.
+    let mut files = render(&planned, &[]).await?;
+    let addresses = if args.format == "wireguard" {
+        let addresses = krypton_addresses(&args.krypton_addresses, &args.endpoint).await?;
+        files = render(&planned, &addresses).await?;
+        addresses
+    } else {
+        Vec::new()
+    };
     if !exists {
         // Parents this creates are 0755 (root's, writable by nobody else), so that the user of
         // `--owner` can reach the leaf; the leaf is 0700 and becomes theirs below.
@@ -1010,7 +1006,7 @@ async fn export(args: ExportArgs) -> Result<(), HostFailure> {
         .map_err(fail(exit::STORAGE))?;
     if out != planned {
         // A parent was a symlink: the files name their real place.
-        files = render(&out).await?;
+        files = render(&out, &addresses).await?;
     }
     krypton_host::files::safe_output_dir(&out, owner.map(|o| o.uid))
         .context("--out")

@@ -392,6 +392,13 @@ impl CpuMeter {
         self.enter();
     }
 
+    /// Record the CPU limit in `trip` once the time used is past the budget.
+    fn trip_if_over(&self, trip: &LimitTrip) {
+        if self.used > self.budget {
+            trip.trip(format!("its CPU limit of {} ms", self.budget.as_millis()));
+        }
+    }
+
     /// Add the running stretch and start a new one.
     fn checkpoint(&mut self) {
         if let Some(since) = self.in_wasm_since {
@@ -995,12 +1002,7 @@ impl Runtime {
                 CallHook::CallingWasm => state.cpu.enter(),
                 CallHook::ReturningFromHost => {
                     state.cpu.return_from_host();
-                    if state.cpu.used > state.cpu.budget {
-                        state.trip.trip(format!(
-                            "its CPU limit of {} ms",
-                            state.cpu.budget.as_millis()
-                        ));
-                    }
+                    state.cpu.trip_if_over(&state.trip);
                     // A host call that broke a limit (a request, a log line, CPU spent by the
                     // host on its behalf) stops the call here, before the component runs again.
                     state.trip.trap()?;
@@ -1014,12 +1016,7 @@ impl Runtime {
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
             state.cpu.checkpoint();
-            if state.cpu.used > state.cpu.budget {
-                state.trip.trip(format!(
-                    "its CPU limit of {} ms",
-                    state.cpu.budget.as_millis()
-                ));
-            }
+            state.cpu.trip_if_over(&state.trip);
             if state.trip.get().is_some() {
                 Ok(UpdateDeadline::Interrupt)
             } else {

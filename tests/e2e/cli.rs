@@ -539,20 +539,23 @@ async fn export_owner_chowns_the_files_and_the_directory() {
     let (tmp, store) = store_with(&[Target::AwsIot]).await;
     let out = tmp.path().join("for-app");
     let owner = krypton_host::files::resolve_owner("nobody").unwrap();
-    let (code, stdout, stderr) = run_cli(&[
-        "export",
-        "aws-iot",
-        "--format",
-        "aws-iot",
-        "--out",
-        out.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--owner",
-        "nobody",
-        "--json",
-    ])
-    .await;
+    let export_as_nobody = async |out: &std::path::Path| {
+        run_cli(&[
+            "export",
+            "aws-iot",
+            "--format",
+            "aws-iot",
+            "--out",
+            out.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "--owner",
+            "nobody",
+            "--json",
+        ])
+        .await
+    };
+    let (code, stdout, stderr) = export_as_nobody(&out).await;
     // SAFETY: geteuid has no arguments and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         assert_eq!(code, 9, "{stdout}{stderr}");
@@ -572,23 +575,7 @@ async fn export_owner_chowns_the_files_and_the_directory() {
     assert_ne!(owner.uid, 0);
 
     // A renewal writes into that directory again.
-    let export_again = async |out: &std::path::Path| {
-        run_cli(&[
-            "export",
-            "aws-iot",
-            "--format",
-            "aws-iot",
-            "--out",
-            out.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-            "--owner",
-            "nobody",
-            "--json",
-        ])
-        .await
-    };
-    let (code, _, stderr) = export_again(&out).await;
+    let (code, _, stderr) = export_as_nobody(&out).await;
     assert_eq!(code, 0, "the renewal was refused: {stderr}");
 
     // An existing directory keeps its owner (an `--out /etc` must not give /etc away); only
@@ -596,14 +583,14 @@ async fn export_owner_chowns_the_files_and_the_directory() {
     let existing = tmp.path().join("existing");
     std::fs::create_dir(&existing).unwrap();
     std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (code, _, stderr) = export_again(&existing).await;
+    let (code, _, stderr) = export_as_nobody(&existing).await;
     assert_eq!(code, 0, "{stderr}");
     let meta = std::fs::metadata(&existing).unwrap();
     assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o755));
 
     // Nested: the parents it creates are reachable by the owner (0755), the leaf is theirs.
     let nested = tmp.path().join("a").join("b").join("app");
-    let (code, _, stderr) = export_again(&nested).await;
+    let (code, _, stderr) = export_as_nobody(&nested).await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         std::fs::metadata(tmp.path().join("a/b")).unwrap().mode() & 0o777,
