@@ -5,7 +5,6 @@
 //! * [`runtime`]: engine, linker, per-call store with limits, calls into the component;
 //! * [`http`]: outbound HTTP policy (allow-list, TLS roots, timeouts);
 //! * [`store`]: the on-disk secret store (atomic bundle replacement, 0700/0600);
-//! * [`mock`]: a mock Krypton over HTTPS for tests, the demo and CI;
 //! * [`output`]: reports, errors and exit codes for the CLI;
 //! * [`doctor`]: checks the route to Krypton (the SORACOM Arc `AllowedIPs` trap);
 //! * [`files`]: files read from user paths, the atomic private-file writer, locks.
@@ -15,7 +14,6 @@ pub mod doctor;
 pub mod files;
 pub mod http;
 pub mod lifecycle;
-pub mod mock;
 pub mod output;
 pub mod runtime;
 pub mod signing;

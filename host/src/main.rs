@@ -9,7 +9,7 @@ mod cli {
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use krypton_host::http::{self, OutboundPolicy};
-use krypton_host::mock::{ExpirationFormat, Fault, MockConfig, MockKrypton};
+use krypton_mock::{ExpirationFormat, Fault, MockConfig, MockKrypton};
 use krypton_host::output::{self, exit};
 use krypton_host::runtime::{
     AuthMode, DEFAULT_COMPONENT, HttpTimeouts, KryptonPre, ProvisionError, ProvisionRequest,

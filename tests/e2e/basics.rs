@@ -2,7 +2,7 @@
 
 use super::support::*;
 use krypton_host::http::{Origin, OutboundPolicy};
-use krypton_host::mock::Fault;
+use krypton_mock::Fault;
 use krypton_host::runtime::{ProvisionError, Target, TransportKind};
 use krypton_host::store::SecretStore;
 use serde_json::Value;
@@ -534,7 +534,7 @@ async fn demo_provisions_every_target_and_prints_no_secret() {
         "{out}"
     );
     assert_no_secret(&[&out, &err], &key_lines(&store));
-    for canary in krypton_host::mock::canaries() {
+    for canary in krypton_mock::canaries() {
         assert!(
             !out.contains(&canary) && !err.contains(&canary),
             "{canary} leaked"

@@ -3,7 +3,7 @@
 //! argument, `--owner`, the `converted` field.
 
 use super::support::*;
-use krypton_host::mock::Fault;
+use krypton_mock::Fault;
 use krypton_host::output::{self, ERROR_KINDS};
 use krypton_host::runtime::Target;
 use krypton_host::store::SecretStore;
@@ -674,7 +674,7 @@ async fn sizes_in_reports_are_json_numbers() {
         .unwrap();
     assert_eq!(
         userdata["bytes"],
-        krypton_host::mock::CANARY_USERDATA.len() as u64
+        krypton_mock::CANARY_USERDATA.len() as u64
     );
     mock.stop().await;
 }

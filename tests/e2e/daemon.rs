@@ -610,7 +610,7 @@ async fn overlapping_passes_mint_once() {
     let mock = mock().await;
     mock.inject_times(
         "/v1/provisioning/aws/iot/bootstrap",
-        krypton_host::mock::Fault::DelayHeaders(Duration::from_millis(1500)),
+        krypton_mock::Fault::DelayHeaders(Duration::from_millis(1500)),
         1,
     );
     let tmp = tempfile::tempdir().unwrap();
@@ -644,7 +644,7 @@ async fn cli_and_daemon_on_one_store_mint_once() {
     // Slow answers, so that without a lock both writers are in flight together.
     mock.inject(
         "/v1/provisioning/aws/iot/bootstrap",
-        krypton_host::mock::Fault::DelayHeaders(Duration::from_millis(1500)),
+        krypton_mock::Fault::DelayHeaders(Duration::from_millis(1500)),
     );
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -876,7 +876,7 @@ async fn a_failing_target_backs_off_and_logs_once() {
     let mock = mock().await;
     mock.inject(
         "/v1/provisioning/aws/cognito",
-        krypton_host::mock::Fault::Status {
+        krypton_mock::Fault::Status {
             status: 403,
             code: "KRY0403".into(),
             message: "denied".into(),
@@ -1123,7 +1123,7 @@ async fn a_stop_during_a_pass_starts_no_further_target() {
     let mock = mock().await;
     mock.inject(
         "/v1/provisioning/aws/cognito/credentials",
-        krypton_host::mock::Fault::DelayHeaders(Duration::from_millis(2000)),
+        krypton_mock::Fault::DelayHeaders(Duration::from_millis(2000)),
     );
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

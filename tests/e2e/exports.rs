@@ -2,7 +2,7 @@
 //! (issue 4 "Exports").
 
 use super::support::*;
-use krypton_host::mock;
+use krypton_mock as mock;
 use krypton_host::runtime::Target;
 use krypton_host::store::SecretStore;
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! the error variant and that a bundle stored before the failing run is byte-for-byte unchanged.
 
 use super::support::*;
-use krypton_host::mock::{Fault, MockKrypton};
+use krypton_mock::{Fault, MockKrypton};
 use krypton_host::runtime::{
     ProvisionError, ProvisionReport, ProvisionRequest, Target, TransportError, TransportKind,
 };
@@ -443,9 +443,9 @@ async fn a_trickling_body_cannot_outlast_the_operation_deadline() {
 
 #[tokio::test]
 async fn ipv6_endpoints_and_impossible_ports() {
-    let mock = krypton_host::mock::MockKrypton::start(
+    let mock = krypton_mock::MockKrypton::start(
         "[::1]:0".parse().unwrap(),
-        krypton_host::mock::MockConfig::default(),
+        krypton_mock::MockConfig::default(),
     )
     .await
     .unwrap();
@@ -459,7 +459,7 @@ async fn ipv6_endpoints_and_impossible_ports() {
         report.sizes,
         vec![(
             "bytes".to_string(),
-            krypton_host::mock::CANARY_USERDATA.len() as u64
+            krypton_mock::CANARY_USERDATA.len() as u64
         )]
     );
 

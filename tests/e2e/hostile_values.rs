@@ -3,7 +3,7 @@
 //! Krypton is called. Real component, real host, the mock's raw-body fault.
 
 use super::support::*;
-use krypton_host::mock::{Fault, MockKrypton};
+use krypton_mock::{Fault, MockKrypton};
 use krypton_host::runtime::{ProvisionError, Target};
 use krypton_host::store::SecretStore;
 use serde_json::{Value, json};
@@ -52,9 +52,9 @@ async fn an_arc_endpoint_with_line_breaks_is_refused_and_nothing_is_stored() {
     mock.inject(
         ARC_BOOTSTRAP,
         Fault::Body(json!({
-            "arcClientPeerPrivateKey": krypton_host::mock::arc_private_key(),
+            "arcClientPeerPrivateKey": krypton_mock::arc_private_key(),
             "arcClientPeerIpAddress": "10.123.45.6",
-            "arcServerPeerPublicKey": krypton_host::mock::arc_private_key(),
+            "arcServerPeerPublicKey": krypton_mock::arc_private_key(),
             "arcServerEndpoint": HOSTILE_ENDPOINT,
             "arcAllowedIPs": ["100.127.0.0/16"],
         })),

@@ -20,7 +20,7 @@
 //! load the exports and are never skipped.
 
 use super::support::*;
-use krypton_host::mock::{KeyShape, MockConfig, MockKrypton};
+use krypton_mock::{KeyShape, MockConfig, MockKrypton};
 use krypton_host::runtime::Target;
 use krypton_host::store::SecretStore;
 use serde_json::Value;

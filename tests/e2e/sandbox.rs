@@ -4,7 +4,7 @@
 //! "Sandbox limits that add up").
 
 use super::support::*;
-use krypton_host::mock::MockKrypton;
+use krypton_mock::MockKrypton;
 use krypton_host::runtime::{
     KryptonPre, ProvisionError, ProvisionReport, Runtime, SandboxLimits, Target,
 };

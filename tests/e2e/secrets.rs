@@ -2,7 +2,7 @@
 //! level, on success and on failure, with the mock's canary values in every secret field.
 
 use super::support::*;
-use krypton_host::mock::{self, Fault};
+use krypton_mock::{self as mock, Fault};
 use krypton_host::output::ALL_TARGETS;
 use serde_json::Value;
 

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use krypton_host::http::{Origin, OutboundPolicy};
-use krypton_host::mock::{MockConfig, MockKrypton};
+use krypton_mock::{MockConfig, MockKrypton};
 use krypton_host::runtime::{
     AuthMode, DEFAULT_COMPONENT, HttpTimeouts, KryptonPre, ProvisionError, ProvisionReport,
     ProvisionRequest, RetryPolicy, Runtime, Target,

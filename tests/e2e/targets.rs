@@ -2,7 +2,7 @@
 //! the mock issued (issue 3 "Operations").
 
 use super::support::*;
-use krypton_host::mock::{self, ExpirationFormat, MockConfig, MockKrypton};
+use krypton_mock::{self as mock, ExpirationFormat, MockConfig, MockKrypton};
 use krypton_host::runtime::Target;
 use krypton_host::store::SecretStore;
 use serde_json::{Value, json};

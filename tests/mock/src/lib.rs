@@ -3,7 +3,7 @@
 //!
 //! It serves every operation network mode offers (SORACOM's Krypton documentation and its open-
 //! source clients, `soracom/krypton-client-go` and `soracom/soracom-krypton-client-for-java`;
-//! P1–P12 number the operations as in the docs of the guest's `targets` module):
+//! P1–P12 number the operations as in the guest's crate docs):
 //! * P6 `POST /v1/provisioning/azure/iot/register` answers
 //!   `{"operationId":"4.<hex>","status":"assigning"}`; P7 `GET|POST …/registrations/{id}`
 //!   answers `assigning` [`MockConfig::assigning_polls`] times, then `assigned` with
