@@ -23,11 +23,9 @@
 use crate::files::{self, FileLock, LockError};
 use crate::http::{Origin, OutboundPolicy};
 use crate::lifecycle::{ComponentPolicy, Lifecycle, ReloadOutcome, parse_public_key};
+use crate::options::ProvisionOptions;
 use crate::output;
-use crate::runtime::{
-    AuthMode, CachePolicy, HttpTimeouts, ProvisionRequest, RetryPolicy, Runtime, SandboxLimits,
-    Target,
-};
+use crate::runtime::{CachePolicy, ProvisionRequest, Runtime, SandboxLimits, Target};
 use crate::signing::VersionFloor;
 use crate::store::SecretStore;
 use anyhow::Context as _;
@@ -554,26 +552,13 @@ impl Daemon {
     }
 
     fn request(&self, target: Target, params: Option<String>, force: bool) -> ProvisionRequest {
-        ProvisionRequest {
-            target,
-            mode: AuthMode::Network,
-            endpoint: self.config.endpoint.clone(),
+        ProvisionOptions {
             request_parameters: params,
             force,
-            deadline_ms: u32::try_from(self.config.limits.deadline_secs.saturating_mul(1000))
-                .unwrap_or(u32::MAX),
-            poll_interval_ms: 1000,
-            timeouts: HttpTimeouts {
-                connect_ms: 10_000,
-                first_byte_ms: 30_000,
-                between_bytes_ms: 30_000,
-            },
-            retry: RetryPolicy {
-                max_attempts: 4,
-                base_delay_ms: 500,
-                max_delay_ms: 8_000,
-            },
+            deadline: Duration::from_secs(self.config.limits.deadline_secs),
+            ..ProvisionOptions::default()
         }
+        .request(target, &self.config.endpoint)
     }
 
     /// Whether `name` is waiting out a backoff at `now`.

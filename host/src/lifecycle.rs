@@ -40,6 +40,22 @@ pub const PROBATION_CALLS: u32 = 3;
 /// Largest component file read, bytes (the provisioning component is under 1 MiB).
 pub const MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
 
+/// The self-check every component passes before it serves: its `version` call, in the
+/// sandbox. Returns the component's own version (e.g. `0.2.0`). Errors: the call traps or hits
+/// a sandbox limit, or the component speaks another contract than [`CONTRACT`].
+pub async fn self_check(runtime: &Runtime, pre: &KryptonPre) -> anyhow::Result<String> {
+    let (version, contract) = runtime
+        .version(pre)
+        .await
+        .context("the self-check call failed")?;
+    anyhow::ensure!(
+        contract == CONTRACT,
+        "the component speaks `{}`, this host `{CONTRACT}`",
+        contract.escape_debug()
+    );
+    Ok(version)
+}
+
 /// A checked, linked component version.
 pub struct Loaded {
     pub pre: KryptonPre,
@@ -136,27 +152,13 @@ impl Lifecycle {
     async fn check_builtin(runtime: &Runtime) -> anyhow::Result<Loaded> {
         let bytes = crate::runtime::DEFAULT_COMPONENT;
         let pre = runtime.load(bytes)?;
-        let version = Self::self_check(runtime, &pre).await?;
+        let version = self_check(runtime, &pre).await?;
         Ok(Loaded {
             pre,
             digest: signing::digest_hex(bytes),
             version,
             signed: false,
         })
-    }
-
-    /// The `version` call: the component's version, once its contract is the host's.
-    async fn self_check(runtime: &Runtime, pre: &KryptonPre) -> anyhow::Result<String> {
-        let (version, contract) = runtime
-            .version(pre)
-            .await
-            .context("the self-check call failed")?;
-        anyhow::ensure!(
-            contract == CONTRACT,
-            "the component speaks `{}`, this host `{CONTRACT}`",
-            contract.escape_debug()
-        );
-        Ok(version)
     }
 
     /// Every check a component file must pass before it serves (the table in the module docs).
@@ -184,7 +186,7 @@ impl Lifecycle {
             None => None,
         };
         let pre = runtime.load(bytes)?;
-        let version = Self::self_check(runtime, &pre).await?;
+        let version = self_check(runtime, &pre).await?;
         match &signed_version {
             Some(signed) => anyhow::ensure!(
                 &version == signed,

@@ -2,9 +2,9 @@
 
 use super::support::*;
 use krypton_host::http::{Origin, OutboundPolicy};
-use krypton_mock::Fault;
 use krypton_host::runtime::{ProvisionError, Target, TransportKind};
 use krypton_host::store::SecretStore;
+use krypton_mock::Fault;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

@@ -2,11 +2,11 @@
 //! the error variant and that a bundle stored before the failing run is byte-for-byte unchanged.
 
 use super::support::*;
-use krypton_mock::{Fault, MockKrypton};
 use krypton_host::runtime::{
     ProvisionError, ProvisionReport, ProvisionRequest, Target, TransportError, TransportKind,
 };
 use krypton_host::store::SecretStore;
+use krypton_mock::{Fault, MockKrypton};
 use std::time::{Duration, Instant};
 
 const BOOTSTRAP: &str = "/v1/provisioning/aws/iot/bootstrap";

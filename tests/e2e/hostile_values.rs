@@ -3,9 +3,9 @@
 //! Krypton is called. Real component, real host, the mock's raw-body fault.
 
 use super::support::*;
-use krypton_mock::{Fault, MockKrypton};
 use krypton_host::runtime::{ProvisionError, Target};
 use krypton_host::store::SecretStore;
+use krypton_mock::{Fault, MockKrypton};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 

@@ -4,11 +4,11 @@
 //! "Sandbox limits that add up").
 
 use super::support::*;
-use krypton_mock::MockKrypton;
 use krypton_host::runtime::{
     KryptonPre, ProvisionError, ProvisionReport, Runtime, SandboxLimits, Target,
 };
 use krypton_host::store::SecretStore;
+use krypton_mock::MockKrypton;
 use std::time::{Duration, Instant};
 
 fn limits() -> SandboxLimits {

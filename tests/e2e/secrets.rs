@@ -2,8 +2,8 @@
 //! level, on success and on failure, with the mock's canary values in every secret field.
 
 use super::support::*;
-use krypton_mock::{self as mock, Fault};
 use krypton_host::output::ALL_TARGETS;
+use krypton_mock::{self as mock, Fault};
 use serde_json::Value;
 
 /// Trace level for everything that handles Krypton's answers: the host, the component's log,

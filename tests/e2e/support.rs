@@ -2,18 +2,20 @@
 //! binary runner.
 #![allow(dead_code)]
 
+use krypton_host::ProvisionOptions;
 use krypton_host::http::{Origin, OutboundPolicy};
-use krypton_mock::{MockConfig, MockKrypton};
 use krypton_host::runtime::{
-    AuthMode, DEFAULT_COMPONENT, HttpTimeouts, KryptonPre, ProvisionError, ProvisionReport,
-    ProvisionRequest, RetryPolicy, Runtime, Target,
+    DEFAULT_COMPONENT, KryptonPre, ProvisionError, ProvisionReport, ProvisionRequest, Runtime,
+    Target,
 };
 use krypton_host::store::SecretStore;
+use krypton_mock::{MockConfig, MockKrypton};
 use serde_json::Value;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_krypton-host");
 
@@ -41,26 +43,22 @@ pub fn policy_for(mock: &MockKrypton) -> OutboundPolicy {
     .unwrap()
 }
 
-pub fn request(target: Target, endpoint: String) -> ProvisionRequest {
-    ProvisionRequest {
-        target,
-        mode: AuthMode::Network,
-        endpoint,
-        request_parameters: None,
-        force: false,
-        deadline_ms: 20_000,
-        poll_interval_ms: 20,
-        timeouts: HttpTimeouts {
-            connect_ms: 5_000,
-            first_byte_ms: 5_000,
-            between_bytes_ms: 5_000,
-        },
-        retry: RetryPolicy {
-            max_attempts: 1,
-            base_delay_ms: 10,
-            max_delay_ms: 100,
-        },
+/// The tests' run options: one attempt, short waits (the mock answers on loopback).
+pub fn options() -> ProvisionOptions {
+    ProvisionOptions {
+        deadline: Duration::from_secs(20),
+        poll_interval: Duration::from_millis(20),
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(5),
+        max_attempts: 1,
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(100),
+        ..ProvisionOptions::default()
     }
+}
+
+pub fn request(target: Target, endpoint: String) -> ProvisionRequest {
+    options().request(target, &endpoint)
 }
 
 pub async fn provision(

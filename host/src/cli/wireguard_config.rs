@@ -1,0 +1,52 @@
+//! `krypton-host wireguard-config --out FILE`: a wg-quick file from the stored `arc` bundle.
+
+use super::shared::{krypton_addresses, open_with_bundle};
+use super::{DEFAULT_ENDPOINT, DEFAULT_STORE, HostFailure, component_failure, fail};
+use anyhow::Context as _;
+use clap::Args;
+use krypton_host::output::exit;
+use krypton_host::runtime::Target;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct WireguardArgs {
+    /// Secret store directory.
+    #[arg(long, env = "KRYPTON_STORE", default_value = DEFAULT_STORE)]
+    pub store: PathBuf,
+    /// Provisioning component (.wasm). Defaults to the one built into this binary.
+    #[arg(long, env = "KRYPTON_COMPONENT")]
+    pub component: Option<PathBuf>,
+    /// File to write (mode 0600; it holds the WireGuard private key). `-` writes to stdout.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Krypton endpoint whose host name is resolved and routed through the tunnel.
+    #[arg(long, env = "KRYPTON_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+    /// Route these addresses instead of resolving the endpoint (repeatable).
+    #[arg(long = "krypton-address", value_name = "IP")]
+    pub krypton_addresses: Vec<String>,
+}
+
+pub async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
+    // Say "nothing stored" before trying DNS, which fails off the SORACOM network anyway.
+    let (runtime, pre, store) =
+        open_with_bundle(&args.store, args.component.as_deref(), Target::Arc).await?;
+    let addresses = krypton_addresses(&args.krypton_addresses, &args.endpoint).await?;
+    let config = match runtime
+        .wireguard_config(&pre, store, &addresses)
+        .await
+        .map_err(fail(exit::INTERNAL))?
+    {
+        Ok(config) => config,
+        Err(e) => return Err(component_failure(e)),
+    };
+    if args.out.as_os_str() == "-" {
+        print!("{config}");
+        return Ok(());
+    }
+    krypton_host::files::write_private_file(&args.out, config.as_bytes(), 0o600)
+        .with_context(|| format!("writing {}", args.out.display()))
+        .map_err(fail(exit::STORAGE))?;
+    eprintln!("wrote {} (mode 0600)", args.out.display());
+    Ok(())
+}
