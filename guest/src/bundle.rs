@@ -479,6 +479,7 @@ impl Bundle {
             identifiers,
             certificate,
             sizes,
+            mints_credentials: crate::targets::info(target).mints_credentials,
         })
     }
 }

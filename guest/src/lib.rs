@@ -69,6 +69,7 @@ mod glue {
             obtained_at_ms: r.obtained_at_ms,
             identifiers: r.identifiers,
             sizes: r.sizes,
+            mints_credentials: r.mints_credentials,
             certificate: r.certificate.map(|c| wit::CertificateSummary {
                 sha256_fingerprint: c.sha256_fingerprint,
                 subject: c.subject,
@@ -96,18 +97,23 @@ mod glue {
         }
     }
 
-    fn error_to(e: model::Error) -> wit::ProvisionError {
+    /// The error and its advice. `stored` is set when the value came from the secret store:
+    /// such reasons start with "stored bundle `" ([`crate::bundle::stored_error`]).
+    fn failure(e: model::Error) -> wit::Failure {
         use model::Error as E;
-        match e {
+        let mut hint = None;
+        let error = match e {
             E::InvalidRequest(m) => wit::ProvisionError::InvalidRequest(m),
             E::Unsupported(m) => wit::ProvisionError::Unsupported(m),
-            E::Transport(t) => wit::ProvisionError::Transport(wit::TransportError {
-                kind: kind_to(t.kind),
-                request: t.request,
-                message: t.message,
-                hint: t.hint,
-                attempts: t.attempts,
-            }),
+            E::Transport(t) => {
+                hint = t.hint;
+                wit::ProvisionError::Transport(wit::TransportError {
+                    kind: kind_to(t.kind),
+                    request: t.request,
+                    message: t.message,
+                    attempts: t.attempts,
+                })
+            }
             E::Timeout(m) => wit::ProvisionError::Timeout(m),
             E::HttpStatus {
                 status,
@@ -123,7 +129,11 @@ mod glue {
                 request,
             }),
             E::InvalidResponse { field, reason } => {
-                wit::ProvisionError::InvalidResponse(wit::InvalidResponse { field, reason })
+                wit::ProvisionError::InvalidResponse(wit::InvalidResponse {
+                    stored: reason.starts_with("stored bundle `"),
+                    field,
+                    reason,
+                })
             }
             E::RegistrationFailed {
                 operation_id,
@@ -133,13 +143,12 @@ mod glue {
                 status,
             }),
             E::Storage(m) => wit::ProvisionError::Storage(m),
-        }
+        };
+        wit::Failure { error, hint }
     }
 
     impl Guest for Component {
-        fn provision(
-            request: wit::ProvisionRequest,
-        ) -> Result<wit::ProvisionReport, wit::ProvisionError> {
+        fn provision(request: wit::ProvisionRequest) -> Result<wit::ProvisionReport, wit::Failure> {
             let request = model::ProvisionRequest {
                 target: target_from(request.target),
                 mode: match request.mode {
@@ -164,19 +173,17 @@ mod glue {
             };
             flow::provision(&mut WasiCapabilities, &request)
                 .map(report_to)
-                .map_err(error_to)
+                .map_err(failure)
         }
 
-        fn status(
-            target: wit::Target,
-        ) -> Result<Option<wit::ProvisionReport>, wit::ProvisionError> {
+        fn status(target: wit::Target) -> Result<Option<wit::ProvisionReport>, wit::Failure> {
             flow::status(&mut WasiCapabilities, target_from(target))
                 .map(|r| r.map(report_to))
-                .map_err(error_to)
+                .map_err(failure)
         }
 
-        fn wireguard_config(krypton_addresses: Vec<String>) -> Result<String, wit::ProvisionError> {
-            flow::wireguard_config(&mut WasiCapabilities, &krypton_addresses).map_err(error_to)
+        fn wireguard_config(krypton_addresses: Vec<String>) -> Result<String, wit::Failure> {
+            flow::wireguard_config(&mut WasiCapabilities, &krypton_addresses).map_err(failure)
         }
 
         fn render_export(
@@ -184,7 +191,7 @@ mod glue {
             format: String,
             directory: String,
             krypton_addresses: Vec<String>,
-        ) -> Result<Vec<wit::ExportFile>, wit::ProvisionError> {
+        ) -> Result<Vec<wit::ExportFile>, wit::Failure> {
             flow::render_export(
                 &mut WasiCapabilities,
                 target_from(target),
@@ -203,13 +210,38 @@ mod glue {
                     })
                     .collect()
             })
-            .map_err(error_to)
+            .map_err(failure)
+        }
+
+        fn targets() -> Vec<wit::TargetInfo> {
+            crate::targets::ALL
+                .into_iter()
+                .map(|t| {
+                    let info = crate::targets::info(t);
+                    wit::TargetInfo {
+                        target: target_to(t),
+                        name: t.name().to_string(),
+                        summary: info.summary.to_string(),
+                        mints_credentials: info.mints_credentials,
+                        export_formats: info.export_formats.iter().map(|f| f.to_string()).collect(),
+                        required_parameters: info
+                            .required_parameters
+                            .iter()
+                            .map(|p| wit::ParameterInfo {
+                                name: p.name.to_string(),
+                                description: p.description.to_string(),
+                                example: p.example.to_string(),
+                            })
+                            .collect(),
+                    }
+                })
+                .collect()
         }
 
         fn version() -> (String, String) {
             (
                 env!("CARGO_PKG_VERSION").to_string(),
-                "soracom:krypton@0.2.0".to_string(),
+                "soracom:krypton@0.3.0".to_string(),
             )
         }
     }

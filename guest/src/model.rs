@@ -1,4 +1,4 @@
-//! Plain-Rust mirrors of the WIT types (`wit/krypton.wit`, package `soracom:krypton@0.2.0`).
+//! Plain-Rust mirrors of the WIT types (`wit/krypton.wit`, package `soracom:krypton@0.3.0`).
 //!
 //! The provisioning logic works on these so that it compiles and unit-tests natively; `lib.rs`
 //! converts them to and from the generated bindings one-to-one.
@@ -108,6 +108,34 @@ pub struct Report {
     pub certificate: Option<CertificateSummary>,
     /// Sizes of what is stored (WIT `sizes`).
     pub sizes: Vec<(String, u64)>,
+    /// Whether provisioning this target again issues new credentials (WIT
+    /// `mints-credentials`, from [`TargetInfo::mints_credentials`]).
+    pub mints_credentials: bool,
+}
+
+/// A request parameter a target needs (WIT `parameter-info`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParameterInfo {
+    /// The key inside `requestParameters`, e.g. `endpoint`.
+    pub name: &'static str,
+    /// What it is, in one line.
+    pub description: &'static str,
+    /// A value that works against a test Krypton.
+    pub example: &'static str,
+}
+
+/// What the component knows about one target (WIT `target-info`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetInfo {
+    pub target: Target,
+    /// What it provisions, in one line.
+    pub summary: &'static str,
+    /// Whether every successful call issues new credentials (a new certificate and key).
+    pub mints_credentials: bool,
+    /// The formats `render-export` accepts for this target.
+    pub export_formats: &'static [&'static str],
+    /// Request parameters Krypton requires for this target.
+    pub required_parameters: &'static [ParameterInfo],
 }
 
 /// Why a run failed (WIT `provision-error`). Messages never contain secret values.

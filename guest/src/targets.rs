@@ -29,7 +29,7 @@ use crate::flow::{
     retry_after_ms, text_body,
 };
 use crate::identifiers::{self as id, Rule};
-use crate::model::{Error, Target};
+use crate::model::{Error, ParameterInfo, Target, TargetInfo};
 use crate::render::wg_quick_value;
 use crate::validate;
 use base64::Engine as _;
@@ -37,6 +37,80 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
+
+/// Every target this component implements, in the order of the WIT `target` enum.
+pub const ALL: [Target; 8] = [
+    Target::AzureIot,
+    Target::AwsIot,
+    Target::AwsCognito,
+    Target::AwsCognitoOpenid,
+    Target::Inventory,
+    Target::Arc,
+    Target::SubscriberMetadata,
+    Target::Userdata,
+];
+
+/// Inventory's one required parameter: the LwM2M endpoint client name (OMA LwM2M 1.1
+/// "Endpoint Client Name"), sent at the top level and inside `requestParameters`.
+const INVENTORY_PARAMETERS: &[ParameterInfo] = &[ParameterInfo {
+    name: "endpoint",
+    description: "the LwM2M endpoint client name the device registers with in SORACOM Inventory",
+    example: "demo-gateway",
+}];
+
+/// What the component knows about `target` (WIT `target-info`). Only `aws-iot` mints new
+/// credentials on every call: Krypton's bootstrap creates a new certificate and key with AWS
+/// IoT `CreateKeysAndCertificate` ("Creates a 2048-bit RSA key pair and issues an X.509
+/// certificate", AWS IoT API Reference), and the previous certificate stays active.
+pub fn info(target: Target) -> TargetInfo {
+    let (summary, mints_credentials, export_formats, required_parameters): (
+        &'static str,
+        bool,
+        &'static [&'static str],
+        &'static [ParameterInfo],
+    ) = match target {
+        Target::AzureIot => (
+            "Azure IoT Hub device certificate and key through Azure DPS",
+            false,
+            &["pem", "aziot"],
+            &[],
+        ),
+        Target::AwsIot => (
+            "AWS IoT Core device certificate and key (a new one on every call)",
+            true,
+            &["pem", "aws-iot"],
+            &[],
+        ),
+        Target::AwsCognito => (
+            "Amazon Cognito temporary AWS credentials",
+            false,
+            &["env"],
+            &[],
+        ),
+        Target::AwsCognitoOpenid => ("Amazon Cognito OpenID token", false, &[], &[]),
+        Target::Inventory => (
+            "SORACOM Inventory LwM2M bootstrap (server URI, PSK identity and key)",
+            false,
+            &[],
+            INVENTORY_PARAMETERS,
+        ),
+        Target::Arc => (
+            "SORACOM Arc WireGuard keys, address and peer",
+            false,
+            &["wireguard"],
+            &[],
+        ),
+        Target::SubscriberMetadata => ("SORACOM Air subscriber metadata", false, &[], &[]),
+        Target::Userdata => ("SORACOM Air group userdata", false, &[], &[]),
+    };
+    TargetInfo {
+        target,
+        summary,
+        mints_credentials,
+        export_formats,
+        required_parameters,
+    }
+}
 
 /// Arc's WireGuard port when `arcServerEndpoint` names none (soratun `arcServerEndpointDefaultPort`).
 pub const ARC_DEFAULT_PORT: u16 = 11010;
