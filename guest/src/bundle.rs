@@ -195,8 +195,9 @@ const METADATA_IDENTIFIERS: [(&str, Rule); 4] = [
 /// that the stored bundle is at fault and what to do; other errors pass through.
 pub fn stored_error(name: &str, e: Error) -> Error {
     match e {
-        Error::InvalidResponse { field, reason } => Error::InvalidResponse {
+        Error::InvalidResponse { field, reason, .. } => Error::InvalidResponse {
             field,
+            stored: true,
             reason: format!(
                 "stored bundle `{name}`: {reason} (the file was changed after it was stored, or \
                  written by another program; it is kept as it is: provision `{name}` again with \

@@ -853,7 +853,7 @@ pub fn provision(
         // A bundle from a newer component: never replace it silently with an older format.
         Stored::Unusable(e) if is_newer_format(&e) && !request.force => {
             return Err(Error::Storage(format!(
-                "{e}; refusing to replace it without --force"
+                "{e}; refusing to replace it unless the request sets force"
             )));
         }
         // A bundle that cannot be used is evidence of an edit or a fault on disk, not of "no
@@ -941,7 +941,7 @@ pub fn wireguard_config(
         Some(Bundle::Arc(bundle)) => targets::wireguard_config(&bundle, krypton_addresses)
             .map_err(|e| stored_error("arc", e)),
         _ => Err(Error::Storage(
-            "no `arc` bundle is stored: run `krypton-host provision arc` first".into(),
+            "no `arc` bundle is stored: provision `arc` first".into(),
         )),
     }
 }
@@ -960,7 +960,7 @@ pub fn render_export(
     match load(caps, target)? {
         Some(bundle) => crate::exports::render(&bundle, format, directory, krypton_addresses),
         None => Err(Error::Storage(format!(
-            "no `{}` bundle is stored: run `krypton-host provision {}` first",
+            "no `{}` bundle is stored: provision `{}` first",
             target.name(),
             target.name()
         ))),

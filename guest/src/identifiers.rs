@@ -838,7 +838,7 @@ mod tests {
     #[test]
     fn errors_name_the_field_and_never_echo_the_value() {
         let e = check("deviceId", "SECRET-LOOKING\"VALUE\n", iot_hub_device_id).unwrap_err();
-        let Error::InvalidResponse { field, reason } = e else {
+        let Error::InvalidResponse { field, reason, .. } = e else {
             panic!("expected InvalidResponse")
         };
         assert_eq!(field, "deviceId");

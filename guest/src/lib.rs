@@ -97,23 +97,19 @@ mod glue {
         }
     }
 
-    /// The error and its advice. `stored` is set when the value came from the secret store:
-    /// such reasons start with "stored bundle `" ([`crate::bundle::stored_error`]).
+    /// The error and its advice ([`model::Failure`]).
     fn failure(e: model::Error) -> wit::Failure {
         use model::Error as E;
-        let mut hint = None;
-        let error = match e {
+        let model::Failure { error, hint } = model::Failure::from(e);
+        let error = match error {
             E::InvalidRequest(m) => wit::ProvisionError::InvalidRequest(m),
             E::Unsupported(m) => wit::ProvisionError::Unsupported(m),
-            E::Transport(t) => {
-                hint = t.hint;
-                wit::ProvisionError::Transport(wit::TransportError {
-                    kind: kind_to(t.kind),
-                    request: t.request,
-                    message: t.message,
-                    attempts: t.attempts,
-                })
-            }
+            E::Transport(t) => wit::ProvisionError::Transport(wit::TransportError {
+                kind: kind_to(t.kind),
+                request: t.request,
+                message: t.message,
+                attempts: t.attempts,
+            }),
             E::Timeout(m) => wit::ProvisionError::Timeout(m),
             E::HttpStatus {
                 status,
@@ -128,13 +124,15 @@ mod glue {
                 body_excerpt,
                 request,
             }),
-            E::InvalidResponse { field, reason } => {
-                wit::ProvisionError::InvalidResponse(wit::InvalidResponse {
-                    stored: reason.starts_with("stored bundle `"),
-                    field,
-                    reason,
-                })
-            }
+            E::InvalidResponse {
+                field,
+                reason,
+                stored,
+            } => wit::ProvisionError::InvalidResponse(wit::InvalidResponse {
+                field,
+                reason,
+                stored,
+            }),
             E::RegistrationFailed {
                 operation_id,
                 status,

@@ -155,6 +155,9 @@ pub enum Error {
     InvalidResponse {
         field: String,
         reason: String,
+        /// `true` when the value came from the secret store (a bundle checked again before it
+        /// is reported or rendered), `false` when Krypton sent it in this call.
+        stored: bool,
     },
     RegistrationFailed {
         operation_id: String,
@@ -204,12 +207,61 @@ pub struct TransportError {
     pub attempts: u32,
 }
 
+/// Advice for a timeout: SORACOM Arc routes only the destinations in the peer's
+/// `AllowedIPs` (wg-quick(8)), so a call to a Krypton address outside them leaves without the
+/// SIM's identity and goes unanswered.
+pub const TIMEOUT_HINT: &str = "on SORACOM Arc a request to Krypton times out when Krypton's \
+address is not inside the WireGuard AllowedIPs; otherwise raise the request's deadline-ms";
+/// Advice for HTTP 401 and 403: Krypton answers only SIMs whose group enables it, and only
+/// over their SORACOM Air session or Arc tunnel (SORACOM Krypton documentation).
+pub const FORBIDDEN_HINT: &str = "check that Krypton is enabled for this SIM's group and that \
+the request leaves over SORACOM Air or Arc";
+/// Advice for a DPS registration that ended without an assignment (Azure IoT Hub DPS
+/// documentation: the enrollment decides the assignment).
+pub const REGISTRATION_HINT: &str = "check the DPS enrollment and the Krypton Azure IoT \
+configuration of the SIM's group";
+/// Advice for a stored bundle that breaks its rules: only a forced run replaces it.
+pub const STORED_BUNDLE_HINT: &str = "provision the target again with force to replace the bundle";
+
+/// A failed call with its advice (WIT `failure`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub error: Error,
+    /// What to do next, naming request fields (`force`, `deadline-ms`) and request parameters
+    /// (`endpoint`), never a host's command-line flags; `None` when there is no advice.
+    pub hint: Option<String>,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        let hint = error.hint();
+        Failure { error, hint }
+    }
+}
+
 impl Error {
+    /// What to do about this error, by kind: a transport error's own hint (it depends on the
+    /// endpoint and the failure), [`TIMEOUT_HINT`], [`FORBIDDEN_HINT`] for HTTP 401 and 403,
+    /// [`REGISTRATION_HINT`], [`STORED_BUNDLE_HINT`] for a stored value; `None` otherwise.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Transport(t) => t.hint.clone(),
+            Error::Timeout(_) => Some(TIMEOUT_HINT.to_string()),
+            Error::HttpStatus {
+                status: 401 | 403, ..
+            } => Some(FORBIDDEN_HINT.to_string()),
+            Error::RegistrationFailed { .. } => Some(REGISTRATION_HINT.to_string()),
+            Error::InvalidResponse { stored: true, .. } => Some(STORED_BUNDLE_HINT.to_string()),
+            _ => None,
+        }
+    }
+
     /// An [`Error::InvalidResponse`] for `field`.
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
         Error::InvalidResponse {
             field: field.to_string(),
             reason: reason.into(),
+            stored: false,
         }
     }
 }
@@ -237,7 +289,7 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::InvalidResponse { field, reason } => {
+            Error::InvalidResponse { field, reason, .. } => {
                 write!(f, "invalid response: field `{field}`: {reason}")
             }
             Error::RegistrationFailed {

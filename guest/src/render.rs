@@ -140,7 +140,7 @@ mod tests {
             "a,b".into(),
         ]) {
             match wg_quick_value("arcServerEndpoint", &bad) {
-                Err(Error::InvalidResponse { field, reason }) => {
+                Err(Error::InvalidResponse { field, reason, .. }) => {
                     assert_eq!(field, "arcServerEndpoint");
                     assert!(!reason.contains("caf"), "{reason}");
                 }

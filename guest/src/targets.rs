@@ -199,7 +199,8 @@ pub fn plan(target: Target, params: Option<Map<String, Value>>) -> Result<Plan, 
                         )));
                     }
                 }
-                // `--param skipCertificates=true` arrives as a string; Krypton expects a boolean.
+                // A host may pass `skipCertificates` as the string "true"; Krypton expects a
+                // boolean.
                 let skip = match p.get("skipCertificates") {
                     Some(Value::Bool(b)) => Some(*b),
                     Some(Value::String(s)) if s == "true" => Some(true),
@@ -231,7 +232,9 @@ pub fn plan(target: Target, params: Option<Map<String, Value>>) -> Result<Plan, 
                 .map(str::to_string)
                 .ok_or_else(|| {
                     Error::InvalidRequest(
-                        "inventory needs the LwM2M endpoint name: --param endpoint=NAME".into(),
+                        "inventory needs the request parameter `endpoint`: the LwM2M endpoint \
+                         client name"
+                            .into(),
                     )
                 })?;
             id::lwm2m_endpoint_name(&endpoint).map_err(|r| {

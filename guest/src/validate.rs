@@ -481,7 +481,7 @@ mod tests {
 
     fn field_of(e: Error) -> (String, String) {
         match e {
-            Error::InvalidResponse { field, reason } => (field, reason),
+            Error::InvalidResponse { field, reason, .. } => (field, reason),
             other => panic!("expected InvalidResponse, got {other:?}"),
         }
     }
