@@ -1,17 +1,43 @@
 //! SORACOM Krypton provisioning component (`soracom:krypton/krypton`, `wit/krypton.wit`).
 //!
-//! This file is glue: it maps the WIT exports onto plain functions in [`flow`] and the WIT
-//! types onto [`model`]. The logic (operations, parsing, validation, polling) lives in the
-//! modules below and is unit-tested natively (`cargo test -p krypton-guest --lib`).
+//! The component owns every Krypton fact: paths, fields, validation, polling, what is stored,
+//! the advice that goes with an error. It is built in five layers; each uses only the ones
+//! below it, never one above, and nothing goes in a circle:
+//!
+//! | layer | module | what |
+//! | --- | --- | --- |
+//! | 5 | `lib.rs` (`glue`), `wasi` | the WIT glue: exports mapped onto the layers below, [`client::Capabilities`] over the WASI imports |
+//! | 4 | [`formats`] | export formats, one file each (`pem`, `aziot`, `aws_iot`, `wireguard` with the `wg-quick` rendering, `env`) |
+//! | 3 | [`ops`] | the operations: one file per service (`azure`, `aws`, `cognito`, `inventory`, `arc`, `air`) in one table (`table`), `provision`/`status` at the top (`provision`) |
+//! | 2 | [`client`] | the HTTP policy: endpoint, deadline, timeouts, retries, one call, its errors; the `Capabilities` trait |
+//! | 1 | [`types`] | the types and pure rules: WIT mirrors and errors (`model`), identifiers, JSON reading, text and network rules, certificate and key validation, bundles |
+//!
+//! Module tree:
+//!
+//! ```text
+//! lib.rs          layer 5: crate docs, bindings, `glue` (the `Guest` impl)
+//! wasi.rs         layer 5: Capabilities over wasi:http, wasi:clocks, wasi:random, secret-store
+//! formats/        layer 4: mod.rs (format table, render-export, wireguard-config)
+//!                          pem.rs, aziot.rs, aws_iot.rs, wireguard.rs, env.rs
+//! ops/            layer 3: common.rs, store.rs < azure.rs, aws.rs, cognito.rs, inventory.rs,
+//!                          arc.rs, air.rs < table.rs < provision.rs
+//! client/         layer 2: endpoint.rs < capabilities.rs, errors.rs < call.rs
+//! types/          layer 1: model.rs < identifiers.rs, json.rs, net.rs, text.rs < validate.rs
+//!                          < bundle.rs
+//! ```
+//!
+//! Inside a layer, `a < b` means `b` may use `a`, never the reverse; a `mod.rs` only declares
+//! and re-exports, except in `formats`, whose `mod.rs` is the top of that layer. The unit test
+//! `layers::no_module_imports_one_above_it` reads the sources and fails on an import against
+//! this order.
+//!
+//! Everything below layer 5 is plain Rust, unit-tested natively with a scripted fake
+//! (`cargo test -p krypton-guest --lib`).
 
-pub mod bundle;
-pub mod exports;
-pub mod flow;
-pub mod identifiers;
-pub mod model;
-pub mod render;
-pub mod targets;
-pub mod validate;
+pub mod client;
+pub mod formats;
+pub mod ops;
+pub mod types;
 
 #[cfg(target_arch = "wasm32")]
 mod wasi;
@@ -30,8 +56,9 @@ mod bindings {
 mod glue {
     use crate::bindings::exports::soracom::krypton::provisioning::Guest;
     use crate::bindings::soracom::krypton::types as wit;
-    use crate::model::{self, AuthMode, Target};
-    use crate::{flow, wasi::WasiCapabilities};
+    use crate::types::model::{self, AuthMode, Target};
+    use crate::wasi::WasiCapabilities;
+    use crate::{formats, ops};
 
     struct Component;
 
@@ -169,19 +196,19 @@ mod glue {
                     max_delay_ms: request.retry.max_delay_ms,
                 },
             };
-            flow::provision(&mut WasiCapabilities, &request)
+            ops::provision(&mut WasiCapabilities, &request)
                 .map(report_to)
                 .map_err(failure)
         }
 
         fn status(target: wit::Target) -> Result<Option<wit::ProvisionReport>, wit::Failure> {
-            flow::status(&mut WasiCapabilities, target_from(target))
+            ops::status(&mut WasiCapabilities, target_from(target))
                 .map(|r| r.map(report_to))
                 .map_err(failure)
         }
 
         fn wireguard_config(krypton_addresses: Vec<String>) -> Result<String, wit::Failure> {
-            flow::wireguard_config(&mut WasiCapabilities, &krypton_addresses).map_err(failure)
+            formats::wireguard_config(&mut WasiCapabilities, &krypton_addresses).map_err(failure)
         }
 
         fn render_export(
@@ -190,7 +217,7 @@ mod glue {
             directory: String,
             krypton_addresses: Vec<String>,
         ) -> Result<Vec<wit::ExportFile>, wit::Failure> {
-            flow::render_export(
+            formats::render_export(
                 &mut WasiCapabilities,
                 target_from(target),
                 &format,
@@ -212,26 +239,26 @@ mod glue {
         }
 
         fn targets() -> Vec<wit::TargetInfo> {
-            crate::targets::ALL
-                .into_iter()
-                .map(|t| {
-                    let info = crate::targets::info(t);
-                    wit::TargetInfo {
-                        target: target_to(t),
-                        name: t.name().to_string(),
-                        summary: info.summary.to_string(),
-                        mints_credentials: info.mints_credentials,
-                        export_formats: info.export_formats.iter().map(|f| f.to_string()).collect(),
-                        required_parameters: info
-                            .required_parameters
-                            .iter()
-                            .map(|p| wit::ParameterInfo {
-                                name: p.name.to_string(),
-                                description: p.description.to_string(),
-                                example: p.example.to_string(),
-                            })
-                            .collect(),
-                    }
+            ops::OPERATIONS
+                .iter()
+                .map(|op| wit::TargetInfo {
+                    target: target_to(op.target),
+                    name: op.target.name().to_string(),
+                    summary: op.summary.to_string(),
+                    mints_credentials: op.mints_credentials,
+                    export_formats: formats::names_for(op.target)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect(),
+                    required_parameters: op
+                        .required_parameters
+                        .iter()
+                        .map(|p| wit::ParameterInfo {
+                            name: p.name.to_string(),
+                            description: p.description.to_string(),
+                            example: p.example.to_string(),
+                        })
+                        .collect(),
                 })
                 .collect()
         }
@@ -248,4 +275,6 @@ mod glue {
 }
 
 #[cfg(test)]
-mod flow_tests;
+mod layers;
+#[cfg(test)]
+mod tests;

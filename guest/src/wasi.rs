@@ -16,11 +16,11 @@ use crate::bindings::wasi::http::types::{
 };
 use crate::bindings::wasi::io::streams::StreamError;
 use crate::bindings::wasi::random::random;
-use crate::flow::{
+use crate::client::{
     Capabilities, DNS_NAME_NOT_FOUND, Endpoint, HttpRequest, HttpResponse, Method, SendFailure,
     transient, transport_failure,
 };
-use crate::model::{Error, Timeouts, TransportKind};
+use crate::types::model::{Error, Timeouts, TransportKind};
 
 /// The component's real capabilities (stateless: every call goes to an import).
 pub struct WasiCapabilities;
@@ -161,8 +161,8 @@ fn classify(code: &ErrorCode, timeouts: Timeouts) -> Outcome {
 
 /// Map a `wasi:http` error code to our error: single-request timeouts are
 /// [`Error::Timeout`], the rest [`Error::Transport`] with a kind, a message naming host and
-/// port, and a hint ([`crate::flow::transport_failure`]). Whether another attempt may help
-/// follows the kind ([`crate::flow::transient`]); refusals of the request itself (its URL,
+/// port, and a hint ([`crate::client::transport_failure`]). Whether another attempt may help
+/// follows the kind ([`crate::client::transient`]); refusals of the request itself (its URL,
 /// size, a sandbox limit, the host's configuration) are not retried either.
 fn send_failure(
     code: &ErrorCode,

@@ -14,7 +14,7 @@
 //!
 //! Refusing is [`Error::InvalidResponse`] naming the field; the value is never echoed.
 
-use crate::model::Error;
+use super::model::Error;
 
 /// Longest value either function accepts, bytes. STS session tokens are the longest values
 /// written (AWS: "we recommend that you make no assumptions about the maximum size"; observed

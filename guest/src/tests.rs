@@ -1,9 +1,11 @@
 //! Native unit tests of the flows with scripted HTTP responses, a fake clock and an in-memory store.
 
-use crate::bundle::Bundle;
-use crate::flow::SendFailure;
-use crate::flow::*;
-use crate::model::*;
+use crate::client::*;
+use crate::formats::{render_export, wireguard_config};
+use crate::ops::store::{STORE_PROBE_BYTES, load};
+use crate::ops::{operation, provision, status};
+use crate::types::bundle::Bundle;
+use crate::types::model::*;
 use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
 
@@ -559,7 +561,7 @@ fn failure(kind: TransportKind) -> TransportError {
 fn send_failed(kind: TransportKind) -> Result<HttpResponse, SendFailure> {
     Err(SendFailure {
         error: Error::Transport(failure(kind)),
-        transient: crate::flow::transient(kind),
+        transient: crate::client::transient(kind),
     })
 }
 
@@ -821,7 +823,7 @@ fn thing_name_is_validated_locally() {
 
 #[test]
 fn cognito_expiration_accepts_ms_seconds_and_iso_as_the_same_instant() {
-    use crate::targets::parse_expiration;
+    use crate::ops::cognito::parse_expiration;
     let instant = 1_800_000_000_000u64; // 2027-01-15T08:00:00Z
     assert_eq!(
         parse_expiration(Some(&json!(1_800_000_000_000u64))),
@@ -1033,8 +1035,12 @@ fn inventory_key_derivation_matches_the_reference_vector() {
     // 1700000000123, CK 00..0f.
     let ck: Vec<u8> = (0u8..16).collect();
     assert_eq!(
-        crate::targets::inventory_application_key("AAECAwQFBgcICQoLDA0ODw==", "1700000000123", &ck)
-            .unwrap(),
+        crate::ops::inventory::inventory_application_key(
+            "AAECAwQFBgcICQoLDA0ODw==",
+            "1700000000123",
+            &ck
+        )
+        .unwrap(),
         "gvFdTTvSWsNoTX/kjBNRKQ=="
     );
 }
@@ -1247,7 +1253,7 @@ fn endpoints_with_an_impossible_port_are_refused() {
     assert!(m.len() < 200, "{m}");
 }
 
-fn export_names(files: &[crate::exports::ExportFile]) -> Vec<(&str, bool)> {
+fn export_names(files: &[crate::types::model::ExportFile]) -> Vec<(&str, bool)> {
     files.iter().map(|f| (f.name.as_str(), f.secret)).collect()
 }
 
@@ -1480,7 +1486,7 @@ fn a_store_that_cannot_be_read_stops_every_target_before_krypton_with_and_withou
 fn an_unreadable_pending_registration_stops_azure_before_krypton() {
     for force in [false, true] {
         let mut fake = Fake {
-            fail_get: vec![crate::targets::AZURE_PENDING],
+            fail_get: vec![crate::ops::azure::AZURE_PENDING],
             ..Fake::default()
         };
         let err = provision(&mut fake, &request_for(Target::AzureIot, force)).unwrap_err();
@@ -1560,8 +1566,8 @@ fn targets_that_mint_nothing_do_not_probe() {
         fake.store_calls,
         vec!["get subscriber-metadata", "put subscriber-metadata"]
     );
-    assert!(!mints_credentials(Target::AwsCognito));
-    assert!(mints_credentials(Target::AwsIot));
+    assert!(!operation(Target::AwsCognito).probe_store);
+    assert!(operation(Target::AwsIot).probe_store);
 }
 
 #[test]
@@ -1597,7 +1603,7 @@ fn unusable_content_is_never_reused_and_replaced_only_when_forced() {
         assert!(message.contains("force to replace it"), "{message}");
         assert_eq!(
             std::mem::discriminant(&err),
-            std::mem::discriminant(&crate::flow::status(&mut fake, Target::AwsIot).unwrap_err()),
+            std::mem::discriminant(&status(&mut fake, Target::AwsIot).unwrap_err()),
             "provision and status disagree"
         );
         assert_eq!(fake.requests.len(), 0, "Krypton was called");
@@ -1788,7 +1794,7 @@ fn assert_refused(err: &Error, target: Target, field: &str, case: &str) {
     }
 }
 
-fn text(file: &crate::exports::ExportFile) -> String {
+fn text(file: &crate::types::model::ExportFile) -> String {
     String::from_utf8(file.contents.clone()).unwrap()
 }
 
@@ -1979,7 +1985,7 @@ fn wg_quick_rendering_refuses_values_the_rules_would_not_see() {
     };
     b.arc_server_endpoint = "h:1\nPostUp = id".into();
     assert_eq!(
-        crate::targets::wireguard_config(&b, &[]).unwrap_err(),
+        crate::formats::wireguard::wireguard_config(&b, &[]).unwrap_err(),
         Error::invalid(
             "arcServerEndpoint",
             "byte 4 is 0x0a, which cannot be written safely in a wg-quick file"

@@ -11,7 +11,7 @@
 //! value must not reach a log line or a terminal); [`check`] turns it into an error naming the
 //! field.
 
-use crate::model::Error;
+use super::model::Error;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -3,6 +3,7 @@
 //! The provisioning logic works on these so that it compiles and unit-tests natively; `lib.rs`
 //! converts them to and from the generated bindings one-to-one.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What to provision (WIT `target`). One bundle per target, stored under [`Target::bundle_name`].
@@ -109,7 +110,7 @@ pub struct Report {
     /// Sizes of what is stored (WIT `sizes`).
     pub sizes: Vec<(String, u64)>,
     /// Whether provisioning this target again issues new credentials (WIT
-    /// `mints-credentials`, from [`TargetInfo::mints_credentials`]).
+    /// `mints-credentials`); the operations layer sets it from its table.
     pub mints_credentials: bool,
 }
 
@@ -122,20 +123,6 @@ pub struct ParameterInfo {
     pub description: &'static str,
     /// A value that works against a test Krypton.
     pub example: &'static str,
-}
-
-/// What the component knows about one target (WIT `target-info`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TargetInfo {
-    pub target: Target,
-    /// What it provisions, in one line.
-    pub summary: &'static str,
-    /// Whether every successful call issues new credentials (a new certificate and key).
-    pub mints_credentials: bool,
-    /// The formats `render-export` accepts for this target.
-    pub export_formats: &'static [&'static str],
-    /// Request parameters Krypton requires for this target.
-    pub required_parameters: &'static [ParameterInfo],
 }
 
 /// Why a run failed (WIT `provision-error`). Messages never contain secret values.
@@ -300,6 +287,54 @@ impl fmt::Display for Error {
                 "Azure DPS registration {operation_id} ended with status `{status}`"
             ),
             Error::Storage(m) => write!(f, "secret store: {m}"),
+        }
+    }
+}
+
+/// A secret string (a private key). `Debug` never shows the value and there is no `Display`,
+/// so it cannot reach a log line or an error by accident.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+    /// The secret value, for storing and exporting only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// One file to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportFile {
+    pub name: String,
+    pub contents: Vec<u8>,
+    /// Owner-only (0600) when true.
+    pub secret: bool,
+    /// How the file differs from what Krypton sent, in plain words, when it does (WIT
+    /// `export-file.converted`): today only a private key converted to a form OpenSSL loads
+    /// (`crate::types::validate::exportable_key`).
+    pub converted: Option<String>,
+}
+
+impl ExportFile {
+    /// A file named `name` (no directory) holding `contents`, owner-only when `secret`, as
+    /// Krypton sent it (`converted: None`).
+    pub fn new(name: &str, contents: impl Into<Vec<u8>>, secret: bool) -> Self {
+        ExportFile {
+            name: name.to_string(),
+            contents: contents.into(),
+            secret,
+            converted: None,
         }
     }
 }
