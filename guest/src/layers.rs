@@ -7,7 +7,7 @@ use std::path::Path;
 /// layer below `n` (or its own).
 const LAYERS: [(&str, u8); 4] = [("types", 1), ("client", 2), ("ops", 3), ("formats", 4)];
 /// The glue (layer 5) and test modules: no layer below may name them.
-const GLUE: [&str; 4] = ["wasi", "bindings", "glue", "tests"];
+const GLUE: [&str; 5] = ["wasi_capabilities", "bindings", "glue", "layers", "tests"];
 
 /// The order inside each layer: a file may name a sibling only of a lower rank.
 const RANKS: [(&str, &[(&str, u8)]); 4] = [

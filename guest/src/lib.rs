@@ -6,7 +6,7 @@
 //!
 //! | layer | module | what |
 //! | --- | --- | --- |
-//! | 5 | `lib.rs` (`glue`), `wasi` | the WIT glue: exports mapped onto the layers below, [`client::Capabilities`] over the WASI imports |
+//! | 5 | `lib.rs` (`glue`), `wasi_capabilities` | the WIT glue: exports mapped onto the layers below, [`client::Capabilities`] over the imports (the `wasi` crate's WASI bindings and our `secret-store`) |
 //! | 4 | [`formats`] | export formats, one file each (`pem`, `aziot`, `aws_iot`, `wireguard` with the `wg-quick` rendering, `env`) |
 //! | 3 | [`ops`] | the operations: one file per service (`azure`, `aws`, `cognito`, `inventory`, `arc`, `air`) in one table (`table`), `provision`/`status` at the top (`provision`) |
 //! | 2 | [`client`] | the HTTP policy: endpoint, deadline, timeouts, retries, one call, its errors; the `Capabilities` trait |
@@ -16,7 +16,9 @@
 //!
 //! ```text
 //! lib.rs          layer 5: crate docs, bindings, `glue` (the `Guest` impl)
-//! wasi.rs         layer 5: Capabilities over wasi:http, wasi:clocks, wasi:random, secret-store
+//! wasi_capabilities.rs
+//!                 layer 5: Capabilities over wasi:http, wasi:clocks, wasi:random (the `wasi`
+//!                          crate) and secret-store (generated here)
 //! formats/        layer 4: mod.rs (format table, render-export, wireguard-config)
 //!                          pem.rs, aziot.rs, aws_iot.rs, wireguard.rs, env.rs
 //! ops/            layer 3: common.rs, store.rs < azure.rs, aws.rs, cognito.rs, inventory.rs,
@@ -40,15 +42,25 @@ pub mod ops;
 pub mod types;
 
 #[cfg(target_arch = "wasm32")]
-mod wasi;
+mod wasi_capabilities;
 
 #[cfg(target_arch = "wasm32")]
 mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
         world: "soracom:krypton/krypton",
-        // The world imports wasi:* packages from wit/deps; generate their bindings too.
-        generate_all,
+        // Only our own interfaces (`secret-store`, `types`, `provisioning`) are generated; the
+        // WASI interfaces the world imports, and those they use, are the `wasi` crate's.
+        with: {
+            "wasi:http/outgoing-handler@0.2.12": wasi::http::outgoing_handler,
+            "wasi:http/types@0.2.12": wasi::http::types,
+            "wasi:io/error@0.2.12": wasi::io::error,
+            "wasi:io/poll@0.2.12": wasi::io::poll,
+            "wasi:io/streams@0.2.12": wasi::io::streams,
+            "wasi:clocks/monotonic-clock@0.2.12": wasi::clocks::monotonic_clock,
+            "wasi:clocks/wall-clock@0.2.12": wasi::clocks::wall_clock,
+            "wasi:random/random@0.2.12": wasi::random::random,
+        },
     });
 }
 
@@ -57,7 +69,7 @@ mod glue {
     use crate::bindings::exports::soracom::krypton::provisioning::Guest;
     use crate::bindings::soracom::krypton::types as wit;
     use crate::types::model::{self, AuthMode, Target};
-    use crate::wasi::WasiCapabilities;
+    use crate::wasi_capabilities::WasiCapabilities;
     use crate::{formats, ops};
 
     struct Component;
