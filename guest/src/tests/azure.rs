@@ -252,8 +252,7 @@ fn an_unreadable_pending_registration_stops_azure_before_krypton() {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Issue 7 item 10: a device that moved is said so, field by field.
+// A device that moved is said so, field by field.
 
 #[test]
 fn a_moved_azure_device_is_logged_once_and_reported_field_by_field() {

@@ -23,9 +23,7 @@ mod inventory;
 mod orchestration;
 
 const EC_CRT: &str = include_str!("../../testdata/ec.crt");
-
 const EC_SEC1: &str = include_str!("../../testdata/ec-sec1.key");
-
 const OTHER_EC: &str = include_str!("../../testdata/other-ec-sec1.key");
 const ROOT_CRT: &str = include_str!("../../testdata/root.crt");
 
@@ -223,9 +221,7 @@ fn export_names(files: &[crate::types::model::ExportFile]) -> Vec<(&str, bool)> 
     files.iter().map(|f| (f.name.as_str(), f.secret)).collect()
 }
 
-// ---------------------------------------------------------------------------------------------
-// Issue 7 item 5: no credential minted without a place to keep it.
-
+/// Every target, for the store tests (no credential minted without a place to keep it).
 const ALL_TARGETS: [Target; 8] = [
     Target::AzureIot,
     Target::AwsIot,
@@ -237,7 +233,7 @@ const ALL_TARGETS: [Target; 8] = [
     Target::Userdata,
 ];
 
-/// A request that passes `plan` for every target (Inventory needs its endpoint name).
+/// A request that passes `prepare` for every target (Inventory needs its endpoint name).
 fn request_for(target: Target, force: bool) -> ProvisionRequest {
     let mut req = request(target);
     if target == Target::Inventory {
@@ -246,9 +242,6 @@ fn request_for(target: Target, force: bool) -> ProvisionRequest {
     req.force = force;
     req
 }
-
-// ---------------------------------------------------------------------------------------------
-// Issue 7 item 1: hostile values in every rendered field of every format.
 
 /// The hostile values of issue 7, by name: line breaks, CR, quotes, `=`, `#`, `[`, NUL,
 /// non-ASCII and a 10 KB string; plus, per field, the field's good value with a `wg-quick`
