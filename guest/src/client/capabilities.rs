@@ -41,7 +41,7 @@ pub struct SendFailure {
     pub transient: bool,
 }
 
-/// What the flows need from their environment. In the component these are `wasi:http`,
+/// What the operations need from their environment. In the component these are `wasi:http`,
 /// `wasi:clocks`, `wasi:random`, stderr and the `secret-store` import; in unit tests, fakes.
 pub trait Capabilities {
     /// Send one request and read the whole response body (at most `max_body` bytes), giving

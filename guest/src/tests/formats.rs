@@ -406,3 +406,41 @@ fn env_format_refuses_or_round_trips_every_hostile_value() {
         ]
     );
 }
+
+/// The formats `target-info` lists for each target are exactly those `render-export` accepts.
+#[test]
+fn each_target_lists_the_formats_render_export_accepts() {
+    use crate::formats::{FORMATS, names_for};
+    let expected: [(Target, &[&str]); 8] = [
+        (Target::AzureIot, &["pem", "aziot"]),
+        (Target::AwsIot, &["pem", "aws-iot"]),
+        (Target::AwsCognito, &["env"]),
+        (Target::AwsCognitoOpenid, &[]),
+        (Target::Inventory, &[]),
+        (Target::Arc, &["wireguard"]),
+        (Target::SubscriberMetadata, &[]),
+        (Target::Userdata, &[]),
+    ];
+    for (target, formats) in expected {
+        assert_eq!(names_for(target), formats, "{target:?}");
+    }
+    for target in [
+        Target::AzureIot,
+        Target::AwsIot,
+        Target::AwsCognito,
+        Target::Arc,
+    ] {
+        let mut fake = provisioned(target);
+        for format in FORMATS.iter().map(|f| f.name) {
+            let rendered = render_export(&mut fake, target, format, "/x", &[]);
+            if names_for(target).contains(&format) {
+                assert!(rendered.is_ok(), "{target:?} {format}: {rendered:?}");
+            } else {
+                assert!(
+                    matches!(&rendered, Err(Error::InvalidRequest(m)) if m.contains("does not fit")),
+                    "{target:?} {format}: {rendered:?}"
+                );
+            }
+        }
+    }
+}
