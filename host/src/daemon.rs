@@ -6,9 +6,11 @@
 //! the other on one task, a tick missed while a pass runs is skipped) takes the store's writer
 //! lock and checks each configured target through the component's `status`; a target is
 //! provisioned when nothing is stored, when the certificate's `notAfter` is within
-//! `renewal.certificate_margin_days` (for `aws-iot` only with `renewal.aws_iot_reprovision =
-//! true`, since every call mints a new certificate), and otherwise left to the component's own
-//! reuse rules (Cognito credentials are refreshed five minutes before expiry). A target that
+//! `renewal.certificate_margin_days` (for a target whose every call mints new credentials, as
+//! the component's `targets()` says with `mints-credentials`, only with
+//! `renewal.reprovision_minting = true`, formerly `aws_iot_reprovision`), and otherwise left to
+//! the component's own reuse rules. The configured target names are checked against the
+//! component's `targets()` at start. A target that
 //! fails is retried after an exponential backoff with jitter (`[backoff]`), and its state is
 //! logged once per change (failing, failing differently, recovered), not once per pass.
 //!
@@ -158,14 +160,20 @@ impl Default for LimitsConfig {
 pub struct RenewalConfig {
     /// Re-provision a certificate this many days before `notAfter`, [`ranges::MARGIN_DAYS`].
     pub certificate_margin_days: u64,
-    pub aws_iot_reprovision: bool,
+    /// Also renew targets whose every call mints new credentials (`mints-credentials` in the
+    /// component's `targets()`; AWS IoT issues a new certificate and key per call, and the old
+    /// one stays active until it is deactivated). Off by default: such a target is only
+    /// provisioned when nothing is stored. `aws_iot_reprovision`, the key's earlier name, is
+    /// accepted too.
+    #[serde(alias = "aws_iot_reprovision")]
+    pub reprovision_minting: bool,
 }
 
 impl Default for RenewalConfig {
     fn default() -> Self {
         RenewalConfig {
             certificate_margin_days: 30,
-            aws_iot_reprovision: false,
+            reprovision_minting: false,
         }
     }
 }
@@ -260,9 +268,9 @@ impl GatewayConfig {
             !config.targets.is_empty(),
             "key `target`: list at least one [[target]]"
         );
+        // The names are checked against the component's targets when the daemon starts
+        // ([`Daemon::start`]): the component, not this host, knows them.
         for (i, t) in config.targets.iter().enumerate() {
-            output::parse_target(&t.name)
-                .map_err(|e| anyhow::anyhow!("key `target[{i}].name`: {e}"))?;
             // One bundle per target: a second entry would provision the same bundle with other
             // parameters, each pass undoing the other.
             if let Some(first) = config.targets[..i].iter().position(|o| o.name == t.name) {
@@ -521,6 +529,14 @@ impl Daemon {
                     "the built-in component"
                 })?,
         );
+        // The component knows the targets: every configured name must be one of them.
+        let served = lifecycle.current();
+        for (i, t) in config.targets.iter().enumerate() {
+            served
+                .targets
+                .find(&t.name)
+                .map_err(|e| anyhow::anyhow!("key `target[{i}].name`: {e}"))?;
+        }
         // Last, so that a refused start leaves no socket behind.
         let listener = config
             .control_socket
@@ -642,8 +658,14 @@ impl Daemon {
                 tracing::info!(target = %t.name, "stopping: the rest of this pass is left for the next start");
                 break;
             }
-            let Ok(target) = output::parse_target(&t.name) else {
-                continue;
+            // The serving component's list: a component swapped in since the start may lack a
+            // target the configuration names.
+            let (target, mints_credentials) = match self.lifecycle.current().targets.find(&t.name) {
+                Ok(info) => (info.target, info.mints_credentials),
+                Err(e) => {
+                    self.record(&t.name, Err(format!("the serving component: {e}")));
+                    continue;
+                }
             };
             if self.backing_off(&t.name, Instant::now()) {
                 tracing::debug!(target = %t.name, "backing off after a failure");
@@ -659,10 +681,9 @@ impl Daemon {
                         .certificate
                         .as_ref()
                         .is_some_and(|c| c.not_after.saturating_sub(now) < margin);
-                    let allowed =
-                        target != Target::AwsIot || self.config.renewal.aws_iot_reprovision;
+                    let allowed = !mints_credentials || self.config.renewal.reprovision_minting;
                     if due && !allowed {
-                        tracing::warn!(target = %t.name, "certificate is within the renewal margin; set renewal.aws_iot_reprovision = true to re-provision (mints a new certificate)");
+                        tracing::warn!(target = %t.name, "certificate is within the renewal margin; set renewal.reprovision_minting = true to re-provision (each call mints new credentials)");
                     }
                     if due && allowed {
                         tracing::info!(target = %t.name, "certificate is within the renewal margin; renewing it");

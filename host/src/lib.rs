@@ -59,7 +59,8 @@
 //! * [`output`]: reports, errors and exit codes as text and JSON;
 //! * [`daemon`]: the gateway daemon (`krypton-host run`);
 //! * [`doctor`]: checks the route to Krypton (the SORACOM Arc `AllowedIPs` trap);
-//! * [`signing`]: ed25519 signatures of component files.
+//! * [`signing`]: ed25519 signatures of component files;
+//! * [`targets`]: the component's targets by name (the host keeps no list of its own).
 
 pub mod daemon;
 pub mod doctor;
@@ -71,6 +72,7 @@ pub mod output;
 pub mod runtime;
 pub mod signing;
 pub mod store;
+pub mod targets;
 
 pub use http::OutboundPolicy;
 pub use options::ProvisionOptions;

@@ -61,6 +61,7 @@ pub fn request(target: Target, endpoint: String) -> ProvisionRequest {
     options().request(target, &endpoint)
 }
 
+/// Provision through the shared runtime; the component's error without its hint.
 pub async fn provision(
     mock: &MockKrypton,
     store: &SecretStore,
@@ -70,7 +71,20 @@ pub async fn provision(
     rt.provision(pre, policy_for(mock), store.clone(), req)
         .await
         .expect("no trap")
+        .map_err(|failure| failure.error)
 }
+
+/// Every target the component ships, in the contract's order.
+pub const TARGET_NAMES: [&str; 8] = [
+    "azure-iot",
+    "aws-iot",
+    "aws-cognito",
+    "aws-cognito-openid",
+    "inventory",
+    "arc",
+    "subscriber-metadata",
+    "userdata",
+];
 
 pub fn ident<'a>(report: &'a ProvisionReport, key: &str) -> &'a str {
     report

@@ -1,14 +1,15 @@
 //! `krypton-host demo`: provision every target against an in-process mock Krypton.
 
-use super::shared::{load_component, lock_store};
+use super::shared::{load, lock_store};
 use super::{HostFailure, component_failure, fail};
 use clap::Args;
 use krypton_host::ProvisionOptions;
 use krypton_host::http::{self, OutboundPolicy};
 use krypton_host::output::{self, exit};
-use krypton_host::runtime::{Runtime, Target};
+use krypton_host::runtime::Runtime;
 use krypton_host::store::SecretStore;
 use krypton_mock::{MockConfig, MockKrypton};
+use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -61,30 +62,38 @@ pub async fn demo(args: DemoArgs) -> Result<(), HostFailure> {
         }
     );
     let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
-    let pre = load_component(&runtime, None)?;
-    let (version, contract) = runtime.version(&pre).await.map_err(fail(exit::INTERNAL))?;
+    let loaded = load(runtime, None).await?;
+    loaded.log_loaded();
+    let (runtime, pre) = (&loaded.runtime, &loaded.pre);
+    let (version, contract) = runtime.version(pre).await.map_err(fail(exit::INTERNAL))?;
     println!("Component: krypton-guest {version} ({contract})\n");
     let origin = http::Origin::parse(&server.endpoint()).map_err(fail(exit::INTERNAL))?;
     let policy = OutboundPolicy::new(vec![origin], Some(server.ca_pem().as_bytes()))
         .map_err(fail(exit::INTERNAL))?;
-    for (name, target) in output::ALL_TARGETS {
-        // Inventory needs the LwM2M endpoint name of the device.
-        let request_parameters =
-            (target == Target::Inventory).then(|| r#"{"endpoint":"demo-gateway"}"#.to_string());
-        tracing::debug!(target = name, "demo: provisioning");
+    for info in loaded.targets.all() {
+        // Every parameter the target requires, with the component's example value.
+        let request_parameters = (!info.required_parameters.is_empty()).then(|| {
+            let map: Map<String, Value> = info
+                .required_parameters
+                .iter()
+                .map(|p| (p.name.clone(), Value::String(p.example.clone())))
+                .collect();
+            Value::Object(map).to_string()
+        });
+        tracing::debug!(target = %info.name, "demo: provisioning");
         let request = ProvisionOptions {
             request_parameters,
             ..demo_options()
         }
-        .request(target, &server.endpoint());
+        .request(info.target, &server.endpoint());
         let started = Instant::now();
         let outcome = runtime
-            .provision(&pre, policy.clone(), store.clone(), &request)
+            .provision(pre, policy.clone(), store.clone(), &request)
             .await
             .map_err(fail(exit::INTERNAL))?;
         match outcome {
             Ok(report) => {
-                print!("{}", output::report_text(&report));
+                print!("{}", output::report_text(&info.name, &report));
                 println!("  ({} ms)\n", started.elapsed().as_millis());
             }
             Err(e) => return Err(component_failure(e)),

@@ -2,12 +2,12 @@
 //! format, all files or none.
 
 use super::print::print_json;
-use super::shared::{krypton_addresses, open_with_bundle};
+use super::shared::{krypton_addresses, load, open_with_bundle, usage_error};
 use super::{DEFAULT_ENDPOINT, DEFAULT_STORE, HostFailure, component_failure, fail};
 use anyhow::Context as _;
 use clap::Args;
-use krypton_host::output::{self, exit};
-use krypton_host::runtime::Target;
+use krypton_host::output::exit;
+use krypton_host::runtime::Runtime;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -15,13 +15,15 @@ use std::path::{Path, PathBuf};
 pub struct ExportArgs {
     /// The stored bundle to export: azure-iot (formats pem, aziot), aws-iot (pem, aws-iot),
     /// arc (wireguard), aws-cognito (env).
-    #[arg(value_parser = output::parse_target, value_name = "TARGET")]
-    pub target: Target,
+    #[arg(value_name = "TARGET")]
+    pub target: String,
     /// pem: certificate, chain, private key and root CA as PEM files; aziot: the PEM files plus
     /// the Azure IoT Edge `[provisioning]` section; aws-iot: the PEM files plus aws-iot.json
     /// for AWS IoT Device SDKs; wireguard: a wg-quick file; env: AWS environment variables.
-    /// A format that does not fit the target is refused before anything is created.
-    #[arg(long, value_parser = ["pem", "aziot", "aws-iot", "wireguard", "env"])]
+    /// A format that does not fit the target is refused before anything is created
+    /// [possible values: pem, aziot, aws-iot, wireguard, env].
+    // Checked against the component's `export-formats` (the list above is help text only).
+    #[arg(long)]
     pub format: String,
     /// Directory to write into (created 0700 when missing; a symlink is refused).
     #[arg(long, value_name = "DIR")]
@@ -56,14 +58,27 @@ pub struct ExportArgs {
 /// write the files, owned by `--owner` when given.
 pub async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     use std::os::unix::fs::DirBuilderExt;
+    // The component knows the targets and formats: a name it does not know is a usage error,
+    // as clap gives one, before anything else is checked.
+    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
+    let loaded = load(runtime, args.component.as_deref()).await?;
+    let target = loaded.target(&args.target, "<TARGET>")?;
+    let formats = loaded.targets.export_formats();
+    if !formats.contains(&args.format.as_str()) {
+        return Err(usage_error(&format!(
+            "invalid value '{}' for '--format <FORMAT>'\n  [possible values: {}]",
+            args.format,
+            formats.join(", ")
+        )));
+    }
+    loaded.log_loaded();
     let owner = args
         .owner
         .as_deref()
         .map(krypton_host::files::resolve_owner)
         .transpose()
         .map_err(fail(exit::INVALID_REQUEST))?;
-    let (runtime, pre, store) =
-        open_with_bundle(&args.store, args.component.as_deref(), args.target).await?;
+    let store = open_with_bundle(&args.store, &loaded, &target).await?;
     let exists = match std::fs::symlink_metadata(&args.out) {
         Ok(meta) if meta.file_type().is_symlink() => {
             return Err(fail(exit::INVALID_REQUEST)(anyhow::anyhow!(
@@ -80,11 +95,12 @@ pub async fn export(args: ExportArgs) -> Result<(), HostFailure> {
         Ok(_) => true,
         Err(_) => false,
     };
-    let render = async |dir: &Path, addresses: &[String]| match runtime
+    let render = async |dir: &Path, addresses: &[String]| match loaded
+        .runtime
         .render_export(
-            &pre,
+            &loaded.pre,
             store.clone(),
-            args.target,
+            target.target,
             &args.format,
             &dir.to_string_lossy(),
             addresses,
@@ -177,7 +193,7 @@ pub async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     if args.json {
         print_json(&json!({
             "ok": true,
-            "target": output::target_name(args.target),
+            "target": target.name,
             "format": args.format,
             "directory": out,
             "owner": args.owner,

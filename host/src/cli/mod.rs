@@ -19,7 +19,7 @@ pub mod wireguard_config;
 
 use clap::{Args, Parser, Subcommand};
 use krypton_host::output;
-use krypton_host::runtime::ProvisionError;
+use krypton_host::runtime::Failure;
 use std::path::PathBuf;
 
 /// Krypton's network-authenticated endpoint (SORACOM Krypton documentation; soratun's Krypton
@@ -125,7 +125,7 @@ pub enum Detail {
     /// A host-side error; its `--json` kind is the one for its exit code.
     Host(anyhow::Error),
     /// The component's typed error, rendered from its fields.
-    Component(ProvisionError),
+    Component(Box<Failure>),
     /// Already shown to the operator (the command printed its own result object).
     Shown,
 }
@@ -138,10 +138,10 @@ pub fn fail(code: u8) -> impl Fn(anyhow::Error) -> HostFailure + Copy {
 }
 
 /// A component error, with the exit code of its kind.
-pub fn component_failure(error: ProvisionError) -> HostFailure {
+pub fn component_failure(error: Failure) -> HostFailure {
     HostFailure {
-        code: output::exit_code(&error),
-        detail: Detail::Component(error),
+        code: output::exit_code(&error.error),
+        detail: Detail::Component(Box::new(error)),
     }
 }
 

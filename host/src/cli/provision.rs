@@ -1,13 +1,13 @@
 //! `krypton-host provision TARGET`: call Krypton for one target and store its bundle.
 
 use super::print::print_json;
-use super::shared::{load_component, lock_store};
+use super::shared::{load, lock_store};
 use super::{CommonArgs, DEFAULT_ENDPOINT, HostFailure, component_failure, fail};
 use clap::Args;
 use krypton_host::ProvisionOptions;
 use krypton_host::http::{self, OutboundPolicy};
 use krypton_host::output::{self, exit};
-use krypton_host::runtime::{AuthMode, Runtime, Target};
+use krypton_host::runtime::{AuthMode, Runtime};
 use krypton_host::store::SecretStore;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 pub struct ProvisionArgs {
     /// azure-iot | aws-iot | aws-cognito | aws-cognito-openid | inventory | arc |
     /// subscriber-metadata | userdata
-    #[arg(value_parser = output::parse_target)]
-    pub target: Target,
+    pub target: String,
     /// Krypton base URL.
     #[arg(long, env = "KRYPTON_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
@@ -119,11 +118,6 @@ pub async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
         )));
     }
     let request_parameters = request_parameters(&args)?;
-    let store = SecretStore::open(&args.common.store)
-        .map_err(anyhow::Error::from)
-        .map_err(fail(exit::STORAGE))?;
-    // One writer per store: held until this run has stored its result.
-    let _writer = lock_store(&store, std::time::Duration::from_secs(args.lock_wait_secs)).await?;
     let options = ProvisionOptions {
         mode: if args.mode == "sim" {
             AuthMode::Sim
@@ -140,20 +134,30 @@ pub async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
         backoff_base: Duration::from_millis(args.backoff_base_ms.into()),
         backoff_max: Duration::from_millis(args.backoff_max_ms.into()),
     };
-    let request = options.request(args.target, &args.endpoint);
     // The whole call may take the operation deadline plus a minute of slack; past that the
     // host stops the component even if it ignores its own deadline.
     let runtime = Runtime::with_limits(options.sandbox_limits()).map_err(fail(exit::INTERNAL))?;
-    let pre = load_component(&runtime, args.common.component.as_deref())?;
+    let loaded = load(runtime, args.common.component.as_deref()).await?;
+    // The component knows the targets: an unknown name is a usage error, before the store is
+    // touched.
+    let target = loaded.target(&args.target, "<TARGET>")?;
+    loaded.log_loaded();
+    let request = options.request(target.target, &args.endpoint);
+    let store = SecretStore::open(&args.common.store)
+        .map_err(anyhow::Error::from)
+        .map_err(fail(exit::STORAGE))?;
+    // One writer per store: held until this run has stored its result.
+    let _writer = lock_store(&store, Duration::from_secs(args.lock_wait_secs)).await?;
     tracing::info!(
-        target = output::target_name(args.target),
+        target = %target.name,
         endpoint = %args.endpoint,
         store = %args.common.store.display(),
         "provisioning"
     );
     let started = Instant::now();
-    let outcome = runtime
-        .provision(&pre, policy, store, &request)
+    let outcome = loaded
+        .runtime
+        .provision(&loaded.pre, policy, store, &request)
         .await
         .map_err(fail(exit::INTERNAL))?;
     let ms = started.elapsed().as_millis() as u64;
@@ -161,9 +165,9 @@ pub async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
         Ok(report) => {
             tracing::info!(ms, reused = report.reused, "done");
             if args.common.json {
-                print_json(&output::report_json(&report));
+                print_json(&output::report_json(&target.name, &report));
             } else {
-                print!("{}", output::report_text(&report));
+                print!("{}", output::report_text(&target.name, &report));
             }
             Ok(())
         }

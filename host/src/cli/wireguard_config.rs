@@ -1,11 +1,11 @@
 //! `krypton-host wireguard-config --out FILE`: a wg-quick file from the stored `arc` bundle.
 
-use super::shared::{krypton_addresses, open_with_bundle};
+use super::shared::{krypton_addresses, load, open_with_bundle};
 use super::{DEFAULT_ENDPOINT, DEFAULT_STORE, HostFailure, component_failure, fail};
 use anyhow::Context as _;
 use clap::Args;
 use krypton_host::output::exit;
-use krypton_host::runtime::Target;
+use krypton_host::runtime::Runtime;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -27,13 +27,32 @@ pub struct WireguardArgs {
     pub krypton_addresses: Vec<String>,
 }
 
+/// The contract's name of the `wg-quick` export format (`render-export`).
+const WIREGUARD_FORMAT: &str = "wireguard";
+
 pub async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
+    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
+    let loaded = load(runtime, args.component.as_deref()).await?;
+    loaded.log_loaded();
+    // The component's `wireguard-config` renders the bundle of the target it exports as
+    // `wireguard` (its `target-info`): that is the bundle that must be stored.
+    let target = loaded
+        .targets
+        .all()
+        .iter()
+        .find(|t| t.export_formats.iter().any(|f| f == WIREGUARD_FORMAT))
+        .cloned()
+        .ok_or_else(|| {
+            fail(exit::UNSUPPORTED)(anyhow::anyhow!(
+                "the component has no target with a `{WIREGUARD_FORMAT}` export"
+            ))
+        })?;
     // Say "nothing stored" before trying DNS, which fails off the SORACOM network anyway.
-    let (runtime, pre, store) =
-        open_with_bundle(&args.store, args.component.as_deref(), Target::Arc).await?;
+    let store = open_with_bundle(&args.store, &loaded, &target).await?;
     let addresses = krypton_addresses(&args.krypton_addresses, &args.endpoint).await?;
-    let config = match runtime
-        .wireguard_config(&pre, store, &addresses)
+    let config = match loaded
+        .runtime
+        .wireguard_config(&loaded.pre, store, &addresses)
         .await
         .map_err(fail(exit::INTERNAL))?
     {
