@@ -18,12 +18,11 @@
 //! # Embedding
 //!
 //! Load the built-in component, check that it speaks this host's contract, provision one
-//! target into a store and print the report. An embedder depends on the crate without the
+//! target into a store and print the report (or the failure with the component's advice). An embedder depends on the crate without the
 //! CLI (`krypton-host = { path = "…", default-features = false }`).
 //!
 //! ```no_run
 //! use krypton_host::http::Origin;
-//! use krypton_host::runtime::Target;
 //! use krypton_host::{
 //!     DEFAULT_COMPONENT, OutboundPolicy, ProvisionOptions, Runtime, SecretStore, lifecycle, output,
 //! };
@@ -35,13 +34,17 @@
 //!     let version = lifecycle::self_check(&runtime, &component).await?;
 //!     println!("component {version}");
 //!
+//!     // The component names its targets; the host keeps no list of its own.
+//!     let targets = lifecycle::list_targets(&runtime, &component).await?;
+//!     let target = targets.find("azure-iot")?;
+//!
 //!     let endpoint = "https://krypton.soracom.io:8036";
 //!     let policy = OutboundPolicy::new(vec![Origin::parse(endpoint)?], None)?;
 //!     let store = SecretStore::open("/var/lib/my-gateway/krypton")?;
-//!     let request = ProvisionOptions::default().request(Target::AzureIot, endpoint);
+//!     let request = ProvisionOptions::default().request(target.target, endpoint);
 //!     match runtime.provision(&component, policy, store, &request).await? {
-//!         Ok(report) => print!("{}", output::report_text(&report)),
-//!         Err(error) => eprintln!("{}", output::error_text(&error)),
+//!         Ok(report) => print!("{}", output::report_text(&target.name, &report)),
+//!         Err(failure) => eprintln!("{}", output::error_text(&failure)),
 //!     }
 //!     Ok(())
 //! }
