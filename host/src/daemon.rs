@@ -944,6 +944,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_renewal_opt_in_has_a_generic_name_and_keeps_its_old_one() {
+        let parse = |key: &str| {
+            GatewayConfig::parse(&format!(
+                "[renewal]\n{key} = true\n[[target]]\nname = 'arc'"
+            ))
+        };
+        assert!(
+            parse("reprovision_minting")
+                .unwrap()
+                .renewal
+                .reprovision_minting
+        );
+        assert!(
+            parse("aws_iot_reprovision")
+                .unwrap()
+                .renewal
+                .reprovision_minting
+        );
+        assert!(
+            !GatewayConfig::parse("[[target]]\nname = 'arc'")
+                .unwrap()
+                .renewal
+                .reprovision_minting
+        );
+    }
+
+    #[test]
     fn waits_double_with_jitter_up_to_the_cap_and_never_overflow() {
         let base = Duration::from_secs(60);
         let max = Duration::from_secs(3600);
