@@ -6,6 +6,7 @@ use krypton_host::output::exit;
 use krypton_host::runtime::{DEFAULT_COMPONENT, Runtime};
 use std::time::Instant;
 
+/// `bench-swap` arguments.
 #[derive(Args)]
 pub struct BenchSwapArgs {
     /// Number of swaps, 1 to 100000.
@@ -25,6 +26,8 @@ pub fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Swap the component `--count` times and print swap latencies and resident memory. Errors:
+/// exit 1.
 pub async fn bench_swap(args: BenchSwapArgs) -> Result<(), HostFailure> {
     use krypton_host::lifecycle::Lifecycle;
     let internal = fail(exit::INTERNAL);

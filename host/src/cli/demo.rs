@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// `demo` arguments.
 #[derive(Args)]
 pub struct DemoArgs {
     /// Keep the demo's store in this directory instead of a temporary one.
@@ -35,6 +36,9 @@ fn demo_options() -> ProvisionOptions {
     }
 }
 
+/// Provision every target the component lists against an in-process mock Krypton into a
+/// temporary (or `--store`) store and print the reports, the calls made and the bundle files
+/// with their modes. Errors: the first failure (its exit code).
 pub async fn demo(args: DemoArgs) -> Result<(), HostFailure> {
     let internal = fail(exit::INTERNAL);
     let server = MockKrypton::start(

@@ -7,6 +7,7 @@ use krypton_host::output::{self, exit};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
+/// `doctor` arguments.
 #[derive(Args)]
 pub struct DoctorArgs {
     /// Krypton endpoint to check.
@@ -35,6 +36,8 @@ pub struct DoctorArgs {
     pub json: bool,
 }
 
+/// Diagnose the route to Krypton and print the verdict and advice. Exit code by verdict: 0 ok,
+/// 12 not routed, 3 malformed configuration, 4 DNS, TLS or connection failure.
 pub async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
     use krypton_host::doctor::{self, TunnelSource, Verdict};
     let tunnel = match (&args.wireguard, &args.soratun_config) {

@@ -11,6 +11,7 @@ use krypton_host::runtime::Runtime;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
+/// `export` arguments.
 #[derive(Args)]
 pub struct ExportArgs {
     /// The stored bundle to export: azure-iot (formats pem, aziot), aws-iot (pem, aws-iot),

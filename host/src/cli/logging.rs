@@ -2,6 +2,8 @@
 
 use super::{Cli, Command};
 
+/// Send log lines to stderr at the level `-v`/`-q` ask for (`RUST_LOG` overrides); the
+/// daemon shows the component's own progress lines only with `-v`.
 pub fn init_logging(cli: &Cli) {
     let default = if cli.verbose {
         "debug"

@@ -10,6 +10,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// `mock` arguments.
 #[derive(Args)]
 pub struct MockArgs {
     /// Address to listen on.
@@ -39,6 +40,9 @@ pub struct MockArgs {
     pub expiration_format: String,
 }
 
+/// Serve the mock Krypton until SIGINT or SIGTERM, after printing its endpoint and CA file as
+/// one JSON line. Errors: a bad `--fail` or listen address, or the CA file cannot be written
+/// (exit 3).
 pub async fn mock(args: MockArgs) -> Result<(), HostFailure> {
     let config = MockConfig {
         assigning_polls: args.assigning_polls,

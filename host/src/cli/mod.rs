@@ -25,8 +25,10 @@ use std::path::PathBuf;
 /// Krypton's network-authenticated endpoint (SORACOM Krypton documentation; soratun's Krypton
 /// client uses the same).
 pub const DEFAULT_ENDPOINT: &str = "https://krypton.soracom.io:8036";
+/// The secret store when neither `--store` nor `KRYPTON_STORE` names one.
 pub const DEFAULT_STORE: &str = "/var/lib/krypton-host/store";
 
+// The command line (a doc comment here would become clap's long help).
 #[derive(Parser)]
 #[command(
     name = "krypton-host",
@@ -45,6 +47,7 @@ pub struct Cli {
     pub command: Command,
 }
 
+// The commands, one module each (doc comments on the variants are their help).
 #[derive(Subcommand)]
 pub enum Command {
     /// Call Krypton for one target and store its credentials as one bundle.
@@ -100,6 +103,7 @@ pub enum Command {
     WireguardConfig(wireguard_config::WireguardArgs),
 }
 
+/// Options every command that reads the store shares.
 #[derive(Args)]
 pub struct CommonArgs {
     /// Secret store directory (created 0700; one 0600 file per bundle).
@@ -113,10 +117,12 @@ pub struct CommonArgs {
     pub json: bool,
 }
 
-/// A failed command and its exit code. `main.rs` prints it once ([`print::print_failure`]), as text on stderr or
-/// as the one `--json` object on stdout.
+/// A failed command and its exit code. `main.rs` prints it once ([`print::print_failure`]),
+/// as text on stderr or as the one `--json` object on stdout.
 pub struct HostFailure {
+    /// The exit code (`krypton_host::output::exit`).
     pub code: u8,
+    /// What to print.
     pub detail: Detail,
 }
 
@@ -130,6 +136,7 @@ pub enum Detail {
     Shown,
 }
 
+/// Turn a host-side error into a [`HostFailure`] with exit code `code` (for `map_err`).
 pub fn fail(code: u8) -> impl Fn(anyhow::Error) -> HostFailure + Copy {
     move |error| HostFailure {
         code,

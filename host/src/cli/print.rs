@@ -7,6 +7,7 @@ use serde_json::Value;
 use std::io::Write as _;
 use std::process::ExitCode;
 
+/// Print `value` as one line of JSON on stdout and flush it.
 pub fn print_json(value: &Value) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{value}");

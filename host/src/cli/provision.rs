@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// `provision` arguments.
 #[derive(Args)]
 pub struct ProvisionArgs {
     /// azure-iot | aws-iot | aws-cognito | aws-cognito-openid | inventory | arc |
@@ -69,6 +70,9 @@ pub struct ProvisionArgs {
     pub common: CommonArgs,
 }
 
+/// `requestParameters` from `--params` (a JSON object) with `--param KEY=VALUE` entries
+/// (strings) merged over it; `None` when neither is given. Errors (exit 3): `--params` is not
+/// a JSON object, a `--param` is not `KEY=VALUE`.
 pub fn request_parameters(args: &ProvisionArgs) -> Result<Option<String>, HostFailure> {
     if args.params.is_none() && args.params_kv.is_empty() {
         return Ok(None);
@@ -103,6 +107,9 @@ pub fn request_parameters(args: &ProvisionArgs) -> Result<Option<String>, HostFa
     Ok(Some(Value::Object(map).to_string()))
 }
 
+/// Provision one target: check the arguments, load the component and resolve TARGET with it,
+/// take the store's writer lock, call the component, print its report. Errors: the exit code of
+/// each failure (usage 2, invalid request 3, storage 9, the component error's own code).
 pub async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
     let origin = http::Origin::parse(&args.endpoint).map_err(fail(exit::INVALID_REQUEST))?;
     if args.endpoint.starts_with("http://") {

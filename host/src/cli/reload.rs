@@ -5,6 +5,7 @@ use clap::Args;
 use krypton_host::output::exit;
 use std::path::PathBuf;
 
+/// `reload` arguments.
 #[derive(Args)]
 pub struct ReloadArgs {
     /// The daemon's control socket (`control_socket` in its configuration).
@@ -15,6 +16,8 @@ pub struct ReloadArgs {
     pub status: bool,
 }
 
+/// Send `reload` (or `status`) to a daemon's control socket and print its answer. Errors: the
+/// socket cannot be reached (exit 4), the daemon refused (exit 3).
 pub async fn reload(args: ReloadArgs) -> Result<(), HostFailure> {
     let command = if args.status { "status" } else { "reload" };
     let answer = krypton_host::daemon::send_control(&args.socket, command)

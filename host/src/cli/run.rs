@@ -7,6 +7,7 @@ use krypton_host::http;
 use krypton_host::output::exit;
 use std::path::{Path, PathBuf};
 
+/// `run` arguments.
 #[derive(Args)]
 pub struct RunArgs {
     /// Configuration file (see gateway.example.toml).
@@ -29,6 +30,9 @@ pub struct RunArgs {
     pub ca_file: Option<PathBuf>,
 }
 
+/// Start the daemon on `--config` (with the command-line overrides) and serve until SIGINT or
+/// SIGTERM. Errors: a configuration or start failure (exit 3), a failure while running (exit
+/// 1).
 pub async fn run_daemon(args: RunArgs) -> Result<(), HostFailure> {
     use krypton_host::daemon::{Daemon, GatewayConfig};
     // First of all: no core dump may carry the keys this process will hold.

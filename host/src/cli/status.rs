@@ -9,6 +9,7 @@ use krypton_host::runtime::{Runtime, TargetInfo};
 use krypton_host::store::SecretStore;
 use serde_json::{Value, json};
 
+/// `status` arguments.
 #[derive(Args)]
 pub struct StatusArgs {
     /// One target; all targets when omitted.

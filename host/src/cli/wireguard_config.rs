@@ -8,6 +8,7 @@ use krypton_host::output::exit;
 use krypton_host::runtime::Runtime;
 use std::path::PathBuf;
 
+/// `wireguard-config` arguments.
 #[derive(Args)]
 pub struct WireguardArgs {
     /// Secret store directory.
@@ -30,6 +31,9 @@ pub struct WireguardArgs {
 /// The contract's name of the `wg-quick` export format (`render-export`).
 const WIREGUARD_FORMAT: &str = "wireguard";
 
+/// Write the wg-quick file for the stored bundle of the target the component exports as
+/// `wireguard`. Errors: nothing stored (exit 11), Krypton's name unresolved (exit 4), the file
+/// cannot be written (exit 9), the component error's own code.
 pub async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
     let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
     let loaded = load(runtime, args.component.as_deref()).await?;
