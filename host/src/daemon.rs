@@ -100,6 +100,7 @@ pub struct GatewayConfig {
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
     #[serde(default = "default_endpoint")]
+    /// Krypton's base URL (default `https://krypton.soracom.io:8036`).
     pub endpoint: String,
     /// `network` (the only mode implemented).
     #[serde(default = "default_mode")]
@@ -121,10 +122,13 @@ pub struct GatewayConfig {
     /// `state_dir`) serve. Off by default: an older version is refused as a replay.
     #[serde(default)]
     pub allow_downgrade: bool,
+    /// `[limits]`.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// `[renewal]`.
     #[serde(default)]
     pub renewal: RenewalConfig,
+    /// `[backoff]`.
     #[serde(default)]
     pub backoff: BackoffConfig,
     /// Targets to keep provisioned.
@@ -202,6 +206,7 @@ impl Default for BackoffConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
+    /// The target's name, one of the component's (`target-info.name`).
     pub name: String,
     /// `requestParameters`.
     pub params: Option<toml::Table>,
@@ -390,7 +395,9 @@ struct Health {
 
 /// A running daemon's parts, shared by its tasks.
 pub struct Daemon {
+    /// The configuration it runs with (overrides applied).
     pub config: GatewayConfig,
+    /// The serving component and its swaps.
     pub lifecycle: Arc<Lifecycle>,
     store: SecretStore,
     policy: OutboundPolicy,

@@ -69,6 +69,7 @@ pub async fn list_targets(runtime: &Runtime, pre: &KryptonPre) -> anyhow::Result
 
 /// A checked, linked component version.
 pub struct Loaded {
+    /// The compiled, linked component.
     pub pre: KryptonPre,
     /// SHA-256 of the component bytes, hex.
     pub digest: String,

@@ -27,7 +27,9 @@ use wasmtime::{CallHook, Config, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-/// Host bindings generated from `wit/krypton.wit`.
+/// Host bindings generated from `wit/krypton.wit` (generated code: its items carry the WIT's
+/// own doc comments where it has them).
+#[allow(missing_docs)]
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
