@@ -1,25 +1,36 @@
-//! `krypton-host`: the wasmtime host for the SORACOM Krypton provisioning component, as a
-//! library. The `krypton-host` command (feature `cli`, on by default) is a thin layer over it.
+//! # krypton-host
+//!
+//! The wasmtime host for the SORACOM Krypton provisioning component, as a library. The
+//! `krypton-host` command (feature `cli`, on by default) is a thin layer over it.
 //!
 //! The host grants capabilities and manages the component's life; it never parses a Krypton
 //! response (that is the component's job, see `guest/`), and knows Krypton only through the
-//! contract in `wit/krypton.wit`. Its public face is small:
+//! contract in `wit/krypton.wit`.
+//!
+//! # The public API
 //!
 //! * [`Runtime`]: one wasmtime engine and linker; [`Runtime::load`] compiles and links a
 //!   component ([`DEFAULT_COMPONENT`] is the one built into this crate) into a [`KryptonPre`],
-//!   and each call ([`Runtime::provision`], [`Runtime::status`], ...) runs in a fresh,
-//!   limited instance;
+//!   and each call ([`Runtime::provision`], [`Runtime::status`], [`Runtime::targets`], ...)
+//!   runs in a fresh, limited instance;
 //! * [`SecretStore`]: the on-disk secret store the component writes its bundles to
 //!   (directory 0700, one 0600 file per bundle, replaced atomically);
 //! * [`OutboundPolicy`]: where the component may connect, and which CA certificates it trusts;
 //! * [`ProvisionOptions`]: deadline, poll interval, timeouts and retries of a run, with the
 //!   defaults every caller shares.
 //!
-//! # Embedding
+//! # Examples
 //!
-//! Load the built-in component, check that it speaks this host's contract, provision one
-//! target into a store and print the report (or the failure with the component's advice). An embedder depends on the crate without the
-//! CLI (`krypton-host = { path = "…", default-features = false }`).
+//! An embedder depends on the crate without the CLI (`krypton-host = { path = "…",
+//! default-features = false }`, which also leaves out the mock Krypton and its
+//! certificate-minting crates), then:
+//!
+//! 1. creates a [`Runtime`] and loads the built-in component with [`Runtime::load`];
+//! 2. checks that it speaks this host's contract with [`lifecycle::self_check`];
+//! 3. asks it for its targets ([`lifecycle::list_targets`]) and picks one by name;
+//! 4. provisions it into a [`SecretStore`] through an [`OutboundPolicy`] that allows only the
+//!    Krypton endpoint, with [`ProvisionOptions`];
+//! 5. prints the report, or the failure with the component's advice.
 //!
 //! ```no_run
 //! use krypton_host::http::Origin;

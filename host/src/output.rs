@@ -274,7 +274,7 @@ fn host_hint(error: &ProvisionError) -> Option<&'static str> {
 }
 
 /// Human text for a failure: what happened, then what to do next (the component's hint, then
-/// this host's name for the flag it speaks of, see [`host_hint`]). Every text from the
+/// this host's name for the flag it speaks of, keyed on the error's typed fields only). Every text from the
 /// component is stripped of control characters.
 pub fn error_text(failure: &Failure) -> String {
     let mut s = match &failure.error {
