@@ -1,28 +1,66 @@
 //! SORACOM Krypton provisioning component (`soracom:krypton/krypton`, `wit/krypton.wit`).
 //!
-//! This file is glue: it maps the WIT exports onto plain functions in [`flow`] and the WIT
-//! types onto [`model`]. The logic (operations, parsing, validation, polling) lives in the
-//! modules below and is unit-tested natively (`cargo test -p krypton-guest --lib`).
+//! The component owns every Krypton fact: paths, fields, validation, polling, what is stored,
+//! the advice that goes with an error. It is built in five layers; each uses only the ones
+//! below it, never one above, and nothing goes in a circle:
+//!
+//! | layer | module | what |
+//! | --- | --- | --- |
+//! | 5 | `lib.rs` (`glue`), `wasi_capabilities` | the WIT glue: exports mapped onto the layers below, [`client::Capabilities`] over the imports (the `wasi` crate's WASI bindings and our `secret-store`) |
+//! | 4 | [`formats`] | export formats, one file each (`pem`, `aziot`, `aws_iot`, `wireguard` with the `wg-quick` rendering, `env`) |
+//! | 3 | [`ops`] | the operations: one file per service (`azure`, `aws`, `cognito`, `inventory`, `arc`, `air`) in one table (`table`), `provision`/`status` at the top (`provision`) |
+//! | 2 | [`client`] | the HTTP policy: endpoint, deadline, timeouts, retries, one call, its errors; the `Capabilities` trait |
+//! | 1 | [`types`] | the types and pure rules: WIT mirrors and errors (`model`), identifiers, JSON reading, text and network rules, certificate and key validation, bundles |
+//!
+//! Module tree:
+//!
+//! ```text
+//! lib.rs          layer 5: crate docs, bindings, `glue` (the `Guest` impl)
+//! wasi_capabilities.rs
+//!                 layer 5: Capabilities over wasi:http, wasi:clocks, wasi:random (the `wasi`
+//!                          crate) and secret-store (generated here)
+//! formats/        layer 4: mod.rs (format table, render-export, wireguard-config)
+//!                          pem.rs, aziot.rs, aws_iot.rs, wireguard.rs, env.rs
+//! ops/            layer 3: common.rs, store.rs < azure.rs, aws.rs, cognito.rs, inventory.rs,
+//!                          arc.rs, air.rs < table.rs < provision.rs
+//! client/         layer 2: endpoint.rs < capabilities.rs, errors.rs < call.rs
+//! types/          layer 1: model.rs < identifiers.rs, json.rs, net.rs, text.rs < validate.rs
+//!                          < bundle.rs
+//! ```
+//!
+//! Inside a layer, `a < b` means `b` may use `a`, never the reverse; a `mod.rs` only declares
+//! and re-exports, except in `formats`, whose `mod.rs` is the top of that layer. The unit test
+//! `layers::no_module_imports_one_above_it` reads the sources and fails on an import against
+//! this order.
+//!
+//! Everything below layer 5 is plain Rust, unit-tested natively with a scripted fake
+//! (`cargo test -p krypton-guest --lib`).
 
-pub mod bundle;
-pub mod exports;
-pub mod flow;
-pub mod identifiers;
-pub mod model;
-pub mod render;
-pub mod targets;
-pub mod validate;
+pub mod client;
+pub mod formats;
+pub mod ops;
+pub mod types;
 
 #[cfg(target_arch = "wasm32")]
-mod wasi;
+mod wasi_capabilities;
 
 #[cfg(target_arch = "wasm32")]
 mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
         world: "soracom:krypton/krypton",
-        // The world imports wasi:* packages from wit/deps; generate their bindings too.
-        generate_all,
+        // Only our own interfaces (`secret-store`, `types`, `provisioning`) are generated; the
+        // WASI interfaces the world imports, and those they use, are the `wasi` crate's.
+        with: {
+            "wasi:http/outgoing-handler@0.2.12": wasi::http::outgoing_handler,
+            "wasi:http/types@0.2.12": wasi::http::types,
+            "wasi:io/error@0.2.12": wasi::io::error,
+            "wasi:io/poll@0.2.12": wasi::io::poll,
+            "wasi:io/streams@0.2.12": wasi::io::streams,
+            "wasi:clocks/monotonic-clock@0.2.12": wasi::clocks::monotonic_clock,
+            "wasi:clocks/wall-clock@0.2.12": wasi::clocks::wall_clock,
+            "wasi:random/random@0.2.12": wasi::random::random,
+        },
     });
 }
 
@@ -30,8 +68,9 @@ mod bindings {
 mod glue {
     use crate::bindings::exports::soracom::krypton::provisioning::Guest;
     use crate::bindings::soracom::krypton::types as wit;
-    use crate::model::{self, AuthMode, Target};
-    use crate::{flow, wasi::WasiCapabilities};
+    use crate::types::model::{self, AuthMode, Target};
+    use crate::wasi_capabilities::WasiCapabilities;
+    use crate::{formats, ops};
 
     struct Component;
 
@@ -69,6 +108,7 @@ mod glue {
             obtained_at_ms: r.obtained_at_ms,
             identifiers: r.identifiers,
             sizes: r.sizes,
+            mints_credentials: r.mints_credentials,
             certificate: r.certificate.map(|c| wit::CertificateSummary {
                 sha256_fingerprint: c.sha256_fingerprint,
                 subject: c.subject,
@@ -96,16 +136,17 @@ mod glue {
         }
     }
 
-    fn error_to(e: model::Error) -> wit::ProvisionError {
+    /// The error and its advice ([`model::Failure`]).
+    fn failure(e: model::Error) -> wit::Failure {
         use model::Error as E;
-        match e {
+        let model::Failure { error, hint } = model::Failure::from(e);
+        let error = match error {
             E::InvalidRequest(m) => wit::ProvisionError::InvalidRequest(m),
             E::Unsupported(m) => wit::ProvisionError::Unsupported(m),
             E::Transport(t) => wit::ProvisionError::Transport(wit::TransportError {
                 kind: kind_to(t.kind),
                 request: t.request,
                 message: t.message,
-                hint: t.hint,
                 attempts: t.attempts,
             }),
             E::Timeout(m) => wit::ProvisionError::Timeout(m),
@@ -122,9 +163,15 @@ mod glue {
                 body_excerpt,
                 request,
             }),
-            E::InvalidResponse { field, reason } => {
-                wit::ProvisionError::InvalidResponse(wit::InvalidResponse { field, reason })
-            }
+            E::InvalidResponse {
+                field,
+                reason,
+                stored,
+            } => wit::ProvisionError::InvalidResponse(wit::InvalidResponse {
+                field,
+                reason,
+                stored,
+            }),
             E::RegistrationFailed {
                 operation_id,
                 status,
@@ -133,13 +180,12 @@ mod glue {
                 status,
             }),
             E::Storage(m) => wit::ProvisionError::Storage(m),
-        }
+        };
+        wit::Failure { error, hint }
     }
 
     impl Guest for Component {
-        fn provision(
-            request: wit::ProvisionRequest,
-        ) -> Result<wit::ProvisionReport, wit::ProvisionError> {
+        fn provision(request: wit::ProvisionRequest) -> Result<wit::ProvisionReport, wit::Failure> {
             let request = model::ProvisionRequest {
                 target: target_from(request.target),
                 mode: match request.mode {
@@ -162,21 +208,19 @@ mod glue {
                     max_delay_ms: request.retry.max_delay_ms,
                 },
             };
-            flow::provision(&mut WasiCapabilities, &request)
+            ops::provision(&mut WasiCapabilities, &request)
                 .map(report_to)
-                .map_err(error_to)
+                .map_err(failure)
         }
 
-        fn status(
-            target: wit::Target,
-        ) -> Result<Option<wit::ProvisionReport>, wit::ProvisionError> {
-            flow::status(&mut WasiCapabilities, target_from(target))
+        fn status(target: wit::Target) -> Result<Option<wit::ProvisionReport>, wit::Failure> {
+            ops::status(&mut WasiCapabilities, target_from(target))
                 .map(|r| r.map(report_to))
-                .map_err(error_to)
+                .map_err(failure)
         }
 
-        fn wireguard_config(krypton_addresses: Vec<String>) -> Result<String, wit::ProvisionError> {
-            flow::wireguard_config(&mut WasiCapabilities, &krypton_addresses).map_err(error_to)
+        fn wireguard_config(krypton_addresses: Vec<String>) -> Result<String, wit::Failure> {
+            formats::wireguard_config(&mut WasiCapabilities, &krypton_addresses).map_err(failure)
         }
 
         fn render_export(
@@ -184,8 +228,8 @@ mod glue {
             format: String,
             directory: String,
             krypton_addresses: Vec<String>,
-        ) -> Result<Vec<wit::ExportFile>, wit::ProvisionError> {
-            flow::render_export(
+        ) -> Result<Vec<wit::ExportFile>, wit::Failure> {
+            formats::render_export(
                 &mut WasiCapabilities,
                 target_from(target),
                 &format,
@@ -203,13 +247,38 @@ mod glue {
                     })
                     .collect()
             })
-            .map_err(error_to)
+            .map_err(failure)
+        }
+
+        fn targets() -> Vec<wit::TargetInfo> {
+            ops::OPERATIONS
+                .iter()
+                .map(|op| wit::TargetInfo {
+                    target: target_to(op.target),
+                    name: op.target.name().to_string(),
+                    summary: op.summary.to_string(),
+                    mints_credentials: op.mints_credentials,
+                    export_formats: formats::names_for(op.target)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect(),
+                    required_parameters: op
+                        .required_parameters
+                        .iter()
+                        .map(|p| wit::ParameterInfo {
+                            name: p.name.to_string(),
+                            description: p.description.to_string(),
+                            example: p.example.to_string(),
+                        })
+                        .collect(),
+                })
+                .collect()
         }
 
         fn version() -> (String, String) {
             (
                 env!("CARGO_PKG_VERSION").to_string(),
-                "soracom:krypton@0.2.0".to_string(),
+                "soracom:krypton@0.3.0".to_string(),
             )
         }
     }
@@ -218,4 +287,6 @@ mod glue {
 }
 
 #[cfg(test)]
-mod flow_tests;
+mod layers;
+#[cfg(test)]
+mod tests;

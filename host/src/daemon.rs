@@ -6,9 +6,11 @@
 //! the other on one task, a tick missed while a pass runs is skipped) takes the store's writer
 //! lock and checks each configured target through the component's `status`; a target is
 //! provisioned when nothing is stored, when the certificate's `notAfter` is within
-//! `renewal.certificate_margin_days` (for `aws-iot` only with `renewal.aws_iot_reprovision =
-//! true`, since every call mints a new certificate), and otherwise left to the component's own
-//! reuse rules (Cognito credentials are refreshed five minutes before expiry). A target that
+//! `renewal.certificate_margin_days` (for a target whose every call mints new credentials, as
+//! the component's `targets()` says with `mints-credentials`, only with
+//! `renewal.reprovision_minting = true`, formerly `aws_iot_reprovision`), and otherwise left to
+//! the component's own reuse rules. The configured target names are checked against the
+//! component's `targets()` at start. A target that
 //! fails is retried after an exponential backoff with jitter (`[backoff]`), and its state is
 //! logged once per change (failing, failing differently, recovered), not once per pass.
 //!
@@ -23,11 +25,9 @@
 use crate::files::{self, FileLock, LockError};
 use crate::http::{Origin, OutboundPolicy};
 use crate::lifecycle::{ComponentPolicy, Lifecycle, ReloadOutcome, parse_public_key};
+use crate::options::ProvisionOptions;
 use crate::output;
-use crate::runtime::{
-    AuthMode, CachePolicy, HttpTimeouts, ProvisionRequest, RetryPolicy, Runtime, SandboxLimits,
-    Target,
-};
+use crate::runtime::{CachePolicy, ProvisionRequest, Runtime, SandboxLimits, Target};
 use crate::signing::VersionFloor;
 use crate::store::SecretStore;
 use anyhow::Context as _;
@@ -100,6 +100,7 @@ pub struct GatewayConfig {
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
     #[serde(default = "default_endpoint")]
+    /// Krypton's base URL (default `https://krypton.soracom.io:8036`).
     pub endpoint: String,
     /// `network` (the only mode implemented).
     #[serde(default = "default_mode")]
@@ -121,10 +122,13 @@ pub struct GatewayConfig {
     /// `state_dir`) serve. Off by default: an older version is refused as a replay.
     #[serde(default)]
     pub allow_downgrade: bool,
+    /// `[limits]`.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// `[renewal]`.
     #[serde(default)]
     pub renewal: RenewalConfig,
+    /// `[backoff]`.
     #[serde(default)]
     pub backoff: BackoffConfig,
     /// Targets to keep provisioned.
@@ -160,14 +164,20 @@ impl Default for LimitsConfig {
 pub struct RenewalConfig {
     /// Re-provision a certificate this many days before `notAfter`, [`ranges::MARGIN_DAYS`].
     pub certificate_margin_days: u64,
-    pub aws_iot_reprovision: bool,
+    /// Also renew targets whose every call mints new credentials (`mints-credentials` in the
+    /// component's `targets()`; AWS IoT issues a new certificate and key per call, and the old
+    /// one stays active until it is deactivated). Off by default: such a target is only
+    /// provisioned when nothing is stored. `aws_iot_reprovision`, the key's earlier name, is
+    /// accepted too.
+    #[serde(alias = "aws_iot_reprovision")]
+    pub reprovision_minting: bool,
 }
 
 impl Default for RenewalConfig {
     fn default() -> Self {
         RenewalConfig {
             certificate_margin_days: 30,
-            aws_iot_reprovision: false,
+            reprovision_minting: false,
         }
     }
 }
@@ -196,6 +206,7 @@ impl Default for BackoffConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
+    /// The target's name, one of the component's (`target-info.name`).
     pub name: String,
     /// `requestParameters`.
     pub params: Option<toml::Table>,
@@ -262,9 +273,9 @@ impl GatewayConfig {
             !config.targets.is_empty(),
             "key `target`: list at least one [[target]]"
         );
+        // The names are checked against the component's targets when the daemon starts
+        // ([`Daemon::start`]): the component, not this host, knows them.
         for (i, t) in config.targets.iter().enumerate() {
-            output::parse_target(&t.name)
-                .map_err(|e| anyhow::anyhow!("key `target[{i}].name`: {e}"))?;
             // One bundle per target: a second entry would provision the same bundle with other
             // parameters, each pass undoing the other.
             if let Some(first) = config.targets[..i].iter().position(|o| o.name == t.name) {
@@ -384,7 +395,9 @@ struct Health {
 
 /// A running daemon's parts, shared by its tasks.
 pub struct Daemon {
+    /// The configuration it runs with (overrides applied).
     pub config: GatewayConfig,
+    /// The serving component and its swaps.
     pub lifecycle: Arc<Lifecycle>,
     store: SecretStore,
     policy: OutboundPolicy,
@@ -523,6 +536,14 @@ impl Daemon {
                     "the built-in component"
                 })?,
         );
+        // The component knows the targets: every configured name must be one of them.
+        let served = lifecycle.current();
+        for (i, t) in config.targets.iter().enumerate() {
+            served
+                .targets
+                .find(&t.name)
+                .map_err(|e| anyhow::anyhow!("key `target[{i}].name`: {e}"))?;
+        }
         // Last, so that a refused start leaves no socket behind.
         let listener = config
             .control_socket
@@ -554,26 +575,13 @@ impl Daemon {
     }
 
     fn request(&self, target: Target, params: Option<String>, force: bool) -> ProvisionRequest {
-        ProvisionRequest {
-            target,
-            mode: AuthMode::Network,
-            endpoint: self.config.endpoint.clone(),
+        ProvisionOptions {
             request_parameters: params,
             force,
-            deadline_ms: u32::try_from(self.config.limits.deadline_secs.saturating_mul(1000))
-                .unwrap_or(u32::MAX),
-            poll_interval_ms: 1000,
-            timeouts: HttpTimeouts {
-                connect_ms: 10_000,
-                first_byte_ms: 30_000,
-                between_bytes_ms: 30_000,
-            },
-            retry: RetryPolicy {
-                max_attempts: 4,
-                base_delay_ms: 500,
-                max_delay_ms: 8_000,
-            },
+            deadline: Duration::from_secs(self.config.limits.deadline_secs),
+            ..ProvisionOptions::default()
         }
+        .request(target, &self.config.endpoint)
     }
 
     /// Whether `name` is waiting out a backoff at `now`.
@@ -657,8 +665,14 @@ impl Daemon {
                 tracing::info!(target = %t.name, "stopping: the rest of this pass is left for the next start");
                 break;
             }
-            let Ok(target) = output::parse_target(&t.name) else {
-                continue;
+            // The serving component's list: a component swapped in since the start may lack a
+            // target the configuration names.
+            let (target, mints_credentials) = match self.lifecycle.current().targets.find(&t.name) {
+                Ok(info) => (info.target, info.mints_credentials),
+                Err(e) => {
+                    self.record(&t.name, Err(format!("the serving component: {e}")));
+                    continue;
+                }
             };
             if self.backing_off(&t.name, Instant::now()) {
                 tracing::debug!(target = %t.name, "backing off after a failure");
@@ -674,10 +688,9 @@ impl Daemon {
                         .certificate
                         .as_ref()
                         .is_some_and(|c| c.not_after.saturating_sub(now) < margin);
-                    let allowed =
-                        target != Target::AwsIot || self.config.renewal.aws_iot_reprovision;
+                    let allowed = !mints_credentials || self.config.renewal.reprovision_minting;
                     if due && !allowed {
-                        tracing::warn!(target = %t.name, "certificate is within the renewal margin; set renewal.aws_iot_reprovision = true to re-provision (mints a new certificate)");
+                        tracing::warn!(target = %t.name, "certificate is within the renewal margin; set renewal.reprovision_minting = true to re-provision (each call mints new credentials)");
                     }
                     if due && allowed {
                         tracing::info!(target = %t.name, "certificate is within the renewal margin; renewing it");
@@ -936,6 +949,33 @@ pub async fn send_control(socket: &Path, command: &str) -> anyhow::Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_renewal_opt_in_has_a_generic_name_and_keeps_its_old_one() {
+        let parse = |key: &str| {
+            GatewayConfig::parse(&format!(
+                "[renewal]\n{key} = true\n[[target]]\nname = 'arc'"
+            ))
+        };
+        assert!(
+            parse("reprovision_minting")
+                .unwrap()
+                .renewal
+                .reprovision_minting
+        );
+        assert!(
+            parse("aws_iot_reprovision")
+                .unwrap()
+                .renewal
+                .reprovision_minting
+        );
+        assert!(
+            !GatewayConfig::parse("[[target]]\nname = 'arc'")
+                .unwrap()
+                .renewal
+                .reprovision_minting
+        );
+    }
 
     #[test]
     fn waits_double_with_jitter_up_to_the_cap_and_never_overflow() {

@@ -35,6 +35,7 @@ pub struct BadEntry {
     pub location: String,
     /// The entry as written.
     pub entry: String,
+    /// Why it is not a CIDR (the parser's words).
     pub reason: String,
 }
 
@@ -42,11 +43,13 @@ pub struct BadEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Tunnel {
+    /// Which kind of file it came from.
     pub source: TunnelSource,
     /// Valid entries, as written (trimmed).
     pub allowed_ips: Vec<String>,
     #[serde(skip)]
     nets: Vec<IpNet>,
+    /// Entries that are not CIDRs, in file order.
     pub bad_entries: Vec<BadEntry>,
 }
 
@@ -200,6 +203,7 @@ pub fn is_local_address(ip: IpAddr) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AddressCheck {
+    /// One address the endpoint's name resolved to (or one given with `--address`).
     pub address: IpAddr,
     /// A local address ([`is_local_address`]): never routed through the tunnel, and never
     /// something to add to `AllowedIPs`.
@@ -233,11 +237,17 @@ pub enum Verdict {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Diagnosis {
+    /// The endpoint as given.
     pub endpoint: String,
+    /// Its host name (or address).
     pub host: String,
+    /// Its port.
     pub port: u16,
+    /// What was found for each address.
     pub addresses: Vec<AddressCheck>,
+    /// The tunnel configuration read, when one was given.
     pub tunnel: Option<Tunnel>,
+    /// The most serious finding.
     pub verdict: Verdict,
     /// What to do, including the exact line to add when an address is not routed.
     pub advice: Vec<String>,

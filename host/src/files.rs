@@ -477,11 +477,18 @@ pub enum LockError {
     /// Another open file description holds the lock; `holder` is the pid written in the file
     /// by its holder, when there is one (for the message only).
     #[error("{} is locked by {}", path.display(), holder.map(|p| format!("process {p}")).unwrap_or_else(|| "another process".into()))]
-    Busy { path: PathBuf, holder: Option<u32> },
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+        /// The pid its holder wrote into it, if any.
+        holder: Option<u32>,
+    },
     /// The lock file could not be opened or locked.
     #[error("lock file {}: {source}", path.display())]
     Io {
+        /// The lock file.
         path: PathBuf,
+        /// The failure.
         source: std::io::Error,
     },
 }

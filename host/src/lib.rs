@@ -1,20 +1,94 @@
-//! `krypton-host`: the wasmtime host for the SORACOM Krypton provisioning component.
+//! # krypton-host
+//!
+//! The wasmtime host for the SORACOM Krypton provisioning component, as a library. The
+//! `krypton-host` command (feature `cli`, on by default) is a thin layer over it.
 //!
 //! The host grants capabilities and manages the component's life; it never parses a Krypton
-//! response (that is the component's job, see `guest/`).
+//! response (that is the component's job, see `guest/`), and knows Krypton only through the
+//! contract in `wit/krypton.wit`.
+//!
+//! # The public API
+//!
+//! * [`Runtime`]: one wasmtime engine and linker; [`Runtime::load`] compiles and links a
+//!   component ([`DEFAULT_COMPONENT`] is the one built into this crate) into a [`KryptonPre`],
+//!   and each call ([`Runtime::provision`], [`Runtime::status`], [`Runtime::targets`], ...)
+//!   runs in a fresh, limited instance;
+//! * [`SecretStore`]: the on-disk secret store the component writes its bundles to
+//!   (directory 0700, one 0600 file per bundle, replaced atomically);
+//! * [`OutboundPolicy`]: where the component may connect, and which CA certificates it trusts;
+//! * [`ProvisionOptions`]: deadline, poll interval, timeouts and retries of a run, with the
+//!   defaults every caller shares.
+//!
+//! # Examples
+//!
+//! An embedder depends on the crate without the CLI (`krypton-host = { path = "…",
+//! default-features = false }`, which also leaves out the mock Krypton and its
+//! certificate-minting crates), then:
+//!
+//! 1. creates a [`Runtime`] and loads the built-in component with [`Runtime::load`];
+//! 2. checks that it speaks this host's contract with [`lifecycle::self_check`];
+//! 3. asks it for its targets ([`lifecycle::list_targets`]) and picks one by name;
+//! 4. provisions it into a [`SecretStore`] through an [`OutboundPolicy`] that allows only the
+//!    Krypton endpoint, with [`ProvisionOptions`];
+//! 5. prints the report, or the failure with the component's advice.
+//!
+//! ```no_run
+//! use krypton_host::http::Origin;
+//! use krypton_host::{
+//!     DEFAULT_COMPONENT, OutboundPolicy, ProvisionOptions, Runtime, SecretStore, lifecycle, output,
+//! };
+//!
+//! #[tokio::main]
+//! async fn main() -> anyhow::Result<()> {
+//!     let runtime = Runtime::new()?;
+//!     let component = runtime.load(DEFAULT_COMPONENT)?;
+//!     let version = lifecycle::self_check(&runtime, &component).await?;
+//!     println!("component {version}");
+//!
+//!     // The component names its targets; the host keeps no list of its own.
+//!     let targets = lifecycle::list_targets(&runtime, &component).await?;
+//!     let target = targets.find("azure-iot")?;
+//!
+//!     let endpoint = "https://krypton.soracom.io:8036";
+//!     let policy = OutboundPolicy::new(vec![Origin::parse(endpoint)?], None)?;
+//!     let store = SecretStore::open("/var/lib/my-gateway/krypton")?;
+//!     let request = ProvisionOptions::default().request(target.target, endpoint);
+//!     match runtime.provision(&component, policy, store, &request).await? {
+//!         Ok(report) => print!("{}", output::report_text(&target.name, &report)),
+//!         Err(failure) => eprintln!("{}", output::error_text(&failure)),
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Modules
+//!
 //! * [`runtime`]: engine, linker, per-call store with limits, calls into the component;
+//! * [`lifecycle`]: load, check, hot-swap and roll back a component file;
 //! * [`http`]: outbound HTTP policy (allow-list, TLS roots, timeouts);
 //! * [`store`]: the on-disk secret store (atomic bundle replacement, 0700/0600);
-//! * [`output`]: reports, errors and exit codes for the CLI;
+//! * [`files`]: files read from user paths, the one atomic private-file writer (the store's
+//!   bundles, exports, keys), locks;
+//! * [`options`]: the run options, [`ProvisionOptions`];
+//! * [`output`]: reports, errors and exit codes as text and JSON;
+//! * [`daemon`]: the gateway daemon (`krypton-host run`);
 //! * [`doctor`]: checks the route to Krypton (the SORACOM Arc `AllowedIPs` trap);
-//! * [`files`]: files read from user paths, the atomic private-file writer, locks.
+//! * [`signing`]: ed25519 signatures of component files;
+//! * [`targets`]: the component's targets by name (the host keeps no list of its own).
 
 pub mod daemon;
 pub mod doctor;
 pub mod files;
 pub mod http;
 pub mod lifecycle;
+pub mod options;
 pub mod output;
 pub mod runtime;
 pub mod signing;
 pub mod store;
+pub mod targets;
+
+pub use http::OutboundPolicy;
+pub use options::ProvisionOptions;
+pub use runtime::{DEFAULT_COMPONENT, KryptonPre, Runtime};
+pub use store::SecretStore;

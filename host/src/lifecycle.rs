@@ -9,7 +9,7 @@
 //! | signature (with a trusted key) | no `.sig`, other bytes, bad signature, old form | see [`crate::signing`] |
 //! | version floor (with a state directory), signed version | lower than the highest accepted | `refusing a downgrade` |
 //! | compile and link | not a component, imports this host does not offer | `compiling …`, `linking …` |
-//! | self-check (`version`) | traps, another contract, a version other than the signed one | `the self-check …` |
+//! | self-check (`version`, then `targets`) | traps, another contract, a version other than the signed one | `the self-check …`, `the component's targets() …` |
 //! | version floor, reported version (no trusted key) | lower than the highest accepted | `refusing a downgrade` |
 //!
 //! Every row fails closed: the version that was serving keeps serving. The swap replaces one
@@ -19,18 +19,19 @@
 //! as part of the binary: it needs no signature and is not held to the version floor.
 
 use crate::http::OutboundPolicy;
-use crate::runtime::{
-    KryptonPre, ProvisionError, ProvisionReport, ProvisionRequest, Runtime, Target,
-};
+use crate::runtime::{Failure, KryptonPre, ProvisionReport, ProvisionRequest, Runtime, Target};
 use crate::signing::{self, VersionFloor};
 use crate::store::SecretStore;
+use crate::targets::Targets;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-/// The contract version this host implements (`wit/krypton.wit`).
-pub const CONTRACT: &str = "soracom:krypton@0.2.0";
+/// The contract version this host implements (`wit/krypton.wit`). A 0.x contract breaks on a
+/// minor bump (0.2.0 errors had no `failure` record and no `targets()`), so a component must
+/// speak exactly this version to be served.
+pub const CONTRACT: &str = "soracom:krypton@0.3.0";
 /// Successful `provision` calls a new version must make before it leaves probation; until then
 /// a trap in any call (`status` included) rolls back to the previous version. `status` calls
 /// do not count toward it: they are cheap and would end probation before the first real
@@ -40,13 +41,42 @@ pub const PROBATION_CALLS: u32 = 3;
 /// Largest component file read, bytes (the provisioning component is under 1 MiB).
 pub const MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
 
+/// The self-check every component passes before it serves: its `version` call, in the
+/// sandbox. Returns the component's own version (e.g. `0.2.0`). Errors: the call traps or hits
+/// a sandbox limit, or the component speaks another contract than [`CONTRACT`].
+pub async fn self_check(runtime: &Runtime, pre: &KryptonPre) -> anyhow::Result<String> {
+    let (version, contract) = runtime
+        .version(pre)
+        .await
+        .context("the self-check call failed")?;
+    anyhow::ensure!(
+        contract == CONTRACT,
+        "the component speaks `{}`, this host `{CONTRACT}`",
+        contract.escape_debug()
+    );
+    Ok(version)
+}
+
+/// The component's targets (its `targets()` call). Errors: the call traps or hits a sandbox
+/// limit.
+pub async fn list_targets(runtime: &Runtime, pre: &KryptonPre) -> anyhow::Result<Targets> {
+    let list = runtime
+        .targets(pre)
+        .await
+        .context("the component's targets() call failed")?;
+    Ok(Targets::new(list))
+}
+
 /// A checked, linked component version.
 pub struct Loaded {
+    /// The compiled, linked component.
     pub pre: KryptonPre,
     /// SHA-256 of the component bytes, hex.
     pub digest: String,
     /// The component's own version string (equal to the signed one when signed).
     pub version: String,
+    /// The targets it implements (its `targets()` call, made once when it was checked).
+    pub targets: Targets,
     /// Whether a trusted key's signature covered this version.
     pub signed: bool,
 }
@@ -136,27 +166,15 @@ impl Lifecycle {
     async fn check_builtin(runtime: &Runtime) -> anyhow::Result<Loaded> {
         let bytes = crate::runtime::DEFAULT_COMPONENT;
         let pre = runtime.load(bytes)?;
-        let version = Self::self_check(runtime, &pre).await?;
+        let version = self_check(runtime, &pre).await?;
+        let targets = list_targets(runtime, &pre).await?;
         Ok(Loaded {
             pre,
             digest: signing::digest_hex(bytes),
             version,
+            targets,
             signed: false,
         })
-    }
-
-    /// The `version` call: the component's version, once its contract is the host's.
-    async fn self_check(runtime: &Runtime, pre: &KryptonPre) -> anyhow::Result<String> {
-        let (version, contract) = runtime
-            .version(pre)
-            .await
-            .context("the self-check call failed")?;
-        anyhow::ensure!(
-            contract == CONTRACT,
-            "the component speaks `{}`, this host `{CONTRACT}`",
-            contract.escape_debug()
-        );
-        Ok(version)
     }
 
     /// Every check a component file must pass before it serves (the table in the module docs).
@@ -184,7 +202,7 @@ impl Lifecycle {
             None => None,
         };
         let pre = runtime.load(bytes)?;
-        let version = Self::self_check(runtime, &pre).await?;
+        let version = self_check(runtime, &pre).await?;
         match &signed_version {
             Some(signed) => anyhow::ensure!(
                 &version == signed,
@@ -197,10 +215,12 @@ impl Lifecycle {
                 }
             }
         }
+        let targets = list_targets(runtime, &pre).await?;
         Ok(Loaded {
             pre,
             digest: signing::digest_hex(bytes),
             version,
+            targets,
             signed: signed_version.is_some(),
         })
     }
@@ -292,7 +312,7 @@ impl Lifecycle {
         policy: OutboundPolicy,
         secrets: SecretStore,
         request: &ProvisionRequest,
-    ) -> anyhow::Result<Result<ProvisionReport, ProvisionError>> {
+    ) -> anyhow::Result<Result<ProvisionReport, Failure>> {
         let used = self.current();
         let outcome = self
             .runtime
@@ -307,7 +327,7 @@ impl Lifecycle {
         &self,
         secrets: SecretStore,
         target: Target,
-    ) -> anyhow::Result<Result<Option<ProvisionReport>, ProvisionError>> {
+    ) -> anyhow::Result<Result<Option<ProvisionReport>, Failure>> {
         let used = self.current();
         let outcome = self.runtime.status(&used.pre, secrets, target).await;
         self.judge(&used, &outcome, false);

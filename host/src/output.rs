@@ -3,7 +3,7 @@
 //! Reports carry identifiers, the certificate's SHA-256 fingerprint, subject and validity,
 //! never a key (the component's report type has no field that could hold one).
 
-use crate::runtime::{ProvisionError, ProvisionReport, Target, TransportKind};
+use crate::runtime::{Failure, ProvisionError, ProvisionReport, TransportKind};
 use serde_json::{Map, Value, json};
 
 /// Exit codes of `krypton-host` (also listed in `--help`).
@@ -85,42 +85,6 @@ pub const EXIT_CODES_HELP: &str = "Exit codes (the same on every command; with -
  11  [not-provisioned] nothing stored: status (with or without TARGET), export, wireguard-config
  12  [not-routed] doctor: Krypton's address is outside the tunnel's AllowedIPs";
 
-/// Parse a target name (`azure-iot`, `aws-iot`, ...).
-pub fn parse_target(name: &str) -> Result<Target, String> {
-    ALL_TARGETS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, t)| *t)
-        .ok_or_else(|| {
-            let names: Vec<_> = ALL_TARGETS.iter().map(|(n, _)| *n).collect();
-            format!(
-                "unknown target `{name}`; expected one of: {}",
-                names.join(", ")
-            )
-        })
-}
-
-/// Every target, by CLI name, in the WIT's order.
-pub const ALL_TARGETS: [(&str, Target); 8] = [
-    ("azure-iot", Target::AzureIot),
-    ("aws-iot", Target::AwsIot),
-    ("aws-cognito", Target::AwsCognito),
-    ("aws-cognito-openid", Target::AwsCognitoOpenid),
-    ("inventory", Target::Inventory),
-    ("arc", Target::Arc),
-    ("subscriber-metadata", Target::SubscriberMetadata),
-    ("userdata", Target::Userdata),
-];
-
-/// The CLI name of a target.
-pub fn target_name(target: Target) -> &'static str {
-    ALL_TARGETS
-        .iter()
-        .find(|(_, t)| *t == target)
-        .map(|(n, _)| *n)
-        .expect("every target is listed")
-}
-
 /// Seconds since the epoch as RFC 3339 UTC (`2026-11-29T18:00:00Z`); the number itself when
 /// it is outside what a date can hold.
 pub fn rfc3339(secs: i64) -> String {
@@ -133,12 +97,13 @@ pub fn rfc3339(secs: i64) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
-/// The `--json` object for a report: `target`, `bundle`, `reused`, `obtainedAt`, each
-/// identifier under its Krypton name (`deviceId`, `host`, ...), and `certificate`.
-pub fn report_json(report: &ProvisionReport) -> Value {
+/// The `--json` object for a report of the target called `name` (its `target-info.name`):
+/// `target`, `bundle`, `reused`, `obtainedAt`, each identifier under the component's name for
+/// it, and `certificate`.
+pub fn report_json(name: &str, report: &ProvisionReport) -> Value {
     let mut obj = Map::new();
     obj.insert("ok".into(), json!(true));
-    obj.insert("target".into(), json!(target_name(report.target)));
+    obj.insert("target".into(), json!(name));
     obj.insert("bundle".into(), json!(report.bundle));
     obj.insert("reused".into(), json!(report.reused));
     obj.insert(
@@ -167,11 +132,11 @@ pub fn report_json(report: &ProvisionReport) -> Value {
     Value::Object(obj)
 }
 
-/// Human text for a report, one fact per line.
-pub fn report_text(report: &ProvisionReport) -> String {
+/// Human text for a report of the target called `name`, one fact per line.
+pub fn report_text(name: &str, report: &ProvisionReport) -> String {
     let mut out = format!(
         "{}: {} bundle `{}` (obtained {})\n",
-        target_name(report.target),
+        printable(name),
         if report.reused {
             "stored"
         } else {
@@ -246,17 +211,19 @@ pub fn transport_kind_text(kind: TransportKind) -> &'static str {
     }
 }
 
-/// The `--json` object for a component error: `{"ok": false, "exitCode": N, "error": {"kind":
-/// …, …}}`, the kind taken from [`ERROR_KINDS`] for the error's exit code. A transport error
-/// carries its typed fields: `transportKind` (the WIT enum case), `request` (as sent),
-/// `message`, `hint` (string or null) and `attempts` (a number).
-pub fn error_json(error: &ProvisionError) -> Value {
-    let detail = match error {
+/// The `--json` object for a component failure: `{"ok": false, "exitCode": N, "error":
+/// {"kind": …, …}}`, the kind taken from [`ERROR_KINDS`] for the error's exit code, then the
+/// error's typed fields, and `hint` (the component's advice, text) when it gives one. A
+/// transport error always carries `hint` (text or null) beside `transportKind` (the WIT enum
+/// case), `request` (as sent), `message` and `attempts` (a number).
+pub fn error_json(failure: &Failure) -> Value {
+    let error = &failure.error;
+    let mut detail = match error {
         ProvisionError::InvalidRequest(m) => json!({"message": m}),
         ProvisionError::Unsupported(m) => json!({"message": m}),
         ProvisionError::Transport(e) => json!({
             "transportKind": transport_kind(e.kind), "request": e.request,
-            "message": e.message, "hint": e.hint, "attempts": e.attempts,
+            "message": e.message, "hint": failure.hint, "attempts": e.attempts,
         }),
         ProvisionError::Timeout(m) => json!({"message": m}),
         ProvisionError::HttpStatus(e) => json!({
@@ -272,9 +239,11 @@ pub fn error_json(error: &ProvisionError) -> Value {
         ProvisionError::Storage(m) => json!({"message": m}),
     };
     let code = exit_code(error);
-    let mut detail = detail;
     if let Some(obj) = detail.as_object_mut() {
         obj.insert("kind".into(), json!(error_kind(code)));
+        if let Some(hint) = &failure.hint {
+            obj.insert("hint".into(), json!(hint));
+        }
     }
     json!({"ok": false, "exitCode": code, "error": detail})
 }
@@ -287,10 +256,28 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
-/// Human text for an error: what happened, then what to do next. Text that came from Krypton
-/// is stripped of control characters.
-pub fn error_text(error: &ProvisionError) -> String {
+/// This host's own words for what the component's advice calls a request field or a
+/// setting, chosen by the error's typed fields (never by its text): the command-line flag
+/// (and the daemon's configuration key) that sets it here.
+fn host_hint(error: &ProvisionError) -> Option<&'static str> {
     match error {
+        ProvisionError::Transport(e) if e.kind == TransportKind::UntrustedCertificate => Some(
+            "here that is --ca-file PEM (or `ca_file` in gateway.toml); a CA file that is \
+             already given does not cover this server's name or issuer",
+        ),
+        ProvisionError::Timeout(_) => {
+            Some("here that is --deadline-secs (or `limits.deadline_secs` in gateway.toml)")
+        }
+        ProvisionError::InvalidResponse(e) if e.stored => Some("here that is --force"),
+        _ => None,
+    }
+}
+
+/// Human text for a failure: what happened, then what to do next (the component's hint, then
+/// this host's name for the flag it speaks of, keyed on the error's typed fields only). Every text from the
+/// component is stripped of control characters.
+pub fn error_text(failure: &Failure) -> String {
+    let mut s = match &failure.error {
         // Every text from the component passes through `printable`: a component is code the
         // host did not write, and its words must not drive the operator's terminal either.
         ProvisionError::InvalidRequest(m) => format!("error: invalid request: {}", printable(m)),
@@ -307,25 +294,9 @@ pub fn error_text(error: &ProvisionError) -> String {
             if e.attempts > 1 {
                 s.push_str(&format!(" after {} attempts", e.attempts));
             }
-            if let Some(hint) = &e.hint {
-                s.push_str(&format!("\nhint: {}", printable(hint)));
-            }
-            // The component speaks of "the CA file option"; this host's name for it, chosen by
-            // the typed kind, never by the text.
-            if e.kind == TransportKind::UntrustedCertificate {
-                s.push_str(
-                    "\nhint: here that is --ca-file PEM (or `ca_file` in gateway.toml); a CA \
-                     file that is already given does not cover this server's name or issuer",
-                );
-            }
             s
         }
-        ProvisionError::Timeout(m) => format!(
-            "error: timed out: {}\n\
-             hint: on SORACOM Arc a request to Krypton times out when Krypton's address is not \
-             inside the WireGuard AllowedIPs; otherwise raise --deadline-secs.",
-            printable(m)
-        ),
+        ProvisionError::Timeout(m) => format!("error: timed out: {}", printable(m)),
         ProvisionError::HttpStatus(e) => {
             let mut s = format!(
                 "error: {} answered HTTP {}",
@@ -340,19 +311,12 @@ pub fn error_text(error: &ProvisionError) -> String {
             } else if !e.body_excerpt.is_empty() {
                 s.push_str(&format!(": {}", printable(&e.body_excerpt)));
             }
-            if matches!(e.status, 401 | 403) {
-                s.push_str(
-                    "\nhint: check that Krypton is enabled for this SIM's group and that the \
-                     request leaves over SORACOM Air or Arc",
-                );
-            }
             s
         }
-        // The component starts the reason with "stored bundle `NAME`" when the value came from
-        // the store (checked again before it is rendered) rather than from Krypton.
-        ProvisionError::InvalidResponse(e) if e.reason.starts_with("stored bundle `") => format!(
-            "error: the stored bundle is unusable: field `{}`: {}\n\
-             nothing was written; provision the target again with --force to replace the bundle",
+        // The component says (typed) whether the value came from the store, checked again
+        // before it is rendered, rather than from Krypton.
+        ProvisionError::InvalidResponse(e) if e.stored => format!(
+            "error: the stored bundle is unusable: field `{}`: {}\nnothing was written",
             printable(&e.field),
             printable(&e.reason)
         ),
@@ -362,18 +326,29 @@ pub fn error_text(error: &ProvisionError) -> String {
             printable(&e.reason)
         ),
         ProvisionError::RegistrationFailed(e) => format!(
-            "error: Azure DPS registration {} ended with status `{}`\n\
-             hint: check the DPS enrollment and the Krypton Azure IoT configuration of the SIM's group",
+            "error: Azure DPS registration {} ended with status `{}`",
             printable(&e.operation_id),
             printable(&e.status)
         ),
         ProvisionError::Storage(m) => format!("error: secret store: {}", printable(m)),
+    };
+    if let Some(hint) = &failure.hint {
+        s.push_str(&format!("\nhint: {}", printable(hint)));
     }
+    if let Some(hint) = host_hint(&failure.error) {
+        s.push_str(&format!("\nhint: {hint}"));
+    }
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failure without advice.
+    fn bare(error: ProvisionError) -> Failure {
+        Failure { error, hint: None }
+    }
 
     #[test]
     fn component_text_cannot_drive_the_terminal_in_any_error() {
@@ -384,7 +359,10 @@ mod tests {
             ProvisionError::Timeout(evil.clone()),
             ProvisionError::Storage(evil.clone()),
         ] {
-            let text = error_text(&error);
+            let text = error_text(&Failure {
+                error,
+                hint: Some(evil.clone()),
+            });
             assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
             assert!(text.contains("x?]0;owned??y"), "{text:?}");
         }
@@ -403,38 +381,40 @@ mod tests {
         assert_eq!(printable("ok \u{1b}[2J\r\nx"), "ok ?[2J??x");
     }
 
-    fn transport(kind: TransportKind, hint: Option<&str>, attempts: u32) -> ProvisionError {
-        ProvisionError::Transport(crate::runtime::TransportError {
-            kind,
-            request: "POST https://krypton.example:8036/v1/provisioning/aws/iot/bootstrap".into(),
-            message: "connection refused by 127.0.0.1:8036".into(),
+    fn transport(kind: TransportKind, hint: Option<&str>, attempts: u32) -> Failure {
+        Failure {
+            error: ProvisionError::Transport(crate::runtime::TransportError {
+                kind,
+                request: "POST https://krypton.example:8036/v1/x".into(),
+                message: "connection refused by 127.0.0.1:8036".into(),
+                attempts,
+            }),
             hint: hint.map(str::to_string),
-            attempts,
-        })
+        }
     }
 
     #[test]
     fn every_component_error_kind_matches_its_exit_code() {
         use crate::runtime::TransportKind as K;
         let errors = [
-            ProvisionError::InvalidRequest("x".into()),
-            ProvisionError::Unsupported("x".into()),
+            bare(ProvisionError::InvalidRequest("x".into())),
+            bare(ProvisionError::Unsupported("x".into())),
             transport(K::ConnectionRefused, None, 1),
-            ProvisionError::Timeout("x".into()),
-            ProvisionError::HttpStatus(
+            bare(ProvisionError::Timeout("x".into())),
+            bare(ProvisionError::HttpStatus(
                 crate::runtime::bindings::soracom::krypton::types::HttpStatusError {
                     status: 500,
                     code: None,
                     message: None,
                     body_excerpt: String::new(),
-                    request: "POST /v1/x".into(),
+                    request: "POST /x".into(),
                 },
-            ),
-            ProvisionError::Storage("x".into()),
+            )),
+            bare(ProvisionError::Storage("x".into())),
         ];
-        for error in &errors {
-            let v = error_json(error);
-            let code = exit_code(error);
+        for failure in &errors {
+            let v = error_json(failure);
+            let code = exit_code(&failure.error);
             assert_eq!(v["exitCode"], u64::from(code), "{v}");
             assert_eq!(v["error"]["kind"], error_kind(code), "{v}");
             assert_eq!(v["ok"], false);
@@ -452,7 +432,7 @@ mod tests {
             error_json(&e),
             json!({"ok": false, "exitCode": 4, "error": {
                 "kind": "transport", "transportKind": "connection-refused",
-                "request": "POST https://krypton.example:8036/v1/provisioning/aws/iot/bootstrap",
+                "request": "POST https://krypton.example:8036/v1/x",
                 "message": "connection refused by 127.0.0.1:8036",
                 "hint": "the endpoint has no port: Krypton listens on 8036",
                 "attempts": 4,
@@ -461,7 +441,7 @@ mod tests {
         assert_eq!(
             error_text(&e),
             "error: could not reach Krypton: connection refused: connection refused by \
-             127.0.0.1:8036 (POST https://krypton.example:8036/v1/provisioning/aws/iot/bootstrap) \
+             127.0.0.1:8036 (POST https://krypton.example:8036/v1/x) \
              after 4 attempts\nhint: the endpoint has no port: Krypton listens on 8036"
         );
         // One attempt, no hint: neither is mentioned.
@@ -476,15 +456,41 @@ mod tests {
     }
 
     #[test]
-    fn every_target_name_round_trips() {
-        for (name, target) in ALL_TARGETS {
-            assert_eq!(parse_target(name), Ok(target));
-            assert_eq!(target_name(target), name);
-        }
-        assert!(
-            parse_target("azure")
-                .unwrap_err()
-                .contains("azure-iot, aws-iot")
+    fn the_components_hint_comes_first_then_this_hosts_flag() {
+        let timeout = Failure {
+            error: ProvisionError::Timeout("deadline of 1000 ms passed".into()),
+            hint: Some("raise the request's deadline-ms".into()),
+        };
+        assert_eq!(
+            error_text(&timeout),
+            "error: timed out: deadline of 1000 ms passed\n\
+             hint: raise the request's deadline-ms\n\
+             hint: here that is --deadline-secs (or `limits.deadline_secs` in gateway.toml)"
         );
+        // Every error with advice carries it in JSON; one without has no `hint` (transport
+        // errors excepted: theirs is always there, text or null).
+        assert_eq!(
+            error_json(&timeout)["error"]["hint"],
+            "raise the request's deadline-ms"
+        );
+        assert!(
+            error_json(&bare(ProvisionError::Storage("x".into())))["error"]
+                .get("hint")
+                .is_none()
+        );
+        let stored = |stored: bool| Failure {
+            error: ProvisionError::InvalidResponse(
+                crate::runtime::bindings::soracom::krypton::types::InvalidResponse {
+                    field: "region".into(),
+                    reason: "not a region".into(),
+                    stored,
+                },
+            ),
+            hint: stored.then(|| "provision again with force".into()),
+        };
+        assert!(error_text(&stored(true)).ends_with(
+            "nothing was written\nhint: provision again with force\nhint: here that is --force"
+        ));
+        assert!(error_text(&stored(false)).ends_with("the previous bundle is unchanged"));
     }
 }

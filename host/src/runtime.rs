@@ -27,7 +27,9 @@ use wasmtime::{CallHook, Config, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-/// Host bindings generated from `wit/krypton.wit`.
+/// Host bindings generated from `wit/krypton.wit` (generated code: its items carry the WIT's
+/// own doc comments where it has them).
+#[allow(missing_docs)]
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -45,8 +47,9 @@ pub mod bindings {
 
 use bindings::soracom::krypton::secret_store;
 pub use bindings::soracom::krypton::types::{
-    AuthMode, CertificateSummary, ExportFile, HttpTimeouts, ProvisionError, ProvisionReport,
-    ProvisionRequest, RetryPolicy, Target, TransportError, TransportKind,
+    AuthMode, CertificateSummary, ExportFile, Failure, HttpTimeouts, ParameterInfo, ProvisionError,
+    ProvisionReport, ProvisionRequest, RetryPolicy, Target, TargetInfo, TransportError,
+    TransportKind,
 };
 
 /// The first sandbox limit a call ran into, shared by the parts of one call's store (the
@@ -1086,14 +1089,14 @@ impl Runtime {
     /// Run `provision` in a fresh instance.
     ///
     /// The outer error is a host or component failure (a trap, a link error); the inner one
-    /// is the component's typed [`ProvisionError`].
+    /// is the component's typed [`Failure`]: a [`ProvisionError`] and the component's advice.
     pub async fn provision(
         &self,
         pre: &KryptonPre,
         policy: OutboundPolicy,
         secrets: SecretStore,
         request: &ProvisionRequest,
-    ) -> anyhow::Result<Result<ProvisionReport, ProvisionError>> {
+    ) -> anyhow::Result<Result<ProvisionReport, Failure>> {
         let mut store = self.store(policy, secrets);
         self.guarded(&mut store, "provision", async |store| {
             let instance = pre.instantiate_async(&mut *store).await?;
@@ -1111,7 +1114,7 @@ impl Runtime {
         pre: &KryptonPre,
         secrets: SecretStore,
         target: Target,
-    ) -> anyhow::Result<Result<Option<ProvisionReport>, ProvisionError>> {
+    ) -> anyhow::Result<Result<Option<ProvisionReport>, Failure>> {
         let mut store = self.offline_store(secrets)?;
         self.guarded(&mut store, "status", async |store| {
             let instance = pre.instantiate_async(&mut *store).await?;
@@ -1130,7 +1133,7 @@ impl Runtime {
         pre: &KryptonPre,
         secrets: SecretStore,
         krypton_addresses: &[String],
-    ) -> anyhow::Result<Result<String, ProvisionError>> {
+    ) -> anyhow::Result<Result<String, Failure>> {
         let mut store = self.offline_store(secrets)?;
         self.guarded(&mut store, "wireguard-config", async |store| {
             let instance = pre.instantiate_async(&mut *store).await?;
@@ -1151,7 +1154,7 @@ impl Runtime {
         format: &str,
         directory: &str,
         krypton_addresses: &[String],
-    ) -> anyhow::Result<Result<Vec<ExportFile>, ProvisionError>> {
+    ) -> anyhow::Result<Result<Vec<ExportFile>, Failure>> {
         let mut store = self.offline_store(secrets)?;
         self.guarded(&mut store, "render-export", async |store| {
             let instance = pre.instantiate_async(&mut *store).await?;
@@ -1163,7 +1166,26 @@ impl Runtime {
         .await
     }
 
-    /// The component's `(version, contract version)`.
+    /// The targets the component implements, in the order of the contract's `target` enum:
+    /// each with its name (also its bundle's name), whether a call mints new credentials, its
+    /// export formats and its required request parameters. The host keeps no list of its own.
+    /// Errors: the call traps or hits a sandbox limit.
+    pub async fn targets(&self, pre: &KryptonPre) -> anyhow::Result<Vec<TargetInfo>> {
+        // `targets` touches no bundle; give it an empty throwaway store.
+        let scratch = tempfile::tempdir()?;
+        let mut store = self.offline_store(SecretStore::open(scratch.path().join("store"))?)?;
+        self.guarded(&mut store, "targets", async |store| {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            instance
+                .soracom_krypton_provisioning()
+                .call_targets(&mut *store)
+                .await
+        })
+        .await
+    }
+
+    /// The component's `(version, contract version)`, e.g. `("0.3.0",
+    /// "soracom:krypton@0.3.0")`.
     pub async fn version(&self, pre: &KryptonPre) -> anyhow::Result<(String, String)> {
         // `version` touches no bundle; give it an empty throwaway store.
         let scratch = tempfile::tempdir()?;
@@ -1268,7 +1290,10 @@ mod tests {
             let err = format!("{:#}", instantiate(&rt, &wat).await.unwrap_err());
             assert!(err.contains(expected), "{wat}: {err}");
             assert!(err.contains("during instantiate; it was stopped"), "{err}");
-            assert_eq!(rt.version(&good).await.unwrap().1, "soracom:krypton@0.2.0");
+            assert_eq!(
+                rt.version(&good).await.unwrap().1,
+                crate::lifecycle::CONTRACT
+            );
         }
         // Within every cap: a 20 MiB memory, two tables of 90,000 elements, 8 instances.
         instantiate(

@@ -2,9 +2,9 @@
 
 use super::support::*;
 use krypton_host::http::{Origin, OutboundPolicy};
-use krypton_mock::Fault;
 use krypton_host::runtime::{ProvisionError, Target, TransportKind};
 use krypton_host::store::SecretStore;
+use krypton_mock::Fault;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -286,7 +286,7 @@ async fn hosts_off_the_allow_list_and_untrusted_servers_are_refused() {
         .await
         .unwrap()
         .unwrap_err();
-    let ProvisionError::Transport(e) = err else {
+    let ProvisionError::Transport(e) = err.error else {
         panic!("expected Transport, got {err:?}")
     };
     assert_eq!(e.kind, TransportKind::Denied);
@@ -307,7 +307,7 @@ async fn hosts_off_the_allow_list_and_untrusted_servers_are_refused() {
         .await
         .unwrap()
         .unwrap_err();
-    let ProvisionError::Transport(e) = err else {
+    let ProvisionError::Transport(e) = err.error else {
         panic!("expected Transport, got {err:?}")
     };
     assert_eq!(e.kind, TransportKind::UntrustedCertificate);
@@ -522,7 +522,7 @@ async fn demo_provisions_every_target_and_prints_no_secret() {
     assert!(out.contains("clientId                 thing-440101234567890"));
     assert!(out.contains("certificate SHA-256"));
     assert!(out.contains("not after"));
-    for (name, _) in krypton_host::output::ALL_TARGETS {
+    for name in TARGET_NAMES {
         assert!(
             out.contains(&format!("{name}: provisioned bundle `{name}`")),
             "{name}:\n{out}"

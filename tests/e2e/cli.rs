@@ -3,10 +3,10 @@
 //! argument, `--owner`, the `converted` field.
 
 use super::support::*;
-use krypton_mock::Fault;
 use krypton_host::output::{self, ERROR_KINDS};
 use krypton_host::runtime::Target;
 use krypton_host::store::SecretStore;
+use krypton_mock::Fault;
 use serde_json::Value;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;

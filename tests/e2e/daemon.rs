@@ -40,8 +40,8 @@ fn limits() -> SandboxLimits {
     }
 }
 
-#[test]
-fn configuration_errors_name_the_key() {
+#[tokio::test]
+async fn configuration_errors_name_the_key() {
     for (text, key) in [
         (
             "store = '/s'\n[[target]]\nname = 'azure-iot'\ncolour = 'red'",
@@ -51,7 +51,6 @@ fn configuration_errors_name_the_key() {
             "[[target]]\nname = 'azure-iot'\n[limits]\ncpu_ms = 'fast'",
             "cpu_ms",
         ),
-        ("[[target]]\nname = 'azure'", "target[0].name"),
         ("endpoint = 'ftp://x'\n[[target]]\nname = 'arc'", "endpoint"),
         (
             "check_interval_secs = 0\n[[target]]\nname = 'arc'",
@@ -78,6 +77,23 @@ fn configuration_errors_name_the_key() {
         let err = format!("{:#}", GatewayConfig::parse(text).unwrap_err());
         assert!(err.contains(key), "{key}: {err}");
     }
+    // Target names are the component's: an unknown one is refused when the daemon starts and
+    // has the component's list, naming the key.
+    let tmp = tempfile::tempdir().unwrap();
+    let text = format!(
+        "store = '{}'\nstate_dir = '{}'\n[[target]]\nname = 'azure'",
+        tmp.path().join("store").display(),
+        tmp.path().join("state").display()
+    );
+    let err = krypton_host::daemon::Daemon::start(GatewayConfig::parse(&text).unwrap())
+        .await
+        .err()
+        .expect("an unknown target is refused");
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("key `target[0].name`: unknown target `azure`; expected one of: azure-iot"),
+        "{err}"
+    );
     let example = std::fs::read_to_string(format!(
         "{}/../gateway.example.toml",
         env!("CARGO_MANIFEST_DIR")

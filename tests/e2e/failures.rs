@@ -2,11 +2,11 @@
 //! the error variant and that a bundle stored before the failing run is byte-for-byte unchanged.
 
 use super::support::*;
-use krypton_mock::{Fault, MockKrypton};
 use krypton_host::runtime::{
     ProvisionError, ProvisionReport, ProvisionRequest, Target, TransportError, TransportKind,
 };
 use krypton_host::store::SecretStore;
+use krypton_mock::{Fault, MockKrypton};
 use std::time::{Duration, Instant};
 
 const BOOTSTRAP: &str = "/v1/provisioning/aws/iot/bootstrap";
@@ -406,7 +406,7 @@ async fn connection_failures_are_retried_then_reported() {
         .await
         .unwrap()
         .unwrap_err();
-    let ProvisionError::Transport(e) = err else {
+    let ProvisionError::Transport(e) = err.error else {
         panic!("expected Transport, got {err:?}")
     };
     assert_eq!(e.kind, TransportKind::ConnectionRefused);
@@ -549,7 +549,8 @@ async fn a_server_that_never_answers_the_handshake_hits_the_connect_timeout() {
         .unwrap_err();
     // No connection (TCP and TLS) within the connect timeout: a transport failure with the
     // Air/Arc advice, retried (the request allows one attempt here).
-    let ProvisionError::Transport(e) = err else {
+    let hint = err.hint.clone();
+    let ProvisionError::Transport(e) = err.error else {
         panic!("expected Transport, got {err:?}")
     };
     assert_eq!(e.kind, TransportKind::ConnectionTimeout);
@@ -557,7 +558,7 @@ async fn a_server_that_never_answers_the_handshake_hits_the_connect_timeout() {
         e.message,
         format!("no connection to 127.0.0.1:{port} within the connect timeout (300 ms)")
     );
-    assert!(e.hint.unwrap().contains("SORACOM Arc tunnel"));
+    assert!(hint.unwrap().contains("SORACOM Arc tunnel"));
     s.assert_unchanged();
     drop(silent);
     s.mock.stop().await;
@@ -600,8 +601,12 @@ async fn an_interrupted_azure_registration_is_resumed_after_a_restart() {
 // library and through the binary, field by field.
 
 /// A forced `aws-iot` run against `endpoint` (allowed by the policy, trusting `ca` when
-/// given) with up to `attempts` attempts; the transport error it ends with.
-async fn transport_error(endpoint: &str, ca: Option<&str>, attempts: u32) -> TransportError {
+/// given) with up to `attempts` attempts; the transport error it ends with, and its hint.
+async fn transport_error(
+    endpoint: &str,
+    ca: Option<&str>,
+    attempts: u32,
+) -> (TransportError, Option<String>) {
     let tmp = tempfile::tempdir().unwrap();
     let store = SecretStore::open(tmp.path().join("store")).unwrap();
     let mut req = request(Target::AwsIot, endpoint.to_string());
@@ -618,8 +623,8 @@ async fn transport_error(endpoint: &str, ca: Option<&str>, attempts: u32) -> Tra
         .unwrap()
         .unwrap_err();
     assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 0);
-    match err {
-        ProvisionError::Transport(e) => e,
+    match err.error {
+        ProvisionError::Transport(e) => (e, err.hint),
         other => panic!("expected Transport, got {other:?}"),
     }
 }
@@ -662,11 +667,11 @@ struct Expected {
 }
 
 impl Expected {
-    fn check(&self, e: &TransportError) {
+    fn check(&self, (e, hint): &(TransportError, Option<String>)) {
         assert_eq!(e.kind, self.kind, "{e:?}");
         assert_eq!(e.request, self.request);
         assert_eq!(e.message, self.message);
-        assert_eq!(e.hint.as_deref(), Some(self.hint.as_str()));
+        assert_eq!(hint.as_deref(), Some(self.hint.as_str()));
         assert_eq!(e.attempts, self.attempts);
         for text in [&e.message, &e.request, &self.hint] {
             assert!(

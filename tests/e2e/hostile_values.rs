@@ -3,9 +3,9 @@
 //! Krypton is called. Real component, real host, the mock's raw-body fault.
 
 use super::support::*;
-use krypton_mock::{Fault, MockKrypton};
 use krypton_host::runtime::{ProvisionError, Target};
 use krypton_host::store::SecretStore;
+use krypton_mock::{Fault, MockKrypton};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -421,7 +421,9 @@ async fn an_edited_aws_iot_bundle_is_not_replaced_without_force_and_nothing_is_m
         ),
         "{err}"
     );
-    assert!(err.contains("again with --force"), "{err}");
+    // The component's advice names the request field; the host names its flag for it.
+    assert!(err.contains("again with force"), "{err}");
+    assert!(err.contains("\nhint: here that is --force"), "{err}");
     assert_eq!(bootstraps(), 1, "a certificate was minted");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), edited);
 

@@ -20,9 +20,9 @@
 //! load the exports and are never skipped.
 
 use super::support::*;
-use krypton_mock::{KeyShape, MockConfig, MockKrypton};
 use krypton_host::runtime::Target;
 use krypton_host::store::SecretStore;
+use krypton_mock::{KeyShape, MockConfig, MockKrypton};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

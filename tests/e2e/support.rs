@@ -2,18 +2,20 @@
 //! binary runner.
 #![allow(dead_code)]
 
+use krypton_host::ProvisionOptions;
 use krypton_host::http::{Origin, OutboundPolicy};
-use krypton_mock::{MockConfig, MockKrypton};
 use krypton_host::runtime::{
-    AuthMode, DEFAULT_COMPONENT, HttpTimeouts, KryptonPre, ProvisionError, ProvisionReport,
-    ProvisionRequest, RetryPolicy, Runtime, Target,
+    DEFAULT_COMPONENT, KryptonPre, ProvisionError, ProvisionReport, ProvisionRequest, Runtime,
+    Target,
 };
 use krypton_host::store::SecretStore;
+use krypton_mock::{MockConfig, MockKrypton};
 use serde_json::Value;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_krypton-host");
 
@@ -41,28 +43,25 @@ pub fn policy_for(mock: &MockKrypton) -> OutboundPolicy {
     .unwrap()
 }
 
-pub fn request(target: Target, endpoint: String) -> ProvisionRequest {
-    ProvisionRequest {
-        target,
-        mode: AuthMode::Network,
-        endpoint,
-        request_parameters: None,
-        force: false,
-        deadline_ms: 20_000,
-        poll_interval_ms: 20,
-        timeouts: HttpTimeouts {
-            connect_ms: 5_000,
-            first_byte_ms: 5_000,
-            between_bytes_ms: 5_000,
-        },
-        retry: RetryPolicy {
-            max_attempts: 1,
-            base_delay_ms: 10,
-            max_delay_ms: 100,
-        },
+/// The tests' run options: one attempt, short waits (the mock answers on loopback).
+pub fn options() -> ProvisionOptions {
+    ProvisionOptions {
+        deadline: Duration::from_secs(20),
+        poll_interval: Duration::from_millis(20),
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(5),
+        max_attempts: 1,
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(100),
+        ..ProvisionOptions::default()
     }
 }
 
+pub fn request(target: Target, endpoint: String) -> ProvisionRequest {
+    options().request(target, &endpoint)
+}
+
+/// Provision through the shared runtime; the component's error without its hint.
 pub async fn provision(
     mock: &MockKrypton,
     store: &SecretStore,
@@ -72,7 +71,20 @@ pub async fn provision(
     rt.provision(pre, policy_for(mock), store.clone(), req)
         .await
         .expect("no trap")
+        .map_err(|failure| failure.error)
 }
+
+/// Every target the component ships, in the contract's order.
+pub const TARGET_NAMES: [&str; 8] = [
+    "azure-iot",
+    "aws-iot",
+    "aws-cognito",
+    "aws-cognito-openid",
+    "inventory",
+    "arc",
+    "subscriber-metadata",
+    "userdata",
+];
 
 pub fn ident<'a>(report: &'a ProvisionReport, key: &str) -> &'a str {
     report

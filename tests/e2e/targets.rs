@@ -2,9 +2,9 @@
 //! the mock issued (issue 3 "Operations").
 
 use super::support::*;
-use krypton_mock::{self as mock, ExpirationFormat, MockConfig, MockKrypton};
 use krypton_host::runtime::Target;
 use krypton_host::store::SecretStore;
+use krypton_mock::{self as mock, ExpirationFormat, MockConfig, MockKrypton};
 use serde_json::{Value, json};
 
 fn now_ms() -> u64 {

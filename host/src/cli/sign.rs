@@ -2,7 +2,7 @@
 //! component file so that a daemon with `trusted_public_key` accepts it (the payload and the
 //! `.sig` format are in `krypton_host::signing`).
 
-use crate::{HostFailure, fail};
+use super::{HostFailure, fail};
 use anyhow::Context as _;
 use clap::Args;
 use krypton_host::files;

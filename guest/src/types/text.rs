@@ -14,7 +14,7 @@
 //!
 //! Refusing is [`Error::InvalidResponse`] naming the field; the value is never echoed.
 
-use crate::model::Error;
+use super::model::Error;
 
 /// Longest value either function accepts, bytes. STS session tokens are the longest values
 /// written (AWS: "we recommend that you make no assumptions about the maximum size"; observed
@@ -140,7 +140,7 @@ mod tests {
             "a,b".into(),
         ]) {
             match wg_quick_value("arcServerEndpoint", &bad) {
-                Err(Error::InvalidResponse { field, reason }) => {
+                Err(Error::InvalidResponse { field, reason, .. }) => {
                     assert_eq!(field, "arcServerEndpoint");
                     assert!(!reason.contains("caf"), "{reason}");
                 }

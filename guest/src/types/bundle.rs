@@ -4,36 +4,13 @@
 //! an operator reading a bundle sees the API's vocabulary. `formatVersion` lets a later
 //! component read bundles written by this one. PEM fields are stored canonical (LF, final newline).
 
-use crate::identifiers::{self as id, Rule};
-use crate::model::{Error, Report, Target};
-use crate::validate;
+use super::identifiers::{self as id, Rule};
+use super::model::{Error, Report, Secret, Target};
+use super::validate;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// The bundle format this component writes.
 pub const FORMAT_VERSION: u32 = 1;
-
-/// A secret string (a private key). `Debug` never shows the value and there is no `Display`,
-/// so it cannot reach a log line or an error by accident.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-    /// The secret value, for storing and exporting only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
 
 /// Azure IoT Hub credentials from a DPS registration (Krypton P6 + P7).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,9 +156,6 @@ pub enum Bundle {
     Userdata(UserdataBundle),
 }
 
-/// Cognito credentials are refreshed when less than this is left, ms.
-pub const COGNITO_REFRESH_MARGIN_MS: u64 = 5 * 60 * 1000;
-
 /// Subscriber-metadata fields that reach a report, with their rules.
 const METADATA_IDENTIFIERS: [(&str, Rule); 4] = [
     ("imsi", id::imsi),
@@ -195,8 +169,9 @@ const METADATA_IDENTIFIERS: [(&str, Rule); 4] = [
 /// that the stored bundle is at fault and what to do; other errors pass through.
 pub fn stored_error(name: &str, e: Error) -> Error {
     match e {
-        Error::InvalidResponse { field, reason } => Error::InvalidResponse {
+        Error::InvalidResponse { field, reason, .. } => Error::InvalidResponse {
             field,
+            stored: true,
             reason: format!(
                 "stored bundle `{name}`: {reason} (the file was changed after it was stored, or \
                  written by another program; it is kept as it is: provision `{name}` again with \
@@ -274,7 +249,7 @@ impl Bundle {
     }
 
     /// Check every field that reaches a report, an export or a `wg-quick` file against the
-    /// rules of the service that owns it ([`crate::identifiers`]), and the credentials again
+    /// rules of the service that owns it ([`super::identifiers`]), and the credentials again
     /// (certificate chain, key matching the certificate, root CA). Secrets that are only
     /// stored (Cognito secret key and session token, OpenID token, Inventory key, userdata)
     /// are checked by the renderer that writes them, if any.
@@ -288,7 +263,7 @@ impl Bundle {
                 check("deviceId", &b.device_id, id::iot_hub_device_id)?;
                 check("host", &b.host, id::dns_name)?;
                 check("operationId", &b.operation_id, id::dps_operation_id)?;
-                crate::targets::credentials(
+                validate::credentials(
                     &b.certificate,
                     b.private_key.expose(),
                     b.root_ca_certificate.as_deref(),
@@ -301,7 +276,7 @@ impl Bundle {
                 if let Some(cid) = &b.certificate_id {
                     check("certificateId", cid, id::aws_certificate_id)?;
                 }
-                crate::targets::credentials(
+                validate::credentials(
                     &b.certificate,
                     b.private_key.expose(),
                     b.root_ca_certificate.as_deref(),
@@ -373,23 +348,12 @@ impl Bundle {
         }
     }
 
-    /// Whether a stored bundle may be reported instead of calling Krypton again (`now_ms`: ms
-    /// since the epoch). Certificates: until `notAfter`. Cognito credentials: until 5 min
-    /// before `expiration`. Inventory and Arc: always (a new bootstrap re-keys the device).
-    /// OpenID tokens, metadata and userdata: never (cheap, short-lived or changing).
-    pub fn reusable(&self, report: &Report, now_ms: u64) -> bool {
+    /// When the bundle's credentials expire, ms since the Unix epoch, for bundles that carry
+    /// an expiry of their own (Cognito's `expiration`); `None` for the others.
+    pub fn expires_at_ms(&self) -> Option<u64> {
         match self {
-            Bundle::AzureIot(_) | Bundle::AwsIot(_) => report
-                .certificate
-                .as_ref()
-                .is_some_and(|c| c.not_after.saturating_mul(1000) > now_ms as i64),
-            Bundle::AwsCognito(b) => {
-                b.expiration_ms > now_ms.saturating_add(COGNITO_REFRESH_MARGIN_MS)
-            }
-            Bundle::Inventory(_) | Bundle::Arc(_) => true,
-            Bundle::AwsCognitoOpenid(_) | Bundle::SubscriberMetadata(_) | Bundle::Userdata(_) => {
-                false
-            }
+            Bundle::AwsCognito(b) => Some(b.expiration_ms),
+            _ => None,
         }
     }
 
@@ -479,6 +443,8 @@ impl Bundle {
             identifiers,
             certificate,
             sizes,
+            // The operations layer knows which targets mint credentials; it sets this.
+            mints_credentials: false,
         })
     }
 }

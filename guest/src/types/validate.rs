@@ -11,7 +11,7 @@
 //! certificate's `subjectPublicKeyInfo` key: modulus and exponent for RSA, the curve point for
 //! EC (P-256, P-384). Error messages name what is wrong and never include key material.
 
-use crate::model::{CertificateSummary, Error};
+use super::model::{CertificateSummary, Error, Secret};
 use der::Decode;
 use sha2::{Digest, Sha256};
 use spki::ObjectIdentifier;
@@ -446,6 +446,39 @@ pub fn certificates_to_pem(certs: &[ParsedCertificate]) -> String {
         .collect()
 }
 
+/// Validated certificate, key and optional root CA, as canonical PEM.
+pub struct Credentials {
+    /// The certificate and its chain, leaf first.
+    pub certificate: String,
+    pub private_key: Secret,
+    pub root_ca_certificate: Option<String>,
+}
+
+/// Parse and check a certificate (chain), its private key and an optional root CA, and
+/// re-encode each as canonical PEM from the parsed DER.
+/// Errors: [`Error::InvalidResponse`] naming `certificate`, `privateKey` or
+/// `rootCaCertificate`.
+pub fn credentials(
+    cert_pem: &str,
+    key_pem: &str,
+    root_pem: Option<&str>,
+) -> Result<Credentials, Error> {
+    let certs = parse_certificates("certificate", cert_pem)?;
+    let private_key = check_private_key("privateKey", key_pem, &certs[0].cert)?;
+    let root_ca_certificate = match root_pem {
+        Some(text) => Some(certificates_to_pem(&parse_certificates(
+            "rootCaCertificate",
+            text,
+        )?)),
+        None => None,
+    };
+    Ok(Credentials {
+        certificate: certificates_to_pem(&certs),
+        private_key: Secret::new(private_key),
+        root_ca_certificate,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,18 +492,18 @@ mod tests {
         assert_eq!(escape_controls("CN=caf\u{e9},O=x"), "CN=caf\u{e9},O=x");
     }
 
-    const RSA_CRT: &str = include_str!("../testdata/rsa.crt");
-    const RSA_PKCS1: &str = include_str!("../testdata/rsa-pkcs1.key");
-    const RSA_PKCS8: &str = include_str!("../testdata/rsa-pkcs8.key");
-    const EC_CRT: &str = include_str!("../testdata/ec.crt");
-    const EC_SEC1: &str = include_str!("../testdata/ec-sec1.key");
-    const EC_PKCS8: &str = include_str!("../testdata/ec-pkcs8.key");
-    const EC384_CRT: &str = include_str!("../testdata/ec384.crt");
-    const EC384_SEC1: &str = include_str!("../testdata/ec384-sec1.key");
-    const EC384_PKCS8: &str = include_str!("../testdata/ec384-pkcs8.key");
-    const OTHER_EC: &str = include_str!("../testdata/other-ec-sec1.key");
-    const EC_ENCRYPTED: &str = include_str!("../testdata/ec-encrypted.key");
-    const ROOT_CRT: &str = include_str!("../testdata/root.crt");
+    const RSA_CRT: &str = include_str!("../../testdata/rsa.crt");
+    const RSA_PKCS1: &str = include_str!("../../testdata/rsa-pkcs1.key");
+    const RSA_PKCS8: &str = include_str!("../../testdata/rsa-pkcs8.key");
+    const EC_CRT: &str = include_str!("../../testdata/ec.crt");
+    const EC_SEC1: &str = include_str!("../../testdata/ec-sec1.key");
+    const EC_PKCS8: &str = include_str!("../../testdata/ec-pkcs8.key");
+    const EC384_CRT: &str = include_str!("../../testdata/ec384.crt");
+    const EC384_SEC1: &str = include_str!("../../testdata/ec384-sec1.key");
+    const EC384_PKCS8: &str = include_str!("../../testdata/ec384-pkcs8.key");
+    const OTHER_EC: &str = include_str!("../../testdata/other-ec-sec1.key");
+    const EC_ENCRYPTED: &str = include_str!("../../testdata/ec-encrypted.key");
+    const ROOT_CRT: &str = include_str!("../../testdata/root.crt");
 
     fn leaf(pem: &str) -> Certificate {
         parse_certificates("certificate", pem)
@@ -481,7 +514,7 @@ mod tests {
 
     fn field_of(e: Error) -> (String, String) {
         match e {
-            Error::InvalidResponse { field, reason } => (field, reason),
+            Error::InvalidResponse { field, reason, .. } => (field, reason),
             other => panic!("expected InvalidResponse, got {other:?}"),
         }
     }
@@ -694,7 +727,7 @@ mod tests {
         // Reference values: `openssl x509 -in testdata/ec.crt -noout -fingerprint -sha256 -subject`.
         assert_eq!(
             s.sha256_fingerprint,
-            include_str!("../testdata/ec.crt.sha256").trim()
+            include_str!("../../testdata/ec.crt.sha256").trim()
         );
         // RFC 4514 writes the RDNs last-first.
         assert_eq!(s.subject, "O=Krypton Test,CN=ec-device");

@@ -11,7 +11,7 @@
 //! value must not reach a log line or a terminal); [`check`] turns it into an error naming the
 //! field.
 
-use crate::model::Error;
+use super::model::Error;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -838,7 +838,7 @@ mod tests {
     #[test]
     fn errors_name_the_field_and_never_echo_the_value() {
         let e = check("deviceId", "SECRET-LOOKING\"VALUE\n", iot_hub_device_id).unwrap_err();
-        let Error::InvalidResponse { field, reason } = e else {
+        let Error::InvalidResponse { field, reason, .. } = e else {
             panic!("expected InvalidResponse")
         };
         assert_eq!(field, "deviceId");

@@ -1,8 +1,9 @@
-//! Plain-Rust mirrors of the WIT types (`wit/krypton.wit`, package `soracom:krypton@0.2.0`).
+//! Plain-Rust mirrors of the WIT types (`wit/krypton.wit`, package `soracom:krypton@0.3.0`).
 //!
 //! The provisioning logic works on these so that it compiles and unit-tests natively; `lib.rs`
 //! converts them to and from the generated bindings one-to-one.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What to provision (WIT `target`). One bundle per target, stored under [`Target::bundle_name`].
@@ -108,6 +109,20 @@ pub struct Report {
     pub certificate: Option<CertificateSummary>,
     /// Sizes of what is stored (WIT `sizes`).
     pub sizes: Vec<(String, u64)>,
+    /// Whether provisioning this target again issues new credentials (WIT
+    /// `mints-credentials`); the operations layer sets it from its table.
+    pub mints_credentials: bool,
+}
+
+/// A request parameter a target needs (WIT `parameter-info`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParameterInfo {
+    /// The key inside `requestParameters`, e.g. `endpoint`.
+    pub name: &'static str,
+    /// What it is, in one line.
+    pub description: &'static str,
+    /// A value that works against a test Krypton.
+    pub example: &'static str,
 }
 
 /// Why a run failed (WIT `provision-error`). Messages never contain secret values.
@@ -127,6 +142,9 @@ pub enum Error {
     InvalidResponse {
         field: String,
         reason: String,
+        /// `true` when the value came from the secret store (a bundle checked again before it
+        /// is reported or rendered), `false` when Krypton sent it in this call.
+        stored: bool,
     },
     RegistrationFailed {
         operation_id: String,
@@ -176,12 +194,61 @@ pub struct TransportError {
     pub attempts: u32,
 }
 
+/// Advice for a timeout: SORACOM Arc routes only the destinations in the peer's
+/// `AllowedIPs` (wg-quick(8)), so a call to a Krypton address outside them leaves without the
+/// SIM's identity and goes unanswered.
+pub const TIMEOUT_HINT: &str = "on SORACOM Arc a request to Krypton times out when Krypton's \
+address is not inside the WireGuard AllowedIPs; otherwise raise the request's deadline-ms";
+/// Advice for HTTP 401 and 403: Krypton answers only SIMs whose group enables it, and only
+/// over their SORACOM Air session or Arc tunnel (SORACOM Krypton documentation).
+pub const FORBIDDEN_HINT: &str = "check that Krypton is enabled for this SIM's group and that \
+the request leaves over SORACOM Air or Arc";
+/// Advice for a DPS registration that ended without an assignment (Azure IoT Hub DPS
+/// documentation: the enrollment decides the assignment).
+pub const REGISTRATION_HINT: &str = "check the DPS enrollment and the Krypton Azure IoT \
+configuration of the SIM's group";
+/// Advice for a stored bundle that breaks its rules: only a forced run replaces it.
+pub const STORED_BUNDLE_HINT: &str = "provision the target again with force to replace the bundle";
+
+/// A failed call with its advice (WIT `failure`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub error: Error,
+    /// What to do next, naming request fields (`force`, `deadline-ms`) and request parameters
+    /// (`endpoint`), never a host's command-line flags; `None` when there is no advice.
+    pub hint: Option<String>,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        let hint = error.hint();
+        Failure { error, hint }
+    }
+}
+
 impl Error {
+    /// What to do about this error, by kind: a transport error's own hint (it depends on the
+    /// endpoint and the failure), [`TIMEOUT_HINT`], [`FORBIDDEN_HINT`] for HTTP 401 and 403,
+    /// [`REGISTRATION_HINT`], [`STORED_BUNDLE_HINT`] for a stored value; `None` otherwise.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Transport(t) => t.hint.clone(),
+            Error::Timeout(_) => Some(TIMEOUT_HINT.to_string()),
+            Error::HttpStatus {
+                status: 401 | 403, ..
+            } => Some(FORBIDDEN_HINT.to_string()),
+            Error::RegistrationFailed { .. } => Some(REGISTRATION_HINT.to_string()),
+            Error::InvalidResponse { stored: true, .. } => Some(STORED_BUNDLE_HINT.to_string()),
+            _ => None,
+        }
+    }
+
     /// An [`Error::InvalidResponse`] for `field`.
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
         Error::InvalidResponse {
             field: field.to_string(),
             reason: reason.into(),
+            stored: false,
         }
     }
 }
@@ -209,7 +276,7 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::InvalidResponse { field, reason } => {
+            Error::InvalidResponse { field, reason, .. } => {
                 write!(f, "invalid response: field `{field}`: {reason}")
             }
             Error::RegistrationFailed {
@@ -220,6 +287,54 @@ impl fmt::Display for Error {
                 "Azure DPS registration {operation_id} ended with status `{status}`"
             ),
             Error::Storage(m) => write!(f, "secret store: {m}"),
+        }
+    }
+}
+
+/// A secret string (a private key). `Debug` never shows the value and there is no `Display`,
+/// so it cannot reach a log line or an error by accident.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+    /// The secret value, for storing and exporting only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// One file to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportFile {
+    pub name: String,
+    pub contents: Vec<u8>,
+    /// Owner-only (0600) when true.
+    pub secret: bool,
+    /// How the file differs from what Krypton sent, in plain words, when it does (WIT
+    /// `export-file.converted`): today only a private key converted to a form OpenSSL loads
+    /// (`crate::types::validate::exportable_key`).
+    pub converted: Option<String>,
+}
+
+impl ExportFile {
+    /// A file named `name` (no directory) holding `contents`, owner-only when `secret`, as
+    /// Krypton sent it (`converted: None`).
+    pub fn new(name: &str, contents: impl Into<Vec<u8>>, secret: bool) -> Self {
+        ExportFile {
+            name: name.to_string(),
+            contents: contents.into(),
+            secret,
+            converted: None,
         }
     }
 }

@@ -1,26 +1,28 @@
 //! [`Capabilities`] over the component's imports: `wasi:http/outgoing-handler@0.2.12` for
-//! Krypton calls, `wasi:clocks@0.2.12` for deadlines and waits, stderr (`wasi:cli`, through
-//! Rust's std) for progress lines, and `soracom:krypton/secret-store` for bundles.
+//! Krypton calls, `wasi:clocks@0.2.12` for deadlines and waits, `wasi:random` for backoff
+//! jitter (these three through the `wasi` crate's bindings), stderr (`wasi:cli`, through Rust's
+//! std) for progress lines, and `soracom:krypton/secret-store` (generated from our WIT) for
+//! bundles.
 //!
-//! HTTP uses the generated `wasi:http` bindings directly rather than a client crate: they
+//! HTTP uses the `wasi:http` bindings directly rather than a client crate: they
 //! report the exact `wasi:http` `error-code` for connect and TLS failures (a client that
 //! writes the body first can mask them as "connection reset"), they
 //! let us pass connect / first-byte / between-bytes timeouts, and they keep the component small.
 
 use crate::bindings::soracom::krypton::secret_store::{self, StoreError};
-use crate::bindings::wasi::clocks::{monotonic_clock, wall_clock};
-use crate::bindings::wasi::http::outgoing_handler;
-use crate::bindings::wasi::http::types::{
-    ErrorCode, Fields, IncomingBody, Method as WasiMethod, OutgoingBody, OutgoingRequest,
-    RequestOptions, Scheme, http_error_code,
-};
-use crate::bindings::wasi::io::streams::StreamError;
-use crate::bindings::wasi::random::random;
-use crate::flow::{
+use crate::client::{
     Capabilities, DNS_NAME_NOT_FOUND, Endpoint, HttpRequest, HttpResponse, Method, SendFailure,
     transient, transport_failure,
 };
-use crate::model::{Error, Timeouts, TransportKind};
+use crate::types::model::{Error, Timeouts, TransportKind};
+use wasi::clocks::{monotonic_clock, wall_clock};
+use wasi::http::outgoing_handler;
+use wasi::http::types::{
+    ErrorCode, Fields, IncomingBody, Method as WasiMethod, OutgoingBody, OutgoingRequest,
+    RequestOptions, Scheme, http_error_code,
+};
+use wasi::io::streams::StreamError;
+use wasi::random::random;
 
 /// The component's real capabilities (stateless: every call goes to an import).
 pub struct WasiCapabilities;
@@ -161,8 +163,8 @@ fn classify(code: &ErrorCode, timeouts: Timeouts) -> Outcome {
 
 /// Map a `wasi:http` error code to our error: single-request timeouts are
 /// [`Error::Timeout`], the rest [`Error::Transport`] with a kind, a message naming host and
-/// port, and a hint ([`crate::flow::transport_failure`]). Whether another attempt may help
-/// follows the kind ([`crate::flow::transient`]); refusals of the request itself (its URL,
+/// port, and a hint ([`crate::client::transport_failure`]). Whether another attempt may help
+/// follows the kind ([`crate::client::transient`]); refusals of the request itself (its URL,
 /// size, a sandbox limit, the host's configuration) are not retried either.
 fn send_failure(
     code: &ErrorCode,

@@ -1,0 +1,71 @@
+//! What the layers above need from their environment ([`Capabilities`]), and the shapes of one
+//! HTTP exchange.
+
+use super::endpoint::{Endpoint, Method};
+use crate::types::model::{Error, Timeouts};
+
+/// One HTTP request to Krypton.
+#[derive(Clone, Debug)]
+pub struct HttpRequest {
+    pub method: Method,
+    /// Path and query below the endpoint, starting with `/`.
+    pub path: String,
+    pub body: Option<Vec<u8>>,
+}
+
+/// A complete HTTP response (the body was read to its framed end).
+#[derive(Clone, Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names lowercase.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// First value of a header, by lowercase name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A failed send: the error, and whether sending again may succeed (connection refused or
+/// reset, a timeout) or cannot (TLS certificate rejected, refused by the host's allow-list,
+/// an oversized body).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendFailure {
+    pub error: Error,
+    pub transient: bool,
+}
+
+/// What the operations need from their environment. In the component these are `wasi:http`,
+/// `wasi:clocks`, `wasi:random`, stderr and the `secret-store` import; in unit tests, fakes.
+pub trait Capabilities {
+    /// Send one request and read the whole response body (at most `max_body` bytes), giving
+    /// up with [`Error::Timeout`] once `total_ms` have passed, however the server paces it.
+    fn send(
+        &mut self,
+        endpoint: &Endpoint,
+        request: &HttpRequest,
+        timeouts: Timeouts,
+        total_ms: u64,
+        max_body: usize,
+    ) -> Result<HttpResponse, SendFailure>;
+    /// Monotonic time, ms.
+    fn monotonic_ms(&self) -> u64;
+    /// Wall-clock time, ms since the Unix epoch.
+    fn unix_ms(&self) -> u64;
+    /// Block for `ms` milliseconds.
+    fn sleep_ms(&mut self, ms: u64);
+    /// A random number (backoff jitter; not for keys).
+    fn random_u64(&mut self) -> u64;
+    /// One progress line for the operator. Never called with a secret.
+    fn log(&mut self, line: &str);
+    fn store_get(&mut self, name: &str) -> Result<Option<Vec<u8>>, Error>;
+    fn store_put(&mut self, name: &str, value: &[u8]) -> Result<(), Error>;
+    /// Remove a stored value; `true` when there was one.
+    fn store_delete(&mut self, name: &str) -> Result<bool, Error>;
+}

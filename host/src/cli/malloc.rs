@@ -1,0 +1,16 @@
+//! Allocator tuning for a long-running daemon.
+
+/// Bound glibc's per-thread malloc arenas. Each hot swap frees and reallocates megabytes of
+/// compiled code and buffers on whichever worker thread runs it; with one arena per thread
+/// (glibc's default, up to 8 x cores) the freed space is not reused across arenas and the
+/// resident size climbs with every swap (measured: 22 MiB after 10 swaps, 189 MiB after 500;
+/// with two arenas it stays at 25 MiB). Must run before any thread starts.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only adjusts allocator tuning; called before other threads exist.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The `krypton-host` command: one module per command, the clap definitions of the command
+//! line, and the failure type every command returns. `main.rs` only parses and dispatches.
+
+pub mod bench_swap;
+pub mod demo;
+pub mod doctor;
+pub mod export;
+pub mod logging;
+pub mod malloc;
+pub mod mock;
+pub mod print;
+pub mod provision;
+pub mod reload;
+pub mod run;
+pub mod shared;
+pub mod sign;
+pub mod status;
+pub mod wireguard_config;
+
+use clap::{Args, Parser, Subcommand};
+use krypton_host::output;
+use krypton_host::runtime::Failure;
+use std::path::PathBuf;
+
+/// Krypton's network-authenticated endpoint (SORACOM Krypton documentation; soratun's Krypton
+/// client uses the same).
+pub const DEFAULT_ENDPOINT: &str = "https://krypton.soracom.io:8036";
+/// The secret store when neither `--store` nor `KRYPTON_STORE` names one.
+pub const DEFAULT_STORE: &str = "/var/lib/krypton-host/store";
+
+// The command line (a doc comment here would become clap's long help).
+#[derive(Parser)]
+#[command(
+    name = "krypton-host",
+    version,
+    about = "Provision SORACOM Krypton credentials (Azure IoT, AWS IoT, ...) on a gateway through a sandboxed WebAssembly component",
+    after_help = output::EXIT_CODES_HELP
+)]
+pub struct Cli {
+    /// More log output (debug level); RUST_LOG overrides.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// The commands, one module each (doc comments on the variants are their help).
+#[derive(Subcommand)]
+pub enum Command {
+    /// Call Krypton for one target and store its credentials as one bundle.
+    ///
+    /// Without --force, a stored bundle whose certificate is still valid is reported and
+    /// Krypton is not called (AWS IoT bootstrap mints a new certificate on every call).
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    Provision(provision::ProvisionArgs),
+    /// Show what is stored (identifiers, certificate fingerprint and expiry; never keys).
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    Status(status::StatusArgs),
+    /// Serve a mock Krypton over HTTPS on loopback (for tests and CI). Prints one JSON line
+    /// {"endpoint": "https://127.0.0.1:PORT", "caFile": "PATH"}, then serves until stopped.
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    Mock(mock::MockArgs),
+    /// Provision every target against an in-process mock Krypton into a temporary store,
+    /// through the real component, and show what happened.
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    Demo(demo::DemoArgs),
+    /// Write a stored bundle in a consumer's format: pem (azure-iot, aws-iot), aziot
+    /// (azure-iot: Azure IoT Edge / Identity Service manual X.509), aws-iot (aws-iot: files plus
+    /// a JSON for AWS IoT Device SDKs), wireguard (arc: wg-quick), env (aws-cognito: AWS
+    /// environment variables). Secret files are written 0600, the others 0644.
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    Export(export::ExportArgs),
+    /// Run as a gateway daemon: keep the configured targets provisioned, hot-swap the
+    /// component (file change, SIGHUP or `reload`), answer the control socket.
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    Run(run::RunArgs),
+    /// Ask a running daemon to reload its component (or report its status).
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    Reload(reload::ReloadArgs),
+    /// Make an ed25519 key pair for signing components: the private key to --out (0600),
+    /// the public key (for `trusted_public_key`) on stdout.
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    Keygen(sign::KeygenArgs),
+    /// Sign a component for daemons with `trusted_public_key`: writes `<component>.sig`,
+    /// binding the component's SHA-256 digest and its version. Exit 3 on bad input.
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    Sign(sign::SignArgs),
+    /// Benchmark: swap the component N times (two versions in turn, precompiled after the first
+    /// load of each) and print swap latency and resident memory after 10 and after N swaps.
+    #[command(hide = true)]
+    BenchSwap(bench_swap::BenchSwapArgs),
+    /// Check the route to Krypton before provisioning: resolve the endpoint, check each
+    /// address against the tunnel's AllowedIPs (wg-quick file or soratun arc.json), try TCP and
+    /// TLS, and print what to change.
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    Doctor(doctor::DoctorArgs),
+    /// Write a wg-quick configuration from the stored `arc` bundle, with Krypton's addresses
+    /// routed through the tunnel (the SORACOM Arc AllowedIPs trap, fixed by construction).
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    WireguardConfig(wireguard_config::WireguardArgs),
+}
+
+/// Options every command that reads the store shares.
+#[derive(Args)]
+pub struct CommonArgs {
+    /// Secret store directory (created 0700; one 0600 file per bundle).
+    #[arg(long, env = "KRYPTON_STORE", default_value = DEFAULT_STORE)]
+    pub store: PathBuf,
+    /// Provisioning component (.wasm). Defaults to the one built into this binary.
+    #[arg(long, env = "KRYPTON_COMPONENT")]
+    pub component: Option<PathBuf>,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A failed command and its exit code. `main.rs` prints it once ([`print::print_failure`]),
+/// as text on stderr or as the one `--json` object on stdout.
+pub struct HostFailure {
+    /// The exit code (`krypton_host::output::exit`).
+    pub code: u8,
+    /// What to print.
+    pub detail: Detail,
+}
+
+/// What a [`HostFailure`] has to say.
+pub enum Detail {
+    /// A host-side error; its `--json` kind is the one for its exit code.
+    Host(anyhow::Error),
+    /// The component's typed error, rendered from its fields.
+    Component(Box<Failure>),
+    /// Already shown to the operator (the command printed its own result object).
+    Shown,
+}
+
+/// Turn a host-side error into a [`HostFailure`] with exit code `code` (for `map_err`).
+pub fn fail(code: u8) -> impl Fn(anyhow::Error) -> HostFailure + Copy {
+    move |error| HostFailure {
+        code,
+        detail: Detail::Host(error),
+    }
+}
+
+/// A component error, with the exit code of its kind.
+pub fn component_failure(error: Failure) -> HostFailure {
+    HostFailure {
+        code: output::exit_code(&error.error),
+        detail: Detail::Component(Box::new(error)),
+    }
+}
+
+/// A failure already shown to the operator.
+pub fn reported(code: u8) -> HostFailure {
+    HostFailure {
+        code,
+        detail: Detail::Shown,
+    }
+}

@@ -1,0 +1,134 @@
+//! [`ProvisionOptions`]: how one provisioning run behaves, with the defaults every caller shares
+//! (the CLI's `provision`, the daemon's passes, embedders, the tests).
+
+use crate::runtime::{
+    AuthMode, HttpTimeouts, ProvisionRequest, RetryPolicy, SandboxLimits, Target,
+};
+use std::time::Duration;
+
+/// The knobs of one provisioning run besides its target and Krypton endpoint. `Default` gives
+/// the values `krypton-host provision --help` documents: network mode, no request parameters,
+/// no force, a 120 s deadline, a 1 s poll interval, 10 s connect and 30 s read timeouts, and 4
+/// attempts per call with a 500 ms to 8 s backoff.
+///
+/// Durations reach the component in whole milliseconds (`u32`, saturating at about 49 days);
+/// the contract's `provision-request` record says what each one bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProvisionOptions {
+    /// How the device authenticates to Krypton (`network`: over SORACOM Air or Arc).
+    pub mode: AuthMode,
+    /// `requestParameters` as JSON object text, or `None` to send `{}`.
+    pub request_parameters: Option<String>,
+    /// Call Krypton even when a usable bundle is stored.
+    pub force: bool,
+    /// The whole operation: every call, retry wait and registration poll.
+    pub deadline: Duration,
+    /// Wait between registration polls when Krypton sends no `Retry-After`.
+    pub poll_interval: Duration,
+    /// TCP connect plus TLS handshake, per request.
+    pub connect_timeout: Duration,
+    /// Until the first response byte, and between two body chunks, per request.
+    pub read_timeout: Duration,
+    /// Attempts per Krypton call, the first included (1: no retry).
+    pub max_attempts: u32,
+    /// Backoff base (doubled per attempt, full jitter).
+    pub backoff_base: Duration,
+    /// Backoff ceiling.
+    pub backoff_max: Duration,
+}
+
+impl Default for ProvisionOptions {
+    fn default() -> Self {
+        ProvisionOptions {
+            mode: AuthMode::Network,
+            request_parameters: None,
+            force: false,
+            deadline: Duration::from_secs(120),
+            poll_interval: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            max_attempts: 4,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(8),
+        }
+    }
+}
+
+/// Whole milliseconds of `d`, saturating at `u32::MAX`.
+fn ms(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+impl ProvisionOptions {
+    /// Slack between the operation deadline and the wall-clock limit of the whole call: past
+    /// the deadline plus this, the host stops a component that ignores its own deadline.
+    pub const WALL_SLACK: Duration = Duration::from_secs(60);
+
+    /// The contract's `provision-request` for `target` at `endpoint` (a Krypton base URL such
+    /// as `https://krypton.soracom.io:8036`) with these options.
+    pub fn request(&self, target: Target, endpoint: &str) -> ProvisionRequest {
+        ProvisionRequest {
+            target,
+            mode: self.mode,
+            endpoint: endpoint.to_string(),
+            request_parameters: self.request_parameters.clone(),
+            force: self.force,
+            deadline_ms: ms(self.deadline),
+            poll_interval_ms: ms(self.poll_interval),
+            timeouts: HttpTimeouts {
+                connect_ms: ms(self.connect_timeout),
+                first_byte_ms: ms(self.read_timeout),
+                between_bytes_ms: ms(self.read_timeout),
+            },
+            retry: RetryPolicy {
+                max_attempts: self.max_attempts,
+                base_delay_ms: ms(self.backoff_base),
+                max_delay_ms: ms(self.backoff_max),
+            },
+        }
+    }
+
+    /// The default sandbox limits with a wall-clock limit of the deadline plus
+    /// [`Self::WALL_SLACK`].
+    pub fn sandbox_limits(&self) -> SandboxLimits {
+        SandboxLimits {
+            wall: self.deadline.saturating_add(Self::WALL_SLACK),
+            ..SandboxLimits::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_reach_the_request_in_milliseconds() {
+        let options = ProvisionOptions::default();
+        let request = options.request(Target::Arc, "https://krypton.soracom.io:8036");
+        assert_eq!(request.deadline_ms, 120_000);
+        assert_eq!(request.poll_interval_ms, 1_000);
+        assert_eq!(
+            request.timeouts,
+            HttpTimeouts {
+                connect_ms: 10_000,
+                first_byte_ms: 30_000,
+                between_bytes_ms: 30_000,
+            }
+        );
+        assert_eq!(
+            request.retry,
+            RetryPolicy {
+                max_attempts: 4,
+                base_delay_ms: 500,
+                max_delay_ms: 8_000,
+            }
+        );
+        assert_eq!(options.sandbox_limits().wall, Duration::from_secs(180));
+        let long = ProvisionOptions {
+            deadline: Duration::from_secs(u64::MAX),
+            ..ProvisionOptions::default()
+        };
+        assert_eq!(long.request(Target::Arc, "x").deadline_ms, u32::MAX);
+    }
+}
