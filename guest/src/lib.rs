@@ -36,6 +36,8 @@
 //! Everything below layer 5 is plain Rust, unit-tested natively with a scripted fake
 //! (`cargo test -p krypton-guest --lib`).
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod formats;
 pub mod ops;
