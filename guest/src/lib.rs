@@ -33,8 +33,14 @@
 //! `layers::no_module_imports_one_above_it` reads the sources and fails on an import against
 //! this order.
 //!
+//! No `unsafe` is written here (`#![deny(unsafe_code)]`): it is allowed only on the code
+//! wit-bindgen generates (`bindings` and the export glue).
+//!
 //! Everything below layer 5 is plain Rust, unit-tested natively with a scripted fake
 //! (`cargo test -p krypton-guest --lib`).
+
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod client;
 pub mod formats;
@@ -44,7 +50,11 @@ pub mod types;
 #[cfg(target_arch = "wasm32")]
 mod wasi_capabilities;
 
+// SAFETY: the only unsafe code of the crate is what wit-bindgen generates: the canonical ABI
+// lifting and lowering of our own interfaces' imports and exports, checked against the WIT
+// by wit-bindgen and by the component's type check when a host instantiates it.
 #[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
 mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
@@ -283,7 +293,13 @@ mod glue {
         }
     }
 
-    crate::bindings::export!(Component with_types_in crate::bindings);
+    // SAFETY: the export glue wit-bindgen generates (the canonical ABI entry points calling
+    // `Component`'s safe functions); see `bindings`.
+    #[allow(unsafe_code)]
+    mod export {
+        use super::Component;
+        crate::bindings::export!(Component with_types_in crate::bindings);
+    }
 }
 
 #[cfg(test)]

@@ -7,18 +7,22 @@ use crate::types::model::{Error, Timeouts};
 /// One HTTP request to Krypton.
 #[derive(Clone, Debug)]
 pub struct HttpRequest {
+    /// `GET` or `POST`.
     pub method: Method,
     /// Path and query below the endpoint, starting with `/`.
     pub path: String,
+    /// The JSON body, if any (sent with its `Content-Length`).
     pub body: Option<Vec<u8>>,
 }
 
 /// A complete HTTP response (the body was read to its framed end).
 #[derive(Clone, Debug)]
 pub struct HttpResponse {
+    /// The HTTP status.
     pub status: u16,
     /// Header names lowercase.
     pub headers: Vec<(String, String)>,
+    /// The whole body, at most the `max_body` the caller gave.
     pub body: Vec<u8>,
 }
 
@@ -37,7 +41,9 @@ impl HttpResponse {
 /// an oversized body).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SendFailure {
+    /// What happened.
     pub error: Error,
+    /// Whether another attempt may succeed.
     pub transient: bool,
 }
 
@@ -64,7 +70,10 @@ pub trait Capabilities {
     fn random_u64(&mut self) -> u64;
     /// One progress line for the operator. Never called with a secret.
     fn log(&mut self, line: &str);
+    /// The value stored under `name`, `None` when there is none. Errors: [`Error::Storage`].
     fn store_get(&mut self, name: &str) -> Result<Option<Vec<u8>>, Error>;
+    /// Store `value` under `name` as one unit, replacing what was there. Errors:
+    /// [`Error::Storage`].
     fn store_put(&mut self, name: &str, value: &[u8]) -> Result<(), Error>;
     /// Remove a stored value; `true` when there was one.
     fn store_delete(&mut self, name: &str) -> Result<bool, Error>;

@@ -6,11 +6,14 @@ use crate::types::model::Error;
 /// HTTP method of a Krypton call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
+    /// `GET` (network-mode polling of an Azure registration).
     Get,
+    /// `POST` (every other call).
     Post,
 }
 
 impl Method {
+    /// The method as it goes on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Get => "GET",

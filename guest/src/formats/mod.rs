@@ -39,6 +39,7 @@ pub struct Format {
     pub targets: &'static [Target],
     /// What it exports, in the words of the error for a target it does not fit.
     pub exports: &'static str,
+    /// Renders a bundle of one of `targets`, already checked with [`Bundle::validate`].
     pub render: Renderer,
 }
 

@@ -11,7 +11,9 @@ use serde_json::{Map, Value};
 /// `{name}` in it stands for a value from an earlier answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Call {
+    /// The HTTP method.
     pub method: Method,
+    /// The path below the endpoint.
     pub path: &'static str,
 }
 

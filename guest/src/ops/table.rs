@@ -50,9 +50,19 @@ pub type AfterStore = fn(&mut dyn Capabilities, Option<&Bundle>, &Bundle, &mut R
 #[derive(Clone, Copy)]
 pub enum Calls {
     /// One POST of the prepared body to `path`; the answer goes through `parse`.
-    One { path: &'static str, parse: Parser },
-    /// Several calls (`calls` lists them, in order) made by `run`.
-    Flow { calls: &'static [Call], run: Flow },
+    One {
+        /// The path below the endpoint.
+        path: &'static str,
+        /// The answer's parser.
+        parse: Parser,
+    },
+    /// Several calls made by `run`.
+    Flow {
+        /// The calls, in order, for readers and `target-info`-like listings.
+        calls: &'static [Call],
+        /// Makes the calls and parses the answers.
+        run: Flow,
+    },
 }
 
 impl Calls {
@@ -75,7 +85,10 @@ pub enum Reuse {
     /// While the leaf certificate's `notAfter` is in the future.
     WhileCertificateValid,
     /// Until `margin_ms` before the credentials' own expiry ([`Bundle::expires_at_ms`]).
-    UntilExpiry { margin_ms: u64 },
+    UntilExpiry {
+        /// How long before the expiry the bundle stops being reused, ms.
+        margin_ms: u64,
+    },
 }
 
 impl Reuse {
@@ -98,6 +111,7 @@ impl Reuse {
 
 /// One target's row.
 pub struct Operation {
+    /// The target this row serves.
     pub target: Target,
     /// What it provisions, in one line (WIT `target-info.summary`).
     pub summary: &'static str,

@@ -16,6 +16,7 @@ pub const FORMAT_VERSION: u32 = 1;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AzureIotBundle {
+    /// The bundle format this component wrote ([`FORMAT_VERSION`]).
     pub format_version: u32,
     /// When Krypton answered `assigned`, ms since the Unix epoch.
     pub obtained_at_ms: u64,
@@ -38,6 +39,7 @@ pub struct AzureIotBundle {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AwsIotBundle {
+    /// The bundle format this component wrote ([`FORMAT_VERSION`]).
     pub format_version: u32,
     /// When Krypton answered, ms since the Unix epoch.
     pub obtained_at_ms: u64,
@@ -63,15 +65,20 @@ pub struct AwsIotBundle {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AwsCognitoBundle {
+    /// The bundle format this component wrote ([`FORMAT_VERSION`]).
     pub format_version: u32,
+    /// When Krypton answered, ms since the Unix epoch.
     pub obtained_at_ms: u64,
     /// Cognito identity ID, e.g. `ap-northeast-1:1234…`.
     pub identity_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// AWS region, when Krypton sent one.
     pub region: Option<String>,
     /// AWS access key ID (an identifier, not a secret, per AWS).
     pub access_key_id: String,
+    /// AWS secret access key.
     pub secret_key: Secret,
+    /// AWS session token.
     pub session_token: Secret,
     /// When the credentials expire, ms since the Unix epoch (normalised from ms, s or ISO-8601).
     pub expiration_ms: u64,
@@ -81,10 +88,15 @@ pub struct AwsCognitoBundle {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AwsCognitoOpenidBundle {
+    /// The bundle format this component wrote ([`FORMAT_VERSION`]).
     pub format_version: u32,
+    /// When Krypton answered, ms since the Unix epoch.
     pub obtained_at_ms: u64,
+    /// AWS region.
     pub region: String,
+    /// Cognito identity ID.
     pub identity_id: String,
+    /// The OpenID token.
     pub token: Secret,
 }
 
@@ -92,7 +104,9 @@ pub struct AwsCognitoOpenidBundle {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InventoryBundle {
+    /// The bundle format this component wrote ([`FORMAT_VERSION`]).
     pub format_version: u32,
+    /// When Krypton answered, ms since the Unix epoch.
     pub obtained_at_ms: u64,
     /// The LwM2M endpoint client name the device registered with.
     pub endpoint: String,
@@ -108,7 +122,9 @@ pub struct InventoryBundle {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ArcBundle {
+    /// The bundle format this component wrote ([`FORMAT_VERSION`]).
     pub format_version: u32,
+    /// When Krypton answered, ms since the Unix epoch.
     pub obtained_at_ms: u64,
     /// WireGuard private key of this client, base64 (44 characters).
     pub arc_client_peer_private_key: Secret,
@@ -127,8 +143,11 @@ pub struct ArcBundle {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriberMetadataBundle {
+    /// The bundle format this component wrote ([`FORMAT_VERSION`]).
     pub format_version: u32,
+    /// When Krypton answered, ms since the Unix epoch.
     pub obtained_at_ms: u64,
+    /// The metadata object as Krypton sent it.
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -137,8 +156,11 @@ pub struct SubscriberMetadataBundle {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserdataBundle {
+    /// The bundle format this component wrote ([`FORMAT_VERSION`]).
     pub format_version: u32,
+    /// When Krypton answered, ms since the Unix epoch.
     pub obtained_at_ms: u64,
+    /// The group's userdata, as text.
     pub userdata: Secret,
 }
 
@@ -146,13 +168,21 @@ pub struct UserdataBundle {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "target", rename_all = "kebab-case")]
 pub enum Bundle {
+    /// Target `azure-iot`.
     AzureIot(AzureIotBundle),
+    /// Target `aws-iot`.
     AwsIot(AwsIotBundle),
+    /// Target `aws-cognito`.
     AwsCognito(AwsCognitoBundle),
+    /// Target `aws-cognito-openid`.
     AwsCognitoOpenid(AwsCognitoOpenidBundle),
+    /// Target `inventory`.
     Inventory(InventoryBundle),
+    /// Target `arc`.
     Arc(ArcBundle),
+    /// Target `subscriber-metadata`.
     SubscriberMetadata(SubscriberMetadataBundle),
+    /// Target `userdata`.
     Userdata(UserdataBundle),
 }
 
@@ -201,6 +231,7 @@ fn ids(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 impl Bundle {
+    /// The target this bundle belongs to.
     pub fn target(&self) -> Target {
         match self {
             Bundle::AzureIot(_) => Target::AzureIot,

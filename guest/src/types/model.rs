@@ -9,13 +9,21 @@ use std::fmt;
 /// What to provision (WIT `target`). One bundle per target, stored under [`Target::bundle_name`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
+    /// `azure-iot`: Azure IoT Hub through Azure DPS.
     AzureIot,
+    /// `aws-iot`: AWS IoT Core.
     AwsIot,
+    /// `aws-cognito`: Amazon Cognito temporary credentials.
     AwsCognito,
+    /// `aws-cognito-openid`: an Amazon Cognito OpenID token.
     AwsCognitoOpenid,
+    /// `inventory`: SORACOM Inventory (LwM2M) bootstrap.
     Inventory,
+    /// `arc`: SORACOM Arc (WireGuard).
     Arc,
+    /// `subscriber-metadata`: SORACOM Air subscriber metadata.
     SubscriberMetadata,
+    /// `userdata`: SORACOM Air group userdata.
     Userdata,
 }
 
@@ -43,15 +51,20 @@ impl Target {
 /// How the device authenticates (WIT `auth-mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthMode {
+    /// The SIM is recognised by its SORACOM Air session or Arc tunnel.
     Network,
+    /// The SIM signs the request itself (reserved; answers `unsupported`).
     Sim,
 }
 
 /// Per-request HTTP timeouts in milliseconds (WIT `http-timeouts`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
+    /// TCP and TLS connect, ms.
     pub connect_ms: u32,
+    /// Until the first byte of the answer, ms.
     pub first_byte_ms: u32,
+    /// Between two chunks of the body, ms.
     pub between_bytes_ms: u32,
 }
 
@@ -69,18 +82,23 @@ pub struct RetryPolicy {
 /// One provisioning run (WIT `provision-request`).
 #[derive(Clone, Debug)]
 pub struct ProvisionRequest {
+    /// What to provision.
     pub target: Target,
+    /// How the device authenticates.
     pub mode: AuthMode,
     /// Krypton base URL such as `https://krypton.soracom.io:8036`.
     pub endpoint: String,
     /// JSON object text for `requestParameters`; `None` sends `{}`.
     pub request_parameters: Option<String>,
+    /// Call Krypton even when a valid bundle is stored (WIT `force`).
     pub force: bool,
     /// Whole-operation deadline, ms.
     pub deadline_ms: u32,
     /// Azure poll interval when no `Retry-After` arrives, ms.
     pub poll_interval_ms: u32,
+    /// Per-request timeouts.
     pub timeouts: Timeouts,
+    /// Retries of one call.
     pub retry: RetryPolicy,
 }
 
@@ -89,7 +107,9 @@ pub struct ProvisionRequest {
 pub struct CertificateSummary {
     /// SHA-256 of the DER certificate, 64 lowercase hex digits.
     pub sha256_fingerprint: String,
+    /// Subject distinguished name (RFC 4514 text, control characters escaped).
     pub subject: String,
+    /// Issuer distinguished name, as `subject`.
     pub issuer: String,
     /// Seconds since the Unix epoch.
     pub not_before: i64,
@@ -101,11 +121,17 @@ pub struct CertificateSummary {
 /// only from identifiers and a [`CertificateSummary`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
+    /// The target provisioned or reported.
     pub target: Target,
+    /// The bundle's name in the secret store.
     pub bundle: String,
+    /// `true` when a stored bundle was reported instead of calling Krypton.
     pub reused: bool,
+    /// When Krypton answered, ms since the Unix epoch.
     pub obtained_at_ms: u64,
+    /// Non-secret identifiers under Krypton's field names, in a stable order.
     pub identifiers: Vec<(String, String)>,
+    /// The leaf certificate, for targets that have one.
     pub certificate: Option<CertificateSummary>,
     /// Sizes of what is stored (WIT `sizes`).
     pub sizes: Vec<(String, u64)>,
@@ -128,28 +154,45 @@ pub struct ParameterInfo {
 /// Why a run failed (WIT `provision-error`). Messages never contain secret values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Error {
+    /// Refused before anything was sent (bad parameters, bad endpoint).
     InvalidRequest(String),
+    /// A target or mode this component does not implement.
     Unsupported(String),
+    /// Krypton could not be reached.
     Transport(TransportError),
+    /// A read timed out, or the operation deadline passed.
     Timeout(String),
+    /// Krypton answered an HTTP error status or a redirect.
     HttpStatus {
+        /// The HTTP status.
         status: u16,
+        /// Krypton's error `code`, when the body has one.
         code: Option<String>,
+        /// Krypton's error `message`, when the body has one.
         message: Option<String>,
+        /// At most the first 512 bytes of the body, as text.
         body_excerpt: String,
+        /// The request as it went on the wire, with the attempts made.
         request: String,
     },
+    /// An answer (or a stored bundle) that cannot be used.
     InvalidResponse {
+        /// The field at fault (Krypton's name), or `body`.
         field: String,
+        /// Why, never echoing the value.
         reason: String,
         /// `true` when the value came from the secret store (a bundle checked again before it
         /// is reported or rendered), `false` when Krypton sent it in this call.
         stored: bool,
     },
+    /// The Azure DPS registration ended without an assignment.
     RegistrationFailed {
+        /// The DPS `operationId`.
         operation_id: String,
+        /// The final status DPS reported (`failed`, `disabled`, ...).
         status: String,
     },
+    /// The secret store failed, or holds nothing usable.
     Storage(String),
 }
 
@@ -183,6 +226,7 @@ pub enum TransportKind {
 /// A transport failure (WIT `transport-error`): what was tried, what happened, what to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransportError {
+    /// What kind of failure.
     pub kind: TransportKind,
     /// The request as it went on the wire: `POST https://krypton.soracom.io:8036/v1/...`.
     pub request: String,
@@ -213,6 +257,7 @@ pub const STORED_BUNDLE_HINT: &str = "provision the target again with force to r
 /// A failed call with its advice (WIT `failure`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
+    /// What went wrong.
     pub error: Error,
     /// What to do next, naming request fields (`force`, `deadline-ms`) and request parameters
     /// (`endpoint`), never a host's command-line flags; `None` when there is no advice.
@@ -298,6 +343,7 @@ impl fmt::Display for Error {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wrap a secret value.
     pub fn new(value: String) -> Self {
         Secret(value)
     }
@@ -316,7 +362,9 @@ impl fmt::Debug for Secret {
 /// One file to write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExportFile {
+    /// File name, no directory.
     pub name: String,
+    /// The bytes to write.
     pub contents: Vec<u8>,
     /// Owner-only (0600) when true.
     pub secret: bool,

@@ -5,7 +5,9 @@ use std::net::IpAddr;
 /// An IP network `addr/prefix`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {
+    /// The network address as written.
     pub addr: IpAddr,
+    /// The prefix length, at most 32 (IPv4) or 128 (IPv6).
     pub prefix: u8,
 }
 

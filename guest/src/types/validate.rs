@@ -49,7 +49,9 @@ pub fn normalize_pem(text: &str) -> String {
 
 /// One parsed certificate with its DER bytes.
 pub struct ParsedCertificate {
+    /// The DER encoding, as in the PEM block.
     pub der: Vec<u8>,
+    /// The parsed certificate.
     pub cert: Certificate,
 }
 
@@ -450,7 +452,9 @@ pub fn certificates_to_pem(certs: &[ParsedCertificate]) -> String {
 pub struct Credentials {
     /// The certificate and its chain, leaf first.
     pub certificate: String,
+    /// The private key, PEM, as Krypton sent it (checked to match the leaf).
     pub private_key: Secret,
+    /// The root CA, canonical PEM, when Krypton sent one.
     pub root_ca_certificate: Option<String>,
 }
 
