@@ -42,7 +42,7 @@ pub const PROBATION_CALLS: u32 = 3;
 pub const MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The self-check every component passes before it serves: its `version` call, in the
-/// sandbox. Returns the component's own version (e.g. `0.2.0`). Errors: the call traps or hits
+/// sandbox. Returns the component's own version (e.g. `0.3.0`). Errors: the call traps or hits
 /// a sandbox limit, or the component speaks another contract than [`CONTRACT`].
 pub async fn self_check(runtime: &Runtime, pre: &KryptonPre) -> anyhow::Result<String> {
     let (version, contract) = runtime
