@@ -7,7 +7,7 @@
 //! | --- | --- | --- |
 //! | on open | `ATE0V1` (echo off, verbose result codes; ITU-T V.250) | `OK` |
 //! | IMSI | `AT+CIMI` (TS 27.007 §5.6) | the IMSI's digits, `OK` |
-//! | select the USIM | `AT+CSIM=14,"00A4040407A0000000871002"` (SELECT by the USIM's partial AID) | `+CSIM: 4,"61xx"` or `"9000"`; a refusal is tolerated, as the clients send no SELECT on this path |
+//! | select the USIM | `AT+CSIM=24,"00A4040407A0000000871002"` (SELECT by the USIM's partial AID) | `+CSIM: 4,"61xx"` or `"9000"`; a refusal is tolerated, as the clients send no SELECT on this path |
 //! | AUTHENTICATE | `AT+CSIM=78,"0088008122 10<RAND> 10<AUTN>"` (TS 27.007 §8.17, TS 31.102 §7.1.2) | `+CSIM: 4,"61xx"` |
 //! | GET RESPONSE | `AT+CSIM=10,"00C00000xx"` | `+CSIM: <n>,"DB…9000"` or `"DC…9000"` |
 //!
