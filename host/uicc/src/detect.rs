@@ -144,9 +144,7 @@ pub fn open(config: &UiccConfig) -> Result<Box<dyn Uicc>, UiccError> {
 
 #[cfg(feature = "pcsc")]
 fn open_pcsc(config: &UiccConfig) -> Result<Box<dyn Uicc>, UiccError> {
-    Ok(Box::new(crate::pcsc::PcscReader::open(
-        config.reader.as_deref(),
-    )?))
+    Ok(Box::new(crate::pcsc::open(config.reader.as_deref())?))
 }
 
 #[cfg(not(feature = "pcsc"))]

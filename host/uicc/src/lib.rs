@@ -11,7 +11,7 @@
 //! | backend | module | reaches the USIM through | for |
 //! | --- | --- | --- | --- |
 //! | modem | [`modem`] | a serial port and AT commands: `AT+CIMI`, `AT+CSIM` (3GPP TS 27.007 §8.17) | gateways with a cellular modem |
-//! | PC/SC reader | `pcsc` (cargo feature `pcsc`) | a card reader, ISO/IEC 7816-4 APDUs (TS 31.102 §7) | a SIM in a USB reader |
+//! | PC/SC reader | `pcsc` (cargo feature `pcsc`), on [`card`] | a card reader, ISO/IEC 7816-4 APDUs (TS 31.102 §7) | a SIM in a USB reader |
 //! | software SIM | [`soft`] | a JSON file with K, OPc, AMF and SQN; Milenage (TS 35.206) | tests, demos, CI |
 //!
 //! [`detect::open`] picks one from a [`detect::UiccConfig`] (`autodetect` probes what exists).
@@ -52,6 +52,7 @@
 
 pub mod aka;
 pub mod apdu;
+pub mod card;
 pub mod detect;
 pub mod milenage;
 pub mod modem;

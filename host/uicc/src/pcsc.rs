@@ -1,28 +1,17 @@
 //! The PC/SC card-reader backend (cargo feature `pcsc`): a SIM in a reader, reached through
-//! pcsc-lite with ISO/IEC 7816-4 APDUs. Building needs libpcsclite (Debian: `libpcsclite-dev`);
-//! running needs the PC/SC daemon (Debian: `pcscd`).
-//!
-//! The sequence is the one of SORACOM's clients (`soracom/endorse-client-go`,
-//! `endorse/iso7816.go`), made strict where they are lenient:
-//!
-//! | step | APDU | expectation |
-//! | --- | --- | --- |
-//! | SELECT MF | `00 A4 00 04 02 3F00` | success |
-//! | SELECT EF_DIR | `00 A4 00 04 02 2F00` (+ GET RESPONSE) | an FCP with the record length and count |
-//! | READ RECORD n | `00 B2 0n 04 <len>` | the first record whose AID starts with `A0 00 00 00 87 10 02` (ETSI TS 101 220 Annex E) is the USIM |
-//! | SELECT ADF USIM | `00 A4 04 04 <len> <AID>` | success |
-//! | SELECT EF_IMSI | `00 A4 00 04 02 6F07` | success |
-//! | READ BINARY | `00 B0 00 00 09` | EF_IMSI (TS 31.102 §4.2.2) |
-//! | AUTHENTICATE | `00 88 00 81 22 10 <RAND> 10 <AUTN>` (+ GET RESPONSE) | see the crate's outcome table |
-//!
-//! The `61 xx` and `6C xx` replies of the T=0 protocol are followed by [`apdu::transceive`];
-//! pcsc-lite does not fetch the response itself.
+//! pcsc-lite (the `pcsc` crate). Building needs libpcsclite (Debian: `libpcsclite-dev`);
+//! running needs the PC/SC daemon (Debian: `pcscd`). The APDU sequence is [`crate::card`]'s;
+//! this module only moves the bytes. pcsc-lite does not fetch a T=0 response by itself, so the
+//! `61 xx` GET RESPONSE dance is [`crate::apdu::transceive`]'s.
 
-use crate::apdu::{self, Response};
-use crate::{AuthOutcome, Imsi, Uicc, UiccError};
+use crate::UiccError;
+use crate::card::{CardChannel, UsimCard};
 use pcsc::{Context, Protocols, Scope, ShareMode};
 use std::ffi::CString;
 use zeroize::Zeroizing;
+
+/// A SIM in a PC/SC reader.
+pub type PcscReader = UsimCard<PcscChannel>;
 
 /// The readers pcsc-lite knows. Errors: [`UiccError::Unavailable`] when the PC/SC service is
 /// not running; [`UiccError::Io`] otherwise.
@@ -60,130 +49,83 @@ fn map_error(device: &str, e: pcsc::Error) -> UiccError {
     }
 }
 
-/// A SIM in a PC/SC reader.
-pub struct PcscReader {
+/// A connection to the card in one reader.
+pub struct PcscChannel {
     card: pcsc::Card,
     reader: String,
-    aid: Option<Vec<u8>>,
 }
 
-impl std::fmt::Debug for PcscReader {
+impl std::fmt::Debug for PcscChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PcscReader")
+        f.debug_struct("PcscChannel")
             .field("reader", &self.reader)
             .finish()
     }
 }
 
-impl PcscReader {
-    /// Connect to the card in `reader`, or without a name to the first reader that holds a
-    /// card. Errors: [`UiccError::Unavailable`] when there is no service or no reader;
-    /// [`UiccError::NoSim`] when no reader holds a card; [`UiccError::Io`] otherwise.
-    pub fn open(reader: Option<&str>) -> Result<PcscReader, UiccError> {
-        let ctx = establish()?;
-        let names: Vec<CString> = match reader {
-            Some(name) => vec![CString::new(name).map_err(|_| UiccError::Io {
-                device: "PC/SC".into(),
-                detail: "a reader name cannot contain a NUL byte".into(),
-            })?],
-            None => ctx
-                .list_readers_owned()
-                .map_err(|e| map_error("PC/SC", e))?,
-        };
-        if names.is_empty() {
-            return Err(UiccError::Unavailable("no PC/SC reader".into()));
-        }
-        let mut last = None;
-        for name in names {
-            let shown = format!("PC/SC reader {:?}", name.to_string_lossy());
-            match ctx.connect(&name, ShareMode::Shared, Protocols::ANY) {
-                Ok(card) => {
-                    return Ok(PcscReader {
-                        card,
-                        reader: shown,
-                        aid: None,
-                    });
-                }
-                Err(e) => last = Some(map_error(&shown, e)),
-            }
-        }
-        Err(last.unwrap_or_else(|| UiccError::Unavailable("no PC/SC reader".into())))
+impl CardChannel for PcscChannel {
+    fn name(&self) -> &str {
+        &self.reader
     }
 
-    fn transceive(&mut self, command: &[u8]) -> Result<Response, UiccError> {
-        let device = self.reader.clone();
-        let card = &self.card;
-        let mut transmit = |a: &[u8]| {
-            let mut buf = Zeroizing::new([0u8; pcsc::MAX_BUFFER_SIZE]);
-            card.transmit(a, &mut buf[..])
-                .map(|r| r.to_vec())
-                .map_err(|e| map_error(&device, e))
-        };
-        apdu::transceive(&self.reader, &mut transmit, command)
-    }
-
-    fn expect(&mut self, command: &'static str, apdu: &[u8]) -> Result<Response, UiccError> {
-        let reply = self.transceive(apdu)?;
-        apdu::expect_ok(&self.reader, command, &reply)?;
-        Ok(reply)
-    }
-
-    /// The USIM's AID from EF_DIR (read once, then remembered).
-    fn usim_aid(&mut self) -> Result<Vec<u8>, UiccError> {
-        if let Some(aid) = &self.aid {
-            return Ok(aid.clone());
-        }
-        self.expect("SELECT MF", &apdu::select_file(apdu::MF))?;
-        let fcp = self.expect("SELECT EF_DIR", &apdu::select_file(apdu::EF_DIR))?;
-        let (len, count) = apdu::fcp_record_layout(fcp.data()).ok_or_else(|| UiccError::Io {
-            device: self.reader.clone(),
-            detail: "EF_DIR's FCP has no record layout".into(),
-        })?;
-        let len = u8::try_from(len)
-            .ok()
-            .filter(|&l| l > 0)
-            .ok_or_else(|| UiccError::Io {
-                device: self.reader.clone(),
-                detail: "EF_DIR's records are not 1-255 bytes".into(),
-            })?;
-        for record in 1..=count {
-            let reply = self.expect("READ RECORD EF_DIR", &apdu::read_record(record, len))?;
-            if let Some(aid) = apdu::usim_aid_in_dir_record(reply.data()) {
-                self.aid = Some(aid.clone());
-                return Ok(aid);
-            }
-        }
-        Err(UiccError::NoSim(format!(
-            "{}: the card has no USIM application",
-            self.reader
-        )))
-    }
-
-    fn select_usim(&mut self) -> Result<(), UiccError> {
-        let aid = self.usim_aid()?;
-        self.expect("SELECT ADF USIM", &apdu::select_aid(&aid))
-            .map(drop)
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, UiccError> {
+        let mut buf = Zeroizing::new([0u8; pcsc::MAX_BUFFER_SIZE]);
+        self.card
+            .transmit(apdu, &mut buf[..])
+            .map(|r| r.to_vec())
+            .map_err(|e| map_error(&self.reader, e))
     }
 }
 
-impl Uicc for PcscReader {
-    fn describe(&self) -> String {
-        self.reader.clone()
+/// Connect to the card in `reader`, or without a name to the first reader that holds a card
+/// (T=0 or T=1, shared access). Errors: [`UiccError::Unavailable`] when there is no service
+/// or no reader; [`UiccError::NoSim`] when no reader holds a card; [`UiccError::Io`]
+/// otherwise.
+pub fn open(reader: Option<&str>) -> Result<PcscReader, UiccError> {
+    let ctx = establish()?;
+    let names: Vec<CString> = match reader {
+        Some(name) => vec![CString::new(name).map_err(|_| UiccError::Io {
+            device: "PC/SC".into(),
+            detail: "a reader name cannot contain a NUL byte".into(),
+        })?],
+        None => ctx
+            .list_readers_owned()
+            .map_err(|e| map_error("PC/SC", e))?,
+    };
+    let mut last = UiccError::Unavailable("no PC/SC reader".into());
+    for name in names {
+        let shown = format!("PC/SC reader {:?}", name.to_string_lossy());
+        match ctx.connect(&name, ShareMode::Shared, Protocols::ANY) {
+            Ok(card) => {
+                return Ok(UsimCard::new(PcscChannel {
+                    card,
+                    reader: shown,
+                }));
+            }
+            Err(e) => last = map_error(&shown, e),
+        }
     }
+    Err(last)
+}
 
-    fn read_imsi(&mut self) -> Result<Imsi, UiccError> {
-        self.select_usim()?;
-        self.expect("SELECT EF_IMSI", &apdu::select_file(apdu::EF_IMSI))?;
-        let content = self.expect("READ BINARY EF_IMSI", &apdu::read_binary(0, 9))?;
-        apdu::parse_ef_imsi(content.data()).map_err(|why| UiccError::Io {
-            device: self.reader.clone(),
-            detail: why.to_owned(),
-        })
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn authenticate(&mut self, rand: &[u8; 16], autn: &[u8; 16]) -> Result<AuthOutcome, UiccError> {
-        self.select_usim()?;
-        let reply = self.transceive(&apdu::authenticate(rand, autn))?;
-        apdu::authenticate_outcome(&self.reader, &reply)
+    /// Without pcscd (as on CI), or without a reader, the backend is unavailable, not broken;
+    /// with a reader and a card, it connects.
+    #[test]
+    fn without_a_service_or_reader_it_is_unavailable() {
+        match open(None) {
+            Ok(card) => assert!(crate::Uicc::describe(&card).starts_with("PC/SC reader")),
+            Err(e) => assert!(
+                matches!(e, UiccError::Unavailable(_) | UiccError::NoSim(_)),
+                "{e}"
+            ),
+        }
+        assert!(matches!(
+            list_readers(),
+            Ok(_) | Err(UiccError::Unavailable(_))
+        ));
     }
 }
