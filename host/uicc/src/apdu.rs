@@ -137,7 +137,9 @@ where
         device: device.to_owned(),
         detail: detail.to_owned(),
     };
-    let mut data = Zeroizing::new(Vec::new());
+    // Room for the largest reply up front: a Vec that grows frees its old buffer without
+    // zeroizing it.
+    let mut data = Zeroizing::new(Vec::with_capacity(MAX_DATA + 258));
     let mut next = command.to_vec();
     let mut le_retried = false;
     for _ in 0..MAX_ROUNDS {

@@ -5,12 +5,14 @@
 //! | `soft` | the software SIM in `sim_file` (required) |
 //! | `modem` | the modem on `port`; without one, the first serial port that answers (as autodetect) |
 //! | `pcsc` | the card in `reader`, or in the first reader that holds one (needs the `pcsc` feature) |
-//! | `autodetect` (default) | in this order: a `sim_file` given → software SIM; a `port` given → modem; the `pcsc` feature on and a reader holding a card → PC/SC; a serial port that answers `ATE0V1` and `AT+CIMI` → modem; otherwise [`UiccError::Unavailable`] |
+//! | `autodetect` (default) | in this order: a `sim_file` given → software SIM; a `port` given → modem; the `pcsc` feature on and a reader holding a card → PC/SC; a USB or PCI serial port that answers `ATE0V1` and `AT+CIMI` → modem; otherwise [`UiccError::Unavailable`] |
 //!
-//! Probing writes `ATE0V1` and `AT+CIMI` to every serial port the system lists, one after the
-//! other, each with `probe_timeout`, as SORACOM's clients do (they probe all ports and readers
-//! and take the first that returns an IMSI; `soracom/endorse-client-go`, `uicc_interface.go`).
-//! A gateway whose serial ports drive other devices should name its modem's `port`.
+//! Probing writes `ATE0V1` and `AT+CIMI` to the USB and PCI serial ports the system lists, one
+//! after the other, each with `probe_timeout`, and takes the first that returns an IMSI, as
+//! SORACOM's clients do (`soracom/endorse-client-go`, `uicc_interface.go`). Unlike them, it
+//! leaves built-in UARTs (`ttyS*`, `ttyAMA*`) and Bluetooth ports alone: those are often a
+//! console or another device, which must not receive AT commands. A modem on a UART is named
+//! with `port`.
 
 use crate::modem::{self, Modem, ModemConfig};
 use crate::soft::SoftSim;
@@ -112,8 +114,9 @@ pub fn open(config: &UiccConfig) -> Result<Box<dyn Uicc>, UiccError> {
         },
         BackendKind::Modem => match &config.port {
             Some(port) => Ok(Box::new(modem_on(port)?)),
-            None => probe_ports(config)?
-                .ok_or_else(|| UiccError::Unavailable("no serial port answered AT+CIMI".into())),
+            None => probe_ports(config)?.ok_or_else(|| {
+                UiccError::Unavailable("no USB or PCI serial port answered AT+CIMI".into())
+            }),
         },
         BackendKind::Pcsc => open_pcsc(config),
         BackendKind::Autodetect => {
@@ -130,7 +133,7 @@ pub fn open(config: &UiccConfig) -> Result<Box<dyn Uicc>, UiccError> {
             }
             probe_ports(config)?.ok_or_else(|| {
                 UiccError::Unavailable(format!(
-                    "no software SIM file, no modem port, {}and no serial port answered AT+CIMI",
+                    "no software SIM file, no modem port, {}and no USB or PCI serial port answered AT+CIMI",
                     if cfg!(feature = "pcsc") {
                         "no PC/SC reader holding a card, "
                     } else {
@@ -157,7 +160,7 @@ fn open_pcsc(_: &UiccConfig) -> Result<Box<dyn Uicc>, UiccError> {
 /// The first serial port that answers `ATE0V1` and `AT+CIMI`, as a modem with the configured
 /// command timeout. `Ok(None)` when none does.
 fn probe_ports(config: &UiccConfig) -> Result<Option<Box<dyn Uicc>>, UiccError> {
-    for port in modem::list_ports()? {
+    for port in probe_candidates(modem::list_ports()?) {
         match modem::probe(&port.name, config.baud_rate, config.probe_timeout) {
             Ok((mut modem, _imsi)) => {
                 tracing::debug!(port = %port.name, "autodetect: a modem answered");
@@ -172,9 +175,38 @@ fn probe_ports(config: &UiccConfig) -> Result<Option<Box<dyn Uicc>>, UiccError> 
     Ok(None)
 }
 
+/// The ports autodetect may write AT commands to: USB and PCI ones (see the module).
+fn probe_candidates(ports: Vec<modem::PortInfo>) -> Vec<modem::PortInfo> {
+    ports
+        .into_iter()
+        .filter(|p| matches!(p.kind, modem::PortKind::Usb | modem::PortKind::Pci))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn autodetect_probes_usb_and_pci_ports_only() {
+        use modem::{PortInfo, PortKind};
+        let port = |name: &str, kind| PortInfo {
+            name: name.into(),
+            kind,
+            description: String::new(),
+        };
+        let listed = vec![
+            port("/dev/ttyS0", PortKind::Other),
+            port("/dev/ttyUSB2", PortKind::Usb),
+            port("/dev/rfcomm0", PortKind::Bluetooth),
+            port("/dev/ttyXRUSB0", PortKind::Pci),
+        ];
+        let names: Vec<_> = probe_candidates(listed)
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names, ["/dev/ttyUSB2", "/dev/ttyXRUSB0"]);
+    }
 
     #[test]
     fn kinds_parse_and_print() {

@@ -14,6 +14,9 @@
 //! | PC/SC reader | `pcsc` (cargo feature `pcsc`), on [`card`] | a card reader, ISO/IEC 7816-4 APDUs (TS 31.102 §7) | a SIM in a USB reader |
 //! | software SIM | [`soft`] | a JSON file with K, OPc, AMF and SQN; Milenage (TS 35.206) | tests, demos, CI |
 //!
+//! The PC/SC backend needs libpcsclite to build (Debian: `libpcsclite-dev`) and the PC/SC
+//! daemon to run (Debian: `pcscd`); the others need no system library.
+//!
 //! [`detect::open`] picks one from a [`detect::UiccConfig`] (`autodetect` probes what exists).
 //! The APDUs both hardware backends send are built and parsed by the pure functions of
 //! [`apdu`]; the Milenage functions and the network's side of AKA (for a mock Keys API) are in
