@@ -74,8 +74,10 @@ fn fake_modem(script: Vec<Step>) -> (TTYPort, FakeModem) {
             } else if let Some(reply) = reply {
                 out.push_str(&reply);
             }
-            master.write_all(out.as_bytes()).unwrap();
-            master.flush().unwrap();
+            // The port may be closed already (a test that expects an error drops it).
+            let _ = master
+                .write_all(out.as_bytes())
+                .and_then(|()| master.flush());
         }
         let _ = stopped.recv_timeout(Duration::from_secs(30));
         (received, unexpected)
@@ -333,6 +335,19 @@ fn silence_is_a_timeout_naming_the_port() {
             detail: "ATE0V1: no final result code within 300 ms".into()
         }
     );
+}
+
+#[test]
+fn an_endless_reply_is_cut_off() {
+    // A device that streams lines without a final result code (a GPS port, say).
+    let flood = "+CREG: 1\r\n".repeat(3000);
+    let (slave, modem_side) = fake_modem(vec![step("ATE0V1", &flood)]);
+    let err = modem_on(slave, Duration::from_secs(5)).unwrap_err();
+    assert!(
+        matches!(&err, UiccError::Io { detail, .. } if detail == "ATE0V1: reply longer than 16384 bytes"),
+        "{err}"
+    );
+    modem_side.finish();
 }
 
 #[test]
