@@ -421,8 +421,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let record = SimRecord::parse(json(K, "0000000000ff").as_bytes()).unwrap();
         let shown = format!("{record:?}");
-        assert!(shown.contains("k: <redacted 16 bytes>, opc: <redacted 16 bytes>"), "{shown}");
-        assert!(!shown.contains("70, 91, 92"), "K (46 5b 5c …) shown: {shown}");
+        assert!(
+            shown.contains("k: <redacted 16 bytes>, opc: <redacted 16 bytes>"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("70, 91, 92"),
+            "K (46 5b 5c …) shown: {shown}"
+        );
         let path = dir.path().join("new.json");
         let sim = SoftSim::create(&path, &record).unwrap();
         assert_eq!(sim.load().unwrap(), record);
