@@ -22,6 +22,36 @@
 //! [`apdu`]; the Milenage functions and the network's side of AKA (for a mock Keys API) are in
 //! [`milenage`] and [`aka`].
 //!
+//! # Example
+//!
+//! A software SIM answers a challenge that the network's side made, as a Keys API would:
+//!
+//! ```
+//! use krypton_uicc::soft::{SimRecord, SoftSim};
+//! use krypton_uicc::{AuthOutcome, BackendKind, UiccConfig, aka};
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("sim.json");
+//! // K and OPc of 3GPP TS 35.208 test set 1.
+//! let record = SimRecord::parse(
+//!     br#"{"imsi": "001010123456789", "k": "465b5ce8b199b49faa5f0a2ee238a6bc",
+//!          "opc": "cd63cb71954a9f4e48a5994e37a02baf", "amf": "8000", "sqn": "000000000000"}"#,
+//! )?;
+//! SoftSim::create(&path, &record)?;
+//!
+//! let config = UiccConfig { backend: BackendKind::Soft, sim_file: Some(path), ..UiccConfig::default() };
+//! let mut uicc = krypton_uicc::open(&config)?;
+//! assert_eq!(uicc.read_imsi()?.as_str(), "001010123456789");
+//!
+//! let challenge = aka::generate_vector(&record.subscriber(), 1, record.amf, [7; 16]);
+//! match uicc.authenticate(&challenge.rand, &challenge.autn)? {
+//!     // RES goes to the Keys API's verify call; CK signs the provisioning requests.
+//!     AuthOutcome::Res { res, ck, .. } => assert_eq!((res, ck), (challenge.xres, challenge.ck)),
+//!     // The SIM has seen a higher SQN: AUTS (and RAND) go back to the Keys API.
+//!     AuthOutcome::SyncFailure { auts } => unreachable!("{auts:?}"),
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # AUTHENTICATE outcomes (fail-closed)
 //!
 //! Anything that is not one of the two well-formed answers is an error; no partial result is
