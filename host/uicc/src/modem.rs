@@ -11,6 +11,9 @@
 //! | AUTHENTICATE | `AT+CSIM=78,"0088008122 10<RAND> 10<AUTN>"` (TS 27.007 §8.17, TS 31.102 §7.1.2) | `+CSIM: 4,"61xx"` |
 //! | GET RESPONSE | `AT+CSIM=10,"00C00000xx"` | `+CSIM: <n>,"DB…9000"` or `"DC…9000"` |
 //!
+//! An APDU the modem answers with `ERROR` is sent once more with Le `00` appended
+//! (`AT+CSIM=80,"…00"`), the form SORACOM's Java client tries first.
+//!
 //! Commands end with CR; a reply is the lines up to a final result code: `OK`, or a failure,
 //! `ERROR` or `+CME ERROR: <n or text>` (TS 27.007 §9.2). The echo of a command and empty
 //! lines are skipped; unsolicited lines (`+CREG: …`, `RING`) are ignored where the expected
@@ -343,9 +346,22 @@ impl Modem {
     }
 
     /// Send an APDU with [`apdu::transceive`] (the `61 xx` / `6C xx` dances) over `AT+CSIM`.
+    ///
+    /// A modem that answers `ERROR` to `command` itself (not to a GET RESPONSE) gets it once
+    /// more with Le `00` appended: SORACOM's Java client sends AUTHENTICATE that way first
+    /// (`CommManager`), the Go client without Le, so modems exist that want either.
     fn transceive(&mut self, command: &[u8]) -> Result<Response, UiccError> {
         let device = self.name.clone();
-        let mut transmit = |a: &[u8]| self.csim(a).map_err(|f| self.error("AT+CSIM", f));
+        let mut le_tried = false;
+        let mut transmit = |a: &[u8]| match self.csim(a) {
+            Err(AtFailure::Error) if a == command && !le_tried => {
+                le_tried = true;
+                tracing::debug!(port = %self.name, "AT+CSIM answered ERROR; sending the APDU again with Le 00");
+                let with_le = [a, &[0x00]].concat();
+                self.csim(&with_le).map_err(|f| self.error("AT+CSIM", f))
+            }
+            other => other.map_err(|f| self.error("AT+CSIM", f)),
+        };
         apdu::transceive(&device, &mut transmit, command)
     }
 

@@ -142,6 +142,13 @@ fn authenticate_command(v: &AuthVector) -> String {
     )
 }
 
+/// The same AUTHENTICATE with Le `00` appended, as SORACOM's Java client sends it first.
+fn authenticate_with_le(v: &AuthVector) -> String {
+    let plain = authenticate_command(v);
+    let hex = plain.split('"').nth(1).unwrap();
+    csim_command(&format!("{hex}00"))
+}
+
 fn csim_reply(hex: &str) -> String {
     format!("\r\n+CSIM: {},\"{hex}\"\r\n\r\nOK\r\n", hex.len())
 }
@@ -221,6 +228,24 @@ fn a_modem_that_fetches_the_response_itself_and_a_sync_failure() {
 }
 
 #[test]
+fn a_modem_that_wants_le_gets_it_on_the_second_try() {
+    let v = generate_vector(&subscriber(), 0x40, [0x80, 0x00], [0x55; 16]);
+    let answer = card_answer(&v, 0x20);
+    let (slave, modem_side) = fake_modem(vec![
+        step("ATE0V1", "\r\nOK\r\n"),
+        step(SELECT_USIM, &csim_reply("6121")),
+        step(&authenticate_command(&v), "\r\nERROR\r\n"),
+        step(&authenticate_with_le(&v), &csim_reply("6135")),
+        step(r#"AT+CSIM=10,"00C0000035""#, &csim_reply(&answer)),
+    ]);
+    let mut modem = modem_on(slave, Duration::from_secs(5)).unwrap();
+    let outcome = modem.authenticate(&v.rand, &v.autn).unwrap();
+    assert!(matches!(outcome, AuthOutcome::Res { ref res, .. } if *res == v.xres));
+    let received = modem_side.finish();
+    assert!(received[3].starts_with("AT+CSIM=80,") && received[3].ends_with("00\""));
+}
+
+#[test]
 fn error_and_cme_error() {
     let v = generate_vector(&subscriber(), 0x40, [0x80, 0x00], [0x33; 16]);
     let (slave, modem_side) = fake_modem(vec![
@@ -230,6 +255,7 @@ fn error_and_cme_error() {
         // A SELECT the modem refuses is tolerated; the AUTHENTICATE it refuses is not.
         step(SELECT_USIM, "\r\nERROR\r\n"),
         step(&authenticate_command(&v), "\r\nERROR\r\n"),
+        step(&authenticate_with_le(&v), "\r\nERROR\r\n"),
         step(SELECT_USIM, "\r\n+CME ERROR: 4\r\n"),
         step(
             &authenticate_command(&v),
@@ -261,7 +287,7 @@ fn error_and_cme_error() {
     let err = modem.authenticate(&v.rand, &v.autn).unwrap_err();
     let received = modem_side.finish();
     assert!(matches!(&err, UiccError::NoSim(_)), "{err} {received:?}");
-    assert_eq!(received.len(), 8, "{received:?}");
+    assert_eq!(received.len(), 9, "{received:?}");
 }
 
 #[test]
