@@ -19,8 +19,8 @@
 //!
 //! [`detect::open`] picks one from a [`detect::UiccConfig`] (`autodetect` probes what exists).
 //! The APDUs both hardware backends send are built and parsed by the pure functions of
-//! [`apdu`]; the Milenage functions and the network's side of AKA (for a mock Keys API) are in
-//! [`milenage`] and [`aka`].
+//! [`apdu`], and a card reader's command sequence is [`card`]'s; the Milenage functions and the
+//! network's side of AKA (for a mock Keys API) are in [`milenage`] and [`aka`].
 //!
 //! # Example
 //!
