@@ -30,6 +30,11 @@
 //! picks: errors are `{"code":"KRY…","message":"…"}` with the status; an unknown path or
 //! `operationId` is 404 `KRY0404`; Inventory without `endpoint` is 400 `KRY0400`.
 //!
+//! The Keys API of SIM-authenticated mode is served too ([`keys`]): `POST /v1/keys` (a 3GPP AKA
+//! challenge for a subscriber of [`MockConfig::sim_subscribers`], or a resynchronisation with
+//! AUTS) and `POST /v1/keys/{keyId}/verify`; [`MockKrypton::check_signature`] checks a signed
+//! provisioning request. The provisioning routes do not ask for a signature (yet).
+//!
 //! Faults are injected per path prefix with [`MockKrypton::inject`] (until cleared) or
 //! [`MockKrypton::inject_times`] (for the next N matching requests); see [`Fault`]. Every
 //! request is recorded.
@@ -54,6 +59,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+pub mod keys;
 
 /// Largest request body the mock reads, bytes.
 const MAX_REQUEST_BODY: usize = 64 * 1024;
@@ -156,6 +163,15 @@ pub struct MockConfig {
     pub azure_iot_key: KeyShape,
     /// Key issued with an AWS IoT certificate (default [`KeyShape::Rsa2048Pkcs1`]).
     pub aws_iot_key: KeyShape,
+    /// The Keys API's SIM subscribers: IMSI -> Milenage record (none by default; see
+    /// [`keys::SimSubscriber::from_sim_record`] to serve a software SIM file's SIM).
+    pub sim_subscribers: HashMap<String, keys::SimSubscriber>,
+    /// Status of a `POST /v1/keys` answer that carries a challenge: 200 (default), or 401,
+    /// which SORACOM's clients also accept.
+    pub keys_challenge_status: u16,
+    /// How long a verified `keyId` may sign requests, s (default 7200: the clients reuse one
+    /// for up to an hour; the real server's limit is not documented).
+    pub sim_key_lifetime_secs: u64,
 }
 
 impl Default for MockConfig {
@@ -170,6 +186,9 @@ impl Default for MockConfig {
             expiration: ExpirationFormat::EpochMs,
             azure_iot_key: KeyShape::EcP256Pkcs8,
             aws_iot_key: KeyShape::Rsa2048Pkcs1,
+            sim_subscribers: HashMap::new(),
+            keys_challenge_status: 200,
+            sim_key_lifetime_secs: 7200,
         }
     }
 }
@@ -377,6 +396,8 @@ struct State {
     faults: Vec<Injection>,
     requests: Vec<RecordedRequest>,
     issued: Vec<Issued>,
+    /// The Keys API's SQNs and issued keys.
+    keys: keys::KeysApi,
 }
 
 /// A running mock Krypton. Stops when [`MockKrypton::stop`] is called or it is dropped.
@@ -424,6 +445,7 @@ impl MockKrypton {
             faults: Vec::new(),
             requests: Vec::new(),
             issued: Vec::new(),
+            keys: keys::KeysApi::default(),
         }));
         let (shutdown, mut stopped) = watch::channel(false);
         let serve_state = state.clone();
@@ -518,6 +540,28 @@ impl MockKrypton {
     /// Every set of credentials issued so far, in order.
     pub fn issued(&self) -> Vec<Issued> {
         self.state.lock().unwrap().issued.clone()
+    }
+
+    /// Check a SIM-mode provisioning request's signature against the keys the Keys API issued,
+    /// at the current time (see [`keys::KeysApi::check_signature`]). Errors: the status and
+    /// `{code, message}` to answer (401; 400 for a body without `keyId`).
+    pub fn check_signature(
+        &self,
+        headers: &hyper::HeaderMap,
+        body: &[u8],
+    ) -> Result<keys::SignedBy, keys::KeysError> {
+        let state = self.state.lock().unwrap();
+        state.keys.check_signature(
+            &keys::SignatureHeaders::from_headers(headers),
+            body,
+            unix_ms(),
+            state.config.sim_key_lifetime_secs,
+        )
+    }
+
+    /// The `keyId`s the Keys API issued: `(keyId, IMSI, verified)`, sorted.
+    pub fn sim_keys(&self) -> Vec<(String, String, bool)> {
+        self.state.lock().unwrap().keys.issued()
     }
 
     /// Stop accepting and close open connections.
@@ -792,6 +836,17 @@ fn route(
     const AWS_CERTIFICATES: &str = "/v1/provisioning/aws/iot/certificates/";
 
     match (method, path) {
+        ("POST", "/v1/keys") => match state.keys.start(&state.config.sim_subscribers, body) {
+            Ok(challenge) => Answer::json(state.config.keys_challenge_status, &challenge),
+            Err(e) => Answer::json(e.status, &e.body()),
+        },
+        ("POST", p) if p.starts_with("/v1/keys/") && p.ends_with("/verify") => {
+            let key_id = &p["/v1/keys/".len()..p.len() - "/verify".len()];
+            match state.keys.verify(key_id, body, unix_ms()) {
+                Ok(answer) => Answer::json(200, &answer),
+                Err(e) => Answer::json(e.status, &e.body()),
+            }
+        }
         ("POST", "/v1/provisioning/azure/iot/register") => {
             state.counter += 1;
             let op = format!("4.{:016x}", 0x6b72_7970_0000_0000u64 + state.counter);
@@ -955,6 +1010,13 @@ fn route(
     }
 }
 
+/// The current Unix time, ms.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// An rcgen EC key as SEC1 `EC PRIVATE KEY` PEM (RFC 5915), its curve named in `parameters`
 /// when `with_curve`. rcgen writes PKCS#8 whose inner `ECPrivateKey` names no curve (the
 /// algorithm does); that inner key is re-encoded with or without the curve.
@@ -969,4 +1031,95 @@ fn sec1_pem(key: &KeyPair, with_curve: bool) -> anyhow::Result<String> {
     let der = ec.to_der().map_err(|e| fail(&e))?;
     pkcs8::der::pem::encode_string("EC PRIVATE KEY", pkcs8::LineEnding::LF, &der)
         .map_err(|e| fail(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use krypton_uicc::aka::{UsimVerdict, usim_authenticate};
+    use krypton_uicc::soft::SimRecord;
+
+    const SIM: &str = r#"{"imsi": "001010123456789", "k": "465b5ce8b199b49faa5f0a2ee238a6bc",
+        "opc": "cd63cb71954a9f4e48a5994e37a02baf", "amf": "8000", "sqn": "000000000020"}"#;
+
+    fn config(challenge_status: u16) -> MockConfig {
+        let record = SimRecord::parse(SIM.as_bytes()).unwrap();
+        MockConfig {
+            sim_subscribers: HashMap::from([keys::SimSubscriber::from_sim_record(&record)]),
+            keys_challenge_status: challenge_status,
+            ..MockConfig::default()
+        }
+    }
+
+    fn post(mock: &MockKrypton, path: &str, body: &Value) -> (u16, Value) {
+        let mut state = mock.state.lock().unwrap();
+        let answer = route(&mut state, "POST", path, body.to_string().as_bytes(), None);
+        (answer.status, serde_json::from_slice(&answer.body).unwrap())
+    }
+
+    /// The Keys API through the mock's routes, then a request signed with the CK it agreed.
+    #[tokio::test]
+    async fn keys_api_routes_and_signature_check() {
+        let mock = MockKrypton::start("127.0.0.1:0".parse().unwrap(), config(401))
+            .await
+            .unwrap();
+        let (status, challenge) = post(&mock, "/v1/keys", &json!({"imsi": "001010123456789"}));
+        assert_eq!(
+            status, 401,
+            "the challenge comes with the configured status"
+        );
+        let b64 = |f: &str| -> [u8; 16] {
+            BASE64
+                .decode(challenge[f].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        };
+        let key_id = challenge["keyId"].as_str().unwrap().to_owned();
+        let sim = SimRecord::parse(SIM.as_bytes()).unwrap();
+        let UsimVerdict::Accept {
+            outcome: krypton_uicc::AuthOutcome::Res { res, ck, .. },
+            ..
+        } = usim_authenticate(&sim.subscriber(), sim.sqn, &b64("rand"), &b64("autn"))
+        else {
+            panic!("the SIM refused the mock's challenge");
+        };
+        let (status, _) = post(
+            &mock,
+            &format!("/v1/keys/{key_id}/verify"),
+            &json!({"res": BASE64.encode(res.expose())}),
+        );
+        assert_eq!(status, 200);
+        assert_eq!(
+            mock.sim_keys(),
+            [(key_id.clone(), "001010123456789".into(), true)]
+        );
+
+        let body = format!(r#"{{"keyId":"{key_id}"}}"#);
+        let ts = unix_ms().to_string();
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert("x-soracom-timestamp", ts.parse().unwrap());
+        headers.insert("x-soracom-digest-algorithm", "SHA-256".parse().unwrap());
+        headers.insert(
+            "x-soracom-signature",
+            keys::signature(body.as_bytes(), &ts, ck.expose())
+                .parse()
+                .unwrap(),
+        );
+        let signed = mock.check_signature(&headers, body.as_bytes()).unwrap();
+        assert_eq!(signed.imsi, "001010123456789");
+        let err = mock
+            .check_signature(&headers, format!(r#"{{"keyId":"{key_id}" }}"#).as_bytes())
+            .unwrap_err();
+        assert_eq!(
+            (err.status, err.message.as_str()),
+            (401, "signature mismatch")
+        );
+
+        let (status, error) = post(&mock, "/v1/keys", &json!({"imsi": "001019999999999"}));
+        assert_eq!((status, error["code"].as_str()), (404, Some("KEY0404")));
+        let (status, error) = post(&mock, "/v1/keys/k-none/verify", &json!({"res": "AAAA"}));
+        assert_eq!((status, error["code"].as_str()), (401, Some("KEY0401")));
+        mock.stop().await;
+    }
 }
