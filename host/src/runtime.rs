@@ -898,8 +898,9 @@ impl Runtime {
             // SAFETY: wasmtime runs deserialized code unchecked, so the bytes must be what
             // `Component::serialize` (or `Engine::precompile_component`) produced with an engine
             // of this configuration. The entry's name carries the engine's precompile
-            // compatibility hash and the wasmtime version (see `cache_key`), and wasmtime checks
-            // both again in the header before loading. The entry was read through a
+            // compatibility hash and the wasmtime version (see `cache_key`), and `deserialize`
+            // itself refuses bytes whose recorded wasmtime version or compilation settings differ
+            // from this engine's. The entry was read through a
             // directory descriptor that was checked to be ours, mode 0700 and not a symlink, so
             // only this user (or root) can have written it; its SHA-256 matches, so it is
             // whole; and only `CompileCache::write` below writes entries, with what
