@@ -33,14 +33,12 @@
 //! `layers::no_module_imports_one_above_it` reads the sources and fails on an import against
 //! this order.
 //!
-//! No `unsafe` is written here (`#![deny(unsafe_code)]`): it is allowed only on the code
-//! wit-bindgen generates (`bindings` and the export glue).
+//! No `unsafe` is written here (the workspace lints deny `unsafe_code` and warn on
+//! `missing_docs`): it is allowed only on the code wit-bindgen generates (`bindings` and the
+//! export glue).
 //!
 //! Everything below layer 5 is plain Rust, unit-tested natively with a scripted fake
 //! (`cargo test -p krypton-guest --lib`).
-
-#![warn(missing_docs)]
-#![deny(unsafe_code)]
 
 pub mod client;
 pub mod formats;
@@ -55,6 +53,8 @@ mod wasi_capabilities;
 // by wit-bindgen and by the component's type check when a host instantiates it.
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
+// Generated from the WIT, whose `///` comments are the documentation of these items.
+#[allow(missing_docs)]
 mod bindings {
     wit_bindgen::generate!({
         path: "../wit",

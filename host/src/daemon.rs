@@ -332,20 +332,15 @@ impl GatewayConfig {
 /// process (`prctl(2)`, `PR_SET_DUMPABLE` 0): a crash must not write keys and tokens held in
 /// memory to a core file. Errors: the `prctl` call failed (errno).
 pub fn disable_core_dumps() -> anyhow::Result<()> {
-    // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    anyhow::ensure!(
-        rc == 0,
-        "prctl(PR_SET_DUMPABLE, 0): {}",
-        std::io::Error::last_os_error()
-    );
-    Ok(())
+    use rustix::process::{DumpableBehavior, set_dumpable_behavior};
+    set_dumpable_behavior(DumpableBehavior::NotDumpable)
+        .map_err(|e| anyhow::anyhow!("prctl(PR_SET_DUMPABLE, 0): {}", std::io::Error::from(e)))
 }
 
-/// This process's `prctl(PR_GET_DUMPABLE)`: 0 when core dumps are off, 1 or 2 otherwise.
+/// This process's `prctl(PR_GET_DUMPABLE)`: 0 when core dumps are off, 1 or 2 otherwise (-1
+/// should the call fail).
 pub fn dumpable() -> i32 {
-    // SAFETY: PR_GET_DUMPABLE takes no pointer arguments.
-    unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }
+    rustix::process::dumpable_behavior().map_or(-1, |b| b as i32)
 }
 
 /// Whether a control-socket peer may talk to the daemon: the same effective uid, or root
@@ -747,8 +742,7 @@ impl Daemon {
     /// Answer one control-socket connection: `reload` or `status`, one line each, from a peer
     /// with the daemon's uid or root only.
     async fn control(self: &Arc<Self>, stream: tokio::net::UnixStream) {
-        // SAFETY: geteuid has no arguments and cannot fail.
-        let own = unsafe { libc::geteuid() };
+        let own = rustix::process::geteuid().as_raw();
         match stream.peer_cred() {
             Ok(cred) if peer_allowed(cred.uid(), own) => {}
             Ok(cred) => {

@@ -80,8 +80,7 @@ pub fn read_user_file(path: &Path, max_bytes: u64, what: &str) -> anyhow::Result
 
 /// The effective uid of this process (`geteuid(2)`).
 pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// [`read_user_text`] for a file that decides what this process trusts (the daemon's
@@ -167,15 +166,12 @@ pub struct Owner {
     pub gid: u32,
 }
 
-/// `fchown(2)` on an open descriptor.
+/// `fchown(2)` on an open descriptor; an id of `u32::MAX` (`-1`) leaves that id as it is.
 fn fchown(file: &File, owner: Owner) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: fchown on a descriptor we own; no pointers.
-    if unsafe { libc::fchown(file.as_raw_fd(), owner.uid, owner.gid) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    use rustix::fs::{Gid, Uid};
+    let uid = (owner.uid != u32::MAX).then(|| Uid::from_raw(owner.uid));
+    let gid = (owner.gid != u32::MAX).then(|| Gid::from_raw(owner.gid));
+    Ok(rustix::fs::fchown(file, uid, gid)?)
 }
 
 /// Give the directory `dir` to `owner`: opened with `O_DIRECTORY | O_NOFOLLOW` (a symlink is
@@ -191,7 +187,7 @@ pub fn chown_dir(dir: &Path, owner: Owner) -> std::io::Result<()> {
 }
 
 /// Resolve `USER[:GROUP]` (names, or numeric ids) to ids through the system's user and group
-/// databases (`getpwnam_r(3)`, `getgrnam_r(3)`, so `/etc/passwd`, NSS...). Without `:GROUP`,
+/// databases (`getpwnam_r(3)`, `getgrnam_r(3)` through `nix`, so `/etc/passwd`, NSS...). Without `:GROUP`,
 /// the user's primary group. Errors: an unknown user or group, named in plain words.
 pub fn resolve_owner(spec: &str) -> anyhow::Result<Owner> {
     let (user, group) = match spec.split_once(':') {
@@ -214,24 +210,9 @@ pub fn resolve_owner(spec: &str) -> anyhow::Result<Owner> {
 
 /// `(uid, primary gid)` of a user name, or of a numeric id.
 fn lookup_user(name: &str) -> anyhow::Result<Option<(u32, u32)>> {
-    let cname =
-        std::ffi::CString::new(name).map_err(|_| anyhow::anyhow!("--owner: invalid user name"))?;
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: zeroed passwd is a valid out-parameter; getpwnam_r writes only into it and buf.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; buf outlives it.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc == 0 && !result.is_null() {
-        return Ok(Some((pwd.pw_uid, pwd.pw_gid)));
+    anyhow::ensure!(!name.contains('\0'), "--owner: invalid user name");
+    if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
+        return Ok(Some((user.uid.as_raw(), user.gid.as_raw())));
     }
     match name.parse::<u32>() {
         // A numeric id with no entry: its group stays as it is (`-1` to fchown(2)).
@@ -242,24 +223,9 @@ fn lookup_user(name: &str) -> anyhow::Result<Option<(u32, u32)>> {
 
 /// The gid of a group name, or of a numeric id.
 fn lookup_group(name: &str) -> anyhow::Result<Option<u32>> {
-    let cname =
-        std::ffi::CString::new(name).map_err(|_| anyhow::anyhow!("--owner: invalid group name"))?;
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: zeroed group is a valid out-parameter; getgrnam_r writes only into it and buf.
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; buf outlives it.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            cname.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc == 0 && !result.is_null() {
-        return Ok(Some(grp.gr_gid));
+    anyhow::ensure!(!name.contains('\0'), "--owner: invalid group name");
+    if let Ok(Some(group)) = nix::unistd::Group::from_name(name) {
+        return Ok(Some(group.gid.as_raw()));
     }
     Ok(name.parse::<u32>().ok())
 }
@@ -516,13 +482,11 @@ impl FileLock {
             .map_err(io)?;
         let started = Instant::now();
         loop {
-            use std::os::fd::AsRawFd as _;
-            // SAFETY: flock on a descriptor this function owns; no memory is passed.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if rc == 0 {
-                break;
-            }
-            let err = std::io::Error::last_os_error();
+            use rustix::fs::FlockOperation;
+            let err = match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(e) => std::io::Error::from(e),
+            };
             if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
                 return Err(io(err));
             }
@@ -587,9 +551,12 @@ mod tests {
         assert!(err.to_string().contains("not a regular file"), "{err}");
         // A FIFO with no writer: refused at once, not waited on.
         let fifo = dir.join("fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: a valid C string; mkfifo only creates a file.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
         let err = read_user_file(&fifo, 100, "the test file").unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
         let err = read_user_file(&dir.join("missing"), 100, "the test file").unwrap_err();
@@ -603,11 +570,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         // The umask cannot widen or narrow the mode.
-        // SAFETY: umask only changes this process's file-creation mask; restored below.
-        let old = unsafe { libc::umask(0o077) };
+        let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         write_private_file(&dir.join("public.pem"), b"cert", 0o644).unwrap();
-        // SAFETY: as above.
-        unsafe { libc::umask(old) };
+        rustix::process::umask(old);
         assert_eq!(mode(&dir.join("public.pem")), 0o644);
         write_private_file(&dir.join("secret"), b"one", 0o600).unwrap();
         write_private_file(&dir.join("secret"), b"two", 0o600).unwrap();

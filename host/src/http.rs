@@ -439,18 +439,23 @@ pub const DNS_FAILURE: &str = "resolver failure";
 /// The `rcode` for a name that exists but has no address (`EAI_NODATA`).
 pub const DNS_NO_ADDRESS: &str = "no address for the name";
 
-/// The `dns-error` for a `getaddrinfo(3)` return code (POSIX `EAI_*`, glibc's `EAI_NODATA`).
-fn dns_error(code: libc::c_int) -> HttpError {
-    let rcode = match code {
-        libc::EAI_NONAME => DNS_NAME_NOT_FOUND.to_string(),
-        libc::EAI_AGAIN => DNS_TEMPORARY_FAILURE.to_string(),
-        libc::EAI_FAIL => DNS_FAILURE.to_string(),
-        libc::EAI_NODATA => DNS_NO_ADDRESS.to_string(),
-        libc::EAI_SYSTEM => format!("resolver error: {}", std::io::Error::last_os_error()),
-        other => {
-            // SAFETY: gai_strerror returns a static NUL-terminated string for any code.
-            let text = unsafe { std::ffi::CStr::from_ptr(libc::gai_strerror(other)) };
-            format!("resolver error: {}", text.to_string_lossy())
+/// The `dns-error` for a failed `getaddrinfo(3)`, by its return code (POSIX `EAI_*`, glibc's
+/// `EAI_NODATA`): `EAI_SYSTEM` carries the `errno` text, any other code `gai_strerror(3)`'s.
+fn dns_error(error: dns_lookup::LookupError) -> HttpError {
+    use dns_lookup::LookupErrorKind as Kind;
+    let rcode = match error.kind() {
+        Kind::NoName => DNS_NAME_NOT_FOUND.to_string(),
+        Kind::Again => DNS_TEMPORARY_FAILURE.to_string(),
+        Kind::Fail => DNS_FAILURE.to_string(),
+        Kind::NoData => DNS_NO_ADDRESS.to_string(),
+        _ => {
+            // dns-lookup's text for a code is "failed to lookup address information: " and
+            // gai_strerror's text; for EAI_SYSTEM it is the errno's, as std prints it.
+            let text = error.to_string();
+            let text = text
+                .strip_prefix("failed to lookup address information: ")
+                .unwrap_or(&text);
+            format!("resolver error: {text}")
         }
     };
     HttpError::DnsError {
@@ -461,70 +466,51 @@ fn dns_error(code: libc::c_int) -> HttpError {
 
 /// Resolve `host` (a DNS name or an IP literal) to the addresses to connect to, in the
 /// resolver's order, with the system resolver (`getaddrinfo(3)`: `/etc/hosts`, then DNS, as
-/// `nsswitch.conf` says). Hand-written over `libc` because std's and tokio's lookups turn the
-/// resolver's `EAI_*` code into text: the code is what tells a name that does not exist
-/// (never retried) from a resolver that did not answer (may be retried).
+/// `nsswitch.conf` says), through the `dns-lookup` crate rather than std's or tokio's lookups,
+/// which turn the resolver's `EAI_*` code into text: the code is what tells a name that does
+/// not exist (never retried) from a resolver that did not answer (may be retried).
 ///
 /// Errors: `dns-error` with the `rcode` of [`dns_error`].
 pub(crate) async fn lookup(host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, HttpError> {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(vec![std::net::SocketAddr::new(ip, port)]);
     }
-    let name = std::ffi::CString::new(host).map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    if host.contains('\0') {
+        return Err(HttpError::HttpRequestUriInvalid);
+    }
+    let name = host.to_string();
     tokio::task::spawn_blocking(move || getaddrinfo(&name, port))
         .await
         .map_err(|_| HttpError::InternalError(Some("the resolver task failed".into())))?
 }
 
-fn getaddrinfo(name: &std::ffi::CStr, port: u16) -> Result<Vec<std::net::SocketAddr>, HttpError> {
-    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
-    // SAFETY: an all-zero addrinfo is the documented "no hints" value; then only the socket
-    // type is set, as std does.
-    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
-    hints.ai_socktype = libc::SOCK_STREAM;
-    let mut list: *mut libc::addrinfo = std::ptr::null_mut();
-    // SAFETY: valid NUL-terminated name, valid hints, and an out pointer freed below.
-    let rc = unsafe { libc::getaddrinfo(name.as_ptr(), std::ptr::null(), &hints, &mut list) };
-    if rc != 0 {
-        return Err(dns_error(rc));
-    }
+/// `getaddrinfo(3)` of `name` for stream sockets: each address once, in the resolver's order,
+/// with `port`. Errors: [`dns_error`]; a list without an IPv4 or IPv6 address is `EAI_NODATA`.
+fn getaddrinfo(name: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, HttpError> {
+    use std::net::SocketAddr;
+    let hints = dns_lookup::AddrInfoHints {
+        socktype: dns_lookup::SockType::Stream.into(),
+        ..dns_lookup::AddrInfoHints::default()
+    };
+    let list = dns_lookup::getaddrinfo(Some(name), None, Some(hints)).map_err(dns_error)?;
     let mut addrs: Vec<SocketAddr> = Vec::new();
-    let mut cur = list;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getaddrinfo returned, not yet freed; each
-        // `ai_addr` points to a sockaddr of `ai_addrlen` bytes of the family it names.
-        let ai = unsafe { &*cur };
-        let len = ai.ai_addrlen as usize;
-        let addr = match ai.ai_family {
-            libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
-                let sa = unsafe { &*(ai.ai_addr as *const libc::sockaddr_in) };
-                Some(SocketAddr::new(
-                    Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)).into(),
-                    port,
-                ))
-            }
-            libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
-                let sa = unsafe { &*(ai.ai_addr as *const libc::sockaddr_in6) };
-                Some(SocketAddr::V6(SocketAddrV6::new(
-                    Ipv6Addr::from(sa.sin6_addr.s6_addr),
-                    port,
-                    0,
-                    sa.sin6_scope_id,
-                )))
-            }
-            _ => None,
+    // An entry of another address family is an `Err` of the iterator: skipped.
+    for info in list.flatten() {
+        let addr = match info.sockaddr {
+            SocketAddr::V4(v4) => SocketAddr::new((*v4.ip()).into(), port),
+            SocketAddr::V6(v6) => SocketAddr::V6(std::net::SocketAddrV6::new(
+                *v6.ip(),
+                port,
+                0,
+                v6.scope_id(),
+            )),
         };
-        if let Some(addr) = addr
-            && !addrs.contains(&addr)
-        {
+        if !addrs.contains(&addr) {
             addrs.push(addr);
         }
-        cur = ai.ai_next;
     }
-    // SAFETY: the list came from a successful getaddrinfo and is freed once.
-    unsafe { libc::freeaddrinfo(list) };
     if addrs.is_empty() {
-        return Err(dns_error(libc::EAI_NODATA));
+        return Err(dns_error(dns_lookup::LookupError::new(libc::EAI_NODATA)));
     }
     Ok(addrs)
 }
@@ -1031,9 +1017,12 @@ mod tests {
         assert!(err.contains("is a device"), "{err}");
         // A FIFO with no writer: opening it for reading without O_NONBLOCK blocks forever.
         let fifo = tmp.path().join("ca.pem");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let path = fifo.clone();
         std::thread::spawn(move || {
@@ -1064,14 +1053,26 @@ mod tests {
 
     #[test]
     fn resolver_codes_become_dns_errors_the_component_tells_apart() {
-        assert_eq!(rcode(dns_error(libc::EAI_NONAME)), "NXDOMAIN");
-        assert_eq!(rcode(dns_error(libc::EAI_AGAIN)), "temporary failure");
-        assert_eq!(rcode(dns_error(libc::EAI_FAIL)), "resolver failure");
+        use dns_lookup::LookupError;
         assert_eq!(
-            rcode(dns_error(libc::EAI_NODATA)),
+            rcode(dns_error(LookupError::new(libc::EAI_NONAME))),
+            "NXDOMAIN"
+        );
+        assert_eq!(
+            rcode(dns_error(LookupError::new(libc::EAI_AGAIN))),
+            "temporary failure"
+        );
+        assert_eq!(
+            rcode(dns_error(LookupError::new(libc::EAI_FAIL))),
+            "resolver failure"
+        );
+        assert_eq!(
+            rcode(dns_error(LookupError::new(libc::EAI_NODATA))),
             "no address for the name"
         );
-        assert!(rcode(dns_error(libc::EAI_MEMORY)).starts_with("resolver error: "));
+        assert!(
+            rcode(dns_error(LookupError::new(libc::EAI_MEMORY))).starts_with("resolver error: ")
+        );
     }
 
     #[tokio::test]

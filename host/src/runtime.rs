@@ -14,9 +14,9 @@
 use crate::http::{OutboundCall, OutboundPolicy};
 use crate::store::{SecretStore, StoreError as DiskStoreError};
 use anyhow::Context as _;
+use rustix::fs::OFlags;
 use sha2::{Digest as _, Sha256};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd as _, FromRawFd as _};
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -314,20 +314,15 @@ impl wasmtime::ResourceLimiter for SandboxLimiter {
 /// The CPU time of the calling thread (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`, POSIX
 /// clock_gettime(2)), and the thread's id to tell whether two samples are comparable.
 fn thread_cpu_sample() -> CpuSample {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    let cpu = if rc == 0 {
-        Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
-    } else {
-        None
-    };
+    use rustix::time::{ClockId, clock_gettime};
+    // Infallible for a clock Linux has; a negative field (never seen) counts as no sample.
+    let ts = clock_gettime(ClockId::ThreadCPUTime);
+    let cpu = u64::try_from(ts.tv_sec)
+        .ok()
+        .zip(u32::try_from(ts.tv_nsec).ok())
+        .map(|(secs, nanos)| Duration::new(secs, nanos));
     CpuSample {
-        // SAFETY: gettid(2) has no preconditions and cannot fail.
-        thread: unsafe { libc::gettid() },
+        thread: rustix::thread::gettid(),
         cpu,
         wall: Instant::now(),
     }
@@ -335,7 +330,7 @@ fn thread_cpu_sample() -> CpuSample {
 
 #[derive(Debug, Clone, Copy)]
 struct CpuSample {
-    thread: libc::pid_t,
+    thread: rustix::process::Pid,
     cpu: Option<Duration>,
     wall: Instant,
 }
@@ -592,47 +587,39 @@ fn c_name(name: &str) -> std::io::Result<CString> {
     CString::new(name).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
 }
 
-/// `openat(2)` relative to `dir`, never following a symlink in the last component.
+/// `openat(2)` relative to `dir`, never following a symlink in the last component
+/// (`O_NOFOLLOW | O_CLOEXEC` are added to `flags`); `mode` is the mode of a created file.
 fn open_at(
     dir: &std::fs::File,
     name: &str,
-    flags: i32,
+    flags: OFlags,
     mode: u32,
 ) -> std::io::Result<std::fs::File> {
     let name = c_name(name)?;
-    // SAFETY: `dir` is an open descriptor, `name` a NUL-terminated string; on success the
-    // returned descriptor is new and owned by the `File` we wrap it in.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            mode as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+    let fd = rustix::fs::openat(
+        dir,
+        name.as_c_str(),
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        rustix::fs::Mode::from_raw_mode(mode),
+    )?;
+    Ok(std::fs::File::from(fd))
 }
 
+/// `renameat(2)` of `from` to `to`, both relative to `dir`.
 fn rename_at(dir: &std::fs::File, from: &str, to: &str) -> std::io::Result<()> {
     let (from, to) = (c_name(from)?, c_name(to)?);
-    // SAFETY: valid descriptor and NUL-terminated names.
-    let rc =
-        unsafe { libc::renameat(dir.as_raw_fd(), from.as_ptr(), dir.as_raw_fd(), to.as_ptr()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    Ok(rustix::fs::renameat(
+        dir,
+        from.as_c_str(),
+        dir,
+        to.as_c_str(),
+    )?)
 }
 
+/// `unlinkat(2)` of `name` relative to `dir`; a failure is ignored (best-effort clean-up).
 fn unlink_at(dir: &std::fs::File, name: &str) {
     if let Ok(name) = c_name(name) {
-        // SAFETY: valid descriptor and NUL-terminated name.
-        unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+        let _ = rustix::fs::unlinkat(dir, name.as_c_str(), rustix::fs::AtFlags::empty());
     }
 }
 
@@ -669,8 +656,7 @@ impl CompileCache {
         let meta = dir
             .metadata()
             .map_err(|e| format!("cannot inspect it: {e}"))?;
-        // SAFETY: geteuid(2) has no preconditions and cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let euid = rustix::process::geteuid().as_raw();
         if meta.uid() != euid {
             return Err(format!(
                 "it is owned by uid {}, not by this process's uid {euid}",
@@ -703,7 +689,7 @@ impl CompileCache {
             if !name.starts_with(CACHE_TEMP_PREFIX) {
                 continue;
             }
-            let Ok(file) = open_at(&self.dir, &name, libc::O_RDONLY | libc::O_NONBLOCK, 0) else {
+            let Ok(file) = open_at(&self.dir, &name, OFlags::RDONLY | OFlags::NONBLOCK, 0) else {
                 continue;
             };
             let stale = file
@@ -723,7 +709,7 @@ impl CompileCache {
     /// us of at most [`MAX_CACHE_ENTRY_BYTES`], and its digest matches; `None` otherwise.
     fn read(&self, name: &str) -> Option<Vec<u8>> {
         use std::io::Read as _;
-        let file = match open_at(&self.dir, name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
+        let file = match open_at(&self.dir, name, OFlags::RDONLY | OFlags::NONBLOCK, 0) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
@@ -732,8 +718,7 @@ impl CompileCache {
             }
         };
         let meta = file.metadata().ok()?;
-        // SAFETY: geteuid(2) has no preconditions and cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let euid = rustix::process::geteuid().as_raw();
         if !meta.is_file() || meta.uid() != euid || meta.len() > MAX_CACHE_ENTRY_BYTES {
             tracing::debug!(entry = name, "cache entry is not a file of ours; compiling");
             return None;
@@ -775,7 +760,7 @@ impl CompileCache {
             let mut file = open_at(
                 &self.dir,
                 &tmp,
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
                 0o600,
             )?;
             file.write_all(&Sha256::digest(body))?;
@@ -910,12 +895,19 @@ impl Runtime {
         };
         let key = self.cache_key(bytes);
         if let Some(body) = cache.read(&key) {
-            // SAFETY: wasmtime runs deserialized code unchecked. The entry was read through a
+            // SAFETY: wasmtime runs deserialized code unchecked, so the bytes must be what
+            // `Component::serialize` (or `Engine::precompile_component`) produced with an engine
+            // of this configuration. The entry's name carries the engine's precompile
+            // compatibility hash and the wasmtime version (see `cache_key`), and `deserialize`
+            // itself refuses bytes whose recorded wasmtime version or compilation settings differ
+            // from this engine's. The entry was read through a
             // directory descriptor that was checked to be ours, mode 0700 and not a symlink, so
             // only this user (or root) can have written it; its SHA-256 matches, so it is
             // whole; and only `CompileCache::write` below writes entries, with what
             // `Component::serialize` produced for this key's bytes and engine.
-            match unsafe { Component::deserialize(&self.engine, &body) } {
+            #[allow(unsafe_code)]
+            let loaded = unsafe { Component::deserialize(&self.engine, &body) };
+            match loaded {
                 Ok(component) => {
                     tracing::debug!(entry = %key, "compiled component loaded from the cache");
                     return Ok(component);

@@ -104,8 +104,7 @@ async fn a_cache_directory_others_could_write_is_never_used() {
     let link = tmp.path().join("link");
     std::os::unix::fs::symlink(&real, &link).unwrap();
 
-    // SAFETY: geteuid(2) has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     let cases: [(&Path, &Path, String); 3] = [
         (
             &foreign,

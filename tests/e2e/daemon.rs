@@ -406,10 +406,14 @@ async fn wait_until(what: &str, ok: impl Fn() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// Send `sig` to our own child (`kill(2)`).
+fn signal(child: &tokio::process::Child, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
+    rustix::process::kill_process(pid, sig).unwrap();
+}
+
 async fn stop(mut daemon: tokio::process::Child) {
-    let pid = daemon.id().unwrap() as i32;
-    // SAFETY: a signal to our own child.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
+    signal(&daemon, rustix::process::Signal::TERM);
     let status = tokio::time::timeout(Duration::from_secs(20), daemon.wait())
         .await
         .unwrap()
@@ -770,20 +774,15 @@ async fn a_second_daemon_is_refused_and_the_first_keeps_its_socket() {
     let first_config = write_config("first.toml", &store, &socket);
     // A umask that would leave a freshly bound socket open to everyone.
     let log = std::fs::File::create(dir.join("first.log")).unwrap();
-    let mut command = std::process::Command::new(BIN);
+    // The umask is set by a shell that then execs the binary (`sh -c 'umask 0; exec "$0" "$@"'
+    // BIN ARGS...`): the same child process (same pid), with no unsafe `pre_exec` hook.
+    let mut command = std::process::Command::new("sh");
     command
+        .args(["-c", "umask 0 && exec \"$0\" \"$@\"", BIN])
         .args(["run", "--config", first_config.to_str().unwrap()])
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(log);
-    // SAFETY: umask is async-signal-safe; the closure runs in the child before exec.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        command.pre_exec(|| {
-            libc::umask(0);
-            Ok(())
-        });
-    }
     let first = tokio::process::Command::from(command)
         .kill_on_drop(true)
         .spawn()
@@ -854,8 +853,7 @@ async fn a_second_daemon_is_refused_and_the_first_keeps_its_socket() {
 
     // Item 8: a peer with another uid is refused even when the socket was opened up by
     // mistake (needs root to run a child as `nobody`).
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if rustix::process::geteuid().is_root() {
         use std::os::unix::fs::PermissionsExt;
         for path in [dir, run.as_path()] {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -1101,9 +1099,7 @@ async fn unchanged_checks_stay_quiet_and_sighup_logs_its_outcome() {
         read_log().matches("still valid; reused").count() >= 2
     })
     .await;
-    let pid = daemon.id().unwrap() as i32;
-    // SAFETY: a signal to our own child.
-    unsafe { libc::kill(pid, libc::SIGHUP) };
+    signal(&daemon, rustix::process::Signal::HUP);
     wait_until("the SIGHUP outcome", || {
         read_log().contains("reload: component unchanged; still serving")
     })

@@ -34,9 +34,12 @@ async fn a_ca_file_that_is_not_a_regular_file_is_refused_with_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     let fifo = tmp.path().join("ca-fifo.pem");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
     let cases = [
         (
             fifo.clone(),

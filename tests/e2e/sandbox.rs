@@ -294,28 +294,14 @@ async fn cpu_time_is_the_threads_own_not_time_spent_waiting_for_a_cpu() {
     .await;
 
     // The wasm runs on this thread (current-thread runtime). Pin it and three hogs to one CPU.
-    // SAFETY: plain libc calls on a zeroed cpu_set_t we own; pid 0 is the calling thread.
-    let (saved, cpu) = unsafe {
-        let mut saved: libc::cpu_set_t = std::mem::zeroed();
-        assert_eq!(
-            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut saved),
-            0
-        );
-        let cpu = (0..libc::CPU_SETSIZE as usize)
-            .find(|&c| libc::CPU_ISSET(c, &saved))
-            .unwrap();
-        (saved, cpu)
-    };
+    // sched_getaffinity(2)/sched_setaffinity(2) of the calling thread (no pid).
+    use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+    let saved = sched_getaffinity(None).unwrap();
+    let cpu = (0..CpuSet::MAX_CPU).find(|&c| saved.is_set(c)).unwrap();
     let pin = move || {
-        // SAFETY: as above.
-        unsafe {
-            let mut one: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut one);
-            assert_eq!(
-                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one),
-                0
-            );
-        }
+        let mut one = CpuSet::new();
+        one.set(cpu);
+        sched_setaffinity(None, &one).unwrap();
     };
     pin();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -339,10 +325,8 @@ async fn cpu_time_is_the_threads_own_not_time_spent_waiting_for_a_cpu() {
     for hog in hogs {
         hog.join().unwrap();
     }
-    // SAFETY: restores this thread's own mask.
-    unsafe {
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &saved);
-    }
+    // Restores this thread's own mask.
+    let _ = sched_setaffinity(None, &saved);
     let outcome = shared.expect("stopped although it got only a share of a CPU");
     assert!(
         matches!(&outcome, Err(ProvisionError::Unsupported(m)) if m.starts_with("spun ")),

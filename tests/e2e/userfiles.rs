@@ -9,9 +9,12 @@ use std::path::Path;
 use std::time::Duration;
 
 fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-    // SAFETY: a valid C string; mkfifo only creates a file.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
 }
 
 /// Run the binary, failing the test if it does not finish in 20 s (a FIFO read used to block
@@ -157,8 +160,11 @@ async fn exports_never_follow_symlinks_and_set_modes_on_the_open_file() {
 
     // Without the trap: secret 0600, the others 0644, whatever the umask.
     std::fs::remove_file(out.join("azure-iot-private-key.pem")).unwrap();
-    let mut command = tokio::process::Command::new(BIN);
+    // The umask is set by a shell that then execs the binary (`sh -c 'umask 277; exec "$0"
+    // "$@"' BIN ARGS...`): the same child process, with no unsafe `pre_exec` hook.
+    let mut command = tokio::process::Command::new("sh");
     command
+        .args(["-c", "umask 277 && exec \"$0\" \"$@\"", BIN])
         .args([
             "export",
             "azure-iot",
@@ -170,13 +176,6 @@ async fn exports_never_follow_symlinks_and_set_modes_on_the_open_file() {
             &store_s,
         ])
         .env_remove("RUST_LOG");
-    // SAFETY: umask is async-signal-safe; runs in the child before exec.
-    unsafe {
-        command.pre_exec(|| {
-            libc::umask(0o277);
-            Ok(())
-        });
-    }
     let status = command.status().await.unwrap();
     assert!(status.success());
     assert_eq!(mode(&out.join("azure-iot-private-key.pem")), 0o600);

@@ -33,8 +33,6 @@
 //! [`Component::inputs`] (the WIT directory, where a new file changes the contract without
 //! touching a listed one).
 
-#![warn(missing_docs)]
-
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -8,7 +8,10 @@
 pub fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only adjusts allocator tuning; called before other threads exist.
+        // SAFETY: mallopt(3) takes two integers and only changes glibc's allocator settings
+        // (M_ARENA_MAX is one glibc documents); it has no safe wrapper. It runs first thing in
+        // `main`, before any other thread exists, so no allocation races with it.
+        #[allow(unsafe_code)]
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }

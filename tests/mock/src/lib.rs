@@ -198,12 +198,20 @@ impl Default for MockConfig {
 pub enum Fault {
     /// Answer `status` with a `{"code","message"}` body.
     Status {
+        /// The HTTP status code.
         status: u16,
+        /// The body's `code`.
         code: String,
+        /// The body's `message`.
         message: String,
     },
     /// Answer `status` (e.g. 429 or 503) with `Retry-After: value` and a `{code,message}` body.
-    RetryAfter { status: u16, value: String },
+    RetryAfter {
+        /// The HTTP status code.
+        status: u16,
+        /// The `Retry-After` header's value as sent (seconds or an HTTP date).
+        value: String,
+    },
     /// Answer a registration poll with this DPS status (e.g. `failed`).
     RegistrationStatus(String),
     /// Answer 200 with a body that is not valid JSON (cut short).
@@ -236,13 +244,17 @@ pub enum Fault {
 /// One request as the mock received it.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
+    /// The HTTP method (`GET`, `POST`).
     pub method: String,
+    /// The request target's path (without the query).
     pub path: String,
     /// The `Host` header as sent (keeps the explicit port).
     pub host_header: Option<String>,
+    /// `Content-Type` as sent, if any.
     pub content_type: Option<String>,
     /// `Content-Length` as sent, if any.
     pub content_length: Option<String>,
+    /// The request body's bytes.
     pub body: Vec<u8>,
 }
 
@@ -253,11 +265,17 @@ pub struct Issued {
     pub target: &'static str,
     /// Azure `deviceId` or AWS `clientId`.
     pub id: String,
+    /// Azure's assigned IoT Hub host name, or the AWS IoT data endpoint host.
     pub host: String,
+    /// Azure DPS `operationId` (`None` for AWS IoT).
     pub operation_id: Option<String>,
+    /// AWS region (`None` for Azure).
     pub region: Option<String>,
+    /// The issued device certificate (PEM).
     pub certificate_pem: String,
+    /// The issued private key (PEM, in the shape the mock's options ask for).
     pub private_key_pem: String,
+    /// The root CA certificate sent with it (PEM).
     pub root_ca_pem: String,
     /// AWS IoT certificate ID (SHA-256 of the DER certificate, hex).
     pub certificate_id: String,

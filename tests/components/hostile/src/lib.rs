@@ -11,11 +11,12 @@
 //! it) picks one of the behaviours of [`by_name`] instead, whatever the target.
 
 #![cfg(target_arch = "wasm32")]
-#![deny(unsafe_code)]
 
 // SAFETY: the only unsafe code is what wit-bindgen generates (the canonical ABI glue of the
 // world's imports and exports); the misbehaviour below is all safe Rust.
 #[allow(unsafe_code)]
+// Generated from the WIT, whose `///` comments are the documentation of these items.
+#[allow(missing_docs)]
 mod bindings {
     wit_bindgen::generate!({
         path: "../../../wit",
