@@ -188,7 +188,7 @@ impl Tunnel {
 /// (`127.0.0.0/8`, `::1`), unspecified (`0.0.0.0`, `::`) or link-local (`169.254.0.0/16`,
 /// `fe80::/10`; RFC 3927, RFC 4291 §2.5.6), an IPv4-mapped IPv6 address by its IPv4 address.
 /// Such an address never leaves this machine or its link. This is the rule `wireguard-config`
-/// applies (the component's `targets::is_local_address`): it never adds a local address to
+/// applies (the component's `types::net::is_local_address`): it never adds a local address to
 /// `AllowedIPs`, so `doctor` never asks for one. The end-to-end test
 /// `doctor::doctor_and_wireguard_config_agree_on_every_address` runs both commands on the
 /// same addresses and compares their verdicts.
