@@ -8,7 +8,13 @@
 //! * `userdata`: traps at once.
 //!
 //! A request whose `request-parameters` is `hostile:NAME` (not JSON: only this component reads
-//! it) picks one of the behaviours of [`by_name`] instead, whatever the target.
+//! it) picks one of the behaviours of [`by_name`] instead, whatever the target; `hostile:hint-escape`
+//! and `hostile:hint-huge` fail with a hint that holds terminal escapes, or is 1 MiB long.
+//!
+//! `targets()` takes no argument: it answers the list [`TARGETS_MARKER`] names. As built, that
+//! is the empty list (the component claims no target, and passes every load check); a test
+//! that wants a hostile list writes a copy of the component file with the marker's name
+//! replaced by another of the same length (see [`hostile_targets`]).
 
 #![cfg(target_arch = "wasm32")]
 #![deny(unsafe_code)]
@@ -27,8 +33,8 @@ mod bindings {
 use bindings::exports::soracom::krypton::provisioning::Guest;
 use bindings::soracom::krypton::secret_store;
 use bindings::soracom::krypton::types::{
-    ExportFile, Failure, ProvisionError, ProvisionReport, ProvisionRequest, Target, TargetInfo,
-    TransportError, TransportKind,
+    ExportFile, Failure, ParameterInfo, ProvisionError, ProvisionReport, ProvisionRequest, Target,
+    TargetInfo, TransportError, TransportKind,
 };
 use bindings::wasi::clocks::monotonic_clock;
 use bindings::wasi::http::{outgoing_handler, types as http};
@@ -53,6 +59,17 @@ impl From<ProvisionError> for Failure {
 
 impl Guest for Hostile {
     fn provision(request: ProvisionRequest) -> Result<ProvisionReport, Failure> {
+        let hint = match request.request_parameters.as_deref() {
+            Some("hostile:hint-escape") => {
+                Some("\u{1b}]0;pwned\u{7}\u{1b}[2J\rrun \u{202e}gnp.exe".into())
+            }
+            Some("hostile:hint-huge") => Some("h".repeat(1 << 20)),
+            _ => None,
+        };
+        if hint.is_some() {
+            let error = ProvisionError::InvalidRequest("hostile hint".into());
+            return Err(Failure { error, hint });
+        }
         provision(request).map_err(Failure::from)
     }
 
@@ -73,13 +90,82 @@ impl Guest for Hostile {
         Err(ProvisionError::Unsupported("hostile".into()).into())
     }
 
-    /// The hostile component claims no target of its own.
+    /// The list [`TARGETS_MARKER`] names (the empty list as built).
     fn targets() -> Vec<TargetInfo> {
-        Vec::new()
+        hostile_targets()
     }
 
     fn version() -> (String, String) {
         ("hostile".into(), "soracom:krypton@0.3.0".into())
+    }
+}
+
+/// Which list `targets()` answers: the name after the prefix `krypton-hostile-targets:`, up to
+/// the first NUL. The bytes sit in the component's data segment, read through `black_box` so
+/// that the compiler keeps them; a test replaces the name in a copy of the file (same length).
+#[used]
+static TARGETS_MARKER: [u8; 40] = *b"krypton-hostile-targets:empty\0\0\0\0\0\0\0\0\0\0\0";
+
+/// One target entry.
+fn entry(target: Target, name: &str) -> TargetInfo {
+    TargetInfo {
+        target,
+        name: name.into(),
+        summary: "hostile".into(),
+        mints_credentials: false,
+        export_formats: Vec::new(),
+        required_parameters: Vec::new(),
+    }
+}
+
+/// The lists by marker name:
+/// * `empty`: no target (as built);
+/// * `many`: 5,000 entries;
+/// * `escape`: a name with terminal escape sequences;
+/// * `dotdot`: the name `../../azure-iot`;
+/// * `duplicate`: `azure-iot` twice;
+/// * `mismatch`: the `aws-iot` case named `azure-iot`;
+/// * `huge-summary`: a summary of 1 MiB;
+/// * `format`: the export format `../../x`;
+/// * `huge-example`: a required parameter whose example is 1 MiB;
+/// * `arc`: one plain `arc` entry (a list the host accepts).
+fn hostile_targets() -> Vec<TargetInfo> {
+    let marker = std::hint::black_box(&TARGETS_MARKER);
+    let name = &marker[24..];
+    let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+    match name {
+        b"many" => vec![entry(Target::AzureIot, "azure-iot"); 5_000],
+        b"escape" => vec![entry(
+            Target::AzureIot,
+            "\u{1b}]0;pwned\u{7}\u{1b}[2Jazure-iot",
+        )],
+        b"dotdot" => vec![entry(Target::AzureIot, "../../azure-iot")],
+        b"duplicate" => vec![
+            entry(Target::AzureIot, "azure-iot"),
+            entry(Target::AzureIot, "azure-iot"),
+        ],
+        b"mismatch" => vec![entry(Target::AwsIot, "azure-iot")],
+        b"huge-summary" => {
+            let mut e = entry(Target::AzureIot, "azure-iot");
+            e.summary = "\u{1b}[31m".repeat(1 << 18);
+            vec![e]
+        }
+        b"format" => {
+            let mut e = entry(Target::AzureIot, "azure-iot");
+            e.export_formats = vec!["pem".into(), "../../x".into()];
+            vec![e]
+        }
+        b"huge-example" => {
+            let mut e = entry(Target::Inventory, "inventory");
+            e.required_parameters = vec![ParameterInfo {
+                name: "endpoint".into(),
+                description: "hostile".into(),
+                example: "e".repeat(1 << 20),
+            }];
+            vec![e]
+        }
+        b"arc" => vec![entry(Target::Arc, "arc")],
+        _ => Vec::new(),
     }
 }
 
