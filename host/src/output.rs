@@ -281,7 +281,7 @@ fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
 /// Text from the network or the component made safe for a terminal: bounded
 /// ([`MAX_COMPONENT_TEXT_CHARS`]), and every [`is_unprintable`] character (escape sequences,
 /// carriage returns, bidirectional overrides) becomes `?`.
-fn printable(text: &str) -> String {
+pub fn printable(text: &str) -> String {
     bounded(text)
         .chars()
         .map(|c| if is_unprintable(c) { '?' } else { c })

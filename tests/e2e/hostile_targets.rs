@@ -235,3 +235,50 @@ async fn a_hostile_hint_reaches_the_operator_bounded_and_without_escapes() {
     );
     assert_eq!(output::error_json(&failure)["error"]["hint"], cut.as_str());
 }
+
+#[tokio::test]
+async fn export_files_the_component_names_badly_are_refused_before_anything_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let component = hostile_with_targets(tmp.path(), "export");
+    let store = tmp.path().join("store");
+    SecretStore::open(&store).unwrap();
+    let out = tmp.path().join("out");
+    let export = async |format: &str| {
+        run_cli(&[
+            "export",
+            "arc",
+            "--format",
+            format,
+            "--out",
+            out.to_str().unwrap(),
+            "--component",
+            component.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ])
+        .await
+    };
+    for (format, shown) in [("escape-name", "\\u{1b}[2Jx.pem"), ("twice", "x.pem")] {
+        let (code, stdout, stderr) = export(format).await;
+        assert_eq!(code, 1, "{format}: {stderr}");
+        assert_eq!(stdout, "");
+        assert!(
+            stderr.contains(&format!(
+                "error: the component asked to write `{shown}`, which is not a plain file name or is named twice"
+            )),
+            "{format}: {stderr}"
+        );
+        assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+        assert!(!out.exists(), "{format}: --out was created");
+    }
+    // A note about the file is the component's text: printed without its escapes.
+    let (code, stdout, stderr) = export("escape-converted").await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        format!(
+            "wrote {} (8 bytes, mode 0644; converted: ?]0;pwned?done)\n",
+            out.canonicalize().unwrap().join("x.pem").display()
+        )
+    );
+}

@@ -73,21 +73,46 @@ impl Guest for Hostile {
         provision(request).map_err(Failure::from)
     }
 
-    fn status(_: Target) -> Result<Option<ProvisionReport>, Failure> {
-        Ok(None)
+    /// Nothing is stored, except under the `export` list: a report for any target.
+    fn status(target: Target) -> Result<Option<ProvisionReport>, Failure> {
+        if targets_marker() != b"export" {
+            return Ok(None);
+        }
+        Ok(Some(ProvisionReport {
+            target,
+            bundle: "arc".into(),
+            reused: true,
+            obtained_at_ms: 0,
+            identifiers: Vec::new(),
+            certificate: None,
+            sizes: Vec::new(),
+            mints_credentials: false,
+        }))
     }
 
     fn wireguard_config(_: Vec<String>) -> Result<String, Failure> {
         Err(ProvisionError::Unsupported("hostile".into()).into())
     }
 
+    /// Under the `export` list, the files its formats name (see [`hostile_targets`]).
     fn render_export(
         _: Target,
-        _: String,
+        format: String,
         _: String,
         _: Vec<String>,
     ) -> Result<Vec<ExportFile>, Failure> {
-        Err(ProvisionError::Unsupported("hostile".into()).into())
+        let file = |name: &str, converted: Option<&str>| ExportFile {
+            name: name.into(),
+            contents: b"hostile\n".to_vec(),
+            secret: false,
+            converted: converted.map(String::from),
+        };
+        match format.as_str() {
+            "escape-name" => Ok(vec![file("ok.pem", None), file("\u{1b}[2Jx.pem", None)]),
+            "twice" => Ok(vec![file("x.pem", None), file("x.pem", None)]),
+            "escape-converted" => Ok(vec![file("x.pem", Some("\u{1b}]0;pwned\u{7}done"))]),
+            _ => Err(ProvisionError::Unsupported("hostile".into()).into()),
+        }
     }
 
     /// The list [`TARGETS_MARKER`] names (the empty list as built).
@@ -105,6 +130,13 @@ impl Guest for Hostile {
 /// that the compiler keeps them; a test replaces the name in a copy of the file (same length).
 #[used]
 static TARGETS_MARKER: [u8; 40] = *b"krypton-hostile-targets:empty\0\0\0\0\0\0\0\0\0\0\0";
+
+/// The marker's name (see [`TARGETS_MARKER`]).
+fn targets_marker() -> &'static [u8] {
+    let marker: &'static [u8; 40] = std::hint::black_box(&TARGETS_MARKER);
+    let name = &marker[24..];
+    &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())]
+}
 
 /// One target entry.
 fn entry(target: Target, name: &str) -> TargetInfo {
@@ -128,12 +160,12 @@ fn entry(target: Target, name: &str) -> TargetInfo {
 /// * `huge-summary`: a summary of 1 MiB;
 /// * `format`: the export format `../../x`;
 /// * `huge-example`: a required parameter whose example is 1 MiB;
-/// * `arc`: one plain `arc` entry (a list the host accepts).
+/// * `arc`: one plain `arc` entry (a list the host accepts);
+/// * `export`: `arc` with the formats `escape-name` (a file name with an escape sequence),
+///   `twice` (one file name twice) and `escape-converted` (a `converted` note with escapes),
+///   and `status` reports a stored bundle.
 fn hostile_targets() -> Vec<TargetInfo> {
-    let marker = std::hint::black_box(&TARGETS_MARKER);
-    let name = &marker[24..];
-    let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-    match name {
+    match targets_marker() {
         b"many" => vec![entry(Target::AzureIot, "azure-iot"); 5_000],
         b"escape" => vec![entry(
             Target::AzureIot,
@@ -165,6 +197,13 @@ fn hostile_targets() -> Vec<TargetInfo> {
             vec![e]
         }
         b"arc" => vec![entry(Target::Arc, "arc")],
+        b"export" => {
+            let mut e = entry(Target::Arc, "arc");
+            e.export_formats = ["escape-name", "twice", "escape-converted"]
+                .map(String::from)
+                .to_vec();
+            vec![e]
+        }
         _ => Vec::new(),
     }
 }
