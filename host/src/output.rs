@@ -110,12 +110,18 @@ pub fn report_json(name: &str, report: &ProvisionReport) -> Value {
         "obtainedAt".into(),
         json!(rfc3339((report.obtained_at_ms / 1000) as i64)),
     );
+    // The component names identifiers and sizes: one never replaces a key of this object
+    // (`ok`, `target`, ...) or an earlier one, and `certificate` is the host's.
     for (key, value) in &report.identifiers {
-        obj.insert(key.clone(), json!(value));
+        if !obj.contains_key(key) && key != "certificate" {
+            obj.insert(key.clone(), json!(value));
+        }
     }
     // Sizes are numbers, and JSON numbers (`"bytes": 27`).
     for (key, value) in &report.sizes {
-        obj.insert(key.clone(), json!(value));
+        if !obj.contains_key(key) && key != "certificate" {
+            obj.insert(key.clone(), json!(value));
+        }
     }
     if let Some(c) = &report.certificate {
         obj.insert(
@@ -524,5 +530,35 @@ mod tests {
             "nothing was written\nhint: provision again with force\nhint: here that is --force"
         ));
         assert!(error_text(&stored(false)).ends_with("the previous bundle is unchanged"));
+    }
+
+    #[test]
+    fn a_components_identifiers_never_replace_the_reports_own_keys() {
+        let report = ProvisionReport {
+            target: crate::runtime::Target::Arc,
+            bundle: "arc".into(),
+            reused: false,
+            obtained_at_ms: 0,
+            identifiers: vec![
+                ("ok".into(), "false".into()),
+                ("target".into(), "azure-iot".into()),
+                ("certificate".into(), "none".into()),
+                ("serverEndpoint".into(), "a:11010".into()),
+                ("serverEndpoint".into(), "b:11010".into()),
+            ],
+            certificate: None,
+            sizes: vec![("reused".into(), 1), ("bytes".into(), 27)],
+            mints_credentials: false,
+        };
+        assert_eq!(
+            report_json("arc", &report),
+            json!({
+                "ok": true, "target": "arc", "bundle": "arc", "reused": false,
+                "obtainedAt": "1970-01-01T00:00:00Z", "serverEndpoint": "a:11010", "bytes": 27,
+            })
+        );
+        let mut hostile = report.clone();
+        hostile.identifiers = vec![("\u{1b}[2Jkey".into(), "v\u{202e}al".into())];
+        assert!(report_text("arc", &hostile).contains("  ?[2Jkey                  v?al\n"));
     }
 }

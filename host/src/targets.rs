@@ -114,7 +114,8 @@ pub struct UnknownTarget {
 pub struct Targets(Vec<TargetInfo>);
 
 impl Targets {
-    /// The list as `targets()` returned it.
+    /// The list as given, unchecked (for a list the caller built itself); a list from a
+    /// component goes through [`Targets::checked`], as [`crate::lifecycle::list_targets`] does.
     pub fn new(list: Vec<TargetInfo>) -> Self {
         Targets(list)
     }
