@@ -77,17 +77,115 @@ fn names_after<'t>(text: &'t str, prefix: &str) -> Vec<&'t str> {
         .collect()
 }
 
-/// The names a file imports from its own layer: `super::x`, `super::{x, y}` and
-/// `crate::<layer>::x`.
-fn sibling_names<'t>(text: &'t str, layer: &str) -> Vec<&'t str> {
-    let mut names = names_after(text, "super::");
-    names.extend(names_after(text, &format!("crate::{layer}::")));
-    for (i, _) in text.match_indices("super::{") {
-        let list = &text[i + "super::{".len()..];
-        let list = &list[..list.find('}').unwrap_or(list.len())];
-        names.extend(list.split(',').map(|n| n.trim()).filter(|n| !n.is_empty()));
+/// The first segment of every item of each `prefix{...}` group in `text` (`crate::{ops::x,
+/// types::{a, b}}` gives `ops`, `types`), nested groups skipped.
+fn group_heads<'t>(text: &'t str, prefix: &str) -> Vec<&'t str> {
+    let mut heads = Vec::new();
+    for (i, _) in text.match_indices(prefix) {
+        let body = &text[i + prefix.len()..];
+        let (mut depth, mut item_start) = (0usize, 0usize);
+        for (j, c) in body.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    heads.push(&body[item_start..j]);
+                    break;
+                }
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    heads.push(&body[item_start..j]);
+                    item_start = j + 1;
+                }
+                _ => {}
+            }
+        }
     }
+    heads
+        .into_iter()
+        .map(|item| {
+            let item = item.trim();
+            let end = item
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(item.len());
+            &item[..end]
+        })
+        .filter(|head| !head.is_empty())
+        .collect()
+}
+
+/// The code of a file of a layer, in one spelling: whole-line comments dropped, no white
+/// space around `::`, and every path that reaches the crate root written from `crate::`
+/// (`super::super::` from a file, `super::` from a `mod.rs`, the crate's own name).
+fn normalized(text: &str, is_mod: bool) -> String {
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut out = String::with_capacity(code.len());
+    let mut rest = code.as_str();
+    while let Some(i) = rest.find("::") {
+        out.push_str(rest[..i].trim_end());
+        out.push_str("::");
+        rest = rest[i + 2..].trim_start();
+    }
+    out.push_str(rest);
+    let out = out
+        .replace("krypton_guest::", "crate::")
+        .replace("super::super::", "crate::");
+    if is_mod {
+        out.replace("super::", "crate::")
+    } else {
+        out
+    }
+}
+
+/// The crate-level modules a file's code names: `crate::x`, and the heads of `crate::{...}`.
+fn crate_names(code: &str) -> Vec<&str> {
+    let mut names = names_after(code, "crate::");
+    names.extend(group_heads(code, "crate::{"));
     names
+}
+
+/// The names a file imports from its own layer: `super::x`, `super::{x, y}` and
+/// `crate::<layer>::x` (and its groups).
+fn sibling_names<'t>(code: &'t str, layer: &str) -> Vec<&'t str> {
+    let mut names = names_after(code, "super::");
+    names.extend(group_heads(code, "super::{"));
+    names.extend(names_after(code, &format!("crate::{layer}::")));
+    names.extend(group_heads(code, &format!("crate::{layer}::{{")));
+    names
+}
+
+/// What is wrong in `text`, the code of `layer/file.rs` (layer `level`, rank `rank` in its
+/// layer's order): every name of a higher layer, of the glue, or of a sibling of a rank not
+/// below its own; and a module pulled in by path (`#[path]`, `include!`), which hides what it
+/// imports.
+fn faults_in(layer: &str, level: u8, file: &str, rank: u8, text: &str) -> Vec<String> {
+    let ranks = RANKS.iter().find(|(l, _)| *l == layer).unwrap().1;
+    let code = normalized(text, file == "mod");
+    let mut faults = Vec::new();
+    for name in crate_names(&code) {
+        let above = LAYERS.iter().any(|(l, n)| *l == name && *n > level);
+        if above || GLUE.contains(&name) {
+            faults.push(format!("{layer}/{file}.rs uses crate::{name}"));
+        }
+    }
+    if file != "mod" {
+        for name in sibling_names(&code, layer) {
+            if let Some((_, r)) = ranks.iter().find(|(f, _)| *f == name)
+                && *r >= rank
+            {
+                faults.push(format!("{layer}/{file}.rs uses its sibling {name}"));
+            }
+        }
+    }
+    for hidden in ["#[path", "include!"] {
+        if code.contains(hidden) {
+            faults.push(format!("{layer}/{file}.rs pulls code in with {hidden}"));
+        }
+    }
+    faults
 }
 
 #[test]
@@ -103,34 +201,20 @@ fn no_module_imports_one_above_it() {
             .collect();
         files.sort();
         for path in files {
+            assert!(
+                path.extension().is_some_and(|e| e == "rs"),
+                "{} is not a file of its layer; give it a rank in layers.rs",
+                path.display()
+            );
             let file = path.file_stem().unwrap().to_str().unwrap().to_string();
             let rank = ranks
                 .iter()
                 .find(|(f, _)| *f == file)
                 .unwrap_or_else(|| panic!("{layer}/{file}.rs has no rank in layers.rs"))
                 .1;
-            // Code only: a comment may point a reader anywhere.
-            let text: String = std::fs::read_to_string(&path)
-                .unwrap()
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("//"))
-                .map(|l| format!("{l}\n"))
-                .collect();
+            let text = std::fs::read_to_string(&path).unwrap();
             checked += 1;
-            for name in names_after(&text, "crate::") {
-                let above = LAYERS.iter().any(|(l, n)| *l == name && *n > level);
-                if above || GLUE.contains(&name) {
-                    faults.push(format!("{layer}/{file}.rs uses crate::{name}"));
-                }
-            }
-            for name in sibling_names(&text, layer) {
-                if let Some((_, r)) = ranks.iter().find(|(f, _)| *f == name)
-                    && *r >= rank
-                    && file != "mod"
-                {
-                    faults.push(format!("{layer}/{file}.rs uses its sibling {name}"));
-                }
-            }
+            faults.extend(faults_in(layer, level, &file, rank, &text));
         }
     }
     assert!(checked >= 25, "only {checked} files checked");
@@ -151,6 +235,96 @@ fn the_check_sees_an_import_from_above() {
     );
     assert_eq!(
         sibling_names(text, "types"),
-        ["validate", "bundle", "model"]
+        ["bundle", "model", "validate"]
+    );
+}
+
+#[test]
+fn the_check_sees_every_spelling_of_an_upward_path() {
+    // `types/json.rs` (layer 1, rank 1): each line alone names a module above it.
+    for (line, fault) in [
+        ("use crate::ops::table;", "types/json.rs uses crate::ops"),
+        (
+            "use super::super::ops::table;",
+            "types/json.rs uses crate::ops",
+        ),
+        (
+            "use crate::{client::Run, types::model};",
+            "types/json.rs uses crate::client",
+        ),
+        (
+            "use crate::{types::{model, text}, formats};",
+            "types/json.rs uses crate::formats",
+        ),
+        (
+            "use crate::formats::*;",
+            "types/json.rs uses crate::formats",
+        ),
+        (
+            "let s = crate::formats::render(&b);",
+            "types/json.rs uses crate::formats",
+        ),
+        (
+            "let s = crate ::\n    formats :: render(&b);",
+            "types/json.rs uses crate::formats",
+        ),
+        (
+            "let s = krypton_guest::ops::provision(r);",
+            "types/json.rs uses crate::ops",
+        ),
+        (
+            "use crate::bindings::exports;",
+            "types/json.rs uses crate::bindings",
+        ),
+        (
+            "use super::validate;",
+            "types/json.rs uses its sibling validate",
+        ),
+        (
+            "use super::{model, bundle};",
+            "types/json.rs uses its sibling bundle",
+        ),
+        (
+            "use crate::types::{validate::check};",
+            "types/json.rs uses its sibling validate",
+        ),
+        (
+            "#[path = \"../ops/table.rs\"]\nmod table;",
+            "types/json.rs pulls code in with #[path",
+        ),
+        (
+            "include!(\"../ops/table.rs\");",
+            "types/json.rs pulls code in with include!",
+        ),
+    ] {
+        assert_eq!(faults_in("types", 1, "json", 1, line), [fault], "{line}");
+    }
+    // `types/mod.rs`: `super::` is the crate root.
+    assert_eq!(
+        faults_in("types", 1, "mod", 9, "pub use super::ops::table;"),
+        ["types/mod.rs uses crate::ops"]
+    );
+    // What is allowed stays allowed: lower layers, lower siblings, comments.
+    for line in [
+        "use crate::types::model;",
+        "use super::{model};",
+        "use super::super::types::model;",
+        "// see crate::ops::table",
+    ] {
+        assert_eq!(
+            faults_in("types", 1, "json", 1, line),
+            Vec::<String>::new(),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        faults_in(
+            "formats",
+            4,
+            "wireguard",
+            1,
+            "use crate::{ops::Bundle, client::Run};\nuse super::pem;"
+        ),
+        Vec::<String>::new()
     );
 }

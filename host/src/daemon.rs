@@ -69,7 +69,7 @@ pub mod ranges {
 }
 
 fn default_endpoint() -> String {
-    "https://krypton.soracom.io:8036".into()
+    crate::options::DEFAULT_ENDPOINT.into()
 }
 fn default_store() -> PathBuf {
     "/var/lib/krypton-host/store".into()
@@ -153,7 +153,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             memory_mib: 64,
             cpu_ms: 10_000,
-            deadline_secs: 120,
+            deadline_secs: ProvisionOptions::DEFAULT_DEADLINE.as_secs(),
         }
     }
 }
@@ -323,7 +323,8 @@ impl GatewayConfig {
             memory_bytes: usize::try_from(self.limits.memory_mib.saturating_mul(1024 * 1024))
                 .unwrap_or(usize::MAX),
             cpu: Duration::from_millis(self.limits.cpu_ms),
-            wall: Duration::from_secs(self.limits.deadline_secs.saturating_add(60)),
+            wall: Duration::from_secs(self.limits.deadline_secs)
+                .saturating_add(ProvisionOptions::WALL_SLACK),
         }
     }
 }

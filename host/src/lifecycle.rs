@@ -57,14 +57,16 @@ pub async fn self_check(runtime: &Runtime, pre: &KryptonPre) -> anyhow::Result<S
     Ok(version)
 }
 
-/// The component's targets (its `targets()` call). Errors: the call traps or hits a sandbox
-/// limit.
+/// The component's targets (its `targets()` call), checked by [`Targets::checked`]. Errors:
+/// the call traps or hits a sandbox limit, or the list is refused
+/// ([`crate::targets::InvalidTargets`]: a name that is not its case's plain spelling, a
+/// duplicate, an oversized or unprintable text); a component that fails either does not serve.
 pub async fn list_targets(runtime: &Runtime, pre: &KryptonPre) -> anyhow::Result<Targets> {
     let list = runtime
         .targets(pre)
         .await
         .context("the component's targets() call failed")?;
-    Ok(Targets::new(list))
+    Ok(Targets::checked(list)?)
 }
 
 /// A checked, linked component version.

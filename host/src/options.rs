@@ -37,19 +37,23 @@ pub struct ProvisionOptions {
     pub backoff_max: Duration,
 }
 
+/// Krypton's base URL in network-authenticated mode (SORACOM Krypton API documentation:
+/// `https://krypton.soracom.io:8036`), the default of the CLI and the daemon.
+pub const DEFAULT_ENDPOINT: &str = "https://krypton.soracom.io:8036";
+
 impl Default for ProvisionOptions {
     fn default() -> Self {
         ProvisionOptions {
             mode: AuthMode::Network,
             request_parameters: None,
             force: false,
-            deadline: Duration::from_secs(120),
-            poll_interval: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(30),
-            max_attempts: 4,
-            backoff_base: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(8),
+            deadline: Self::DEFAULT_DEADLINE,
+            poll_interval: Self::DEFAULT_POLL_INTERVAL,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: Self::DEFAULT_READ_TIMEOUT,
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+            backoff_base: Self::DEFAULT_BACKOFF_BASE,
+            backoff_max: Self::DEFAULT_BACKOFF_MAX,
         }
     }
 }
@@ -60,6 +64,21 @@ fn ms(d: Duration) -> u32 {
 }
 
 impl ProvisionOptions {
+    /// Default [`Self::deadline`]: 120 s.
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(120);
+    /// Default [`Self::poll_interval`]: 1 s.
+    pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+    /// Default [`Self::connect_timeout`]: 10 s.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default [`Self::read_timeout`]: 30 s.
+    pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default [`Self::max_attempts`]: 4.
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
+    /// Default [`Self::backoff_base`]: 500 ms.
+    pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(500);
+    /// Default [`Self::backoff_max`]: 8 s.
+    pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(8);
+
     /// Slack between the operation deadline and the wall-clock limit of the whole call: past
     /// the deadline plus this, the host stops a component that ignores its own deadline.
     pub const WALL_SLACK: Duration = Duration::from_secs(60);

@@ -110,12 +110,18 @@ pub fn report_json(name: &str, report: &ProvisionReport) -> Value {
         "obtainedAt".into(),
         json!(rfc3339((report.obtained_at_ms / 1000) as i64)),
     );
+    // The component names identifiers and sizes: one never replaces a key of this object
+    // (`ok`, `target`, ...) or an earlier one, and `certificate` is the host's.
     for (key, value) in &report.identifiers {
-        obj.insert(key.clone(), json!(value));
+        if !obj.contains_key(key) && key != "certificate" {
+            obj.insert(key.clone(), json!(value));
+        }
     }
     // Sizes are numbers, and JSON numbers (`"bytes": 27`).
     for (key, value) in &report.sizes {
-        obj.insert(key.clone(), json!(value));
+        if !obj.contains_key(key) && key != "certificate" {
+            obj.insert(key.clone(), json!(value));
+        }
     }
     if let Some(c) = &report.certificate {
         obj.insert(
@@ -142,22 +148,26 @@ pub fn report_text(name: &str, report: &ProvisionReport) -> String {
         } else {
             "provisioned"
         },
-        report.bundle,
+        printable(&report.bundle),
         rfc3339((report.obtained_at_ms / 1000) as i64)
     );
+    // The report's texts come from the component: filtered as its errors are.
     for (key, value) in &report.identifiers {
+        let (key, value) = (printable(key), printable(value));
         out.push_str(&format!("  {key:<24} {value}\n"));
     }
     for (key, value) in &report.sizes {
+        let key = printable(key);
         out.push_str(&format!("  {key:<24} {value}\n"));
     }
     if let Some(c) = &report.certificate {
         out.push_str(&format!(
             "  {:<24} {}\n",
-            "certificate SHA-256", c.sha256_fingerprint
+            "certificate SHA-256",
+            printable(&c.sha256_fingerprint)
         ));
-        out.push_str(&format!("  {:<24} {}\n", "subject", c.subject));
-        out.push_str(&format!("  {:<24} {}\n", "issuer", c.issuer));
+        out.push_str(&format!("  {:<24} {}\n", "subject", printable(&c.subject)));
+        out.push_str(&format!("  {:<24} {}\n", "issuer", printable(&c.issuer)));
         out.push_str(&format!("  {:<24} {}\n", "not after", rfc3339(c.not_after)));
     }
     out
@@ -223,7 +233,7 @@ pub fn error_json(failure: &Failure) -> Value {
         ProvisionError::Unsupported(m) => json!({"message": m}),
         ProvisionError::Transport(e) => json!({
             "transportKind": transport_kind(e.kind), "request": e.request,
-            "message": e.message, "hint": failure.hint, "attempts": e.attempts,
+            "message": e.message, "hint": failure.hint.as_deref().map(bounded), "attempts": e.attempts,
         }),
         ProvisionError::Timeout(m) => json!({"message": m}),
         ProvisionError::HttpStatus(e) => json!({
@@ -242,17 +252,45 @@ pub fn error_json(failure: &Failure) -> Value {
     if let Some(obj) = detail.as_object_mut() {
         obj.insert("kind".into(), json!(error_kind(code)));
         if let Some(hint) = &failure.hint {
-            obj.insert("hint".into(), json!(hint));
+            obj.insert("hint".into(), json!(bounded(hint)));
         }
     }
     json!({"ok": false, "exitCode": code, "error": detail})
 }
 
-/// Text from the network made safe for a terminal: control characters (escape sequences,
-/// carriage returns) become `?`.
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+/// Most characters of one text from the component that reach the operator (a hint, a message,
+/// a reason); the rest is cut and counted. Krypton's own error bodies reach the component as at
+/// most 512 bytes, so only a component gone wrong reaches this.
+pub const MAX_COMPONENT_TEXT_CHARS: usize = 4096;
+
+/// Characters never printed as they are: control characters (escape sequences, carriage
+/// returns, line feeds) and the bidirectional formatting characters of Unicode's Bidirectional
+/// Algorithm (UAX #9: `U+061C`, `U+200E`, `U+200F`, `U+202A`-`U+202E`, `U+2066`-`U+2069`), which
+/// reorder what a terminal shows.
+pub fn is_unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` cut to [`MAX_COMPONENT_TEXT_CHARS`] characters, with how many bytes were cut.
+fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(MAX_COMPONENT_TEXT_CHARS) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((at, _)) => std::borrow::Cow::Owned(format!(
+            "{}... ({} more bytes)",
+            &text[..at],
+            text.len() - at
+        )),
+    }
+}
+
+/// Text from the network or the component made safe for a terminal: bounded
+/// ([`MAX_COMPONENT_TEXT_CHARS`]), and every [`is_unprintable`] character (escape sequences,
+/// carriage returns, bidirectional overrides) becomes `?`.
+pub fn printable(text: &str) -> String {
+    bounded(text)
+        .chars()
+        .map(|c| if is_unprintable(c) { '?' } else { c })
         .collect()
 }
 
@@ -492,5 +530,35 @@ mod tests {
             "nothing was written\nhint: provision again with force\nhint: here that is --force"
         ));
         assert!(error_text(&stored(false)).ends_with("the previous bundle is unchanged"));
+    }
+
+    #[test]
+    fn a_components_identifiers_never_replace_the_reports_own_keys() {
+        let report = ProvisionReport {
+            target: crate::runtime::Target::Arc,
+            bundle: "arc".into(),
+            reused: false,
+            obtained_at_ms: 0,
+            identifiers: vec![
+                ("ok".into(), "false".into()),
+                ("target".into(), "azure-iot".into()),
+                ("certificate".into(), "none".into()),
+                ("serverEndpoint".into(), "a:11010".into()),
+                ("serverEndpoint".into(), "b:11010".into()),
+            ],
+            certificate: None,
+            sizes: vec![("reused".into(), 1), ("bytes".into(), 27)],
+            mints_credentials: false,
+        };
+        assert_eq!(
+            report_json("arc", &report),
+            json!({
+                "ok": true, "target": "arc", "bundle": "arc", "reused": false,
+                "obtainedAt": "1970-01-01T00:00:00Z", "serverEndpoint": "a:11010", "bytes": 27,
+            })
+        );
+        let mut hostile = report.clone();
+        hostile.identifiers = vec![("\u{1b}[2Jkey".into(), "v\u{202e}al".into())];
+        assert!(report_text("arc", &hostile).contains("  ?[2Jkey                  v?al\n"));
     }
 }

@@ -9,6 +9,7 @@ mod daemon;
 mod doctor;
 mod exports;
 mod failures;
+mod hostile_targets;
 mod hostile_values;
 mod openssl;
 mod outbound;

@@ -6,7 +6,7 @@ use super::shared::{krypton_addresses, load, open_with_bundle, usage_error};
 use super::{DEFAULT_ENDPOINT, DEFAULT_STORE, HostFailure, component_failure, fail};
 use anyhow::Context as _;
 use clap::Args;
-use krypton_host::output::exit;
+use krypton_host::output::{self, exit};
 use krypton_host::runtime::Runtime;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -109,7 +109,7 @@ pub async fn export(args: ExportArgs) -> Result<(), HostFailure> {
         .await
         .map_err(fail(exit::INTERNAL))?
     {
-        Ok(files) => Ok(files),
+        Ok(files) => check_file_names(&files).map(|()| files),
         Err(e) => Err(component_failure(e)),
     };
     // Where the files will be: the directory's real path when it exists, else the absolute
@@ -163,13 +163,6 @@ pub async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     let mut written = Vec::new();
     let mut plan = Vec::with_capacity(files.len());
     for f in &files {
-        // The component names files; the host still refuses anything but a plain name.
-        if f.name.is_empty() || f.name.contains('/') || f.name.starts_with('.') {
-            return Err(fail(exit::INTERNAL)(anyhow::anyhow!(
-                "the component asked to write `{}`, which is not a plain file name",
-                f.name.escape_debug()
-            )));
-        }
         let path = out.join(&f.name);
         let mode = if f.secret { 0o600 } else { 0o644 };
         written.push(json!({
@@ -206,7 +199,7 @@ pub async fn export(args: ExportArgs) -> Result<(), HostFailure> {
             let converted = f
                 .converted
                 .as_deref()
-                .map(|c| format!("; converted: {c}"))
+                .map(|c| format!("; converted: {}", output::printable(c)))
                 .unwrap_or_default();
             println!(
                 "wrote {} ({} bytes, mode {}{converted})",
@@ -217,6 +210,27 @@ pub async fn export(args: ExportArgs) -> Result<(), HostFailure> {
         }
         for line in &next {
             println!("next: {line}");
+        }
+    }
+    Ok(())
+}
+
+/// The component names the files; the host refuses, before anything is created, a name that
+/// is not plain (1-255 bytes of `[A-Za-z0-9._-]`, not starting with `.`) or is given twice
+/// (exit 1: the component is at fault).
+fn check_file_names(files: &[krypton_host::runtime::ExportFile]) -> Result<(), HostFailure> {
+    for f in files {
+        let plain = !f.name.is_empty()
+            && f.name.len() <= 255
+            && !f.name.starts_with('.')
+            && f.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !plain || files.iter().filter(|o| o.name == f.name).count() > 1 {
+            return Err(fail(exit::INTERNAL)(anyhow::anyhow!(
+                "the component asked to write `{}`, which is not a plain file name or is named twice",
+                output::printable(&f.name.escape_debug().to_string())
+            )));
         }
     }
     Ok(())

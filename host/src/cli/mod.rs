@@ -24,7 +24,7 @@ use std::path::PathBuf;
 
 /// Krypton's network-authenticated endpoint (SORACOM Krypton documentation; soratun's Krypton
 /// client uses the same).
-pub const DEFAULT_ENDPOINT: &str = "https://krypton.soracom.io:8036";
+pub const DEFAULT_ENDPOINT: &str = krypton_host::options::DEFAULT_ENDPOINT;
 /// The secret store when neither `--store` nor `KRYPTON_STORE` names one.
 pub const DEFAULT_STORE: &str = "/var/lib/krypton-host/store";
 

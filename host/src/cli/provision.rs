@@ -39,28 +39,28 @@ pub struct ProvisionArgs {
     #[arg(long, value_name = "JSON")]
     pub params: Option<String>,
     /// Whole-operation deadline, seconds (all calls and Azure polling), 1 to 86400.
-    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    #[arg(long, default_value_t = ProvisionOptions::DEFAULT_DEADLINE.as_secs() as u32, value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub deadline_secs: u32,
     /// Wait between Azure registration polls when Krypton sends no Retry-After, ms, 100 to
     /// 300000.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(100..=300_000))]
+    #[arg(long, default_value_t = ProvisionOptions::DEFAULT_POLL_INTERVAL.as_millis() as u32, value_parser = clap::value_parser!(u32).range(100..=300_000))]
     pub poll_interval_ms: u32,
     /// TCP + TLS connect timeout per request, seconds, 1 to 3600.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3_600))]
+    #[arg(long, default_value_t = ProvisionOptions::DEFAULT_CONNECT_TIMEOUT.as_secs() as u32, value_parser = clap::value_parser!(u32).range(1..=3_600))]
     pub connect_timeout_secs: u32,
     /// Timeout for the first response byte and between body chunks, seconds, 1 to 3600.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3_600))]
+    #[arg(long, default_value_t = ProvisionOptions::DEFAULT_READ_TIMEOUT.as_secs() as u32, value_parser = clap::value_parser!(u32).range(1..=3_600))]
     pub read_timeout_secs: u32,
     /// Attempts per Krypton call, the first included, 1 to 20. Retried: connection errors,
     /// timeouts, HTTP 408, 429 and 5xx; backoff with full jitter, or Krypton's Retry-After
     /// (max 300 s).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
+    #[arg(long, default_value_t = ProvisionOptions::DEFAULT_MAX_ATTEMPTS, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_attempts: u32,
     /// Backoff base, ms (doubles per attempt), 10 to 60000.
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(10..=60_000))]
+    #[arg(long, default_value_t = ProvisionOptions::DEFAULT_BACKOFF_BASE.as_millis() as u32, value_parser = clap::value_parser!(u32).range(10..=60_000))]
     pub backoff_base_ms: u32,
     /// Backoff ceiling, ms, 10 to 300000, at least --backoff-base-ms.
-    #[arg(long, default_value_t = 8000, value_parser = clap::value_parser!(u32).range(10..=300_000))]
+    #[arg(long, default_value_t = ProvisionOptions::DEFAULT_BACKOFF_MAX.as_millis() as u32, value_parser = clap::value_parser!(u32).range(10..=300_000))]
     pub backoff_max_ms: u32,
     /// How long to wait for the store's writer lock when another `provision` or the daemon
     /// holds it, seconds, 0 (fail at once) to 3600.

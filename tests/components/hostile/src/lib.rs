@@ -8,7 +8,13 @@
 //! * `userdata`: traps at once.
 //!
 //! A request whose `request-parameters` is `hostile:NAME` (not JSON: only this component reads
-//! it) picks one of the behaviours of [`by_name`] instead, whatever the target.
+//! it) picks one of the behaviours of [`by_name`] instead, whatever the target; `hostile:hint-escape`
+//! and `hostile:hint-huge` fail with a hint that holds terminal escapes, or is 1 MiB long.
+//!
+//! `targets()` takes no argument: it answers the list [`TARGETS_MARKER`] names. As built, that
+//! is the empty list (the component claims no target, and passes every load check); a test
+//! that wants a hostile list writes a copy of the component file with the marker's name
+//! replaced by another of the same length (see [`hostile_targets`]).
 
 #![cfg(target_arch = "wasm32")]
 
@@ -28,8 +34,8 @@ mod bindings {
 use bindings::exports::soracom::krypton::provisioning::Guest;
 use bindings::soracom::krypton::secret_store;
 use bindings::soracom::krypton::types::{
-    ExportFile, Failure, ProvisionError, ProvisionReport, ProvisionRequest, Target, TargetInfo,
-    TransportError, TransportKind,
+    ExportFile, Failure, ParameterInfo, ProvisionError, ProvisionReport, ProvisionRequest, Target,
+    TargetInfo, TransportError, TransportKind,
 };
 use bindings::wasi::clocks::monotonic_clock;
 use bindings::wasi::http::{outgoing_handler, types as http};
@@ -54,33 +60,152 @@ impl From<ProvisionError> for Failure {
 
 impl Guest for Hostile {
     fn provision(request: ProvisionRequest) -> Result<ProvisionReport, Failure> {
+        let hint = match request.request_parameters.as_deref() {
+            Some("hostile:hint-escape") => {
+                Some("\u{1b}]0;pwned\u{7}\u{1b}[2J\rrun \u{202e}gnp.exe".into())
+            }
+            Some("hostile:hint-huge") => Some("h".repeat(1 << 20)),
+            _ => None,
+        };
+        if hint.is_some() {
+            let error = ProvisionError::InvalidRequest("hostile hint".into());
+            return Err(Failure { error, hint });
+        }
         provision(request).map_err(Failure::from)
     }
 
-    fn status(_: Target) -> Result<Option<ProvisionReport>, Failure> {
-        Ok(None)
+    /// Nothing is stored, except under the `export` list: a report for any target.
+    fn status(target: Target) -> Result<Option<ProvisionReport>, Failure> {
+        if targets_marker() != b"export" {
+            return Ok(None);
+        }
+        Ok(Some(ProvisionReport {
+            target,
+            bundle: "arc".into(),
+            reused: true,
+            obtained_at_ms: 0,
+            identifiers: Vec::new(),
+            certificate: None,
+            sizes: Vec::new(),
+            mints_credentials: false,
+        }))
     }
 
     fn wireguard_config(_: Vec<String>) -> Result<String, Failure> {
         Err(ProvisionError::Unsupported("hostile".into()).into())
     }
 
+    /// Under the `export` list, the files its formats name (see [`hostile_targets`]).
     fn render_export(
         _: Target,
-        _: String,
+        format: String,
         _: String,
         _: Vec<String>,
     ) -> Result<Vec<ExportFile>, Failure> {
-        Err(ProvisionError::Unsupported("hostile".into()).into())
+        let file = |name: &str, converted: Option<&str>| ExportFile {
+            name: name.into(),
+            contents: b"hostile\n".to_vec(),
+            secret: false,
+            converted: converted.map(String::from),
+        };
+        match format.as_str() {
+            "escape-name" => Ok(vec![file("ok.pem", None), file("\u{1b}[2Jx.pem", None)]),
+            "twice" => Ok(vec![file("x.pem", None), file("x.pem", None)]),
+            "escape-converted" => Ok(vec![file("x.pem", Some("\u{1b}]0;pwned\u{7}done"))]),
+            _ => Err(ProvisionError::Unsupported("hostile".into()).into()),
+        }
     }
 
-    /// The hostile component claims no target of its own.
+    /// The list [`TARGETS_MARKER`] names (the empty list as built).
     fn targets() -> Vec<TargetInfo> {
-        Vec::new()
+        hostile_targets()
     }
 
     fn version() -> (String, String) {
         ("hostile".into(), "soracom:krypton@0.3.0".into())
+    }
+}
+
+/// Which list `targets()` answers: the name after the prefix `krypton-hostile-targets:`, up to
+/// the first NUL. The bytes sit in the component's data segment, read through `black_box` so
+/// that the compiler keeps them; a test replaces the name in a copy of the file (same length).
+#[used]
+static TARGETS_MARKER: [u8; 40] = *b"krypton-hostile-targets:empty\0\0\0\0\0\0\0\0\0\0\0";
+
+/// The marker's name (see [`TARGETS_MARKER`]).
+fn targets_marker() -> &'static [u8] {
+    let marker: &'static [u8; 40] = std::hint::black_box(&TARGETS_MARKER);
+    let name = &marker[24..];
+    &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())]
+}
+
+/// One target entry.
+fn entry(target: Target, name: &str) -> TargetInfo {
+    TargetInfo {
+        target,
+        name: name.into(),
+        summary: "hostile".into(),
+        mints_credentials: false,
+        export_formats: Vec::new(),
+        required_parameters: Vec::new(),
+    }
+}
+
+/// The lists by marker name:
+/// * `empty`: no target (as built);
+/// * `many`: 5,000 entries;
+/// * `escape`: a name with terminal escape sequences;
+/// * `dotdot`: the name `../../azure-iot`;
+/// * `duplicate`: `azure-iot` twice;
+/// * `mismatch`: the `aws-iot` case named `azure-iot`;
+/// * `huge-summary`: a summary of 1 MiB;
+/// * `format`: the export format `../../x`;
+/// * `huge-example`: a required parameter whose example is 1 MiB;
+/// * `arc`: one plain `arc` entry (a list the host accepts);
+/// * `export`: `arc` with the formats `escape-name` (a file name with an escape sequence),
+///   `twice` (one file name twice) and `escape-converted` (a `converted` note with escapes),
+///   and `status` reports a stored bundle.
+fn hostile_targets() -> Vec<TargetInfo> {
+    match targets_marker() {
+        b"many" => vec![entry(Target::AzureIot, "azure-iot"); 5_000],
+        b"escape" => vec![entry(
+            Target::AzureIot,
+            "\u{1b}]0;pwned\u{7}\u{1b}[2Jazure-iot",
+        )],
+        b"dotdot" => vec![entry(Target::AzureIot, "../../azure-iot")],
+        b"duplicate" => vec![
+            entry(Target::AzureIot, "azure-iot"),
+            entry(Target::AzureIot, "azure-iot"),
+        ],
+        b"mismatch" => vec![entry(Target::AwsIot, "azure-iot")],
+        b"huge-summary" => {
+            let mut e = entry(Target::AzureIot, "azure-iot");
+            e.summary = "\u{1b}[31m".repeat(1 << 18);
+            vec![e]
+        }
+        b"format" => {
+            let mut e = entry(Target::AzureIot, "azure-iot");
+            e.export_formats = vec!["pem".into(), "../../x".into()];
+            vec![e]
+        }
+        b"huge-example" => {
+            let mut e = entry(Target::Inventory, "inventory");
+            e.required_parameters = vec![ParameterInfo {
+                name: "endpoint".into(),
+                description: "hostile".into(),
+                example: "e".repeat(1 << 20),
+            }];
+            vec![e]
+        }
+        b"arc" => vec![entry(Target::Arc, "arc")],
+        b"export" => {
+            let mut e = entry(Target::Arc, "arc");
+            e.export_formats = ["escape-name", "twice", "escape-converted"]
+                .map(String::from)
+                .to_vec();
+            vec![e]
+        }
+        _ => Vec::new(),
     }
 }
 
