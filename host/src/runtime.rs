@@ -1306,14 +1306,20 @@ mod tests {
         std::thread::sleep(Duration::from_millis(300));
         let slept = start.until(&thread_cpu_sample());
         assert!(slept < Duration::from_millis(100), "{slept:?}");
+        // Spinning adds CPU time. On a loaded machine the thread gets only part of the wall
+        // time, so spin until 50 ms of CPU time have passed, bounded by 30 s of wall time: a
+        // sampler that did not count CPU time never gets there.
         let start = thread_cpu_sample();
         let mut n = 0u64;
         let t = Instant::now();
-        while t.elapsed() < Duration::from_millis(200) {
-            n = std::hint::black_box(n.wrapping_add(1));
+        let mut spun = Duration::ZERO;
+        while spun < Duration::from_millis(50) && t.elapsed() < Duration::from_secs(30) {
+            for _ in 0..10_000 {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+            spun = start.until(&thread_cpu_sample());
         }
-        let spun = start.until(&thread_cpu_sample());
-        assert!(spun > Duration::from_millis(20), "{spun:?}");
+        assert!(spun >= Duration::from_millis(50), "{spun:?} after {:?}", t.elapsed());
         // Samples from two threads are not compared: the wall time between them counts.
         let here = thread_cpu_sample();
         let there = std::thread::spawn(thread_cpu_sample).join().unwrap();
