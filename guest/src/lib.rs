@@ -119,6 +119,7 @@ mod glue {
             identifiers: r.identifiers,
             sizes: r.sizes,
             mints_credentials: r.mints_credentials,
+            mode: wit::AuthMode::Network,
             certificate: r.certificate.map(|c| wit::CertificateSummary {
                 sha256_fingerprint: c.sha256_fingerprint,
                 subject: c.subject,
@@ -288,7 +289,7 @@ mod glue {
         fn version() -> (String, String) {
             (
                 env!("CARGO_PKG_VERSION").to_string(),
-                "soracom:krypton@0.3.0".to_string(),
+                "soracom:krypton@0.4.0".to_string(),
             )
         }
     }

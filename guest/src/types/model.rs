@@ -1,4 +1,4 @@
-//! Plain-Rust mirrors of the WIT types (`wit/krypton.wit`, package `soracom:krypton@0.3.0`).
+//! Plain-Rust mirrors of the WIT types (`wit/krypton.wit`, package `soracom:krypton@0.4.0`).
 //!
 //! The provisioning logic works on these so that it compiles and unit-tests natively; `lib.rs`
 //! converts them to and from the generated bindings one-to-one.

@@ -79,7 +79,7 @@ impl Guest for Hostile {
     }
 
     fn version() -> (String, String) {
-        ("hostile".into(), "soracom:krypton@0.3.0".into())
+        ("hostile".into(), "soracom:krypton@0.4.0".into())
     }
 }
 
