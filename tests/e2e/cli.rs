@@ -209,7 +209,7 @@ async fn each_command_with_each_class_of_failure_gives_one_code_and_one_object()
         expect_failure(&args, 3, "invalid-request").await;
     }
 
-    // Unsupported mode: 10.
+    // SIM mode on a host that reaches no SIM: 13.
     expect_failure(
         &[
             "provision",
@@ -222,8 +222,8 @@ async fn each_command_with_each_class_of_failure_gives_one_code_and_one_object()
             empty,
             "--json",
         ],
-        10,
-        "unsupported",
+        13,
+        "sim",
     )
     .await;
 

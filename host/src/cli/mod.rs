@@ -65,6 +65,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Serve a mock Krypton over HTTPS on loopback (for tests and CI). Prints one JSON line
     /// {"endpoint": "https://127.0.0.1:PORT", "caFile": "PATH"}, then serves until stopped.
+    /// With --sim-subscriber FILE it also serves SIM-authenticated mode (the Keys API) for
+    /// the software SIM in FILE.
     #[command(after_help = output::EXIT_CODES_HELP)]
     Mock(mock::MockArgs),
     /// Provision every target against an in-process mock Krypton into a temporary store,
