@@ -28,9 +28,9 @@ use crate::lifecycle::{ComponentPolicy, Lifecycle, ReloadOutcome, parse_public_k
 use crate::options::{Coverage, ProvisionOptions, endpoint_for};
 use crate::output;
 use crate::runtime::{AuthMode, CachePolicy, ProvisionRequest, Runtime, SandboxLimits, Target};
-use crate::uicc::{BackendKind, UiccAccess, UiccConfig};
 use crate::signing::VersionFloor;
 use crate::store::SecretStore;
+use crate::uicc::{BackendKind, UiccAccess, UiccConfig};
 use anyhow::Context as _;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -1091,6 +1091,71 @@ pub async fn send_control(socket: &Path, command: &str) -> anyhow::Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_err(text: &str) -> String {
+        format!("{:#}", GatewayConfig::parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn sim_mode_takes_a_uicc_section_checked_key_by_key() {
+        let target = "\n[[target]]\nname = \"arc\"\n";
+        let config = GatewayConfig::parse(&format!(
+            "mode = \"sim\"\ncoverage = \"japan\"\n[uicc]\nbackend = \"soft\"\nsim_file = \"/etc/krypton-host/sim.json\"\nbaud = 115200\ntimeout_ms = 2000\n{target}"
+        ))
+        .unwrap();
+        assert_eq!(config.auth_mode().unwrap(), AuthMode::Sim);
+        assert_eq!(config.endpoint(), "https://api.soracom.io");
+        let uicc = config.uicc.as_ref().unwrap().to_config().unwrap();
+        assert_eq!(uicc.backend, BackendKind::Soft);
+        assert_eq!(uicc.baud_rate, 115_200);
+        assert_eq!(uicc.command_timeout, Duration::from_millis(2000));
+        assert!(config.uicc_access().unwrap().is_configured());
+
+        // SIM mode without [uicc]: autodetect, the global API; an explicit endpoint wins.
+        let config = GatewayConfig::parse(&format!("mode = \"sim\"{target}")).unwrap();
+        assert_eq!(config.endpoint(), "https://g.api.soracom.io");
+        let config = GatewayConfig::parse(&format!(
+            "mode = \"sim\"\nendpoint = \"https://127.0.0.1:9\"{target}"
+        ))
+        .unwrap();
+        assert_eq!(config.endpoint(), "https://127.0.0.1:9");
+        // Network mode is unchanged, and has no SIM access.
+        let config = GatewayConfig::parse(target).unwrap();
+        assert_eq!(config.endpoint(), "https://krypton.soracom.io:8036");
+        assert!(!config.uicc_access().unwrap().is_configured());
+
+        for (text, key) in [
+            ("mode = \"satellite\"", "key `mode`"),
+            ("mode = \"sim\"\ncoverage = \"mars\"", "key `coverage`"),
+            ("coverage = \"japan\"", "key `coverage`"),
+            ("[uicc]\nbackend = \"soft\"", "key `uicc`"),
+            (
+                "mode = \"sim\"\n[uicc]\nbackend = \"usb\"",
+                "key `uicc.backend`",
+            ),
+            ("mode = \"sim\"\n[uicc]\nbaud = 9", "key `uicc.baud`"),
+            (
+                "mode = \"sim\"\n[uicc]\ntimeout_ms = 0",
+                "key `uicc.timeout_ms`",
+            ),
+            (
+                "mode = \"sim\"\n[uicc]\nbackend = \"soft\"",
+                "key `uicc.sim_file`",
+            ),
+            (
+                "mode = \"sim\"\n[uicc]\nsim_file = \"sim.json\"",
+                "key `uicc.sim_file`",
+            ),
+            (
+                "mode = \"sim\"\n[uicc]\nport = \"ttyUSB2\"",
+                "key `uicc.port`",
+            ),
+            ("mode = \"sim\"\n[uicc]\nreader = \"x\"", "reader"),
+        ] {
+            let err = parse_err(&format!("{text}{target}"));
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
 
     #[test]
     fn the_renewal_opt_in_has_a_generic_name_and_keeps_its_old_one() {

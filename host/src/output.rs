@@ -448,6 +448,65 @@ mod tests {
     }
 
     #[test]
+    fn sim_failures_are_exit_13_with_their_typed_fields_and_the_flags_to_set() {
+        use crate::runtime::StatusWord;
+        let unavailable = Failure {
+            error: ProvisionError::Sim(SimError::Uicc(UiccError::Unavailable(
+                "no SIM access configured".into(),
+            ))),
+            hint: Some("configure the SIM".into()),
+        };
+        assert_eq!(exit_code(&unavailable.error), exit::SIM);
+        assert_eq!(error_kind(exit::SIM), "sim");
+        let v = error_json(&unavailable);
+        assert_eq!(v["exitCode"], 13);
+        assert_eq!(v["error"]["kind"], "sim");
+        assert_eq!(v["error"]["simError"], "uicc");
+        assert_eq!(v["error"]["uiccError"], "unavailable");
+        assert_eq!(v["error"]["hint"], "configure the SIM");
+        let text = error_text(&unavailable);
+        assert!(
+            text.starts_with("error: SIM-authenticated mode: no SIM access: "),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "hint: configure the SIM\nhint: here that is --uicc soft --sim-file FILE"
+            ),
+            "{text}"
+        );
+
+        let sw = bare(ProvisionError::Sim(SimError::Uicc(UiccError::StatusWord(
+            StatusWord {
+                sw1: 0x69,
+                sw2: 0x82,
+                command: "AUTHENTICATE".into(),
+            },
+        ))));
+        let v = error_json(&sw);
+        assert_eq!(
+            (v["error"]["sw1"].as_u64(), v["error"]["sw2"].as_u64()),
+            (Some(0x69), Some(0x82))
+        );
+        assert_eq!(v["error"]["command"], "AUTHENTICATE");
+        assert!(error_text(&sw).contains("status 69 82 to AUTHENTICATE"));
+
+        let refused = bare(ProvisionError::Sim(SimError::KeyAgreement(
+            "POST /v1/keys/k-1/verify answered 401".into(),
+        )));
+        let v = error_json(&refused);
+        assert_eq!(v["error"]["simError"], "key-agreement");
+        assert!(v["error"].get("uiccError").is_none());
+        assert!(!error_text(&refused).contains("hint"));
+        assert_eq!(
+            error_json(&bare(ProvisionError::Sim(SimError::Uicc(
+                UiccError::MacFailure
+            ))))["error"]["uiccError"],
+            "mac-failure"
+        );
+    }
+
+    #[test]
     fn rfc3339_matches_known_instants() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");

@@ -21,8 +21,7 @@ use std::sync::{Arc, Mutex};
 pub use krypton_uicc::{BackendKind, UiccConfig};
 
 /// The text of the `unavailable` answer of a host given no SIM access.
-pub const NOT_CONFIGURED: &str =
-    "no SIM access configured: this host was given no UICC backend (a software SIM file, a modem port or a PC/SC reader)";
+pub const NOT_CONFIGURED: &str = "no SIM access configured: this host was given no UICC backend (a software SIM file, a modem port or a PC/SC reader)";
 
 /// Length of RAND and of AUTN, bytes (3GPP TS 33.102 §6.3.3).
 pub const CHALLENGE_BYTES: usize = 16;
@@ -243,7 +242,10 @@ mod tests {
             sim_file: Some(path.clone()),
             ..UiccConfig::default()
         });
-        assert_eq!(access.read_imsi().await.unwrap().as_str(), "001010123456789");
+        assert_eq!(
+            access.read_imsi().await.unwrap().as_str(),
+            "001010123456789"
+        );
         assert_eq!(
             access.describe().await.unwrap(),
             format!("software SIM {}", path.display())
@@ -258,19 +260,32 @@ mod tests {
                 "{err}"
             );
         }
-        let vector = krypton_uicc::aka::generate_vector(&record.subscriber(), 1, [0x80, 0], [7; 16]);
-        let outcome = access.authenticate(&vector.rand, &vector.autn).await.unwrap();
+        let vector =
+            krypton_uicc::aka::generate_vector(&record.subscriber(), 1, [0x80, 0], [7; 16]);
+        let outcome = access
+            .authenticate(&vector.rand, &vector.autn)
+            .await
+            .unwrap();
         assert!(matches!(outcome, AuthOutcome::Res { .. }));
         // A challenge with a stale SQN gets AUTS; a MAC from another key is refused.
-        let outcome = access.authenticate(&vector.rand, &vector.autn).await.unwrap();
+        let outcome = access
+            .authenticate(&vector.rand, &vector.autn)
+            .await
+            .unwrap();
         assert!(matches!(outcome, AuthOutcome::SyncFailure { .. }));
         let mut forged = vector.autn;
         forged[15] ^= 1;
         assert_eq!(
-            access.authenticate(&vector.rand, &forged).await.unwrap_err(),
+            access
+                .authenticate(&vector.rand, &forged)
+                .await
+                .unwrap_err(),
             UiccError::MacFailure
         );
-        assert_eq!(to_wit_error(UiccError::MacFailure), wit::UiccError::MacFailure);
+        assert_eq!(
+            to_wit_error(UiccError::MacFailure),
+            wit::UiccError::MacFailure
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ async fn expect_failure(args: &[&str], code: u8, kind: &str) -> Value {
 fn every_exit_code_has_one_kind_and_the_help_lists_it() {
     let mut codes: Vec<u8> = ERROR_KINDS.iter().map(|(_, c)| *c).collect();
     codes.sort_unstable();
-    assert_eq!(codes, (1..=12).collect::<Vec<u8>>());
+    assert_eq!(codes, (1..=13).collect::<Vec<u8>>());
     for (kind, code) in ERROR_KINDS {
         assert_eq!(output::error_kind(code), kind);
         let line = format!("{code:>2}  [{kind}] ");

@@ -22,10 +22,8 @@ const OTHER_K: &str = "0396eb317b6d1c36f19c1c84cd6ffd16";
 /// A software SIM record with `k` and SQN `sqn`.
 pub fn record(k: &str, sqn: u64) -> SimRecord {
     SimRecord::parse(
-        format!(
-            r#"{{"imsi":"{IMSI}","k":"{k}","opc":"{OPC}","amf":"8000","sqn":"{sqn:012x}"}}"#
-        )
-        .as_bytes(),
+        format!(r#"{{"imsi":"{IMSI}","k":"{k}","opc":"{OPC}","amf":"8000","sqn":"{sqn:012x}"}}"#)
+            .as_bytes(),
     )
     .unwrap()
 }
@@ -180,7 +178,10 @@ fn assert_all_signed(mock: &MockKrypton, from: usize) {
         );
         assert_eq!(sig.signature.as_deref().map(str::len), Some(44));
         let body: Value = serde_json::from_slice(&r.body).unwrap();
-        let signer = r.signed_by.as_ref().expect("the mock accepted the signature");
+        let signer = r
+            .signed_by
+            .as_ref()
+            .expect("the mock accepted the signature");
         assert_eq!(body["keyId"], signer.key_id.as_str(), "{}", r.path);
         assert_eq!(signer.imsi, IMSI);
         assert!(
@@ -207,7 +208,10 @@ async fn every_operation_in_sim_mode_with_one_key_agreement() {
     assert_eq!(b["certificate"], issued.certificate_pem.as_str());
     assert_eq!(b["privateKey"], issued.private_key_pem.as_str());
     assert_eq!(b["rootCaCertificate"], mock.ca_pem());
-    assert_eq!(b["operationId"], issued.operation_id.clone().unwrap().as_str());
+    assert_eq!(
+        b["operationId"],
+        issued.operation_id.clone().unwrap().as_str()
+    );
     assert_eq!(b["mode"], "sim");
     assert_key_matches_cert(
         b["privateKey"].as_str().unwrap(),
@@ -226,7 +230,9 @@ async fn every_operation_in_sim_mode_with_one_key_agreement() {
             .any(|r| r.path.contains("/registrations/") && r.method == "POST")
     );
 
-    let (code, r, err) = s.provision("aws-iot", &["--param", "thingName=gw-sim-1"]).await;
+    let (code, r, err) = s
+        .provision("aws-iot", &["--param", "thingName=gw-sim-1"])
+        .await;
     assert_eq!(code, 0, "{err}");
     let issued = mock.issued()[1].clone();
     assert_eq!(r["clientId"], "gw-sim-1");
@@ -271,7 +277,10 @@ async fn every_operation_in_sim_mode_with_one_key_agreement() {
     let (code, _, err) = s.provision("arc", &[]).await;
     assert_eq!(code, 0, "{err}");
     let b = read_bundle(&s.store, "arc");
-    assert_eq!(b["arcClientPeerPrivateKey"], mock::arc_private_key().as_str());
+    assert_eq!(
+        b["arcClientPeerPrivateKey"],
+        mock::arc_private_key().as_str()
+    );
     assert_eq!(b["arcServerEndpoint"], "mock.arc.soracom.io:11010");
 
     let (code, r, err) = s.provision("subscriber-metadata", &[]).await;
@@ -302,7 +311,8 @@ async fn every_operation_in_sim_mode_with_one_key_agreement() {
     assert_eq!(key_ids.len(), 1);
 
     // `status` names the mode of every bundle.
-    let (code, out, err) = run_cli(&["status", "--store", s.store.to_str().unwrap(), "--json"]).await;
+    let (code, out, err) =
+        run_cli(&["status", "--store", s.store.to_str().unwrap(), "--json"]).await;
     assert_eq!(code, 0, "{err}");
     let status: Value = serde_json::from_str(out.trim()).unwrap();
     let bundles = status["bundles"].as_array().unwrap();
@@ -331,7 +341,11 @@ async fn a_sim_ahead_of_the_keys_api_is_resynchronised_once() {
     assert_eq!(starts[0], json!({"imsi": IMSI}));
     assert_eq!(starts[1]["imsi"], IMSI);
     assert!(starts[1]["rand"].is_string() && starts[1]["auts"].is_string());
-    assert_eq!(s.sim_sqn(), 0x101, "the SQN after resynchronisation, written back");
+    assert_eq!(
+        s.sim_sqn(),
+        0x101,
+        "the SQN after resynchronisation, written back"
+    );
     assert_all_signed(&s.mock, 0);
     s.mock.stop().await;
 }
@@ -356,7 +370,11 @@ async fn a_wrong_key_or_a_refused_verification_stores_and_caches_nothing() {
             .any(|r| r.path.starts_with("/v1/provisioning/"))
     );
     let args = s.args("aws-iot", &[]);
-    let text: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "--json").collect();
+    let text: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--json")
+        .collect();
     let (code, out, err) = run_cli(&text).await;
     assert_eq!(code, 13);
     assert!(out.is_empty());
@@ -419,7 +437,7 @@ async fn tampered_and_stale_requests_are_refused_and_store_nothing() {
 
 #[tokio::test]
 async fn the_key_cache_is_reused_refreshed_bypassed_and_cleared() {
-    let s = SimSetup::with_config(K, 0, 0, |c| c.sim_key_lifetime_secs = 2).await;
+    let s = SimSetup::with_config(K, 0, 0, |c| c.sim_key_lifetime_secs = 10).await;
     let (code, _, err) = s.provision("userdata", &[]).await;
     assert_eq!(code, 0, "{err}");
     let first = s.cached_key().unwrap();
@@ -431,9 +449,9 @@ async fn the_key_cache_is_reused_refreshed_bypassed_and_cleared() {
     assert_eq!(s.key_agreements(), 1);
     assert_eq!(s.cached_key().unwrap()["keyId"], first["keyId"]);
 
-    // The server's lifetime (2 s here) passes: the cached key is refused with 401, and the
+    // The server's lifetime (10 s here) passes: the cached key is refused with 401, and the
     // component agrees a new one and caches it.
-    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(10_500)).await;
     let (code, _, err) = s.provision("userdata", &[]).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(s.key_agreements(), 2);
@@ -453,7 +471,11 @@ async fn the_key_cache_is_reused_refreshed_bypassed_and_cleared() {
     let (code, _, err) = s.provision("userdata", &[]).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(s.key_agreements(), 3);
-    assert_eq!(refused(&s.mock), refused_before, "no request was signed with it");
+    assert_eq!(
+        refused(&s.mock),
+        refused_before,
+        "no request was signed with it"
+    );
     let third = s.cached_key().unwrap();
     assert_ne!(third["keyId"], second["keyId"]);
 
@@ -519,7 +541,15 @@ async fn sim_mode_without_sim_access_is_unavailable_and_names_the_flags() {
     for args in [
         vec!["provision", "aws-iot", "--sim-file", "x.json", "--json"],
         vec!["provision", "aws-iot", "--no-key-cache", "--json"],
-        vec!["provision", "aws-iot", "--mode", "sim", "--uicc", "soft", "--json"],
+        vec![
+            "provision",
+            "aws-iot",
+            "--mode",
+            "sim",
+            "--uicc",
+            "soft",
+            "--json",
+        ],
     ] {
         let (code, out, _) = run_cli(&args).await;
         assert_eq!(code, 2, "{args:?}: {out}");
@@ -586,13 +616,15 @@ async fn doctor_and_sim_commands_read_the_imsi_never_a_key() {
     );
     assert_eq!(d["verdict"], "ok");
 
-    let (code, out, _) = run_cli(&["doctor", "--mode", "sim", "--endpoint", &endpoint, "--json"]).await;
+    let (code, out, _) =
+        run_cli(&["doctor", "--mode", "sim", "--endpoint", &endpoint, "--json"]).await;
     assert_eq!(code, 13, "{out}");
     let d: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(d["error"]["kind"], "sim");
     assert_eq!(d["sim"]["error"]["kind"], "unavailable");
 
-    let (code, out, err) = run_cli(&["sim", "--imsi", "--uicc", "soft", "--sim-file", sim_file]).await;
+    let (code, out, err) =
+        run_cli(&["sim", "--imsi", "--uicc", "soft", "--sim-file", sim_file]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(IMSI), "{out}");
     let (code, out, _) = run_cli(&["sim", "--list-ports", "--json"]).await;
@@ -609,4 +641,36 @@ pub fn write_sim_file(dir: &Path, sqn: u64) -> PathBuf {
     let path = dir.join("sim.json");
     SoftSim::create(&path, &record(K, sqn)).unwrap();
     path
+}
+
+#[tokio::test]
+async fn the_daemon_keeps_targets_provisioned_in_sim_mode() {
+    use krypton_host::daemon::{Daemon, GatewayConfig};
+    let s = SimSetup::new(K, 0, 0).await;
+    let text = format!(
+        "mode = 'sim'\nstore = '{}'\nstate_dir = '{}'\nendpoint = '{}'\nca_file = '{}'\n\
+         [uicc]\nbackend = 'soft'\nsim_file = '{}'\ntimeout_ms = 5000\n\
+         [[target]]\nname = 'aws-cognito'\n[[target]]\nname = 'arc'\n",
+        s.store.display(),
+        s.tmp.path().join("state").display(),
+        s.mock.endpoint(),
+        s.ca.display(),
+        s.sim_file.display(),
+    );
+    let daemon = Daemon::start(GatewayConfig::parse(&text).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        daemon.check_all().await,
+        2,
+        "both provisioned in the first pass"
+    );
+    assert_eq!(daemon.check_all().await, 0, "both still valid");
+    assert_eq!(s.key_agreements(), 1, "one AKA for the daemon's passes");
+    assert_all_signed(&s.mock, 0);
+    for name in ["aws-cognito", "arc"] {
+        assert_eq!(read_bundle(&s.store, name)["mode"], "sim");
+    }
+    drop(daemon);
+    s.mock.stop().await;
 }

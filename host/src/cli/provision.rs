@@ -147,9 +147,15 @@ fn sim_settings(
     };
     if mode == AuthMode::Network {
         let given = [
-            (args.uicc.any_given(), "--uicc, --sim-file, --port, --baud, --uicc-timeout-ms"),
+            (
+                args.uicc.any_given(),
+                "--uicc, --sim-file, --port, --baud, --uicc-timeout-ms",
+            ),
             (args.coverage.is_some(), "--coverage"),
-            (args.no_key_cache || args.clear_key_cache, "--no-key-cache, --clear-key-cache"),
+            (
+                args.no_key_cache || args.clear_key_cache,
+                "--no-key-cache, --clear-key-cache",
+            ),
         ];
         if let Some((_, flags)) = given.iter().find(|(given, _)| *given) {
             return Err(fail(exit::USAGE)(anyhow::anyhow!(

@@ -790,7 +790,14 @@ async fn handle(
                 a
             }
             Some(Fault::Body(value)) => Answer::json(200, value),
-            _ => route(&mut state, &method, &path, &body, &signature, fault.as_ref()),
+            _ => route(
+                &mut state,
+                &method,
+                &path,
+                &body,
+                &signature,
+                fault.as_ref(),
+            ),
         };
         (answer, fault)
     };
@@ -882,12 +889,10 @@ fn check_provisioning_signature(
         Some(Fault::ClockSkew(ms)) => unix_ms().saturating_add_signed(*ms),
         _ => unix_ms(),
     };
-    match state.keys.check_signature(
-        signature,
-        &checked,
-        now,
-        state.config.sim_key_lifetime_secs,
-    ) {
+    match state
+        .keys
+        .check_signature(signature, &checked, now, state.config.sim_key_lifetime_secs)
+    {
         Ok(signer) => {
             if let Some(last) = state.requests.last_mut() {
                 last.signed_by = Some(signer.clone());
@@ -1083,10 +1088,9 @@ fn route(
                     rsa::rand_core::RngCore::fill_bytes(&mut rsa::rand_core::OsRng, &mut nonce);
                     let timestamp = unix_ms().to_string();
                     let key_id = signer_key.clone().unwrap_or_default();
-                    if let Some(key) =
-                        state
-                            .keys
-                            .inventory_application_key(&key_id, &nonce, &timestamp)
+                    if let Some(key) = state
+                        .keys
+                        .inventory_application_key(&key_id, &nonce, &timestamp)
                     {
                         state.inventory_keys.push(key);
                     }
