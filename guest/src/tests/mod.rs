@@ -22,11 +22,17 @@ mod hints;
 mod inventory;
 mod orchestration;
 mod sim;
+mod sim_milenage;
 
 const EC_CRT: &str = include_str!("../../testdata/ec.crt");
 const EC_SEC1: &str = include_str!("../../testdata/ec-sec1.key");
 const OTHER_EC: &str = include_str!("../../testdata/other-ec-sec1.key");
 const ROOT_CRT: &str = include_str!("../../testdata/root.crt");
+
+/// A USIM that computes its answer to AUTHENTICATE from RAND and AUTN.
+type Usim = Box<dyn FnMut(&[u8], &[u8]) -> Result<AuthOutcome, UiccError>>;
+/// A server that computes its answer to a request.
+type Server = Box<dyn FnMut(&HttpRequest) -> HttpResponse>;
 
 #[derive(Default)]
 struct Fake {
@@ -53,6 +59,11 @@ struct Fake {
     auth: VecDeque<Result<AuthOutcome, UiccError>>,
     /// Every AUTHENTICATE call: RAND and AUTN.
     auth_calls: Vec<(Vec<u8>, Vec<u8>)>,
+    /// A USIM computing its answers (instead of `auth`).
+    usim: Option<Usim>,
+    /// A server computing its answers (instead of `responses`), given the request and its
+    /// extra headers.
+    server: Option<Server>,
 }
 
 fn fails(list: &[&str], name: &str) -> bool {
@@ -103,6 +114,9 @@ impl Capabilities for Fake {
         ));
         self.headers.push(request.headers.clone());
         self.now_ms += 10;
+        if let Some(server) = self.server.as_mut() {
+            return Ok(server(request));
+        }
         self.responses.pop_front().expect("a scripted response")
     }
     fn monotonic_ms(&self) -> u64 {
@@ -156,6 +170,9 @@ impl Capabilities for Fake {
     }
     fn authenticate(&mut self, rand: &[u8], autn: &[u8]) -> Result<AuthOutcome, UiccError> {
         self.auth_calls.push((rand.to_vec(), autn.to_vec()));
+        if let Some(usim) = self.usim.as_mut() {
+            return usim(rand, autn);
+        }
         self.auth
             .pop_front()
             .expect("a scripted AUTHENTICATE answer")
