@@ -241,8 +241,9 @@ pub enum Fault {
     DropField(String),
     /// Answer 200 with exactly this JSON.
     Body(Value),
-    /// Check a signed request's signature over its body with one byte changed, as if the
-    /// body had been altered in transit (the answer is then 401).
+    /// Check a signed request's signature over its body with a space inserted (the same
+    /// JSON, other bytes), as if the body had been altered in transit (the answer is then
+    /// 401 "signature mismatch").
     AlterSignedBody,
     /// Check a signed request's timestamp against the mock's clock moved by this many ms
     /// (e.g. +10 minutes: the request's timestamp is stale; the answer is then 401).
@@ -882,8 +883,9 @@ fn check_provisioning_signature(
         return Ok(None);
     }
     let mut checked = body.to_vec();
-    if let (Some(Fault::AlterSignedBody), Some(last)) = (fault, checked.last_mut()) {
-        *last ^= 0x01;
+    if let Some(Fault::AlterSignedBody) = fault {
+        // One space more after the opening brace: the same JSON, other bytes.
+        checked.insert(usize::from(checked.first() == Some(&b'{')), b' ');
     }
     let now = match fault {
         Some(Fault::ClockSkew(ms)) => unix_ms().saturating_add_signed(*ms),
