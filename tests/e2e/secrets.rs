@@ -149,7 +149,7 @@ fn forms(bytes: &[u8]) -> Vec<String> {
 /// verification, a tampered request).
 #[tokio::test]
 async fn no_sim_secret_reaches_stdout_or_stderr() {
-    use super::sim::{K, OPC, SimSetup};
+    use super::sim::{K, OPC, OTHER_K, SimSetup};
     let s = SimSetup::new(K, 0, 0).await;
     let mut outputs = Vec::new();
     let mut run = async |target: &str, extra: &[&str], want: i32| {
@@ -192,7 +192,7 @@ async fn no_sim_secret_reaches_stdout_or_stderr() {
     run("aws-iot", &["--force", "--no-key-cache"], 6).await;
     s.mock.clear_faults();
     // A SIM whose K the Keys API does not know: the SIM refuses the challenge.
-    let wrong = super::sim::record("0396eb317b6d1c36f19c1c84cd6ffd16", 0);
+    let wrong = super::sim::record(OTHER_K, 0);
     krypton_uicc::soft::SoftSim::create(&s.sim_file, &wrong).unwrap();
     run("aws-iot", &["--force", "--no-key-cache"], 13).await;
     for (args, want) in [
@@ -221,10 +221,14 @@ async fn no_sim_secret_reaches_stdout_or_stderr() {
     assert!(everything.contains("TRACE"), "not verbose");
     let secrets = s.mock.sim_secrets();
     assert!(secrets.len() >= 10, "{} challenges", secrets.len());
-    let mut needles: Vec<String> = vec![K.into(), K.to_uppercase(), OPC.into(), OPC.to_uppercase()];
-    for k in ["0396eb317b6d1c36f19c1c84cd6ffd16"] {
-        needles.push(k.into());
-    }
+    let mut needles: Vec<String> = vec![
+        K.into(),
+        K.to_uppercase(),
+        OPC.into(),
+        OPC.to_uppercase(),
+        OTHER_K.into(),
+        OTHER_K.to_uppercase(),
+    ];
     for issued in &secrets {
         needles.extend(forms(&issued.xres));
         needles.extend(forms(&issued.ck));

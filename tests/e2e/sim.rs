@@ -10,14 +10,14 @@ use krypton_mock::keys::SimSubscriber;
 use krypton_mock::{self as mock, Fault, MockConfig, MockKrypton};
 use krypton_uicc::soft::{SimRecord, SoftSim};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub const IMSI: &str = "001010123456789";
 /// K and OPc of 3GPP TS 35.208 test set 1.
 pub const K: &str = "465b5ce8b199b49faa5f0a2ee238a6bc";
 pub const OPC: &str = "cd63cb71954a9f4e48a5994e37a02baf";
 /// Another subscriber key: a SIM the Keys API does not know by this K.
-const OTHER_K: &str = "0396eb317b6d1c36f19c1c84cd6ffd16";
+pub const OTHER_K: &str = "0396eb317b6d1c36f19c1c84cd6ffd16";
 
 /// A software SIM record with `k` and SQN `sqn`.
 pub fn record(k: &str, sqn: u64) -> SimRecord {
@@ -634,13 +634,6 @@ async fn doctor_and_sim_commands_read_the_imsi_never_a_key() {
         assert!(!out.to_lowercase().contains(K) && !out.to_lowercase().contains(OPC));
     }
     s.mock.stop().await;
-}
-
-/// The path of a software SIM file with the test set's keys, for other modules' tests.
-pub fn write_sim_file(dir: &Path, sqn: u64) -> PathBuf {
-    let path = dir.join("sim.json");
-    SoftSim::create(&path, &record(K, sqn)).unwrap();
-    path
 }
 
 #[tokio::test]
