@@ -77,8 +77,14 @@ fn plain(text: &str) -> String {
         .collect()
 }
 
-/// A Keys API answer that refuses: the request, the status, SORACOM's `{code, message}`.
+/// A Keys API answer that refuses: the request, the status, SORACOM's `{code, message}`. A
+/// server failure (408, 429, 5xx, still failing after the retries) is not a refusal of the SIM:
+/// it is reported as the HTTP status it is ([`Error::HttpStatus`]).
 fn refused(exchange: &Exchange, what: &str) -> Error {
+    let status = exchange.response.status;
+    if matches!(status, 408 | 429 | 500..=599) {
+        return http_status_error(status, &exchange.response.body, exchange.request.clone());
+    }
     let text = match http_status_error(
         exchange.response.status,
         &exchange.response.body,

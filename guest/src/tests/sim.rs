@@ -483,6 +483,14 @@ fn refusals_and_unusable_challenges_of_the_keys_api_are_key_agreement_errors() {
             "`autn`: missing",
         ),
     ];
+    // A server failure is reported as the status it is, not as a refusal of the SIM.
+    let mut fake = Fake::default().reply(503, json!({"code": "E503", "message": "maintenance"}));
+    fake.imsi = Some(IMSI.into());
+    let err = provision(&mut fake, &sim_request(Target::Userdata)).unwrap_err();
+    assert!(
+        matches!(&err, Error::HttpStatus { status: 503, request, .. } if request.ends_with("/v1/keys")),
+        "{err:?}"
+    );
     for (status, answer, expect) in cases {
         let mut fake = Fake::default().reply(status, answer);
         fake.imsi = Some(IMSI.into());
