@@ -667,3 +667,218 @@ async fn the_daemon_keeps_targets_provisioned_in_sim_mode() {
     drop(daemon);
     s.mock.stop().await;
 }
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Hex digits into bytes; empty when they are not an even number of hex digits.
+fn hex_decode(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|d| u8::from_str_radix(d, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .unwrap_or_default()
+}
+
+/// A modem on a pseudo-terminal whose SIM is a software USIM with the test set's keys: it
+/// answers `ATE0V1`, `AT+CIMI`, `ATI`, `AT+CGMI` and `AT+CSIM` (SELECT, AUTHENTICATE with
+/// the `61 xx` answer, GET RESPONSE) as a modem holding that SIM would (3GPP TS 27.007 §8.17,
+/// TS 31.102 §7.1.2), and `ERROR` to anything else. Returns the slave's path (what
+/// `--port` names) and a flag that stops the modem.
+fn fake_usim_modem(
+    sqn: u64,
+) -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
+    use krypton_uicc::aka::{UsimVerdict, usim_authenticate};
+    use krypton_uicc::modem::serialport::{SerialPort, TTYPort};
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let (mut master, slave) = TTYPort::pair().expect("a pseudo-terminal pair");
+    let path = slave.name().unwrap();
+    // The CLI opens the slave by its path; this end closes so that it can.
+    drop(slave);
+    master
+        .set_timeout(std::time::Duration::from_millis(50))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let subscriber = record(K, 0).subscriber();
+        let mut sqn_ms = sqn;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !stopped.load(Ordering::SeqCst) {
+            match master.read(&mut byte) {
+                Ok(1) if byte[0] == b'\r' => {}
+                Ok(1) if byte[0] == b'\n' => continue,
+                Ok(1) => {
+                    line.push(byte[0]);
+                    continue;
+                }
+                Ok(_) => continue,
+                Err(_) => {
+                    // No slave open between two CLI runs: wait for the next one.
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                }
+            }
+            let cmd = String::from_utf8_lossy(&line).trim().to_string();
+            line.clear();
+            let csim = |hex: &str| format!("\r\n+CSIM: {},\"{}\"\r\n\r\nOK\r\n", hex.len(), hex);
+            let reply = match cmd.as_str() {
+                "" => continue,
+                "ATE0V1" => "\r\nOK\r\n".to_string(),
+                "AT+CIMI" => format!("\r\n{IMSI}\r\n\r\nOK\r\n"),
+                "ATI" => "\r\nkrypton test modem\r\n\r\nOK\r\n".to_string(),
+                "AT+CGMI" => "\r\n+CGMI: krypton-tests\r\n\r\nOK\r\n".to_string(),
+                c if c.starts_with("AT+CSIM=") => {
+                    let hex = c
+                        .split_once(',')
+                        .map(|(_, h)| h.trim_matches('"'))
+                        .unwrap_or("");
+                    let apdu = hex_decode(hex);
+                    match apdu.get(..2) {
+                        Some([0x00, 0xA4]) => csim("9000"),
+                        Some([0x00, 0x88]) if apdu.len() >= 39 => {
+                            let rand: [u8; 16] = apdu[6..22].try_into().unwrap();
+                            let autn: [u8; 16] = apdu[23..39].try_into().unwrap();
+                            pending = match usim_authenticate(&subscriber, sqn_ms, &rand, &autn) {
+                                UsimVerdict::Accept {
+                                    sqn,
+                                    outcome: krypton_uicc::AuthOutcome::Res { res, ck, ik },
+                                } => {
+                                    sqn_ms = sqn;
+                                    let mut data = vec![0xDB, res.len() as u8];
+                                    data.extend_from_slice(res.expose());
+                                    data.push(16);
+                                    data.extend_from_slice(ck.expose());
+                                    data.push(16);
+                                    data.extend_from_slice(ik.expose());
+                                    data
+                                }
+                                UsimVerdict::Resync {
+                                    outcome: krypton_uicc::AuthOutcome::SyncFailure { auts },
+                                } => [&[0xDC, 14][..], &auts].concat(),
+                                _ => Vec::new(),
+                            };
+                            if pending.is_empty() {
+                                csim("9862")
+                            } else {
+                                csim(&format!("61{:02X}", pending.len()))
+                            }
+                        }
+                        Some([0x00, 0xC0]) if !pending.is_empty() => {
+                            let data = std::mem::take(&mut pending);
+                            csim(&format!("{}9000", hex_upper(&data)))
+                        }
+                        _ => csim("6D00"),
+                    }
+                }
+                _ => "\r\nERROR\r\n".to_string(),
+            };
+            let _ = master
+                .write_all(reply.as_bytes())
+                .and_then(|()| master.flush());
+        }
+    });
+    (path, stop, handle)
+}
+
+/// The AT-command backend end to end: the CLI reaches a (fake) modem on a pseudo-terminal by
+/// its path, reads the IMSI with `AT+CIMI` and runs AUTHENTICATE through `AT+CSIM` for the
+/// Keys API, resynchronisation included; `sim --device-info` and `sim --imsi` ask it too.
+#[tokio::test]
+async fn sim_mode_through_a_modem_on_a_pseudo_terminal() {
+    // The modem's SIM has seen SQN 0x40; the Keys API starts at 0: one resynchronisation.
+    let s = SimSetup::new(K, 0, 0).await;
+    let (port, stop, modem) = fake_usim_modem(0x40);
+    let endpoint = s.mock.endpoint();
+    let base = [
+        "--mode",
+        "sim",
+        "--uicc",
+        "modem",
+        "--port",
+        &port,
+        "--baud",
+        "115200",
+        "--uicc-timeout-ms",
+        "3000",
+        "--endpoint",
+        &endpoint,
+        "--ca-file",
+        s.ca.to_str().unwrap(),
+        "--store",
+        s.store.to_str().unwrap(),
+        "--json",
+    ];
+    let (code, out, err) = run_cli(&[&["provision", "aws-cognito"][..], &base].concat()).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        s.key_agreements(),
+        2,
+        "a challenge, then the resynchronisation"
+    );
+    assert_all_signed(&s.mock, 0);
+    assert_eq!(read_bundle(&s.store, "aws-cognito")["mode"], "sim");
+
+    let (code, out, err) = run_cli(&[
+        "sim", "--imsi", "--uicc", "modem", "--port", &port, "--json",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["imsi"], IMSI);
+    assert_eq!(v["uicc"].as_str().unwrap().contains(&port), true, "{v}");
+    let (code, out, err) = run_cli(&["sim", "--device-info", "--port", &port, "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["identification"], "krypton test modem");
+    assert_eq!(v["manufacturer"], "krypton-tests");
+    assert_eq!(v["model"], Value::Null, "refused with ERROR");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    modem.join().unwrap();
+
+    // A port that does not exist: an I/O error naming it, exit 13.
+    let (code, out, _) = run_cli(
+        &[
+            &[
+                "provision",
+                "arc",
+                "--mode",
+                "sim",
+                "--uicc",
+                "modem",
+                "--port",
+                "/dev/krypton-no-such-port",
+            ][..],
+            &[
+                "--endpoint",
+                &endpoint,
+                "--store",
+                s.store.to_str().unwrap(),
+                "--json",
+            ],
+        ]
+        .concat(),
+    )
+    .await;
+    assert_eq!(code, 13, "{out}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["error"]["uiccError"], "io");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/dev/krypton-no-such-port")
+    );
+    s.mock.stop().await;
+}
