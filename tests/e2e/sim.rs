@@ -837,7 +837,7 @@ async fn sim_mode_through_a_modem_on_a_pseudo_terminal() {
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["imsi"], IMSI);
-    assert_eq!(v["uicc"].as_str().unwrap().contains(&port), true, "{v}");
+    assert!(v["uicc"].as_str().unwrap().contains(&port), "{v}");
     let (code, out, err) = run_cli(&["sim", "--device-info", "--port", &port, "--json"]).await;
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(out.trim()).unwrap();
