@@ -30,6 +30,7 @@ const RANKS: [(&str, &[(&str, u8)]); 4] = [
             ("endpoint", 0),
             ("capabilities", 1),
             ("errors", 1),
+            ("signing", 1),
             ("call", 2),
             ("mod", 9),
         ],
@@ -39,6 +40,8 @@ const RANKS: [(&str, &[(&str, u8)]); 4] = [
         &[
             ("common", 0),
             ("store", 0),
+            ("key_cache", 0),
+            ("keys", 1),
             ("azure", 1),
             ("aws", 1),
             ("cognito", 1),

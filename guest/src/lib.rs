@@ -6,10 +6,10 @@
 //!
 //! | layer | module | what |
 //! | --- | --- | --- |
-//! | 5 | `lib.rs` (`glue`), `wasi_capabilities` | the WIT glue: exports mapped onto the layers below, [`client::Capabilities`] over the imports (the `wasi` crate's WASI bindings and our `secret-store`) |
+//! | 5 | `lib.rs` (`glue`), `wasi_capabilities` | the WIT glue: exports mapped onto the layers below, [`client::Capabilities`] over the imports (the `wasi` crate's WASI bindings, our `secret-store` and `uicc`) |
 //! | 4 | [`formats`] | export formats, one file each (`pem`, `aziot`, `aws_iot`, `wireguard` with the `wg-quick` rendering, `env`) |
-//! | 3 | [`ops`] | the operations: one file per service (`azure`, `aws`, `cognito`, `inventory`, `arc`, `air`) in one table (`table`), `provision`/`status` at the top (`provision`) |
-//! | 2 | [`client`] | the HTTP policy: endpoint, deadline, timeouts, retries, one call, its errors; the `Capabilities` trait |
+//! | 3 | [`ops`] | the operations: one file per service (`azure`, `aws`, `cognito`, `inventory`, `arc`, `air`) in one table (`table`), SORACOM's Keys API of SIM mode (`keys`, with its cache `key_cache`), `provision`/`status` at the top (`provision`) |
+//! | 2 | [`client`] | the HTTP policy: endpoint, deadline, timeouts, retries, one call, its errors, SIM mode's signed requests (`signing`); the `Capabilities` trait (HTTP, clocks, store, the SIM) |
 //! | 1 | [`types`] | the types and pure rules: WIT mirrors and errors (`model`), identifiers, JSON reading, text and network rules, certificate and key validation, bundles |
 //!
 //! Module tree:
@@ -18,12 +18,12 @@
 //! lib.rs          layer 5: crate docs, bindings, `glue` (the `Guest` impl)
 //! wasi_capabilities.rs
 //!                 layer 5: Capabilities over wasi:http, wasi:clocks, wasi:random (the `wasi`
-//!                          crate) and secret-store (generated here)
+//!                          crate), secret-store and uicc (generated here)
 //! formats/        layer 4: mod.rs (format table, render-export, wireguard-config)
 //!                          pem.rs, aziot.rs, aws_iot.rs, wireguard.rs, env.rs
-//! ops/            layer 3: common.rs, store.rs < azure.rs, aws.rs, cognito.rs, inventory.rs,
-//!                          arc.rs, air.rs < table.rs < provision.rs
-//! client/         layer 2: endpoint.rs < capabilities.rs, errors.rs < call.rs
+//! ops/            layer 3: common.rs, store.rs, key_cache.rs < keys.rs, azure.rs, aws.rs,
+//!                          cognito.rs, inventory.rs, arc.rs, air.rs < table.rs < provision.rs
+//! client/         layer 2: endpoint.rs < capabilities.rs, errors.rs, signing.rs < call.rs
 //! types/          layer 1: model.rs < identifiers.rs, json.rs, net.rs, text.rs < validate.rs
 //!                          < bundle.rs
 //! ```
@@ -59,7 +59,7 @@ mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
         world: "soracom:krypton/krypton",
-        // Only our own interfaces (`secret-store`, `types`, `provisioning`) are generated; the
+        // Only our own interfaces (`secret-store`, `uicc`, `types`, `provisioning`) are generated; the
         // WASI interfaces the world imports, and those they use, are the `wasi` crate's.
         with: {
             "wasi:http/outgoing-handler@0.2.12": wasi::http::outgoing_handler,
@@ -78,6 +78,7 @@ mod bindings {
 mod glue {
     use crate::bindings::exports::soracom::krypton::provisioning::Guest;
     use crate::bindings::soracom::krypton::types as wit;
+    use crate::bindings::soracom::krypton::uicc;
     use crate::types::model::{self, AuthMode, Target};
     use crate::wasi_capabilities::WasiCapabilities;
     use crate::{formats, ops};
@@ -119,6 +120,7 @@ mod glue {
             identifiers: r.identifiers,
             sizes: r.sizes,
             mints_credentials: r.mints_credentials,
+            mode: mode_to(r.mode),
             certificate: r.certificate.map(|c| wit::CertificateSummary {
                 sha256_fingerprint: c.sha256_fingerprint,
                 subject: c.subject,
@@ -146,10 +148,36 @@ mod glue {
         }
     }
 
-    /// The error and its advice ([`model::Failure`]).
+    fn mode_to(m: AuthMode) -> wit::AuthMode {
+        match m {
+            AuthMode::Network => wit::AuthMode::Network,
+            AuthMode::Sim => wit::AuthMode::Sim,
+        }
+    }
+
+    /// A UICC error of the model as the WIT's (the same cases).
+    fn uicc_error_to(e: model::UiccError) -> uicc::UiccError {
+        use model::UiccError as U;
+        match e {
+            U::Unavailable(m) => uicc::UiccError::Unavailable(m),
+            U::NoSim(m) => uicc::UiccError::NoSim(m),
+            U::Io(m) => uicc::UiccError::Io(m),
+            U::StatusWord { sw1, sw2, command } => {
+                uicc::UiccError::StatusWord(uicc::StatusWord { sw1, sw2, command })
+            }
+            U::MacFailure => uicc::UiccError::MacFailure,
+        }
+    }
+
+    /// The error and its advice for network mode ([`model::Failure`]).
     fn failure(e: model::Error) -> wit::Failure {
+        failure_in(e, AuthMode::Network)
+    }
+
+    /// The error and its advice for `mode` ([`model::Failure::in_mode`]).
+    fn failure_in(e: model::Error, mode: AuthMode) -> wit::Failure {
         use model::Error as E;
-        let model::Failure { error, hint } = model::Failure::from(e);
+        let model::Failure { error, hint } = model::Failure::in_mode(e, mode);
         let error = match error {
             E::InvalidRequest(m) => wit::ProvisionError::InvalidRequest(m),
             E::Unsupported(m) => wit::ProvisionError::Unsupported(m),
@@ -190,18 +218,25 @@ mod glue {
                 status,
             }),
             E::Storage(m) => wit::ProvisionError::Storage(m),
+            E::Sim(model::SimError::Uicc(e)) => {
+                wit::ProvisionError::Sim(wit::SimError::Uicc(uicc_error_to(e)))
+            }
+            E::Sim(model::SimError::KeyAgreement(m)) => {
+                wit::ProvisionError::Sim(wit::SimError::KeyAgreement(m))
+            }
         };
         wit::Failure { error, hint }
     }
 
     impl Guest for Component {
         fn provision(request: wit::ProvisionRequest) -> Result<wit::ProvisionReport, wit::Failure> {
+            let mode = match request.mode {
+                wit::AuthMode::Network => AuthMode::Network,
+                wit::AuthMode::Sim => AuthMode::Sim,
+            };
             let request = model::ProvisionRequest {
                 target: target_from(request.target),
-                mode: match request.mode {
-                    wit::AuthMode::Network => AuthMode::Network,
-                    wit::AuthMode::Sim => AuthMode::Sim,
-                },
+                mode,
                 endpoint: request.endpoint,
                 request_parameters: request.request_parameters,
                 force: request.force,
@@ -217,10 +252,17 @@ mod glue {
                     base_delay_ms: request.retry.base_delay_ms,
                     max_delay_ms: request.retry.max_delay_ms,
                 },
+                sim: model::SimOptions {
+                    key_cache: match request.sim.key_cache {
+                        wit::KeyCacheUse::Reuse => model::KeyCacheUse::Reuse,
+                        wit::KeyCacheUse::Bypass => model::KeyCacheUse::Bypass,
+                        wit::KeyCacheUse::Clear => model::KeyCacheUse::Clear,
+                    },
+                },
             };
             ops::provision(&mut WasiCapabilities, &request)
                 .map(report_to)
-                .map_err(failure)
+                .map_err(|e| failure_in(e, mode))
         }
 
         fn status(target: wit::Target) -> Result<Option<wit::ProvisionReport>, wit::Failure> {
@@ -288,7 +330,7 @@ mod glue {
         fn version() -> (String, String) {
             (
                 env!("CARGO_PKG_VERSION").to_string(),
-                "soracom:krypton@0.3.0".to_string(),
+                "soracom:krypton@0.4.0".to_string(),
             )
         }
     }

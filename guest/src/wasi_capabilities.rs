@@ -1,8 +1,8 @@
 //! [`Capabilities`] over the component's imports: `wasi:http/outgoing-handler@0.2.12` for
 //! Krypton calls, `wasi:clocks@0.2.12` for deadlines and waits, `wasi:random` for backoff
 //! jitter (these three through the `wasi` crate's bindings), stderr (`wasi:cli`, through Rust's
-//! std) for progress lines, and `soracom:krypton/secret-store` (generated from our WIT) for
-//! bundles.
+//! std) for progress lines, and, generated from our WIT, `soracom:krypton/secret-store` for
+//! bundles and `soracom:krypton/uicc` for the SIM in SIM-authenticated mode.
 //!
 //! HTTP uses the `wasi:http` bindings directly rather than a client crate: they
 //! report the exact `wasi:http` `error-code` for connect and TLS failures (a client that
@@ -10,11 +10,14 @@
 //! let us pass connect / first-byte / between-bytes timeouts, and they keep the component small.
 
 use crate::bindings::soracom::krypton::secret_store::{self, StoreError};
+use crate::bindings::soracom::krypton::uicc;
 use crate::client::{
     Capabilities, DNS_NAME_NOT_FOUND, Endpoint, HttpRequest, HttpResponse, Method, SendFailure,
     transient, transport_failure,
 };
-use crate::types::model::{Error, Timeouts, TransportKind};
+use crate::types::model::{
+    AuthKeys, AuthOutcome, Error, SecretBytes, Timeouts, TransportKind, UiccError,
+};
 use wasi::clocks::{monotonic_clock, wall_clock};
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
@@ -283,6 +286,12 @@ impl Capabilities for WasiCapabilities {
             // Set Content-Length ourselves; otherwise the body goes out chunked.
             headers.push(("content-length".into(), body.len().to_string().into_bytes()));
         }
+        headers.extend(
+            request
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.as_bytes().to_vec())),
+        );
         let fields = Fields::from_list(&headers)
             .map_err(|_| internal("the host refused the request headers"))?;
         let outgoing = OutgoingRequest::new(fields);
@@ -453,5 +462,35 @@ impl Capabilities for WasiCapabilities {
 
     fn store_delete(&mut self, name: &str) -> Result<bool, Error> {
         secret_store::delete(name).map_err(store_error)
+    }
+
+    fn read_imsi(&mut self) -> Result<String, UiccError> {
+        uicc::read_imsi().map_err(uicc_error)
+    }
+
+    fn authenticate(&mut self, rand: &[u8], autn: &[u8]) -> Result<AuthOutcome, UiccError> {
+        match uicc::authenticate(rand, autn).map_err(uicc_error)? {
+            uicc::AuthOutcome::Success(keys) => Ok(AuthOutcome::Success(AuthKeys {
+                res: SecretBytes::new(keys.res),
+                ck: SecretBytes::new(keys.ck),
+                ik: SecretBytes::new(keys.ik),
+            })),
+            uicc::AuthOutcome::SyncFailure(auts) => Ok(AuthOutcome::SyncFailure(auts)),
+        }
+    }
+}
+
+/// The host's UICC error as the model's (the same cases; host text made safe to show).
+fn uicc_error(e: uicc::UiccError) -> UiccError {
+    match e {
+        uicc::UiccError::Unavailable(m) => UiccError::Unavailable(plain(&m)),
+        uicc::UiccError::NoSim(m) => UiccError::NoSim(plain(&m)),
+        uicc::UiccError::Io(m) => UiccError::Io(plain(&m)),
+        uicc::UiccError::StatusWord(sw) => UiccError::StatusWord {
+            sw1: sw.sw1,
+            sw2: sw.sw2,
+            command: plain(&sw.command),
+        },
+        uicc::UiccError::MacFailure => UiccError::MacFailure,
     }
 }

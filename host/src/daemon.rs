@@ -25,11 +25,12 @@
 use crate::files::{self, FileLock, LockError};
 use crate::http::{Origin, OutboundPolicy};
 use crate::lifecycle::{ComponentPolicy, Lifecycle, ReloadOutcome, parse_public_key};
-use crate::options::ProvisionOptions;
+use crate::options::{Coverage, ProvisionOptions, endpoint_for};
 use crate::output;
-use crate::runtime::{CachePolicy, ProvisionRequest, Runtime, SandboxLimits, Target};
+use crate::runtime::{AuthMode, CachePolicy, ProvisionRequest, Runtime, SandboxLimits, Target};
 use crate::signing::VersionFloor;
 use crate::store::SecretStore;
+use crate::uicc::{BackendKind, UiccAccess, UiccConfig};
 use anyhow::Context as _;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -66,11 +67,12 @@ pub mod ranges {
     pub const BACKOFF_BASE_SECS: RangeInclusive<u64> = 1..=86_400;
     /// `backoff.max_secs`: 1 s to 7 days, and at least `backoff.base_secs`.
     pub const BACKOFF_MAX_SECS: RangeInclusive<u64> = 1..=604_800;
+    /// `uicc.baud`: the modem's baud rate (USB modems ignore it).
+    pub const UICC_BAUD: RangeInclusive<u64> = 300..=4_000_000;
+    /// `uicc.timeout_ms`: one AT command or APDU exchange, 100 ms to 10 minutes.
+    pub const UICC_TIMEOUT_MS: RangeInclusive<u64> = 100..=600_000;
 }
 
-fn default_endpoint() -> String {
-    crate::options::DEFAULT_ENDPOINT.into()
-}
 fn default_store() -> PathBuf {
     "/var/lib/krypton-host/store".into()
 }
@@ -99,12 +101,17 @@ pub struct GatewayConfig {
     /// directory created 0700, refused when group or others can reach it.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    #[serde(default = "default_endpoint")]
-    /// Krypton's base URL (default `https://krypton.soracom.io:8036`).
-    pub endpoint: String,
-    /// `network` (the only mode implemented).
+    /// Krypton's base URL; without it, `https://krypton.soracom.io:8036` in network mode
+    /// and the API of `coverage` in SIM mode (see [`GatewayConfig::endpoint`]).
+    pub endpoint: Option<String>,
+    /// `network` (over SORACOM Air or Arc) or `sim` (SIM-authenticated, with `[uicc]`).
     #[serde(default = "default_mode")]
     pub mode: String,
+    /// SIM mode's coverage when `endpoint` is not set: `global` (`https://g.api.soracom.io`,
+    /// the default) or `japan` (`https://api.soracom.io`).
+    pub coverage: Option<String>,
+    /// `[uicc]`: how SIM mode reaches the SIM.
+    pub uicc: Option<UiccSection>,
     /// Extra CA certificates (PEM) to trust for the endpoint.
     pub ca_file: Option<PathBuf>,
     /// Where the component may connect besides the endpoint, in Spin's
@@ -202,6 +209,75 @@ impl Default for BackoffConfig {
     }
 }
 
+/// `[uicc]`: the SIM of SIM-authenticated mode (the CLI's `--uicc`, `--sim-file`, `--port`,
+/// `--baud`, `--uicc-timeout-ms`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiccSection {
+    /// `autodetect` (default), `modem`, `pcsc` or `soft`.
+    pub backend: String,
+    /// The software SIM file (JSON, 0600), for `soft` (and picked first by `autodetect`).
+    pub sim_file: Option<PathBuf>,
+    /// The modem's serial port, e.g. `/dev/ttyUSB2`.
+    pub port: Option<String>,
+    /// The modem's baud rate, [`ranges::UICC_BAUD`] (default 57600).
+    pub baud: u64,
+    /// Longest wait for one AT command, ms, [`ranges::UICC_TIMEOUT_MS`] (default 10000).
+    pub timeout_ms: u64,
+}
+
+impl Default for UiccSection {
+    fn default() -> Self {
+        let defaults = UiccConfig::default();
+        UiccSection {
+            backend: "autodetect".into(),
+            sim_file: None,
+            port: None,
+            baud: defaults.baud_rate.into(),
+            timeout_ms: defaults.command_timeout.as_millis() as u64,
+        }
+    }
+}
+
+impl UiccSection {
+    /// The `krypton-uicc` configuration, each key checked against its range. Errors name the
+    /// key.
+    pub fn to_config(&self) -> anyhow::Result<UiccConfig> {
+        let backend: BackendKind = self
+            .backend
+            .parse()
+            .map_err(|e| anyhow::anyhow!("key `uicc.backend`: {e}"))?;
+        check_range("uicc.baud", self.baud, ranges::UICC_BAUD)?;
+        check_range("uicc.timeout_ms", self.timeout_ms, ranges::UICC_TIMEOUT_MS)?;
+        if let Some(path) = &self.sim_file {
+            anyhow::ensure!(
+                path.is_absolute(),
+                "key `uicc.sim_file`: `{}` must be an absolute path",
+                path.display()
+            );
+        }
+        anyhow::ensure!(
+            backend != BackendKind::Soft || self.sim_file.is_some(),
+            "key `uicc.sim_file`: backend `soft` needs the software SIM file"
+        );
+        if let Some(port) = &self.port {
+            anyhow::ensure!(
+                port.starts_with('/') && !port.chars().any(char::is_control),
+                "key `uicc.port`: `{}` must be a device path such as /dev/ttyUSB2",
+                port.escape_debug()
+            );
+        }
+        Ok(UiccConfig {
+            backend,
+            sim_file: self.sim_file.clone(),
+            port: self.port.clone(),
+            baud_rate: u32::try_from(self.baud).unwrap_or(u32::MAX),
+            command_timeout: Duration::from_millis(self.timeout_ms),
+            ..UiccConfig::default()
+        })
+    }
+}
+
 /// `[[target]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -227,11 +303,24 @@ impl GatewayConfig {
     /// type errors quote the offending line, key included).
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let config: GatewayConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Origin::parse(&config.endpoint).context("key `endpoint`")?;
-        anyhow::ensure!(
-            config.mode == "network",
-            "key `mode`: only `network` is implemented"
-        );
+        if let Some(endpoint) = &config.endpoint {
+            Origin::parse(endpoint).context("key `endpoint`")?;
+        }
+        config.auth_mode()?;
+        config.coverage()?;
+        match (config.auth_mode()?, &config.uicc) {
+            (AuthMode::Sim, Some(section)) => {
+                section.to_config()?;
+            }
+            (AuthMode::Sim, None) => {}
+            (AuthMode::Network, Some(_)) => {
+                anyhow::bail!("key `uicc`: the [uicc] section is for mode = \"sim\"")
+            }
+            (AuthMode::Network, None) => anyhow::ensure!(
+                config.coverage.is_none(),
+                "key `coverage`: it picks the endpoint of mode = \"sim\""
+            ),
+        }
         check_range(
             "check_interval_secs",
             config.check_interval_secs,
@@ -316,6 +405,49 @@ impl GatewayConfig {
         Self::parse(&text).with_context(|| format!("{}", path.display()))
     }
 
+    /// `mode`: `network` or `sim`. Errors name the key.
+    pub fn auth_mode(&self) -> anyhow::Result<AuthMode> {
+        match self.mode.as_str() {
+            "network" => Ok(AuthMode::Network),
+            "sim" => Ok(AuthMode::Sim),
+            other => anyhow::bail!(
+                "key `mode`: `{}` is not a mode; use \"network\" or \"sim\"",
+                other.escape_debug()
+            ),
+        }
+    }
+
+    /// `coverage` (default `global`). Errors name the key.
+    pub fn coverage(&self) -> anyhow::Result<Coverage> {
+        self.coverage
+            .as_deref()
+            .map_or(Ok(Coverage::Global), str::parse)
+            .map_err(|e| anyhow::anyhow!("key `coverage`: {e}"))
+    }
+
+    /// The endpoint this configuration uses: `endpoint`, else the mode's default
+    /// ([`endpoint_for`]).
+    pub fn endpoint(&self) -> String {
+        endpoint_for(
+            self.auth_mode().unwrap_or(AuthMode::Network),
+            self.coverage().unwrap_or_default(),
+            self.endpoint.as_deref(),
+        )
+    }
+
+    /// The SIM access of this configuration: none in network mode; in SIM mode the `[uicc]`
+    /// section's backend (autodetect without one). Errors name the key.
+    pub fn uicc_access(&self) -> anyhow::Result<UiccAccess> {
+        if self.auth_mode()? == AuthMode::Network {
+            return Ok(UiccAccess::none());
+        }
+        let section = self.uicc.as_ref().map_or_else(
+            || UiccSection::default().to_config(),
+            UiccSection::to_config,
+        )?;
+        Ok(UiccAccess::new(section))
+    }
+
     /// The sandbox limits the configuration asks for (ranges checked by [`Self::parse`], so no
     /// product overflows: 4096 MiB and 1 day + 60 s fit).
     fn sandbox_limits(&self) -> SandboxLimits {
@@ -397,6 +529,8 @@ pub struct Daemon {
     pub lifecycle: Arc<Lifecycle>,
     store: SecretStore,
     policy: OutboundPolicy,
+    /// The SIM in SIM mode (opened on first use, kept for the daemon's life); none otherwise.
+    uicc: UiccAccess,
     health: Mutex<HashMap<String, Health>>,
     /// Held so that passes never overlap, whoever calls [`Daemon::check_all`].
     pass: tokio::sync::Mutex<()>,
@@ -499,7 +633,8 @@ impl Daemon {
                 &format!("key `control_socket`: the socket {}", path.display()),
             )?);
         }
-        let mut allowed = vec![Origin::parse(&config.endpoint).context("key `endpoint`")?];
+        let mut allowed = vec![Origin::parse(&config.endpoint()).context("key `endpoint`")?];
+        let uicc = config.uicc_access()?;
         for (i, url) in config.allowed_outbound_hosts.iter().flatten().enumerate() {
             allowed.push(
                 Origin::parse(url).with_context(|| format!("key `allowed_outbound_hosts[{i}]`"))?,
@@ -551,6 +686,7 @@ impl Daemon {
             lifecycle,
             store,
             policy,
+            uicc,
             health: Mutex::new(HashMap::new()),
             pass: tokio::sync::Mutex::new(()),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -572,12 +708,13 @@ impl Daemon {
 
     fn request(&self, target: Target, params: Option<String>, force: bool) -> ProvisionRequest {
         ProvisionOptions {
+            mode: self.config.auth_mode().unwrap_or(AuthMode::Network),
             request_parameters: params,
             force,
             deadline: Duration::from_secs(self.config.limits.deadline_secs),
             ..ProvisionOptions::default()
         }
-        .request(target, &self.config.endpoint)
+        .request(target, &self.config.endpoint())
     }
 
     /// Whether `name` is waiting out a backoff at `now`.
@@ -714,7 +851,12 @@ impl Daemon {
             let request = self.request(target, params, force);
             let outcome = match self
                 .lifecycle
-                .provision(self.policy.clone(), self.store.clone(), &request)
+                .provision_with_uicc(
+                    self.policy.clone(),
+                    self.store.clone(),
+                    self.uicc.clone(),
+                    &request,
+                )
                 .await
             {
                 Ok(Ok(report)) if !report.reused => {
@@ -944,6 +1086,71 @@ pub async fn send_control(socket: &Path, command: &str) -> anyhow::Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_err(text: &str) -> String {
+        format!("{:#}", GatewayConfig::parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn sim_mode_takes_a_uicc_section_checked_key_by_key() {
+        let target = "\n[[target]]\nname = \"arc\"\n";
+        let config = GatewayConfig::parse(&format!(
+            "mode = \"sim\"\ncoverage = \"japan\"\n[uicc]\nbackend = \"soft\"\nsim_file = \"/etc/krypton-host/sim.json\"\nbaud = 115200\ntimeout_ms = 2000\n{target}"
+        ))
+        .unwrap();
+        assert_eq!(config.auth_mode().unwrap(), AuthMode::Sim);
+        assert_eq!(config.endpoint(), "https://api.soracom.io");
+        let uicc = config.uicc.as_ref().unwrap().to_config().unwrap();
+        assert_eq!(uicc.backend, BackendKind::Soft);
+        assert_eq!(uicc.baud_rate, 115_200);
+        assert_eq!(uicc.command_timeout, Duration::from_millis(2000));
+        assert!(config.uicc_access().unwrap().is_configured());
+
+        // SIM mode without [uicc]: autodetect, the global API; an explicit endpoint wins.
+        let config = GatewayConfig::parse(&format!("mode = \"sim\"{target}")).unwrap();
+        assert_eq!(config.endpoint(), "https://g.api.soracom.io");
+        let config = GatewayConfig::parse(&format!(
+            "mode = \"sim\"\nendpoint = \"https://127.0.0.1:9\"{target}"
+        ))
+        .unwrap();
+        assert_eq!(config.endpoint(), "https://127.0.0.1:9");
+        // Network mode is unchanged, and has no SIM access.
+        let config = GatewayConfig::parse(target).unwrap();
+        assert_eq!(config.endpoint(), "https://krypton.soracom.io:8036");
+        assert!(!config.uicc_access().unwrap().is_configured());
+
+        for (text, key) in [
+            ("mode = \"satellite\"", "key `mode`"),
+            ("mode = \"sim\"\ncoverage = \"mars\"", "key `coverage`"),
+            ("coverage = \"japan\"", "key `coverage`"),
+            ("[uicc]\nbackend = \"soft\"", "key `uicc`"),
+            (
+                "mode = \"sim\"\n[uicc]\nbackend = \"usb\"",
+                "key `uicc.backend`",
+            ),
+            ("mode = \"sim\"\n[uicc]\nbaud = 9", "key `uicc.baud`"),
+            (
+                "mode = \"sim\"\n[uicc]\ntimeout_ms = 0",
+                "key `uicc.timeout_ms`",
+            ),
+            (
+                "mode = \"sim\"\n[uicc]\nbackend = \"soft\"",
+                "key `uicc.sim_file`",
+            ),
+            (
+                "mode = \"sim\"\n[uicc]\nsim_file = \"sim.json\"",
+                "key `uicc.sim_file`",
+            ),
+            (
+                "mode = \"sim\"\n[uicc]\nport = \"ttyUSB2\"",
+                "key `uicc.port`",
+            ),
+            ("mode = \"sim\"\n[uicc]\nreader = \"x\"", "reader"),
+        ] {
+            let err = parse_err(&format!("{text}{target}"));
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
 
     #[test]
     fn the_renewal_opt_in_has_a_generic_name_and_keeps_its_old_one() {

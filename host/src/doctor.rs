@@ -253,6 +253,62 @@ pub struct Diagnosis {
     pub advice: Vec<String>,
 }
 
+/// `doctor --mode sim`'s look at the SIM: the backend that answered and the IMSI it read (an
+/// identifier; never a key), or the error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimCheck {
+    /// What the backend talks to (`software SIM /path`, `modem /dev/ttyUSB2`, ...).
+    pub uicc: Option<String>,
+    /// The IMSI read (6 to 15 digits).
+    pub imsi: Option<String>,
+    /// Why the SIM could not be used: the `uicc-error` case (`unavailable`, `no-sim`, `io`,
+    /// `status-word`, `mac-failure`) and its text.
+    pub error: Option<SimCheckError>,
+}
+
+/// A failed [`SimCheck`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimCheckError {
+    /// The `uicc-error` case.
+    pub kind: &'static str,
+    /// What went wrong, naming the device; no secret.
+    pub message: String,
+}
+
+/// Open the backend of `uicc` and read the IMSI (the first two steps of SIM-authenticated
+/// mode, without a Keys API call). Never fails: a failure is in [`SimCheck::error`].
+pub async fn check_sim(uicc: &crate::uicc::UiccAccess) -> SimCheck {
+    use krypton_uicc::UiccError;
+    let kind = |e: &UiccError| match e {
+        UiccError::Unavailable(_) => "unavailable",
+        UiccError::NoSim(_) => "no-sim",
+        UiccError::Io { .. } => "io",
+        UiccError::Status { .. } => "status-word",
+        UiccError::MacFailure => "mac-failure",
+    };
+    let failed = |device: Option<String>, e: UiccError| SimCheck {
+        uicc: device,
+        imsi: None,
+        error: Some(SimCheckError {
+            kind: kind(&e),
+            message: e.to_string(),
+        }),
+    };
+    let device = match uicc.describe().await {
+        Ok(device) => device,
+        Err(e) => return failed(None, e),
+    };
+    match uicc.read_imsi().await {
+        Ok(imsi) => SimCheck {
+            uicc: Some(device),
+            imsi: Some(imsi.to_string()),
+            error: None,
+        },
+        Err(e) => failed(Some(device), e),
+    }
+}
+
 /// What TCP then TLS to one address found.
 enum Reach {
     Ok,

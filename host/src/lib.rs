@@ -17,7 +17,9 @@
 //!   (directory 0700, one 0600 file per bundle, replaced atomically);
 //! * [`OutboundPolicy`]: where the component may connect, and which CA certificates it trusts;
 //! * [`ProvisionOptions`]: deadline, poll interval, timeouts and retries of a run, with the
-//!   defaults every caller shares.
+//!   defaults every caller shares;
+//! * [`UiccAccess`]: the SIM a SIM-authenticated run uses ([`Runtime::provision_with_uicc`]);
+//!   none unless granted.
 //!
 //! # Examples
 //!
@@ -74,7 +76,8 @@
 //! * [`daemon`]: the gateway daemon (`krypton-host run`);
 //! * [`doctor`]: checks the route to Krypton (the SORACOM Arc `AllowedIPs` trap);
 //! * [`signing`]: ed25519 signatures of component files;
-//! * [`targets`]: the component's targets by name (the host keeps no list of its own).
+//! * [`targets`]: the component's targets by name (the host keeps no list of its own);
+//! * [`uicc`]: the SIM of SIM-authenticated mode ([`UiccAccess`], over `krypton-uicc`).
 
 pub mod daemon;
 pub mod doctor;
@@ -87,8 +90,10 @@ pub mod runtime;
 pub mod signing;
 pub mod store;
 pub mod targets;
+pub mod uicc;
 
 pub use http::OutboundPolicy;
 pub use options::ProvisionOptions;
 pub use runtime::{DEFAULT_COMPONENT, KryptonPre, Runtime};
 pub use store::SecretStore;
+pub use uicc::UiccAccess;

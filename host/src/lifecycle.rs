@@ -23,6 +23,7 @@ use crate::runtime::{Failure, KryptonPre, ProvisionReport, ProvisionRequest, Run
 use crate::signing::{self, VersionFloor};
 use crate::store::SecretStore;
 use crate::targets::Targets;
+use crate::uicc::UiccAccess;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -31,7 +32,7 @@ use std::sync::{Arc, Mutex, RwLock};
 /// The contract version this host implements (`wit/krypton.wit`). A 0.x contract breaks on a
 /// minor bump (0.2.0 errors had no `failure` record and no `targets()`), so a component must
 /// speak exactly this version to be served.
-pub const CONTRACT: &str = "soracom:krypton@0.3.0";
+pub const CONTRACT: &str = "soracom:krypton@0.4.0";
 /// Successful `provision` calls a new version must make before it leaves probation; until then
 /// a trap in any call (`status` included) rolls back to the previous version. `status` calls
 /// do not count toward it: they are cheap and would end probation before the first real
@@ -315,10 +316,22 @@ impl Lifecycle {
         secrets: SecretStore,
         request: &ProvisionRequest,
     ) -> anyhow::Result<Result<ProvisionReport, Failure>> {
+        self.provision_with_uicc(policy, secrets, UiccAccess::none(), request)
+            .await
+    }
+
+    /// [`Lifecycle::provision`] with SIM access (see [`Runtime::provision_with_uicc`]).
+    pub async fn provision_with_uicc(
+        &self,
+        policy: OutboundPolicy,
+        secrets: SecretStore,
+        uicc: UiccAccess,
+        request: &ProvisionRequest,
+    ) -> anyhow::Result<Result<ProvisionReport, Failure>> {
         let used = self.current();
         let outcome = self
             .runtime
-            .provision(&used.pre, policy, secrets, request)
+            .provision_with_uicc(&used.pre, policy, secrets, uicc, request)
             .await;
         self.judge(&used, &outcome, true);
         outcome

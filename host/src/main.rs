@@ -73,6 +73,7 @@ async fn async_main() -> ExitCode {
         | Command::BenchSwap(_) => false,
         Command::Keygen(a) => a.json,
         Command::Sign(a) => a.json,
+        Command::Sim(a) => a.json,
     };
     let result = match cli.command {
         Command::Provision(args) => cli::provision::provision(args).await,
@@ -87,6 +88,7 @@ async fn async_main() -> ExitCode {
         Command::BenchSwap(args) => cli::bench_swap::bench_swap(args).await,
         Command::Keygen(args) => cli::sign::keygen(args),
         Command::Sign(args) => cli::sign::sign(args).await,
+        Command::Sim(args) => cli::sim::sim(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,9 @@
 //! Reports carry identifiers, the certificate's SHA-256 fingerprint, subject and validity,
 //! never a key (the component's report type has no field that could hold one).
 
-use crate::runtime::{Failure, ProvisionError, ProvisionReport, TransportKind};
+use crate::runtime::{
+    AuthMode, Failure, ProvisionError, ProvisionReport, SimError, TransportKind, UiccError,
+};
 use serde_json::{Map, Value, json};
 
 /// Exit codes of `krypton-host` (also listed in `--help`).
@@ -34,12 +36,15 @@ pub mod exit {
     pub const NOT_PROVISIONED: u8 = 11;
     /// `doctor`: an address of Krypton is outside the tunnel's `AllowedIPs`.
     pub const NOT_ROUTED: u8 = 12;
+    /// SIM-authenticated mode failed: the SIM could not be reached or refused the challenge,
+    /// or the Keys API did not verify it.
+    pub const SIM: u8 = 13;
 }
 
 /// Every error `kind` of `--json` output with its exit code: the one table both are derived
 /// from. An error object is `{"ok": false, "exitCode": N, "error": {"kind": K, "message": …}}`
 /// where `K` is the kind listed here for `N` (component errors add their typed fields).
-pub const ERROR_KINDS: [(&str, u8); 12] = [
+pub const ERROR_KINDS: [(&str, u8); 13] = [
     ("internal", exit::INTERNAL),
     ("usage", exit::USAGE),
     ("invalid-request", exit::INVALID_REQUEST),
@@ -52,6 +57,7 @@ pub const ERROR_KINDS: [(&str, u8); 12] = [
     ("unsupported", exit::UNSUPPORTED),
     ("not-provisioned", exit::NOT_PROVISIONED),
     ("not-routed", exit::NOT_ROUTED),
+    ("sim", exit::SIM),
 ];
 
 /// The error `kind` for an exit code ([`ERROR_KINDS`]); `internal` for a code not listed.
@@ -83,7 +89,8 @@ pub const EXIT_CODES_HELP: &str = "Exit codes (the same on every command; with -
   9  [storage] secret store or output file failure (path, permissions, lock held)
  10  [unsupported] target or mode not supported by the component
  11  [not-provisioned] nothing stored: status (with or without TARGET), export, wireguard-config
- 12  [not-routed] doctor: Krypton's address is outside the tunnel's AllowedIPs";
+ 12  [not-routed] doctor: Krypton's address is outside the tunnel's AllowedIPs
+ 13  [sim] SIM-authenticated mode: the SIM unreachable or refusing the challenge, or the Keys API refusing it";
 
 /// Seconds since the epoch as RFC 3339 UTC (`2026-11-29T18:00:00Z`); the number itself when
 /// it is outside what a date can hold.
@@ -184,6 +191,62 @@ pub fn exit_code(error: &ProvisionError) -> u8 {
         ProvisionError::InvalidResponse(_) => exit::INVALID_RESPONSE,
         ProvisionError::RegistrationFailed(_) => exit::REGISTRATION_FAILED,
         ProvisionError::Storage(_) => exit::STORAGE,
+        ProvisionError::Sim(_) => exit::SIM,
+    }
+}
+
+/// The name of an authentication mode in `--json` output and text (the WIT enum case).
+pub fn auth_mode(mode: AuthMode) -> &'static str {
+    match mode {
+        AuthMode::Network => "network",
+        AuthMode::Sim => "sim",
+    }
+}
+
+/// The name of a `uicc-error` case in `--json` output (the WIT case).
+pub fn uicc_error_kind(error: &UiccError) -> &'static str {
+    match error {
+        UiccError::Unavailable(_) => "unavailable",
+        UiccError::NoSim(_) => "no-sim",
+        UiccError::Io(_) => "io",
+        UiccError::StatusWord(_) => "status-word",
+        UiccError::MacFailure => "mac-failure",
+    }
+}
+
+/// A `uicc-error` in plain words (its text stripped of control characters).
+fn uicc_error_text(error: &UiccError) -> String {
+    match error {
+        UiccError::Unavailable(m) => format!("no SIM access: {}", printable(m)),
+        UiccError::NoSim(m) => format!("no SIM: {}", printable(m)),
+        UiccError::Io(m) => format!("SIM reader or modem failed: {}", printable(m)),
+        UiccError::StatusWord(sw) => format!(
+            "the SIM answered status {:02X} {:02X} to {}",
+            sw.sw1,
+            sw.sw2,
+            printable(&sw.command)
+        ),
+        UiccError::MacFailure => "the SIM rejected the Keys API's challenge (MAC failure, 98 62):              the SIM and the Keys API do not share its key"
+            .into(),
+    }
+}
+
+/// The `--json` fields of a SIM failure: `simError` (`uicc` or `key-agreement`), `message`,
+/// and for a `uicc` error `uiccError` (the WIT case) with `sw1`, `sw2` (numbers) and
+/// `command` for a status word.
+fn sim_error_json(error: &SimError) -> Value {
+    match error {
+        SimError::KeyAgreement(m) => json!({"simError": "key-agreement", "message": m}),
+        SimError::Uicc(u) => {
+            let mut v = json!({"simError": "uicc", "uiccError": uicc_error_kind(u),
+                               "message": uicc_error_text(u)});
+            if let (UiccError::StatusWord(sw), Some(obj)) = (u, v.as_object_mut()) {
+                obj.insert("sw1".into(), json!(sw.sw1));
+                obj.insert("sw2".into(), json!(sw.sw2));
+                obj.insert("command".into(), json!(sw.command));
+            }
+            v
+        }
     }
 }
 
@@ -247,6 +310,7 @@ pub fn error_json(failure: &Failure) -> Value {
             "operationId": e.operation_id, "status": e.status,
         }),
         ProvisionError::Storage(m) => json!({"message": m}),
+        ProvisionError::Sim(e) => sim_error_json(e),
     };
     let code = exit_code(error);
     if let Some(obj) = detail.as_object_mut() {
@@ -307,6 +371,14 @@ fn host_hint(error: &ProvisionError) -> Option<&'static str> {
             Some("here that is --deadline-secs (or `limits.deadline_secs` in gateway.toml)")
         }
         ProvisionError::InvalidResponse(e) if e.stored => Some("here that is --force"),
+        ProvisionError::Sim(SimError::Uicc(UiccError::Unavailable(_))) => Some(
+            "here that is --uicc soft --sim-file FILE (a software SIM), --uicc modem --port DEV \
+             (a modem), or --uicc pcsc (a card reader); the daemon's [uicc] section in gateway.toml",
+        ),
+        ProvisionError::Sim(SimError::Uicc(UiccError::NoSim(_) | UiccError::Io(_))) => Some(
+            "here that is --uicc, --sim-file, --port, --baud and --uicc-timeout-ms (the [uicc] \
+             section in gateway.toml); `krypton-host sim --list-ports` lists serial ports",
+        ),
         _ => None,
     }
 }
@@ -369,6 +441,13 @@ pub fn error_text(failure: &Failure) -> String {
             printable(&e.status)
         ),
         ProvisionError::Storage(m) => format!("error: secret store: {}", printable(m)),
+        ProvisionError::Sim(SimError::Uicc(u)) => {
+            format!("error: SIM-authenticated mode: {}", uicc_error_text(u))
+        }
+        ProvisionError::Sim(SimError::KeyAgreement(m)) => format!(
+            "error: SIM-authenticated mode: the Keys API did not authenticate the SIM: {}",
+            printable(m)
+        ),
     };
     if let Some(hint) = &failure.hint {
         s.push_str(&format!("\nhint: {}", printable(hint)));
@@ -404,6 +483,65 @@ mod tests {
             assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
             assert!(text.contains("x?]0;owned??y"), "{text:?}");
         }
+    }
+
+    #[test]
+    fn sim_failures_are_exit_13_with_their_typed_fields_and_the_flags_to_set() {
+        use crate::runtime::StatusWord;
+        let unavailable = Failure {
+            error: ProvisionError::Sim(SimError::Uicc(UiccError::Unavailable(
+                "no SIM access configured".into(),
+            ))),
+            hint: Some("configure the SIM".into()),
+        };
+        assert_eq!(exit_code(&unavailable.error), exit::SIM);
+        assert_eq!(error_kind(exit::SIM), "sim");
+        let v = error_json(&unavailable);
+        assert_eq!(v["exitCode"], 13);
+        assert_eq!(v["error"]["kind"], "sim");
+        assert_eq!(v["error"]["simError"], "uicc");
+        assert_eq!(v["error"]["uiccError"], "unavailable");
+        assert_eq!(v["error"]["hint"], "configure the SIM");
+        let text = error_text(&unavailable);
+        assert!(
+            text.starts_with("error: SIM-authenticated mode: no SIM access: "),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "hint: configure the SIM\nhint: here that is --uicc soft --sim-file FILE"
+            ),
+            "{text}"
+        );
+
+        let sw = bare(ProvisionError::Sim(SimError::Uicc(UiccError::StatusWord(
+            StatusWord {
+                sw1: 0x69,
+                sw2: 0x82,
+                command: "AUTHENTICATE".into(),
+            },
+        ))));
+        let v = error_json(&sw);
+        assert_eq!(
+            (v["error"]["sw1"].as_u64(), v["error"]["sw2"].as_u64()),
+            (Some(0x69), Some(0x82))
+        );
+        assert_eq!(v["error"]["command"], "AUTHENTICATE");
+        assert!(error_text(&sw).contains("status 69 82 to AUTHENTICATE"));
+
+        let refused = bare(ProvisionError::Sim(SimError::KeyAgreement(
+            "POST /v1/keys/k-1/verify answered 401".into(),
+        )));
+        let v = error_json(&refused);
+        assert_eq!(v["error"]["simError"], "key-agreement");
+        assert!(v["error"].get("uiccError").is_none());
+        assert!(!error_text(&refused).contains("hint"));
+        assert_eq!(
+            error_json(&bare(ProvisionError::Sim(SimError::Uicc(
+                UiccError::MacFailure
+            ))))["error"]["uiccError"],
+            "mac-failure"
+        );
     }
 
     #[test]
@@ -549,6 +687,7 @@ mod tests {
             certificate: None,
             sizes: vec![("reused".into(), 1), ("bytes".into(), 27)],
             mints_credentials: false,
+            mode: AuthMode::Network,
         };
         assert_eq!(
             report_json("arc", &report),

@@ -4,7 +4,8 @@
 //! `wasmtime-wasi` (clocks, random, stdio; no preopened directories, no environment, no
 //! sockets granted), `wasi:http@0.2.12` from `wasmtime-wasi-http` with our
 //! [`OutboundPolicy`] as the sender, and `soracom:krypton/secret-store` backed by
-//! [`SecretStore`]. Each call gets its own store with limits that add up (one memory budget
+//! [`SecretStore`], and `soracom:krypton/uicc` backed by [`UiccAccess`] (none unless the
+//! caller grants SIM access). Each call gets its own store with limits that add up (one memory budget
 //! for all its memories and tables, caps on instances, memories, tables, table elements, host
 //! resources, requests, headers and log lines, a CPU limit in thread CPU time, a wall-clock
 //! limit), so one call cannot see another's state and a misbehaving component cannot grow
@@ -13,6 +14,7 @@
 
 use crate::http::{OutboundCall, OutboundPolicy};
 use crate::store::{SecretStore, StoreError as DiskStoreError};
+use crate::uicc::UiccAccess;
 use anyhow::Context as _;
 use rustix::fs::OFlags;
 use sha2::{Digest as _, Sha256};
@@ -35,6 +37,9 @@ pub mod bindings {
         path: "../wit",
         world: "soracom:krypton/krypton",
         exports: { default: async },
+        // The SIM's calls block on a modem or a card reader: the host runs them on a
+        // blocking thread and awaits them.
+        imports: { "soracom:krypton/uicc": async },
         with: {
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
             "wasi:io": wasmtime_wasi::p2::bindings::io,
@@ -47,10 +52,11 @@ pub mod bindings {
 
 use bindings::soracom::krypton::secret_store;
 pub use bindings::soracom::krypton::types::{
-    AuthMode, CertificateSummary, ExportFile, Failure, HttpTimeouts, ParameterInfo, ProvisionError,
-    ProvisionReport, ProvisionRequest, RetryPolicy, Target, TargetInfo, TransportError,
-    TransportKind,
+    AuthMode, CertificateSummary, ExportFile, Failure, HttpTimeouts, KeyCacheUse, ParameterInfo,
+    ProvisionError, ProvisionReport, ProvisionRequest, RetryPolicy, SimError, SimOptions, Target,
+    TargetInfo, TransportError, TransportKind,
 };
+pub use bindings::soracom::krypton::uicc::{StatusWord, UiccError};
 
 /// The first sandbox limit a call ran into, shared by the parts of one call's store (the
 /// resource limiter, the `wasi:http` hooks, the log sink, the CPU meter). Set once: the first
@@ -410,13 +416,15 @@ impl CpuMeter {
 /// The embedded default component, built from `guest/` by `host/build.rs`.
 pub const DEFAULT_COMPONENT: &[u8] = include_bytes!(env!("KRYPTON_GUEST_WASM_PATH"));
 
-/// Per-call state: WASI contexts, the outbound hooks, the secret store and limits.
+/// Per-call state: WASI contexts, the outbound hooks, the secret store, the SIM access and
+/// limits.
 pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
     outbound: OutboundCall,
     secrets: SecretStore,
+    uicc: UiccAccess,
     limiter: SandboxLimiter,
     cpu: CpuMeter,
     trip: LimitTrip,
@@ -509,6 +517,13 @@ impl secret_store::Host for HostState {
 }
 
 impl bindings::soracom::krypton::types::Host for HostState {}
+
+impl HostState {
+    /// The SIM access this call was granted.
+    pub(crate) fn uicc(&self) -> &UiccAccess {
+        &self.uicc
+    }
+}
 
 fn to_wit_store_error(e: DiskStoreError) -> secret_store::StoreError {
     match e {
@@ -861,6 +876,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         secret_store::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        bindings::soracom::krypton::uicc::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         Ok(Runtime {
             engine,
             linker,
@@ -952,7 +968,12 @@ impl Runtime {
             .context("the component does not export soracom:krypton/provisioning")
     }
 
-    fn store(&self, policy: OutboundPolicy, secrets: SecretStore) -> Store<HostState> {
+    fn store(
+        &self,
+        policy: OutboundPolicy,
+        secrets: SecretStore,
+        uicc: UiccAccess,
+    ) -> Store<HostState> {
         let trip = LimitTrip::default();
         // No env, no args, no preopens, no sockets; stderr carries the component's progress
         // lines into the host's log.
@@ -975,6 +996,7 @@ impl Runtime {
                 table,
                 outbound: OutboundCall::new(policy, trip.clone()),
                 secrets,
+                uicc,
                 limiter: SandboxLimiter {
                     budget: self.limits.memory_bytes,
                     used: 0,
@@ -1023,7 +1045,11 @@ impl Runtime {
 
     /// A store for calls that need no network: the allow-list is empty.
     fn offline_store(&self, secrets: SecretStore) -> anyhow::Result<Store<HostState>> {
-        Ok(self.store(OutboundPolicy::new(Vec::new(), None)?, secrets))
+        Ok(self.store(
+            OutboundPolicy::new(Vec::new(), None)?,
+            secrets,
+            UiccAccess::none(),
+        ))
     }
 
     /// Run `call` on `store` within the wall-clock limit, and name the limit that stopped it.
@@ -1078,7 +1104,8 @@ impl Runtime {
         }
     }
 
-    /// Run `provision` in a fresh instance.
+    /// Run `provision` in a fresh instance, without SIM access (network mode; a SIM-mode
+    /// request fails with the `uicc` error `unavailable`).
     ///
     /// The outer error is a host or component failure (a trap, a link error); the inner one
     /// is the component's typed [`Failure`]: a [`ProvisionError`] and the component's advice.
@@ -1089,7 +1116,22 @@ impl Runtime {
         secrets: SecretStore,
         request: &ProvisionRequest,
     ) -> anyhow::Result<Result<ProvisionReport, Failure>> {
-        let mut store = self.store(policy, secrets);
+        self.provision_with_uicc(pre, policy, secrets, UiccAccess::none(), request)
+            .await
+    }
+
+    /// [`Runtime::provision`] with SIM access: `uicc` answers the component's
+    /// `soracom:krypton/uicc` calls (SIM-authenticated mode). Errors: as
+    /// [`Runtime::provision`].
+    pub async fn provision_with_uicc(
+        &self,
+        pre: &KryptonPre,
+        policy: OutboundPolicy,
+        secrets: SecretStore,
+        uicc: UiccAccess,
+        request: &ProvisionRequest,
+    ) -> anyhow::Result<Result<ProvisionReport, Failure>> {
+        let mut store = self.store(policy, secrets, uicc);
         self.guarded(&mut store, "provision", async |store| {
             let instance = pre.instantiate_async(&mut *store).await?;
             instance
@@ -1319,7 +1361,11 @@ mod tests {
             }
             spun = start.until(&thread_cpu_sample());
         }
-        assert!(spun >= Duration::from_millis(50), "{spun:?} after {:?}", t.elapsed());
+        assert!(
+            spun >= Duration::from_millis(50),
+            "{spun:?} after {:?}",
+            t.elapsed()
+        );
         // Samples from two threads are not compared: the wall time between them counts.
         let here = thread_cpu_sample();
         let there = std::thread::spawn(thread_cpu_sample).join().unwrap();

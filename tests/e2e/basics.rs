@@ -491,11 +491,13 @@ async fn cli_exit_codes_name_the_error_class() {
     // Issue 12: the kind matches the exit code.
     assert_eq!(json["error"]["kind"], "invalid-request");
 
+    // SIM mode without a SIM to reach (no --uicc flags, nothing found): 13.
     let mut args = base("azure-iot");
     args.extend(["--mode".into(), "sim".into()]);
     let (code, json) = run(args).await;
-    assert_eq!(code, 10);
-    assert_eq!(json["error"]["kind"], "unsupported");
+    assert_eq!(code, 13);
+    assert_eq!(json["error"]["kind"], "sim");
+    assert_eq!(json["error"]["uiccError"], "unavailable");
 
     // Nothing was stored by any of the failures.
     let (code, _, _) = run_cli(&["status", "aws-iot", "--store", store.to_str().unwrap()]).await;

@@ -57,7 +57,7 @@ async fn expect_failure(args: &[&str], code: u8, kind: &str) -> Value {
 fn every_exit_code_has_one_kind_and_the_help_lists_it() {
     let mut codes: Vec<u8> = ERROR_KINDS.iter().map(|(_, c)| *c).collect();
     codes.sort_unstable();
-    assert_eq!(codes, (1..=12).collect::<Vec<u8>>());
+    assert_eq!(codes, (1..=13).collect::<Vec<u8>>());
     for (kind, code) in ERROR_KINDS {
         assert_eq!(output::error_kind(code), kind);
         let line = format!("{code:>2}  [{kind}] ");
@@ -209,7 +209,7 @@ async fn each_command_with_each_class_of_failure_gives_one_code_and_one_object()
         expect_failure(&args, 3, "invalid-request").await;
     }
 
-    // Unsupported mode: 10.
+    // SIM mode on a host that reaches no SIM: 13.
     expect_failure(
         &[
             "provision",
@@ -222,8 +222,8 @@ async fn each_command_with_each_class_of_failure_gives_one_code_and_one_object()
             empty,
             "--json",
         ],
-        10,
-        "unsupported",
+        13,
+        "sim",
     )
     .await;
 

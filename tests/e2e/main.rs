@@ -18,6 +18,7 @@ mod sandbox;
 mod secrets;
 mod service;
 mod signatures;
+mod sim;
 mod support;
 mod targets;
 mod trust;

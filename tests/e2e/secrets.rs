@@ -130,3 +130,120 @@ async fn no_secret_reaches_stdout_stderr_errors_or_json() {
     assert_no_secret(&refs, &key_lines(&store));
     mock.stop().await;
 }
+
+/// Every form a binary secret could take in a log line: lowercase and uppercase hex, padded
+/// standard base64.
+fn forms(bytes: &[u8]) -> Vec<String> {
+    use base64::Engine as _;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    vec![
+        hex.clone(),
+        hex.to_uppercase(),
+        base64::engine::general_purpose::STANDARD.encode(bytes),
+    ]
+}
+
+/// SIM-authenticated mode (issue 10 "Secrets"): K and OPc of the software SIM, and RES (XRES),
+/// CK and IK of every challenge the mock issued, never reach stdout or stderr at trace level,
+/// for every operation, on success and on failure (a refused challenge, a refused
+/// verification, a tampered request).
+#[tokio::test]
+async fn no_sim_secret_reaches_stdout_or_stderr() {
+    use super::sim::{K, OPC, OTHER_K, SimSetup};
+    let s = SimSetup::new(K, 0, 0).await;
+    let mut outputs = Vec::new();
+    let mut run = async |target: &str, extra: &[&str], want: i32| {
+        let mut args = s.args(target, extra);
+        args.insert(0, "-v".into());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        for json in [true, false] {
+            let refs: Vec<&str> = refs
+                .iter()
+                .copied()
+                .filter(|a| json || *a != "--json")
+                .collect();
+            let (code, out, err) = run_traced(&refs).await;
+            assert_eq!(code, want, "{target} {extra:?}: {out}{err}");
+            outputs.push(out);
+            outputs.push(err);
+        }
+    };
+    for name in TARGET_NAMES {
+        // The first run of each target agrees a new key (no cache), the second reuses it.
+        run(
+            name,
+            &["--force", "--no-key-cache", "--param", "endpoint=gw-1"],
+            0,
+        )
+        .await;
+        run(name, &["--force", "--param", "endpoint=gw-1"], 0).await;
+    }
+    s.mock.inject(
+        "/v1/keys/",
+        Fault::Status {
+            status: 401,
+            code: "KEY0401".into(),
+            message: "verification failed".into(),
+        },
+    );
+    run("aws-iot", &["--force", "--no-key-cache"], 13).await;
+    s.mock.clear_faults();
+    s.mock.inject("/v1/provisioning/", Fault::AlterSignedBody);
+    run("aws-iot", &["--force", "--no-key-cache"], 6).await;
+    s.mock.clear_faults();
+    // A SIM whose K the Keys API does not know: the SIM refuses the challenge.
+    let wrong = super::sim::record(OTHER_K, 0);
+    krypton_uicc::soft::SoftSim::create(&s.sim_file, &wrong).unwrap();
+    run("aws-iot", &["--force", "--no-key-cache"], 13).await;
+    for (args, want) in [
+        (
+            vec!["-v", "status", "--store", s.store.to_str().unwrap()],
+            0,
+        ),
+        (
+            vec![
+                "-v",
+                "status",
+                "--store",
+                s.store.to_str().unwrap(),
+                "--json",
+            ],
+            0,
+        ),
+    ] {
+        let (code, out, err) = run_traced(&args).await;
+        assert_eq!(code, want, "{err}");
+        outputs.push(out);
+        outputs.push(err);
+    }
+
+    let everything = outputs.join("\n");
+    assert!(everything.contains("TRACE"), "not verbose");
+    let secrets = s.mock.sim_secrets();
+    assert!(secrets.len() >= 10, "{} challenges", secrets.len());
+    let mut needles: Vec<String> = vec![
+        K.into(),
+        K.to_uppercase(),
+        OPC.into(),
+        OPC.to_uppercase(),
+        OTHER_K.into(),
+        OTHER_K.to_uppercase(),
+    ];
+    for issued in &secrets {
+        needles.extend(forms(&issued.xres));
+        needles.extend(forms(&issued.ck));
+        needles.extend(forms(&issued.ik));
+    }
+    for needle in &needles {
+        assert!(
+            !everything.contains(needle.as_str()),
+            "a SIM secret leaked: {needle}"
+        );
+    }
+    for canary in mock::canaries() {
+        assert!(!everything.contains(&canary), "canary `{canary}` leaked");
+    }
+    let refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    assert_no_secret(&refs, &key_lines(&s.store));
+    s.mock.stop().await;
+}

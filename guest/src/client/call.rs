@@ -19,6 +19,7 @@
 use super::capabilities::{Capabilities, HttpRequest, HttpResponse};
 use super::endpoint::{Endpoint, Method};
 use super::errors::http_status_error;
+use super::signing::{SimKey, signature_headers, sim_body};
 use crate::types::model::{Error, ProvisionRequest, RetryPolicy, Timeouts};
 
 /// Largest response body read, bytes. Krypton bundles are a few KiB.
@@ -70,6 +71,20 @@ pub struct Run<'a> {
     pub deadline: Deadline,
     /// Wait between polls of a long-running operation when Krypton sends no `Retry-After`, ms.
     pub poll_interval_ms: u64,
+    /// The Keys API session every call is signed with, in SIM mode.
+    signer: Option<SimKey>,
+    /// Whether a signed call got a 2xx answer with the current key.
+    key_accepted: bool,
+}
+
+/// One exchange's final answer ([`Run::exchange`]).
+pub struct Exchange {
+    /// The answer, whatever its status.
+    pub response: HttpResponse,
+    /// The request as it went on the wire (`POST https://…/v1/keys`).
+    pub what: String,
+    /// The same, with the attempts made when there was more than one, for error texts.
+    pub request: String,
 }
 
 /// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP date, as ms from `now_unix_ms`,
@@ -107,6 +122,8 @@ impl<'a> Run<'a> {
                 budget_ms: u64::from(request.deadline_ms),
             },
             poll_interval_ms: u64::from(request.poll_interval_ms),
+            signer: None,
+            key_accepted: false,
         })
     }
 
@@ -121,29 +138,70 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// One Krypton call with the retry policy. A 2xx response is returned; 3xx and >= 400
-    /// become [`Error::HttpStatus`]; transport failures [`Error::Transport`] or
-    /// [`Error::Timeout`]. When more than one attempt was made, the error says so.
-    pub fn call(
+    /// Sign every later call with `key` (SIM-authenticated mode): each body becomes the SIM-mode
+    /// body ([`sim_body`]: `keyId` first) and carries the three `x-soracom-*` headers, the
+    /// timestamp taken again for every attempt. Every SIM-mode call is a `POST`.
+    pub fn sign_with(&mut self, key: SimKey) {
+        self.signer = Some(key);
+        self.key_accepted = false;
+    }
+
+    /// The Keys API session this run signs with, if it is a SIM-mode run.
+    pub fn sim_key(&self) -> Option<&SimKey> {
+        self.signer.as_ref()
+    }
+
+    /// Whether a signed call of this run got a 2xx answer with the current key (then a later
+    /// 401 is not about the key having expired before the run).
+    pub fn key_accepted(&self) -> bool {
+        self.key_accepted
+    }
+
+    /// One exchange with the retry policy, without judging the final status: the Keys API
+    /// answers its challenge with 200 or 401, so its caller reads the status itself.
+    /// `max_body` bounds the answer, bytes. Nothing is signed. The returned `request` is the
+    /// request line with the attempts made, for error texts.
+    ///
+    /// Errors: [`Error::Transport`] or [`Error::Timeout`] after the last attempt.
+    pub fn exchange(
         &mut self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<HttpResponse, Error> {
+        max_body: usize,
+    ) -> Result<Exchange, Error> {
+        self.attempts(method, path, body, max_body, None)
+    }
+
+    fn attempts(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        max_body: usize,
+        signer: Option<&SimKey>,
+    ) -> Result<Exchange, Error> {
         let what = self.endpoint.request_line(method, path);
-        let request = HttpRequest {
+        let mut request = HttpRequest {
             method,
             path: path.to_string(),
             body,
+            headers: Vec::new(),
         };
         let mut attempt = 1u32;
         let outcome = loop {
             let timeouts = self.deadline.clamp(self.caps, self.timeouts, &what)?;
+            if let Some(key) = signer {
+                // The timestamp is the time of this attempt: a retry after a backoff still
+                // falls inside the server's window.
+                let body = request.body.as_deref().unwrap_or_default();
+                request.headers = signature_headers(body, self.caps.unix_ms(), &key.ck);
+            }
             let started = self.caps.monotonic_ms();
             let total_ms = self.deadline.remaining(self.caps);
-            let outcome =
-                self.caps
-                    .send(&self.endpoint, &request, timeouts, total_ms, MAX_BODY_BYTES);
+            let outcome = self
+                .caps
+                .send(&self.endpoint, &request, timeouts, total_ms, max_body);
             let took = self.caps.monotonic_ms().saturating_sub(started);
             let (retry, hint, summary) = match &outcome {
                 Ok(r) => {
@@ -193,6 +251,39 @@ impl<'a> Run<'a> {
             Error::Timeout(m) => Error::Timeout(format!("{m}{tried}")),
             other => other,
         })?;
+        Ok(Exchange {
+            response,
+            what,
+            request: format!("{}{tried}", self.endpoint.request_line(method, path)),
+        })
+    }
+
+    /// One Krypton call with the retry policy. A 2xx response is returned; 3xx and >= 400
+    /// become [`Error::HttpStatus`]; transport failures [`Error::Transport`] or
+    /// [`Error::Timeout`]. When more than one attempt was made, the error says so. In a
+    /// SIM-mode run ([`Run::sign_with`]) the body is the SIM-mode body and the request is
+    /// signed.
+    pub fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<HttpResponse, Error> {
+        let body = match &self.signer {
+            Some(key) => Some(sim_body(&key.key_id, body.as_deref().unwrap_or(b"{}"))?),
+            None => body,
+        };
+        let signer = self.signer.take();
+        let exchange = self.attempts(method, path, body, MAX_BODY_BYTES, signer.as_ref());
+        self.signer = signer;
+        let Exchange {
+            response,
+            what,
+            request,
+        } = exchange?;
+        if self.signer.is_some() && (200..=299).contains(&response.status) {
+            self.key_accepted = true;
+        }
         match response.status {
             200..=299 => Ok(response),
             300..=399 => {
@@ -212,11 +303,7 @@ impl<'a> Run<'a> {
                     request: what,
                 })
             }
-            status => Err(http_status_error(
-                status,
-                &response.body,
-                format!("{what}{tried}"),
-            )),
+            status => Err(http_status_error(status, &response.body, request)),
         }
     }
 }

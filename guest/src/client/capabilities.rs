@@ -2,7 +2,7 @@
 //! HTTP exchange.
 
 use super::endpoint::{Endpoint, Method};
-use crate::types::model::{Error, Timeouts};
+use crate::types::model::{AuthOutcome, Error, Timeouts, UiccError};
 
 /// One HTTP request to Krypton.
 #[derive(Clone, Debug)]
@@ -13,6 +13,10 @@ pub struct HttpRequest {
     pub path: String,
     /// The JSON body, if any (sent with its `Content-Length`).
     pub body: Option<Vec<u8>>,
+    /// Headers beyond the ones every request carries (`accept`, `user-agent`, and with a
+    /// body `content-type` and `content-length`): in SIM mode the three `x-soracom-*`
+    /// signature headers. Names lowercase.
+    pub headers: Vec<(String, String)>,
 }
 
 /// A complete HTTP response (the body was read to its framed end).
@@ -77,4 +81,11 @@ pub trait Capabilities {
     fn store_put(&mut self, name: &str, value: &[u8]) -> Result<(), Error>;
     /// Remove a stored value; `true` when there was one.
     fn store_delete(&mut self, name: &str) -> Result<bool, Error>;
+    /// The SIM's IMSI (6 to 15 decimal digits, ITU-T E.212), through the host's `uicc`.
+    /// Errors: the host's [`UiccError`] (`unavailable` on a host without SIM access).
+    fn read_imsi(&mut self) -> Result<String, UiccError>;
+    /// AUTHENTICATE in the 3G security context with `rand` and `autn` (16 bytes each; 3GPP
+    /// TS 31.102 §7.1.2.1): RES, CK and IK, or AUTS on a synchronisation failure.
+    /// Errors: the host's [`UiccError`] (`mac-failure` when the USIM rejects the challenge).
+    fn authenticate(&mut self, rand: &[u8], autn: &[u8]) -> Result<AuthOutcome, UiccError>;
 }

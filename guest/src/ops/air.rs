@@ -4,7 +4,7 @@
 use super::common::Prepared;
 use crate::types::bundle::{Bundle, FORMAT_VERSION, SubscriberMetadataBundle, UserdataBundle};
 use crate::types::json::{json_object, text_body};
-use crate::types::model::{Error, Secret};
+use crate::types::model::{AuthMode, Error, Secret};
 
 /// P11: the subscriber metadata.
 pub const SUBSCRIBER_METADATA: &str = "/v1/provisioning/soracom/air/subscriber_metadata";
@@ -18,6 +18,7 @@ pub fn parse_subscriber_metadata(_: &Prepared, body: &[u8], now: u64) -> Result<
     let bundle = Bundle::SubscriberMetadata(SubscriberMetadataBundle {
         format_version: FORMAT_VERSION,
         obtained_at_ms: now,
+        mode: AuthMode::default(),
         metadata: json_object(body)?,
     });
     bundle.validate()?;
@@ -30,6 +31,7 @@ pub fn parse_userdata(_: &Prepared, body: &[u8], now: u64) -> Result<Bundle, Err
     Ok(Bundle::Userdata(UserdataBundle {
         format_version: FORMAT_VERSION,
         obtained_at_ms: now,
+        mode: AuthMode::default(),
         userdata: Secret::new(text_body(body)?.to_string()),
     }))
 }

@@ -6,7 +6,7 @@ use super::common::{Prepared, checked_str};
 use crate::types::bundle::{ArcBundle, Bundle, FORMAT_VERSION};
 use crate::types::identifiers as id;
 use crate::types::json::{json_object, json_type, required_str};
-use crate::types::model::{Error, Secret};
+use crate::types::model::{AuthMode, Error, Secret};
 use serde_json::{Map, Value};
 
 /// P10: the WireGuard bootstrap.
@@ -69,6 +69,7 @@ pub fn parse_bootstrap(_: &Prepared, body: &[u8], now: u64) -> Result<Bundle, Er
     Ok(Bundle::Arc(ArcBundle {
         format_version: FORMAT_VERSION,
         obtained_at_ms: now,
+        mode: AuthMode::default(),
         arc_client_peer_private_key: Secret::new(private_key),
         arc_client_peer_ip_address: ip.to_string(),
         arc_server_peer_public_key: public_key,

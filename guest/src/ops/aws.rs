@@ -8,7 +8,7 @@ use crate::client::{Method, Run};
 use crate::types::bundle::{AwsIotBundle, Bundle, FORMAT_VERSION};
 use crate::types::identifiers as id;
 use crate::types::json::{json_object, json_type, optional_str, request_body, required_str};
-use crate::types::model::Error;
+use crate::types::model::{AuthMode, Error};
 use crate::types::validate::credentials;
 use serde_json::{Map, Value};
 
@@ -157,6 +157,7 @@ pub fn obtain(run: &mut Run<'_>, prepared: Prepared) -> Result<Bundle, Error> {
     Ok(Bundle::AwsIot(AwsIotBundle {
         format_version: FORMAT_VERSION,
         obtained_at_ms: run.caps.unix_ms(),
+        mode: AuthMode::default(),
         region,
         host,
         client_id,

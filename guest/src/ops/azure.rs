@@ -6,14 +6,15 @@ use super::common::{Call, Prepared, checked_str, host_name, post, prepare_plain}
 use crate::client::{Capabilities, Method, Run, retry_after_ms};
 use crate::types::bundle::{AzureIotBundle, Bundle, FORMAT_VERSION};
 use crate::types::identifiers as id;
-use crate::types::json::{json_object, json_type, optional_str, required_str};
-use crate::types::model::{Error, Report};
+use crate::types::json::{json_object, json_type, optional_str, request_body, required_str};
+use crate::types::model::{AuthMode, Error, Report};
 use crate::types::validate::credentials;
 use serde_json::{Map, Value};
 
 /// P6: start a DPS registration.
 pub const REGISTER: &str = "/v1/provisioning/azure/iot/register";
-/// P7 (network mode: `GET`): the registration's status; the `operationId` follows.
+/// P7 (network mode: `GET`; SIM mode: `POST`): the registration's status; the `operationId`
+/// follows.
 pub const REGISTRATIONS: &str = "/v1/provisioning/azure/iot/registrations/";
 
 /// The calls, in order.
@@ -200,7 +201,16 @@ fn poll_registration(
             return Err(not_assigned(polls, run.deadline.budget_ms));
         }
         polls += 1;
-        let response = match run.call(Method::Get, &path, None) {
+        // Network mode polls with GET, as SORACOM's sample; SIM mode with a signed POST, as
+        // SORACOM's clients, whose body carries the `operationId` in `requestParameters`.
+        let (method, body) = if run.sim_key().is_some() {
+            let mut params = Map::new();
+            params.insert("operationId".into(), Value::String(op.clone()));
+            (Method::Post, Some(request_body(Some(&params))))
+        } else {
+            (Method::Get, None)
+        };
+        let response = match run.call(method, &path, body) {
             Ok(response) => response,
             // The deadline ran out during this poll: the registration is still in flight.
             Err(Error::Timeout(_)) if run.deadline.remaining(run.caps) == 0 => {
@@ -245,6 +255,7 @@ fn assigned(obj: &Map<String, Value>, op: String, now: u64) -> Result<Bundle, Er
     Ok(Bundle::AzureIot(AzureIotBundle {
         format_version: FORMAT_VERSION,
         obtained_at_ms: now,
+        mode: AuthMode::default(),
         device_id,
         host,
         operation_id: op,

@@ -5,7 +5,7 @@ use super::common::{Prepared, checked_str};
 use crate::types::bundle::{AwsCognitoBundle, AwsCognitoOpenidBundle, Bundle, FORMAT_VERSION};
 use crate::types::identifiers as id;
 use crate::types::json::{json_object, json_type, optional_str, required_str};
-use crate::types::model::{Error, Secret};
+use crate::types::model::{AuthMode, Error, Secret};
 use crate::types::text::env_value;
 use serde_json::{Map, Value};
 
@@ -112,6 +112,7 @@ fn aws_cognito(obj: &Map<String, Value>, now: u64) -> Result<Bundle, Error> {
     Ok(Bundle::AwsCognito(AwsCognitoBundle {
         format_version: FORMAT_VERSION,
         obtained_at_ms: now,
+        mode: AuthMode::default(),
         identity_id: checked_str(obj, "identityId", id::cognito_identity_id)?.to_string(),
         region: region.map(str::to_string),
         access_key_id: access_key_id.to_string(),
@@ -126,6 +127,7 @@ fn aws_cognito_openid(obj: &Map<String, Value>, now: u64) -> Result<Bundle, Erro
     Ok(Bundle::AwsCognitoOpenid(AwsCognitoOpenidBundle {
         format_version: FORMAT_VERSION,
         obtained_at_ms: now,
+        mode: AuthMode::default(),
         region: checked_str(obj, "region", id::aws_region)?.to_string(),
         identity_id: checked_str(obj, "identityId", id::cognito_identity_id)?.to_string(),
         token: Secret::new(required_str(obj, "token")?.to_string()),

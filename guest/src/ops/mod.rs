@@ -2,13 +2,17 @@
 //! orchestration of `provision` and `status` at the top.
 //!
 //! Files, lowest first (each uses only the ones before it, [`crate::client`] and
-//! [`crate::types`]): `common` (the checked request, identifier fields) and `store` (what is
-//! stored, the store probe); the services `azure`, `aws` (AWS IoT), `cognito`, `inventory`,
-//! `arc`, `air` (none uses another); `table` (the one table of operations); `provision` (the
-//! orchestration).
+//! [`crate::types`]): `common` (the checked request, identifier fields), `store` (what is
+//! stored, the store probe) and `key_cache` (the cached Keys API session of SIM mode); the
+//! services `keys` (SORACOM's Keys API: the AKA exchange of SIM mode), `azure`, `aws` (AWS
+//! IoT), `cognito`, `inventory`, `arc`, `air` (none uses another); `table` (the one table of
+//! operations); `provision` (the orchestration).
 
 pub mod common;
+pub mod key_cache;
 pub mod store;
+
+pub mod keys;
 
 pub mod air;
 pub mod arc;

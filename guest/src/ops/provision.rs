@@ -1,13 +1,16 @@
 //! The orchestration of `provision` and `status`, the top of the operations layer: it reads
-//! the store, applies the target's reuse rule, proves the store, makes the target's calls
-//! from [`super::table`], and stores the bundle.
+//! the store, applies the target's reuse rule, proves the store, in SIM mode establishes the
+//! Keys API session ([`super::keys`]), makes the target's calls from [`super::table`], and
+//! stores the bundle.
 
+use super::common::Prepared;
 use super::store::{Stored, is_newer_format, load, prove_store, read_stored};
 use super::table::{Calls, Operation, operation};
+use super::{key_cache, keys};
 use crate::client::{Capabilities, Method, Run};
 use crate::types::bundle::{Bundle, stored_error};
 use crate::types::json::parse_params;
-use crate::types::model::{AuthMode, Error, ProvisionRequest, Report, Target};
+use crate::types::model::{AuthMode, Error, KeyCacheUse, ProvisionRequest, Report, Target};
 
 /// The report for `bundle`, with the target's `mints-credentials` fact from the table.
 /// Errors: see [`Bundle::report`].
@@ -28,6 +31,14 @@ pub fn status(caps: &mut dyn Capabilities, target: Target) -> Result<Option<Repo
 
 /// Provision `request.target` and store its bundle (WIT `provision`).
 ///
+/// In SIM-authenticated mode the same happens against the request's endpoint (SORACOM's API:
+/// `https://g.api.soracom.io` or `https://api.soracom.io`), every call signed with a Keys API
+/// session ([`keys::establish`]: the cached one, or a new key agreement through the SIM),
+/// established only once Krypton is to be called; [`KeyCacheUse::Clear`] deletes the cached
+/// session first in any case. When the server refuses a cached session (HTTP 401 before it
+/// accepted any call of the run), the entry is dropped, one new key agreement runs and the
+/// target's calls are made once more. The bundle records the mode it was obtained in.
+///
 /// The target's [`Operation`] first checks the request parameters; then what is stored is
 /// read: a store failure stops the run with [`Error::Storage`], with or without `force`; a
 /// bundle that is absent or unusable may be replaced. Without `force`, a stored bundle that the
@@ -39,21 +50,22 @@ pub fn status(caps: &mut dyn Capabilities, target: Target) -> Result<Option<Repo
 ///
 /// Errors: every [`Error`] variant; on any error the store is unchanged.
 pub fn provision(caps: &mut dyn Capabilities, request: &ProvisionRequest) -> Result<Report, Error> {
-    if request.mode == AuthMode::Sim {
-        return Err(Error::Unsupported(
-            "SIM-authenticated mode is not implemented yet; use network mode over SORACOM Air or Arc"
-                .to_string(),
-        ));
-    }
     let params = parse_params(request.request_parameters.as_deref())?;
     let target = request.target;
     let op = operation(target);
+    let sim = request.mode == AuthMode::Sim;
     // Check what can be checked before any call.
     let mut run = Run::new(caps, request)?;
-    let mut prepared = (op.prepare)(params)?;
+    let prepared = (op.prepare)(params)?;
+    if sim && request.sim.key_cache == KeyCacheUse::Clear {
+        // Asked for whether or not Krypton is called below.
+        key_cache::clear(run.caps)?;
+    }
 
     let previous = match read_stored(run.caps, target)? {
         Stored::Present(bundle) => {
+            // The reuse rule holds whatever mode the bundle was obtained in: credentials from
+            // network mode serve a SIM-mode request and the reverse, unless forced.
             if !request.force {
                 let report = report(op, &bundle, true)?;
                 if op.reuse.allows(&bundle, &report, run.caps.unix_ms()) {
@@ -98,15 +110,28 @@ pub fn provision(caps: &mut dyn Capabilities, request: &ProvisionRequest) -> Res
         prove_store(run.caps)?;
     }
 
-    let bundle = match op.calls {
-        Calls::One { path, parse } => {
-            let body = std::mem::take(&mut prepared.body);
-            let response = run.call(Method::Post, path, Some(body))?;
-            let now = run.caps.unix_ms();
-            parse(&prepared, &response.body, now)?
+    let mut bundle = if sim {
+        let session = keys::establish(&mut run, request.sim.key_cache)?;
+        run.sign_with(session.key.clone());
+        match obtain(op, &mut run, prepared.clone()) {
+            // A cached key the server refuses before accepting any call of this run has
+            // expired or been revoked on the server: agree a new one and try once more.
+            Err(Error::HttpStatus { status: 401, .. }) if session.cached && !run.key_accepted() => {
+                run.caps.log(&format!(
+                    "{}: the cached Keys API session was refused (HTTP 401); agreeing a new key \
+                     and trying once more",
+                    target.name()
+                ));
+                let session = keys::renew(&mut run, &session)?;
+                run.sign_with(session.key);
+                obtain(op, &mut run, prepared)?
+            }
+            other => other?,
         }
-        Calls::Flow { run: flow, .. } => flow(&mut run, prepared)?,
+    } else {
+        obtain(op, &mut run, prepared)?
     };
+    bundle.set_mode(request.mode);
     // Build the report before storing, so a bundle that cannot be reported is never stored;
     // it checks every value once more with the rules used when reading it back.
     let mut report = report(op, &bundle, false)?;
@@ -121,4 +146,17 @@ pub fn provision(caps: &mut dyn Capabilities, request: &ProvisionRequest) -> Res
         report.bundle
     ));
     Ok(report)
+}
+
+/// The target's calls (signed when the run is), and its checked bundle.
+fn obtain(op: &Operation, run: &mut Run<'_>, mut prepared: Prepared) -> Result<Bundle, Error> {
+    match op.calls {
+        Calls::One { path, parse } => {
+            let body = std::mem::take(&mut prepared.body);
+            let response = run.call(Method::Post, path, Some(body))?;
+            let now = run.caps.unix_ms();
+            parse(&prepared, &response.body, now)
+        }
+        Calls::Flow { run: flow, .. } => flow(run, prepared),
+    }
 }

@@ -14,12 +14,16 @@
 //! | P4 | `POST /v1/provisioning/aws/cognito/credentials` | `cognito` |
 //! | P5 | `POST /v1/provisioning/aws/cognito/open_id_tokens` | `cognito` |
 //! | P6 | `POST /v1/provisioning/azure/iot/register` | `azure` |
-//! | P7 | `GET` (network mode) `/v1/provisioning/azure/iot/registrations/{operationId}` | `azure` |
+//! | P7 | `GET` (network mode), `POST` (SIM mode) `/v1/provisioning/azure/iot/registrations/{operationId}` | `azure` |
 //! | P8 | `POST /v1/provisioning/azure/iot/bootstrap` (not used) | |
 //! | P9 | `POST /v1/provisioning/soracom/inventory/bootstrap` | `inventory` |
 //! | P10 | `POST /v1/provisioning/soracom/arc/bootstrap` | `arc` |
 //! | P11 | `POST /v1/provisioning/soracom/air/subscriber_metadata` | `air` |
 //! | P12 | `POST /v1/provisioning/soracom/air/userdata` | `air` |
+//!
+//! In SIM-authenticated mode every call is a `POST` to the same path below SORACOM's API
+//! (`https://g.api.soracom.io`, `https://api.soracom.io`), its body the SIM-mode body and
+//! signed ([`crate::client::Run::sign_with`]).
 //!
 //! A new operation: a file for its service with `prepare` (or [`prepare_plain`]), its paths
 //! and its parser (or its flow), a [`crate::types::bundle::Bundle`] variant, and one row here.
@@ -207,9 +211,10 @@ pub const OPERATIONS: [Operation; 8] = [
         mints_credentials: false,
         required_parameters: inventory::PARAMETERS,
         prepare: inventory::prepare,
-        calls: Calls::One {
-            path: inventory::BOOTSTRAP,
-            parse: inventory::parse_bootstrap,
+        // A flow of one call: in SIM mode the parser needs the run's CK.
+        calls: Calls::Flow {
+            calls: inventory::CALLS,
+            run: inventory::obtain,
         },
         // A new bootstrap re-keys the device.
         reuse: Reuse::Always,

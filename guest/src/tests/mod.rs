@@ -21,11 +21,18 @@ mod formats;
 mod hints;
 mod inventory;
 mod orchestration;
+mod sim;
+mod sim_milenage;
 
 const EC_CRT: &str = include_str!("../../testdata/ec.crt");
 const EC_SEC1: &str = include_str!("../../testdata/ec-sec1.key");
 const OTHER_EC: &str = include_str!("../../testdata/other-ec-sec1.key");
 const ROOT_CRT: &str = include_str!("../../testdata/root.crt");
+
+/// A USIM that computes its answer to AUTHENTICATE from RAND and AUTN.
+type Usim = Box<dyn FnMut(&[u8], &[u8]) -> Result<AuthOutcome, UiccError>>;
+/// A server that computes its answer to a request.
+type Server = Box<dyn FnMut(&HttpRequest) -> HttpResponse>;
 
 #[derive(Default)]
 struct Fake {
@@ -42,6 +49,21 @@ struct Fake {
     fail_delete: Vec<&'static str>,
     /// Every store call, in order: `get NAME`, `put NAME`, `delete NAME`.
     store_calls: Vec<String>,
+    /// The extra headers of each request, in the order of `requests`.
+    headers: Vec<Vec<(String, String)>>,
+    /// The answer bound of each request, bytes, in the order of `requests`.
+    max_bodies: Vec<usize>,
+    /// The SIM's IMSI; `None`: the `uicc` answers `unavailable`.
+    imsi: Option<String>,
+    /// Scripted answers to AUTHENTICATE, in order.
+    auth: VecDeque<Result<AuthOutcome, UiccError>>,
+    /// Every AUTHENTICATE call: RAND and AUTN.
+    auth_calls: Vec<(Vec<u8>, Vec<u8>)>,
+    /// A USIM computing its answers (instead of `auth`).
+    usim: Option<Usim>,
+    /// A server computing its answers (instead of `responses`), given the request and its
+    /// extra headers.
+    server: Option<Server>,
 }
 
 fn fails(list: &[&str], name: &str) -> bool {
@@ -77,8 +99,9 @@ impl Capabilities for Fake {
         request: &HttpRequest,
         timeouts: Timeouts,
         _total_ms: u64,
-        _max: usize,
+        max: usize,
     ) -> Result<HttpResponse, SendFailure> {
+        self.max_bodies.push(max);
         assert_eq!(endpoint.authority, "krypton.example:8036");
         self.requests.push((
             request.method.as_str().to_string(),
@@ -89,7 +112,11 @@ impl Capabilities for Fake {
                 .map(|b| String::from_utf8(b.clone()).unwrap()),
             timeouts,
         ));
+        self.headers.push(request.headers.clone());
         self.now_ms += 10;
+        if let Some(server) = self.server.as_mut() {
+            return Ok(server(request));
+        }
         self.responses.pop_front().expect("a scripted response")
     }
     fn monotonic_ms(&self) -> u64 {
@@ -136,6 +163,20 @@ impl Capabilities for Fake {
         }
         Ok(self.store.remove(name).is_some())
     }
+    fn read_imsi(&mut self) -> Result<String, UiccError> {
+        self.imsi
+            .clone()
+            .ok_or_else(|| UiccError::Unavailable("no uicc backend is configured".into()))
+    }
+    fn authenticate(&mut self, rand: &[u8], autn: &[u8]) -> Result<AuthOutcome, UiccError> {
+        self.auth_calls.push((rand.to_vec(), autn.to_vec()));
+        if let Some(usim) = self.usim.as_mut() {
+            return usim(rand, autn);
+        }
+        self.auth
+            .pop_front()
+            .expect("a scripted AUTHENTICATE answer")
+    }
 }
 
 fn request(target: Target) -> ProvisionRequest {
@@ -157,6 +198,7 @@ fn request(target: Target) -> ProvisionRequest {
             base_delay_ms: 500,
             max_delay_ms: 8_000,
         },
+        sim: SimOptions::default(),
     }
 }
 

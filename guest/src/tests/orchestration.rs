@@ -90,11 +90,20 @@ fn bad_requests_are_refused_before_any_call() {
         );
         assert!(fake.requests.is_empty());
     }
+    // SIM mode is implemented: on a host without SIM access it stops with a typed uicc error
+    // before any call, and a bad request is refused before the SIM is asked.
     let mut req = request(Target::AzureIot);
     req.mode = AuthMode::Sim;
+    let mut fake = Fake::default();
+    assert!(matches!(
+        provision(&mut fake, &req).unwrap_err(),
+        Error::Sim(SimError::Uicc(UiccError::Unavailable(_)))
+    ));
+    assert!(fake.requests.is_empty());
+    req.request_parameters = Some("[1]".into());
     assert!(matches!(
         provision(&mut Fake::default(), &req).unwrap_err(),
-        Error::Unsupported(_)
+        Error::InvalidRequest(_)
     ));
 }
 

@@ -5,7 +5,7 @@
 //! component read bundles written by this one. PEM fields are stored canonical (LF, final newline).
 
 use super::identifiers::{self as id, Rule};
-use super::model::{Error, Report, Secret, Target};
+use super::model::{AuthMode, Error, Report, Secret, Target};
 use super::validate;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,9 @@ pub struct AzureIotBundle {
     pub format_version: u32,
     /// When Krypton answered `assigned`, ms since the Unix epoch.
     pub obtained_at_ms: u64,
+    /// The mode the bundle was obtained in; written only when `sim` (absent: network).
+    #[serde(default, skip_serializing_if = "AuthMode::is_network")]
+    pub mode: AuthMode,
     /// Azure device ID (the DPS registration ID Krypton used).
     pub device_id: String,
     /// Assigned IoT Hub host name, e.g. `myhub.azure-devices.net`.
@@ -43,6 +46,9 @@ pub struct AwsIotBundle {
     pub format_version: u32,
     /// When Krypton answered, ms since the Unix epoch.
     pub obtained_at_ms: u64,
+    /// The mode the bundle was obtained in; written only when `sim` (absent: network).
+    #[serde(default, skip_serializing_if = "AuthMode::is_network")]
+    pub mode: AuthMode,
     /// AWS region, e.g. `ap-northeast-1`.
     pub region: String,
     /// AWS IoT data endpoint, e.g. `xxxx-ats.iot.ap-northeast-1.amazonaws.com`.
@@ -69,6 +75,9 @@ pub struct AwsCognitoBundle {
     pub format_version: u32,
     /// When Krypton answered, ms since the Unix epoch.
     pub obtained_at_ms: u64,
+    /// The mode the bundle was obtained in; written only when `sim` (absent: network).
+    #[serde(default, skip_serializing_if = "AuthMode::is_network")]
+    pub mode: AuthMode,
     /// Cognito identity ID, e.g. `ap-northeast-1:1234…`.
     pub identity_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,6 +101,9 @@ pub struct AwsCognitoOpenidBundle {
     pub format_version: u32,
     /// When Krypton answered, ms since the Unix epoch.
     pub obtained_at_ms: u64,
+    /// The mode the bundle was obtained in; written only when `sim` (absent: network).
+    #[serde(default, skip_serializing_if = "AuthMode::is_network")]
+    pub mode: AuthMode,
     /// AWS region.
     pub region: String,
     /// Cognito identity ID.
@@ -108,6 +120,9 @@ pub struct InventoryBundle {
     pub format_version: u32,
     /// When Krypton answered, ms since the Unix epoch.
     pub obtained_at_ms: u64,
+    /// The mode the bundle was obtained in; written only when `sim` (absent: network).
+    #[serde(default, skip_serializing_if = "AuthMode::is_network")]
+    pub mode: AuthMode,
     /// The LwM2M endpoint client name the device registered with.
     pub endpoint: String,
     /// LwM2M server URI, e.g. `coaps://jp.inventory.soracom.io:5684`.
@@ -126,6 +141,9 @@ pub struct ArcBundle {
     pub format_version: u32,
     /// When Krypton answered, ms since the Unix epoch.
     pub obtained_at_ms: u64,
+    /// The mode the bundle was obtained in; written only when `sim` (absent: network).
+    #[serde(default, skip_serializing_if = "AuthMode::is_network")]
+    pub mode: AuthMode,
     /// WireGuard private key of this client, base64 (44 characters).
     pub arc_client_peer_private_key: Secret,
     /// The client's tunnel address (IPv4 literal).
@@ -147,6 +165,9 @@ pub struct SubscriberMetadataBundle {
     pub format_version: u32,
     /// When Krypton answered, ms since the Unix epoch.
     pub obtained_at_ms: u64,
+    /// The mode the bundle was obtained in; written only when `sim` (absent: network).
+    #[serde(default, skip_serializing_if = "AuthMode::is_network")]
+    pub mode: AuthMode,
     /// The metadata object as Krypton sent it.
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
@@ -160,6 +181,9 @@ pub struct UserdataBundle {
     pub format_version: u32,
     /// When Krypton answered, ms since the Unix epoch.
     pub obtained_at_ms: u64,
+    /// The mode the bundle was obtained in; written only when `sim` (absent: network).
+    #[serde(default, skip_serializing_if = "AuthMode::is_network")]
+    pub mode: AuthMode,
     /// The group's userdata, as text.
     pub userdata: Secret,
 }
@@ -242,6 +266,35 @@ impl Bundle {
             Bundle::Arc(_) => Target::Arc,
             Bundle::SubscriberMetadata(_) => Target::SubscriberMetadata,
             Bundle::Userdata(_) => Target::Userdata,
+        }
+    }
+
+    /// The mode this bundle was obtained in.
+    pub fn mode(&self) -> AuthMode {
+        match self {
+            Bundle::AzureIot(b) => b.mode,
+            Bundle::AwsIot(b) => b.mode,
+            Bundle::AwsCognito(b) => b.mode,
+            Bundle::AwsCognitoOpenid(b) => b.mode,
+            Bundle::Inventory(b) => b.mode,
+            Bundle::Arc(b) => b.mode,
+            Bundle::SubscriberMetadata(b) => b.mode,
+            Bundle::Userdata(b) => b.mode,
+        }
+    }
+
+    /// Record the mode the bundle was obtained in (the parsers build bundles in the default,
+    /// network; the orchestration sets the run's mode before storing).
+    pub fn set_mode(&mut self, mode: AuthMode) {
+        match self {
+            Bundle::AzureIot(b) => b.mode = mode,
+            Bundle::AwsIot(b) => b.mode = mode,
+            Bundle::AwsCognito(b) => b.mode = mode,
+            Bundle::AwsCognitoOpenid(b) => b.mode = mode,
+            Bundle::Inventory(b) => b.mode = mode,
+            Bundle::Arc(b) => b.mode = mode,
+            Bundle::SubscriberMetadata(b) => b.mode = mode,
+            Bundle::Userdata(b) => b.mode = mode,
         }
     }
 
@@ -476,6 +529,7 @@ impl Bundle {
             sizes,
             // The operations layer knows which targets mint credentials; it sets this.
             mints_credentials: false,
+            mode: self.mode(),
         })
     }
 }

@@ -466,6 +466,23 @@ pub fn soracom_word(value: &str) -> Result<(), Reason> {
     )
 }
 
+/// Longest Keys API `keyId` accepted, bytes. The Keys API does not document its form; the
+/// bound keeps a hostile answer out of the store, the URL and every body.
+pub const KEY_ID_MAX: usize = 256;
+
+/// A Keys API `keyId` (`POST /v1/keys`): 1–[`KEY_ID_MAX`] bytes that can go into a URL path
+/// segment unescaped (RFC 3986 §3.3 `pchar` without `%`), without `_`. SORACOM's clients cache a
+/// session under `<IMSI>_<keyId>` and split the alias at `_` (`soracom/endorse-client-go`
+/// `endorse/key_cache.go`), so a `keyId` holding `_` cannot come from their server.
+pub fn keys_api_key_id(value: &str) -> Result<(), Reason> {
+    length(value, 1, KEY_ID_MAX, "bytes")?;
+    only(
+        value,
+        |b| b.is_ascii_alphanumeric() || b"-.~!$&'()*+,;=:@".contains(&b),
+        "A-Z a-z 0-9 and - . ~ ! $ & ' ( ) * + , ; = : @ (no `_`, `/` or `%`)",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! Plain-Rust mirrors of the WIT types (`wit/krypton.wit`, package `soracom:krypton@0.3.0`).
+//! Plain-Rust mirrors of the WIT types (`wit/krypton.wit`, package `soracom:krypton@0.4.0`).
 //!
 //! The provisioning logic works on these so that it compiles and unit-tests natively; `lib.rs`
 //! converts them to and from the generated bindings one-to-one.
@@ -48,13 +48,138 @@ impl Target {
     }
 }
 
-/// How the device authenticates (WIT `auth-mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How the device authenticates (WIT `auth-mode`). Stored in a bundle as `"mode"`: `sim`
+/// is written, `network` is not (a bundle without the field was obtained in network mode, as
+/// every bundle written before SIM mode existed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// The SIM is recognised by its SORACOM Air session or Arc tunnel.
+    #[default]
     Network,
-    /// The SIM signs the request itself (reserved; answers `unsupported`).
+    /// SIM authentication over any network: 3GPP AKA with SORACOM's Keys API through the
+    /// host's `uicc`, then every provisioning request signed with the CK it yields.
     Sim,
+}
+
+impl AuthMode {
+    /// `network` or `sim`, as the WIT and the bundles spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMode::Network => "network",
+            AuthMode::Sim => "sim",
+        }
+    }
+
+    /// Whether this is network mode (the default, not written into bundles).
+    pub fn is_network(&self) -> bool {
+        *self == AuthMode::Network
+    }
+}
+
+/// What to do with the cached Keys API session (WIT `key-cache-use`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyCacheUse {
+    /// Reuse a cached session of the same IMSI that has not expired; otherwise run AKA and
+    /// cache the new session.
+    #[default]
+    Reuse,
+    /// Run AKA; neither read nor write the cache.
+    Bypass,
+    /// Delete the cached session, then run AKA and cache the new session.
+    Clear,
+}
+
+/// Options of SIM-authenticated mode (WIT `sim-options`); ignored in network mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimOptions {
+    /// Use of the key cache.
+    pub key_cache: KeyCacheUse,
+}
+
+/// Secret bytes (RES, CK, IK). `Debug` never shows them and there is no `Display`, so they
+/// cannot reach a log line or an error by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    /// Wrap secret bytes.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        SecretBytes(bytes)
+    }
+    /// The bytes, for hashing and for the Keys API only.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+    /// Length in bytes (not secret).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+/// RES, CK and IK from a successful AUTHENTICATE (WIT `auth-keys`; 3GPP TS 33.102 §6.3.3):
+/// RES 4 to 16 bytes, CK and IK 16 bytes each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthKeys {
+    /// The USIM's response to the challenge.
+    pub res: SecretBytes,
+    /// The cipher key, which signs SIM-mode requests.
+    pub ck: SecretBytes,
+    /// The integrity key (not used by the Keys API).
+    pub ik: SecretBytes,
+}
+
+/// The USIM's answer to AUTHENTICATE (WIT `auth-outcome`; 3GPP TS 31.102 §7.1.2.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// Success: RES, CK, IK.
+    Success(AuthKeys),
+    /// Synchronisation failure: AUTS (14 bytes, TS 33.102 §6.3.5), for the Keys API's
+    /// resynchronisation.
+    SyncFailure(Vec<u8>),
+}
+
+/// Why a UICC call failed (WIT `uicc-error`). No case carries a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UiccError {
+    /// The host has no SIM access; the text says what to configure.
+    Unavailable(String),
+    /// The modem or reader holds no SIM.
+    NoSim(String),
+    /// The reader or modem failed (I/O, a timeout, a reply cut short).
+    Io(String),
+    /// The card answered a status word other than success (ISO/IEC 7816-4 §5.6).
+    StatusWord {
+        /// First status byte.
+        sw1: u8,
+        /// Second status byte.
+        sw2: u8,
+        /// The command that got it, e.g. `AUTHENTICATE`.
+        command: String,
+    },
+    /// The USIM rejected the challenge: MAC failure, status `98 62` (3GPP TS 31.102 §7.3.1).
+    MacFailure,
+}
+
+/// Why SIM-authenticated mode failed before a provisioning request could be signed (WIT
+/// `sim-error`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SimError {
+    /// The host's `uicc` answered an error.
+    Uicc(UiccError),
+    /// The Keys API refused the key agreement or the verification, or answered something
+    /// unusable; the text names the call and the status, never a key.
+    KeyAgreement(String),
 }
 
 /// Per-request HTTP timeouts in milliseconds (WIT `http-timeouts`).
@@ -100,6 +225,8 @@ pub struct ProvisionRequest {
     pub timeouts: Timeouts,
     /// Retries of one call.
     pub retry: RetryPolicy,
+    /// Options of SIM-authenticated mode (ignored in network mode).
+    pub sim: SimOptions,
 }
 
 /// Non-secret facts about a certificate (WIT `certificate-summary`).
@@ -138,6 +265,8 @@ pub struct Report {
     /// Whether provisioning this target again issues new credentials (WIT
     /// `mints-credentials`); the operations layer sets it from its table.
     pub mints_credentials: bool,
+    /// The mode the bundle was obtained in (WIT `provision-report.mode`).
+    pub mode: AuthMode,
 }
 
 /// A request parameter a target needs (WIT `parameter-info`).
@@ -194,6 +323,8 @@ pub enum Error {
     },
     /// The secret store failed, or holds nothing usable.
     Storage(String),
+    /// SIM-authenticated mode failed before a provisioning request could be signed.
+    Sim(SimError),
 }
 
 /// What kind of transport failure happened (WIT `transport-kind`).
@@ -264,9 +395,38 @@ pub struct Failure {
     pub hint: Option<String>,
 }
 
+/// SORACOM's two bases of SIM-authenticated mode (SORACOM's open-source Krypton clients,
+/// `soracom/krypton-client-go` `krypton/client.go`, `soracom/soracom-krypton-client-for-java`
+/// `ProvisioningApiEndpoint.java`), named in advice.
+const SIM_ENDPOINTS: &str =
+    "https://g.api.soracom.io for global coverage, https://api.soracom.io for Japan coverage";
+
+/// Advice for a refusal by the Keys API or by a provisioning call in SIM mode (HTTP 401 or 403,
+/// a key agreement that did not verify): SORACOM's documentation lists the plans that support
+/// SIM authentication, and Krypton answers only SIMs whose group enables it.
+pub const SIM_REFUSED_HINT: &str = "check that the SIM's plan supports SIM authentication, that Krypton is enabled in the SIM's group, and that the endpoint matches the SIM's coverage (https://g.api.soracom.io for global coverage, https://api.soracom.io for Japan coverage)";
+
+/// Advice for a challenge the USIM rejected (MAC failure, 3GPP TS 33.102 §6.3.3): the
+/// challenge did not come from the SIM's home network.
+pub const SIM_MAC_FAILURE_HINT: &str = "the SIM did not accept the Keys API's challenge: the endpoint does not serve this SIM (check the coverage: https://g.api.soracom.io for global, https://api.soracom.io for Japan), or the SIM is not a SORACOM SIM";
+
+/// Advice for a host without SIM access.
+pub const SIM_UNAVAILABLE_HINT: &str = "SIM-authenticated mode needs the SIM: configure the host's uicc backend (a modem, a PC/SC card reader or a software SIM), or use network mode over SORACOM Air or Arc";
+
+/// Advice for a uicc backend that failed or found no SIM.
+pub const SIM_DEVICE_HINT: &str = "check the host's uicc backend: that the SIM is inserted, the modem or reader is connected and answers, and no other program holds it";
+
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         let hint = error.hint();
+        Failure { error, hint }
+    }
+}
+
+impl Failure {
+    /// The error with the advice for `mode` ([`Error::hint_in`]).
+    pub fn in_mode(error: Error, mode: AuthMode) -> Self {
+        let hint = error.hint_in(mode);
         Failure { error, hint }
     }
 }
@@ -276,6 +436,53 @@ impl Error {
     /// endpoint and the failure), [`TIMEOUT_HINT`], [`FORBIDDEN_HINT`] for HTTP 401 and 403,
     /// [`REGISTRATION_HINT`], [`STORED_BUNDLE_HINT`] for a stored value; `None` otherwise.
     pub fn hint(&self) -> Option<String> {
+        self.hint_in(AuthMode::Network)
+    }
+
+    /// What to do about this error in `mode`. Network mode: see [`Error::hint`]. SIM mode
+    /// reaches SORACOM's API over any network, so the advice about SORACOM Air, Arc and
+    /// Krypton's port 8036 gives way to advice about the SIM, its plan and group, the uicc
+    /// backend and the coverage's endpoint; a [`Error::Sim`] has its own advice in either mode.
+    pub fn hint_in(&self, mode: AuthMode) -> Option<String> {
+        let sim_route = || {
+            format!(
+                "check the endpoint ({SIM_ENDPOINTS}) and this device's route to it; SIM \
+                 authentication works over any network"
+            )
+        };
+        match (mode, self) {
+            (_, Error::Sim(SimError::Uicc(UiccError::Unavailable(_)))) => {
+                return Some(SIM_UNAVAILABLE_HINT.to_string());
+            }
+            (_, Error::Sim(SimError::Uicc(UiccError::MacFailure))) => {
+                return Some(SIM_MAC_FAILURE_HINT.to_string());
+            }
+            (_, Error::Sim(SimError::Uicc(_))) => return Some(SIM_DEVICE_HINT.to_string()),
+            (_, Error::Sim(SimError::KeyAgreement(_))) => {
+                return Some(SIM_REFUSED_HINT.to_string());
+            }
+            (AuthMode::Sim, Error::Transport(t)) => {
+                return Some(match t.kind {
+                    TransportKind::UntrustedCertificate | TransportKind::Denied => {
+                        t.hint.clone().unwrap_or_else(sim_route)
+                    }
+                    _ => sim_route(),
+                });
+            }
+            (AuthMode::Sim, Error::Timeout(_)) => {
+                return Some(format!(
+                    "{}; or raise the request's deadline-ms",
+                    sim_route()
+                ));
+            }
+            (
+                AuthMode::Sim,
+                Error::HttpStatus {
+                    status: 401 | 403, ..
+                },
+            ) => return Some(SIM_REFUSED_HINT.to_string()),
+            _ => {}
+        }
         match self {
             Error::Transport(t) => t.hint.clone(),
             Error::Timeout(_) => Some(TIMEOUT_HINT.to_string()),
@@ -332,6 +539,29 @@ impl fmt::Display for Error {
                 "Azure DPS registration {operation_id} ended with status `{status}`"
             ),
             Error::Storage(m) => write!(f, "secret store: {m}"),
+            Error::Sim(SimError::KeyAgreement(m)) => write!(f, "SIM authentication: {m}"),
+            Error::Sim(SimError::Uicc(e)) => write!(f, "SIM authentication: {e}"),
+        }
+    }
+}
+
+impl fmt::Display for UiccError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UiccError::Unavailable(m) => write!(f, "the host has no SIM access: {m}"),
+            UiccError::NoSim(m) => write!(f, "no SIM: {m}"),
+            UiccError::Io(m) => write!(f, "the SIM could not be reached: {m}"),
+            UiccError::StatusWord { sw1, sw2, command } => {
+                write!(
+                    f,
+                    "the SIM answered {command} with status {sw1:02X} {sw2:02X}"
+                )
+            }
+            UiccError::MacFailure => write!(
+                f,
+                "the SIM rejected the challenge (MAC failure, status 98 62): it did not come \
+                 from the SIM's home network"
+            ),
         }
     }
 }

@@ -1,18 +1,39 @@
 //! `krypton-host doctor`: check the route to Krypton (see `krypton_host::doctor`).
 
 use super::print::print_json;
-use super::{DEFAULT_ENDPOINT, HostFailure, fail, reported};
+use super::sim::UiccArgs;
+use super::{HostFailure, fail, reported};
 use clap::Args;
+use krypton_host::UiccAccess;
+use krypton_host::options::{Coverage, endpoint_for};
 use krypton_host::output::{self, exit};
+use krypton_host::runtime::AuthMode;
 use serde_json::{Value, json};
 use std::path::PathBuf;
+
+/// Examples shown by `doctor --help`.
+pub const EXAMPLES: &str = "Examples:
+  krypton-host doctor --wireguard /etc/wireguard/arc0.conf
+  krypton-host doctor --mode sim --uicc modem --port /dev/ttyUSB2
+  krypton-host doctor --mode sim --uicc soft --sim-file sim.json --coverage japan --json";
 
 /// `doctor` arguments.
 #[derive(Args)]
 pub struct DoctorArgs {
-    /// Krypton endpoint to check.
-    #[arg(long, env = "KRYPTON_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
-    pub endpoint: String,
+    /// Endpoint to check. Default: https://krypton.soracom.io:8036 in network mode; in SIM
+    /// mode the API of --coverage.
+    #[arg(long, env = "KRYPTON_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// `network` (the route to Krypton) or `sim` (also the SIM: the --uicc backend answers and
+    /// the IMSI reads; then the Keys API's host resolves and answers TLS).
+    #[arg(long, default_value = "network", value_parser = ["network", "sim"])]
+    pub mode: String,
+    /// SIM mode's API when --endpoint is not given: global (https://g.api.soracom.io) or
+    /// japan (https://api.soracom.io).
+    #[arg(long, value_parser = ["global", "japan"])]
+    pub coverage: Option<String>,
+    #[command(flatten)]
+    pub uicc: UiccArgs,
     /// A wg-quick configuration whose [Peer] AllowedIPs must route Krypton.
     #[arg(long, conflicts_with = "soratun_config")]
     pub wireguard: Option<PathBuf>,
@@ -36,10 +57,34 @@ pub struct DoctorArgs {
     pub json: bool,
 }
 
-/// Diagnose the route to Krypton and print the verdict and advice. Exit code by verdict: 0 ok,
-/// 12 not routed, 3 malformed configuration, 4 DNS, TLS or connection failure.
+/// Diagnose the route to Krypton (and in SIM mode the SIM first) and print the verdict and
+/// advice. Exit code by verdict: 0 ok, 12 not routed, 3 malformed configuration, 4 DNS, TLS or
+/// connection failure, 13 the SIM cannot be used (SIM mode).
 pub async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
     use krypton_host::doctor::{self, TunnelSource, Verdict};
+    let mode = if args.mode == "sim" {
+        AuthMode::Sim
+    } else {
+        AuthMode::Network
+    };
+    if mode == AuthMode::Network && (args.uicc.any_given() || args.coverage.is_some()) {
+        return Err(fail(exit::USAGE)(anyhow::anyhow!(
+            "--uicc, --sim-file, --port, --baud, --uicc-timeout-ms and --coverage check SIM-authenticated mode; add --mode sim"
+        )));
+    }
+    let coverage: Coverage = args
+        .coverage
+        .as_deref()
+        .map_or(Ok(Coverage::Global), str::parse)
+        .map_err(|e: String| fail(exit::USAGE)(anyhow::anyhow!("--coverage: {e}")))?;
+    let endpoint = endpoint_for(mode, coverage, args.endpoint.as_deref());
+    let sim = match mode {
+        AuthMode::Sim => {
+            let access = UiccAccess::new(args.uicc.to_config()?);
+            Some(doctor::check_sim(&access).await)
+        }
+        AuthMode::Network => None,
+    };
     let tunnel = match (&args.wireguard, &args.soratun_config) {
         (Some(p), _) => Some(doctor::read_tunnel(p, TunnelSource::Wireguard)),
         (None, Some(p)) => Some(doctor::read_tunnel(p, TunnelSource::Soratun)),
@@ -55,7 +100,7 @@ pub async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
         None => None,
     };
     let diagnosis = doctor::diagnose(
-        &args.endpoint,
+        &endpoint,
         tunnel,
         args.addresses.clone(),
         ca.as_deref(),
@@ -64,7 +109,9 @@ pub async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
     )
     .await
     .map_err(fail(exit::INVALID_REQUEST))?;
+    let sim_error = sim.as_ref().and_then(|s| s.error.clone());
     let code = match diagnosis.verdict {
+        _ if sim_error.is_some() => exit::SIM,
         Verdict::Ok => exit::OK,
         Verdict::NotRouted => exit::NOT_ROUTED,
         Verdict::MalformedConfig => exit::INVALID_REQUEST,
@@ -74,7 +121,16 @@ pub async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
         let mut object = serde_json::to_value(&diagnosis).unwrap_or_else(|_| json!({}));
         if let Some(obj) = object.as_object_mut() {
             obj.insert("ok".into(), json!(code == exit::OK));
-            if code != exit::OK {
+            if let Some(sim) = &sim {
+                obj.insert("mode".into(), json!(output::auth_mode(mode)));
+                obj.insert("sim".into(), json!(sim));
+            }
+            if let Some(e) = &sim_error {
+                obj.insert("exitCode".into(), json!(code));
+                let mut error = output::failure_json(code, &e.message)["error"].clone();
+                error["uiccError"] = json!(e.kind);
+                obj.insert("error".into(), error);
+            } else if code != exit::OK {
                 let verdict = obj
                     .get("verdict")
                     .and_then(Value::as_str)
@@ -89,6 +145,13 @@ pub async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
         }
         print_json(&object);
     } else {
+        if let Some(sim) = &sim {
+            println!("uicc       {}", sim.uicc.as_deref().unwrap_or("-"));
+            println!("imsi       {}", sim.imsi.as_deref().unwrap_or("-"));
+            if let Some(e) = &sim_error {
+                println!("sim        {}: {}", e.kind, e.message);
+            }
+        }
         println!(
             "endpoint   {} ({}:{})",
             diagnosis.endpoint, diagnosis.host, diagnosis.port
@@ -117,6 +180,12 @@ pub async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
         );
         for line in &diagnosis.advice {
             println!("  {line}");
+        }
+        if sim_error.is_some() {
+            println!(
+                "  The SIM cannot be used: choose the backend with --uicc soft --sim-file FILE, \
+                 --uicc modem --port DEV (see `krypton-host sim --list-ports`) or --uicc pcsc."
+            );
         }
     }
     if code == exit::OK {

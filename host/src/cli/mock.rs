@@ -38,13 +38,39 @@ pub struct MockArgs {
     /// Form of Cognito `expiration`: ms (epoch milliseconds), s (epoch seconds) or iso.
     #[arg(long, default_value = "ms", value_parser = ["ms", "s", "iso"])]
     pub expiration_format: String,
+    /// Serve SIM-authenticated mode for the SIM in this software SIM file (the JSON of
+    /// `provision --sim-file`: imsi, k, opc, amf, sqn): the Keys API challenges it and
+    /// checks its signed requests (repeatable, one SIM per file).
+    #[arg(long, value_name = "FILE")]
+    pub sim_subscriber: Vec<PathBuf>,
+    /// Refuse unsigned provisioning requests (401): serve SIM-authenticated mode only.
+    #[arg(long)]
+    pub require_signatures: bool,
+}
+
+/// The Keys API's subscriber records from software SIM files: IMSI -> record. Errors (exit
+/// 3): a file that cannot be read or is not a valid software SIM.
+fn sim_subscribers(
+    files: &[PathBuf],
+) -> Result<std::collections::HashMap<String, krypton_mock::keys::SimSubscriber>, HostFailure> {
+    let mut subscribers = std::collections::HashMap::new();
+    for path in files {
+        let record = krypton_uicc::soft::SoftSim::open(path)
+            .and_then(|sim| sim.load())
+            .map_err(|e| fail(exit::INVALID_REQUEST)(anyhow::anyhow!("--sim-subscriber: {e}")))?;
+        let (imsi, subscriber) = krypton_mock::keys::SimSubscriber::from_sim_record(&record);
+        subscribers.insert(imsi, subscriber);
+    }
+    Ok(subscribers)
 }
 
 /// Serve the mock Krypton until SIGINT or SIGTERM, after printing its endpoint and CA file as
-/// one JSON line. Errors: a bad `--fail` or listen address, or the CA file cannot be written
-/// (exit 3).
+/// one JSON line. Errors: a bad `--fail` or listen address, a `--sim-subscriber` file that is
+/// not a software SIM, or the CA file cannot be written (exit 3).
 pub async fn mock(args: MockArgs) -> Result<(), HostFailure> {
     let config = MockConfig {
+        sim_subscribers: sim_subscribers(&args.sim_subscriber)?,
+        require_signatures: args.require_signatures,
         assigning_polls: args.assigning_polls,
         retry_after_secs: args.retry_after,
         expiration: match args.expiration_format.as_str() {

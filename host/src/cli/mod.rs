@@ -14,6 +14,7 @@ pub mod reload;
 pub mod run;
 pub mod shared;
 pub mod sign;
+pub mod sim;
 pub mod status;
 pub mod wireguard_config;
 
@@ -54,13 +55,18 @@ pub enum Command {
     ///
     /// Without --force, a stored bundle whose certificate is still valid is reported and
     /// Krypton is not called (AWS IoT bootstrap mints a new certificate on every call).
-    #[command(after_help = output::EXIT_CODES_HELP)]
+    #[command(
+        after_help = output::EXIT_CODES_HELP,
+        after_long_help = format!("{}\n\n{}", provision::EXAMPLES, output::EXIT_CODES_HELP)
+    )]
     Provision(provision::ProvisionArgs),
     /// Show what is stored (identifiers, certificate fingerprint and expiry; never keys).
     #[command(after_help = output::EXIT_CODES_HELP)]
     Status(status::StatusArgs),
     /// Serve a mock Krypton over HTTPS on loopback (for tests and CI). Prints one JSON line
     /// {"endpoint": "https://127.0.0.1:PORT", "caFile": "PATH"}, then serves until stopped.
+    /// With --sim-subscriber FILE it also serves SIM-authenticated mode (the Keys API) for
+    /// the software SIM in FILE.
     #[command(after_help = output::EXIT_CODES_HELP)]
     Mock(mock::MockArgs),
     /// Provision every target against an in-process mock Krypton into a temporary store,
@@ -95,12 +101,22 @@ pub enum Command {
     /// Check the route to Krypton before provisioning: resolve the endpoint, check each
     /// address against the tunnel's AllowedIPs (wg-quick file or soratun arc.json), try TCP and
     /// TLS, and print what to change.
-    #[command(after_help = output::EXIT_CODES_HELP)]
+    #[command(
+        after_help = output::EXIT_CODES_HELP,
+        after_long_help = format!("{}\n\n{}", doctor::EXAMPLES, output::EXIT_CODES_HELP)
+    )]
     Doctor(doctor::DoctorArgs),
     /// Write a wg-quick configuration from the stored `arc` bundle, with Krypton's addresses
     /// routed through the tunnel (the SORACOM Arc AllowedIPs trap, fixed by construction).
     #[command(after_help = output::EXIT_CODES_HELP)]
     WireguardConfig(wireguard_config::WireguardArgs),
+    /// The SIM of SIM-authenticated mode: list serial ports, ask a modem about itself, or
+    /// read the IMSI through a backend (never a key).
+    #[command(
+        after_help = output::EXIT_CODES_HELP,
+        after_long_help = format!("{}\n\n{}", sim::EXAMPLES, output::EXIT_CODES_HELP)
+    )]
+    Sim(sim::SimArgs),
 }
 
 /// Options every command that reads the store shares.

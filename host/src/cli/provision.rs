@@ -2,16 +2,26 @@
 
 use super::print::print_json;
 use super::shared::{load, lock_store};
-use super::{CommonArgs, DEFAULT_ENDPOINT, HostFailure, component_failure, fail};
+use super::sim::UiccArgs;
+use super::{CommonArgs, HostFailure, component_failure, fail};
 use clap::Args;
-use krypton_host::ProvisionOptions;
 use krypton_host::http::{self, OutboundPolicy};
+use krypton_host::options::{Coverage, endpoint_for};
 use krypton_host::output::{self, exit};
-use krypton_host::runtime::{AuthMode, Runtime};
+use krypton_host::runtime::{AuthMode, KeyCacheUse, Runtime};
 use krypton_host::store::SecretStore;
+use krypton_host::{ProvisionOptions, UiccAccess};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// Examples shown by `provision --help`.
+pub const EXAMPLES: &str = "Examples:
+  krypton-host provision azure-iot
+  krypton-host provision aws-iot --param thingName=gw-0042 --json
+  krypton-host provision aws-iot --mode sim --uicc modem --port /dev/ttyUSB2
+  krypton-host provision inventory --mode sim --coverage japan --param endpoint=gw-1
+  krypton-host provision arc --mode sim --uicc soft --sim-file sim.json --endpoint https://127.0.0.1:PORT --ca-file mock-ca.pem";
 
 /// `provision` arguments.
 #[derive(Args)]
@@ -19,19 +29,33 @@ pub struct ProvisionArgs {
     /// azure-iot | aws-iot | aws-cognito | aws-cognito-openid | inventory | arc |
     /// subscriber-metadata | userdata
     pub target: String,
-    /// Krypton base URL.
-    #[arg(long, env = "KRYPTON_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
-    pub endpoint: String,
+    /// Krypton base URL. Default: https://krypton.soracom.io:8036 in network mode; in SIM
+    /// mode the API of --coverage.
+    #[arg(long, env = "KRYPTON_ENDPOINT")]
+    pub endpoint: Option<String>,
     /// Extra CA certificates (PEM) to trust for the endpoint, added to the web PKI roots.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
     /// Provision even if a valid bundle is stored (replaces it only on success).
     #[arg(long)]
     pub force: bool,
-    /// How the device authenticates: `network` (over SORACOM Air or Arc) or `sim`
-    /// (SIM-authenticated; not implemented by this component version: exit 10).
+    /// How the device authenticates: `network` (the request leaves over SORACOM Air or Arc)
+    /// or `sim` (SIM-authenticated over any network: AKA with SORACOM's Keys API through the
+    /// SIM the --uicc flags reach, then every request signed).
     #[arg(long, default_value = "network", value_parser = ["network", "sim"])]
     pub mode: String,
+    /// SIM mode's API when --endpoint is not given: global (https://g.api.soracom.io) or
+    /// japan (https://api.soracom.io).
+    #[arg(long, value_parser = ["global", "japan"])]
+    pub coverage: Option<String>,
+    #[command(flatten)]
+    pub uicc: UiccArgs,
+    /// SIM mode: run AKA now and neither read nor write the cached Keys API session.
+    #[arg(long, conflicts_with = "clear_key_cache")]
+    pub no_key_cache: bool,
+    /// SIM mode: delete the cached Keys API session first, then run AKA and cache the new one.
+    #[arg(long)]
+    pub clear_key_cache: bool,
     /// One request parameter, sent as a string in `requestParameters` (repeatable).
     #[arg(long = "param", value_name = "KEY=VALUE")]
     pub params_kv: Vec<String>,
@@ -107,13 +131,61 @@ pub fn request_parameters(args: &ProvisionArgs) -> Result<Option<String>, HostFa
     Ok(Some(Value::Object(map).to_string()))
 }
 
+/// The SIM access and key-cache use of a run: in SIM mode the backend the `--uicc` flags
+/// choose; in network mode none, and a SIM-mode flag is a usage error (exit 2) rather than
+/// silently ignored.
+fn sim_settings(
+    args: &ProvisionArgs,
+    mode: AuthMode,
+) -> Result<(UiccAccess, KeyCacheUse), HostFailure> {
+    let key_cache = if args.no_key_cache {
+        KeyCacheUse::Bypass
+    } else if args.clear_key_cache {
+        KeyCacheUse::Clear
+    } else {
+        KeyCacheUse::Reuse
+    };
+    if mode == AuthMode::Network {
+        let given = [
+            (
+                args.uicc.any_given(),
+                "--uicc, --sim-file, --port, --baud, --uicc-timeout-ms",
+            ),
+            (args.coverage.is_some(), "--coverage"),
+            (
+                args.no_key_cache || args.clear_key_cache,
+                "--no-key-cache, --clear-key-cache",
+            ),
+        ];
+        if let Some((_, flags)) = given.iter().find(|(given, _)| *given) {
+            return Err(fail(exit::USAGE)(anyhow::anyhow!(
+                "{flags}: SIM-authenticated mode only; add --mode sim"
+            )));
+        }
+        return Ok((UiccAccess::none(), key_cache));
+    }
+    Ok((UiccAccess::new(args.uicc.to_config()?), key_cache))
+}
+
 /// Provision one target: check the arguments, load the component and resolve TARGET with it,
 /// take the store's writer lock, call the component, print its report. Errors: the exit code of
 /// each failure (usage 2, invalid request 3, storage 9, the component error's own code).
 pub async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
-    let origin = http::Origin::parse(&args.endpoint).map_err(fail(exit::INVALID_REQUEST))?;
-    if args.endpoint.starts_with("http://") {
-        tracing::warn!(endpoint = %args.endpoint, "plain http: credentials would cross the network unencrypted (use only for tests)");
+    let mode = if args.mode == "sim" {
+        AuthMode::Sim
+    } else {
+        AuthMode::Network
+    };
+    let (uicc, key_cache) = sim_settings(&args, mode)?;
+    let coverage: Coverage = args
+        .coverage
+        .as_deref()
+        .map_or(Ok(Coverage::Global), str::parse)
+        .map_err(|e: String| fail(exit::USAGE)(anyhow::anyhow!("--coverage: {e}")))?;
+    let endpoint = endpoint_for(mode, coverage, args.endpoint.as_deref());
+    let origin = http::Origin::parse(&endpoint).map_err(fail(exit::INVALID_REQUEST))?;
+    if endpoint.starts_with("http://") {
+        tracing::warn!(endpoint = %endpoint, "plain http: credentials would cross the network unencrypted (use only for tests)");
     }
     let policy = OutboundPolicy::with_ca_file(vec![origin], args.ca_file.as_deref())
         .map_err(fail(exit::INVALID_REQUEST))?;
@@ -126,11 +198,8 @@ pub async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
     }
     let request_parameters = request_parameters(&args)?;
     let options = ProvisionOptions {
-        mode: if args.mode == "sim" {
-            AuthMode::Sim
-        } else {
-            AuthMode::Network
-        },
+        mode,
+        key_cache,
         request_parameters,
         force: args.force,
         deadline: Duration::from_secs(args.deadline_secs.into()),
@@ -149,7 +218,7 @@ pub async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
     // touched.
     let target = loaded.target(&args.target, "<TARGET>")?;
     loaded.log_loaded();
-    let request = options.request(target.target, &args.endpoint);
+    let request = options.request(target.target, &endpoint);
     let store = SecretStore::open(&args.common.store)
         .map_err(anyhow::Error::from)
         .map_err(fail(exit::STORAGE))?;
@@ -157,14 +226,15 @@ pub async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
     let _writer = lock_store(&store, Duration::from_secs(args.lock_wait_secs)).await?;
     tracing::info!(
         target = %target.name,
-        endpoint = %args.endpoint,
+        endpoint = %endpoint,
+        mode = output::auth_mode(mode),
         store = %args.common.store.display(),
         "provisioning"
     );
     let started = Instant::now();
     let outcome = loaded
         .runtime
-        .provision(&loaded.pre, policy, store, &request)
+        .provision_with_uicc(&loaded.pre, policy, store, uicc, &request)
         .await
         .map_err(fail(exit::INTERNAL))?;
     let ms = started.elapsed().as_millis() as u64;

@@ -60,7 +60,7 @@ pub async fn run_daemon(args: RunArgs) -> Result<(), HostFailure> {
         http::Origin::parse(url)
             .context("--endpoint")
             .map_err(fail(exit::INVALID_REQUEST))?;
-        config.endpoint = url.clone();
+        config.endpoint = Some(url.clone());
     }
     // SIGTERM is handled from here on, before the (possibly slow) start: a stop requested
     // while the component compiles is honoured once the start is done, instead of killing the

@@ -18,7 +18,8 @@ pub struct StatusArgs {
     pub common: CommonArgs,
 }
 
-/// `status [TARGET]`: what is stored. Exit 0 when at least one bundle (or TARGET's bundle) is
+/// `status [TARGET]`: what is stored, each bundle with the mode it was obtained in (`mode`:
+/// `network` or `sim`). Exit 0 when at least one bundle (or TARGET's bundle) is
 /// stored, 11 ([`exit::NOT_PROVISIONED`]) when nothing is, whether the store is missing, empty
 /// or lacks TARGET; a component error gives its own code. With `--json`: one object,
 /// `{"ok", "store", "bundles": [...], "errors": [{"target", "error"}]}`, plus `exitCode` and
@@ -109,6 +110,7 @@ pub async fn status(args: StatusArgs) -> Result<(), HostFailure> {
                     // nothing per bundle.
                     obj.remove("reused");
                     obj.remove("ok");
+                    obj.insert("mode".into(), json!(output::auth_mode(r.mode)));
                 }
                 v
             })
@@ -126,6 +128,7 @@ pub async fn status(args: StatusArgs) -> Result<(), HostFailure> {
     } else {
         for (name, report) in &found {
             print!("{}", output::report_text(name, report));
+            println!("  {:<24} {}", "mode", output::auth_mode(report.mode));
         }
         for (name, e) in &errors {
             eprintln!("{name}: {}", output::error_text(e));

@@ -114,8 +114,21 @@ struct IssuedKey {
     rand: [u8; 16],
     xres: Secret,
     ck: Secret,
+    ik: Secret,
     /// When verify succeeded, Unix ms.
     verified_at_ms: Option<u64>,
+}
+
+/// The secrets of one challenge the mock issued: XRES (= the SIM's RES), CK and IK. Only for
+/// tests that prove these never reach a log or a report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedSecrets {
+    /// XRES, 8 bytes.
+    pub xres: Vec<u8>,
+    /// CK, 16 bytes.
+    pub ck: Vec<u8>,
+    /// IK, 16 bytes.
+    pub ik: Vec<u8>,
 }
 
 /// A key that signed a request: the SIM it belongs to.
@@ -228,7 +241,7 @@ impl KeysApi {
             autn,
             xres,
             ck,
-            ..
+            ik,
         } = aka::generate_vector(&sub, *sqn_he, subscriber.amf, rand);
         let mut id = [0u8; 8];
         OsRng.fill_bytes(&mut id);
@@ -240,6 +253,7 @@ impl KeysApi {
                 rand,
                 xres,
                 ck,
+                ik,
                 verified_at_ms: None,
             },
         );
@@ -339,6 +353,37 @@ impl KeysApi {
         })
     }
 
+    /// SORACOM Inventory's application key for a SIM-mode bootstrap answered with `nonce` and
+    /// `timestamp` instead of `applicationKey`: base64 of the first 16 bytes of
+    /// SHA-256(nonce ‖ timestamp ‖ CK) with the CK of `key_id` (SORACOM's clients,
+    /// `calculateInventoryApplicationKey`). `None` for an unknown `keyId`.
+    pub fn inventory_application_key(
+        &self,
+        key_id: &str,
+        nonce: &[u8],
+        timestamp: &str,
+    ) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        let key = self.keys.get(key_id)?;
+        let mut h = Sha256::new();
+        h.update(nonce);
+        h.update(timestamp.as_bytes());
+        h.update(key.ck.expose());
+        Some(BASE64.encode(&h.finalize()[..16]))
+    }
+
+    /// XRES, CK and IK of every challenge still held (for canary tests).
+    pub fn issued_secrets(&self) -> Vec<IssuedSecrets> {
+        self.keys
+            .values()
+            .map(|k| IssuedSecrets {
+                xres: k.xres.expose().to_vec(),
+                ck: k.ck.expose().to_vec(),
+                ik: k.ik.expose().to_vec(),
+            })
+            .collect()
+    }
+
     /// The `keyId`s issued so far with their IMSI and whether they were verified.
     pub fn issued(&self) -> Vec<(String, String, bool)> {
         let mut all: Vec<_> = self
@@ -401,6 +446,29 @@ mod tests {
     /// The SIM's side with SQN_MS = `sqn_ms`.
     fn sim(sqn_ms: u64, rand: &[u8; 16], autn: &[u8; 16]) -> UsimVerdict {
         usim_authenticate(&record(0).subscriber(), sqn_ms, rand, autn)
+    }
+
+    #[test]
+    fn inventory_key_matches_the_reference_vector() {
+        let mut api = KeysApi::default();
+        api.keys.insert(
+            "k-example".into(),
+            IssuedKey {
+                imsi: IMSI.into(),
+                rand: [0; 16],
+                xres: Secret::from_slice(&[0; 8]),
+                ck: Secret::from_slice(&(0u8..16).collect::<Vec<_>>()),
+                ik: Secret::from_slice(&[0; 16]),
+                verified_at_ms: Some(0),
+            },
+        );
+        let nonce = BASE64.decode("AAECAwQFBgcICQoLDA0ODw==").unwrap();
+        assert_eq!(
+            api.inventory_application_key("k-example", &nonce, "1700000000123")
+                .as_deref(),
+            Some("gvFdTTvSWsNoTX/kjBNRKQ==")
+        );
+        assert_eq!(api.inventory_application_key("k-none", &nonce, "1"), None);
     }
 
     #[test]

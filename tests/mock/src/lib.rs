@@ -32,8 +32,14 @@
 //!
 //! The Keys API of SIM-authenticated mode is served too ([`keys`]): `POST /v1/keys` (a 3GPP AKA
 //! challenge for a subscriber of [`MockConfig::sim_subscribers`], or a resynchronisation with
-//! AUTS) and `POST /v1/keys/{keyId}/verify`; [`MockKrypton::check_signature`] checks a signed
-//! provisioning request. The provisioning routes do not ask for a signature (yet).
+//! AUTS) and `POST /v1/keys/{keyId}/verify`. A provisioning request that carries
+//! `x-soracom-signature` is SIM-authenticated: its signature is checked over the raw bytes
+//! received ([`keys::KeysApi::check_signature`]: a verified, unexpired `keyId` in the body,
+//! SHA-256 over body, timestamp and CK, a timestamp within ±5 minutes), and anything off is 401
+//! `{"code": "KEY0401", "message"}`; the identifiers it issues then use the signing SIM's IMSI.
+//! [`MockConfig::require_signatures`] makes an unsigned provisioning request a 401 too (a
+//! SIM-mode-only server). [`Fault::AlterSignedBody`] and [`Fault::ClockSkew`] make the check
+//! fail as a body changed in transit or a stale timestamp would.
 //!
 //! Faults are injected per path prefix with [`MockKrypton::inject`] (until cleared) or
 //! [`MockKrypton::inject_times`] (for the next N matching requests); see [`Fault`]. Every
@@ -172,6 +178,9 @@ pub struct MockConfig {
     /// How long a verified `keyId` may sign requests, s (default 7200: the clients reuse one
     /// for up to an hour; the real server's limit is not documented).
     pub sim_key_lifetime_secs: u64,
+    /// Refuse unsigned provisioning requests with 401 (default `false`: both modes are
+    /// served, a signed request is always checked).
+    pub require_signatures: bool,
 }
 
 impl Default for MockConfig {
@@ -189,6 +198,7 @@ impl Default for MockConfig {
             sim_subscribers: HashMap::new(),
             keys_challenge_status: 200,
             sim_key_lifetime_secs: 7200,
+            require_signatures: false,
         }
     }
 }
@@ -239,6 +249,13 @@ pub enum Fault {
     DropField(String),
     /// Answer 200 with exactly this JSON.
     Body(Value),
+    /// Check a signed request's signature over its body with a space inserted (the same
+    /// JSON, other bytes), as if the body had been altered in transit (the answer is then
+    /// 401 "signature mismatch").
+    AlterSignedBody,
+    /// Check a signed request's timestamp against the mock's clock moved by this many ms
+    /// (e.g. +10 minutes: the request's timestamp is stale; the answer is then 401).
+    ClockSkew(i64),
 }
 
 /// One request as the mock received it.
@@ -256,6 +273,10 @@ pub struct RecordedRequest {
     pub content_length: Option<String>,
     /// The request body's bytes.
     pub body: Vec<u8>,
+    /// The `x-soracom-*` signature headers as received (all `None` in network mode).
+    pub signature: keys::SignatureHeaders,
+    /// The key whose signature the mock accepted, for a SIM-authenticated request.
+    pub signed_by: Option<keys::SignedBy>,
 }
 
 /// Credentials the mock issued, for tests to compare with what was stored.
@@ -416,6 +437,8 @@ struct State {
     issued: Vec<Issued>,
     /// The Keys API's SQNs and issued keys.
     keys: keys::KeysApi,
+    /// Inventory application keys a SIM-mode bootstrap let the device derive (base64).
+    inventory_keys: Vec<String>,
 }
 
 /// A running mock Krypton. Stops when [`MockKrypton::stop`] is called or it is dropped.
@@ -464,6 +487,7 @@ impl MockKrypton {
             requests: Vec::new(),
             issued: Vec::new(),
             keys: keys::KeysApi::default(),
+            inventory_keys: Vec::new(),
         }));
         let (shutdown, mut stopped) = watch::channel(false);
         let serve_state = state.clone();
@@ -580,6 +604,18 @@ impl MockKrypton {
     /// The `keyId`s the Keys API issued: `(keyId, IMSI, verified)`, sorted.
     pub fn sim_keys(&self) -> Vec<(String, String, bool)> {
         self.state.lock().unwrap().keys.issued()
+    }
+
+    /// The Inventory application keys (base64) that SIM-mode bootstraps, answered with
+    /// `nonce` and `timestamp`, let the device derive, in order.
+    pub fn inventory_application_keys(&self) -> Vec<String> {
+        self.state.lock().unwrap().inventory_keys.clone()
+    }
+
+    /// XRES, CK and IK of every challenge the Keys API issued and still holds (for tests that
+    /// prove these never reach a log or a report).
+    pub fn sim_secrets(&self) -> Vec<keys::IssuedSecrets> {
+        self.state.lock().unwrap().keys.issued_secrets()
     }
 
     /// Stop accepting and close open connections.
@@ -713,6 +749,7 @@ async fn handle(
     let host_header = header("host");
     let content_type = header("content-type");
     let content_length = header("content-length");
+    let signature = keys::SignatureHeaders::from_headers(req.headers());
     let body = match Limited::new(req.into_body(), MAX_REQUEST_BODY)
         .collect()
         .await
@@ -735,6 +772,8 @@ async fn handle(
             content_type,
             content_length,
             body: body.clone(),
+            signature: signature.clone(),
+            signed_by: None,
         });
         let fault = take_fault(&mut state, &path);
         let answer = match &fault {
@@ -770,7 +809,14 @@ async fn handle(
                 a
             }
             Some(Fault::Body(value)) => Answer::json(200, value),
-            _ => route(&mut state, &method, &path, &body, fault.as_ref()),
+            _ => route(
+                &mut state,
+                &method,
+                &path,
+                &body,
+                &signature,
+                fault.as_ref(),
+            ),
         };
         (answer, fault)
     };
@@ -834,12 +880,59 @@ fn take_fault(state: &mut State, path: &str) -> Option<Fault> {
     Some(injection.fault.clone())
 }
 
+/// SIM-authenticated mode's check of a provisioning request (see the crate docs): `Ok(None)`
+/// for an unsigned request the mock serves, `Ok(Some(signer))` for a valid signature, the
+/// 401 (or 400) to answer otherwise. Recorded in the request's [`RecordedRequest::signed_by`].
+fn check_provisioning_signature(
+    state: &mut State,
+    body: &[u8],
+    signature: &keys::SignatureHeaders,
+    fault: Option<&Fault>,
+) -> Result<Option<keys::SignedBy>, Answer> {
+    if signature.signature.is_none() {
+        if state.config.require_signatures {
+            let e = keys::KeysError {
+                status: 401,
+                code: "KEY0401",
+                message: "this server accepts SIM-authenticated (signed) requests only: x-soracom-signature is missing".into(),
+            };
+            return Err(Answer::json(e.status, &e.body()));
+        }
+        return Ok(None);
+    }
+    let mut checked = body.to_vec();
+    if let Some(Fault::AlterSignedBody) = fault {
+        // One space more after the opening brace: the same JSON, other bytes.
+        checked.insert(usize::from(checked.first() == Some(&b'{')), b' ');
+    }
+    let now = match fault {
+        Some(Fault::ClockSkew(ms)) => unix_ms().saturating_add_signed(*ms),
+        _ => unix_ms(),
+    };
+    match state
+        .keys
+        .check_signature(signature, &checked, now, state.config.sim_key_lifetime_secs)
+    {
+        Ok(signer) => {
+            if let Some(last) = state.requests.last_mut() {
+                last.signed_by = Some(signer.clone());
+            }
+            Ok(Some(signer))
+        }
+        Err(e) => {
+            tracing::info!(status = e.status, message = %e.message, "mock Krypton: signature refused");
+            Err(Answer::json(e.status, &e.body()))
+        }
+    }
+}
+
 /// The normal answers, per operation.
 fn route(
     state: &mut State,
     method: &str,
     path: &str,
     body: &[u8],
+    signature: &keys::SignatureHeaders,
     fault: Option<&Fault>,
 ) -> Answer {
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
@@ -848,7 +941,19 @@ fn route(
         .cloned()
         .unwrap_or(Value::Null);
     let param = |name: &str| params.get(name).and_then(Value::as_str).map(str::to_string);
-    let imsi = state.config.imsi.clone();
+    let mut imsi = state.config.imsi.clone();
+    let mut signer_key = None;
+    if path.starts_with("/v1/provisioning/") {
+        match check_provisioning_signature(state, body, signature, fault) {
+            // The identifiers are the signing SIM's, as Krypton issues them for that SIM.
+            Ok(Some(signer)) => {
+                imsi = signer.imsi;
+                signer_key = Some(signer.key_id);
+            }
+            Ok(None) => {}
+            Err(answer) => return answer,
+        }
+    }
     let now = time::OffsetDateTime::now_utc();
     const REGISTRATIONS: &str = "/v1/provisioning/azure/iot/registrations/";
     const AWS_CERTIFICATES: &str = "/v1/provisioning/aws/iot/certificates/";
@@ -995,6 +1100,27 @@ fn route(
         ),
         ("POST", "/v1/provisioning/soracom/inventory/bootstrap") => {
             match request.get("endpoint").and_then(Value::as_str) {
+                // A SIM-authenticated bootstrap is answered with `nonce` and `timestamp`: the
+                // device derives the key from them and its CK (see
+                // `keys::KeysApi::inventory_application_key`).
+                Some(_) if signer_key.is_some() => {
+                    let mut nonce = [0u8; 16];
+                    rsa::rand_core::RngCore::fill_bytes(&mut rsa::rand_core::OsRng, &mut nonce);
+                    let timestamp = unix_ms().to_string();
+                    let key_id = signer_key.clone().unwrap_or_default();
+                    if let Some(key) = state
+                        .keys
+                        .inventory_application_key(&key_id, &nonce, &timestamp)
+                    {
+                        state.inventory_keys.push(key);
+                    }
+                    Answer::json(
+                        200,
+                        &json!({"serverUri": "coaps://jp.inventory.soracom.io:5684",
+                                "pskId": format!("d-mock{}", &imsi[imsi.len().saturating_sub(15)..]),
+                                "nonce": BASE64.encode(nonce), "timestamp": timestamp}),
+                    )
+                }
                 Some(_) => Answer::json(
                     200,
                     &json!({"serverUri": "coaps://jp.inventory.soracom.io:5684",
@@ -1071,7 +1197,14 @@ mod tests {
 
     fn post(mock: &MockKrypton, path: &str, body: &Value) -> (u16, Value) {
         let mut state = mock.state.lock().unwrap();
-        let answer = route(&mut state, "POST", path, body.to_string().as_bytes(), None);
+        let answer = route(
+            &mut state,
+            "POST",
+            path,
+            body.to_string().as_bytes(),
+            &keys::SignatureHeaders::default(),
+            None,
+        );
         (answer.status, serde_json::from_slice(&answer.body).unwrap())
     }
 

@@ -34,8 +34,8 @@ mod bindings {
 use bindings::exports::soracom::krypton::provisioning::Guest;
 use bindings::soracom::krypton::secret_store;
 use bindings::soracom::krypton::types::{
-    ExportFile, Failure, ParameterInfo, ProvisionError, ProvisionReport, ProvisionRequest, Target,
-    TargetInfo, TransportError, TransportKind,
+    AuthMode, ExportFile, Failure, ParameterInfo, ProvisionError, ProvisionReport,
+    ProvisionRequest, Target, TargetInfo, TransportError, TransportKind,
 };
 use bindings::wasi::clocks::monotonic_clock;
 use bindings::wasi::http::{outgoing_handler, types as http};
@@ -88,6 +88,7 @@ impl Guest for Hostile {
             certificate: None,
             sizes: Vec::new(),
             mints_credentials: false,
+            mode: AuthMode::Network,
         }))
     }
 
@@ -122,7 +123,7 @@ impl Guest for Hostile {
     }
 
     fn version() -> (String, String) {
-        ("hostile".into(), "soracom:krypton@0.3.0".into())
+        ("hostile".into(), "soracom:krypton@0.4.0".into())
     }
 }
 

@@ -1,0 +1,308 @@
+//! The `soracom:krypton/uicc` import: the SIM of SIM-authenticated mode, reached through the
+//! `krypton-uicc` crate (a modem with AT commands, a PC/SC reader, or a software SIM file).
+//!
+//! A [`UiccAccess`] is what a host grants a call: [`UiccAccess::none`] (the default: every
+//! call answers `unavailable`, so a host without SIM access still links and serves the
+//! component in network mode), or [`UiccAccess::new`] with a [`UiccConfig`] (the backend is
+//! opened on the first call, as `krypton_uicc::open` picks it, and kept for the next ones).
+//! One value is shared by every call of a process (it is cheap to clone): the backend sits
+//! behind a mutex, one APDU exchange at a time, and each call runs on a blocking thread
+//! (`tokio::task::spawn_blocking`), since a modem or a card reader blocks on I/O.
+//!
+//! Inputs are bounded before they reach a backend: RAND and AUTN must be 16 bytes each
+//! (3GPP TS 33.102 §6.3.3), anything else is an `io` error naming the length. RES, CK and IK
+//! are secrets: they go to the component and nowhere else (no log line, no error text).
+
+use crate::runtime::HostState;
+use crate::runtime::bindings::soracom::krypton::uicc as wit;
+use krypton_uicc::{AuthOutcome, Imsi, Uicc, UiccError};
+use std::sync::{Arc, Mutex};
+
+pub use krypton_uicc::{BackendKind, UiccConfig};
+
+/// The text of the `unavailable` answer of a host given no SIM access.
+pub const NOT_CONFIGURED: &str = "no SIM access configured: this host was given no UICC backend (a software SIM file, a modem port or a PC/SC reader)";
+
+/// Length of RAND and of AUTN, bytes (3GPP TS 33.102 §6.3.3).
+pub const CHALLENGE_BYTES: usize = 16;
+
+/// The SIM access a host grants its calls (see the module). Cheap to clone; clones share the
+/// backend.
+#[derive(Clone)]
+pub struct UiccAccess(Option<Arc<Shared>>);
+
+struct Shared {
+    config: Option<UiccConfig>,
+    /// The open backend; `None` until the first call, and again after an I/O error (the
+    /// next call opens it anew).
+    device: Mutex<Option<Box<dyn Uicc>>>,
+}
+
+impl std::fmt::Debug for UiccAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            None => f.write_str("UiccAccess(none)"),
+            Some(shared) => f
+                .debug_struct("UiccAccess")
+                .field("config", &shared.config)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl Default for UiccAccess {
+    fn default() -> Self {
+        UiccAccess::none()
+    }
+}
+
+impl UiccAccess {
+    /// No SIM access: every call answers `unavailable(`[`NOT_CONFIGURED`]`)`.
+    pub fn none() -> Self {
+        UiccAccess(None)
+    }
+
+    /// The backend `config` names, opened by `krypton_uicc::open` on the first call (errors
+    /// of opening are that call's answer; the next call tries again).
+    pub fn new(config: UiccConfig) -> Self {
+        UiccAccess(Some(Arc::new(Shared {
+            config: Some(config),
+            device: Mutex::new(None),
+        })))
+    }
+
+    /// A backend opened by the caller (a fake in tests, a reader set up by an embedder).
+    pub fn from_uicc(uicc: Box<dyn Uicc>) -> Self {
+        UiccAccess(Some(Arc::new(Shared {
+            config: None,
+            device: Mutex::new(Some(uicc)),
+        })))
+    }
+
+    /// Whether SIM access was configured at all.
+    pub fn is_configured(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Run `f` on the backend on a blocking thread, opening it first when needed. An I/O
+    /// error closes it, so that the next call reopens the device.
+    async fn with_device<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Uicc) -> Result<R, UiccError> + Send + 'static,
+    ) -> Result<R, UiccError> {
+        let Some(shared) = self.0.clone() else {
+            return Err(UiccError::Unavailable(NOT_CONFIGURED.into()));
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut device = shared.device.lock().unwrap_or_else(|e| e.into_inner());
+            if device.is_none() {
+                let config = shared
+                    .config
+                    .as_ref()
+                    .ok_or_else(|| UiccError::Unavailable(NOT_CONFIGURED.into()))?;
+                let opened = krypton_uicc::open(config)?;
+                tracing::debug!(uicc = %opened.describe(), "UICC backend opened");
+                *device = Some(opened);
+            }
+            let uicc = device.as_mut().expect("opened above");
+            let result = f(uicc.as_mut());
+            if matches!(result, Err(UiccError::Io { .. })) {
+                *device = None;
+            }
+            result
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(UiccError::Io {
+                device: "uicc".into(),
+                detail: format!("the UICC call did not complete: {e}"),
+            })
+        })
+    }
+
+    /// What the backend talks to (`software SIM /path`, `modem /dev/ttyUSB2`, ...), opening
+    /// it if needed. Errors: as [`UiccAccess::read_imsi`].
+    pub async fn describe(&self) -> Result<String, UiccError> {
+        self.with_device(|uicc| Ok(uicc.describe())).await
+    }
+
+    /// Read the IMSI (an identifier, not a secret). Errors: `Unavailable` without SIM access
+    /// or when no backend can be found, `NoSim`, `Io` naming the device, `Status`.
+    pub async fn read_imsi(&self) -> Result<Imsi, UiccError> {
+        self.with_device(|uicc| uicc.read_imsi()).await
+    }
+
+    /// Run AUTHENTICATE (3G context) with `rand` and `autn`, 16 bytes each. Errors: an `Io`
+    /// error naming the length when either is not 16 bytes (nothing reaches the backend),
+    /// else those of [`Uicc::authenticate`].
+    pub async fn authenticate(&self, rand: &[u8], autn: &[u8]) -> Result<AuthOutcome, UiccError> {
+        let rand = challenge_part("RAND", rand)?;
+        let autn = challenge_part("AUTN", autn)?;
+        self.with_device(move |uicc| uicc.authenticate(&rand, &autn))
+            .await
+    }
+}
+
+/// `bytes` as a 16-byte RAND or AUTN; an `Io` error naming `what` and the length otherwise.
+fn challenge_part(what: &str, bytes: &[u8]) -> Result<[u8; CHALLENGE_BYTES], UiccError> {
+    <[u8; CHALLENGE_BYTES]>::try_from(bytes).map_err(|_| UiccError::Io {
+        device: "uicc".into(),
+        detail: format!(
+            "{what} must be {CHALLENGE_BYTES} bytes, the component sent {}",
+            bytes.len()
+        ),
+    })
+}
+
+/// The contract's `uicc-error` for a backend's error. No case carries a secret.
+pub fn to_wit_error(error: UiccError) -> wit::UiccError {
+    match error {
+        UiccError::Unavailable(m) => wit::UiccError::Unavailable(m),
+        UiccError::NoSim(m) => wit::UiccError::NoSim(m),
+        e @ UiccError::Io { .. } => wit::UiccError::Io(e.to_string()),
+        UiccError::Status {
+            sw1, sw2, command, ..
+        } => wit::UiccError::StatusWord(wit::StatusWord {
+            sw1,
+            sw2,
+            command: command.to_string(),
+        }),
+        UiccError::MacFailure => wit::UiccError::MacFailure,
+    }
+}
+
+impl wit::Host for HostState {
+    async fn read_imsi(&mut self) -> Result<String, wit::UiccError> {
+        let imsi = self.uicc().read_imsi().await;
+        match &imsi {
+            Ok(imsi) => tracing::debug!(%imsi, "uicc: IMSI read"),
+            Err(e) => tracing::debug!(error = %e, "uicc: reading the IMSI failed"),
+        }
+        imsi.map(|i| i.to_string()).map_err(to_wit_error)
+    }
+
+    async fn authenticate(
+        &mut self,
+        rand: Vec<u8>,
+        autn: Vec<u8>,
+    ) -> Result<wit::AuthOutcome, wit::UiccError> {
+        match self.uicc().authenticate(&rand, &autn).await {
+            Ok(AuthOutcome::Res { res, ck, ik }) => {
+                // Never the values: RES, CK and IK are secrets.
+                tracing::debug!("uicc: AUTHENTICATE succeeded");
+                Ok(wit::AuthOutcome::Success(wit::AuthKeys {
+                    res: res.expose().to_vec(),
+                    ck: ck.expose().to_vec(),
+                    ik: ik.expose().to_vec(),
+                }))
+            }
+            Ok(AuthOutcome::SyncFailure { auts }) => {
+                tracing::debug!("uicc: AUTHENTICATE answered a synchronisation failure");
+                Ok(wit::AuthOutcome::SyncFailure(auts.to_vec()))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "uicc: AUTHENTICATE failed");
+                Err(to_wit_error(e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use krypton_uicc::soft::{SimRecord, SoftSim};
+
+    const SIM: &str = r#"{"imsi": "001010123456789", "k": "465b5ce8b199b49faa5f0a2ee238a6bc",
+        "opc": "cd63cb71954a9f4e48a5994e37a02baf", "amf": "8000", "sqn": "000000000000"}"#;
+
+    #[tokio::test]
+    async fn without_a_backend_every_call_is_unavailable() {
+        let none = UiccAccess::none();
+        assert!(!none.is_configured());
+        assert_eq!(
+            none.read_imsi().await.unwrap_err(),
+            UiccError::Unavailable(NOT_CONFIGURED.into())
+        );
+        let err = none.authenticate(&[0; 16], &[0; 16]).await.unwrap_err();
+        assert!(matches!(
+            to_wit_error(err),
+            wit::UiccError::Unavailable(m) if m.starts_with("no SIM access configured: ")
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_software_sim_answers_and_bad_lengths_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim.json");
+        let record = SimRecord::parse(SIM.as_bytes()).unwrap();
+        SoftSim::create(&path, &record).unwrap();
+        let access = UiccAccess::new(UiccConfig {
+            backend: BackendKind::Soft,
+            sim_file: Some(path.clone()),
+            ..UiccConfig::default()
+        });
+        assert_eq!(
+            access.read_imsi().await.unwrap().as_str(),
+            "001010123456789"
+        );
+        assert_eq!(
+            access.describe().await.unwrap(),
+            format!("software SIM {}", path.display())
+        );
+        for (rand, autn) in [(0, 16), (16, 15), (17, 16), (16, 4096)] {
+            let err = access
+                .authenticate(&vec![0; rand], &vec![0; autn])
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, UiccError::Io { detail, .. } if detail.contains("must be 16 bytes")),
+                "{err}"
+            );
+        }
+        let vector =
+            krypton_uicc::aka::generate_vector(&record.subscriber(), 1, [0x80, 0], [7; 16]);
+        let outcome = access
+            .authenticate(&vector.rand, &vector.autn)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, AuthOutcome::Res { .. }));
+        // A challenge with a stale SQN gets AUTS; a MAC from another key is refused.
+        let outcome = access
+            .authenticate(&vector.rand, &vector.autn)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, AuthOutcome::SyncFailure { .. }));
+        let mut forged = vector.autn;
+        forged[15] ^= 1;
+        assert_eq!(
+            access
+                .authenticate(&vector.rand, &forged)
+                .await
+                .unwrap_err(),
+            UiccError::MacFailure
+        );
+        assert_eq!(
+            to_wit_error(UiccError::MacFailure),
+            wit::UiccError::MacFailure
+        );
+    }
+
+    #[test]
+    fn status_words_keep_their_command() {
+        let e = UiccError::Status {
+            device: "modem /dev/ttyUSB2".into(),
+            command: "AUTHENTICATE",
+            sw1: 0x69,
+            sw2: 0x82,
+        };
+        assert_eq!(
+            to_wit_error(e),
+            wit::UiccError::StatusWord(wit::StatusWord {
+                sw1: 0x69,
+                sw2: 0x82,
+                command: "AUTHENTICATE".into()
+            })
+        );
+    }
+}
