@@ -251,6 +251,10 @@ async fn a_401_loop_on_a_cached_key_re_agrees_once_retries_once_and_stops() {
         stored,
         "the previous bundle is unchanged"
     );
+    assert!(
+        s.cached_key().is_none(),
+        "neither the refused key nor the new one the server refused too is cached"
+    );
 
     // A key agreed in this run is not renewed on a 401: one call, no second key agreement.
     let (keys1, prov1) = (count(&s, |p| p == "/v1/keys"), provisioning(&s));
