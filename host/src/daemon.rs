@@ -1146,6 +1146,16 @@ mod tests {
                 "key `uicc.port`",
             ),
             ("mode = \"sim\"\n[uicc]\nreader = \"x\"", "reader"),
+            ("mode = \"sim\"\n[uicc]\nbaud = 4000001", "key `uicc.baud`"),
+            ("mode = \"sim\"\n[uicc]\nbaud = -1", "baud = -1"),
+            (
+                "mode = \"sim\"\n[uicc]\ntimeout_ms = 600001",
+                "key `uicc.timeout_ms`",
+            ),
+            (
+                "mode = \"sim\"\n[uicc]\ntimeout_ms = 9223372036854775807",
+                "key `uicc.timeout_ms`",
+            ),
         ] {
             let err = parse_err(&format!("{text}{target}"));
             assert!(err.contains(key), "{text}: {err}");

@@ -19,6 +19,7 @@ mod secrets;
 mod service;
 mod signatures;
 mod sim;
+mod sim_hostile;
 mod support;
 mod targets;
 mod trust;

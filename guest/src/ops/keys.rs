@@ -307,19 +307,24 @@ pub fn establish(run: &mut Run<'_>, use_cache: KeyCacheUse) -> Result<Session, E
     })
 }
 
-/// After the server refused a cached session: delete the entry, agree a new key for the same
-/// IMSI and cache it. Errors: see [`agree`].
+/// After the server refused a cached session: delete the entry and agree a new key for the
+/// same IMSI. The new key is not cached here: the caller caches it ([`remember`]) once the
+/// server has accepted it, so a key refused again is never kept. Errors: see [`agree`].
 pub fn renew(run: &mut Run<'_>, session: &Session) -> Result<Session, Error> {
     if let Err(e) = key_cache::clear(run.caps) {
         run.caps
             .log(&format!("key cache: could not delete the refused key: {e}"));
     }
     let key = agree(run, &session.imsi)?;
-    let now = run.caps.unix_ms();
-    key_cache::save(run.caps, &session.imsi, &key, now);
     Ok(Session {
         key,
         imsi: session.imsi.clone(),
         cached: false,
     })
+}
+
+/// Cache `session` (a key [`renew`] agreed) now that the server accepted it.
+pub fn remember(run: &mut Run<'_>, session: &Session) {
+    let now = run.caps.unix_ms();
+    key_cache::save(run.caps, &session.imsi, &session.key, now);
 }

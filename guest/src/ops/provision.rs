@@ -123,8 +123,10 @@ pub fn provision(caps: &mut dyn Capabilities, request: &ProvisionRequest) -> Res
                     target.name()
                 ));
                 let session = keys::renew(&mut run, &session)?;
-                run.sign_with(session.key);
-                obtain(op, &mut run, prepared)?
+                run.sign_with(session.key.clone());
+                let bundle = obtain(op, &mut run, prepared)?;
+                keys::remember(&mut run, &session);
+                bundle
             }
             other => other?,
         }

@@ -473,9 +473,14 @@ pub const KEY_ID_MAX: usize = 256;
 /// A Keys API `keyId` (`POST /v1/keys`): 1–[`KEY_ID_MAX`] bytes that can go into a URL path
 /// segment unescaped (RFC 3986 §3.3 `pchar` without `%`), without `_`. SORACOM's clients cache a
 /// session under `<IMSI>_<keyId>` and split the alias at `_` (`soracom/endorse-client-go`
-/// `endorse/key_cache.go`), so a `keyId` holding `_` cannot come from their server.
+/// `endorse/key_cache.go`), so a `keyId` holding `_` cannot come from their server. The
+/// dot-segments `.` and `..` are refused too: in `/v1/keys/{keyId}/verify` they would name
+/// another path once a server or proxy removes them (RFC 3986 §5.2.4).
 pub fn keys_api_key_id(value: &str) -> Result<(), Reason> {
     length(value, 1, KEY_ID_MAX, "bytes")?;
+    if value == "." || value == ".." {
+        return Err("a dot-segment (`.` or `..`) is not a path segment of its own".to_string());
+    }
     only(
         value,
         |b| b.is_ascii_alphanumeric() || b"-.~!$&'()*+,;=:@".contains(&b),
@@ -861,5 +866,21 @@ mod tests {
         assert_eq!(field, "deviceId");
         assert!(!reason.contains("SECRET"), "{reason}");
         assert!(reason.contains("byte 15 is `\"`"), "{reason}");
+    }
+
+    #[test]
+    fn keys_api_key_id_is_one_plain_path_segment() {
+        ok(
+            keys_api_key_id,
+            &["k-0123456789abcdef", "a.b", "...", "x~y:z@1"],
+        );
+        let long = "k".repeat(KEY_ID_MAX + 1);
+        let huge = "k".repeat(10 * 1024);
+        bad(
+            keys_api_key_id,
+            &[
+                "", ".", "..", "a_b", "a/b", "../x", "a%2Fb", "a b", "a?b", "a#b", &long, &huge,
+            ],
+        );
     }
 }

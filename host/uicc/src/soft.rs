@@ -165,7 +165,9 @@ impl SoftSim {
     pub fn load(&self) -> Result<SimRecord, UiccError> {
         let file = OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
+            // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
+            // forever; it changes nothing for a regular file (the only kind read below).
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&self.path)
             .map_err(|e| match e.kind() {
                 ErrorKind::NotFound => UiccError::NoSim(format!(
@@ -325,6 +327,10 @@ mod tests {
                 json(K, "000000000000").replace('}', r#", "extra": 1}"#),
                 "unknown field \"extra\"",
             ),
+            (
+                json(K, "000000000000").replace("001010123456789", "00101012345678a"),
+                "field `imsi`",
+            ),
             ("[]".into(), "must be one JSON object"),
             (format!("{{\"k\": \"{K}"), "not valid JSON"),
         ];
@@ -361,6 +367,34 @@ mod tests {
         );
         let err = SoftSim::open(&big).unwrap_err().to_string();
         assert!(err.contains("larger than 4096 bytes"), "{err}");
+
+        // A FIFO is refused at once, not waited on for a writer.
+        let fifo = dir.path().join("fifo.json");
+        let status = std::process::Command::new("mkfifo")
+            .args(["-m", "600"])
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let fifo_path = fifo.clone();
+        std::thread::spawn(move || tx.send(SoftSim::open(&fifo_path).map(|_| ())));
+        let err = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("opening a FIFO must not block")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+
+        // World-writable and group-readable files are refused like 0644.
+        for mode in [0o602, 0o640, 0o666] {
+            let path = write(dir.path(), &json(K, "000000000000"), mode);
+            let err = SoftSim::open(&path).unwrap_err().to_string();
+            assert!(
+                err.contains("group or others can access it"),
+                "{mode:o}: {err}"
+            );
+        }
 
         let bad = write(dir.path(), &json(&K[..31], "000000000000"), 0o600);
         let err = SoftSim::open(&bad).unwrap_err().to_string();
