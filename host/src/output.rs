@@ -226,7 +226,7 @@ fn uicc_error_text(error: &UiccError) -> String {
             sw.sw2,
             printable(&sw.command)
         ),
-        UiccError::MacFailure => "the SIM rejected the Keys API's challenge (MAC failure, 98 62):              the SIM and the Keys API do not share its key"
+        UiccError::MacFailure => "the SIM rejected the Keys API's challenge (MAC failure, 98 62): the SIM and the Keys API do not share its key"
             .into(),
     }
 }

@@ -100,7 +100,7 @@ impl UiccAccess {
                     .config
                     .as_ref()
                     .ok_or_else(|| UiccError::Unavailable(NOT_CONFIGURED.into()))?;
-                let opened = krypton_uicc::open(config)?;
+                let opened = krypton_uicc::open(config).map_err(|e| unusable_file(config, e))?;
                 tracing::debug!(uicc = %opened.describe(), "UICC backend opened");
                 *device = Some(opened);
             }
@@ -140,6 +140,23 @@ impl UiccAccess {
         let autn = challenge_part("AUTN", autn)?;
         self.with_device(move |uicc| uicc.authenticate(&rand, &autn))
             .await
+    }
+}
+
+/// A software SIM file that cannot be opened (missing, bad permissions, a field that breaks
+/// its rules) is a configuration problem, not a reader or modem failure: it is answered as
+/// `Unavailable` with the file's own error, so that the advice that follows is to fix the
+/// configuration, not to check a card. Other backends' errors pass unchanged.
+fn unusable_file(config: &UiccConfig, error: UiccError) -> UiccError {
+    match error {
+        UiccError::Io { .. } | UiccError::NoSim(_)
+            if config.backend == krypton_uicc::BackendKind::Soft
+                || (config.backend == krypton_uicc::BackendKind::Autodetect
+                    && config.sim_file.is_some()) =>
+        {
+            UiccError::Unavailable(format!("the software SIM file cannot be used: {error}"))
+        }
+        other => other,
     }
 }
 

@@ -508,6 +508,39 @@ fn refused(mock: &MockKrypton) -> usize {
         .count()
 }
 
+/// A software SIM file that breaks its rules (a short K, a missing file) is a configuration
+/// problem: `unavailable` naming the file and the field, never a "reader or modem failed".
+#[tokio::test]
+async fn a_broken_software_sim_file_is_unavailable_naming_the_field_not_a_reader_failure() {
+    let s = SimSetup::new(K, 0, 0).await;
+    let text = std::fs::read_to_string(&s.sim_file).unwrap();
+    let mut record: Value = serde_json::from_str(&text).unwrap();
+    record["k"] = Value::String("465b5ce8b199b49f".into());
+    std::fs::write(&s.sim_file, record.to_string()).unwrap();
+    let args = s.args("aws-iot", &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, _) = run_cli(&args).await;
+    assert_eq!(code, 13, "{out}");
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(r["error"]["kind"], "sim");
+    assert_eq!(r["error"]["uiccError"], "unavailable", "{r}");
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("software SIM file cannot be used") && message.contains("`k`"),
+        "{message}"
+    );
+    assert!(!message.contains("reader or modem failed"), "{message}");
+
+    std::fs::remove_file(&s.sim_file).unwrap();
+    let (code, out, _) = run_cli(&args).await;
+    assert_eq!(code, 13, "{out}");
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(r["error"]["uiccError"], "unavailable", "{r}");
+    assert!(s.mock.requests().is_empty(), "nothing was sent");
+    assert!(s.bundles().is_empty());
+    s.mock.stop().await;
+}
+
 #[tokio::test]
 async fn sim_mode_without_sim_access_is_unavailable_and_names_the_flags() {
     let s = SimSetup::new(K, 0, 0).await;
