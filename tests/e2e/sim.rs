@@ -655,6 +655,25 @@ async fn doctor_and_sim_commands_read_the_imsi_never_a_key() {
     let d: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(d["error"]["kind"], "sim");
     assert_eq!(d["sim"]["error"]["kind"], "unavailable");
+    // In text, a SIM that cannot be used is the verdict, never "ok" before exit 13.
+    let missing = s.tmp.path().join("missing.json");
+    let (code, out, err) = run_cli(&[
+        "doctor",
+        "--mode",
+        "sim",
+        "--uicc",
+        "soft",
+        "--sim-file",
+        missing.to_str().unwrap(),
+        "--endpoint",
+        &endpoint,
+        "--ca-file",
+        s.ca.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 13, "{out}{err}");
+    assert!(out.contains("verdict    sim-unusable (route: ok)"), "{out}");
+    assert!(!out.contains("verdict    ok"), "{out}");
 
     let (code, out, err) =
         run_cli(&["sim", "--imsi", "--uicc", "soft", "--sim-file", sim_file]).await;

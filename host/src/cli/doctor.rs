@@ -171,20 +171,25 @@ pub async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
         if let Some(t) = &diagnosis.tunnel {
             println!("AllowedIPs {}", t.allowed_ips.join(", "));
         }
-        println!(
-            "verdict    {}",
-            serde_json::to_value(diagnosis.verdict)
-                .unwrap_or(Value::Null)
-                .as_str()
-                .unwrap_or("?")
-        );
+        let route = serde_json::to_value(diagnosis.verdict)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "?".into());
+        // The verdict is the whole check's: a SIM that cannot be used fails it even when the
+        // route to Krypton is fine (the route's own verdict stays in brackets).
+        if sim_error.is_some() {
+            println!("verdict    sim-unusable (route: {route})");
+        } else {
+            println!("verdict    {route}");
+        }
         for line in &diagnosis.advice {
             println!("  {line}");
         }
         if sim_error.is_some() {
             println!(
-                "  The SIM cannot be used: choose the backend with --uicc soft --sim-file FILE, \
-                 --uicc modem --port DEV (see `krypton-host sim --list-ports`) or --uicc pcsc."
+                "  The SIM cannot be used (the `sim` line above says why): fix what it names, or \
+                 choose the backend with --uicc soft --sim-file FILE, --uicc modem --port DEV (see \
+                 `krypton-host sim --list-ports`) or --uicc pcsc."
             );
         }
     }
