@@ -679,6 +679,38 @@ async fn doctor_and_sim_commands_read_the_imsi_never_a_key() {
         run_cli(&["sim", "--imsi", "--uicc", "soft", "--sim-file", sim_file]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(IMSI), "{out}");
+    // A SIM that cannot be read: the same JSON fields as `provision --mode sim`, and the
+    // flags named in the text.
+    let missing_file = missing.to_str().unwrap();
+    let (code, out, _) = run_cli(&[
+        "sim",
+        "--imsi",
+        "--uicc",
+        "soft",
+        "--sim-file",
+        missing_file,
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 13, "{out}");
+    let f: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(f["error"]["kind"], "sim");
+    assert_eq!(f["error"]["simError"], "uicc");
+    assert_eq!(f["error"]["uiccError"], "unavailable");
+    let (code, _, text) = run_cli(&[
+        "sim",
+        "--imsi",
+        "--uicc",
+        "soft",
+        "--sim-file",
+        missing_file,
+    ])
+    .await;
+    assert_eq!(code, 13);
+    assert!(
+        text.contains("hint: ") && text.contains("--sim-file"),
+        "{text}"
+    );
     let (code, out, _) = run_cli(&["sim", "--list-ports", "--json"]).await;
     assert_eq!(code, 0);
     assert!(serde_json::from_str::<Value>(out.trim()).unwrap()["ports"].is_array());

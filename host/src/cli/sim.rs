@@ -3,9 +3,10 @@
 //! backend (shared with `provision` and `doctor`).
 
 use super::print::print_json;
-use super::{HostFailure, fail};
+use super::{HostFailure, component_failure, fail};
 use clap::{ArgGroup, Args};
 use krypton_host::output::exit;
+use krypton_host::runtime::{Failure, ProvisionError, SimError};
 use krypton_host::uicc::{BackendKind, UiccAccess, UiccConfig};
 use krypton_uicc::modem::{self, Modem, ModemConfig, PortKind};
 use serde_json::json;
@@ -175,10 +176,17 @@ pub async fn sim(args: SimArgs) -> Result<(), HostFailure> {
         }
         return Ok(());
     }
-    // --imsi
+    // --imsi. A failure is reported as `provision --mode sim` reports it (the same JSON
+    // fields, `simError` and `uiccError`, and the same flag hints), not as a bare message.
+    let as_sim_failure = |e: krypton_uicc::UiccError| {
+        component_failure(Failure {
+            error: ProvisionError::Sim(SimError::Uicc(krypton_host::uicc::to_wit_error(e))),
+            hint: None,
+        })
+    };
     let access = UiccAccess::new(config);
-    let imsi = access.read_imsi().await.map_err(sim_failure)?;
-    let device = access.describe().await.map_err(sim_failure)?;
+    let imsi = access.read_imsi().await.map_err(as_sim_failure)?;
+    let device = access.describe().await.map_err(as_sim_failure)?;
     if args.json {
         print_json(&json!({"ok": true, "uicc": device, "imsi": imsi.as_str()}));
     } else {
