@@ -81,15 +81,17 @@ fn plain(text: &str) -> String {
 /// server failure (408, 429, 5xx, still failing after the retries) is not a refusal of the SIM:
 /// it is reported as the HTTP status it is ([`Error::HttpStatus`]).
 fn refused(exchange: &Exchange, what: &str) -> Error {
-    let status = exchange.response.status;
-    if matches!(status, 408 | 429 | 500..=599) {
-        return http_status_error(status, &exchange.response.body, exchange.request.clone());
-    }
-    let text = match http_status_error(
+    let error = http_status_error(
         exchange.response.status,
         &exchange.response.body,
         exchange.request.clone(),
-    ) {
+    );
+    if matches!(exchange.response.status, 408 | 429 | 500..=599) {
+        return error;
+    }
+    // The status text as `Error`'s Display writes it, with Krypton's code and message passed
+    // through `plain` (they become part of a free-text message here).
+    let text = match error {
         Error::HttpStatus {
             status,
             code,
