@@ -18,6 +18,7 @@ mod sandbox;
 mod secrets;
 mod service;
 mod signatures;
+mod stock_wasmtime;
 mod sim;
 mod support;
 mod targets;
