@@ -36,13 +36,28 @@ fn main() {
     };
     let command = adapter("krypton-command", "guest/adapters/command");
     let store = adapter("krypton-store-fs", "guest/adapters/store-fs");
-    let uicc = adapter("krypton-uicc-unavailable", "guest/adapters/uicc-unavailable");
+    let uicc = adapter(
+        "krypton-uicc-unavailable",
+        "guest/adapters/uicc-unavailable",
+    );
 
     let parts = [
-        Part { name: "soracom:krypton-command", wasm: &command },
-        Part { name: "soracom:krypton-guest", wasm: &guest },
-        Part { name: "soracom:krypton-store-fs", wasm: &store },
-        Part { name: "soracom:krypton-uicc-unavailable", wasm: &uicc },
+        Part {
+            name: "soracom:krypton-command",
+            wasm: &command,
+        },
+        Part {
+            name: "soracom:krypton-guest",
+            wasm: &guest,
+        },
+        Part {
+            name: "soracom:krypton-store-fs",
+            wasm: &store,
+        },
+        Part {
+            name: "soracom:krypton-uicc-unavailable",
+            wasm: &uicc,
+        },
     ];
     let composed = compose(&parts, 0).unwrap_or_else(|e| panic!("composing krypton-cli.wasm: {e}"));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
@@ -53,5 +68,8 @@ fn main() {
         let _ = std::fs::write(target.join("krypton-cli.wasm"), &composed);
     }
     println!("cargo::rustc-env=KRYPTON_CLI_WASM={}", cli.display());
-    println!("cargo::rustc-env=KRYPTON_PLUGIN_GUEST_WASM={}", guest.display());
+    println!(
+        "cargo::rustc-env=KRYPTON_PLUGIN_GUEST_WASM={}",
+        guest.display()
+    );
 }

@@ -17,21 +17,19 @@ use std::path::{Path, PathBuf};
 /// The stock CLI: `$WASMTIME`, else `wasmtime` on `PATH`, else `~/.cargo/bin/wasmtime`
 /// (where `cargo install` puts it); `None` when there is none.
 fn stock_wasmtime() -> Option<PathBuf> {
-    let candidates = std::env::var_os("WASMTIME")
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join("wasmtime"))
+                .collect()
+        })
+        .unwrap_or_default();
+    std::env::var_os("WASMTIME")
         .map(PathBuf::from)
         .into_iter()
-        .chain(
-            std::env::var_os("PATH")
-                .map(|path| std::env::split_paths(&path).map(|d| d.join("wasmtime")).collect())
-                .unwrap_or_else(Vec::new),
-        )
-        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/wasmtime")));
-    for candidate in candidates {
-        if candidate.is_file() {
-            return Some(candidate);
-        }
-    }
-    None
+        .chain(on_path)
+        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/wasmtime")))
+        .find(|candidate| candidate.is_file())
 }
 
 /// The CLI, or `None` after saying why the test skips (a failure under `CI`).
@@ -95,13 +93,19 @@ fn shape(value: &Value) -> Vec<String> {
 #[test]
 fn the_composed_component_embeds_the_hosts_component_byte_for_byte() {
     let guest = std::fs::read(GUEST_WASM).unwrap();
-    assert!(guest == DEFAULT_COMPONENT, "guest/plugin built another provisioning component");
+    assert!(
+        guest == DEFAULT_COMPONENT,
+        "guest/plugin built another provisioning component"
+    );
     let cli = std::fs::read(KRYPTON_CLI_WASM).unwrap();
     let found = cli
         .windows(DEFAULT_COMPONENT.len())
         .filter(|w| *w == DEFAULT_COMPONENT)
         .count();
-    assert_eq!(found, 1, "krypton-cli.wasm does not hold the embedded component once");
+    assert_eq!(
+        found, 1,
+        "krypton-cli.wasm does not hold the embedded component once"
+    );
     eprintln!(
         "krypton-cli.wasm: {} bytes, of which the provisioning component {} bytes",
         cli.len(),
@@ -114,21 +118,38 @@ fn the_composed_component_imports_only_wasi_and_exports_wasi_cli_run() {
     let engine = wasmtime::Engine::default();
     let component = wasmtime::component::Component::from_file(&engine, KRYPTON_CLI_WASM).unwrap();
     let ty = component.component_type();
-    let imports: Vec<String> = ty.imports(&engine).map(|(name, _)| name.to_string()).collect();
+    let imports: Vec<String> = ty
+        .imports(&engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
     assert!(!imports.is_empty());
     for name in &imports {
-        assert!(name.starts_with("wasi:"), "import `{name}` is left open: {imports:?}");
+        assert!(
+            name.starts_with("wasi:"),
+            "import `{name}` is left open: {imports:?}"
+        );
     }
     // What `wasmtime run -S http` provides: the WASI 0.2 command world and wasi:http.
     for name in &imports {
         let package = name.split('/').next().unwrap();
         assert!(
-            ["wasi:cli", "wasi:io", "wasi:clocks", "wasi:random", "wasi:filesystem", "wasi:http", "wasi:sockets"]
-                .contains(&package),
+            [
+                "wasi:cli",
+                "wasi:io",
+                "wasi:clocks",
+                "wasi:random",
+                "wasi:filesystem",
+                "wasi:http",
+                "wasi:sockets"
+            ]
+            .contains(&package),
             "{name}"
         );
     }
-    let exports: Vec<String> = ty.exports(&engine).map(|(name, _)| name.to_string()).collect();
+    let exports: Vec<String> = ty
+        .exports(&engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
     assert!(
         exports.len() == 1 && exports[0].starts_with("wasi:cli/run@0.2."),
         "{exports:?}"
@@ -169,7 +190,10 @@ async fn stock_wasmtime_provisions_azure_and_aws_and_stores_what_krypton_issued(
     assert_eq!(bundle["formatVersion"], 1);
     assert_eq!(bundle["deviceId"], issued.id.as_str());
     assert_eq!(bundle["host"], issued.host.as_str());
-    assert_eq!(bundle["operationId"], issued.operation_id.as_deref().unwrap());
+    assert_eq!(
+        bundle["operationId"],
+        issued.operation_id.as_deref().unwrap()
+    );
     assert_eq!(
         bundle["certificate"],
         issued.certificate_pem.replace("\r\n", "\n").as_str()
@@ -208,7 +232,12 @@ async fn stock_wasmtime_provisions_azure_and_aws_and_stores_what_krypton_issued(
         &wasmtime,
         &store,
         &[
-            "provision", "aws-iot", "--endpoint", &endpoint, "--param", "thingName=gateway-7",
+            "provision",
+            "aws-iot",
+            "--endpoint",
+            &endpoint,
+            "--param",
+            "thingName=gateway-7",
             "--json",
         ],
     )
@@ -245,10 +274,17 @@ async fn stock_wasmtime_provisions_azure_and_aws_and_stores_what_krypton_issued(
 
     // A second run reuses the stored bundle without calling Krypton.
     let before = mock.requests().len();
-    let (code, out, _) =
-        run_stock(&wasmtime, &store, &["provision", "azure-iot", "--endpoint", &endpoint, "--json"]).await;
+    let (code, out, _) = run_stock(
+        &wasmtime,
+        &store,
+        &["provision", "azure-iot", "--endpoint", &endpoint, "--json"],
+    )
+    .await;
     assert_eq!(code, 0);
-    assert_eq!(serde_json::from_str::<Value>(out.trim()).unwrap()["reused"], true);
+    assert_eq!(
+        serde_json::from_str::<Value>(out.trim()).unwrap()["reused"],
+        true
+    );
     assert_eq!(mock.requests().len(), before);
 
     // status --json: krypton-host's object, read from the same store.
@@ -271,7 +307,10 @@ async fn stock_wasmtime_provisions_azure_and_aws_and_stores_what_krypton_issued(
     let host_status: Value = serde_json::from_str(host_out.trim()).unwrap();
     assert_eq!(shape(&status), shape(&host_status));
     for i in 0..2 {
-        assert_eq!(shape(&status["bundles"][i]), shape(&host_status["bundles"][i]));
+        assert_eq!(
+            shape(&status["bundles"][i]),
+            shape(&host_status["bundles"][i])
+        );
         let mut ours = status["bundles"][i].clone();
         let mut theirs = host_status["bundles"][i].clone();
         ours.as_object_mut().unwrap().remove("store");
@@ -285,19 +324,35 @@ async fn stock_wasmtime_provisions_azure_and_aws_and_stores_what_krypton_issued(
     let ca = host_tmp.path().join("ca.pem");
     std::fs::write(&ca, tls_mock.ca_pem()).unwrap();
     let (host_code, host_out, host_err) = run_cli(&[
-        "provision", "azure-iot", "--endpoint", &tls_mock.endpoint(), "--ca-file",
-        ca.to_str().unwrap(), "--store", host_store.to_str().unwrap(), "--json",
+        "provision",
+        "azure-iot",
+        "--endpoint",
+        &tls_mock.endpoint(),
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--store",
+        host_store.to_str().unwrap(),
+        "--json",
     ])
     .await;
     assert_eq!(host_code, 0, "{host_err}");
-    assert_eq!(shape(&report), shape(&serde_json::from_str(host_out.trim()).unwrap()));
+    assert_eq!(
+        shape(&report),
+        shape(&serde_json::from_str(host_out.trim()).unwrap())
+    );
     tls_mock.stop().await;
 
     // The text report, as krypton-host prints it.
     let (code, out, _) = run_stock(&wasmtime, &store, &["status", "aws-iot"]).await;
     assert_eq!(code, 0);
-    assert!(out.starts_with("aws-iot: stored bundle `aws-iot` (obtained "), "{out}");
-    assert!(out.contains("  mode                     network\n"), "{out}");
+    assert!(
+        out.starts_with("aws-iot: stored bundle `aws-iot` (obtained "),
+        "{out}"
+    );
+    assert!(
+        out.contains("  mode                     network\n"),
+        "{out}"
+    );
     mock.stop().await;
 }
 
@@ -372,10 +427,17 @@ async fn on_stock_wasmtime_a_failed_call_stores_nothing_and_exits_with_krypton_h
     let store2 = tmp.path().join("store2");
     std::fs::create_dir(&store2).unwrap();
     mock.inject("/", Fault::MalformedJson);
-    let (code, out, err) =
-        run_stock(&wasmtime, &store2, &["provision", "aws-iot", "--endpoint", &endpoint]).await;
+    let (code, out, err) = run_stock(
+        &wasmtime,
+        &store2,
+        &["provision", "aws-iot", "--endpoint", &endpoint],
+    )
+    .await;
     assert_eq!(code, 7, "{out}\n{err}");
-    assert!(err.starts_with("error: Krypton's answer is unusable: "), "{err}");
+    assert!(
+        err.starts_with("error: Krypton's answer is unusable: "),
+        "{err}"
+    );
     assert!(empty(&store2));
 
     // Plain http to a host that is not loopback: refused before any request, exit 3.
@@ -383,13 +445,22 @@ async fn on_stock_wasmtime_a_failed_call_stores_nothing_and_exits_with_krypton_h
     let (code, out, _) = run_stock(
         &wasmtime,
         &store2,
-        &["provision", "aws-iot", "--endpoint", "http://krypton.soracom.io:8036", "--json"],
+        &[
+            "provision",
+            "aws-iot",
+            "--endpoint",
+            "http://krypton.soracom.io:8036",
+            "--json",
+        ],
     )
     .await;
     assert_eq!(code, 3, "{out}");
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["error"]["kind"], "invalid-request");
-    assert!(v["error"]["message"].as_str().unwrap().contains("loopback"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("loopback"),
+        "{v}"
+    );
     assert_eq!(mock.requests().len(), before);
     assert!(empty(&store2));
 
@@ -398,10 +469,16 @@ async fn on_stock_wasmtime_a_failed_call_stores_nothing_and_exits_with_krypton_h
     let (code, out, _) = run_stock(&wasmtime, &store2, &["status", "--json"]).await;
     assert_eq!(code, 11, "{out}");
     let v: Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!((v["ok"].clone(), v["error"]["kind"].clone()), (Value::Bool(false), "not-provisioned".into()));
+    assert_eq!(
+        (v["ok"].clone(), v["error"]["kind"].clone()),
+        (Value::Bool(false), "not-provisioned".into())
+    );
     let (code, out, _) = run_stock(&wasmtime, &store2, &["provision", "--bogus", "--json"]).await;
     assert_eq!(code, 2, "{out}");
-    assert_eq!(serde_json::from_str::<Value>(out.trim()).unwrap()["error"]["kind"], "usage");
+    assert_eq!(
+        serde_json::from_str::<Value>(out.trim()).unwrap()["error"]["kind"],
+        "usage"
+    );
     let (code, _, err) = run_stock(&wasmtime, &store2, &["provision", "nope"]).await;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not a target of this component"), "{err}");

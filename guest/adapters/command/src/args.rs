@@ -72,10 +72,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         let mut value = |name: &str| -> Result<String, String> {
             match inline.clone() {
                 Some(v) => Ok(v),
-                None => it
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| format!("a value is required for '{name}' but none was supplied")),
+                None => it.next().cloned().ok_or_else(|| {
+                    format!("a value is required for '{name}' but none was supplied")
+                }),
             }
         };
         match (command, flag) {
@@ -83,7 +82,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             ("provision", "--force") if inline.is_none() => force = true,
             ("provision", "--endpoint") => {
                 if endpoint.replace(value("--endpoint <URL>")?).is_some() {
-                    return Err("the argument '--endpoint <URL>' cannot be used multiple times".into());
+                    return Err(
+                        "the argument '--endpoint <URL>' cannot be used multiple times".into(),
+                    );
                 }
             }
             ("provision", "--param") => {
@@ -125,11 +126,16 @@ mod tests {
     #[test]
     fn provision_takes_its_options_in_any_order() {
         assert_eq!(
-            parse(&args("provision aws-iot --endpoint=http://127.0.0.1:9 --param thingName=gw-1 --force --json --param a=b=c")),
+            parse(&args(
+                "provision aws-iot --endpoint=http://127.0.0.1:9 --param thingName=gw-1 --force --json --param a=b=c"
+            )),
             Ok(Command::Provision {
                 target: "aws-iot".into(),
                 endpoint: "http://127.0.0.1:9".into(),
-                params: vec![("thingName".into(), "gw-1".into()), ("a".into(), "b=c".into())],
+                params: vec![
+                    ("thingName".into(), "gw-1".into()),
+                    ("a".into(), "b=c".into())
+                ],
                 force: true,
                 json: true,
             })
@@ -146,11 +152,17 @@ mod tests {
         );
         assert_eq!(
             parse(&args("status --json")),
-            Ok(Command::Status { target: None, json: true })
+            Ok(Command::Status {
+                target: None,
+                json: true
+            })
         );
         assert_eq!(
             parse(&args("status arc")),
-            Ok(Command::Status { target: Some("arc".into()), json: false })
+            Ok(Command::Status {
+                target: Some("arc".into()),
+                json: false
+            })
         );
     }
 

@@ -3,7 +3,9 @@
 //! `status`'s object).
 
 use crate::args::{self, Command};
-use crate::output::{INTERNAL, NOT_PROVISIONED, USAGE, error_kind, failure_json, printable, rfc3339};
+use crate::output::{
+    INTERNAL, NOT_PROVISIONED, USAGE, error_kind, failure_json, printable, rfc3339,
+};
 use serde_json::{Map, Value, json};
 
 // SAFETY: the only unsafe code is what wit-bindgen generates (the canonical ABI glue of the
@@ -82,7 +84,13 @@ fn target(name: &str, arg: &str) -> Result<TargetInfo, String> {
     })
 }
 
-fn provision(name: &str, endpoint: String, params: &[(String, String)], force: bool, json: bool) -> u8 {
+fn provision(
+    name: &str,
+    endpoint: String,
+    params: &[(String, String)],
+    force: bool,
+    json: bool,
+) -> u8 {
     let info = match target(name, "<TARGET>") {
         Ok(info) => info,
         Err(message) => return usage(json, &message),
@@ -269,7 +277,11 @@ fn report_text(name: &str, report: &ProvisionReport) -> String {
     let mut out = format!(
         "{}: {} bundle `{}` (obtained {})\n",
         printable(name),
-        if report.reused { "stored" } else { "provisioned" },
+        if report.reused {
+            "stored"
+        } else {
+            "provisioned"
+        },
         printable(&report.bundle),
         rfc3339((report.obtained_at_ms / 1000) as i64)
     );
@@ -283,7 +295,10 @@ fn report_text(name: &str, report: &ProvisionReport) -> String {
     }
     if let Some(c) = &report.certificate {
         let line = |k: &str, v: String| format!("  {k:<24} {v}\n");
-        out.push_str(&line("certificate SHA-256", printable(&c.sha256_fingerprint)));
+        out.push_str(&line(
+            "certificate SHA-256",
+            printable(&c.sha256_fingerprint),
+        ));
         out.push_str(&line("subject", printable(&c.subject)));
         out.push_str(&line("issuer", printable(&c.issuer)));
         out.push_str(&line("not after", rfc3339(c.not_after)));
@@ -347,7 +362,10 @@ fn uicc_error(error: &UiccError) -> (&'static str, String) {
     match error {
         UiccError::Unavailable(m) => ("unavailable", format!("no SIM access: {}", printable(m))),
         UiccError::NoSim(m) => ("no-sim", format!("no SIM: {}", printable(m))),
-        UiccError::Io(m) => ("io", format!("SIM reader or modem failed: {}", printable(m))),
+        UiccError::Io(m) => (
+            "io",
+            format!("SIM reader or modem failed: {}", printable(m)),
+        ),
         UiccError::StatusWord(sw) => (
             "status-word",
             format!(
@@ -439,7 +457,11 @@ fn error_text(failure: &Failure) -> String {
         }
         ProvisionError::Timeout(m) => format!("error: timed out: {}", printable(m)),
         ProvisionError::HttpStatus(e) => {
-            let mut s = format!("error: {} answered HTTP {}", printable(&e.request), e.status);
+            let mut s = format!(
+                "error: {} answered HTTP {}",
+                printable(&e.request),
+                e.status
+            );
             if let Some(code) = &e.code {
                 s.push_str(&format!(" ({})", printable(code)));
             }

@@ -74,7 +74,12 @@ fn sync_dir() -> Result<(), StoreError> {
     let dir = std::path::Path::new(STORE_DIR);
     match fs::File::open(dir).and_then(|d| d.sync_all()) {
         Ok(()) => Ok(()),
-        Err(e) if matches!(e.kind(), ErrorKind::Unsupported | ErrorKind::PermissionDenied) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::Unsupported | ErrorKind::PermissionDenied
+            ) =>
+        {
             Ok(())
         }
         Err(e) => Err(io("syncing", dir, e)),
