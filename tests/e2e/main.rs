@@ -20,6 +20,7 @@ mod service;
 mod signatures;
 mod sim;
 mod sim_hostile;
+mod stock_wasmtime;
 mod support;
 mod targets;
 mod trust;

@@ -42,11 +42,31 @@ pub const KRYPTON_PORT: u16 = 8036;
 /// Krypton's base URL, shown in advice.
 pub const KRYPTON_BASE_URL: &str = "https://krypton.soracom.io:8036";
 
+/// Why a plain `http://` endpoint is refused, and what to do instead. Krypton's answers carry
+/// private keys and tokens: only a test server on this machine may receive requests in clear
+/// text (a runtime whose HTTP client trusts only the web PKI roots reaches a local mock Krypton
+/// that way).
+pub const PLAIN_HTTP_ADVICE: &str = "plain http is allowed only to a loopback address \
+(127.0.0.0/8, ::1, localhost), where a test server runs; use https:// (Krypton speaks HTTPS: \
+https://krypton.soracom.io:8036)";
+
+/// Whether `host` (a DNS name or an IP literal without brackets) is this machine's loopback:
+/// `localhost` (RFC 6761 §6.3: it always resolves to loopback), an address in 127.0.0.0/8
+/// (RFC 1122 §3.2.1.3) or `::1` (RFC 4291 §2.5.3).
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl Endpoint {
-    /// Parse `https://host[:port]` (a trailing `/` is fine). Errors: [`Error::InvalidRequest`]
-    /// naming the endpoint for anything else: no scheme, a scheme other than http/https, no
-    /// host, user info, a query, or a path (the component adds `/v1/provisioning/...` itself,
-    /// so a base URL ending in `/v1` would request `/v1/v1/...`).
+    /// Parse `https://host[:port]` (a trailing `/` is fine), or `http://host[:port]` when the
+    /// host is a loopback address ([`is_loopback_host`]). Errors: [`Error::InvalidRequest`]
+    /// naming the endpoint for anything else: no scheme, a scheme other than http/https, plain
+    /// http to another host ([`PLAIN_HTTP_ADVICE`]), no host, user info, a query, or a path (the
+    /// component adds `/v1/provisioning/...` itself, so a base URL ending in `/v1` would
+    /// request `/v1/v1/...`).
     pub fn parse(url: &str) -> Result<Self, Error> {
         // Echo at most 100 characters of what was given.
         let shown: String = url.chars().take(100).collect();
@@ -93,14 +113,18 @@ impl Endpoint {
             None => None,
         };
         let default_port = if scheme == "https" { 443 } else { 80 };
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if scheme == "http" && !is_loopback_host(&host) {
+            return Err(bad(PLAIN_HTTP_ADVICE));
+        }
         Ok(Endpoint {
             scheme: scheme.to_string(),
             authority: authority.as_str().to_string(),
-            host: authority
-                .host()
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
+            host,
             port: given.unwrap_or(default_port),
             port_given: given.is_some(),
         })

@@ -414,3 +414,42 @@ fn krypton_s_own_name_not_found_points_at_the_resolver_not_the_spelling() {
     );
     assert!(!hint.contains("spelling"), "{hint}");
 }
+
+#[test]
+fn plain_http_is_allowed_to_loopback_only_and_refused_before_any_request() {
+    for url in [
+        "http://127.0.0.1:8036",
+        "http://127.8.9.10",
+        "http://[::1]:9",
+        "http://localhost:8080",
+        "http://LOCALHOST",
+    ] {
+        let e = Endpoint::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(e.scheme, "http", "{url}");
+    }
+    for url in [
+        "http://krypton.soracom.io:8036",
+        "http://10.0.0.1",
+        "http://[::2]:9",
+        "http://0.0.0.0:80",
+        "http://localhost.example",
+        "http://128.0.0.1",
+    ] {
+        let Err(Error::InvalidRequest(m)) = Endpoint::parse(url) else {
+            panic!("{url} was accepted")
+        };
+        assert_eq!(
+            m,
+            format!("endpoint `{url}`: {}", endpoint::PLAIN_HTTP_ADVICE)
+        );
+    }
+    // Refused by the request's first step: nothing is sent, nothing stored.
+    let mut fake = Fake::default();
+    let mut req = request(Target::AwsIot);
+    req.endpoint = "http://krypton.example:8036".into();
+    let Err(Error::InvalidRequest(m)) = provision(&mut fake, &req) else {
+        panic!("plain http to another host was accepted")
+    };
+    assert!(m.contains("use https://"), "{m}");
+    assert!(fake.requests.is_empty() && fake.store.is_empty());
+}

@@ -1,7 +1,9 @@
 //! Builds a WebAssembly component crate of this workspace from another crate's build script.
 //!
-//! The host embeds the provisioning component (`guest/`) and the end-to-end tests load a test
-//! component (`tests/components/hostile/`); both build scripts call [`Component::build`]:
+//! The host embeds the provisioning component (`guest/`), the end-to-end tests load a test
+//! component (`tests/components/hostile/`), and `guest/plugin` composes the provisioning
+//! component with its adapters (`guest/adapters/`) into `krypton-cli.wasm` (the `compose`
+//! feature, module `compose`); each build script calls [`Component::build`]:
 //!
 //! ```no_run
 //! let wasm = krypton_build_support::Component {
@@ -32,6 +34,9 @@
 //! workspace's `Cargo.toml` and `Cargo.lock`, the component's `Cargo.toml` and the extra
 //! [`Component::inputs`] (the WIT directory, where a new file changes the contract without
 //! touching a listed one).
+
+#[cfg(feature = "compose")]
+pub mod compose;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};

@@ -46,6 +46,10 @@ pub struct MockArgs {
     /// Refuse unsigned provisioning requests (401): serve SIM-authenticated mode only.
     #[arg(long)]
     pub require_signatures: bool,
+    /// Serve plain HTTP instead of HTTPS (for a runtime that trusts only the web PKI roots,
+    /// such as the stock `wasmtime` CLI); the component allows http:// only to loopback.
+    #[arg(long)]
+    pub plain_http: bool,
 }
 
 /// The Keys API's subscriber records from software SIM files: IMSI -> record. Errors (exit
@@ -71,6 +75,7 @@ pub async fn mock(args: MockArgs) -> Result<(), HostFailure> {
     let config = MockConfig {
         sim_subscribers: sim_subscribers(&args.sim_subscriber)?,
         require_signatures: args.require_signatures,
+        plain_http: args.plain_http,
         assigning_polls: args.assigning_polls,
         retry_after_secs: args.retry_after,
         expiration: match args.expiration_format.as_str() {

@@ -181,6 +181,10 @@ pub struct MockConfig {
     /// Refuse unsigned provisioning requests with 401 (default `false`: both modes are
     /// served, a signed request is always checked).
     pub require_signatures: bool,
+    /// Serve plain HTTP instead of HTTPS (default `false`), for a client that trusts only the
+    /// web PKI roots and so cannot trust the mock's own CA (the stock `wasmtime` CLI's
+    /// `wasi:http`). The component allows plain `http://` only to loopback addresses.
+    pub plain_http: bool,
 }
 
 impl Default for MockConfig {
@@ -199,6 +203,7 @@ impl Default for MockConfig {
             keys_challenge_status: 200,
             sim_key_lifetime_secs: 7200,
             require_signatures: false,
+            plain_http: false,
         }
     }
 }
@@ -441,8 +446,28 @@ struct State {
     inventory_keys: Vec<String>,
 }
 
+/// Serve HTTP/1.1 on one accepted connection (TLS or plain TCP) until it closes or the mock
+/// stops.
+async fn serve_connection<IO>(io: IO, state: Arc<Mutex<State>>, mut stopped: watch::Receiver<bool>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::select! {
+        _ = conn => {}
+        _ = stopped.changed() => {}
+    }
+}
+
 /// A running mock Krypton. Stops when [`MockKrypton::stop`] is called or it is dropped.
 pub struct MockKrypton {
+    /// Serving plain HTTP ([`MockConfig::plain_http`]).
+    plain_http: bool,
     addr: SocketAddr,
     ca_pem: String,
     state: Arc<Mutex<State>>,
@@ -470,7 +495,8 @@ impl MockKrypton {
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(certs, key)?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let acceptor = (!config.plain_http).then(|| tokio_rustls::TlsAcceptor::from(Arc::new(tls)));
+        let plain_http = config.plain_http;
 
         let listener = TcpListener::bind(listen)
             .await
@@ -504,25 +530,22 @@ impl MockKrypton {
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let state = serve_state.clone();
-                let mut stopped = stopped.clone();
+                let stopped = stopped.clone();
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let service = hyper::service::service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
-                    });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
-                    tokio::select! {
-                        _ = conn => {}
-                        _ = stopped.changed() => {}
+                    match acceptor {
+                        Some(acceptor) => {
+                            let Ok(tls) = acceptor.accept(tcp).await else {
+                                return;
+                            };
+                            serve_connection(tls, state, stopped).await;
+                        }
+                        None => serve_connection(tcp, state, stopped).await,
                     }
                 });
             }
         });
         Ok(MockKrypton {
+            plain_http,
             addr,
             ca_pem,
             state,
@@ -531,9 +554,10 @@ impl MockKrypton {
         })
     }
 
-    /// The base URL, e.g. `https://127.0.0.1:41234`.
+    /// The base URL, e.g. `https://127.0.0.1:41234` (`http://` with [`MockConfig::plain_http`]).
     pub fn endpoint(&self) -> String {
-        format!("https://{}", self.addr)
+        let scheme = if self.plain_http { "http" } else { "https" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The bound address.

@@ -1,0 +1,160 @@
+//! `soracom:krypton/secret-store@0.4.0` over `wasi:filesystem`: the secret store of the
+//! provisioning component on a runtime that offers only WASI (the stock `wasmtime` CLI), for
+//! composition into `krypton-cli.wasm`.
+//!
+//! Layout, the same as `krypton-host`'s store: one file `<name>.json` per bundle in the
+//! directory preopened at the guest path [`STORE_DIR`] (`wasmtime run --dir HOST_DIR::/store`).
+//! A `put` writes a temporary file `.<name>.json.tmp-<random>` in that directory, syncs it,
+//! renames it over the bundle and syncs the directory, so that after a crash the store holds
+//! the old bundle or the new one, never a mix (`wasi:filesystem` `rename-at` is POSIX
+//! `rename(2)` on a POSIX host: atomic within a file system). Names are checked as the
+//! contract says (1-64 bytes of `[a-z0-9-]`) before any path is built, and bundles are at
+//! most [`MAX_BUNDLE_BYTES`].
+//!
+//! WASI has no file modes: files get the host's defaults (its umask), so the host directory
+//! itself must be private (`mkdir -m 700`); `krypton-host` sets 0600/0700 itself.
+
+#![cfg(target_arch = "wasm32")]
+
+// SAFETY: the only unsafe code is what wit-bindgen generates (the canonical ABI glue of the
+// exported interface); the store itself is safe Rust over `std::fs`.
+#[allow(unsafe_code)]
+// Generated from the WIT, whose `///` comments are the documentation of these items.
+#[allow(missing_docs)]
+mod bindings {
+    wit_bindgen::generate!({
+        inline: "
+            package soracom:krypton-plugin;
+            world store-fs {
+                export soracom:krypton/secret-store@0.4.0;
+            }
+        ",
+        path: "../../../wit",
+        world: "soracom:krypton-plugin/store-fs",
+    });
+}
+
+use bindings::exports::soracom::krypton::secret_store::{Guest, StoreError};
+use std::fs;
+use std::io::{ErrorKind, Read as _, Write as _};
+use std::path::PathBuf;
+
+/// The guest path of the store's preopened directory.
+pub const STORE_DIR: &str = "/store";
+
+/// Largest bundle accepted, bytes (the limit `krypton-host`'s store applies; Krypton bundles
+/// are a few KiB).
+pub const MAX_BUNDLE_BYTES: u64 = 1024 * 1024;
+
+struct Store;
+
+/// The bundle file of `name`, after checking the name as the contract says: 1-64 bytes of
+/// `[a-z0-9-]` (so it can neither leave the directory nor collide with a temp file).
+fn bundle_path(name: &str) -> Result<PathBuf, StoreError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid {
+        return Err(StoreError::InvalidName(name.chars().take(80).collect()));
+    }
+    Ok(PathBuf::from(STORE_DIR).join(format!("{name}.json")))
+}
+
+/// An I/O error naming the operation and the file, never the value.
+fn io(what: &str, path: &std::path::Path, e: std::io::Error) -> StoreError {
+    StoreError::Io(format!("{what} {}: {e}", path.display()))
+}
+
+/// Sync the store directory so that a rename or removal survives a power cut. A runtime that
+/// cannot sync a directory (`wasi:filesystem` leaves it to the host) answers "unsupported";
+/// the file itself was synced, so that is not an error.
+fn sync_dir() -> Result<(), StoreError> {
+    let dir = std::path::Path::new(STORE_DIR);
+    match fs::File::open(dir).and_then(|d| d.sync_all()) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::Unsupported | ErrorKind::PermissionDenied
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(io("syncing", dir, e)),
+    }
+}
+
+impl Guest for Store {
+    fn get(name: String) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = bundle_path(&name)?;
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("reading", &path, e)),
+        };
+        if !meta.file_type().is_file() {
+            return Err(StoreError::Io(format!(
+                "{} is not a regular file; remove it",
+                path.display()
+            )));
+        }
+        if meta.len() > MAX_BUNDLE_BYTES {
+            return Err(StoreError::TooLarge(MAX_BUNDLE_BYTES));
+        }
+        let file = fs::File::open(&path).map_err(|e| io("reading", &path, e))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_BUNDLE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io("reading", &path, e))?;
+        if bytes.len() as u64 > MAX_BUNDLE_BYTES {
+            return Err(StoreError::TooLarge(MAX_BUNDLE_BYTES));
+        }
+        Ok(Some(bytes))
+    }
+
+    fn put(name: String, value: Vec<u8>) -> Result<(), StoreError> {
+        let path = bundle_path(&name)?;
+        if value.len() as u64 > MAX_BUNDLE_BYTES {
+            return Err(StoreError::TooLarge(MAX_BUNDLE_BYTES));
+        }
+        let tmp = PathBuf::from(STORE_DIR).join(format!(
+            ".{name}.json.tmp-{:016x}",
+            wasi::random::random::get_random_u64()
+        ));
+        let written = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut file| {
+                file.write_all(&value)?;
+                file.sync_all()
+            });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(io("writing", &tmp, e));
+        }
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(io("renaming into place", &path, e));
+        }
+        sync_dir()
+    }
+
+    fn delete(name: String) -> Result<bool, StoreError> {
+        let path = bundle_path(&name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir().map(|()| true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io("removing", &path, e)),
+        }
+    }
+}
+
+// SAFETY: the export glue wit-bindgen generates; see `bindings`.
+#[allow(unsafe_code)]
+mod export {
+    use super::{Store, bindings};
+    bindings::export!(Store with_types_in bindings);
+}

@@ -1,0 +1,494 @@
+//! `krypton-cli.wasm` (the provisioning component composed with its adapters by
+//! `guest/plugin`) on the stock `wasmtime` CLI 48.0.x, against the mock Krypton over plain
+//! HTTP on loopback (stock wasmtime trusts only the web PKI roots, so it cannot trust the
+//! mock's CA): the same bundles, the same `--json` shapes and the same exit codes as
+//! `krypton-host`.
+//!
+//! CI installs the CLI (`.ci/run`: `cargo install wasmtime-cli --version 48.0.8 --locked`), so
+//! there a missing `wasmtime` is a failure, never a skip; elsewhere the test says why it skips.
+
+use crate::support::*;
+use krypton_host::DEFAULT_COMPONENT;
+use krypton_mock::{Fault, MockConfig, MockKrypton};
+use krypton_plugin::{GUEST_WASM, KRYPTON_CLI_WASM};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// The stock CLI: `$WASMTIME`, else `wasmtime` on `PATH`, else `~/.cargo/bin/wasmtime`
+/// (where `cargo install` puts it); `None` when there is none.
+fn stock_wasmtime() -> Option<PathBuf> {
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join("wasmtime"))
+                .collect()
+        })
+        .unwrap_or_default();
+    std::env::var_os("WASMTIME")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(on_path)
+        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/wasmtime")))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The CLI, or `None` after saying why the test skips (a failure under `CI`).
+fn wasmtime_or_skip() -> Option<PathBuf> {
+    let found = stock_wasmtime();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the wasmtime CLI is missing: cargo install wasmtime-cli --version 48.0.8 --locked"
+        );
+        eprintln!(
+            "the wasmtime CLI is not installed; skipped (cargo install wasmtime-cli --version 48.0.8 --locked)"
+        );
+    }
+    found
+}
+
+/// `wasmtime run -S http --dir STORE::/store krypton-cli.wasm ARGS...`: (exit code, stdout,
+/// stderr).
+async fn run_stock(wasmtime: &Path, store: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(wasmtime)
+        .args(["run", "-S", "http", "--dir"])
+        .arg(format!("{}::/store", store.display()))
+        .arg(KRYPTON_CLI_WASM)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// A new directory, mode 0700: the store directory as the README says to create it (WASI sets
+/// no modes, and `krypton-host` refuses a store others can reach).
+fn private_dir(path: &Path) -> PathBuf {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new().mode(0o700).create(path).unwrap();
+    path.to_path_buf()
+}
+
+async fn plain_mock() -> MockKrypton {
+    let config = MockConfig {
+        plain_http: true,
+        ..MockConfig::default()
+    };
+    MockKrypton::start("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap()
+}
+
+/// The keys of a JSON object, sorted, nested objects as `key.sub`.
+fn shape(value: &Value) -> Vec<String> {
+    let mut keys = Vec::new();
+    if let Value::Object(map) = value {
+        for (k, v) in map {
+            keys.push(k.clone());
+            if let Value::Object(_) = v {
+                keys.extend(shape(v).into_iter().map(|sub| format!("{k}.{sub}")));
+            }
+        }
+    }
+    keys.sort();
+    keys
+}
+
+#[test]
+fn the_composed_component_embeds_the_hosts_component_byte_for_byte() {
+    let guest = std::fs::read(GUEST_WASM).unwrap();
+    assert!(
+        guest == DEFAULT_COMPONENT,
+        "guest/plugin built another provisioning component"
+    );
+    let cli = std::fs::read(KRYPTON_CLI_WASM).unwrap();
+    let found = cli
+        .windows(DEFAULT_COMPONENT.len())
+        .filter(|w| *w == DEFAULT_COMPONENT)
+        .count();
+    assert_eq!(
+        found, 1,
+        "krypton-cli.wasm does not hold the embedded component once"
+    );
+    eprintln!(
+        "krypton-cli.wasm: {} bytes, of which the provisioning component {} bytes",
+        cli.len(),
+        DEFAULT_COMPONENT.len()
+    );
+}
+
+#[test]
+fn the_composed_component_imports_only_wasi_and_exports_wasi_cli_run() {
+    let engine = wasmtime::Engine::default();
+    let component = wasmtime::component::Component::from_file(&engine, KRYPTON_CLI_WASM).unwrap();
+    let ty = component.component_type();
+    let imports: Vec<String> = ty
+        .imports(&engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    assert!(!imports.is_empty());
+    for name in &imports {
+        assert!(
+            name.starts_with("wasi:"),
+            "import `{name}` is left open: {imports:?}"
+        );
+    }
+    // What `wasmtime run -S http` provides: the WASI 0.2 command world and wasi:http.
+    for name in &imports {
+        let package = name.split('/').next().unwrap();
+        assert!(
+            [
+                "wasi:cli",
+                "wasi:io",
+                "wasi:clocks",
+                "wasi:random",
+                "wasi:filesystem",
+                "wasi:http",
+                "wasi:sockets"
+            ]
+            .contains(&package),
+            "{name}"
+        );
+    }
+    let exports: Vec<String> = ty
+        .exports(&engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    assert!(
+        exports.len() == 1 && exports[0].starts_with("wasi:cli/run@0.2."),
+        "{exports:?}"
+    );
+}
+
+#[tokio::test]
+async fn stock_wasmtime_provisions_azure_and_aws_and_stores_what_krypton_issued() {
+    let Some(wasmtime) = wasmtime_or_skip() else {
+        return;
+    };
+    let mock = plain_mock().await;
+    let endpoint = mock.endpoint();
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = private_dir(&tmp.path().join("store"));
+
+    // azure-iot: register, poll until assigned.
+    let (code, out, err) = run_stock(
+        &wasmtime,
+        &store,
+        &["provision", "azure-iot", "--endpoint", &endpoint, "--json"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    let issued = mock.issued()[0].clone();
+    assert_eq!(issued.target, "azure-iot");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["target"], "azure-iot");
+    assert_eq!(report["reused"], false);
+    assert_eq!(report["deviceId"], issued.id.as_str());
+    assert_eq!(report["host"], "krypton-mock-hub.azure-devices.net");
+    assert_eq!(report["certificate"]["subject"], "CN=440101234567890");
+    let bundle = read_bundle(&store, "azure-iot");
+    assert_eq!(bundle["target"], "azure-iot");
+    assert_eq!(bundle["formatVersion"], 1);
+    assert_eq!(bundle["deviceId"], issued.id.as_str());
+    assert_eq!(bundle["host"], issued.host.as_str());
+    assert_eq!(
+        bundle["operationId"],
+        issued.operation_id.as_deref().unwrap()
+    );
+    assert_eq!(
+        bundle["certificate"],
+        issued.certificate_pem.replace("\r\n", "\n").as_str()
+    );
+    assert_eq!(
+        bundle["privateKey"],
+        issued.private_key_pem.replace("\r\n", "\n").as_str()
+    );
+    assert_eq!(
+        bundle["rootCaCertificate"],
+        mock.ca_pem().replace("\r\n", "\n").as_str()
+    );
+    assert_key_matches_cert(
+        bundle["privateKey"].as_str().unwrap(),
+        bundle["certificate"].as_str().unwrap(),
+    );
+    let op = issued.operation_id.clone().unwrap();
+    let calls: Vec<String> = mock
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    let poll = format!("GET /v1/provisioning/azure/iot/registrations/{op}");
+    assert_eq!(
+        calls,
+        [
+            "POST /v1/provisioning/azure/iot/register".to_string(),
+            poll.clone(),
+            poll.clone(),
+            poll
+        ]
+    );
+
+    // aws-iot with a request parameter.
+    let (code, out, err) = run_stock(
+        &wasmtime,
+        &store,
+        &[
+            "provision",
+            "aws-iot",
+            "--endpoint",
+            &endpoint,
+            "--param",
+            "thingName=gateway-7",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let aws: Value = serde_json::from_str(out.trim()).unwrap();
+    let issued = mock.issued()[1].clone();
+    assert_eq!(issued.target, "aws-iot");
+    assert_eq!(aws["clientId"], "gateway-7");
+    assert_eq!(aws["region"], "ap-northeast-1");
+    let bundle = read_bundle(&store, "aws-iot");
+    assert_eq!(bundle["target"], "aws-iot");
+    assert_eq!(bundle["clientId"], "gateway-7");
+    assert_eq!(bundle["host"], issued.host.as_str());
+    assert_eq!(bundle["region"], "ap-northeast-1");
+    assert_eq!(
+        bundle["certificate"],
+        issued.certificate_pem.replace("\r\n", "\n").as_str()
+    );
+    let key = bundle["privateKey"].as_str().unwrap();
+    assert_eq!(key, issued.private_key_pem.as_str());
+    assert_key_matches_cert(key, bundle["certificate"].as_str().unwrap());
+    assert_eq!(
+        mock.requests().last().unwrap().body,
+        br#"{"requestParameters":{"thingName":"gateway-7"}}"#
+    );
+    // Only the two bundle files: no temporary file is left behind.
+    let mut files: Vec<String> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["aws-iot.json", "azure-iot.json"]);
+
+    // A second run reuses the stored bundle without calling Krypton.
+    let before = mock.requests().len();
+    let (code, out, _) = run_stock(
+        &wasmtime,
+        &store,
+        &["provision", "azure-iot", "--endpoint", &endpoint, "--json"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(out.trim()).unwrap()["reused"],
+        true
+    );
+    assert_eq!(mock.requests().len(), before);
+
+    // status --json: krypton-host's object, read from the same store.
+    let (code, out, err) = run_stock(&wasmtime, &store, &["status", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let status: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(status["ok"], true);
+    assert_eq!(status["store"], "/store");
+    let names: Vec<&str> = status["bundles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["azure-iot", "aws-iot"]);
+    assert_eq!(status["bundles"][0]["mode"], "network");
+    let host_store = store.to_str().unwrap();
+    let (host_code, host_out, host_err) =
+        run_cli(&["status", "--store", host_store, "--json"]).await;
+    assert_eq!(host_code, 0, "{host_out}\n{host_err}");
+    let host_status: Value = serde_json::from_str(host_out.trim()).unwrap();
+    assert_eq!(shape(&status), shape(&host_status));
+    for i in 0..2 {
+        assert_eq!(
+            shape(&status["bundles"][i]),
+            shape(&host_status["bundles"][i])
+        );
+        let mut ours = status["bundles"][i].clone();
+        let mut theirs = host_status["bundles"][i].clone();
+        ours.as_object_mut().unwrap().remove("store");
+        theirs.as_object_mut().unwrap().remove("store");
+        assert_eq!(ours, theirs);
+    }
+    // The report of a provision has krypton-host's shape too.
+    let host_tmp = tempfile::tempdir().unwrap();
+    let host_store = host_tmp.path().join("store");
+    let tls_mock = mock_for_host().await;
+    let ca = host_tmp.path().join("ca.pem");
+    std::fs::write(&ca, tls_mock.ca_pem()).unwrap();
+    let (host_code, host_out, host_err) = run_cli(&[
+        "provision",
+        "azure-iot",
+        "--endpoint",
+        &tls_mock.endpoint(),
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--store",
+        host_store.to_str().unwrap(),
+        "--json",
+    ])
+    .await;
+    assert_eq!(host_code, 0, "{host_err}");
+    assert_eq!(
+        shape(&report),
+        shape(&serde_json::from_str(host_out.trim()).unwrap())
+    );
+    tls_mock.stop().await;
+
+    // The text report, as krypton-host prints it.
+    let (code, out, _) = run_stock(&wasmtime, &store, &["status", "aws-iot"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("aws-iot: stored bundle `aws-iot` (obtained "),
+        "{out}"
+    );
+    assert!(
+        out.contains("  mode                     network\n"),
+        "{out}"
+    );
+    mock.stop().await;
+}
+
+async fn mock_for_host() -> MockKrypton {
+    MockKrypton::start("127.0.0.1:0".parse().unwrap(), MockConfig::default())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn on_stock_wasmtime_a_failed_call_stores_nothing_and_exits_with_krypton_hosts_code() {
+    let Some(wasmtime) = wasmtime_or_skip() else {
+        return;
+    };
+    let mock = plain_mock().await;
+    let endpoint = mock.endpoint();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = private_dir(&tmp.path().join("store"));
+    let empty = |store: &Path| std::fs::read_dir(store).unwrap().count() == 0;
+
+    // HTTP 500 on every AWS call: exit 6, the typed fields, nothing stored.
+    mock.inject(
+        "/v1/provisioning/aws/",
+        Fault::Status {
+            status: 500,
+            code: "KRY5001".into(),
+            message: "AWS IoT is unavailable".into(),
+        },
+    );
+    let (code, out, err) = run_stock(
+        &wasmtime,
+        &store,
+        &["provision", "aws-iot", "--endpoint", &endpoint, "--json"],
+    )
+    .await;
+    assert_eq!(code, 6, "{out}\n{err}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["exitCode"], 6);
+    assert_eq!(v["error"]["kind"], "http-status");
+    assert_eq!(v["error"]["status"], 500);
+    assert_eq!(v["error"]["code"], "KRY5001");
+    assert!(empty(&store));
+
+    // A failed DPS registration: exit 8, nothing stored (the pending registration is not kept
+    // once it has ended).
+    mock.inject(
+        "/v1/provisioning/azure/iot/registrations/",
+        Fault::RegistrationStatus("failed".into()),
+    );
+    let (code, out, _) = run_stock(
+        &wasmtime,
+        &store,
+        &["provision", "azure-iot", "--endpoint", &endpoint, "--json"],
+    )
+    .await;
+    assert_eq!(code, 8, "{out}");
+    assert_eq!(
+        serde_json::from_str::<Value>(out.trim()).unwrap()["error"]["kind"],
+        "registration-failed"
+    );
+    let leftover: Vec<String> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "azure-iot-pending.json")
+        .collect();
+    assert!(leftover.is_empty(), "{leftover:?}");
+    assert!(!store.join("azure-iot.json").exists());
+
+    // Malformed JSON: exit 7; text output names the field, stores nothing.
+    let store2 = private_dir(&tmp.path().join("store2"));
+    mock.clear_faults();
+    mock.inject("/", Fault::MalformedJson);
+    let (code, out, err) = run_stock(
+        &wasmtime,
+        &store2,
+        &["provision", "aws-iot", "--endpoint", &endpoint],
+    )
+    .await;
+    assert_eq!(code, 7, "{out}\n{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("error: Krypton's answer is unusable: field `body`")),
+        "{err}"
+    );
+    assert!(empty(&store2));
+
+    // Plain http to a host that is not loopback: refused before any request, exit 3.
+    let before = mock.requests().len();
+    let (code, out, _) = run_stock(
+        &wasmtime,
+        &store2,
+        &[
+            "provision",
+            "aws-iot",
+            "--endpoint",
+            "http://krypton.soracom.io:8036",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 3, "{out}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["error"]["kind"], "invalid-request");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("loopback"),
+        "{v}"
+    );
+    assert_eq!(mock.requests().len(), before);
+    assert!(empty(&store2));
+
+    // Nothing stored: status is exit 11; a bad command line exit 2, as JSON with --json; an
+    // unknown target is a usage error too.
+    let (code, out, _) = run_stock(&wasmtime, &store2, &["status", "--json"]).await;
+    assert_eq!(code, 11, "{out}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["ok"].clone(), v["error"]["kind"].clone()),
+        (Value::Bool(false), "not-provisioned".into())
+    );
+    let (code, out, _) = run_stock(&wasmtime, &store2, &["provision", "--bogus", "--json"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(
+        serde_json::from_str::<Value>(out.trim()).unwrap()["error"]["kind"],
+        "usage"
+    );
+    let (code, _, err) = run_stock(&wasmtime, &store2, &["provision", "nope"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a target of this component"), "{err}");
+    mock.stop().await;
+}
