@@ -436,7 +436,7 @@ async fn a_trickling_body_cannot_outlast_the_operation_deadline() {
         "{err:?}"
     );
     // Bounded by the deadline, not by the server (an upper bound on a failure, not a speed target).
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(25));
     s.assert_unchanged();
     s.mock.stop().await;
 }

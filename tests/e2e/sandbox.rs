@@ -125,7 +125,9 @@ async fn hostile_components_are_stopped_and_the_runtime_keeps_serving() {
     let (outcome, took) = run(Target::AzureIot).await;
     let err = format!("{:#}", outcome.unwrap_err());
     assert!(err.contains("exceeded its CPU limit of 2000 ms"), "{err}");
-    assert!(took < Duration::from_secs(10), "{took:?}");
+    // The limit is on the component's own CPU time, so on a busy machine the wall time can be
+    // several times 2 s; without the limit the loop never ends. The bound only shows it ended.
+    assert!(took < Duration::from_secs(120), "{took:?}");
 
     // A memory bomb: stopped by the memory cap.
     let (outcome, _) = run(Target::AwsIot).await;
