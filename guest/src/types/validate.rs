@@ -94,14 +94,14 @@ pub fn parse_certificates(field: &str, pem_text: &str) -> Result<Vec<ParsedCerti
 
 /// Summarise a certificate without any secret: SHA-256 fingerprint, subject, issuer, validity.
 pub fn summarize(parsed: &ParsedCertificate) -> CertificateSummary {
-    let tbs = &parsed.cert.tbs_certificate;
+    let tbs = parsed.cert.tbs_certificate();
     let digest = Sha256::digest(&parsed.der);
     CertificateSummary {
         sha256_fingerprint: digest.iter().map(|b| format!("{b:02x}")).collect(),
-        subject: escape_controls(&tbs.subject.to_string()),
-        issuer: escape_controls(&tbs.issuer.to_string()),
-        not_before: tbs.validity.not_before.to_unix_duration().as_secs() as i64,
-        not_after: tbs.validity.not_after.to_unix_duration().as_secs() as i64,
+        subject: escape_controls(&tbs.subject().to_string()),
+        issuer: escape_controls(&tbs.issuer().to_string()),
+        not_before: tbs.validity().not_before.to_unix_duration().as_secs() as i64,
+        not_after: tbs.validity().not_after.to_unix_duration().as_secs() as i64,
     }
 }
 
@@ -142,7 +142,7 @@ fn strip_zeros(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn rsa_public_from_pkcs1(field: &str, der: &[u8]) -> Result<PublicKey, Error> {
-    let key = pkcs1::RsaPrivateKey::from_der(der)
+    let key = pkcs1::RsaPrivateKeyRef::from_der(der)
         .map_err(|e| Error::invalid(field, format!("not a PKCS#1 RSA private key: {e}")))?;
     Ok(PublicKey::Rsa {
         n: strip_zeros(key.modulus.as_bytes()),
@@ -155,16 +155,16 @@ fn ec_public_from_scalar(
     curve: ObjectIdentifier,
     scalar: &[u8],
 ) -> Result<PublicKey, Error> {
-    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    use p256::elliptic_curve::sec1::ToSec1Point;
     let bad = |e: p256::elliptic_curve::Error| {
         Error::invalid(field, format!("invalid EC private scalar: {e}"))
     };
     let point = if curve == OID_P256 {
         let sk = p256::SecretKey::from_slice(scalar).map_err(bad)?;
-        sk.public_key().to_encoded_point(false).as_bytes().to_vec()
+        sk.public_key().to_sec1_point(false).as_bytes().to_vec()
     } else if curve == OID_P384 {
         let sk = p384::SecretKey::from_slice(scalar).map_err(bad)?;
-        sk.public_key().to_encoded_point(false).as_bytes().to_vec()
+        sk.public_key().to_sec1_point(false).as_bytes().to_vec()
     } else {
         return Err(Error::invalid(
             field,
@@ -197,13 +197,13 @@ fn public_from_pkcs8(
     der: &[u8],
     cert_curve: Option<ObjectIdentifier>,
 ) -> Result<PublicKey, Error> {
-    let info = pkcs8::PrivateKeyInfo::from_der(der)
+    let info = pkcs8::PrivateKeyInfoRef::from_der(der)
         .map_err(|e| Error::invalid(field, format!("not a PKCS#8 private key: {e}")))?;
     if info.algorithm.oid == OID_RSA {
-        rsa_public_from_pkcs1(field, info.private_key)
+        rsa_public_from_pkcs1(field, info.private_key.as_bytes())
     } else if info.algorithm.oid == OID_EC {
         let curve = info.algorithm.parameters_oid().ok().or(cert_curve);
-        ec_public_from_sec1(field, info.private_key, curve)
+        ec_public_from_sec1(field, info.private_key.as_bytes(), curve)
     } else {
         Err(Error::invalid(
             field,
@@ -216,10 +216,10 @@ fn public_from_pkcs8(
 }
 
 fn public_from_spki(cert: &Certificate) -> Result<PublicKey, Error> {
-    let spki = &cert.tbs_certificate.subject_public_key_info;
+    let spki = cert.tbs_certificate().subject_public_key_info();
     let bits = spki.subject_public_key.raw_bytes();
     if spki.algorithm.oid == OID_RSA {
-        let key = pkcs1::RsaPublicKey::from_der(bits)
+        let key = pkcs1::RsaPublicKeyRef::from_der(bits)
             .map_err(|e| Error::invalid("certificate", format!("bad RSA public key: {e}")))?;
         Ok(PublicKey::Rsa {
             n: strip_zeros(key.modulus.as_bytes()),
@@ -234,17 +234,17 @@ fn public_from_spki(cert: &Certificate) -> Result<PublicKey, Error> {
             .ok_or_else(|| Error::invalid("certificate", "EC public key names no curve"))?;
         // Certificates may carry a compressed point; compare in uncompressed form.
         let point = if curve == OID_P256 {
-            use p256::elliptic_curve::sec1::ToEncodedPoint;
+            use p256::elliptic_curve::sec1::ToSec1Point;
             p256::PublicKey::from_sec1_bytes(bits)
                 .map_err(|e| Error::invalid("certificate", format!("bad EC point: {e}")))?
-                .to_encoded_point(false)
+                .to_sec1_point(false)
                 .as_bytes()
                 .to_vec()
         } else if curve == OID_P384 {
-            use p384::elliptic_curve::sec1::ToEncodedPoint;
+            use p384::elliptic_curve::sec1::ToSec1Point;
             p384::PublicKey::from_sec1_bytes(bits)
                 .map_err(|e| Error::invalid("certificate", format!("bad EC point: {e}")))?
-                .to_encoded_point(false)
+                .to_sec1_point(false)
                 .as_bytes()
                 .to_vec()
         } else {
@@ -349,16 +349,15 @@ fn pem_text(tag: &str, der: Vec<u8>) -> String {
 /// `ECPrivateKey` DER, which is how `openssl pkcs8 -topk8` writes an EC key.
 fn ec_pkcs8(field: &str, curve: ObjectIdentifier, sec1_der: &[u8]) -> Result<String, Error> {
     use der::Encode;
-    let info = pkcs8::PrivateKeyInfo::new(
+    let bad = |e: der::Error| Error::invalid(field, format!("cannot be written as PKCS#8: {e}"));
+    let info = pkcs8::PrivateKeyInfoRef::new(
         pkcs8::AlgorithmIdentifierRef {
             oid: OID_EC,
             parameters: Some((&curve).into()),
         },
-        sec1_der,
+        der::asn1::OctetStringRef::new(sec1_der).map_err(bad)?,
     );
-    let der = info
-        .to_der()
-        .map_err(|e| Error::invalid(field, format!("cannot be written as PKCS#8: {e}")))?;
+    let der = info.to_der().map_err(bad)?;
     Ok(pem_text("PRIVATE KEY", der))
 }
 
@@ -400,19 +399,20 @@ pub fn exportable_key(field: &str, key_pem: &str, leaf: &Certificate) -> Result<
             }
         }
         "PRIVATE KEY" => {
-            let info = pkcs8::PrivateKeyInfo::from_der(block.contents())
+            let info = pkcs8::PrivateKeyInfoRef::from_der(block.contents())
                 .map_err(|e| Error::invalid(field, format!("not a PKCS#8 private key: {e}")))?;
             if info.algorithm.oid == OID_EC && info.algorithm.parameters_oid().is_err() {
-                let inner = sec1::EcPrivateKey::from_der(info.private_key).map_err(|e| {
-                    Error::invalid(field, format!("not a SEC1 EC private key: {e}"))
-                })?;
+                let inner =
+                    sec1::EcPrivateKey::from_der(info.private_key.as_bytes()).map_err(|e| {
+                        Error::invalid(field, format!("not a SEC1 EC private key: {e}"))
+                    })?;
                 let curve = inner
                     .parameters
                     .and_then(|p| p.named_curve())
                     .or(cert_curve)
                     .ok_or_else(|| Error::invalid(field, "EC private key names no curve"))?;
                 Some((
-                    ec_pkcs8(field, curve, info.private_key)?,
+                    ec_pkcs8(field, curve, info.private_key.as_bytes())?,
                     format!(
                         "PKCS#8 PRIVATE KEY without its curve -> PKCS#8 PRIVATE KEY ({})",
                         curve_name(curve)
@@ -560,7 +560,7 @@ mod tests {
     fn pkcs8_without_curve(pkcs8_pem: &str) -> String {
         use der::Encode;
         let block = pem::parse(pkcs8_pem).unwrap();
-        let mut info = pkcs8::PrivateKeyInfo::from_der(block.contents()).unwrap();
+        let mut info = pkcs8::PrivateKeyInfoRef::from_der(block.contents()).unwrap();
         assert!(info.algorithm.parameters.is_some());
         info.algorithm.parameters = None;
         pem_text("PRIVATE KEY", info.to_der().unwrap())
@@ -587,10 +587,13 @@ mod tests {
             // Byte for byte what `openssl pkcs8 -topk8 -nocrypt` writes for the same key.
             assert_eq!(out.pem, openssl_pkcs8, "{name}");
             let block = pem::parse(&out.pem).unwrap();
-            let info = pkcs8::PrivateKeyInfo::from_der(block.contents()).unwrap();
+            let info = pkcs8::PrivateKeyInfoRef::from_der(block.contents()).unwrap();
             assert_eq!(info.algorithm.oid, OID_EC);
             assert_eq!(info.algorithm.parameters_oid().unwrap(), oid);
-            assert_eq!(info.private_key, pem::parse(&no_curve).unwrap().contents());
+            assert_eq!(
+                info.private_key.as_bytes(),
+                pem::parse(&no_curve).unwrap().contents()
+            );
         }
         // A PKCS#8 EC key whose algorithm names no curve gets the curve as well.
         let no_curve = pkcs8_without_curve(EC_PKCS8);
