@@ -98,11 +98,91 @@ pub fn summarize(parsed: &ParsedCertificate) -> CertificateSummary {
     let digest = Sha256::digest(&parsed.der);
     CertificateSummary {
         sha256_fingerprint: digest.iter().map(|b| format!("{b:02x}")).collect(),
-        subject: escape_controls(&tbs.subject().to_string()),
-        issuer: escape_controls(&tbs.issuer().to_string()),
+        subject: escape_controls(&rfc4514(tbs.subject())),
+        issuer: escape_controls(&rfc4514(tbs.issuer())),
         not_before: tbs.validity().not_before.to_unix_duration().as_secs() as i64,
         not_after: tbs.validity().not_after.to_unix_duration().as_secs() as i64,
     }
+}
+
+/// For each OID of const-oid's database, the shortest of its names (`OID NAME` lines, generated
+/// by `guest/tools/oid-names.py`, `#` lines are comments).
+const OID_NAMES: &str = include_str!("../../data/oid_names.txt");
+
+/// The name [`rfc4514`] writes for an attribute type: the shortest of its names in const-oid's
+/// database, as x509-cert's `Display` looks it up.
+fn oid_name(oid: &ObjectIdentifier) -> Option<&'static str> {
+    let dotted = oid.to_string();
+    OID_NAMES
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .find(|(o, _)| *o == dotted)
+        .map(|(_, name)| name)
+}
+
+/// A distinguished name as an RFC 4514 string, exactly as x509-cert 0.3's `Display` for `Name`
+/// writes it: the RDNs last-first, joined by `,`; the attributes of one RDN joined by `+`; each
+/// attribute `NAME=value` (the name upper-cased, RFC 4514 §2.4 escapes, control characters
+/// as `\xx`) when its type has a name and its value is a string, else `OID=#` and the hex of
+/// its DER (§2.4).
+///
+/// Written here rather than through that `Display` because it looks names up in const-oid's
+/// whole OID database, 1,139 entries of 40-byte OIDs and 12-byte pointers plus their names:
+/// about 75 KB of the component, where [`OID_NAMES`] holds the same answers in 36 KB of text.
+/// A unit test compares both on every OID of the table and on the test certificates.
+fn rfc4514(name: &x509_cert::name::Name) -> String {
+    use der::Encode;
+    use der::asn1::{Ia5StringRef, PrintableStringRef, TeletexStringRef, Utf8StringRef};
+    use der::{Tag, Tagged};
+    let rdns: Vec<_> = name.iter_rdn().collect();
+    let mut out = String::new();
+    for (i, rdn) in rdns.iter().rev().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, atv) in rdn.iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            let value = &atv.value;
+            let text = match value.tag() {
+                Tag::PrintableString => {
+                    PrintableStringRef::try_from(value).ok().map(|s| s.as_str())
+                }
+                Tag::Utf8String => Utf8StringRef::try_from(value).ok().map(|s| s.as_str()),
+                Tag::Ia5String => Ia5StringRef::try_from(value).ok().map(|s| s.as_str()),
+                Tag::TeletexString => TeletexStringRef::try_from(value).ok().map(|s| s.as_str()),
+                _ => None,
+            };
+            match (oid_name(&atv.oid), text) {
+                (Some(key), Some(text)) => {
+                    out.push_str(&key.to_ascii_uppercase());
+                    out.push('=');
+                    let mut chars = text.char_indices().peekable();
+                    while let Some((k, c)) = chars.next() {
+                        match c {
+                            '#' if k == 0 => out.push_str("\\#"),
+                            ' ' if k == 0 || chars.peek().is_none() => out.push_str("\\ "),
+                            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+                                out.push('\\');
+                                out.push(c);
+                            }
+                            '\x00'..='\x1f' | '\x7f' => out.push_str(&format!("\\{:02x}", c as u8)),
+                            _ => out.push(c),
+                        }
+                    }
+                }
+                _ => {
+                    out.push_str(&format!("{}=#", atv.oid));
+                    // Re-encoding a value decoded from DER does not fail.
+                    for b in value.to_der().unwrap_or_default() {
+                        out.push_str(&format!("{b:02x}"));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// An RFC 4514 string with every control character (line breaks, NUL, escape sequences)
@@ -724,6 +804,97 @@ mod tests {
         assert!(
             reason.starts_with("PEM block 1 is not an X.509 certificate"),
             "{reason}"
+        );
+    }
+
+    /// A DER `Name` of one RDN per `(oid, tag, value)` group, the attributes of a group in one
+    /// multi-valued RDN.
+    fn name_der(rdns: &[&[(ObjectIdentifier, der::Tag, &[u8])]]) -> x509_cert::name::Name {
+        use der::Encode;
+        let tlv = |tag: u8, body: Vec<u8>| {
+            let mut out = vec![tag];
+            out.extend(der::Length::try_from(body.len()).unwrap().to_der().unwrap());
+            out.extend(body);
+            out
+        };
+        let mut seq = Vec::new();
+        for rdn in rdns {
+            let mut set = Vec::new();
+            for (oid, tag, value) in rdn.iter() {
+                let atv = x509_cert::attr::AttributeTypeAndValue {
+                    oid: *oid,
+                    value: der::Any::new(*tag, *value).unwrap(),
+                };
+                set.extend(atv.to_der().unwrap());
+            }
+            seq.extend(tlv(0x31, set));
+        }
+        x509_cert::name::Name::from_der(&tlv(0x30, seq)).unwrap()
+    }
+
+    #[test]
+    fn names_are_written_as_x509_cert_writes_them() {
+        use der::Tag;
+        // Every OID of the table, with a value that needs each kind of escape: the name
+        // found and the escapes are x509-cert's (whose `Display` looks names up in
+        // const-oid's database itself).
+        let mut checked = 0;
+        for line in OID_NAMES.lines().filter(|l| !l.starts_with('#')) {
+            let (dotted, _) = line.split_once(' ').unwrap();
+            let oid = ObjectIdentifier::new(dotted).unwrap();
+            let name = name_der(&[&[(
+                oid,
+                Tag::Utf8String,
+                "#a, b+c;\"d<e>\\\u{1}\u{7f} ".as_bytes(),
+            )]]);
+            assert_eq!(rfc4514(&name), name.to_string(), "{dotted}");
+            checked += 1;
+        }
+        assert_eq!(checked, 1017);
+        let cn = ObjectIdentifier::new_unwrap("2.5.4.3");
+        let o = ObjectIdentifier::new_unwrap("2.5.4.10");
+        let unknown = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.1");
+        for name in [
+            // Several RDNs (written last-first), a multi-valued one, every string type.
+            name_der(&[
+                &[(o, Tag::PrintableString, b"Krypton Test")],
+                &[(cn, Tag::Utf8String, b"gw"), (o, Tag::Ia5String, b"x y")],
+                &[(cn, Tag::TeletexString, b"t")],
+            ]),
+            // No name for the type, or a value that is not a string: `OID=#hex`.
+            name_der(&[
+                &[(unknown, Tag::Utf8String, b"v")],
+                &[(cn, Tag::Integer, &[5])],
+            ]),
+            name_der(&[&[(cn, Tag::Utf8String, b" ")]]),
+            name_der(&[]),
+        ] {
+            assert_eq!(rfc4514(&name), name.to_string());
+        }
+        for pem in [RSA_CRT, EC_CRT, EC384_CRT, ROOT_CRT] {
+            let cert = leaf(pem);
+            let tbs = cert.tbs_certificate();
+            assert_eq!(rfc4514(tbs.subject()), tbs.subject().to_string());
+            assert_eq!(rfc4514(tbs.issuer()), tbs.issuer().to_string());
+        }
+    }
+
+    #[test]
+    fn the_oid_names_table_comes_from_the_const_oid_in_the_lockfile() {
+        // Regenerate the table (`guest/tools/oid-names.py`) when const-oid changes: its
+        // database may name more OIDs.
+        let header = OID_NAMES.lines().next().unwrap();
+        let lock = include_str!("../../../Cargo.lock");
+        let versions: Vec<_> = lock
+            .split("[[package]]")
+            .filter(|p| p.contains("\nname = \"const-oid\"\n"))
+            .filter_map(|p| p.split("\nversion = \"").nth(1)?.split('"').next())
+            .collect();
+        assert!(
+            versions
+                .iter()
+                .any(|v| header.starts_with(&format!("# const-oid {v}:"))),
+            "{header} / {versions:?}"
         );
     }
 
