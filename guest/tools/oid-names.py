@@ -19,10 +19,16 @@ for module, body in re.findall(r"pub mod (\w+) \{(.*?)\n\}", src, re.S):
         body,
     ):
         oids[f"{module}::{const}"] = dotted
-db = src[src.index("pub const DB"):]
+# rustfmt writes an entry with a long name over several lines: match on collapsed whitespace.
+start = src.index("pub const DB")
+db = re.sub(r"\s+", " ", src[start : src.index("]);", start)])
+entries = re.findall(r"\( ?&([\w:]+), \"([^\"]+)\",? ?\)", db)
+# Every OID constant and every `DB` entry was read.
+assert len(oids) == len(re.findall(r"pub const \w+: crate::ObjectIdentifier =", src))
+assert len(entries) == len(re.findall(r"\( ?&\w", db))
 best = {}
 order = []
-for path, name in re.findall(r"\(&([\w:]+), \"([^\"]+)\"\)", db):
+for path, name in entries:
     dotted = oids[path]
     if dotted not in best:
         best[dotted] = name
