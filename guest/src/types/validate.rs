@@ -913,6 +913,50 @@ mod tests {
         }
     }
 
+    /// Every one-byte change of two test certificates is accepted or refused as x509-cert 0.2
+    /// (`der` 0.7) did, with the same summary, but one: a tag byte turned into 0x0d, a
+    /// RELATIVE-OID, which `der` 0.8 decodes as an attribute value (written `OID=#hex`) and 0.7
+    /// did not know. The text of a refusal is `der`'s own and may differ (another byte
+    /// position, or another fault found first).
+    #[test]
+    fn certificates_are_accepted_as_x509_cert_0_2_accepted_them() {
+        use x509_cert_02::der::Decode as _;
+        let (mut mutants, mut relative_oid) = (0, 0);
+        for pem in [RSA_CRT, EC384_CRT] {
+            let der = pem::parse(pem).unwrap().contents().to_vec();
+            for i in 0..der.len() {
+                for v in [0u8, 0xff, der[i] ^ 1, der[i] ^ 0x80] {
+                    let mut m = der.clone();
+                    m[i] = v;
+                    mutants += 1;
+                    let new = Certificate::from_der(&m);
+                    let old = x509_cert_02::Certificate::from_der(&m);
+                    match (new, old) {
+                        (Ok(new), Ok(old)) => {
+                            let new = summarize(&ParsedCertificate { der: m, cert: new });
+                            let tbs = &old.tbs_certificate;
+                            let secs =
+                                |t: x509_cert_02::time::Time| t.to_unix_duration().as_secs() as i64;
+                            assert_eq!(new.subject, escape_controls(&tbs.subject.to_string()));
+                            assert_eq!(new.issuer, escape_controls(&tbs.issuer.to_string()));
+                            assert_eq!(new.not_before, secs(tbs.validity.not_before));
+                            assert_eq!(new.not_after, secs(tbs.validity.not_after));
+                        }
+                        (Err(_), Err(_)) => {}
+                        (Ok(_), Err(_)) if v == 0x0d => relative_oid += 1,
+                        (new, old) => panic!(
+                            "byte {i} = {v:#04x}: now {:?}, x509-cert 0.2 {:?}",
+                            new.err(),
+                            old.err()
+                        ),
+                    }
+                }
+            }
+        }
+        assert!(mutants > 3000, "{mutants}");
+        assert_eq!(relative_oid, 6);
+    }
+
     #[test]
     fn summary_matches_openssl() {
         let cert = &parse_certificates("certificate", EC_CRT).unwrap()[0];
