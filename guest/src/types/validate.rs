@@ -957,6 +957,86 @@ mod tests {
         assert_eq!(relative_oid, 6);
     }
 
+    /// Every one-byte change of the test keys is accepted or refused by the key formats as their
+    /// versions of the `der` 0.7 generation did, with the same key material (one exception,
+    /// below).
+    #[test]
+    fn keys_are_accepted_as_the_der_0_7_formats_accepted_them() {
+        use pkcs8_010::der::Decode as _;
+        let mutants = |pem: &str| {
+            let der = pem::parse(pem).unwrap().contents().to_vec();
+            (0..der.len()).flat_map(move |i| {
+                let der = der.clone();
+                [0u8, 0xff, der[i] ^ 1, der[i] ^ 0x80].map(|v| {
+                    let mut m = der.clone();
+                    m[i] = v;
+                    m
+                })
+            })
+        };
+        let mut count = 0;
+        for m in mutants(RSA_PKCS1) {
+            let new = pkcs1::RsaPrivateKeyRef::from_der(&m).map(|k| {
+                (
+                    k.modulus.as_bytes().to_vec(),
+                    k.public_exponent.as_bytes().to_vec(),
+                )
+            });
+            let old = pkcs1_07::RsaPrivateKey::from_der(&m).map(|k| {
+                (
+                    k.modulus.as_bytes().to_vec(),
+                    k.public_exponent.as_bytes().to_vec(),
+                )
+            });
+            assert_eq!(new.ok(), old.ok());
+            count += 1;
+        }
+        // One difference: sec1 0.7 took an `ECPrivateKey` whose `publicKey` tag [1] became
+        // a second [0] and ignored that element; 0.8 refuses the trailing element.
+        let mut second_parameters = 0;
+        for pem in [EC_SEC1, EC384_SEC1] {
+            let der = pem::parse(pem).unwrap().contents().to_vec();
+            for m in mutants(pem) {
+                let new = sec1::EcPrivateKey::from_der(&m).map(|k| {
+                    let curve = k.parameters.and_then(|p| p.named_curve());
+                    (k.private_key.to_vec(), curve.map(|c| c.to_string()))
+                });
+                let old = sec1_07::EcPrivateKey::from_der(&m).map(|k| {
+                    let curve = k.parameters.and_then(|p| p.named_curve());
+                    (k.private_key.to_vec(), curve.map(|c| c.to_string()))
+                });
+                let changed = der.iter().zip(&m).position(|(a, b)| a != b);
+                match (new, old) {
+                    (Err(_), Ok(_)) if changed.is_some_and(|i| der[i] == 0xa1 && m[i] == 0xa0) => {
+                        second_parameters += 1
+                    }
+                    (new, old) => assert_eq!(new.ok(), old.ok()),
+                }
+                count += 1;
+            }
+        }
+        assert_eq!(second_parameters, 2);
+        for pem in [EC_PKCS8, RSA_PKCS8, EC384_PKCS8] {
+            for m in mutants(pem) {
+                let new = pkcs8::PrivateKeyInfoRef::from_der(&m).map(|k| {
+                    let curve = k.algorithm.parameters_oid().ok().map(|c| c.to_string());
+                    (
+                        k.algorithm.oid.to_string(),
+                        curve,
+                        k.private_key.as_bytes().to_vec(),
+                    )
+                });
+                let old = pkcs8_010::PrivateKeyInfo::from_der(&m).map(|k| {
+                    let curve = k.algorithm.parameters_oid().ok().map(|c| c.to_string());
+                    (k.algorithm.oid.to_string(), curve, k.private_key.to_vec())
+                });
+                assert_eq!(new.ok(), old.ok());
+                count += 1;
+            }
+        }
+        assert!(count > 5000, "{count}");
+    }
+
     #[test]
     fn summary_matches_openssl() {
         let cert = &parse_certificates("certificate", EC_CRT).unwrap()[0];
