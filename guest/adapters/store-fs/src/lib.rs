@@ -36,7 +36,8 @@ mod bindings {
 
 use bindings::exports::soracom::krypton::secret_store::{Guest, StoreError};
 use std::fs;
-use std::io::{ErrorKind, Read as _, Write as _};
+use std::io::{ErrorKind, Read as _};
+use wasi::filesystem::types::{Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
 use std::path::PathBuf;
 
 /// The guest path of the store's preopened directory.
@@ -86,6 +87,59 @@ fn sync_dir() -> Result<(), StoreError> {
     }
 }
 
+/// The preopened store directory ([`STORE_DIR`]) as a `wasi:filesystem` descriptor. Errors:
+/// the runtime preopened no such directory (`--dir HOST_DIR::/store` missing).
+fn store_dir() -> Result<Descriptor, StoreError> {
+    wasi::filesystem::preopens::get_directories()
+        .into_iter()
+        .find_map(|(dir, guest_path)| (guest_path == STORE_DIR).then_some(dir))
+        .ok_or_else(|| {
+            StoreError::Io(format!(
+                "no directory is preopened at {STORE_DIR}; run with --dir HOST_DIR::{STORE_DIR}"
+            ))
+        })
+}
+
+/// Create `name` in `dir` (it must not exist), write all of `value` and sync it.
+///
+/// Written on `wasi:filesystem` itself rather than `std::fs`: std's `OpenOptions` asks for
+/// more descriptor flags than a write needs (the `mutate-directory` right of WASI preview 1's
+/// heritage), which some runtimes refuse (jco's Node.js shim answers `unsupported`); this asks
+/// for `write` only and never follows a symlink.
+fn write_synced(dir: &Descriptor, name: &str, value: &[u8]) -> Result<(), std::io::Error> {
+    let file = dir
+        .open_at(
+            PathFlags::empty(),
+            name,
+            OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
+            DescriptorFlags::WRITE,
+        )
+        .map_err(wasi_error)?;
+    let mut offset = 0usize;
+    while offset < value.len() {
+        let written = file
+            .write(&value[offset..], offset as u64)
+            .map_err(wasi_error)?;
+        if written == 0 {
+            return Err(std::io::Error::new(ErrorKind::WriteZero, "wrote 0 bytes"));
+        }
+        offset += written as usize;
+    }
+    file.sync().map_err(wasi_error)
+}
+
+/// A `wasi:filesystem` error code as an `io::Error` with its WASI name (no value in it).
+fn wasi_error(code: ErrorCode) -> std::io::Error {
+    let kind = match code {
+        ErrorCode::Unsupported => ErrorKind::Unsupported,
+        ErrorCode::Access | ErrorCode::NotPermitted => ErrorKind::PermissionDenied,
+        ErrorCode::Exist => ErrorKind::AlreadyExists,
+        ErrorCode::NoEntry => ErrorKind::NotFound,
+        _ => ErrorKind::Other,
+    };
+    std::io::Error::new(kind, format!("{code:?}"))
+}
+
 impl Guest for Store {
     fn get(name: String) -> Result<Option<Vec<u8>>, StoreError> {
         let path = bundle_path(&name)?;
@@ -119,25 +173,19 @@ impl Guest for Store {
         if value.len() as u64 > MAX_BUNDLE_BYTES {
             return Err(StoreError::TooLarge(MAX_BUNDLE_BYTES));
         }
-        let tmp = PathBuf::from(STORE_DIR).join(format!(
+        let tmp_name = format!(
             ".{name}.json.tmp-{:016x}",
             wasi::random::random::get_random_u64()
-        ));
-        let written = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .and_then(|mut file| {
-                file.write_all(&value)?;
-                file.sync_all()
-            });
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
+        );
+        let tmp = PathBuf::from(STORE_DIR).join(&tmp_name);
+        let dir = store_dir()?;
+        if let Err(e) = write_synced(&dir, &tmp_name, &value) {
+            let _ = dir.unlink_file_at(&tmp_name);
             return Err(io("writing", &tmp, e));
         }
-        if let Err(e) = fs::rename(&tmp, &path) {
-            let _ = fs::remove_file(&tmp);
-            return Err(io("renaming into place", &path, e));
+        if let Err(e) = dir.rename_at(&tmp_name, &dir, &format!("{name}.json")) {
+            let _ = dir.unlink_file_at(&tmp_name);
+            return Err(io("renaming into place", &path, wasi_error(e)));
         }
         sync_dir()
     }
