@@ -37,8 +37,8 @@ mod bindings {
 use bindings::exports::soracom::krypton::secret_store::{Guest, StoreError};
 use std::fs;
 use std::io::{ErrorKind, Read as _};
-use wasi::filesystem::types::{Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
 use std::path::PathBuf;
+use wasi::filesystem::types::{Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
 
 /// The guest path of the store's preopened directory.
 pub const STORE_DIR: &str = "/store";
