@@ -1091,9 +1091,10 @@ impl Daemon {
             })
         };
         #[cfg(feature = "registry")]
-        let following = self.follower.clone().map(|f| {
-            tokio::spawn(f.follow(self.lifecycle.clone(), shutdown.clone()))
-        });
+        let following = self
+            .follower
+            .clone()
+            .map(|f| tokio::spawn(f.follow(self.lifecycle.clone(), shutdown.clone())));
         let mut watch = tokio::time::interval(Duration::from_secs(1));
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut stamp = self.config.component_file().and_then(file_stamp);

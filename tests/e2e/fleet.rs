@@ -125,7 +125,7 @@ fn config(dir: &Path, registry: &str, public: &str, endpoint: &str) -> String {
         "component = 'oci://{registry}/krypton/component:stable'\n\
          trusted_public_key = '{public}'\n\
          store = '{store}'\nstate_dir = '{state}'\ncontrol_socket = '{socket}'\n\
-         endpoint = '{endpoint}'\nca_file = '{ca}'\ncheck_interval_secs = 1\n\
+         endpoint = '{endpoint}'\nca_file = '{ca}'\ncheck_interval_secs = 2\n\
          [registry]\npoll_interval_s = 1\ninsecure = true\n\
          [limits]\ncpu_ms = 2000\n\
          [backoff]\nbase_secs = 1\nmax_secs = 2\n\
@@ -192,7 +192,10 @@ async fn twenty_gateways_follow_one_tag_roll_back_together_and_refuse_together()
         });
     }
     let limit = Duration::from_secs(60);
-    converge(&fleet, "v1 at start", limit, |s| s.get("manifest") == Some(&v1)).await;
+    converge(&fleet, "v1 at start", limit, |s| {
+        s.get("manifest") == Some(&v1)
+    })
+    .await;
     println!(
         "fleet: {DAEMONS} daemons started on v1 in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -269,9 +272,22 @@ async fn twenty_gateways_follow_one_tag_roll_back_together_and_refuse_together()
         assert_eq!(s.get("refused").map(String::as_str), Some("3"));
         daemon_requests += s["requests"].parse::<u64>().unwrap();
         polls += s["polls"].parse::<u64>().unwrap();
-        assert_eq!(count(&g.log, "registry component refused"), 3, "{}", g.log.display());
-        assert_eq!(count(&g.log, &format!("digest={v3}")), 2, "v3: pulled once, refused once");
-        assert_eq!(count(&g.log, "rolled back"), 2, "the lifecycle's line and the refusal");
+        assert_eq!(
+            count(&g.log, "registry component refused"),
+            3,
+            "{}",
+            g.log.display()
+        );
+        assert_eq!(
+            count(&g.log, &format!("digest={v3}")),
+            2,
+            "v3: pulled once, refused once"
+        );
+        assert_eq!(
+            count(&g.log, "rolled back"),
+            2,
+            "the lifecycle's line and the refusal"
+        );
         assert_eq!(count(&g.log, "unsigned: no signature referrer"), 1);
         assert_eq!(count(&g.log, "refusing a downgrade"), 1);
         assert!(count(&g.log, &v4) >= 1 && count(&g.log, &old) >= 1);

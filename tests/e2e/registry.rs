@@ -123,11 +123,7 @@ async fn publish_writes_the_wasm_layout_skopeo_reads_and_a_pull_gives_the_same_b
 
     // Publishing again with the .sig beside the file (no key): the same manifest digest is
     // not guaranteed (created differs) but the signature is the same file, listed once more.
-    std::fs::write(
-        signing::signature_path(&component),
-        &pulled.signatures[0],
-    )
-    .unwrap();
+    std::fs::write(signing::signature_path(&component), &pulled.signatures[0]).unwrap();
     let (code, out, err) = run_cli(&[
         "publish",
         component.to_str().unwrap(),
@@ -256,7 +252,8 @@ async fn wrong_types_oversized_and_lying_artifacts_and_a_registry_down_are_refus
 
     // The registry down: unreachable (retried by a daemon); publish exits 4 with advice.
     reg.stop();
-    let err = client.resolve(&Source::parse(&reg.reference("bad/component:tar")).unwrap())
+    let err = client
+        .resolve(&Source::parse(&reg.reference("bad/component:tar")).unwrap())
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::Unreachable(_)), "{err:?}");
@@ -311,7 +308,10 @@ async fn a_registry_that_lies_about_digests_is_refused() {
                     }
                 } else {
                     // Every blob: same length as the component, other bytes.
-                    ("application/octet-stream", b"\0asm\x0d\0\x01\0COMPONENT BYTES".to_vec())
+                    (
+                        "application/octet-stream",
+                        b"\0asm\x0d\0\x01\0COMPONENT BYTES".to_vec(),
+                    )
                 };
                 let head = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -330,8 +330,9 @@ async fn a_registry_that_lies_about_digests_is_refused() {
     let other = format!("sha256:{}", "1".repeat(64));
     let err = client.pull(&source, &other).await.unwrap_err();
     assert!(
-        err.to_string()
-            .contains(&format!("the manifest {other} arrived with sha256 {manifest_digest}")),
+        err.to_string().contains(&format!(
+            "the manifest {other} arrived with sha256 {manifest_digest}"
+        )),
         "{err}"
     );
     // The right manifest, a blob with other bytes: refused.
@@ -355,7 +356,11 @@ async fn publish_refuses_bad_references_and_plain_http_off_loopback() {
     std::fs::write(&component, DEFAULT_COMPONENT).unwrap();
     for (to, extra, expected) in [
         ("krypton/component:v1", None, "names no registry host"),
-        ("127.0.0.1:5000/krypton/component", None, "has no tag or digest"),
+        (
+            "127.0.0.1:5000/krypton/component",
+            None,
+            "has no tag or digest",
+        ),
         (
             "registry.example/krypton/component:v1",
             Some("--insecure"),

@@ -60,9 +60,9 @@ fn registry_failure(e: RegistryError) -> HostFailure {
         RegistryError::Unreachable(_) => {
             "; is the registry running and reachable (a registry on this machine without TLS needs --insecure)?"
         }
-        RegistryError::Status { status: 401 | 403, .. } => {
-            "; check --username/--password-file or --token-file"
-        }
+        RegistryError::Status {
+            status: 401 | 403, ..
+        } => "; check --username/--password-file or --token-file",
         _ => "",
     };
     fail(code)(anyhow::anyhow!("{e}{advice}"))
@@ -85,9 +85,8 @@ pub async fn publish(args: PublishArgs) -> Result<(), HostFailure> {
     let sig_path = signing::signature_path(&args.component);
     let (signature, version) = match &args.signing_key {
         Some(key_path) => {
-            let key_text =
-                files::read_user_file(key_path, signing::MAX_KEY_FILE_BYTES, "the key")
-                    .map_err(invalid)?;
+            let key_text = files::read_user_file(key_path, signing::MAX_KEY_FILE_BYTES, "the key")
+                .map_err(invalid)?;
             let key = signing::parse_signing_key(&String::from_utf8_lossy(&key_text))
                 .with_context(|| format!("reading the key {}", key_path.display()))
                 .map_err(invalid)?;
@@ -159,10 +158,7 @@ pub async fn publish(args: PublishArgs) -> Result<(), HostFailure> {
                 version.as_deref().unwrap_or("-"),
                 published.referrers.unwrap_or("-")
             ),
-            None => eprintln!(
-                "pushed {} to {target} UNSIGNED",
-                args.component.display()
-            ),
+            None => eprintln!("pushed {} to {target} UNSIGNED", args.component.display()),
         }
     }
     Ok(())

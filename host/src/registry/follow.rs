@@ -235,8 +235,8 @@ impl Follower {
         let dir = state_dir.join("registry");
         files::private_dir(&dir, "key `state_dir`")?;
         files::private_dir(&dir.join("blobs"), "key `state_dir`")?;
-        let registry =
-            Registry::new(&source, &section.settings()?).map_err(|e| anyhow::anyhow!("key `component`: {e}"))?;
+        let registry = Registry::new(&source, &section.settings()?)
+            .map_err(|e| anyhow::anyhow!("key `component`: {e}"))?;
         let follower = Follower {
             source,
             registry,
@@ -509,7 +509,10 @@ impl Follower {
                 failed.version
             ),
         );
-        if let Err(e) = self.materialize(&previous).and_then(|()| self.save_pointer()) {
+        if let Err(e) = self
+            .materialize(&previous)
+            .and_then(|()| self.save_pointer())
+        {
             tracing::warn!(error = %format!("{e:#}"), "could not record the roll back");
         }
     }
@@ -644,7 +647,10 @@ mod tests {
         assert_eq!(jittered(i, 100), Duration::from_secs(10));
         for r in [1u64, 57, 99_999, u64::MAX] {
             let d = jittered(i, r);
-            assert!(d >= Duration::from_secs(9) && d <= Duration::from_secs(11), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(9) && d <= Duration::from_secs(11),
+                "{d:?}"
+            );
         }
     }
 

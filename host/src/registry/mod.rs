@@ -177,9 +177,13 @@ impl Source {
     /// what the OCI distribution spec's name and tag grammar refuses.
     pub fn parse(text: &str) -> Result<Self> {
         let bare = text.strip_prefix("oci://").unwrap_or(text);
-        let advice = "write it as oci://HOST[:PORT]/REPO:TAG or oci://HOST[:PORT]/REPO@sha256:DIGEST";
+        let advice =
+            "write it as oci://HOST[:PORT]/REPO:TAG or oci://HOST[:PORT]/REPO@sha256:DIGEST";
         let (host, rest) = bare.split_once('/').ok_or_else(|| {
-            RegistryError::Config(format!("`{}` names no registry host; {advice}", bare.escape_debug()))
+            RegistryError::Config(format!(
+                "`{}` names no registry host; {advice}",
+                bare.escape_debug()
+            ))
         })?;
         if !(host.contains('.') || host.contains(':') || host == "localhost") {
             return Err(RegistryError::Config(format!(
@@ -556,7 +560,9 @@ impl Registry {
         let mut tried_token = false;
         loop {
             let token = self.token.lock().await.clone();
-            let header = token.map(|t| format!("Bearer {t}")).or_else(|| self.auth.header());
+            let header = token
+                .map(|t| format!("Bearer {t}"))
+                .or_else(|| self.auth.header());
             let mut request = self
                 .http
                 .request(method.clone(), url)
@@ -801,7 +807,12 @@ impl Registry {
     }
 
     /// The `.sig` bytes of one signature referrer of `subject`.
-    async fn signature(&self, source: &Source, subject: &str, entry: &Descriptor) -> Result<Vec<u8>> {
+    async fn signature(
+        &self,
+        source: &Source,
+        subject: &str,
+        entry: &Descriptor,
+    ) -> Result<Vec<u8>> {
         if !is_sha256_digest(&entry.digest) {
             return Err(invalid("a referrer with a digest that is not sha256"));
         }
@@ -829,9 +840,9 @@ impl Registry {
         }
     }
 
-    /// Push `component` to `target` (a tag) in the Wasm OCI artifact layout, then, with
-    /// `signature` (a `.sig` text for these bytes), its signature referrer, and the referrers
-    /// tag when the registry has no referrers API. `version` goes into the manifest's
+    /// Push `component` to `target` (a tag) in the Wasm OCI artifact layout: the blobs, the
+    /// manifest by digest, then, with `signature` (a `.sig` text for these bytes), its signature
+    /// referrer and the referrers tag when the registry has no referrers API, and last the tag. `version` goes into the manifest's
     /// `org.opencontainers.image.version` annotation.
     /// Errors: the registry is unreachable or refuses a push (401/403: credentials), `target`
     /// has no tag.
@@ -849,7 +860,11 @@ impl Registry {
         }
         let auth = self.auth.to_oci();
         self.oci
-            .auth(&target.reference, &auth, oci_client::RegistryOperation::Push)
+            .auth(
+                &target.reference,
+                &auth,
+                oci_client::RegistryOperation::Push,
+            )
             .await
             .map_err(oci_error)?;
         let layer_digest = sha256_digest(component);
@@ -883,8 +898,14 @@ impl Registry {
         let body = serde_json::to_vec(&manifest).map_err(|e| invalid(e.to_string()))?;
         let digest = sha256_digest(&body);
         let size = body.len() as u64;
-        self.push_manifest(target, body, OCI_MANIFEST_MEDIA_TYPE)
-            .await?;
+        // By digest first; the tag moves last, once the signature can be found: a daemon that
+        // polls in between must never see the new digest without its signature.
+        self.push_manifest(
+            &target.at_digest(&digest),
+            body.clone(),
+            OCI_MANIFEST_MEDIA_TYPE,
+        )
+        .await?;
         let mut published = Published {
             digest: digest.clone(),
             layer_digest,
@@ -892,8 +913,11 @@ impl Registry {
             referrers: None,
         };
         let Some(sig) = signature else {
+            self.push_manifest(target, body, OCI_MANIFEST_MEDIA_TYPE)
+                .await?;
             return Ok(published);
         };
+        let body_for_tag = body;
         self.push_blob(target, EMPTY_JSON, &sha256_digest(EMPTY_JSON))
             .await?;
         self.push_blob(target, sig, &sha256_digest(sig)).await?;
@@ -924,8 +948,12 @@ impl Registry {
             artifact_type: Some(SIGNATURE_ARTIFACT_TYPE.into()),
             annotations: None,
         };
-        self.push_manifest(&target.at_digest(&referrer_digest), body, OCI_MANIFEST_MEDIA_TYPE)
-            .await?;
+        self.push_manifest(
+            &target.at_digest(&referrer_digest),
+            body,
+            OCI_MANIFEST_MEDIA_TYPE,
+        )
+        .await?;
         published.signature_digest = Some(referrer_digest);
         if self.has_referrers_api(target, &digest).await? {
             published.referrers = Some("referrers-api");
@@ -933,6 +961,8 @@ impl Registry {
             self.add_to_referrers_tag(target, &digest, entry).await?;
             published.referrers = Some("referrers-tag");
         }
+        self.push_manifest(target, body_for_tag, OCI_MANIFEST_MEDIA_TYPE)
+            .await?;
         Ok(published)
     }
 
@@ -1014,9 +1044,14 @@ pub fn check_component_manifest(content_type: Option<&str>, body: &[u8]) -> Resu
     let manifest: Manifest =
         serde_json::from_slice(body).map_err(|e| invalid(format!("the manifest: {e}")))?;
     if manifest.schema_version != 2
-        || manifest.media_type.as_deref().is_some_and(|m| m != OCI_MANIFEST_MEDIA_TYPE)
+        || manifest
+            .media_type
+            .as_deref()
+            .is_some_and(|m| m != OCI_MANIFEST_MEDIA_TYPE)
     {
-        return Err(invalid("the manifest is not an OCI image manifest (schema 2)"));
+        return Err(invalid(
+            "the manifest is not an OCI image manifest (schema 2)",
+        ));
     }
     if manifest.config.media_type != WASM_CONFIG_MEDIA_TYPE {
         return Err(invalid(format!(
@@ -1056,10 +1091,7 @@ pub fn check_component_manifest(content_type: Option<&str>, body: &[u8]) -> Resu
 
 /// At most 200 characters of untrusted text, without control characters.
 fn printable(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect()
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -1168,7 +1200,10 @@ mod tests {
             ("127.0.0.1:5000", "krypton/component", Some("stable"))
         );
         assert!(s.is_loopback());
-        assert_eq!(s.to_string(), "oci://127.0.0.1:5000/krypton/component:stable");
+        assert_eq!(
+            s.to_string(),
+            "oci://127.0.0.1:5000/krypton/component:stable"
+        );
         let d = format!("registry.example:443/k@sha256:{}", "a".repeat(64));
         let s = Source::parse(&d).unwrap();
         assert_eq!(s.digest().unwrap(), format!("sha256:{}", "a".repeat(64)));
@@ -1195,7 +1230,11 @@ mod tests {
         };
         let far = Source::parse("registry.example/k:v1").unwrap();
         let err = Registry::new(&far, &settings).err().unwrap();
-        assert!(err.to_string().contains("only to a registry on this machine"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("only to a registry on this machine"),
+            "{err}"
+        );
         let near = Source::parse("127.0.0.1:5000/k:v1").unwrap();
         assert!(Registry::new(&near, &settings).is_ok());
     }
