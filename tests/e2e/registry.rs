@@ -544,6 +544,7 @@ async fn a_daemon_keeps_serving_through_bad_artifacts_and_a_registry_down_and_re
         "{text}"
     );
     assert!(text.contains(&bad));
+    assert_eq!(text.matches("new digest at the tag").count(), 1, "{text}");
     let s = status(&socket).await;
     assert_eq!(s["manifest"], v1);
     assert_eq!(

@@ -170,7 +170,10 @@ struct State {
     previous: Option<Installed>,
     refused: VecDeque<Refused>,
     last_poll: Option<i64>,
+    /// The last failure to resolve the tag, to log a change once.
     last_error: Option<String>,
+    /// The last failure to pull a new digest (digest and error), to log a change once.
+    pull_error: Option<String>,
     polls: u64,
 }
 
@@ -551,20 +554,31 @@ impl Follower {
                 return;
             }
         }
-        tracing::info!(source = %self.source, %digest, "new digest at the tag; pulling");
+        let retrying = self
+            .state()
+            .pull_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with(&format!("{digest} ")));
+        if retrying {
+            tracing::debug!(source = %self.source, %digest, "pulling the new digest again");
+        } else {
+            tracing::info!(source = %self.source, %digest, "new digest at the tag; pulling");
+        }
         let installed = match self.fetch(&digest).await {
             Ok(i) => i,
             Err(Refusal::Final(reason)) => return self.refuse(&digest, reason),
             Err(Refusal::Retry(text)) => {
                 let mut state = self.state();
-                if state.last_error.as_deref() != Some(text.as_str()) {
+                let key = format!("{digest} {text}");
+                if state.pull_error.as_deref() != Some(key.as_str()) {
                     tracing::warn!(source = %self.source, %digest, error = %text,
-                        "pulling the new digest failed; still serving, retrying at the next poll");
-                    state.last_error = Some(text);
+                        "pulling the new digest failed; still serving, retrying at the next poll (logged again only when this changes)");
+                    state.pull_error = Some(key);
                 }
                 return;
             }
         };
+        self.state().pull_error = None;
         let path = self.component_path();
         if let Err(e) = self.materialize(&installed) {
             tracing::warn!(error = %format!("{e:#}"), "could not write the new component");

@@ -1209,7 +1209,8 @@ mod tests {
         assert_eq!(s.digest().unwrap(), format!("sha256:{}", "a".repeat(64)));
         assert!(!s.is_loopback());
         assert!(Source::parse("localhost/k:v1").unwrap().is_loopback());
-        assert!(Source::parse("[::1]:5000/k:v1").unwrap().is_loopback());
+        // The distribution reference grammar has no IPv6 literal: refused, not misread.
+        assert!(Source::parse("[::1]:5000/k:v1").is_err());
         for bad in [
             "krypton/component:stable",
             "component:stable",
