@@ -93,7 +93,15 @@ fn default_mode() -> String {
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Component file; the built-in component when absent (then it cannot be hot-swapped).
+    /// `oci://HOST[:PORT]/REPO:TAG` (or `…@sha256:DIGEST`) follows a registry instead, with
+    /// `[registry]` and `trusted_public_key` (see [`crate::registry::follow`]).
     pub component: Option<PathBuf>,
+    /// `[registry]`: how to reach the registry of an `oci://` component.
+    #[cfg(feature = "registry")]
+    pub registry: Option<crate::registry::follow::RegistrySection>,
+    /// `[registry]`: refused, this build has no registry support (feature `registry`).
+    #[cfg(not(feature = "registry"))]
+    pub registry: Option<toml::Table>,
     /// Secret store directory (0700; created when missing).
     #[serde(default = "default_store")]
     pub store: PathBuf,
@@ -381,6 +389,7 @@ impl GatewayConfig {
         if let Some(key) = &config.trusted_public_key {
             parse_public_key(key).context("key `trusted_public_key`")?;
         }
+        config.check_registry()?;
         for (key, path) in [
             ("store", Some(&config.store)),
             ("state_dir", Some(&config.state_dir)),
@@ -403,6 +412,46 @@ impl GatewayConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = files::read_trusted_text(path, files::MAX_CONFIG_BYTES, "configuration file")?;
         Self::parse(&text).with_context(|| format!("{}", path.display()))
+    }
+
+    /// The `oci://…` reference of a registry-fed component, if `component` is one.
+    pub fn registry_reference(&self) -> Option<String> {
+        let text = self.component.as_deref()?.to_str()?;
+        text.starts_with("oci://").then(|| text.to_string())
+    }
+
+    /// The component file watched for changes: `component` unless it is a registry reference.
+    fn component_file(&self) -> Option<&Path> {
+        self.component
+            .as_deref()
+            .filter(|_| self.registry_reference().is_none())
+    }
+
+    /// An `oci://` component needs a trusted key (anyone who can push to the tag could
+    /// otherwise replace the component) and a build with the `registry` feature; `[registry]`
+    /// needs an `oci://` component. Errors name the key.
+    fn check_registry(&self) -> anyhow::Result<()> {
+        let Some(reference) = self.registry_reference() else {
+            anyhow::ensure!(
+                self.registry.is_none(),
+                "key `registry`: the [registry] table is for component = \"oci://HOST/REPO:TAG\""
+            );
+            return Ok(());
+        };
+        #[cfg(feature = "registry")]
+        return {
+            crate::registry::Source::parse(&reference).context("key `component`")?;
+            anyhow::ensure!(
+                self.trusted_public_key.is_some(),
+                "key `trusted_public_key`: a component from a registry must be signed; set the \
+                 public key from `krypton-host keygen` (publish with --signing-key)"
+            );
+            self.registry.clone().unwrap_or_default().check()
+        };
+        #[cfg(not(feature = "registry"))]
+        anyhow::bail!(
+            "key `component`: `{reference}` needs a krypton-host built with the `registry` feature"
+        )
     }
 
     /// `mode`: `network` or `sim`. Errors name the key.
@@ -537,6 +586,9 @@ pub struct Daemon {
     /// Set when the daemon is stopping: a pass in progress starts no further target.
     stopping: std::sync::atomic::AtomicBool,
     listener: Mutex<Option<tokio::net::UnixListener>>,
+    /// The registry an `oci://` component is followed from.
+    #[cfg(feature = "registry")]
+    follower: Option<Arc<crate::registry::follow::Follower>>,
     /// `<store>/.daemon.lock` and `<control_socket>.lock`, held for the daemon's life.
     _instance_locks: Vec<FileLock>,
 }
@@ -654,12 +706,36 @@ impl Daemon {
             .as_deref()
             .map(parse_public_key)
             .transpose()?;
+        let floor = VersionFloor::new(&config.state_dir, config.allow_downgrade);
+        // A registry-fed component is pulled (or taken from state_dir) into a file first; from
+        // then on it goes through the same file path as any component.
+        #[cfg(feature = "registry")]
+        let follower = match (config.registry_reference(), key) {
+            (Some(reference), Some(key)) => Some(Arc::new(
+                crate::registry::follow::Follower::prepare(
+                    crate::registry::Source::parse(&reference)?,
+                    &config.registry.clone().unwrap_or_default(),
+                    &config.state_dir,
+                    key,
+                    floor.clone(),
+                )
+                .await?,
+            )),
+            _ => None,
+        };
+        #[cfg(feature = "registry")]
+        let component_file = match &follower {
+            Some(f) => Some(f.component_path()),
+            None => config.component.clone(),
+        };
+        #[cfg(not(feature = "registry"))]
+        let component_file = config.component.clone();
         let policy_for_components = ComponentPolicy {
             trusted_key: key,
-            floor: Some(VersionFloor::new(&config.state_dir, config.allow_downgrade)),
+            floor: Some(floor),
         };
         let lifecycle = Arc::new(
-            Lifecycle::start_with(runtime, config.component.clone(), policy_for_components)
+            Lifecycle::start_with(runtime, component_file, policy_for_components)
                 .await
                 .context(if config.component.is_some() {
                     "key `component`"
@@ -667,6 +743,10 @@ impl Daemon {
                     "the built-in component"
                 })?,
         );
+        #[cfg(feature = "registry")]
+        if let Some(f) = &follower {
+            f.started(&lifecycle).context("key `state_dir`")?;
+        }
         // The component knows the targets: every configured name must be one of them.
         let served = lifecycle.current();
         for (i, t) in config.targets.iter().enumerate() {
@@ -691,6 +771,8 @@ impl Daemon {
             pass: tokio::sync::Mutex::new(()),
             stopping: std::sync::atomic::AtomicBool::new(false),
             listener: Mutex::new(listener),
+            #[cfg(feature = "registry")]
+            follower,
             _instance_locks: locks,
         }))
     }
@@ -931,8 +1013,16 @@ impl Daemon {
                 },
                 "status" => {
                     let c = self.lifecycle.current();
+                    #[cfg(feature = "registry")]
+                    let registry = self
+                        .follower
+                        .as_ref()
+                        .map(|f| f.status_words())
+                        .unwrap_or_default();
+                    #[cfg(not(feature = "registry"))]
+                    let registry = "";
                     format!(
-                        "ok {} {} signed={} dumpable={}\n",
+                        "ok {} {} signed={} dumpable={}{registry}\n",
                         c.digest,
                         c.version.escape_debug(),
                         c.signed,
@@ -1000,9 +1090,14 @@ impl Daemon {
                 }
             })
         };
+        #[cfg(feature = "registry")]
+        let following = self
+            .follower
+            .clone()
+            .map(|f| tokio::spawn(f.follow(self.lifecycle.clone(), shutdown.clone())));
         let mut watch = tokio::time::interval(Duration::from_secs(1));
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut stamp = self.config.component.as_deref().and_then(file_stamp);
+        let mut stamp = self.config.component_file().and_then(file_stamp);
         tracing::info!(targets = self.config.targets.len(), "daemon running");
         loop {
             tokio::select! {
@@ -1011,7 +1106,7 @@ impl Daemon {
                     break;
                 }
                 _ = watch.tick() => {
-                    if let Some(path) = self.config.component.as_deref() {
+                    if let Some(path) = self.config.component_file() {
                         let now = file_stamp(path);
                         if now.is_some() && now != stamp {
                             stamp = now;
@@ -1046,6 +1141,10 @@ impl Daemon {
                 SHUTDOWN_GRACE.as_secs()
             );
             passes.abort();
+        }
+        #[cfg(feature = "registry")]
+        if let Some(task) = following {
+            task.abort();
         }
         if let Some(path) = &self.config.control_socket {
             let _ = std::fs::remove_file(path);

@@ -76,6 +76,8 @@
 //! * [`daemon`]: the gateway daemon (`krypton-host run`);
 //! * [`doctor`]: checks the route to Krypton (the SORACOM Arc `AllowedIPs` trap);
 //! * [`signing`]: ed25519 signatures of component files;
+//! * `registry` (feature `registry`, on with `cli`): components published to and followed from
+//!   an OCI registry, in the Wasm OCI artifact layout, signatures as OCI referrers;
 //! * [`targets`]: the component's targets by name (the host keeps no list of its own);
 //! * [`uicc`]: the SIM of SIM-authenticated mode ([`UiccAccess`], over `krypton-uicc`).
 
@@ -86,6 +88,8 @@ pub mod http;
 pub mod lifecycle;
 pub mod options;
 pub mod output;
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod runtime;
 pub mod signing;
 pub mod store;

@@ -73,6 +73,7 @@ async fn async_main() -> ExitCode {
         | Command::BenchSwap(_) => false,
         Command::Keygen(a) => a.json,
         Command::Sign(a) => a.json,
+        Command::Publish(a) => a.json,
         Command::Sim(a) => a.json,
     };
     let result = match cli.command {
@@ -88,6 +89,7 @@ async fn async_main() -> ExitCode {
         Command::BenchSwap(args) => cli::bench_swap::bench_swap(args).await,
         Command::Keygen(args) => cli::sign::keygen(args),
         Command::Sign(args) => cli::sign::sign(args).await,
+        Command::Publish(args) => cli::publish::publish(args).await,
         Command::Sim(args) => cli::sim::sim(args).await,
     };
     match result {

@@ -10,6 +10,7 @@ pub mod malloc;
 pub mod mock;
 pub mod print;
 pub mod provision;
+pub mod publish;
 pub mod reload;
 pub mod run;
 pub mod shared;
@@ -94,6 +95,10 @@ pub enum Command {
     /// binding the component's SHA-256 digest and its version. Exit 3 on bad input.
     #[command(after_help = output::EXIT_CODES_HELP)]
     Sign(sign::SignArgs),
+    /// Push a component to an OCI registry (Wasm OCI artifact layout) with its signature as a
+    /// referrer; prints the manifest digest. Exit 4: registry unreachable; 6: an error status.
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    Publish(publish::PublishArgs),
     /// Benchmark: swap the component N times (two versions in turn, precompiled after the first
     /// load of each) and print swap latency and resident memory after 10 and after N swaps.
     #[command(hide = true)]

@@ -1,0 +1,313 @@
+//! A fleet following one tag (issue 9, part 2): 20 `krypton-host run` daemons on this machine,
+//! each with its own store, state directory and control socket, polling one tag of Debian's
+//! `docker-registry` every second. A new signed version converges on all of them; one that traps
+//! in its first calls is rolled back everywhere; an unsigned one and an older signed one are
+//! refused everywhere, once. Convergence times and registry requests are printed, not asserted.
+
+use super::registry_support::*;
+use super::support::*;
+use krypton_host::daemon::send_control;
+use krypton_host::registry::{Registry, Settings, Source};
+use krypton_host::runtime::DEFAULT_COMPONENT;
+use krypton_host::signing;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const DAEMONS: usize = 20;
+const REAL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The built-in component with a custom section appended: other bytes, same behaviour.
+fn variant(tag: u8) -> Vec<u8> {
+    let mut bytes = DEFAULT_COMPONENT.to_vec();
+    let name = b"krypton-fleet-test";
+    bytes.push(0);
+    bytes.push((1 + name.len() + 8) as u8);
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(&[tag; 8]);
+    bytes
+}
+
+/// The hostile test component answering the `arc` target list (it writes a bundle, then traps
+/// in `provision arc`), reporting `version` (7 bytes) instead of `hostile`: the same length, so
+/// the copy stays a valid component (as `hostile_targets.rs` patches its marker).
+fn trapping(version: &[u8; 7]) -> Vec<u8> {
+    let mut bytes = std::fs::read(krypton_test_components::HOSTILE_WASM).unwrap();
+    let marker = b"krypton-hostile-targets:empty";
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the marker");
+    bytes[at + 24..at + 24 + 5].copy_from_slice(b"arc\0\0");
+    let mut i = 0;
+    while let Some(p) = bytes[i..].windows(7).position(|w| w == b"hostile") {
+        bytes[i + p..i + p + 7].copy_from_slice(version);
+        i += p + 7;
+    }
+    bytes
+}
+
+struct Gateway {
+    socket: PathBuf,
+    log: PathBuf,
+    child: tokio::process::Child,
+}
+
+fn words(status: &str) -> HashMap<String, String> {
+    status
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn statuses(fleet: &[Gateway]) -> Vec<HashMap<String, String>> {
+    let mut all = Vec::new();
+    for g in fleet {
+        let answer = send_control(&g.socket, "status").await.unwrap_or_default();
+        let mut w = words(&answer);
+        if let Some(digest) = answer.split_whitespace().nth(1) {
+            w.insert("serving".into(), digest.to_string());
+        }
+        all.push(w);
+    }
+    all
+}
+
+/// Wait (at most `limit`) until every daemon's status satisfies `ok`; the time it took.
+async fn converge(
+    fleet: &[Gateway],
+    what: &str,
+    limit: Duration,
+    ok: impl Fn(&HashMap<String, String>) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let all = statuses(fleet).await;
+        let done = all.iter().filter(|s| ok(s)).count();
+        if done == fleet.len() {
+            return started.elapsed();
+        }
+        if started.elapsed() > limit {
+            let log = std::fs::read_to_string(&fleet[0].log).unwrap_or_default();
+            panic!(
+                "{what}: {done}/{} after {limit:?}; first status {:?}; first log:\n{log}",
+                fleet.len(),
+                all[0]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn publish(
+    client: &Registry,
+    tag: &Source,
+    bytes: &[u8],
+    signature: Option<(&ed25519_dalek::SigningKey, &str)>,
+) -> String {
+    let sig = signature.map(|(key, version)| signing::sign(key, bytes, version).unwrap());
+    client
+        .publish(
+            tag,
+            bytes,
+            signature.map(|(_, v)| v),
+            sig.as_deref().map(str::as_bytes),
+        )
+        .await
+        .unwrap()
+        .digest
+}
+
+fn config(dir: &Path, registry: &str, public: &str, endpoint: &str) -> String {
+    format!(
+        "component = 'oci://{registry}/krypton/component:stable'\n\
+         trusted_public_key = '{public}'\n\
+         store = '{store}'\nstate_dir = '{state}'\ncontrol_socket = '{socket}'\n\
+         endpoint = '{endpoint}'\nca_file = '{ca}'\ncheck_interval_secs = 2\n\
+         [registry]\npoll_interval_s = 1\ninsecure = true\n\
+         [limits]\ncpu_ms = 2000\n\
+         [backoff]\nbase_secs = 1\nmax_secs = 2\n\
+         [[target]]\nname = 'arc'\n",
+        store = dir.join("store").display(),
+        state = dir.join("state").display(),
+        socket = dir.join("control.sock").display(),
+        ca = dir.join("ca.pem").display(),
+    )
+}
+
+fn count(log: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_gateways_follow_one_tag_roll_back_together_and_refuse_together() {
+    if !registry_tools_present(false) {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let mock = mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let public = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes())
+    };
+    let stable = Source::parse(&reg.reference("krypton/component:stable")).unwrap();
+    let client = Registry::new(
+        &stable,
+        &Settings {
+            insecure: true,
+            ..Settings::default()
+        },
+    )
+    .unwrap();
+    let v1 = publish(&client, &stable, &variant(1), Some((&key, REAL_VERSION))).await;
+
+    let started = Instant::now();
+    let mut fleet = Vec::new();
+    for i in 0..DAEMONS {
+        let dir = tmp.path().join(format!("gw{i:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.pem"), mock.ca_pem()).unwrap();
+        let file = dir.join("gateway.toml");
+        std::fs::write(&file, config(&dir, &reg.addr, &public, &mock.endpoint())).unwrap();
+        let log = dir.join("daemon.log");
+        let child = tokio::process::Command::new(BIN)
+            .args(["run", "--config", file.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        fleet.push(Gateway {
+            socket: dir.join("control.sock"),
+            log,
+            child,
+        });
+    }
+    let limit = Duration::from_secs(60);
+    converge(&fleet, "v1 at start", limit, |s| {
+        s.get("manifest") == Some(&v1)
+    })
+    .await;
+    println!(
+        "fleet: {DAEMONS} daemons started on v1 in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let before = reg.requests();
+
+    // v2: every daemon swaps it in.
+    let v2_bytes = variant(2);
+    let v2_sha = signing::digest_hex(&v2_bytes);
+    let v2 = publish(&client, &stable, &v2_bytes, Some((&key, REAL_VERSION))).await;
+    let took = converge(&fleet, "v2", limit, |s| {
+        s.get("manifest") == Some(&v2) && s.get("serving") == Some(&v2_sha)
+    })
+    .await;
+    println!(
+        "fleet: v2 converged on {DAEMONS} daemons in {:.2} s (poll interval 1 s)",
+        took.as_secs_f64()
+    );
+
+    // v3 traps in its first provision call: every daemon rolls back to v2 and remembers it.
+    let v3 = publish(
+        &client,
+        &stable,
+        &trapping(b"0.9.0-h"),
+        Some((&key, "0.9.0-h")),
+    )
+    .await;
+    let took = converge(&fleet, "v3 rolled back", limit, |s| {
+        s.get("manifest") == Some(&v2)
+            && s.get("serving") == Some(&v2_sha)
+            && s.get("refused").map(String::as_str) == Some("1")
+    })
+    .await;
+    println!(
+        "fleet: v3 (traps) rolled back on {DAEMONS} daemons in {:.2} s",
+        took.as_secs_f64()
+    );
+
+    // v4 unsigned: refused by all.
+    let v4 = publish(&client, &stable, &variant(4), None).await;
+    let took = converge(&fleet, "v4 refused", limit, |s| {
+        s.get("serving") == Some(&v2_sha) && s.get("refused").map(String::as_str) == Some("2")
+    })
+    .await;
+    println!(
+        "fleet: v4 (unsigned) refused by {DAEMONS} daemons in {:.2} s",
+        took.as_secs_f64()
+    );
+
+    // An older signed version re-published under the tag: a downgrade, refused by all.
+    let old = publish(
+        &client,
+        &stable,
+        &trapping(b"0.1.0-h"),
+        Some((&key, "0.1.0-h")),
+    )
+    .await;
+    let took = converge(&fleet, "downgrade refused", limit, |s| {
+        s.get("serving") == Some(&v2_sha) && s.get("refused").map(String::as_str) == Some("3")
+    })
+    .await;
+    println!(
+        "fleet: 0.1.0-h (older, signed) refused by {DAEMONS} daemons in {:.2} s",
+        took.as_secs_f64()
+    );
+
+    // A few more polls: nothing is pulled again, each refusal was logged once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = statuses(&fleet).await;
+    let mut daemon_requests = 0u64;
+    let mut polls = 0u64;
+    for (g, s) in fleet.iter().zip(&all) {
+        assert_eq!(s.get("serving"), Some(&v2_sha));
+        assert_eq!(s.get("refused").map(String::as_str), Some("3"));
+        daemon_requests += s["requests"].parse::<u64>().unwrap();
+        polls += s["polls"].parse::<u64>().unwrap();
+        assert_eq!(
+            count(&g.log, "registry component refused"),
+            3,
+            "{}",
+            g.log.display()
+        );
+        assert_eq!(
+            count(&g.log, &format!("digest={v3}")),
+            2,
+            "v3: pulled once, refused once"
+        );
+        assert_eq!(
+            count(&g.log, "rolled back"),
+            2,
+            "the lifecycle's line and the refusal"
+        );
+        assert_eq!(count(&g.log, "unsigned: no signature referrer"), 1);
+        assert_eq!(count(&g.log, "refusing a downgrade"), 1);
+        assert!(count(&g.log, &v4) >= 1 && count(&g.log, &old) >= 1);
+    }
+    println!(
+        "fleet: registry requests: {daemon_requests} by the daemons in {polls} polls ({:.2} per poll), \
+         {} in the registry's access log since v1 ({} in all, publishes included)",
+        daemon_requests as f64 / polls.max(1) as f64,
+        reg.requests() - before,
+        reg.requests()
+    );
+    for g in fleet {
+        let mut child = g.child;
+        let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+    mock.stop().await;
+}

@@ -1,0 +1,588 @@
+//! Signed versions through an OCI registry (issue 9, part 2), against Debian's real
+//! `docker-registry`: `publish` pushes the Wasm OCI artifact layout that `skopeo` reads, the
+//! signature is a referrer found through the referrers tag, a pull gives back the same bytes, and
+//! what a registry may send wrong is refused with a clear error.
+
+use super::registry_support::*;
+use super::support::*;
+use krypton_host::registry::{
+    self, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, Registry, RegistryError,
+    SIGNATURE_ARTIFACT_TYPE, Settings, Source, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
+};
+use krypton_host::runtime::DEFAULT_COMPONENT;
+use krypton_host::signing;
+use serde_json::{Value, json};
+use std::path::Path;
+
+const REAL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn skopeo_raw(reference: &str) -> (Vec<u8>, Value) {
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value = serde_json::from_slice(&out.stdout).unwrap();
+    (out.stdout, value)
+}
+
+/// A key pair: the PKCS#8 file and the verifying key.
+pub fn key_file(dir: &Path) -> (std::path::PathBuf, ed25519_dalek::VerifyingKey) {
+    let (pem, public) = signing::generate_key_pem().unwrap();
+    let path = dir.join("signing.pem");
+    std::fs::write(&path, pem).unwrap();
+    (path, signing::parse_public_key(&public).unwrap())
+}
+
+fn insecure() -> Settings {
+    Settings {
+        insecure: true,
+        ..Settings::default()
+    }
+}
+
+#[tokio::test]
+async fn publish_writes_the_wasm_layout_skopeo_reads_and_a_pull_gives_the_same_bytes() {
+    if !registry_tools_present(true) {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, public) = key_file(tmp.path());
+    let component = tmp.path().join("krypton.wasm");
+    std::fs::write(&component, DEFAULT_COMPONENT).unwrap();
+    let to = reg.reference("krypton/component:v1");
+    let (code, out, err) = run_cli(&[
+        "publish",
+        component.to_str().unwrap(),
+        "--to",
+        &to,
+        "--signing-key",
+        key.to_str().unwrap(),
+        "--insecure",
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    let digest = answer["digest"].as_str().unwrap().to_string();
+    let layer = format!("sha256:{}", signing::digest_hex(DEFAULT_COMPONENT));
+    assert_eq!(answer["tag"], "v1");
+    assert_eq!(answer["layerDigest"], layer.as_str());
+    assert_eq!(answer["version"], REAL_VERSION);
+    assert_eq!(answer["referrers"], "referrers-tag");
+    let sig_digest = answer["signatureDigest"].as_str().unwrap().to_string();
+
+    // skopeo reads the manifest: the standard media types, the layer is the component.
+    let (raw, manifest) = skopeo_raw(&to);
+    assert_eq!(registry::sha256_digest(&raw), digest);
+    assert_eq!(manifest["schemaVersion"], 2);
+    assert_eq!(manifest["mediaType"], OCI_MANIFEST_MEDIA_TYPE);
+    assert_eq!(manifest["config"]["mediaType"], WASM_CONFIG_MEDIA_TYPE);
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(manifest["layers"][0]["mediaType"], WASM_LAYER_MEDIA_TYPE);
+    assert_eq!(manifest["layers"][0]["digest"], layer.as_str());
+    assert_eq!(manifest["layers"][0]["size"], DEFAULT_COMPONENT.len());
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.version"],
+        REAL_VERSION
+    );
+    // The referrers tag (OCI distribution spec 1.1 fallback) lists the signature.
+    let tag = registry::referrers_tag(&digest);
+    let (_, index) = skopeo_raw(&reg.reference(&format!("krypton/component:{tag}")));
+    assert_eq!(index["mediaType"], OCI_INDEX_MEDIA_TYPE);
+    assert_eq!(index["manifests"][0]["digest"], sig_digest.as_str());
+    assert_eq!(
+        index["manifests"][0]["artifactType"],
+        SIGNATURE_ARTIFACT_TYPE
+    );
+    let (_, referrer) = skopeo_raw(&reg.reference(&format!("krypton/component@{sig_digest}")));
+    assert_eq!(referrer["subject"]["digest"], digest.as_str());
+    assert_eq!(referrer["artifactType"], SIGNATURE_ARTIFACT_TYPE);
+
+    // The library pulls the same bytes and the signature, which verifies for this version.
+    let source = Source::parse(&format!("oci://{to}")).unwrap();
+    let client = Registry::new(&source, &insecure()).unwrap();
+    assert_eq!(client.resolve(&source).await.unwrap(), digest);
+    let pulled = client.pull(&source, &digest).await.unwrap();
+    assert!(pulled.component == DEFAULT_COMPONENT, "other bytes pulled");
+    assert_eq!(pulled.signatures.len(), 1);
+    assert_eq!(
+        signing::verify(&public, &pulled.component, &pulled.signatures[0]).unwrap(),
+        REAL_VERSION
+    );
+    assert_eq!(pulled.version_annotation.as_deref(), Some(REAL_VERSION));
+    // resolve (HEAD) + manifest + layer + referrers API (404) + referrers tag + referrer
+    // manifest + signature blob.
+    assert_eq!(client.requests(), 7);
+
+    // Publishing again with the .sig beside the file (no key): the same manifest digest is
+    // not guaranteed (created differs) but the signature is the same file, listed once more.
+    std::fs::write(signing::signature_path(&component), &pulled.signatures[0]).unwrap();
+    let (code, out, err) = run_cli(&[
+        "publish",
+        component.to_str().unwrap(),
+        "--to",
+        &reg.reference("krypton/component:v1-again"),
+        "--insecure",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let again = out.trim();
+    assert!(registry::is_sha256_digest(again), "{out}");
+    assert!(err.contains("signature sha256:"), "{err}");
+    let source = Source::parse(&reg.reference("krypton/component:v1-again")).unwrap();
+    let pulled = client.pull(&source, again).await.unwrap();
+    assert_eq!(
+        signing::verify(&public, &pulled.component, &pulled.signatures[0]).unwrap(),
+        REAL_VERSION
+    );
+}
+
+/// Push a manifest (and the blobs it names) as a hostile publisher would.
+async fn push_raw(reference: &str, blobs: &[&[u8]], manifest: &Value) -> String {
+    let client = oci_client::Client::new(oci_client::client::ClientConfig {
+        protocol: oci_client::client::ClientProtocol::Http,
+        ..Default::default()
+    });
+    let reference: oci_client::Reference = reference.parse().unwrap();
+    for blob in blobs {
+        client
+            .push_blob(&reference, blob, &registry::sha256_digest(blob))
+            .await
+            .unwrap();
+    }
+    let body = serde_json::to_vec(manifest).unwrap();
+    let digest = registry::sha256_digest(&body);
+    client
+        .push_manifest_raw(
+            &reference,
+            body,
+            http::HeaderValue::from_static(OCI_MANIFEST_MEDIA_TYPE),
+        )
+        .await
+        .unwrap();
+    digest
+}
+
+fn descriptor(media_type: &str, bytes: &[u8]) -> Value {
+    json!({"mediaType": media_type, "digest": registry::sha256_digest(bytes), "size": bytes.len()})
+}
+
+#[tokio::test]
+async fn wrong_types_oversized_and_lying_artifacts_and_a_registry_down_are_refused_clearly() {
+    if !registry_tools_present(false) {
+        return;
+    }
+    let mut reg = TestRegistry::start();
+    let wasm: &[u8] = b"\0asm\x0d\0\x01\0not really a component";
+    let config: &[u8] = b"{}";
+    let manifest = |layer_type: &str, config_type: &str, size: Option<u64>| {
+        let mut layer = descriptor(layer_type, wasm);
+        if let Some(size) = size {
+            layer["size"] = json!(size);
+        }
+        json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+            "config": descriptor(config_type, config),
+            "layers": [layer],
+        })
+    };
+    let cases = [
+        (
+            "tar",
+            manifest(
+                "application/vnd.oci.image.layer.v1.tar",
+                WASM_CONFIG_MEDIA_TYPE,
+                None,
+            ),
+            "exactly one layer of type application/wasm",
+        ),
+        (
+            "image",
+            manifest(
+                WASM_LAYER_MEDIA_TYPE,
+                "application/vnd.oci.image.config.v1+json",
+                None,
+            ),
+            "not a Wasm component (application/vnd.wasm.config.v0+json)",
+        ),
+        (
+            "huge",
+            manifest(
+                WASM_LAYER_MEDIA_TYPE,
+                WASM_CONFIG_MEDIA_TYPE,
+                Some(64 * 1024 * 1024 + 1),
+            ),
+            "more than the 67108864 accepted for a component",
+        ),
+        (
+            "short",
+            manifest(WASM_LAYER_MEDIA_TYPE, WASM_CONFIG_MEDIA_TYPE, Some(8)),
+            "more than the 8 accepted",
+        ),
+    ];
+    for (tag, body, expected) in cases {
+        let reference = reg.reference(&format!("bad/component:{tag}"));
+        let digest = push_raw(&reference, &[wasm, config], &body).await;
+        let source = Source::parse(&reference).unwrap();
+        let client = Registry::new(&source, &insecure()).unwrap();
+        assert_eq!(client.resolve(&source).await.unwrap(), digest);
+        let err = client.pull(&source, &digest).await.unwrap_err();
+        assert!(matches!(err, RegistryError::Invalid(_)), "{tag}: {err:?}");
+        assert!(err.to_string().contains(expected), "{tag}: {err}");
+        assert!(!err.is_transient(), "{tag}");
+    }
+    // A tag that does not exist, a digest the registry does not have.
+    let source = Source::parse(&reg.reference("bad/component:missing")).unwrap();
+    let client = Registry::new(&source, &insecure()).unwrap();
+    let err = client.resolve(&source).await.unwrap_err();
+    assert!(matches!(err, RegistryError::NotFound(_)), "{err:?}");
+    let absent = format!("sha256:{}", "0".repeat(64));
+    assert!(matches!(
+        client.pull(&source, &absent).await.unwrap_err(),
+        RegistryError::NotFound(_)
+    ));
+
+    // The registry down: unreachable (retried by a daemon); publish exits 4 with advice.
+    reg.stop();
+    let err = client
+        .resolve(&Source::parse(&reg.reference("bad/component:tar")).unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Unreachable(_)), "{err:?}");
+    assert!(err.is_transient());
+    let tmp = tempfile::tempdir().unwrap();
+    let component = tmp.path().join("c.wasm");
+    std::fs::write(&component, DEFAULT_COMPONENT).unwrap();
+    let (code, _, err) = run_cli(&[
+        "publish",
+        component.to_str().unwrap(),
+        "--to",
+        &reg.reference("krypton/component:v1"),
+        "--insecure",
+    ])
+    .await;
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("is the registry running"), "{err}");
+}
+
+#[tokio::test]
+async fn a_registry_that_lies_about_digests_is_refused() {
+    // A fake registry on loopback: its manifest is not the digest asked for, or its blob is
+    // not the layer's digest. No real registry sends that; a hostile or broken proxy could.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let wasm: &[u8] = b"\0asm\x0d\0\x01\0component bytes";
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+        "config": descriptor(WASM_CONFIG_MEDIA_TYPE, b"{}"),
+        "layers": [descriptor(WASM_LAYER_MEDIA_TYPE, wasm)],
+    }))
+    .unwrap();
+    let manifest_digest = registry::sha256_digest(&manifest);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = manifest.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let served = served.clone();
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 4096];
+                let n = stream.read(&mut request).await.unwrap_or(0);
+                let line = String::from_utf8_lossy(&request[..n]).to_string();
+                // Every manifest request, whatever digest it names: the one manifest.
+                let (content_type, body): (&str, Vec<u8>) = if line.contains("/manifests/") {
+                    (OCI_MANIFEST_MEDIA_TYPE, served.clone())
+                } else {
+                    // Every blob: same length as the component, other bytes.
+                    (
+                        "application/octet-stream",
+                        b"\0asm\x0d\0\x01\0COMPONENT BYTES".to_vec(),
+                    )
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                if !line.starts_with("HEAD") {
+                    let _ = stream.write_all(&body).await;
+                }
+            });
+        }
+    });
+    let source = Source::parse(&format!("{addr}/liar/component:v1")).unwrap();
+    let client = Registry::new(&source, &insecure()).unwrap();
+    // Asked for another digest, it sends this manifest: refused.
+    let other = format!("sha256:{}", "1".repeat(64));
+    let err = client.pull(&source, &other).await.unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "the manifest {other} arrived with sha256 {manifest_digest}"
+        )),
+        "{err}"
+    );
+    // The right manifest, a blob with other bytes: refused.
+    let err = client.pull(&source, &manifest_digest).await.unwrap_err();
+    assert!(matches!(err, RegistryError::Invalid(_)), "{err:?}");
+    assert!(
+        err.to_string().contains(&format!(
+            "the blob {} arrived as {} bytes with sha256",
+            registry::sha256_digest(wasm),
+            wasm.len()
+        )),
+        "{err}"
+    );
+    server.abort();
+}
+
+#[tokio::test]
+async fn publish_refuses_bad_references_and_plain_http_off_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let component = tmp.path().join("c.wasm");
+    std::fs::write(&component, DEFAULT_COMPONENT).unwrap();
+    for (to, extra, expected) in [
+        ("krypton/component:v1", None, "names no registry host"),
+        (
+            "127.0.0.1:5000/krypton/component",
+            None,
+            "has no tag or digest",
+        ),
+        (
+            "registry.example/krypton/component:v1",
+            Some("--insecure"),
+            "only to a registry on this machine",
+        ),
+    ] {
+        let mut args = vec!["publish", component.to_str().unwrap(), "--to", to];
+        args.extend(extra);
+        let (code, _, err) = run_cli(&args).await;
+        assert_eq!(code, 3, "{to}: {err}");
+        assert!(err.contains(expected), "{to}: {err}");
+    }
+    // A .sig for other bytes is refused before anything is pushed.
+    std::fs::write(
+        signing::signature_path(&component),
+        signing::sign(
+            &ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+            b"other bytes",
+            "0.1.0",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let (code, _, err) = run_cli(&[
+        "publish",
+        component.to_str().unwrap(),
+        "--to",
+        "127.0.0.1:9/krypton/component:v1",
+        "--insecure",
+    ])
+    .await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("for other bytes"), "{err}");
+}
+
+fn daemon_config(dir: &Path, registry: &str, public: &str) -> std::path::PathBuf {
+    let file = dir.join("gateway.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "component = 'oci://{registry}/krypton/component:stable'\n\
+             trusted_public_key = '{public}'\n\
+             store = '{}'\nstate_dir = '{}'\ncontrol_socket = '{}'\n\
+             endpoint = 'https://127.0.0.1:{}'\n\
+             [registry]\npoll_interval_s = 1\ninsecure = true\n\
+             [[target]]\nname = 'arc'\n",
+            dir.join("store").display(),
+            dir.join("state").display(),
+            dir.join("control.sock").display(),
+            closed_port(),
+        ),
+    )
+    .unwrap();
+    file
+}
+
+fn spawn(config: &Path, log: &Path) -> tokio::process::Child {
+    tokio::process::Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn stop(mut child: tokio::process::Child) {
+    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// The daemon's status words (`key=value`), empty while it is not answering.
+async fn status(socket: &Path) -> std::collections::HashMap<String, String> {
+    krypton_host::daemon::send_control(socket, "status")
+        .await
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn wait_for(what: &str, log: &Path, ok: impl AsyncFn() -> bool) {
+    for _ in 0..600 {
+        if ok().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "timed out waiting for {what}:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+#[tokio::test]
+async fn a_daemon_keeps_serving_through_bad_artifacts_and_a_registry_down_and_restarts_offline() {
+    if !registry_tools_present(false) {
+        return;
+    }
+    let mut reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let public = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes())
+    };
+    let stable = Source::parse(&reg.reference("krypton/component:stable")).unwrap();
+    let client = Registry::new(&stable, &insecure()).unwrap();
+    let sig = signing::sign(&key, DEFAULT_COMPONENT, REAL_VERSION).unwrap();
+    let v1 = client
+        .publish(
+            &stable,
+            DEFAULT_COMPONENT,
+            Some(REAL_VERSION),
+            Some(sig.as_bytes()),
+        )
+        .await
+        .unwrap()
+        .digest;
+    let config = daemon_config(tmp.path(), &reg.addr, &public);
+    let socket = tmp.path().join("control.sock");
+    let log = tmp.path().join("daemon.log");
+    let daemon = spawn(&config, &log);
+    wait_for("v1", &log, async || {
+        status(&socket).await.get("manifest") == Some(&v1)
+    })
+    .await;
+    let blobs = tmp.path().join("state/registry/blobs");
+    let kept = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let sha = signing::digest_hex(DEFAULT_COMPONENT);
+    let only_v1 = vec![format!("{sha}.wasm"), format!("{sha}.wasm.sig")];
+    assert_eq!(kept(&blobs), only_v1);
+
+    // A malformed artifact under the tag: logged once, retried, nothing kept, v1 serves.
+    let wasm: &[u8] = b"\0asm\x0d\0\x01\0";
+    let bad = push_raw(
+        &reg.reference("krypton/component:stable"),
+        &[wasm, b"{}"],
+        &json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+            "config": descriptor(WASM_CONFIG_MEDIA_TYPE, b"{}"),
+            "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", wasm)],
+        }),
+    )
+    .await;
+    wait_for("the bad artifact tried 3 times", &log, async || {
+        status(&socket)
+            .await
+            .get("polls")
+            .is_some_and(|p| p.parse::<u32>().unwrap() >= 5)
+            && std::fs::read_to_string(&log)
+                .unwrap()
+                .contains("pulling the new digest failed")
+    })
+    .await;
+    let before = status(&socket).await["polls"].parse::<u32>().unwrap();
+    wait_for("three more polls", &log, async || {
+        status(&socket).await["polls"].parse::<u32>().unwrap() >= before + 3
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("pulling the new digest failed").count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains("exactly one layer of type application/wasm"),
+        "{text}"
+    );
+    assert!(text.contains(&bad));
+    assert_eq!(text.matches("new digest at the tag").count(), 1, "{text}");
+    let s = status(&socket).await;
+    assert_eq!(s["manifest"], v1);
+    assert_eq!(
+        s["refused"], "0",
+        "a malformed artifact is retried, not remembered"
+    );
+    assert_eq!(kept(&blobs), only_v1);
+
+    // The registry down: logged once, still serving v1.
+    reg.stop();
+    let before = status(&socket).await["polls"].parse::<u32>().unwrap();
+    wait_for("three polls with the registry down", &log, async || {
+        status(&socket).await["polls"].parse::<u32>().unwrap() >= before + 3
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("registry poll failed").count(), 1, "{text}");
+    assert!(text.contains("the registry could not be reached"), "{text}");
+    assert_eq!(status(&socket).await["manifest"], v1);
+    stop(daemon).await;
+
+    // A restart without the registry serves the kept component.
+    let log2 = tmp.path().join("daemon2.log");
+    let daemon = spawn(&config, &log2);
+    wait_for("v1 after a restart offline", &log2, async || {
+        status(&socket).await.get("manifest") == Some(&v1)
+    })
+    .await;
+    let text = std::fs::read_to_string(&log2).unwrap();
+    assert!(
+        text.contains("starting with the component kept from the registry"),
+        "{text}"
+    );
+    stop(daemon).await;
+
+    // Nothing kept and no registry: the start fails and says why (exit 3).
+    std::fs::remove_dir_all(tmp.path().join("state/registry")).unwrap();
+    let (code, _, err) = run_cli(&["run", "--config", config.to_str().unwrap()]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("the registry could not be reached"), "{err}");
+}
