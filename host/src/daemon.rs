@@ -92,7 +92,9 @@ fn default_mode() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
-    /// Component file; the built-in component when absent (then it cannot be hot-swapped).
+    /// Component file: a `.wasm`, or a precompiled `.cwasm` (`krypton-host compile`, needs
+    /// `trusted_public_key`); the built-in component when absent (then it cannot be
+    /// hot-swapped; the gateway build has none and needs a `.cwasm`).
     pub component: Option<PathBuf>,
     /// Secret store directory (0700; created when missing).
     #[serde(default = "default_store")]
@@ -123,7 +125,8 @@ pub struct GatewayConfig {
     /// Unix socket for `krypton-host reload` (0600, created inside a private directory).
     pub control_socket: Option<PathBuf>,
     /// ed25519 public key (base64 or hex); when set, a component needs a valid `.sig`
-    /// binding its digest and version (see [`crate::signing`]).
+    /// binding its digest and version (see [`crate::signing`]). A precompiled component
+    /// always needs it.
     pub trusted_public_key: Option<String>,
     /// Let a component file with a lower version than the highest accepted one (kept in
     /// `state_dir`) serve. Off by default: an older version is refused as a replay.

@@ -13,6 +13,7 @@ mod hostile_targets;
 mod hostile_values;
 mod openssl;
 mod outbound;
+mod precompiled;
 mod probation;
 mod sandbox;
 mod secrets;
