@@ -310,14 +310,13 @@ impl Lifecycle {
             return Ok(ReloadOutcome::Unchanged);
         }
         let started = std::time::Instant::now();
-        let checked =
-            match Self::check_file(&self.runtime, &self.policy, file, path).await {
-                Ok(loaded) => match &self.policy.floor {
-                    Some(floor) => floor.accept(&loaded.version).map(|()| loaded),
-                    None => Ok(loaded),
-                },
-                Err(e) => Err(e),
-            };
+        let checked = match Self::check_file(&self.runtime, &self.policy, file, path).await {
+            Ok(loaded) => match &self.policy.floor {
+                Some(floor) => floor.accept(&loaded.version).map(|()| loaded),
+                None => Ok(loaded),
+            },
+            Err(e) => Err(e),
+        };
         let loaded = match checked {
             Ok(loaded) => Arc::new(loaded),
             Err(e) => {

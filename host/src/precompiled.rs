@@ -438,7 +438,10 @@ mod tests {
             "aarch64-unknown-linux-gnu",
             "x86_64-unknown-linux-gnu"
         ));
-        assert!(!same_platform("x86_64-apple-darwin", "x86_64-unknown-linux-gnu"));
+        assert!(!same_platform(
+            "x86_64-apple-darwin",
+            "x86_64-unknown-linux-gnu"
+        ));
         assert!(!same_platform("", "x86_64-unknown-linux-gnu"));
     }
 
@@ -456,8 +459,11 @@ mod tests {
     #[cfg(feature = "jit")]
     #[test]
     fn an_aarch64_artifact_assumes_no_optional_cpu_feature() {
-        let artifact = precompile(crate::runtime::DEFAULT_COMPONENT, "aarch64-unknown-linux-gnu")
-            .unwrap();
+        let artifact = precompile(
+            crate::runtime::DEFAULT_COMPONENT,
+            "aarch64-unknown-linux-gnu",
+        )
+        .unwrap();
         assert_eq!(kind(&artifact), FileKind::Precompiled);
         for (flag, _) in AARCH64_BASELINE {
             let mut needle = vec![flag.len() as u8];
@@ -468,8 +474,11 @@ mod tests {
                 "{flag} is not recorded as false"
             );
         }
-        let err = precompile(crate::runtime::DEFAULT_COMPONENT, "riscv64gc-unknown-linux-gnu")
-            .unwrap_err();
+        let err = precompile(
+            crate::runtime::DEFAULT_COMPONENT,
+            "riscv64gc-unknown-linux-gnu",
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu"));
     }
 }

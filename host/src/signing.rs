@@ -287,8 +287,7 @@ pub fn sign_precompiled(key: &SigningKey, facts: &PrecompiledFacts) -> anyhow::R
         wasmtime: facts.wasmtime.clone(),
         source_sha256: facts.source_sha256.clone(),
         version: facts.version.clone(),
-        signature: base64::engine::general_purpose::STANDARD
-            .encode(key.sign(&payload).to_bytes()),
+        signature: base64::engine::general_purpose::STANDARD.encode(key.sign(&payload).to_bytes()),
     };
     Ok(serde_json::to_string(&file)? + "\n")
 }
@@ -649,36 +648,42 @@ mod tests {
     #[test]
     fn a_precompiled_signature_verifies_only_for_its_artifact_facts_and_key() {
         let sig = sign_precompiled(&key(), &facts(b"artifact")).unwrap();
-        assert!(sig.starts_with(
-            "{\"format\":\"soracom-krypton/precompiled-signature/v1\",\"sha256\":"
-        ));
+        assert!(
+            sig.starts_with("{\"format\":\"soracom-krypton/precompiled-signature/v1\",\"sha256\":")
+        );
         assert!(sig.contains("\"sourceSha256\":"), "{sig}");
         let digest = digest_hex(b"artifact");
         assert_eq!(
             verify_precompiled(&key().verifying_key(), &digest, sig.as_bytes()).unwrap(),
             facts(b"artifact")
         );
-        let err = verify_precompiled(&key().verifying_key(), &digest_hex(b"other"), sig.as_bytes())
-            .unwrap_err();
+        let err = verify_precompiled(
+            &key().verifying_key(),
+            &digest_hex(b"other"),
+            sig.as_bytes(),
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("for other bytes"), "{err:#}");
         // Another target or source version written into the file: the signature fails.
         for edited in [
             sig.replace("aarch64-unknown-linux-gnu", "x86_64-unknown-linux-gnu"),
             sig.replace("\"0.3.0\"", "\"9.0.0\""),
         ] {
-            let err = verify_precompiled(&key().verifying_key(), &digest, edited.as_bytes())
-                .unwrap_err();
+            let err =
+                verify_precompiled(&key().verifying_key(), &digest, edited.as_bytes()).unwrap_err();
             assert!(format!("{err:#}").contains("does not verify"), "{err:#}");
         }
         let other = SigningKey::from_bytes(&[8u8; 32]);
-        let err =
-            verify_precompiled(&other.verifying_key(), &digest, sig.as_bytes()).unwrap_err();
+        let err = verify_precompiled(&other.verifying_key(), &digest, sig.as_bytes()).unwrap_err();
         assert!(format!("{err:#}").contains("does not verify"), "{err:#}");
         // A component signature is neither taken for an artifact's, nor the other way round.
         let component_sig = sign(&key(), b"artifact", "0.3.0").unwrap();
         let err = verify_precompiled(&key().verifying_key(), &digest, component_sig.as_bytes())
             .unwrap_err();
-        assert!(format!("{err:#}").contains("krypton-host compile"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("krypton-host compile"),
+            "{err:#}"
+        );
         let err = verify(&key().verifying_key(), b"artifact", sig.as_bytes()).unwrap_err();
         assert!(format!("{err:#}").contains("not a valid"), "{err:#}");
     }

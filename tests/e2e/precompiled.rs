@@ -206,7 +206,11 @@ async fn compile_then_the_full_build_provisions_from_the_signed_cwasm() {
     let wasm = tmp.path().join("krypton.wasm");
     std::fs::write(&wasm, DEFAULT_COMPONENT).unwrap();
     let key_file = tmp.path().join("signing.key");
-    let seed: String = key().to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let seed: String = key()
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     std::fs::write(&key_file, seed).unwrap();
     let mut outputs = Vec::new();
     for target in [own_target(), foreign_target()] {
@@ -231,14 +235,14 @@ async fn compile_then_the_full_build_provisions_from_the_signed_cwasm() {
         assert_eq!(report["target"], target);
         assert_eq!(report["version"], REAL_VERSION);
         assert_eq!(report["wasmtime"], WASMTIME_VERSION);
-        assert_eq!(report["sourceSha256"], signing::digest_hex(DEFAULT_COMPONENT));
+        assert_eq!(
+            report["sourceSha256"],
+            signing::digest_hex(DEFAULT_COMPONENT)
+        );
         assert_eq!(report["sha256"], signing::digest_hex(&written));
         assert_eq!(report["bytes"], written.len());
         assert_eq!(report["artifact"], out.to_str().unwrap());
-        assert_eq!(
-            report["signature"],
-            signature_path(&out).to_str().unwrap()
-        );
+        assert_eq!(report["signature"], signature_path(&out).to_str().unwrap());
         assert_eq!(mode(&out), 0o644);
         // The `.sig` binds exactly these facts.
         let sig = std::fs::read(signature_path(&out)).unwrap();
@@ -288,7 +292,10 @@ async fn compile_then_the_full_build_provisions_from_the_signed_cwasm() {
     .await;
     assert_eq!(code, 0, "{stderr}");
     let status: Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(status["bundles"][0]["deviceId"], report["deviceId"], "{status}");
+    assert_eq!(
+        status["bundles"][0]["deviceId"], report["deviceId"],
+        "{status}"
+    );
     mock.stop().await;
 
     // The other architecture's artifact: refused with the command that makes the right one.
@@ -329,7 +336,10 @@ async fn artifacts_that_fail_a_check_are_refused_and_store_nothing() {
             compiled.clone(),
             None,
             Some(&trusted),
-            vec!["needs its signature beside it".into(), "--signing-key".into()],
+            vec![
+                "needs its signature beside it".into(),
+                "--signing-key".into(),
+            ],
         ),
         (
             "no trusted key",
@@ -408,10 +418,14 @@ async fn the_daemon_lifecycle_hot_swaps_cwasm_files() {
     let tmp = tempfile::tempdir().unwrap();
     let file = install_signed(tmp.path(), "krypton.cwasm");
     let runtime = Arc::new(Runtime::new().unwrap());
-    let err = Lifecycle::start_with(runtime.clone(), Some(file.clone()), ComponentPolicy::default())
-        .await
-        .err()
-        .unwrap();
+    let err = Lifecycle::start_with(
+        runtime.clone(),
+        Some(file.clone()),
+        ComponentPolicy::default(),
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(
         format!("{err:#}").contains("runs only when its signature verifies with a trusted key"),
         "{err:#}"
@@ -451,8 +465,16 @@ async fn the_daemon_lifecycle_hot_swaps_cwasm_files() {
     assert_eq!(lifecycle.current().digest, digest);
     // It serves: a status call through the swapped-in version.
     let store = krypton_host::SecretStore::open(tmp.path().join("store")).unwrap();
-    let target = lifecycle.current().targets.find("azure-iot").unwrap().target;
-    assert_eq!(lifecycle.status(store, target).await.unwrap().unwrap(), None);
+    let target = lifecycle
+        .current()
+        .targets
+        .find("azure-iot")
+        .unwrap()
+        .target;
+    assert_eq!(
+        lifecycle.status(store, target).await.unwrap().unwrap(),
+        None
+    );
 
     // A tampered file with the old signature: refused, the swapped-in version keeps serving.
     let mut tampered = second.clone();
@@ -469,7 +491,10 @@ async fn the_daemon_lifecycle_hot_swaps_cwasm_files() {
 fn gateway_bin() -> Option<String> {
     match std::env::var("KRYPTON_GATEWAY_BIN") {
         Ok(bin) if !bin.is_empty() => {
-            assert!(Path::new(&bin).is_file(), "KRYPTON_GATEWAY_BIN={bin} is not a file");
+            assert!(
+                Path::new(&bin).is_file(),
+                "KRYPTON_GATEWAY_BIN={bin} is not a file"
+            );
             Some(bin)
         }
         _ => {

@@ -104,9 +104,6 @@ pub async fn bench_load(args: BenchLoadArgs) -> Result<(), HostFailure> {
         first_call.as_secs_f64() * 1000.0,
         second_call.as_secs_f64() * 1000.0
     );
-    println!(
-        "RSS: {rss_before} KiB before, {} KiB after",
-        rss_kib()
-    );
+    println!("RSS: {rss_before} KiB before, {} KiB after", rss_kib());
     Ok(())
 }
