@@ -331,7 +331,13 @@ async fn artifacts_that_fail_a_check_are_refused_and_store_nothing() {
     let other_key = ed25519_dalek::SigningKey::from_bytes(&[10u8; 32]);
     let trusted = public_key(&key());
     // (case, artifact bytes, its `.sig`, the trusted key given, what the refusal says)
-    type Case<'a> = (&'a str, Vec<u8>, Option<String>, Option<&'a str>, Vec<String>);
+    type Case<'a> = (
+        &'a str,
+        Vec<u8>,
+        Option<String>,
+        Option<&'a str>,
+        Vec<String>,
+    );
     let cases: Vec<Case> = vec![
         (
             "unsigned",
