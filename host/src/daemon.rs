@@ -92,9 +92,11 @@ fn default_mode() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
-    /// Component file; the built-in component when absent (then it cannot be hot-swapped).
+    /// Component file: a `.wasm`, or a precompiled `.cwasm` (`krypton-host compile`, needs
+    /// `trusted_public_key`); the built-in component when absent (then it cannot be
+    /// hot-swapped; the gateway build has none and needs a `.cwasm`).
     /// `oci://HOST[:PORT]/REPO:TAG` (or `…@sha256:DIGEST`) follows a registry instead, with
-    /// `[registry]` and `trusted_public_key` (see [`crate::registry::follow`]).
+    /// `[registry]` and `trusted_public_key` (see [`crate::registry::follow`]; full build only).
     pub component: Option<PathBuf>,
     /// `[registry]`: how to reach the registry of an `oci://` component.
     #[cfg(feature = "registry")]
@@ -131,7 +133,8 @@ pub struct GatewayConfig {
     /// Unix socket for `krypton-host reload` (0600, created inside a private directory).
     pub control_socket: Option<PathBuf>,
     /// ed25519 public key (base64 or hex); when set, a component needs a valid `.sig`
-    /// binding its digest and version (see [`crate::signing`]).
+    /// binding its digest and version (see [`crate::signing`]). A precompiled component
+    /// always needs it.
     pub trusted_public_key: Option<String>,
     /// Let a component file with a lower version than the highest accepted one (kept in
     /// `state_dir`) serve. Off by default: an older version is refused as a replay.

@@ -23,9 +23,10 @@
 //!
 //! # Examples
 //!
-//! An embedder depends on the crate without the CLI (`krypton-host = { path = "…",
-//! default-features = false }`, which also leaves out the mock Krypton and its
-//! certificate-minting crates), then:
+//! An embedder depends on the crate without the CLI and with the compiler
+//! (`krypton-host = { path = "…", default-features = false, features = ["jit"] }`, which also
+//! leaves out the mock Krypton and its certificate-minting crates; without `jit` the library
+//! runs only precompiled components, see [`precompiled`]), then:
 //!
 //! 1. creates a [`Runtime`] and loads the built-in component with [`Runtime::load`];
 //! 2. checks that it speaks this host's contract with [`lifecycle::self_check`];
@@ -78,6 +79,9 @@
 //! * [`signing`]: ed25519 signatures of component files;
 //! * `registry` (feature `registry`, on with `cli`): components published to and followed from
 //!   an OCI registry, in the Wasm OCI artifact layout, signatures as OCI referrers;
+//! * [`signing`]: ed25519 signatures of component files and of precompiled components;
+//! * [`precompiled`]: components precompiled for a gateway (`krypton-host compile`) and the
+//!   checks before one is loaded;
 //! * [`targets`]: the component's targets by name (the host keeps no list of its own);
 //! * [`uicc`]: the SIM of SIM-authenticated mode ([`UiccAccess`], over `krypton-uicc`).
 
@@ -90,6 +94,7 @@ pub mod options;
 pub mod output;
 #[cfg(feature = "registry")]
 pub mod registry;
+pub mod precompiled;
 pub mod runtime;
 pub mod signing;
 pub mod store;
@@ -98,6 +103,8 @@ pub mod uicc;
 
 pub use http::OutboundPolicy;
 pub use options::ProvisionOptions;
-pub use runtime::{DEFAULT_COMPONENT, KryptonPre, Runtime};
+#[cfg(feature = "jit")]
+pub use runtime::DEFAULT_COMPONENT;
+pub use runtime::{KryptonPre, Runtime};
 pub use store::SecretStore;
 pub use uicc::UiccAccess;

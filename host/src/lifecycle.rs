@@ -7,6 +7,7 @@
 //! | --- | --- | --- |
 //! | read | not a regular file, larger than [`MAX_COMPONENT_BYTES`] | `reading …` |
 //! | signature (with a trusted key) | no `.sig`, other bytes, bad signature, old form | see [`crate::signing`] |
+//! | a precompiled component (`.cwasm`) | no trusted key, or any check of [`crate::precompiled`] (signature, target, wasmtime version) | what to run on a build machine |
 //! | version floor (with a state directory), signed version | lower than the highest accepted | `refusing a downgrade` |
 //! | compile and link | not a component, imports this host does not offer | `compiling …`, `linking …` |
 //! | self-check (`version`, then `targets`) | traps, another contract, a version other than the signed one | `the self-check …`, `the component's targets() …` |
@@ -16,9 +17,11 @@
 //! `Arc`: calls in flight keep the version they started with; new calls get the new one. The
 //! first calls of a new version are on probation: if one traps, the previous version is put
 //! back and the failure is logged. The built-in component (embedded in the binary) is trusted
-//! as part of the binary: it needs no signature and is not held to the version floor.
+//! as part of the binary: it needs no signature and is not held to the version floor. The
+//! gateway build has no built-in component and runs precompiled components only.
 
 use crate::http::OutboundPolicy;
+use crate::precompiled::{Artifact, ComponentFile};
 use crate::runtime::{Failure, KryptonPre, ProvisionReport, ProvisionRequest, Runtime, Target};
 use crate::signing::{self, VersionFloor};
 use crate::store::SecretStore;
@@ -74,7 +77,7 @@ pub async fn list_targets(runtime: &Runtime, pre: &KryptonPre) -> anyhow::Result
 pub struct Loaded {
     /// The compiled, linked component.
     pub pre: KryptonPre,
-    /// SHA-256 of the component bytes, hex.
+    /// SHA-256 of the component file's bytes (of a precompiled component: of the artifact), hex.
     pub digest: String,
     /// The component's own version string (equal to the signed one when signed).
     pub version: String,
@@ -115,9 +118,10 @@ pub struct Lifecycle {
 
 pub use crate::signing::{parse_public_key, signature_path};
 
-/// Read a component file: a regular file of at most [`MAX_COMPONENT_BYTES`].
-fn read_component(path: &Path) -> anyhow::Result<Vec<u8>> {
-    crate::files::read_user_file(path, MAX_COMPONENT_BYTES, "the component")
+/// Read a component file: a regular file of at most [`MAX_COMPONENT_BYTES`], a `.wasm` or a
+/// precompiled component ([`ComponentFile`]).
+fn read_component(path: &Path) -> anyhow::Result<ComponentFile> {
+    ComponentFile::read(path, "the component")
 }
 
 impl Lifecycle {
@@ -144,8 +148,8 @@ impl Lifecycle {
     ) -> anyhow::Result<Self> {
         let first = match &path {
             Some(p) => {
-                let bytes = read_component(p)?;
-                let loaded = Self::check(&runtime, &policy, &bytes, &signature_path(p)).await?;
+                let file = read_component(p)?;
+                let loaded = Self::check_file(&runtime, &policy, file, p).await?;
                 if let Some(floor) = &policy.floor {
                     floor.accept(&loaded.version)?;
                 }
@@ -165,7 +169,18 @@ impl Lifecycle {
         })
     }
 
+    /// The built-in component: none in the gateway build.
+    #[cfg(not(feature = "jit"))]
+    async fn check_builtin(_runtime: &Runtime) -> anyhow::Result<Loaded> {
+        anyhow::bail!(
+            "this gateway build of krypton-host has no built-in component: set `component` to a \
+             precompiled component (.cwasm, made by `krypton-host compile` on a build machine) \
+             and `trusted_public_key` to the key that signed it"
+        )
+    }
+
     /// The built-in component: compiled, linked and self-checked (no signature, no floor).
+    #[cfg(feature = "jit")]
     async fn check_builtin(runtime: &Runtime) -> anyhow::Result<Loaded> {
         let bytes = crate::runtime::DEFAULT_COMPONENT;
         let pre = runtime.load(bytes)?;
@@ -177,6 +192,55 @@ impl Lifecycle {
             version,
             targets,
             signed: false,
+        })
+    }
+
+    /// [`Lifecycle::check`] or [`Lifecycle::check_precompiled`], by the kind of `file` (read from
+    /// `path`).
+    async fn check_file(
+        runtime: &Runtime,
+        policy: &ComponentPolicy,
+        file: ComponentFile,
+        path: &Path,
+    ) -> anyhow::Result<Loaded> {
+        match file {
+            ComponentFile::Wasm(bytes) => {
+                Self::check(runtime, policy, &bytes, &signature_path(path)).await
+            }
+            ComponentFile::Precompiled(artifact) => {
+                Self::check_precompiled(runtime, policy, artifact).await
+            }
+        }
+    }
+
+    /// Every check a precompiled component passes before it serves: its signature with the
+    /// trusted key (required), its target and wasmtime version ([`Artifact::verify`]), the
+    /// version floor, then deserialize and link, the self-check (the signed version), the
+    /// targets.
+    async fn check_precompiled(
+        runtime: &Runtime,
+        policy: &ComponentPolicy,
+        artifact: Artifact,
+    ) -> anyhow::Result<Loaded> {
+        let verified = artifact.verify(policy.trusted_key.as_ref())?;
+        let signed = verified.facts.version.clone();
+        if let Some(floor) = &policy.floor {
+            floor.check(&signed)?;
+        }
+        let pre = verified.load(runtime)?;
+        let version = self_check(runtime, &pre).await?;
+        anyhow::ensure!(
+            version == signed,
+            "the self-check reports version `{}`, but the signature is for version `{signed}`",
+            version.escape_debug()
+        );
+        let targets = list_targets(runtime, &pre).await?;
+        Ok(Loaded {
+            pre,
+            digest: verified.digest().to_string(),
+            version,
+            targets,
+            signed: true,
         })
     }
 
@@ -241,19 +305,18 @@ impl Lifecycle {
             .path
             .as_deref()
             .context("the built-in component cannot be reloaded; configure `component`")?;
-        let bytes = read_component(path)?;
-        if signing::digest_hex(&bytes) == self.current().digest {
+        let file = read_component(path)?;
+        if file.digest() == self.current().digest {
             return Ok(ReloadOutcome::Unchanged);
         }
         let started = std::time::Instant::now();
-        let checked =
-            match Self::check(&self.runtime, &self.policy, &bytes, &signature_path(path)).await {
-                Ok(loaded) => match &self.policy.floor {
-                    Some(floor) => floor.accept(&loaded.version).map(|()| loaded),
-                    None => Ok(loaded),
-                },
-                Err(e) => Err(e),
-            };
+        let checked = match Self::check_file(&self.runtime, &self.policy, file, path).await {
+            Ok(loaded) => match &self.policy.floor {
+                Some(floor) => floor.accept(&loaded.version).map(|()| loaded),
+                None => Ok(loaded),
+            },
+            Err(e) => Err(e),
+        };
         let loaded = match checked {
             Ok(loaded) => Arc::new(loaded),
             Err(e) => {

@@ -65,31 +65,45 @@ async fn async_main() -> ExitCode {
         Command::Status(a) => a.common.json,
         Command::Doctor(a) => a.json,
         Command::Export(a) => a.json,
-        Command::Mock(_)
-        | Command::Demo(_)
-        | Command::WireguardConfig(_)
+        #[cfg(feature = "cli")]
+        Command::Mock(_) | Command::Demo(_) => false,
+        #[cfg(feature = "jit")]
+        Command::BenchSwap(_) => false,
+        Command::WireguardConfig(_)
         | Command::Run(_)
         | Command::Reload(_)
-        | Command::BenchSwap(_) => false,
+        | Command::BenchLoad(_) => false,
         Command::Keygen(a) => a.json,
+        #[cfg(feature = "jit")]
         Command::Sign(a) => a.json,
+        #[cfg(feature = "registry")]
         Command::Publish(a) => a.json,
+        #[cfg(feature = "jit")]
+        Command::Compile(a) => a.json,
         Command::Sim(a) => a.json,
     };
     let result = match cli.command {
         Command::Provision(args) => cli::provision::provision(args).await,
         Command::Status(args) => cli::status::status(args).await,
+        #[cfg(feature = "cli")]
         Command::Mock(args) => cli::mock::mock(args).await,
+        #[cfg(feature = "cli")]
         Command::Demo(args) => cli::demo::demo(args).await,
         Command::WireguardConfig(args) => cli::wireguard_config::wireguard_config(args).await,
         Command::Doctor(args) => cli::doctor::doctor(args).await,
         Command::Export(args) => cli::export::export(args).await,
         Command::Run(args) => cli::run::run_daemon(args).await,
         Command::Reload(args) => cli::reload::reload(args).await,
+        #[cfg(feature = "jit")]
         Command::BenchSwap(args) => cli::bench_swap::bench_swap(args).await,
+        Command::BenchLoad(args) => cli::bench_load::bench_load(args).await,
         Command::Keygen(args) => cli::sign::keygen(args),
+        #[cfg(feature = "jit")]
         Command::Sign(args) => cli::sign::sign(args).await,
+        #[cfg(feature = "registry")]
         Command::Publish(args) => cli::publish::publish(args).await,
+        #[cfg(feature = "jit")]
+        Command::Compile(args) => cli::compile::compile(args).await,
         Command::Sim(args) => cli::sim::sim(args).await,
     };
     match result {

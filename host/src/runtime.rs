@@ -11,16 +11,27 @@
 //! limit), so one call cannot see another's state and a misbehaving component cannot grow
 //! without bound. Compiled components are cached only in a directory nobody else can write
 //! ([`CachePolicy`]).
+//!
+//! With the `jit` feature (the full build) the runtime compiles components with Cranelift. The
+//! gateway build has no compiler: it runs signed precompiled components only
+//! ([`crate::precompiled`]), and [`Runtime::load`] refuses a `.wasm` there with the way out.
+//! Both builds configure their engines with [`engine_config`], so a component precompiled by
+//! one loads in the other.
 
 use crate::http::{OutboundCall, OutboundPolicy};
 use crate::store::{SecretStore, StoreError as DiskStoreError};
 use crate::uicc::UiccAccess;
 use anyhow::Context as _;
+#[cfg(feature = "jit")]
 use rustix::fs::OFlags;
+#[cfg(feature = "jit")]
 use sha2::{Digest as _, Sha256};
+#[cfg(feature = "jit")]
 use std::ffi::CString;
+#[cfg(feature = "jit")]
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+#[cfg(feature = "jit")]
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -413,7 +424,9 @@ impl CpuMeter {
     }
 }
 
-/// The embedded default component, built from `guest/` by `host/build.rs`.
+/// The embedded default component, built from `guest/` by `host/build.rs` (feature `jit`: a
+/// `.wasm` needs the compiler; the gateway build embeds none).
+#[cfg(feature = "jit")]
 pub const DEFAULT_COMPONENT: &[u8] = include_bytes!(env!("KRYPTON_GUEST_WASM_PATH"));
 
 /// Per-call state: WASI contexts, the outbound hooks, the secret store, the SIM access and
@@ -580,12 +593,15 @@ pub const WASMTIME_VERSION: &str = "48.0.8";
 /// when a runtime opens the cache (a write takes well under a second).
 pub const STALE_CACHE_TEMP: Duration = Duration::from_secs(60 * 60);
 
+#[cfg(feature = "jit")]
 /// Prefix of cache temp files.
 const CACHE_TEMP_PREFIX: &str = ".tmp-";
 
+#[cfg(feature = "jit")]
 /// Bytes of the SHA-256 of the serialized component that starts every cache entry.
 const ENTRY_DIGEST_BYTES: usize = 32;
 
+#[cfg(feature = "jit")]
 /// An open cache directory that passed the checks of [`CachePolicy`]. Entries are reached only
 /// through the descriptor (`openat`, `renameat`), so replacing the directory's path after the
 /// check changes nothing.
@@ -594,14 +610,17 @@ struct CompileCache {
     path: PathBuf,
 }
 
+#[cfg(feature = "jit")]
 fn lowercase_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+#[cfg(feature = "jit")]
 fn c_name(name: &str) -> std::io::Result<CString> {
     CString::new(name).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
 }
 
+#[cfg(feature = "jit")]
 /// `openat(2)` relative to `dir`, never following a symlink in the last component
 /// (`O_NOFOLLOW | O_CLOEXEC` are added to `flags`); `mode` is the mode of a created file.
 fn open_at(
@@ -620,6 +639,7 @@ fn open_at(
     Ok(std::fs::File::from(fd))
 }
 
+#[cfg(feature = "jit")]
 /// `renameat(2)` of `from` to `to`, both relative to `dir`.
 fn rename_at(dir: &std::fs::File, from: &str, to: &str) -> std::io::Result<()> {
     let (from, to) = (c_name(from)?, c_name(to)?);
@@ -631,6 +651,7 @@ fn rename_at(dir: &std::fs::File, from: &str, to: &str) -> std::io::Result<()> {
     )?)
 }
 
+#[cfg(feature = "jit")]
 /// `unlinkat(2)` of `name` relative to `dir`; a failure is ignored (best-effort clean-up).
 fn unlink_at(dir: &std::fs::File, name: &str) {
     if let Ok(name) = c_name(name) {
@@ -638,6 +659,7 @@ fn unlink_at(dir: &std::fs::File, name: &str) {
     }
 }
 
+#[cfg(feature = "jit")]
 impl CompileCache {
     /// Open `path` as a cache directory, or say why it cannot be one.
     fn open(path: &Path) -> Result<Self, String> {
@@ -799,7 +821,21 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     limits: SandboxLimits,
+    #[cfg(feature = "jit")]
     cache: Option<CompileCache>,
+}
+
+/// The engine settings of every build: epoch interruption (the CPU limit), everything else
+/// wasmtime's defaults for the cargo features both builds share (`host/Cargo.toml`).
+///
+/// A precompiled component records the settings it was compiled with, and
+/// `Component::deserialize` refuses it on an engine whose settings differ (wasmtime's
+/// `Engine::precompile_component` documentation), so the engine that compiles for a gateway
+/// ([`crate::precompiled::precompile`]) starts from this same configuration.
+pub fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config
 }
 
 /// Advance `engine`'s epoch every [`EPOCH_TICK`] until the engine is dropped.
@@ -817,10 +853,12 @@ fn start_epoch_ticker(engine: &Engine) {
         .expect("spawning the epoch thread");
 }
 
+#[cfg(feature = "jit")]
 /// A `std::hash::Hasher` that feeds SHA-256, to turn wasmtime's compatibility hash (a
 /// `Hash` value) into stable bytes.
 struct Sha256Hasher(Sha256);
 
+#[cfg(feature = "jit")]
 impl std::hash::Hasher for Sha256Hasher {
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
@@ -851,26 +889,11 @@ impl Runtime {
     /// Errors: the engine or linker cannot be built (never for a cache problem: an unusable
     /// cache directory turns caching off with one warning).
     pub fn with_options(limits: SandboxLimits, cache: CachePolicy) -> anyhow::Result<Self> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config)?;
-        let dir = match cache {
-            CachePolicy::FromEnvironment => cache_dir(),
-            CachePolicy::Directory(dir) => Some(dir),
-            CachePolicy::Off => None,
-        };
-        let cache = dir.and_then(|dir| match CompileCache::open(&dir) {
-            Ok(cache) => Some(cache),
-            Err(why) => {
-                tracing::warn!(
-                    dir = %dir.display(),
-                    "compilation cache off: {why}. Components are compiled on every load. To \
-                     cache, give a directory owned by this user with mode 0700 (mkdir -m 0700 \
-                     DIR), not a symlink (KRYPTON_CACHE_DIR, or empty to turn this warning off)"
-                );
-                None
-            }
-        });
+        let engine = Engine::new(&engine_config())?;
+        #[cfg(feature = "jit")]
+        let cache = Self::open_cache(cache);
+        #[cfg(not(feature = "jit"))]
+        let _no_compiler_no_cache = cache;
         start_epoch_ticker(&engine);
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -881,17 +904,68 @@ impl Runtime {
             engine,
             linker,
             limits,
+            #[cfg(feature = "jit")]
             cache,
         })
     }
 
+    /// The cache of `policy`, or `None` (with one warning saying why) when its directory fails
+    /// the checks of [`CachePolicy`].
+    #[cfg(feature = "jit")]
+    fn open_cache(policy: CachePolicy) -> Option<CompileCache> {
+        let dir = match policy {
+            CachePolicy::FromEnvironment => cache_dir(),
+            CachePolicy::Directory(dir) => Some(dir),
+            CachePolicy::Off => None,
+        };
+        dir.and_then(|dir| match CompileCache::open(&dir) {
+            Ok(cache) => Some(cache),
+            Err(why) => {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "compilation cache off: {why}. Components are compiled on every load. To \
+                     cache, give a directory owned by this user with mode 0700 (mkdir -m 0700 \
+                     DIR), not a symlink (KRYPTON_CACHE_DIR, or empty to turn this warning off)"
+                );
+                None
+            }
+        })
+    }
+
     /// The cache directory in use, if caching is on.
+    #[cfg(feature = "jit")]
     pub fn cache_dir(&self) -> Option<&Path> {
         self.cache.as_ref().map(|c| c.path.as_path())
     }
 
-    /// The cache entry name of a component: `<SHA-256 of the component bytes>-<wasmtime
+    /// The cache directory in use: none in the gateway build, which compiles nothing.
+    #[cfg(not(feature = "jit"))]
+    pub fn cache_dir(&self) -> Option<&Path> {
+        None
+    }
+
+    /// The engine, for [`crate::precompiled`] (deserializing a checked artifact).
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Link a compiled component against this host (WASI, `wasi:http`, the secret store, the
+    /// SIM). Errors: it imports something this host does not offer, or does not export
+    /// `soracom:krypton/provisioning`.
+    pub(crate) fn link(&self, component: &Component) -> anyhow::Result<KryptonPre> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(anyhow::Error::from)
+            .context("linking the component against this host")?;
+        KryptonPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("the component does not export soracom:krypton/provisioning")
+    }
+
+    /// The cache entry name of a component (feature `jit`): `<SHA-256 of the component bytes>-<wasmtime
     /// version>-<SHA-256 of the engine's precompile compatibility hash>.cwasm`, all hex.
+    #[cfg(feature = "jit")]
     pub fn cache_key(&self, bytes: &[u8]) -> String {
         let mut compat = Sha256Hasher(Sha256::new());
         std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut compat);
@@ -905,6 +979,7 @@ impl Runtime {
     /// Compile `bytes`, or load the cached compilation of exactly these bytes for this engine.
     /// An entry that is missing, truncated, corrupt or refused by wasmtime is compiled anew
     /// and rewritten.
+    #[cfg(feature = "jit")]
     fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
         let Some(cache) = &self.cache else {
             return Ok(Component::new(&self.engine, bytes)?);
@@ -947,25 +1022,34 @@ impl Runtime {
 
     /// Compile `bytes` (a component) and check it links against this host.
     ///
+    /// Errors: not a component, or it imports something this host does not offer; in the
+    /// gateway build (no `jit` feature) always, with the way out: a precompiled component
+    /// ([`crate::precompiled`]).
+    #[cfg(not(feature = "jit"))]
+    pub fn load(&self, bytes: &[u8]) -> anyhow::Result<KryptonPre> {
+        anyhow::bail!("{}", crate::precompiled::gateway_refusal(bytes))
+    }
+
+    /// Compile `bytes` (a component) and check it links against this host.
+    ///
     /// Errors: not a component, or it imports something this host does not offer.
+    #[cfg(feature = "jit")]
     pub fn load(&self, bytes: &[u8]) -> anyhow::Result<KryptonPre> {
         // wasmtime would also take WebAssembly text and answer a stray file (a key, a config)
         // with a parser diagnostic that quotes its first line; a component file is binary and
         // starts with the `\0asm` magic (WebAssembly Core Specification §5.5.16).
+        anyhow::ensure!(
+            crate::precompiled::kind(bytes) != crate::precompiled::FileKind::Precompiled,
+            "this is a precompiled component (`krypton-host compile`): it loads only with its \
+             signature and a trusted key (`--component FILE.cwasm --trusted-public-key KEY`)"
+        );
         anyhow::ensure!(
             bytes.starts_with(b"\0asm"),
             "not a WebAssembly component: the file does not start with the `\\0asm` magic \
              (build one with `cargo guest`)"
         );
         let component = self.compile(bytes).context("compiling the component")?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(anyhow::Error::from)
-            .context("linking the component against this host")?;
-        KryptonPre::new(pre)
-            .map_err(anyhow::Error::from)
-            .context("the component does not export soracom:krypton/provisioning")
+        self.link(&component)
     }
 
     fn store(
@@ -1235,7 +1319,7 @@ impl Runtime {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "jit"))]
 mod tests {
     use super::*;
 

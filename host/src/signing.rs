@@ -25,6 +25,31 @@
 //! unknown fields refused. The older form (a bare base64 signature over the digest) is refused
 //! with a message saying how to re-sign.
 //!
+//! # Precompiled components
+//!
+//! A precompiled component (`krypton-host compile`, see [`crate::precompiled`]) is native code
+//! for one target, which wasmtime runs without further checks, so it travels with a signature
+//! of its own kind. Its payload binds the artifact to the component it was compiled from and
+//! to where it can run, one field a line:
+//!
+//! ```text
+//! soracom-krypton/precompiled-signature/v1
+//! sha256:<SHA-256 of the artifact bytes, 64 lowercase hex digits>
+//! target:<the target triple it was compiled for, e.g. aarch64-unknown-linux-gnu>
+//! wasmtime:<the wasmtime version that compiled it>
+//! source-sha256:<SHA-256 of the source component (.wasm)>
+//! version:<the source component's semantic version>
+//! ```
+//!
+//! Its own context string keeps a component signature from being taken for an artifact
+//! signature and back (RFC 8032 §8.3, domain separation); ed25519 (RFC 8032, strict
+//! verification) as above. The `.sig` beside the artifact (`<artifact>.sig`) is one JSON
+//! object, bounded and strict as the component's:
+//!
+//! ```json
+//! {"format":"soracom-krypton/precompiled-signature/v1","sha256":"…","target":"x86_64-unknown-linux-gnu","wasmtime":"48.0.8","sourceSha256":"…","version":"0.3.0","signature":"<base64>"}
+//! ```
+//!
 //! The version rule: a host with a state directory keeps the highest version it has accepted
 //! ([`VersionFloor`]) and refuses a lower one unless the operator allows a downgrade. Versions
 //! are compared by precedence as Semantic Versioning 2.0.0 defines it (semver.org §11; build
@@ -156,6 +181,173 @@ pub fn verify(key: &VerifyingKey, component: &[u8], sig_text: &[u8]) -> anyhow::
     key.verify_strict(&payload, &signature)
         .context("the signature does not verify with the trusted key")?;
     Ok(file.version)
+}
+
+/// The context string of precompiled components: first line of their signed payload and the
+/// `format` of their `.sig` file (see the module docs).
+pub const PRECOMPILED_SIGNATURE_CONTEXT: &str = "soracom-krypton/precompiled-signature/v1";
+/// Longest target triple or wasmtime version accepted in a precompiled signature, bytes.
+pub const MAX_PRECOMPILED_FIELD_BYTES: usize = 64;
+
+/// What a precompiled component's signature binds (all but the context string and the
+/// signature itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrecompiledFacts {
+    /// SHA-256 of the artifact bytes, 64 lowercase hex digits.
+    pub sha256: String,
+    /// The target triple it was compiled for (`Config::target`), e.g.
+    /// `aarch64-unknown-linux-gnu`.
+    pub target: String,
+    /// The wasmtime version that compiled it (an artifact loads only into the same version).
+    pub wasmtime: String,
+    /// SHA-256 of the source component, 64 lowercase hex digits.
+    pub source_sha256: String,
+    /// The source component's semantic version, as its `version` export reports it.
+    pub version: String,
+}
+
+fn is_digest_hex(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A target triple or a wasmtime version of a precompiled signature: 1 to
+/// [`MAX_PRECOMPILED_FIELD_BYTES`] bytes of `a-z`, `0-9`, `_`, `.`, `-` (nothing that could
+/// add a line to the payload).
+fn check_plain_field(name: &str, text: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !text.is_empty()
+            && text.len() <= MAX_PRECOMPILED_FIELD_BYTES
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b)),
+        "the {name} `{}` is not 1-{MAX_PRECOMPILED_FIELD_BYTES} characters of a-z, 0-9, `_`, `.`, `-`",
+        text.escape_debug()
+    );
+    Ok(())
+}
+
+/// The exact bytes the ed25519 signature of a precompiled component covers (see the module
+/// docs). Errors: a field breaks its rule (digests: 64 lowercase hex digits; target and
+/// wasmtime version: [`MAX_PRECOMPILED_FIELD_BYTES`] plain characters; version: a semantic
+/// version).
+pub fn precompiled_payload(facts: &PrecompiledFacts) -> anyhow::Result<Vec<u8>> {
+    anyhow::ensure!(
+        is_digest_hex(&facts.sha256) && is_digest_hex(&facts.source_sha256),
+        "the digests must be 64 lowercase hex digits"
+    );
+    check_plain_field("target", &facts.target)?;
+    check_plain_field("wasmtime version", &facts.wasmtime)?;
+    parse_version(&facts.version)?;
+    Ok(format!(
+        "{PRECOMPILED_SIGNATURE_CONTEXT}\nsha256:{}\ntarget:{}\nwasmtime:{}\nsource-sha256:{}\nversion:{}\n",
+        facts.sha256, facts.target, facts.wasmtime, facts.source_sha256, facts.version
+    )
+    .into_bytes())
+}
+
+/// The `.sig` file of a precompiled component (the fields of [`PrecompiledFacts`] between
+/// `format` and `signature`; serde's `flatten` would not refuse unknown fields).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PrecompiledSignatureFile {
+    format: String,
+    sha256: String,
+    target: String,
+    wasmtime: String,
+    source_sha256: String,
+    version: String,
+    /// 64 bytes, standard base64 (RFC 4648 §4).
+    signature: String,
+}
+
+impl PrecompiledSignatureFile {
+    fn facts(&self) -> PrecompiledFacts {
+        PrecompiledFacts {
+            sha256: self.sha256.clone(),
+            target: self.target.clone(),
+            wasmtime: self.wasmtime.clone(),
+            source_sha256: self.source_sha256.clone(),
+            version: self.version.clone(),
+        }
+    }
+}
+
+/// Sign a precompiled component: the text of its `.sig` file (one JSON object and a newline).
+/// `facts.sha256` must be the artifact's digest. Errors: a field breaks its rule
+/// ([`precompiled_payload`]).
+pub fn sign_precompiled(key: &SigningKey, facts: &PrecompiledFacts) -> anyhow::Result<String> {
+    let payload = precompiled_payload(facts)?;
+    let file = PrecompiledSignatureFile {
+        format: PRECOMPILED_SIGNATURE_CONTEXT.into(),
+        sha256: facts.sha256.clone(),
+        target: facts.target.clone(),
+        wasmtime: facts.wasmtime.clone(),
+        source_sha256: facts.source_sha256.clone(),
+        version: facts.version.clone(),
+        signature: base64::engine::general_purpose::STANDARD.encode(key.sign(&payload).to_bytes()),
+    };
+    Ok(serde_json::to_string(&file)? + "\n")
+}
+
+/// Check the `.sig` text of a precompiled component whose bytes have the SHA-256
+/// `artifact_digest` (hex) against `key`; returns what it binds (the caller then checks the
+/// target and wasmtime version against its own).
+///
+/// Errors (each says what to do): the file is too large or not the JSON object above, is a
+/// component's signature (`krypton-host sign`) rather than an artifact's, is for other bytes,
+/// a field breaks its rule, or the signature does not verify with `key` (strict RFC 8032
+/// verification).
+pub fn verify_precompiled(
+    key: &VerifyingKey,
+    artifact_digest: &str,
+    sig_text: &[u8],
+) -> anyhow::Result<PrecompiledFacts> {
+    anyhow::ensure!(
+        sig_text.len() as u64 <= MAX_SIGNATURE_FILE_BYTES,
+        "the signature file is larger than {MAX_SIGNATURE_FILE_BYTES} bytes"
+    );
+    // The format first: a component's `.sig` beside an artifact gets its own message.
+    #[derive(Deserialize)]
+    struct Format {
+        format: Option<String>,
+    }
+    let format = serde_json::from_slice::<Format>(sig_text)
+        .ok()
+        .and_then(|f| f.format);
+    anyhow::ensure!(
+        format.as_deref() != Some(SIGNATURE_CONTEXT),
+        "the signature file is a component signature (`krypton-host sign`), not the signature \
+         of a precompiled component: `krypton-host compile COMPONENT --target TRIPLE --out \
+         FILE.cwasm --signing-key KEY` writes both the artifact and its signature"
+    );
+    let file: PrecompiledSignatureFile = serde_json::from_slice(sig_text).map_err(|e| {
+        anyhow::anyhow!(
+            "the signature file is not a valid {PRECOMPILED_SIGNATURE_CONTEXT} object: {e}"
+        )
+    })?;
+    anyhow::ensure!(
+        file.format == PRECOMPILED_SIGNATURE_CONTEXT,
+        "the signature file has format `{}`, expected `{PRECOMPILED_SIGNATURE_CONTEXT}`",
+        file.format.escape_debug()
+    );
+    let facts = file.facts();
+    anyhow::ensure!(
+        facts.sha256 == artifact_digest,
+        "the signature file is for other bytes (sha256 {}, the artifact is {artifact_digest})",
+        facts.sha256.escape_debug()
+    );
+    let payload = precompiled_payload(&facts)?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(file.signature.trim())
+        .context("the signature is not base64")?;
+    let signature =
+        ed25519_dalek::Signature::from_slice(&raw).context("the signature is not 64 bytes")?;
+    key.verify_strict(&payload, &signature)
+        .context("the signature does not verify with the trusted key")?;
+    Ok(facts)
 }
 
 fn decode_32(text: &str) -> Option<[u8; 32]> {
@@ -406,6 +598,94 @@ mod tests {
             parse_signing_key("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
                 .unwrap_err();
         assert!(!format!("{err:#}").contains("AAAA"));
+    }
+
+    fn facts(artifact: &[u8]) -> PrecompiledFacts {
+        PrecompiledFacts {
+            sha256: digest_hex(artifact),
+            target: "aarch64-unknown-linux-gnu".into(),
+            wasmtime: "48.0.8".into(),
+            source_sha256: digest_hex(b"component"),
+            version: "0.3.0".into(),
+        }
+    }
+
+    #[test]
+    fn the_precompiled_payload_binds_artifact_target_wasmtime_source_and_version() {
+        let facts = facts(b"artifact");
+        let payload = String::from_utf8(precompiled_payload(&facts).unwrap()).unwrap();
+        assert_eq!(
+            payload,
+            format!(
+                "soracom-krypton/precompiled-signature/v1\nsha256:{}\ntarget:aarch64-unknown-linux-gnu\n\
+                 wasmtime:48.0.8\nsource-sha256:{}\nversion:0.3.0\n",
+                digest_hex(b"artifact"),
+                digest_hex(b"component")
+            )
+        );
+        for broken in [
+            PrecompiledFacts {
+                target: "x86_64\nversion:9.9.9".into(),
+                ..facts.clone()
+            },
+            PrecompiledFacts {
+                wasmtime: String::new(),
+                ..facts.clone()
+            },
+            PrecompiledFacts {
+                source_sha256: "ABC".into(),
+                ..facts.clone()
+            },
+            PrecompiledFacts {
+                version: "one".into(),
+                ..facts.clone()
+            },
+        ] {
+            assert!(precompiled_payload(&broken).is_err(), "{broken:?}");
+        }
+    }
+
+    #[test]
+    fn a_precompiled_signature_verifies_only_for_its_artifact_facts_and_key() {
+        let sig = sign_precompiled(&key(), &facts(b"artifact")).unwrap();
+        assert!(
+            sig.starts_with("{\"format\":\"soracom-krypton/precompiled-signature/v1\",\"sha256\":")
+        );
+        assert!(sig.contains("\"sourceSha256\":"), "{sig}");
+        let digest = digest_hex(b"artifact");
+        assert_eq!(
+            verify_precompiled(&key().verifying_key(), &digest, sig.as_bytes()).unwrap(),
+            facts(b"artifact")
+        );
+        let err = verify_precompiled(
+            &key().verifying_key(),
+            &digest_hex(b"other"),
+            sig.as_bytes(),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("for other bytes"), "{err:#}");
+        // Another target or source version written into the file: the signature fails.
+        for edited in [
+            sig.replace("aarch64-unknown-linux-gnu", "x86_64-unknown-linux-gnu"),
+            sig.replace("\"0.3.0\"", "\"9.0.0\""),
+        ] {
+            let err =
+                verify_precompiled(&key().verifying_key(), &digest, edited.as_bytes()).unwrap_err();
+            assert!(format!("{err:#}").contains("does not verify"), "{err:#}");
+        }
+        let other = SigningKey::from_bytes(&[8u8; 32]);
+        let err = verify_precompiled(&other.verifying_key(), &digest, sig.as_bytes()).unwrap_err();
+        assert!(format!("{err:#}").contains("does not verify"), "{err:#}");
+        // A component signature is neither taken for an artifact's, nor the other way round.
+        let component_sig = sign(&key(), b"artifact", "0.3.0").unwrap();
+        let err = verify_precompiled(&key().verifying_key(), &digest, component_sig.as_bytes())
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("krypton-host compile"),
+            "{err:#}"
+        );
+        let err = verify(&key().verifying_key(), b"artifact", sig.as_bytes()).unwrap_err();
+        assert!(format!("{err:#}").contains("not a valid"), "{err:#}");
     }
 
     #[test]

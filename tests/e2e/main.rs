@@ -14,6 +14,7 @@ mod hostile_targets;
 mod hostile_values;
 mod openssl;
 mod outbound;
+mod precompiled;
 mod probation;
 mod registry;
 mod registry_support;

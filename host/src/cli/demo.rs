@@ -66,7 +66,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), HostFailure> {
         }
     );
     let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
-    let loaded = load(runtime, None).await?;
+    let loaded = load(runtime, None, None).await?;
     loaded.log_loaded();
     let (runtime, pre) = (&loaded.runtime, &loaded.pre);
     let (version, contract) = runtime.version(pre).await.map_err(fail(exit::INTERNAL))?;

@@ -38,9 +38,14 @@ pub struct ExportArgs {
     /// Secret store directory.
     #[arg(long, env = "KRYPTON_STORE", default_value = DEFAULT_STORE)]
     pub store: PathBuf,
-    /// Provisioning component (.wasm). Defaults to the one built into this binary.
+    /// Provisioning component: a .wasm, or a precompiled .cwasm with its .sig beside it.
+    /// Defaults to the one built into this binary (the gateway build has none).
     #[arg(long, env = "KRYPTON_COMPONENT")]
     pub component: Option<PathBuf>,
+    /// The ed25519 public key (base64 or hex) a precompiled component's signature must verify
+    /// with; a .cwasm never loads without it.
+    #[arg(long, env = "KRYPTON_TRUSTED_PUBLIC_KEY", value_name = "KEY")]
+    pub trusted_public_key: Option<String>,
     /// wireguard: Krypton endpoint whose addresses are routed through the tunnel.
     #[arg(long, env = "KRYPTON_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
@@ -62,7 +67,12 @@ pub async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     // The component knows the targets and formats: a name it does not know is a usage error,
     // as clap gives one, before anything else is checked.
     let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
-    let loaded = load(runtime, args.component.as_deref()).await?;
+    let loaded = load(
+        runtime,
+        args.component.as_deref(),
+        args.trusted_public_key.as_deref(),
+    )
+    .await?;
     let target = loaded.target(&args.target, "<TARGET>")?;
     let formats = loaded.targets.export_formats();
     if !formats.contains(&args.format.as_str()) {

@@ -1,15 +1,27 @@
 //! The `krypton-host` command: one module per command, the clap definitions of the command
 //! line, and the failure type every command returns. `main.rs` only parses and dispatches.
+//!
+//! The full build (feature `cli`) has every command. The gateway build (feature `gateway`, no
+//! compiler) leaves out those that compile a `.wasm` (`compile`, `sign`, `bench-swap`) and
+//! those that need the mock Krypton (`mock`, `demo`), and `publish` (the registry carries `.wasm`
+//! components).
 
+pub mod bench_load;
+#[cfg(feature = "jit")]
 pub mod bench_swap;
+#[cfg(feature = "jit")]
+pub mod compile;
+#[cfg(feature = "cli")]
 pub mod demo;
 pub mod doctor;
 pub mod export;
 pub mod logging;
 pub mod malloc;
+#[cfg(feature = "cli")]
 pub mod mock;
 pub mod print;
 pub mod provision;
+#[cfg(feature = "registry")]
 pub mod publish;
 pub mod reload;
 pub mod run;
@@ -68,10 +80,12 @@ pub enum Command {
     /// {"endpoint": "https://127.0.0.1:PORT", "caFile": "PATH"}, then serves until stopped.
     /// With --sim-subscriber FILE it also serves SIM-authenticated mode (the Keys API) for
     /// the software SIM in FILE.
+    #[cfg(feature = "cli")]
     #[command(after_help = output::EXIT_CODES_HELP)]
     Mock(mock::MockArgs),
     /// Provision every target against an in-process mock Krypton into a temporary store,
     /// through the real component, and show what happened.
+    #[cfg(feature = "cli")]
     #[command(after_help = output::EXIT_CODES_HELP)]
     Demo(demo::DemoArgs),
     /// Write a stored bundle in a consumer's format: pem (azure-iot, aws-iot), aziot
@@ -93,16 +107,29 @@ pub enum Command {
     Keygen(sign::KeygenArgs),
     /// Sign a component for daemons with `trusted_public_key`: writes `<component>.sig`,
     /// binding the component's SHA-256 digest and its version. Exit 3 on bad input.
+    #[cfg(feature = "jit")]
     #[command(after_help = output::EXIT_CODES_HELP)]
     Sign(sign::SignArgs),
     /// Push a component to an OCI registry (Wasm OCI artifact layout) with its signature as a
     /// referrer; prints the manifest digest. Exit 4: registry unreachable; 6: an error status.
+    #[cfg(feature = "registry")]
     #[command(after_help = output::EXIT_CODES_HELP)]
     Publish(publish::PublishArgs),
+    /// Precompile a component for a gateway's architecture (x86_64-unknown-linux-gnu,
+    /// aarch64-unknown-linux-gnu) and sign it: writes FILE.cwasm and, with --signing-key,
+    /// FILE.cwasm.sig, which the gateway build of krypton-host (no compiler) runs.
+    #[cfg(feature = "jit")]
+    #[command(after_help = output::EXIT_CODES_HELP)]
+    Compile(compile::CompileArgs),
     /// Benchmark: swap the component N times (two versions in turn, precompiled after the first
     /// load of each) and print swap latency and resident memory after 10 and after N swaps.
+    #[cfg(feature = "jit")]
     #[command(hide = true)]
     BenchSwap(bench_swap::BenchSwapArgs),
+    /// Benchmark: load a signed precompiled component N times (open and hash, signature check,
+    /// deserialize and link) and print the median and slowest times.
+    #[command(hide = true)]
+    BenchLoad(bench_load::BenchLoadArgs),
     /// Check the route to Krypton before provisioning: resolve the endpoint, check each
     /// address against the tunnel's AllowedIPs (wg-quick file or soratun arc.json), try TCP and
     /// TLS, and print what to change.
@@ -130,9 +157,15 @@ pub struct CommonArgs {
     /// Secret store directory (created 0700; one 0600 file per bundle).
     #[arg(long, env = "KRYPTON_STORE", default_value = DEFAULT_STORE)]
     pub store: PathBuf,
-    /// Provisioning component (.wasm). Defaults to the one built into this binary.
+    /// Provisioning component: a .wasm, or a precompiled .cwasm (`krypton-host compile`) with
+    /// its .sig beside it. Defaults to the one built into this binary (the gateway build has
+    /// none: give a .cwasm).
     #[arg(long, env = "KRYPTON_COMPONENT")]
     pub component: Option<PathBuf>,
+    /// The ed25519 public key (base64 or hex, as `keygen` prints it) a precompiled component's
+    /// signature must verify with; a .cwasm never loads without it.
+    #[arg(long, env = "KRYPTON_TRUSTED_PUBLIC_KEY", value_name = "KEY")]
+    pub trusted_public_key: Option<String>,
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,

@@ -213,7 +213,12 @@ pub async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
     // The whole call may take the operation deadline plus a minute of slack; past that the
     // host stops the component even if it ignores its own deadline.
     let runtime = Runtime::with_limits(options.sandbox_limits()).map_err(fail(exit::INTERNAL))?;
-    let loaded = load(runtime, args.common.component.as_deref()).await?;
+    let loaded = load(
+        runtime,
+        args.common.component.as_deref(),
+        args.common.trusted_public_key.as_deref(),
+    )
+    .await?;
     // The component knows the targets: an unknown name is a usage error, before the store is
     // touched.
     let target = loaded.target(&args.target, "<TARGET>")?;

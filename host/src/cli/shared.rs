@@ -7,38 +7,99 @@ use anyhow::Context as _;
 use krypton_host::http;
 use krypton_host::lifecycle;
 use krypton_host::output::exit;
-use krypton_host::runtime::{DEFAULT_COMPONENT, KryptonPre, Runtime, TargetInfo};
+use krypton_host::precompiled::ComponentFile;
+use krypton_host::runtime::{KryptonPre, Runtime, TargetInfo};
 use krypton_host::store::SecretStore;
 use krypton_host::targets::Targets;
 use std::path::Path;
 use std::time::Instant;
 
 /// Read (`path`) or take the built-in component and compile and link it; exit 3 for an
-/// unreadable file, 1 when it does not load. Logs nothing: see [`Loaded::log_loaded`].
-fn load_component(runtime: &Runtime, path: Option<&Path>) -> Result<Compiled, HostFailure> {
+/// unreadable file, 1 when it does not load. A precompiled component (`.cwasm`) loads only
+/// when its signature verifies with `trusted_key` (base64 or hex), for this host: exit 3 for a
+/// missing or bad key and every refusal of [`krypton_host::precompiled`], 1 when wasmtime or
+/// the linker refuses it anyway. The gateway build has no built-in component (exit 2 without
+/// `--component`) and refuses a `.wasm` (exit 3). Logs nothing: see [`Loaded::log_loaded`].
+fn load_component(
+    runtime: &Runtime,
+    path: Option<&Path>,
+    trusted_key: Option<&str>,
+) -> Result<Compiled, HostFailure> {
     let started = Instant::now();
-    let (bytes, origin) = match path {
-        Some(p) => (
-            krypton_host::files::read_user_file(
-                p,
-                krypton_host::files::MAX_COMPONENT_BYTES,
-                "component",
-            )
-            .map_err(fail(exit::INVALID_REQUEST))?,
-            p.display().to_string(),
-        ),
-        None => (DEFAULT_COMPONENT.to_vec(), "built-in".to_string()),
+    let Some(p) = path else {
+        return load_builtin(runtime, started);
     };
-    let pre = runtime
-        .load(&bytes)
-        .with_context(|| format!("loading component ({origin})"))
-        .map_err(fail(exit::INTERNAL))?;
+    let origin = p.display().to_string();
+    let file = ComponentFile::read(p, "component").map_err(fail(exit::INVALID_REQUEST))?;
+    let bytes = file.len() as usize;
+    let (pre, signed_version) = match file {
+        #[cfg(not(feature = "jit"))]
+        ComponentFile::Wasm(bytes) => {
+            return Err(fail(exit::INVALID_REQUEST)(anyhow::anyhow!(
+                "{origin}: {}",
+                krypton_host::precompiled::gateway_refusal(&bytes)
+            )));
+        }
+        #[cfg(feature = "jit")]
+        ComponentFile::Wasm(bytes) => (
+            runtime
+                .load(&bytes)
+                .with_context(|| format!("loading component ({origin})"))
+                .map_err(fail(exit::INTERNAL))?,
+            None,
+        ),
+        ComponentFile::Precompiled(artifact) => {
+            let key = trusted_key
+                .map(krypton_host::signing::parse_public_key)
+                .transpose()
+                .context("--trusted-public-key")
+                .map_err(fail(exit::INVALID_REQUEST))?;
+            let verified = artifact
+                .verify(key.as_ref())
+                .map_err(fail(exit::INVALID_REQUEST))?;
+            let pre = verified
+                .load(runtime)
+                .with_context(|| format!("loading component ({origin})"))
+                .map_err(fail(exit::INTERNAL))?;
+            (pre, Some(verified.facts.version.clone()))
+        }
+    };
     Ok(Compiled {
         pre,
         origin,
+        bytes,
+        ms: started.elapsed().as_millis() as u64,
+        signed_version,
+    })
+}
+
+/// The component built into this binary, compiled and linked (exit 1 when it does not load).
+#[cfg(feature = "jit")]
+fn load_builtin(runtime: &Runtime, started: Instant) -> Result<Compiled, HostFailure> {
+    let bytes = krypton_host::runtime::DEFAULT_COMPONENT;
+    let pre = runtime
+        .load(bytes)
+        .context("loading component (built-in)")
+        .map_err(fail(exit::INTERNAL))?;
+    Ok(Compiled {
+        pre,
+        origin: "built-in".to_string(),
         bytes: bytes.len(),
         ms: started.elapsed().as_millis() as u64,
+        signed_version: None,
     })
+}
+
+/// The gateway build has no built-in component: a usage error (exit 2) that says what to give.
+#[cfg(not(feature = "jit"))]
+fn load_builtin(_runtime: &Runtime, _started: Instant) -> Result<Compiled, HostFailure> {
+    Err(fail(exit::USAGE)(anyhow::anyhow!(
+        "this gateway build of krypton-host has no built-in component: give --component \
+         FILE.cwasm (or KRYPTON_COMPONENT), a component precompiled and signed on a build \
+         machine with `krypton-host compile COMPONENT.wasm --target {} --out FILE.cwasm \
+         --signing-key KEY`, and --trusted-public-key KEY",
+        krypton_host::precompiled::HOST_TARGET
+    )))
 }
 
 /// A compiled component and where it came from, for the log line.
@@ -47,6 +108,8 @@ struct Compiled {
     origin: String,
     bytes: usize,
     ms: u64,
+    /// The version a precompiled component's signature names (checked against its own).
+    signed_version: Option<String>,
 }
 
 /// Take the store's writer lock, waiting up to `wait`; exit 9 with the holder's pid otherwise.
@@ -110,15 +173,33 @@ pub struct Loaded {
 }
 
 /// Load the component (`path`, else the built-in one) into `runtime` and ask it for its
-/// targets. Exit 3 for an unreadable file, 1 when it does not load or its `targets()` fails.
-/// The caller logs the load with [`Loaded::log_loaded`].
-pub async fn load(runtime: Runtime, path: Option<&Path>) -> Result<Loaded, HostFailure> {
+/// targets. Exit 3 for an unreadable file or a refused precompiled component (`trusted_key`
+/// is the key its signature must verify with), 1 when it does not load, its `targets()` fails
+/// or it reports another version than the signed one. The caller logs the load with
+/// [`Loaded::log_loaded`].
+pub async fn load(
+    runtime: Runtime,
+    path: Option<&Path>,
+    trusted_key: Option<&str>,
+) -> Result<Loaded, HostFailure> {
     let Compiled {
         pre,
         origin,
         bytes,
         ms,
-    } = load_component(&runtime, path)?;
+        signed_version,
+    } = load_component(&runtime, path, trusted_key)?;
+    if let Some(signed) = signed_version {
+        let version = lifecycle::self_check(&runtime, &pre)
+            .await
+            .map_err(fail(exit::INTERNAL))?;
+        if version != signed {
+            return Err(fail(exit::INTERNAL)(anyhow::anyhow!(
+                "the component reports version `{}`, but its signature is for version `{signed}`",
+                version.escape_debug()
+            )));
+        }
+    }
     let targets = lifecycle::list_targets(&runtime, &pre)
         .await
         .map_err(fail(exit::INTERNAL))?;

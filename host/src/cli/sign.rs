@@ -6,8 +6,10 @@ use super::{HostFailure, fail};
 use anyhow::Context as _;
 use clap::Args;
 use krypton_host::files;
+#[cfg(feature = "jit")]
 use krypton_host::lifecycle::MAX_COMPONENT_BYTES;
 use krypton_host::output::exit;
+#[cfg(feature = "jit")]
 use krypton_host::runtime::Runtime;
 use krypton_host::signing;
 use serde_json::json;
@@ -25,6 +27,7 @@ pub struct KeygenArgs {
 }
 
 /// `sign` arguments.
+#[cfg(feature = "jit")]
 #[derive(Args)]
 pub struct SignArgs {
     /// The component file to sign (a `.wasm` component).
@@ -78,6 +81,7 @@ pub fn keygen(args: KeygenArgs) -> Result<(), HostFailure> {
 /// Sign a component: checks that it loads and reports the version being signed, then writes
 /// the `.sig`. Errors (exit 3): unreadable or oversized files, a bad key, a component that does
 /// not load or reports another version; the `.sig` cannot be written (exit 9).
+#[cfg(feature = "jit")]
 pub async fn sign(args: SignArgs) -> Result<(), HostFailure> {
     let invalid = fail(exit::INVALID_REQUEST);
     let bytes = files::read_user_file(&args.component, MAX_COMPONENT_BYTES, "the component")

@@ -31,7 +31,14 @@ pub async fn status(args: StatusArgs) -> Result<(), HostFailure> {
     let store_exists = store_dir.exists();
     let loaded = if args.target.is_some() || store_exists {
         let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
-        Some(load(runtime, args.common.component.as_deref()).await?)
+        Some(
+            load(
+                runtime,
+                args.common.component.as_deref(),
+                args.common.trusted_public_key.as_deref(),
+            )
+            .await?,
+        )
     } else {
         None
     };

@@ -14,9 +14,14 @@ pub struct WireguardArgs {
     /// Secret store directory.
     #[arg(long, env = "KRYPTON_STORE", default_value = DEFAULT_STORE)]
     pub store: PathBuf,
-    /// Provisioning component (.wasm). Defaults to the one built into this binary.
+    /// Provisioning component: a .wasm, or a precompiled .cwasm with its .sig beside it.
+    /// Defaults to the one built into this binary (the gateway build has none).
     #[arg(long, env = "KRYPTON_COMPONENT")]
     pub component: Option<PathBuf>,
+    /// The ed25519 public key (base64 or hex) a precompiled component's signature must verify
+    /// with; a .cwasm never loads without it.
+    #[arg(long, env = "KRYPTON_TRUSTED_PUBLIC_KEY", value_name = "KEY")]
+    pub trusted_public_key: Option<String>,
     /// File to write (mode 0600; it holds the WireGuard private key). `-` writes to stdout.
     #[arg(long)]
     pub out: PathBuf,
@@ -36,7 +41,12 @@ const WIREGUARD_FORMAT: &str = "wireguard";
 /// cannot be written (exit 9), the component error's own code.
 pub async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
     let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
-    let loaded = load(runtime, args.component.as_deref()).await?;
+    let loaded = load(
+        runtime,
+        args.component.as_deref(),
+        args.trusted_public_key.as_deref(),
+    )
+    .await?;
     loaded.log_loaded();
     // The component's `wireguard-config` renders the bundle of the target it exports as
     // `wireguard` (its `target-info`): that is the bundle that must be stored.
