@@ -5,6 +5,7 @@
 mod basics;
 mod cache;
 mod cli;
+mod crash;
 mod daemon;
 mod doctor;
 mod exports;

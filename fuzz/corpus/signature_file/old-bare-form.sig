@@ -1,0 +1,1 @@
+aKQ+cDN+B/ksy8L8VviJi1m/X7tXVyGhVMu3Q4f/tWjp3fyGh1ghBBHUqyosb1IJYS714H2XjB1zyB4ckMdBAg==

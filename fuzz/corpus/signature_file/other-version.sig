@@ -1,0 +1,1 @@
+{"format":"soracom-krypton/component-signature/v1","sha256":"24eaf3439a60c96764c4f2c92a0a81b52bd4fe5d5b91f090184a0f6486b1bf29","version":"9.9.9","signature":"aKQ+cDN+B/ksy8L8VviJi1m/X7tXVyGhVMu3Q4f/tWjp3fyGh1ghBBHUqyosb1IJYS714H2XjB1zyB4ckMdBAg=="}

@@ -1,0 +1,7 @@
+#![no_main]
+//! `cargo +nightly fuzz run air_subscriber_metadata`: the body is `krypton_fuzz_targets::target("air_subscriber_metadata")`
+//! (`tests/fuzz-targets/src/lib.rs`), which `cargo test -p krypton-fuzz-targets` also runs on stable.
+
+libfuzzer_sys::fuzz_target!(
+    |data: &[u8]| krypton_fuzz_targets::target("air_subscriber_metadata")(data)
+);

@@ -1,0 +1,5 @@
+#![no_main]
+//! `cargo +nightly fuzz run stored_bundle`: the body is `krypton_fuzz_targets::target("stored_bundle")`
+//! (`tests/fuzz-targets/src/lib.rs`), which `cargo test -p krypton-fuzz-targets` also runs on stable.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| krypton_fuzz_targets::target("stored_bundle")(data));
