@@ -77,7 +77,7 @@ pub async fn storm_child(
                 first_failure.get_or_insert_with(|| e.to_string());
             }
         }
-        if devices >= 10 && done % (devices / 10) == 0 && rss_by_tenth.len() < 10 {
+        if devices >= 10 && done.is_multiple_of(devices / 10) && rss_by_tenth.len() < 10 {
             rss_by_tenth.push(rss_kib());
         }
     }
