@@ -45,15 +45,15 @@ struct Cli {
     #[arg(long, conflicts_with = "host_bin")]
     no_host_bin: bool,
     #[command(subcommand)]
-    child: Option<Child>,
+    child: Option<Role>,
 }
 
 /// The children the figures start (not for direct use).
 #[derive(Subcommand)]
-enum Child {
+enum Role {
     /// Serve the mock Krypton until stdin closes.
-    #[command(hide = true)]
-    MockChild {
+    #[command(hide = true, name = "mock-child")]
+    Mock {
         #[arg(long)]
         ca_out: PathBuf,
         #[arg(long)]
@@ -62,8 +62,8 @@ enum Child {
         burst: Option<u32>,
     },
     /// The memory record of a daemon-shaped process.
-    #[command(hide = true)]
-    RssChild {
+    #[command(hide = true, name = "rss-child")]
+    Rss {
         #[arg(long)]
         endpoint: String,
         #[arg(long)]
@@ -76,8 +76,8 @@ enum Child {
         swaps: usize,
     },
     /// The provisioning storm.
-    #[command(hide = true)]
-    StormChild {
+    #[command(hide = true, name = "storm-child")]
+    Storm {
         #[arg(long)]
         endpoint: String,
         #[arg(long)]
@@ -132,7 +132,7 @@ fn multi_thread() -> anyhow::Result<tokio::runtime::Runtime> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match &cli.child {
-        Some(Child::MockChild {
+        Some(Role::Mock {
             ca_out,
             rate,
             burst,
@@ -140,7 +140,7 @@ fn main() -> anyhow::Result<()> {
             let throttle = rate.map(|r| (r, burst.unwrap_or(r)));
             return multi_thread()?.block_on(krypton_bench::mock_child(ca_out, throttle));
         }
-        Some(Child::RssChild {
+        Some(Role::Rss {
             endpoint,
             ca_file,
             work,
@@ -151,7 +151,7 @@ fn main() -> anyhow::Result<()> {
                 endpoint, ca_file, work, *calls, *swaps,
             ));
         }
-        Some(Child::StormChild {
+        Some(Role::Storm {
             endpoint,
             ca_file,
             work,
