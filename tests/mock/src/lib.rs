@@ -43,7 +43,8 @@
 //!
 //! Faults are injected per path prefix with [`MockKrypton::inject`] (until cleared) or
 //! [`MockKrypton::inject_times`] (for the next N matching requests); see [`Fault`]. Every
-//! request is recorded.
+//! request is recorded. [`MockConfig::throttle`] rate-limits the provisioning requests as a
+//! busy service does: 429 with `Retry-After` ([`Throttle`]).
 
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -185,6 +186,47 @@ pub struct MockConfig {
     /// web PKI roots and so cannot trust the mock's own CA (the stock `wasmtime` CLI's
     /// `wasi:http`). The component allows plain `http://` only to loopback addresses.
     pub plain_http: bool,
+    /// Rate-limit the provisioning requests ([`Throttle`]; default `None`: no limit).
+    pub throttle: Option<Throttle>,
+}
+
+/// A token bucket over the provisioning requests (paths under `/v1/provisioning/`): it gains
+/// `rate_per_sec` tokens a second and holds at most `burst` (full at start); each request
+/// takes one. A request that finds none is answered 429 `KRY0429` with `Retry-After` in
+/// delay-seconds (RFC 9110 §10.2.3: a whole number): the time until the next token, rounded
+/// up, so at least 1. [`MockKrypton::throttled`] counts those answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Throttle {
+    /// Tokens gained per second (the sustained rate, requests/s), at least 1.
+    pub rate_per_sec: u32,
+    /// Most tokens held (the largest burst served at once), at least 1.
+    pub burst: u32,
+}
+
+/// The state of a [`Throttle`]: tokens held and when they were counted.
+struct Bucket {
+    throttle: Throttle,
+    tokens: f64,
+    at: std::time::Instant,
+    /// 429 answers sent.
+    refused: u64,
+}
+
+impl Bucket {
+    /// Take a token, or the whole seconds until one is there.
+    fn take(&mut self) -> Result<(), u64> {
+        let rate = f64::from(self.throttle.rate_per_sec.max(1));
+        let now = std::time::Instant::now();
+        let gained = now.duration_since(self.at).as_secs_f64() * rate;
+        self.tokens = (self.tokens + gained).min(f64::from(self.throttle.burst.max(1)));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        self.refused += 1;
+        Err((((1.0 - self.tokens) / rate).ceil() as u64).max(1))
+    }
 }
 
 impl Default for MockConfig {
@@ -204,6 +246,7 @@ impl Default for MockConfig {
             sim_key_lifetime_secs: 7200,
             require_signatures: false,
             plain_http: false,
+            throttle: None,
         }
     }
 }
@@ -444,6 +487,8 @@ struct State {
     keys: keys::KeysApi,
     /// Inventory application keys a SIM-mode bootstrap let the device derive (base64).
     inventory_keys: Vec<String>,
+    /// The token bucket of [`MockConfig::throttle`], made on the first provisioning request.
+    bucket: Option<Bucket>,
 }
 
 /// Serve HTTP/1.1 on one accepted connection (TLS or plain TCP) until it closes or the mock
@@ -514,6 +559,7 @@ impl MockKrypton {
             issued: Vec::new(),
             keys: keys::KeysApi::default(),
             inventory_keys: Vec::new(),
+            bucket: None,
         }));
         let (shutdown, mut stopped) = watch::channel(false);
         let serve_state = state.clone();
@@ -640,6 +686,12 @@ impl MockKrypton {
     /// prove these never reach a log or a report).
     pub fn sim_secrets(&self) -> Vec<keys::IssuedSecrets> {
         self.state.lock().unwrap().keys.issued_secrets()
+    }
+
+    /// Provisioning requests answered 429 by [`MockConfig::throttle`] so far.
+    pub fn throttled(&self) -> u64 {
+        let state = self.state.lock().unwrap();
+        state.bucket.as_ref().map_or(0, |b| b.refused)
     }
 
     /// Stop accepting and close open connections.
@@ -799,6 +851,11 @@ async fn handle(
             signature: signature.clone(),
             signed_by: None,
         });
+        if let Some(secs) = throttle(&mut state, &path) {
+            let mut a = Answer::error(429, "KRY0429", "rate limit exceeded; try again later");
+            a.headers.push(("retry-after", secs.to_string()));
+            return build(a, None);
+        }
         let fault = take_fault(&mut state, &path);
         let answer = match &fault {
             Some(Fault::Status {
@@ -889,6 +946,23 @@ async fn handle(
         }
         _ => build(answer, None),
     }
+}
+
+/// [`MockConfig::throttle`]: `None` when the request may be served, else the `Retry-After`
+/// seconds of its 429.
+fn throttle(state: &mut State, path: &str) -> Option<u64> {
+    let throttle = state.config.throttle?;
+    if !path.starts_with("/v1/provisioning/") {
+        return None;
+    }
+    let bucket = state.bucket.get_or_insert_with(|| Bucket {
+        throttle,
+        tokens: f64::from(throttle.burst.max(1)),
+        at: std::time::Instant::now(),
+        refused: 0,
+    });
+    bucket.throttle = throttle;
+    bucket.take().err()
 }
 
 /// The first matching injected fault, counting it down.
@@ -1230,6 +1304,32 @@ mod tests {
             None,
         );
         (answer.status, serde_json::from_slice(&answer.body).unwrap())
+    }
+
+    /// The throttle serves its burst, then refuses with the whole seconds until a token, and
+    /// serves again once one has been gained.
+    #[test]
+    fn throttle_bucket_serves_the_burst_then_refuses() {
+        let mut bucket = Bucket {
+            throttle: Throttle {
+                rate_per_sec: 20,
+                burst: 2,
+            },
+            tokens: 2.0,
+            at: std::time::Instant::now(),
+            refused: 0,
+        };
+        assert_eq!(bucket.take(), Ok(()));
+        assert_eq!(bucket.take(), Ok(()));
+        assert_eq!(
+            bucket.take(),
+            Err(1),
+            "a token is 50 ms away: Retry-After 1 s"
+        );
+        assert_eq!(bucket.refused, 1);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(bucket.take(), Ok(()));
+        assert_eq!(bucket.refused, 1);
     }
 
     /// The Keys API through the mock's routes, then a request signed with the CK it agreed.
