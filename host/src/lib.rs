@@ -92,9 +92,9 @@ pub mod http;
 pub mod lifecycle;
 pub mod options;
 pub mod output;
+pub mod precompiled;
 #[cfg(feature = "registry")]
 pub mod registry;
-pub mod precompiled;
 pub mod runtime;
 pub mod signing;
 pub mod store;
