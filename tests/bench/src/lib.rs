@@ -267,6 +267,40 @@ impl MockChild {
         })
     }
 
+    /// Run `exe ROLE --endpoint … --ca-file … --work WORK` followed by `args` (the memory and
+    /// storm children, which measure against this mock) and parse the JSON record the child
+    /// prints on stdout. Errors: the child cannot start, or prints no JSON (its stderr is in
+    /// the error).
+    pub fn run_child(
+        &self,
+        exe: &Path,
+        role: &str,
+        work: &Path,
+        args: &[(&str, String)],
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut command = Command::new(exe);
+        command
+            .arg(role)
+            .arg("--endpoint")
+            .arg(&self.endpoint)
+            .arg("--ca-file")
+            .arg(&self.ca_file)
+            .arg("--work")
+            .arg(work);
+        for (flag, value) in args {
+            command.arg(flag).arg(value);
+        }
+        let out = command
+            .output()
+            .with_context(|| format!("running {role}"))?;
+        serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "{role} reported nothing: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
     /// The CA certificate (PEM). Errors: the file cannot be read.
     pub fn ca_pem(&self) -> anyhow::Result<Vec<u8>> {
         Ok(std::fs::read(&self.ca_file)?)

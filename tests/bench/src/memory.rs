@@ -87,26 +87,15 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Value> {
     let sizes = &bench.sizes;
     let mock = MockChild::start(&bench.exe, &bench.work.path().join("mem-ca.pem"), None)?;
     let work = bench.dir("rss-child")?;
-    let out = Command::new(&bench.exe)
-        .arg("rss-child")
-        .arg("--endpoint")
-        .arg(&mock.endpoint)
-        .arg("--ca-file")
-        .arg(&mock.ca_file)
-        .arg("--work")
-        .arg(&work)
-        .arg("--calls")
-        .arg(sizes.calls.to_string())
-        .arg("--swaps")
-        .arg(sizes.swaps.to_string())
-        .output()
-        .context("running rss-child")?;
-    let mut record: Value = serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "rss-child reported nothing: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
+    let mut record = mock.run_child(
+        &bench.exe,
+        "rss-child",
+        &work,
+        &[
+            ("--calls", sizes.calls.to_string()),
+            ("--swaps", sizes.swaps.to_string()),
+        ],
+    )?;
     mock.stop()?;
 
     let component = krypton_host::DEFAULT_COMPONENT.len();

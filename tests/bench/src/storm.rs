@@ -9,13 +9,11 @@
 
 use crate::stats::round3;
 use crate::{Bench, MockChild, rss_kib, status_kib};
-use anyhow::Context as _;
 use krypton_host::http::Origin;
 use krypton_host::runtime::DEFAULT_COMPONENT;
 use krypton_host::{OutboundPolicy, ProvisionOptions, SecretStore};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,28 +104,16 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Value> {
         Some((sizes.storm_rate, sizes.storm_burst)),
     )?;
     let work = bench.dir("storm")?;
-    let out = Command::new(&bench.exe)
-        .arg("storm-child")
-        .arg("--endpoint")
-        .arg(&mock.endpoint)
-        .arg("--ca-file")
-        .arg(&mock.ca_file)
-        .arg("--work")
-        .arg(&work)
-        .arg("--devices")
-        .arg(sizes.storm_devices.to_string())
-        .arg("--concurrency")
-        .arg(sizes.storm_concurrency.to_string())
-        .arg("--attempts")
-        .arg(sizes.storm_attempts.to_string())
-        .output()
-        .context("running storm-child")?;
-    let mut record: Value = serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "storm-child reported nothing: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
+    let mut record = mock.run_child(
+        &bench.exe,
+        "storm-child",
+        &work,
+        &[
+            ("--devices", sizes.storm_devices.to_string()),
+            ("--concurrency", sizes.storm_concurrency.to_string()),
+            ("--attempts", sizes.storm_attempts.to_string()),
+        ],
+    )?;
     let tally = mock.stop()?;
     // The stores hold one bundle per device: remove them before the next figure.
     let _ = std::fs::remove_dir_all(&work);
