@@ -1,7 +1,7 @@
 //! # krypton-host
 //!
 //! The wasmtime host for the SORACOM Krypton provisioning component, as a library. The
-//! `krypton-host` command (feature `cli`, on by default) is a thin layer over it.
+//! `krypton-host` command for gateways (`krypton-host-cli`, in `host/cli`) is a layer over it.
 //!
 //! The host grants capabilities and manages the component's life; it never parses a Krypton
 //! response (that is the component's job, see `guest/`), and knows Krypton only through the
@@ -13,6 +13,8 @@
 //!   component ([`DEFAULT_COMPONENT`] is the one built into this crate) into a [`KryptonPre`],
 //!   and each call ([`Runtime::provision`], [`Runtime::status`], [`Runtime::targets`], ...)
 //!   runs in a fresh, limited instance;
+//! * [`component::load`]: the one loader of a component file (`.wasm`, or a signed `.cwasm`)
+//!   with every check, and [`component::Lifecycle`] for hot swap with probation and roll back;
 //! * [`SecretStore`]: the on-disk secret store the component writes its bundles to
 //!   (directory 0700, one 0600 file per bundle, replaced atomically);
 //! * [`OutboundPolicy`]: where the component may connect, and which CA certificates it trusts;
@@ -26,85 +28,73 @@
 //! An embedder depends on the crate without the CLI and with the compiler
 //! (`krypton-host = { path = "…", default-features = false, features = ["jit"] }`, which also
 //! leaves out the mock Krypton and its certificate-minting crates; without `jit` the library
-//! runs only precompiled components, see [`precompiled`]), then:
+//! runs only precompiled components, see [`component::precompiled`]), then:
 //!
 //! 1. creates a [`Runtime`] and loads the built-in component with [`Runtime::load`];
-//! 2. checks that it speaks this host's contract with [`lifecycle::self_check`];
-//! 3. asks it for its targets ([`lifecycle::list_targets`]) and picks one by name;
+//! 2. checks that it speaks this host's contract with [`component::self_check`];
+//! 3. asks it for its targets ([`component::list_targets`]) and picks one by name;
 //! 4. provisions it into a [`SecretStore`] through an [`OutboundPolicy`] that allows only the
 //!    Krypton endpoint, with [`ProvisionOptions`];
 //! 5. prints the report, or the failure with the component's advice.
 //!
 //! ```no_run
-//! use krypton_host::http::Origin;
+//! use krypton_host::capability::http::Origin;
 //! use krypton_host::{
-//!     DEFAULT_COMPONENT, OutboundPolicy, ProvisionOptions, Runtime, SecretStore, lifecycle, output,
+//!     DEFAULT_COMPONENT, OutboundPolicy, ProvisionOptions, Runtime, SecretStore, component,
 //! };
 //!
 //! #[tokio::main]
 //! async fn main() -> anyhow::Result<()> {
 //!     let runtime = Runtime::new()?;
-//!     let component = runtime.load(DEFAULT_COMPONENT)?;
-//!     let version = lifecycle::self_check(&runtime, &component).await?;
+//!     let pre = runtime.load(DEFAULT_COMPONENT)?;
+//!     let version = component::self_check(&runtime, &pre).await?;
 //!     println!("component {version}");
 //!
 //!     // The component names its targets; the host keeps no list of its own.
-//!     let targets = lifecycle::list_targets(&runtime, &component).await?;
+//!     let targets = component::list_targets(&runtime, &pre).await?;
 //!     let target = targets.find("azure-iot")?;
 //!
 //!     let endpoint = "https://krypton.soracom.io:8036";
 //!     let policy = OutboundPolicy::new(vec![Origin::parse(endpoint)?], None)?;
 //!     let store = SecretStore::open("/var/lib/my-gateway/krypton")?;
 //!     let request = ProvisionOptions::default().request(target.target, endpoint);
-//!     match runtime.provision(&component, policy, store, &request).await? {
-//!         Ok(report) => print!("{}", output::report_text(&target.name, &report)),
-//!         Err(failure) => eprintln!("{}", output::error_text(&failure)),
+//!     match runtime.provision(&pre, policy, store, &request).await? {
+//!         Ok(report) => println!("{}: stored as `{}`", target.name, report.bundle),
+//!         Err(failure) => eprintln!("{:?} ({})", failure.error, failure.hint.unwrap_or_default()),
 //!     }
 //!     Ok(())
 //! }
 //! ```
 //!
-//! # Modules
+//! # Modules, lowest layer first
 //!
-//! * [`runtime`]: engine, linker, per-call store with limits, calls into the component;
-//! * [`lifecycle`]: load, check, hot-swap and roll back a component file;
-//! * [`http`]: outbound HTTP policy (allow-list, TLS roots, timeouts);
-//! * [`store`]: the on-disk secret store (atomic bundle replacement, 0700/0600);
-//! * [`files`]: files read from user paths, the one atomic private-file writer (the store's
-//!   bundles, exports, keys), locks;
-//! * [`options`]: the run options, [`ProvisionOptions`];
-//! * [`output`]: reports, errors and exit codes as text and JSON;
-//! * [`daemon`]: the gateway daemon (`krypton-host run`);
-//! * [`doctor`]: checks the route to Krypton (the SORACOM Arc `AllowedIPs` trap);
-//! * [`signing`]: ed25519 signatures of component files;
-//! * `registry` (feature `registry`, on with `cli`): components published to and followed from
-//!   an OCI registry, in the Wasm OCI artifact layout, signatures as OCI referrers;
-//! * [`signing`]: ed25519 signatures of component files and of precompiled components;
-//! * [`precompiled`]: components precompiled for a gateway (`krypton-host compile`) and the
-//!   checks before one is loaded;
-//! * [`targets`]: the component's targets by name (the host keeps no list of its own);
-//! * [`uicc`]: the SIM of SIM-authenticated mode ([`UiccAccess`], over `krypton-uicc`).
+//! Each layer uses only the layers below it; the unit test `layers::no_module_imports_one_above_it`
+//! fails on an import that goes upward.
+//!
+//! | layer | module | what it holds |
+//! | --- | --- | --- |
+//! | 0 | [`files`], [`bindings`], [`sandbox`] | files from user paths and the atomic private-file writer; the contract's generated types; the per-call limits and the limit trip |
+//! | 1 | [`signing`], [`options`] | ed25519 signatures of components and artifacts, the version floor; the run options |
+//! | 2 | [`capability`] | `http`, `store`, `uicc`: each its context, `Host` impl and `add_to_linker` |
+//! | 3 | [`engine`] | the wasmtime engine and linker, the store per call, the compile cache, the one typed call |
+//! | 4 | [`component`] | file kinds and precompiled artifacts, the one loader, targets, the lifecycle |
 
-pub mod daemon;
-pub mod doctor;
+#[allow(missing_docs)]
+pub mod bindings;
+pub mod capability;
+pub mod component;
+pub mod engine;
 pub mod files;
-pub mod http;
-pub mod lifecycle;
+#[cfg(test)]
+mod layers;
 pub mod options;
-pub mod output;
-pub mod precompiled;
-#[cfg(feature = "registry")]
-pub mod registry;
-pub mod runtime;
+pub mod sandbox;
 pub mod signing;
-pub mod store;
-pub mod targets;
-pub mod uicc;
 
-pub use http::OutboundPolicy;
-pub use options::ProvisionOptions;
+pub use capability::http::OutboundPolicy;
+pub use capability::store::SecretStore;
+pub use capability::uicc::UiccAccess;
 #[cfg(feature = "jit")]
-pub use runtime::DEFAULT_COMPONENT;
-pub use runtime::{KryptonPre, Runtime};
-pub use store::SecretStore;
-pub use uicc::UiccAccess;
+pub use component::DEFAULT_COMPONENT;
+pub use engine::{KryptonPre, Runtime};
+pub use options::ProvisionOptions;

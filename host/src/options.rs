@@ -1,10 +1,10 @@
 //! [`ProvisionOptions`]: how one provisioning run behaves, with the defaults every caller shares
 //! (the CLI's `provision`, the daemon's passes, embedders, the tests).
 
-use crate::runtime::{
-    AuthMode, HttpTimeouts, KeyCacheUse, ProvisionRequest, RetryPolicy, SandboxLimits, SimOptions,
-    Target,
+use crate::bindings::{
+    AuthMode, HttpTimeouts, KeyCacheUse, ProvisionRequest, RetryPolicy, SimOptions, Target,
 };
+use crate::sandbox::SandboxLimits;
 use std::time::Duration;
 
 /// Krypton's base URL in network-authenticated mode (SORACOM Krypton documentation).
@@ -53,6 +53,10 @@ pub fn endpoint_for(mode: AuthMode, coverage: Coverage, explicit: Option<&str>) 
         (None, AuthMode::Sim) => coverage.sim_endpoint().to_string(),
     }
 }
+
+/// The whole-run deadline an operator may set, s, inclusive: 1 s to 1 day (`--deadline-secs`,
+/// the daemon's `limits.deadline_secs`).
+pub const DEADLINE_SECS_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
 
 /// The knobs of one provisioning run besides its target and Krypton endpoint. `Default` gives
 /// the values `krypton-host provision --help` documents: network mode, no request parameters,

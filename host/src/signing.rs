@@ -27,7 +27,7 @@
 //!
 //! # Precompiled components
 //!
-//! A precompiled component (`krypton-host compile`, see [`crate::precompiled`]) is native code
+//! A precompiled component (`krypton-host compile`, see [`crate::component::precompiled`]) is native code
 //! for one target, which wasmtime runs without further checks, so it travels with a signature
 //! of its own kind. Its payload binds the artifact to the component it was compiled from and
 //! to where it can run, one field a line:

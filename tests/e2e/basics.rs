@@ -1,9 +1,9 @@
 //! Issue-2 basics: Azure and AWS IoT happy paths, typed failures, reuse, allow-list, CLI.
 
 use super::support::*;
-use krypton_host::http::{Origin, OutboundPolicy};
-use krypton_host::runtime::{ProvisionError, Target, TransportKind};
-use krypton_host::store::SecretStore;
+use krypton_host::bindings::{ProvisionError, Target, TransportKind};
+use krypton_host::capability::http::{Origin, OutboundPolicy};
+use krypton_host::capability::store::SecretStore;
 use krypton_mock::Fault;
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -8,7 +8,9 @@
 //! hostile one (its `version` says `hostile`).
 
 use super::support::*;
-use krypton_host::runtime::{CachePolicy, DEFAULT_COMPONENT, Runtime, SandboxLimits};
+use krypton_host::component::DEFAULT_COMPONENT;
+use krypton_host::engine::{CachePolicy, Runtime};
+use krypton_host::sandbox::SandboxLimits;
 use sha2::Digest as _;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -267,7 +269,7 @@ async fn the_cli_uses_an_environment_cache_directory_only_when_it_is_private() {
     let tmp = tempfile::tempdir().unwrap();
     // `status` reads an existing store (it never creates one).
     let store = tmp.path().join("store");
-    krypton_host::store::SecretStore::open(&store).unwrap();
+    krypton_host::capability::store::SecretStore::open(&store).unwrap();
     let run = async |cache: &PathBuf| {
         let out = tokio::process::Command::new(BIN)
             .args(["status", "--store", store.to_str().unwrap(), "--json"])

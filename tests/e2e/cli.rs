@@ -3,9 +3,9 @@
 //! argument, `--owner`, the `converted` field.
 
 use super::support::*;
-use krypton_host::output::{self, ERROR_KINDS};
-use krypton_host::runtime::Target;
-use krypton_host::store::SecretStore;
+use krypton_host::bindings::Target;
+use krypton_host::capability::store::SecretStore;
+use krypton_host_cli::output::{self, ERROR_KINDS};
 use krypton_mock::Fault;
 use serde_json::Value;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

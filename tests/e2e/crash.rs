@@ -18,7 +18,7 @@
 //! replays a seed (each test prints the seed it used).
 
 use crate::support::BIN;
-use krypton_host::store::SecretStore;
+use krypton_host::capability::store::SecretStore;
 use krypton_mock::{Fault, MockConfig, MockKrypton};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};

@@ -3,10 +3,13 @@
 //! daemon process itself with its control socket.
 
 use super::support::*;
-use krypton_host::daemon::GatewayConfig;
-use krypton_host::lifecycle::{Lifecycle, ReloadOutcome};
-use krypton_host::runtime::{DEFAULT_COMPONENT, Runtime, SandboxLimits, Target};
-use krypton_host::store::SecretStore;
+use krypton_host::bindings::Target;
+use krypton_host::capability::store::SecretStore;
+use krypton_host::component::DEFAULT_COMPONENT;
+use krypton_host::component::lifecycle::{Lifecycle, ReloadOutcome};
+use krypton_host::engine::Runtime;
+use krypton_host::sandbox::SandboxLimits;
+use krypton_host_cli::daemon::GatewayConfig;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -85,7 +88,7 @@ async fn configuration_errors_name_the_key() {
         tmp.path().join("store").display(),
         tmp.path().join("state").display()
     );
-    let err = krypton_host::daemon::Daemon::start(GatewayConfig::parse(&text).unwrap())
+    let err = krypton_host_cli::daemon::Daemon::start(GatewayConfig::parse(&text).unwrap())
         .await
         .err()
         .expect("an unknown target is refused");
@@ -117,8 +120,8 @@ async fn a_hundred_swaps_under_load_then_broken_and_hostile_components() {
             .await
             .unwrap(),
     );
-    let policy = krypton_host::http::OutboundPolicy::new(
-        vec![krypton_host::http::Origin::parse(&mock.endpoint()).unwrap()],
+    let policy = krypton_host::capability::http::OutboundPolicy::new(
+        vec![krypton_host::capability::http::Origin::parse(&mock.endpoint()).unwrap()],
         Some(mock.ca_pem().as_bytes()),
     )
     .unwrap();
@@ -322,7 +325,7 @@ async fn the_daemon_provisions_its_targets_and_swaps_on_file_change_and_reload()
 
 #[tokio::test]
 async fn certificates_near_expiry_are_renewed_and_aws_iot_only_when_allowed() {
-    use krypton_host::daemon::Daemon;
+    use krypton_host_cli::daemon::Daemon;
     let mock = mock().await;
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("ca.pem"), mock.ca_pem()).unwrap();
@@ -553,7 +556,7 @@ async fn out_of_range_options_are_refused_before_anything_runs() {
 /// nothing else. Item 7: `state_dir` is created 0700, and a shared one is refused.
 #[tokio::test]
 async fn extra_outbound_hosts_are_allowed_and_the_state_dir_is_private() {
-    use krypton_host::daemon::Daemon;
+    use krypton_host_cli::daemon::Daemon;
     let mock = mock().await;
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("ca.pem"), mock.ca_pem()).unwrap();
@@ -568,7 +571,7 @@ async fn extra_outbound_hosts_are_allowed_and_the_state_dir_is_private() {
     let daemon = Daemon::start(GatewayConfig::parse(&text).unwrap())
         .await
         .unwrap();
-    let (host, port) = krypton_host::http::host_port(&mock.endpoint()).unwrap();
+    let (host, port) = krypton_host::capability::http::host_port(&mock.endpoint()).unwrap();
     let policy = daemon.outbound_policy();
     assert!(policy.allows("https", &host, port), "the endpoint");
     assert!(
@@ -626,7 +629,7 @@ async fn extra_outbound_hosts_are_allowed_and_the_state_dir_is_private() {
 /// run one after the other, and the second finds the first one's bundle (one mint).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_passes_mint_once() {
-    use krypton_host::daemon::Daemon;
+    use krypton_host_cli::daemon::Daemon;
     let mock = mock().await;
     mock.inject_times(
         "/v1/provisioning/aws/iot/bootstrap",
@@ -1088,7 +1091,7 @@ async fn unchanged_checks_stay_quiet_and_sighup_logs_its_outcome() {
             "--config",
             dir.join("gateway.toml").to_str().unwrap(),
         ])
-        .env("RUST_LOG", "info,krypton_host::daemon=debug")
+        .env("RUST_LOG", "info,krypton_host_cli::daemon=debug")
         .stdout(std::process::Stdio::null())
         .stderr(log_file)
         .kill_on_drop(true)
@@ -1105,7 +1108,7 @@ async fn unchanged_checks_stay_quiet_and_sighup_logs_its_outcome() {
     })
     .await;
     // A reload asked over the control socket is logged with its outcome too.
-    let answer = krypton_host::daemon::send_control(&dir.join("control.sock"), "reload")
+    let answer = krypton_host_cli::daemon::send_control(&dir.join("control.sock"), "reload")
         .await
         .unwrap();
     assert!(answer.starts_with("ok unchanged "), "{answer}");

@@ -288,11 +288,11 @@ async fn doctor_and_wireguard_config_agree_on_every_address() {
     let mock = mock().await;
     let tmp = tempfile::tempdir().unwrap();
     let store_dir = tmp.path().join("store");
-    let store = krypton_host::store::SecretStore::open(&store_dir).unwrap();
+    let store = krypton_host::capability::store::SecretStore::open(&store_dir).unwrap();
     provision(
         &mock,
         &store,
-        &request(krypton_host::runtime::Target::Arc, mock.endpoint()),
+        &request(krypton_host::bindings::Target::Arc, mock.endpoint()),
     )
     .await
     .unwrap();

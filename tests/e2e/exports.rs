@@ -2,8 +2,8 @@
 //! (issue 4 "Exports").
 
 use super::support::*;
-use krypton_host::runtime::Target;
-use krypton_host::store::SecretStore;
+use krypton_host::bindings::Target;
+use krypton_host::capability::store::SecretStore;
 use krypton_mock as mock;
 use serde_json::Value;
 use std::path::Path;

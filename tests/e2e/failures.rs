@@ -2,10 +2,10 @@
 //! the error variant and that a bundle stored before the failing run is byte-for-byte unchanged.
 
 use super::support::*;
-use krypton_host::runtime::{
+use krypton_host::bindings::{
     ProvisionError, ProvisionReport, ProvisionRequest, Target, TransportError, TransportKind,
 };
-use krypton_host::store::SecretStore;
+use krypton_host::capability::store::SecretStore;
 use krypton_mock::{Fault, MockKrypton};
 use std::time::{Duration, Instant};
 
@@ -396,8 +396,8 @@ async fn connection_failures_are_retried_then_reported() {
     req.force = true;
     req.retry.max_attempts = 3;
     let (rt, pre) = runtime();
-    let policy = krypton_host::http::OutboundPolicy::new(
-        vec![krypton_host::http::Origin::parse(&endpoint).unwrap()],
+    let policy = krypton_host::capability::http::OutboundPolicy::new(
+        vec![krypton_host::capability::http::Origin::parse(&endpoint).unwrap()],
         Some(s.mock.ca_pem().as_bytes()),
     )
     .unwrap();
@@ -537,8 +537,11 @@ async fn a_server_that_never_answers_the_handshake_hits_the_connect_timeout() {
     req.force = true;
     req.timeouts.connect_ms = 300;
     let (rt, pre) = runtime();
-    let policy = krypton_host::http::OutboundPolicy::new(
-        vec![krypton_host::http::Origin::parse(&format!("https://127.0.0.1:{port}")).unwrap()],
+    let policy = krypton_host::capability::http::OutboundPolicy::new(
+        vec![
+            krypton_host::capability::http::Origin::parse(&format!("https://127.0.0.1:{port}"))
+                .unwrap(),
+        ],
         None,
     )
     .unwrap();
@@ -611,8 +614,8 @@ async fn transport_error(
     let store = SecretStore::open(tmp.path().join("store")).unwrap();
     let mut req = request(Target::AwsIot, endpoint.to_string());
     req.retry.max_attempts = attempts;
-    let policy = krypton_host::http::OutboundPolicy::new(
-        vec![krypton_host::http::Origin::parse(endpoint).unwrap()],
+    let policy = krypton_host::capability::http::OutboundPolicy::new(
+        vec![krypton_host::capability::http::Origin::parse(endpoint).unwrap()],
         ca.map(str::as_bytes),
     )
     .unwrap();

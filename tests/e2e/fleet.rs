@@ -6,10 +6,10 @@
 
 use super::registry_support::*;
 use super::support::*;
-use krypton_host::daemon::send_control;
-use krypton_host::registry::{Registry, Settings, Source};
-use krypton_host::runtime::DEFAULT_COMPONENT;
+use krypton_host::component::DEFAULT_COMPONENT;
 use krypton_host::signing;
+use krypton_host_cli::daemon::send_control;
+use krypton_host_cli::registry::{Registry, Settings, Source};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -4,10 +4,12 @@
 //! and a daemon keeps serving the version it has.
 
 use super::support::*;
-use krypton_host::lifecycle::{Lifecycle, ReloadOutcome};
-use krypton_host::output;
-use krypton_host::runtime::{DEFAULT_COMPONENT, Runtime, Target};
-use krypton_host::store::SecretStore;
+use krypton_host::bindings::Target;
+use krypton_host::capability::store::SecretStore;
+use krypton_host::component::DEFAULT_COMPONENT;
+use krypton_host::component::lifecycle::{Lifecycle, ReloadOutcome};
+use krypton_host::engine::Runtime;
+use krypton_host_cli::output;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -199,8 +201,8 @@ async fn a_hostile_hint_reaches_the_operator_bounded_and_without_escapes() {
         .unwrap();
     let store = SecretStore::open(tmp.path().join("store")).unwrap();
     let mut req = request(Target::Userdata, "https://127.0.0.1:1".into());
-    let origin = krypton_host::http::Origin::parse(&req.endpoint).unwrap();
-    let policy = krypton_host::http::OutboundPolicy::new(vec![origin], None).unwrap();
+    let origin = krypton_host::capability::http::Origin::parse(&req.endpoint).unwrap();
+    let policy = krypton_host::capability::http::OutboundPolicy::new(vec![origin], None).unwrap();
 
     req.request_parameters = Some("hostile:hint-escape".into());
     let failure = rt

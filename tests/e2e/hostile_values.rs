@@ -3,8 +3,8 @@
 //! Krypton is called. Real component, real host, the mock's raw-body fault.
 
 use super::support::*;
-use krypton_host::runtime::{ProvisionError, Target};
-use krypton_host::store::SecretStore;
+use krypton_host::bindings::{ProvisionError, Target};
+use krypton_host::capability::store::SecretStore;
 use krypton_mock::{Fault, MockKrypton};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ fn listing(dir: &Path) -> Vec<String> {
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|name| name != krypton_host::store::LOCK_FILE)
+                .filter(|name| name != krypton_host::capability::store::LOCK_FILE)
                 .collect()
         })
         .unwrap_or_default();

@@ -20,8 +20,8 @@
 //! load the exports and are never skipped.
 
 use super::support::*;
-use krypton_host::runtime::Target;
-use krypton_host::store::SecretStore;
+use krypton_host::bindings::Target;
+use krypton_host::capability::store::SecretStore;
 use krypton_mock::{KeyShape, MockConfig, MockKrypton};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

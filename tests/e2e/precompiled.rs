@@ -6,9 +6,11 @@
 //! nothing and calls Krypton never.
 
 use super::support::*;
-use krypton_host::lifecycle::{ComponentPolicy, Lifecycle, ReloadOutcome};
-use krypton_host::precompiled::{self, FileKind, HOST_TARGET};
-use krypton_host::runtime::{DEFAULT_COMPONENT, Runtime, WASMTIME_VERSION};
+use krypton_host::component::ComponentPolicy;
+use krypton_host::component::DEFAULT_COMPONENT;
+use krypton_host::component::lifecycle::{Lifecycle, ReloadOutcome};
+use krypton_host::component::precompiled::{self, FileKind, HOST_TARGET};
+use krypton_host::engine::{Runtime, WASMTIME_VERSION};
 use krypton_host::signing::{self, PrecompiledFacts, signature_path};
 use krypton_mock::MockKrypton;
 use serde_json::Value;
@@ -506,7 +508,7 @@ fn gateway_bin() -> Option<String> {
             Some(bin)
         }
         _ => {
-            let how = "build it with `cargo build -p krypton-host --no-default-features --features \
+            let how = "build it with `cargo build -p krypton-host-cli --no-default-features --features \
                        gateway`, copy target/debug/krypton-host elsewhere, and set \
                        KRYPTON_GATEWAY_BIN to the copy (.ci/run does)";
             assert!(

@@ -2,9 +2,12 @@
 //! so a version that only fails in `provision` is still rolled back.
 
 use super::support::*;
-use krypton_host::lifecycle::{Lifecycle, PROBATION_CALLS, ReloadOutcome};
-use krypton_host::runtime::{DEFAULT_COMPONENT, Runtime, SandboxLimits, Target};
-use krypton_host::store::SecretStore;
+use krypton_host::bindings::Target;
+use krypton_host::capability::store::SecretStore;
+use krypton_host::component::DEFAULT_COMPONENT;
+use krypton_host::component::lifecycle::{Lifecycle, PROBATION_CALLS, ReloadOutcome};
+use krypton_host::engine::Runtime;
+use krypton_host::sandbox::SandboxLimits;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -5,12 +5,12 @@
 
 use super::registry_support::*;
 use super::support::*;
-use krypton_host::registry::{
+use krypton_host::component::DEFAULT_COMPONENT;
+use krypton_host::signing;
+use krypton_host_cli::registry::{
     self, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, Registry, RegistryError,
     SIGNATURE_ARTIFACT_TYPE, Settings, Source, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
 };
-use krypton_host::runtime::DEFAULT_COMPONENT;
-use krypton_host::signing;
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -437,7 +437,7 @@ async fn stop(mut child: tokio::process::Child) {
 
 /// The daemon's status words (`key=value`), empty while it is not answering.
 async fn status(socket: &Path) -> std::collections::HashMap<String, String> {
-    krypton_host::daemon::send_control(socket, "status")
+    krypton_host_cli::daemon::send_control(socket, "status")
         .await
         .unwrap_or_default()
         .split_whitespace()

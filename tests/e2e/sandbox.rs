@@ -4,10 +4,10 @@
 //! "Sandbox limits that add up").
 
 use super::support::*;
-use krypton_host::runtime::{
-    KryptonPre, ProvisionError, ProvisionReport, Runtime, SandboxLimits, Target,
-};
-use krypton_host::store::SecretStore;
+use krypton_host::bindings::{ProvisionError, ProvisionReport, Target};
+use krypton_host::capability::store::SecretStore;
+use krypton_host::engine::{KryptonPre, Runtime};
+use krypton_host::sandbox::SandboxLimits;
 use krypton_mock::MockKrypton;
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,7 @@ impl Bench {
         let hostile = rt
             .load(&std::fs::read(krypton_test_components::HOSTILE_WASM).unwrap())
             .unwrap();
-        let good = rt.load(krypton_host::runtime::DEFAULT_COMPONENT).unwrap();
+        let good = rt.load(krypton_host::component::DEFAULT_COMPONENT).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let store = SecretStore::open(tmp.path().join("store")).unwrap();
         Bench {
@@ -103,7 +103,7 @@ async fn hostile_components_are_stopped_and_the_runtime_keeps_serving() {
     let hostile = rt
         .load(&std::fs::read(krypton_test_components::HOSTILE_WASM).unwrap())
         .unwrap();
-    let good = rt.load(krypton_host::runtime::DEFAULT_COMPONENT).unwrap();
+    let good = rt.load(krypton_host::component::DEFAULT_COMPONENT).unwrap();
     let mock = mock().await;
     let tmp = tempfile::tempdir().unwrap();
     let store = SecretStore::open(tmp.path().join("store")).unwrap();

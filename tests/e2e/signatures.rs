@@ -3,8 +3,10 @@
 //! the highest accepted one is refused unless a downgrade is allowed; old bare-digest
 //! signatures are refused with the way to re-sign.
 
-use krypton_host::lifecycle::{ComponentPolicy, Lifecycle, ReloadOutcome};
-use krypton_host::runtime::{DEFAULT_COMPONENT, Runtime};
+use krypton_host::component::ComponentPolicy;
+use krypton_host::component::DEFAULT_COMPONENT;
+use krypton_host::component::lifecycle::{Lifecycle, ReloadOutcome};
+use krypton_host::engine::Runtime;
 use krypton_host::signing::{self, VersionFloor, signature_path};
 use std::path::Path;
 use std::sync::Arc;

@@ -722,7 +722,7 @@ async fn doctor_and_sim_commands_read_the_imsi_never_a_key() {
 
 #[tokio::test]
 async fn the_daemon_keeps_targets_provisioned_in_sim_mode() {
-    use krypton_host::daemon::{Daemon, GatewayConfig};
+    use krypton_host_cli::daemon::{Daemon, GatewayConfig};
     let s = SimSetup::new(K, 0, 0).await;
     let text = format!(
         "mode = 'sim'\nstore = '{}'\nstate_dir = '{}'\nendpoint = '{}'\nca_file = '{}'\n\

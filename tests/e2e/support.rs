@@ -3,12 +3,11 @@
 #![allow(dead_code)]
 
 use krypton_host::ProvisionOptions;
-use krypton_host::http::{Origin, OutboundPolicy};
-use krypton_host::runtime::{
-    DEFAULT_COMPONENT, KryptonPre, ProvisionError, ProvisionReport, ProvisionRequest, Runtime,
-    Target,
-};
-use krypton_host::store::SecretStore;
+use krypton_host::bindings::{ProvisionError, ProvisionReport, ProvisionRequest, Target};
+use krypton_host::capability::http::{Origin, OutboundPolicy};
+use krypton_host::capability::store::SecretStore;
+use krypton_host::component::DEFAULT_COMPONENT;
+use krypton_host::engine::{KryptonPre, Runtime};
 use krypton_mock::{MockConfig, MockKrypton};
 use serde_json::Value;
 

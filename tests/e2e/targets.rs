@@ -2,8 +2,8 @@
 //! the mock issued (issue 3 "Operations").
 
 use super::support::*;
-use krypton_host::runtime::Target;
-use krypton_host::store::SecretStore;
+use krypton_host::bindings::Target;
+use krypton_host::capability::store::SecretStore;
 use krypton_mock::{self as mock, ExpirationFormat, MockConfig, MockKrypton};
 use serde_json::{Value, json};
 

@@ -2,9 +2,9 @@
 //! configuration must belong to root or the daemon's user and be writable by nobody else; the
 //! store and the state directory must be the running user's own, and not symbolic links.
 
-use krypton_host::daemon::GatewayConfig;
+use krypton_host::capability::store::SecretStore;
 use krypton_host::files;
-use krypton_host::store::SecretStore;
+use krypton_host_cli::daemon::GatewayConfig;
 use std::os::unix::fs::PermissionsExt;
 
 /// A user id that is not the one the tests run as (the `nobody` convention).

@@ -2,8 +2,8 @@
 //! the files exports write (no symlink followed, the mode set on the open file).
 
 use super::support::*;
-use krypton_host::runtime::Target;
-use krypton_host::store::SecretStore;
+use krypton_host::bindings::Target;
+use krypton_host::capability::store::SecretStore;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;

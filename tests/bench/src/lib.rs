@@ -29,7 +29,9 @@ pub mod swap;
 
 use anyhow::Context as _;
 use krypton_host::ProvisionOptions;
-use krypton_host::runtime::{CachePolicy, DEFAULT_COMPONENT, ProvisionRequest, Runtime};
+use krypton_host::bindings::ProvisionRequest;
+use krypton_host::component::DEFAULT_COMPONENT;
+use krypton_host::engine::{CachePolicy, Runtime};
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -169,7 +171,7 @@ pub async fn host_request(
     endpoint: &str,
     options: &ProvisionOptions,
 ) -> anyhow::Result<ProvisionRequest> {
-    let targets = krypton_host::lifecycle::list_targets(runtime, pre).await?;
+    let targets = krypton_host::component::list_targets(runtime, pre).await?;
     let target = targets.find(name)?.target;
     Ok(options.request(target, endpoint))
 }

@@ -12,7 +12,8 @@
 
 use crate::stats::{Samples, round3};
 use crate::{Bench, runtime};
-use krypton_host::runtime::{CachePolicy, DEFAULT_COMPONENT, Runtime};
+use krypton_host::component::DEFAULT_COMPONENT;
+use krypton_host::engine::{CachePolicy, Runtime};
 use serde_json::{Value, json};
 use std::time::Instant;
 

@@ -6,7 +6,7 @@
 //! ```
 //!
 //! Run through `cargo run`, it first builds the `krypton-host` binary of the same profile
-//! (`cargo build -p krypton-host`), whose CLI process and size it measures; `--host-bin`
+//! (`cargo build -p krypton-host-cli`), whose CLI process and size it measures; `--host-bin`
 //! names another one instead. The hidden subcommands are the children the figures start.
 
 use anyhow::Context as _;
@@ -106,13 +106,13 @@ fn host_bin(cli: &Cli) -> anyhow::Result<Option<PathBuf>> {
     let beside = exe.with_file_name("krypton-host");
     if let Some(cargo) = std::env::var_os("CARGO") {
         let mut build = Command::new(cargo);
-        build.args(["build", "-p", "krypton-host", "--bin", "krypton-host"]);
+        build.args(["build", "-p", "krypton-host-cli", "--bin", "krypton-host"]);
         if !cfg!(debug_assertions) {
             build.arg("--release");
         }
         println!("building the krypton-host binary: {build:?}");
         let status = build.status().context("running cargo build")?;
-        anyhow::ensure!(status.success(), "cargo build -p krypton-host failed");
+        anyhow::ensure!(status.success(), "cargo build -p krypton-host-cli failed");
     }
     anyhow::ensure!(
         beside.exists(),

@@ -10,8 +10,8 @@
 use crate::stats::{Samples, round3};
 use crate::{Bench, MockChild, component_variant, install, options, rss_kib, status_kib};
 use anyhow::Context as _;
-use krypton_host::http::Origin;
-use krypton_host::lifecycle::Lifecycle;
+use krypton_host::capability::http::Origin;
+use krypton_host::component::lifecycle::Lifecycle;
 use krypton_host::{OutboundPolicy, SecretStore};
 use serde_json::{Value, json};
 use std::path::Path;

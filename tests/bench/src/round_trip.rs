@@ -15,8 +15,8 @@ use crate::stats::{Samples, paired_ratio, round3};
 use crate::{Bench, MockChild, POLL_INTERVAL_MS, host_request, options, runtime};
 use anyhow::Context as _;
 use krypton_guest::types::model;
-use krypton_host::http::Origin;
-use krypton_host::runtime::DEFAULT_COMPONENT;
+use krypton_host::capability::http::Origin;
+use krypton_host::component::DEFAULT_COMPONENT;
 use krypton_host::{OutboundPolicy, SecretStore};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -31,7 +31,7 @@ const TARGETS: [(&str, model::Target); 2] = [
 
 /// The guest's request for `target`, the same values as the host's (see [`crate::options`]).
 fn guest_request(target: model::Target, endpoint: &str) -> model::ProvisionRequest {
-    let host = options().request(krypton_host::runtime::Target::AwsIot, endpoint);
+    let host = options().request(krypton_host::bindings::Target::AwsIot, endpoint);
     model::ProvisionRequest {
         target,
         mode: model::AuthMode::Network,

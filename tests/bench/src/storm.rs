@@ -9,8 +9,8 @@
 
 use crate::stats::round3;
 use crate::{Bench, MockChild, rss_kib, status_kib};
-use krypton_host::http::Origin;
-use krypton_host::runtime::DEFAULT_COMPONENT;
+use krypton_host::capability::http::Origin;
+use krypton_host::component::DEFAULT_COMPONENT;
 use krypton_host::{OutboundPolicy, ProvisionOptions, SecretStore};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -52,8 +52,8 @@ pub async fn storm_child(
             let _slot = slots.acquire_owned().await?;
             let store = SecretStore::open(&dir)?;
             let outcome = runtime.provision(&pre, policy, store, &request).await?;
-            let report =
-                outcome.map_err(|f| anyhow::anyhow!("{}", krypton_host::output::error_text(&f)))?;
+            let report = outcome
+                .map_err(|f| anyhow::anyhow!("{}", krypton_host_cli::output::error_text(&f)))?;
             anyhow::ensure!(!report.reused, "a stored bundle was reused");
             anyhow::Ok(())
         });

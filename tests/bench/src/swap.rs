@@ -6,8 +6,8 @@
 
 use crate::stats::{Samples, round3};
 use crate::{Bench, MockChild, component_variant, install, options};
-use krypton_host::http::Origin;
-use krypton_host::lifecycle::{Lifecycle, ReloadOutcome};
+use krypton_host::capability::http::Origin;
+use krypton_host::component::lifecycle::{Lifecycle, ReloadOutcome};
 use krypton_host::{OutboundPolicy, SecretStore};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ async fn load(
     lifecycle: Arc<Lifecycle>,
     policy: OutboundPolicy,
     stores: Vec<SecretStore>,
-    request: krypton_host::runtime::ProvisionRequest,
+    request: krypton_host::bindings::ProvisionRequest,
     stop: Arc<AtomicBool>,
 ) -> Load {
     let failed = Arc::new(AtomicU64::new(0));

@@ -382,8 +382,8 @@ pub fn retry_after(data: &[u8]) {
 /// The host's parsers of files a user or operator gives it.
 #[cfg(feature = "host")]
 pub mod host {
-    use krypton_host::daemon::GatewayConfig;
-    use krypton_host::doctor::Tunnel;
+    use krypton_host_cli::daemon::GatewayConfig;
+    use krypton_host_cli::doctor::Tunnel;
     use std::net::IpAddr;
 
     /// Addresses every parsed tunnel is asked about.
@@ -465,7 +465,7 @@ pub mod host {
     /// The host's PEM loaders: `--ca-file` (the TLS roots it adds) and the daemon's trusted
     /// public key and `sign`'s private key.
     pub fn host_pem(data: &[u8]) {
-        let _ = krypton_host::http::OutboundPolicy::new(Vec::new(), Some(data));
+        let _ = krypton_host::capability::http::OutboundPolicy::new(Vec::new(), Some(data));
         let text = String::from_utf8_lossy(data);
         let _ = krypton_host::signing::parse_public_key(&text);
         let _ = krypton_host::signing::parse_signing_key(&text);

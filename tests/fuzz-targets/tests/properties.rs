@@ -412,7 +412,7 @@ mod cidr {
     use super::*;
     use krypton_guest::types::bundle::ArcBundle;
     use krypton_guest::types::net::{Cidr, is_local_address};
-    use krypton_host::doctor::Tunnel;
+    use krypton_host_cli::doctor::Tunnel;
     use std::collections::BTreeSet;
 
     /// Every address of `net/prefix` (an IPv4 or IPv6 prefix with at most 2^12 addresses),

@@ -1,0 +1,203 @@
+//! `krypton-host doctor`: check the route to Krypton (see `crate::doctor`).
+
+use super::print::print_json;
+use super::sim::UiccArgs;
+use super::{HostFailure, fail, reported};
+use crate::output::{self, exit};
+use clap::Args;
+use krypton_host::UiccAccess;
+use krypton_host::bindings::AuthMode;
+use krypton_host::options::{Coverage, endpoint_for};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+/// Examples shown by `doctor --help`.
+pub const EXAMPLES: &str = "Examples:
+  krypton-host doctor --wireguard /etc/wireguard/arc0.conf
+  krypton-host doctor --mode sim --uicc modem --port /dev/ttyUSB2
+  krypton-host doctor --mode sim --uicc soft --sim-file sim.json --coverage japan --json";
+
+/// `doctor` arguments.
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// Endpoint to check. Default: https://krypton.soracom.io:8036 in network mode; in SIM
+    /// mode the API of --coverage.
+    #[arg(long, env = "KRYPTON_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// `network` (the route to Krypton) or `sim` (also the SIM: the --uicc backend answers and
+    /// the IMSI reads; then the Keys API's host resolves and answers TLS).
+    #[arg(long, default_value = "network", value_parser = ["network", "sim"])]
+    pub mode: String,
+    /// SIM mode's API when --endpoint is not given: global (https://g.api.soracom.io) or
+    /// japan (https://api.soracom.io).
+    #[arg(long, value_parser = ["global", "japan"])]
+    pub coverage: Option<String>,
+    // clap reads a doc comment here as help text: the field is documented by its type.
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub uicc: UiccArgs,
+    /// A wg-quick configuration whose [Peer] AllowedIPs must route Krypton.
+    #[arg(long, conflicts_with = "soratun_config")]
+    pub wireguard: Option<PathBuf>,
+    /// A soratun arc.json (arcSessionStatus.arcAllowedIPs and additionalAllowedIPs).
+    #[arg(long)]
+    pub soratun_config: Option<PathBuf>,
+    /// Check these addresses instead of resolving the endpoint (repeatable).
+    #[arg(long = "address", value_name = "IP")]
+    pub addresses: Vec<std::net::IpAddr>,
+    /// Extra CA certificates (PEM) for the TLS check.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Skip the TCP and TLS attempts.
+    #[arg(long)]
+    pub no_connect: bool,
+    /// Timeout of each DNS, TCP and TLS step, ms, 1 to 60000.
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub timeout_ms: u64,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Diagnose the route to Krypton (and in SIM mode the SIM first) and print the verdict and
+/// advice. Exit code by verdict: 0 ok, 12 not routed, 3 malformed configuration, 4 DNS, TLS or
+/// connection failure, 13 the SIM cannot be used (SIM mode).
+pub async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
+    use crate::doctor::{self, TunnelSource, Verdict};
+    let mode = if args.mode == "sim" {
+        AuthMode::Sim
+    } else {
+        AuthMode::Network
+    };
+    if mode == AuthMode::Network && (args.uicc.any_given() || args.coverage.is_some()) {
+        return Err(fail(exit::USAGE)(anyhow::anyhow!(
+            "--uicc, --sim-file, --port, --baud, --uicc-timeout-ms and --coverage check SIM-authenticated mode; add --mode sim"
+        )));
+    }
+    let coverage: Coverage = args
+        .coverage
+        .as_deref()
+        .map_or(Ok(Coverage::Global), str::parse)
+        .map_err(|e: String| fail(exit::USAGE)(anyhow::anyhow!("--coverage: {e}")))?;
+    let endpoint = endpoint_for(mode, coverage, args.endpoint.as_deref());
+    let sim = match mode {
+        AuthMode::Sim => {
+            let access = UiccAccess::new(args.uicc.to_config()?);
+            Some(doctor::check_sim(&access).await)
+        }
+        AuthMode::Network => None,
+    };
+    let tunnel = match (&args.wireguard, &args.soratun_config) {
+        (Some(p), _) => Some(doctor::read_tunnel(p, TunnelSource::Wireguard)),
+        (None, Some(p)) => Some(doctor::read_tunnel(p, TunnelSource::Soratun)),
+        (None, None) => None,
+    }
+    .transpose()
+    .map_err(fail(exit::INVALID_REQUEST))?;
+    let ca = match &args.ca_file {
+        Some(p) => Some(
+            krypton_host::files::read_user_file(p, krypton_host::files::MAX_CA_BYTES, "CA file")
+                .map_err(fail(exit::INVALID_REQUEST))?,
+        ),
+        None => None,
+    };
+    let diagnosis = doctor::diagnose(
+        &endpoint,
+        tunnel,
+        args.addresses.clone(),
+        ca.as_deref(),
+        !args.no_connect,
+        std::time::Duration::from_millis(args.timeout_ms),
+    )
+    .await
+    .map_err(fail(exit::INVALID_REQUEST))?;
+    let sim_error = sim.as_ref().and_then(|s| s.error.clone());
+    let code = match diagnosis.verdict {
+        _ if sim_error.is_some() => exit::SIM,
+        Verdict::Ok => exit::OK,
+        Verdict::NotRouted => exit::NOT_ROUTED,
+        Verdict::MalformedConfig => exit::INVALID_REQUEST,
+        Verdict::DnsFailed | Verdict::TlsFailed | Verdict::Unreachable => exit::TRANSPORT,
+    };
+    if args.json {
+        let mut object = serde_json::to_value(&diagnosis).unwrap_or_else(|_| json!({}));
+        if let Some(obj) = object.as_object_mut() {
+            obj.insert("ok".into(), json!(code == exit::OK));
+            if let Some(sim) = &sim {
+                obj.insert("mode".into(), json!(output::auth_mode(mode)));
+                obj.insert("sim".into(), json!(sim));
+            }
+            if let Some(e) = &sim_error {
+                obj.insert("exitCode".into(), json!(code));
+                let mut error = output::failure_json(code, &e.message)["error"].clone();
+                error["uiccError"] = json!(e.kind);
+                obj.insert("error".into(), error);
+            } else if code != exit::OK {
+                let verdict = obj
+                    .get("verdict")
+                    .and_then(Value::as_str)
+                    .unwrap_or("failed");
+                let message = format!("verdict {verdict}: {}", diagnosis.advice.join(" "));
+                obj.insert("exitCode".into(), json!(code));
+                obj.insert(
+                    "error".into(),
+                    output::failure_json(code, message.trim_end())["error"].clone(),
+                );
+            }
+        }
+        print_json(&object);
+    } else {
+        if let Some(sim) = &sim {
+            println!("uicc       {}", sim.uicc.as_deref().unwrap_or("-"));
+            println!("imsi       {}", sim.imsi.as_deref().unwrap_or("-"));
+            if let Some(e) = &sim_error {
+                println!("sim        {}: {}", e.kind, e.message);
+            }
+        }
+        println!(
+            "endpoint   {} ({}:{})",
+            diagnosis.endpoint, diagnosis.host, diagnosis.port
+        );
+        for a in &diagnosis.addresses {
+            let routed = match a.routed_through_tunnel {
+                _ if a.local => "local address, never routed through the tunnel",
+                Some(true) => "routed through the tunnel",
+                Some(false) => "NOT routed through the tunnel",
+                None => "no tunnel configuration given",
+            };
+            println!(
+                "address    {:<40} {routed}; reachability: {}",
+                a.address, a.reachability
+            );
+        }
+        if let Some(t) = &diagnosis.tunnel {
+            println!("AllowedIPs {}", t.allowed_ips.join(", "));
+        }
+        let route = serde_json::to_value(diagnosis.verdict)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "?".into());
+        // The verdict is the whole check's: a SIM that cannot be used fails it even when the
+        // route to Krypton is fine (the route's own verdict stays in brackets).
+        if sim_error.is_some() {
+            println!("verdict    sim-unusable (route: {route})");
+        } else {
+            println!("verdict    {route}");
+        }
+        for line in &diagnosis.advice {
+            println!("  {line}");
+        }
+        if sim_error.is_some() {
+            println!(
+                "  The SIM cannot be used (the `sim` line above says why): fix what it names, or \
+                 choose the backend with --uicc soft --sim-file FILE, --uicc modem --port DEV (see \
+                 `krypton-host sim --list-ports`) or --uicc pcsc."
+            );
+        }
+    }
+    if code == exit::OK {
+        Ok(())
+    } else {
+        Err(reported(code))
+    }
+}

@@ -1,0 +1,156 @@
+//! `krypton-host status [TARGET]`: what is stored, without calling Krypton.
+
+use super::print::print_json;
+use super::shared::load;
+use super::{CommonArgs, HostFailure, fail, reported};
+use crate::output::{self, exit};
+use clap::Args;
+use krypton_host::bindings::TargetInfo;
+use krypton_host::capability::store::SecretStore;
+use krypton_host::engine::Runtime;
+use serde_json::{Value, json};
+
+/// `status` arguments.
+#[derive(Args)]
+pub struct StatusArgs {
+    /// One target; all targets when omitted.
+    pub target: Option<String>,
+    // clap reads a doc comment here as help text: the field is documented by its type.
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `status [TARGET]`: what is stored, each bundle with the mode it was obtained in (`mode`:
+/// `network` or `sim`). Exit 0 when at least one bundle (or TARGET's bundle) is
+/// stored, 11 ([`exit::NOT_PROVISIONED`]) when nothing is, whether the store is missing, empty
+/// or lacks TARGET; a component error gives its own code. With `--json`: one object,
+/// `{"ok", "store", "bundles": [...], "errors": [{"target", "error"}]}`, plus `exitCode` and
+/// `error` when `ok` is false.
+pub async fn status(args: StatusArgs) -> Result<(), HostFailure> {
+    let store_dir = &args.common.store;
+    // A read-only command: never create the store. The component names the targets: it is
+    // loaded to check TARGET, and to list what a store holds.
+    let store_exists = store_dir.exists();
+    let loaded = if args.target.is_some() || store_exists {
+        let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
+        Some(
+            load(
+                runtime,
+                args.common.component.as_deref(),
+                args.common.trusted_public_key.as_deref(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let target = match (&args.target, &loaded) {
+        (Some(name), Some(loaded)) => Some(loaded.target(name, "[TARGET]")?),
+        _ => None,
+    };
+    if let Some(loaded) = &loaded {
+        loaded.log_loaded();
+    }
+    let wanted = target
+        .as_ref()
+        .map(|t| format!("`{}` bundle", t.name))
+        .unwrap_or_else(|| "bundle".into());
+    let run_first = format!(
+        "run `krypton-host provision {}` first",
+        target.as_ref().map_or("TARGET", |t| t.name.as_str())
+    );
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    let nothing = if let (true, Some(loaded)) = (store_exists, &loaded) {
+        let store = SecretStore::open(store_dir)
+            .map_err(anyhow::Error::from)
+            .map_err(fail(exit::STORAGE))?;
+        let targets: Vec<TargetInfo> = match &target {
+            Some(t) => vec![t.clone()],
+            None => loaded.targets.all().to_vec(),
+        };
+        for info in targets {
+            match loaded
+                .runtime
+                .status(&loaded.pre, store.clone(), info.target)
+                .await
+                .map_err(fail(exit::INTERNAL))?
+            {
+                Ok(Some(report)) => found.push((info.name, report)),
+                Ok(None) => {}
+                Err(e) => errors.push((info.name, e)),
+            }
+        }
+        (found.is_empty() && errors.is_empty()).then(|| {
+            format!(
+                "no {wanted} is stored in {}; {run_first}",
+                store_dir.display()
+            )
+        })
+    } else {
+        Some(format!(
+            "no {wanted} is stored: the store {} does not exist; {run_first}",
+            store_dir.display()
+        ))
+    };
+    // The first component error decides the code; otherwise "nothing stored" does.
+    let failure: Option<(u8, Value, String)> = match (errors.first(), &nothing) {
+        (Some((name, e)), _) => {
+            let mut error = output::error_json(e)["error"].clone();
+            if let Some(obj) = error.as_object_mut() {
+                obj.insert("target".into(), json!(name));
+            }
+            Some((output::exit_code(&e.error), error, String::new()))
+        }
+        (None, Some(message)) => Some((
+            exit::NOT_PROVISIONED,
+            output::failure_json(exit::NOT_PROVISIONED, message)["error"].clone(),
+            format!("error: {message}"),
+        )),
+        (None, None) => None,
+    };
+    if args.common.json {
+        let bundles: Vec<Value> = found
+            .iter()
+            .map(|(name, r)| {
+                let mut v = output::report_json(name, r);
+                if let Some(obj) = v.as_object_mut() {
+                    // Every bundle listed here comes from the store; "reused" and "ok" mean
+                    // nothing per bundle.
+                    obj.remove("reused");
+                    obj.remove("ok");
+                    obj.insert("mode".into(), json!(output::auth_mode(r.mode)));
+                }
+                v
+            })
+            .collect();
+        let errs: Vec<Value> = errors
+            .iter()
+            .map(|(name, e)| json!({"target": name, "error": output::error_json(e)["error"]}))
+            .collect();
+        let mut object = json!({"ok": failure.is_none(), "store": store_dir, "bundles": bundles, "errors": errs});
+        if let (Some((code, error, _)), Some(obj)) = (&failure, object.as_object_mut()) {
+            obj.insert("exitCode".into(), json!(code));
+            obj.insert("error".into(), error.clone());
+        }
+        print_json(&object);
+    } else {
+        for (name, report) in &found {
+            print!("{}", output::report_text(name, report));
+            println!("  {:<24} {}", "mode", output::auth_mode(report.mode));
+        }
+        for (name, e) in &errors {
+            eprintln!("{name}: {}", output::error_text(e));
+        }
+        if let Some((_, _, text)) = &failure
+            && !text.is_empty()
+        {
+            eprintln!("{text}");
+        }
+    }
+    match failure {
+        Some((code, _, _)) => Err(reported(code)),
+        None => Ok(()),
+    }
+}

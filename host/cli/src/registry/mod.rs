@@ -1,0 +1,338 @@
+//! Components delivered through an OCI registry: publish a signed component, pull it back, and
+//! let a daemon follow a tag (feature `registry`).
+//!
+//! # The artifact
+//!
+//! A component is stored in the CNCF TAG Runtime "Wasm OCI artifact" layout, the one wasmtime's,
+//! wasmCloud's and Spin's tooling read (and the `oci-wasm` crate writes): an OCI image manifest
+//! (`application/vnd.oci.image.manifest.v1+json`, OCI image spec v1.1) whose config has media
+//! type [`WASM_CONFIG_MEDIA_TYPE`] and whose one layer, of media type [`WASM_LAYER_MEDIA_TYPE`],
+//! holds the component bytes; the layer digest is the component's SHA-256. The config is a small
+//! JSON object (`architecture` `wasm`, `os` `wasip2`, `layerDigests`, `created`), as `oci-wasm`
+//! writes it; we do not use `oci-wasm` itself because it parses the component's WIT to fill
+//! optional fields, which would put a WIT toolchain into the daemon for nothing it checks.
+//!
+//! # The signature: an OCI referrer, found through the referrers tag
+//!
+//! The signature is the `.sig` file of [`krypton_host::signing`] (context, digest, version, ed25519),
+//! pushed as a referrer: an image manifest with `artifactType` [`SIGNATURE_ARTIFACT_TYPE`], the
+//! empty config (`application/vnd.oci.empty.v1+json`, `{}`), one layer holding the `.sig` bytes
+//! and `subject` = the component manifest (OCI image spec v1.1, "Guidance for an empty
+//! descriptor" and the `subject` field). A referrer rather than an annotated second tag, because
+//! it travels with the digest it signs: re-tagging a digest (promotion from `canary` to
+//! `stable`) keeps its signature without re-signing, and `skopeo`, `oras` and `cosign` list it.
+//!
+//! Finding it: the OCI distribution spec 1.1, "Listing Referrers", is `GET
+//! /v2/<name>/referrers/<digest>`; a registry without that API answers 404 (Debian's
+//! `docker-registry` 2.8 does), and the spec's "Referrers Tag Schema" is the fallback: a tag named
+//! `sha256-<hex of the subject digest>` pointing at an image index of the referring manifests,
+//! which the *pushing client* maintains (pull the index, add the descriptor, push it back;
+//! "Pushing Manifests with Subject"). `oci-client` 0.15 neither writes nor reads that tag, so this
+//! module does both ([`referrers_tag`]): a publish asks the referrers API first and updates the
+//! tag only when the API is missing; a pull asks the API and falls back to the tag on 404.
+//!
+//! # Transport
+//!
+//! Pushes go through `oci-client` (chunked upload with monolithic fallback, token negotiation).
+//! Pulls are plain `GET`/`HEAD` requests through `reqwest` (the version `oci-client` uses), because
+//! `oci-client` reads manifest bodies whole with no bound; here every body is read under a cap
+//! and counted ([`Registry::requests`]). TLS is rustls with the system's roots plus `ca_file`.
+//! Auth: anonymous, basic (user and a password read from a file), or a bearer token read from a
+//! file ([`Auth`]); on a `401` the registry's token flow (Docker registry v2 token
+//! authentication) is run once through `oci-client` and its token used.
+//!
+//! # Fail-closed table
+//!
+//! Everything a registry sends is untrusted input. What is refused, and why:
+//!
+//! | refused | why |
+//! | --- | --- |
+//! | plain HTTP to a registry that is not loopback (`insecure = true` with another host) | anyone on the path could swap the bytes; the signature would still stop them, but the daemon's view of the tag would be theirs |
+//! | a reference without a registry host, a tag or a digest, or with a non-SHA-256 digest | an implicit `docker.io` or `latest` is not a deployment decision |
+//! | a manifest over [`MAX_MANIFEST_BYTES`], a signature over [`krypton_host::signing::MAX_SIGNATURE_FILE_BYTES`], a layer over [`krypton_host::component::MAX_COMPONENT_BYTES`] (declared or streamed) | memory is bounded before parsing |
+//! | a manifest whose SHA-256 is not the digest asked for, a blob whose SHA-256 is not its descriptor's | content addressing is the only integrity the registry offers |
+//! | a manifest of another media type, a config other than [`WASM_CONFIG_MEDIA_TYPE`], not exactly one [`WASM_LAYER_MEDIA_TYPE`] layer | not the Wasm artifact layout: nothing else is handed to the compiler |
+//! | more than [`MAX_REFERRERS`] signature referrers considered; a referrer whose `subject` is not the component | a hostile index cannot make a pull unbounded, nor pass off another artifact's signature |
+//! | (daemon) no signature verifying with `trusted_public_key`, a version below the floor | see [`krypton_host::signing`]; checked before anything is written or compiled |
+//!
+//! A daemon that meets any of these keeps serving what it serves ([`follow`]).
+
+//!
+//! # Files
+//!
+//! `source.rs`: a reference and the credentials; `manifest.rs`: the OCI documents and the
+//! layout check; `client.rs`: the bounded HTTP client (every request counted and capped);
+//! `pull.rs` and `publish.rs`: the two directions; `follow.rs`: the daemon's follower.
+
+mod client;
+pub mod follow;
+mod manifest;
+mod publish;
+mod pull;
+mod source;
+
+pub use client::{Published, Pulled, Registry, Settings};
+pub use manifest::{Descriptor, Index, Manifest, check_component_manifest};
+pub use source::{Auth, Source};
+
+use anyhow::Context as _;
+use krypton_host::signing;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// The config media type of the Wasm OCI artifact layout (CNCF TAG Runtime).
+pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
+/// The layer media type of the Wasm OCI artifact layout: the component bytes.
+pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
+/// OCI image manifest (OCI image spec v1.1).
+pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index (OCI image spec v1.1): the referrers tag and the referrers API answer.
+pub const OCI_INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+/// The empty descriptor's media type (OCI image spec v1.1, "Guidance for an empty descriptor").
+pub const OCI_EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+/// The `artifactType` of a signature referrer, and the media type of its one layer (the `.sig`).
+pub const SIGNATURE_ARTIFACT_TYPE: &str =
+    "application/vnd.soracom.krypton.component-signature.v1+json";
+/// Largest manifest or index read, bytes (a real one is under 1 KiB).
+pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024;
+/// Most signature referrers of one component considered.
+pub const MAX_REFERRERS: usize = 16;
+/// Longest wait for a registry connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for one registry request, body included (a 64 MiB layer at ~1 MB/s fits).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Largest password or token file read, bytes.
+pub const MAX_SECRET_FILE_BYTES: u64 = 16 * 1024;
+
+/// The empty JSON object, the content of the empty descriptor.
+pub(super) const EMPTY_JSON: &[u8] = b"{}";
+
+/// What went wrong talking to a registry, by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry could not be reached (connection refused, DNS, TLS, timeout): retry later.
+    #[error("the registry could not be reached: {0}")]
+    Unreachable(String),
+    /// The registry answered with an error status (401/403: check the credentials).
+    #[error("the registry answered HTTP {status} for {what}: {detail}")]
+    Status {
+        /// The HTTP status code.
+        status: u16,
+        /// What was asked for.
+        what: String,
+        /// The start of the registry's error body, printable.
+        detail: String,
+    },
+    /// Something asked for does not exist (a tag, a manifest, a blob).
+    #[error("not found in the registry: {0}")]
+    NotFound(String),
+    /// The registry sent something refused by the fail-closed table (size, digest, media type,
+    /// shape).
+    #[error("refused what the registry sent: {0}")]
+    Invalid(String),
+    /// A setting or a local file is wrong (reference, auth files, CA file, insecure to a
+    /// non-loopback host).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl RegistryError {
+    /// Whether trying the same thing later may succeed (the registry down or answering 5xx, a
+    /// transfer cut short): such an error is retried at the next poll and never remembered.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Unreachable(_) | RegistryError::NotFound(_) => true,
+            RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
+            RegistryError::Invalid(_) | RegistryError::Config(_) => false,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+pub(super) fn invalid(text: impl Into<String>) -> RegistryError {
+    RegistryError::Invalid(text.into())
+}
+
+/// `sha256:<64 lowercase hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", signing::digest_hex(bytes))
+}
+
+/// Whether `digest` is `sha256:` and 64 lowercase hex digits (the only algorithm accepted).
+pub fn is_sha256_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// The referrers tag of a subject digest (OCI distribution spec 1.1, "Referrers Tag Schema"):
+/// `<alg>-<ref>`, e.g. `sha256-0123…`.
+pub fn referrers_tag(digest: &str) -> String {
+    digest.replacen(':', "-", 1)
+}
+
+/// At most 200 characters of untrusted text, without control characters.
+pub(super) fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    printable(&text)
+}
+
+pub(super) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Read a `.sig` text's digest and version without a key (for `publish` of an existing
+/// `.sig`). Errors: not the JSON object of [`krypton_host::signing`], or for other bytes than
+/// `component`.
+pub fn signature_version(sig: &[u8], component: &[u8]) -> anyhow::Result<String> {
+    #[derive(Deserialize)]
+    struct Fields {
+        format: String,
+        sha256: String,
+        version: String,
+    }
+    anyhow::ensure!(
+        sig.len() as u64 <= signing::MAX_SIGNATURE_FILE_BYTES,
+        "the signature file is larger than {} bytes",
+        signing::MAX_SIGNATURE_FILE_BYTES
+    );
+    let fields: Fields = serde_json::from_slice(sig).context(
+        "the signature file is not a component signature; make it with `krypton-host sign`",
+    )?;
+    anyhow::ensure!(
+        fields.format == signing::SIGNATURE_CONTEXT,
+        "the signature file has format `{}`; re-sign with `krypton-host sign`",
+        fields.format.escape_debug()
+    );
+    anyhow::ensure!(
+        fields.sha256 == signing::digest_hex(component),
+        "the signature file is for other bytes (sha256 {}); re-sign the component",
+        fields.sha256.escape_debug()
+    );
+    signing::parse_version(&fields.version)?;
+    Ok(fields.version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use manifest::descriptor;
+
+    #[test]
+    pub(super) fn references_need_a_host_and_a_tag_or_a_sha256_digest() {
+        let s = Source::parse("oci://127.0.0.1:5000/krypton/component:stable").unwrap();
+        assert_eq!(
+            (s.registry(), s.repository(), s.tag()),
+            ("127.0.0.1:5000", "krypton/component", Some("stable"))
+        );
+        assert!(s.is_loopback());
+        assert_eq!(
+            s.to_string(),
+            "oci://127.0.0.1:5000/krypton/component:stable"
+        );
+        let d = format!("registry.example:443/k@sha256:{}", "a".repeat(64));
+        let s = Source::parse(&d).unwrap();
+        assert_eq!(s.digest().unwrap(), format!("sha256:{}", "a".repeat(64)));
+        assert!(!s.is_loopback());
+        assert!(Source::parse("localhost/k:v1").unwrap().is_loopback());
+        // The distribution reference grammar has no IPv6 literal: refused, not misread.
+        assert!(Source::parse("[::1]:5000/k:v1").is_err());
+        for bad in [
+            "krypton/component:stable",
+            "component:stable",
+            "127.0.0.1:5000/krypton/component",
+            "127.0.0.1:5000/k@sha512:abcd",
+            "127.0.0.1:5000/K:UPPER",
+            "",
+        ] {
+            assert!(Source::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    pub(super) fn insecure_is_refused_off_loopback() {
+        let settings = Settings {
+            insecure: true,
+            ..Settings::default()
+        };
+        let far = Source::parse("registry.example/k:v1").unwrap();
+        let err = Registry::new(&far, &settings).err().unwrap();
+        assert!(
+            err.to_string()
+                .contains("only to a registry on this machine"),
+            "{err}"
+        );
+        let near = Source::parse("127.0.0.1:5000/k:v1").unwrap();
+        assert!(Registry::new(&near, &settings).is_ok());
+    }
+
+    #[test]
+    pub(super) fn the_component_manifest_must_be_the_wasm_layout() {
+        let wasm = b"\0asm";
+        let good = Manifest {
+            schema_version: 2,
+            media_type: Some(OCI_MANIFEST_MEDIA_TYPE.into()),
+            artifact_type: None,
+            config: descriptor(WASM_CONFIG_MEDIA_TYPE, b"{}"),
+            layers: vec![descriptor(WASM_LAYER_MEDIA_TYPE, wasm)],
+            subject: None,
+            annotations: None,
+        };
+        let body = serde_json::to_vec(&good).unwrap();
+        check_component_manifest(Some(OCI_MANIFEST_MEDIA_TYPE), &body).unwrap();
+        let mut tar = good.clone();
+        tar.layers[0].media_type = "application/vnd.oci.image.layer.v1.tar".into();
+        let err = check_component_manifest(None, &serde_json::to_vec(&tar).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("exactly one layer"), "{err}");
+        let mut big = good.clone();
+        big.layers[0].size = krypton_host::component::MAX_COMPONENT_BYTES + 1;
+        assert!(check_component_manifest(None, &serde_json::to_vec(&big).unwrap()).is_err());
+        let mut config = good.clone();
+        config.config.media_type = "application/vnd.oci.image.config.v1+json".into();
+        assert!(check_component_manifest(None, &serde_json::to_vec(&config).unwrap()).is_err());
+        assert!(check_component_manifest(Some("application/json"), &body).is_err());
+        assert!(check_component_manifest(None, b"[]").is_err());
+        assert_eq!(
+            referrers_tag(&format!("sha256:{}", "b".repeat(64))),
+            format!("sha256-{}", "b".repeat(64))
+        );
+    }
+
+    #[test]
+    pub(super) fn auth_comes_from_files_and_never_echoes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret-token\n").unwrap();
+        match Auth::from_files(None, None, Some(&token)).unwrap() {
+            Auth::Bearer(t) => assert_eq!(t, "s3cret-token"),
+            other => panic!("{other:?}"),
+        }
+        let pass = dir.path().join("pass");
+        std::fs::write(&pass, "two\nlines\n").unwrap();
+        let err = Auth::from_files(Some("u"), Some(&pass), None).unwrap_err();
+        assert!(!err.to_string().contains("lines"), "{err}");
+        assert!(Auth::from_files(Some("u"), None, None).is_err());
+        assert!(Auth::from_files(Some("u"), Some(&pass), Some(&token)).is_err());
+        assert!(matches!(
+            Auth::from_files(None, None, None).unwrap(),
+            Auth::Anonymous
+        ));
+    }
+}

@@ -1,0 +1,204 @@
+//! A registry reference (`HOST[:PORT]/REPO:TAG` or `@sha256:…`) and the credentials.
+
+use super::*;
+use std::path::Path;
+
+/// A registry reference with an explicit host: `HOST[:PORT]/REPO:TAG` or
+/// `HOST[:PORT]/REPO@sha256:DIGEST` (written `oci://…` in `gateway.toml`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub(super) reference: oci_client::Reference,
+}
+
+impl Source {
+    /// Parse `HOST[:PORT]/REPO:TAG` or `…@sha256:HEX`, with or without the `oci://` prefix.
+    /// Errors: no host (a first path segment without `.` or `:` and not `localhost`, which
+    /// would silently mean Docker Hub), neither tag nor digest, a digest that is not SHA-256, or
+    /// what the OCI distribution spec's name and tag grammar refuses.
+    pub fn parse(text: &str) -> Result<Self> {
+        let bare = text.strip_prefix("oci://").unwrap_or(text);
+        let advice =
+            "write it as oci://HOST[:PORT]/REPO:TAG or oci://HOST[:PORT]/REPO@sha256:DIGEST";
+        let (host, rest) = bare.split_once('/').ok_or_else(|| {
+            RegistryError::Config(format!(
+                "`{}` names no registry host; {advice}",
+                bare.escape_debug()
+            ))
+        })?;
+        if !(host.contains('.') || host.contains(':') || host == "localhost") {
+            return Err(RegistryError::Config(format!(
+                "`{}` names no registry host (`{}` would be taken for a Docker Hub repository); {advice}",
+                bare.escape_debug(),
+                host.escape_debug()
+            )));
+        }
+        let last = rest.rsplit('/').next().unwrap_or(rest);
+        if !last.contains(':') && !last.contains('@') {
+            return Err(RegistryError::Config(format!(
+                "`{}` has no tag or digest (no implicit `latest`); {advice}",
+                bare.escape_debug()
+            )));
+        }
+        let reference: oci_client::Reference = bare.parse().map_err(|e| {
+            RegistryError::Config(format!("`{}`: {e}; {advice}", bare.escape_debug()))
+        })?;
+        if reference.registry() != host {
+            return Err(RegistryError::Config(format!(
+                "`{}`: the registry host must be written out; {advice}",
+                bare.escape_debug()
+            )));
+        }
+        if let Some(digest) = reference.digest()
+            && !is_sha256_digest(digest)
+        {
+            return Err(RegistryError::Config(format!(
+                "`{}`: only sha256 digests (64 lowercase hex digits) are accepted",
+                bare.escape_debug()
+            )));
+        }
+        Ok(Source { reference })
+    }
+
+    /// The registry host (and port) as written.
+    pub fn registry(&self) -> &str {
+        self.reference.registry()
+    }
+
+    /// The repository name.
+    pub fn repository(&self) -> &str {
+        self.reference.repository()
+    }
+
+    /// The tag, when the reference has one.
+    pub fn tag(&self) -> Option<&str> {
+        self.reference.tag()
+    }
+
+    /// The pinned digest, when the reference has one (it is then never polled).
+    pub fn digest(&self) -> Option<&str> {
+        self.reference.digest()
+    }
+
+    /// The same repository at `digest`.
+    pub fn at_digest(&self, digest: &str) -> Source {
+        Source {
+            reference: oci_client::Reference::with_digest(
+                self.registry().to_string(),
+                self.repository().to_string(),
+                digest.to_string(),
+            ),
+        }
+    }
+
+    /// The same repository at `tag`.
+    pub fn at_tag(&self, tag: &str) -> Source {
+        Source {
+            reference: oci_client::Reference::with_tag(
+                self.registry().to_string(),
+                self.repository().to_string(),
+                tag.to_string(),
+            ),
+        }
+    }
+
+    /// Whether the registry host is loopback (`localhost`, `127.0.0.0/8`, `::1`).
+    pub fn is_loopback(&self) -> bool {
+        let host = self.registry();
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        name == "localhost"
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "oci://{}", self.reference.whole())
+    }
+}
+
+/// How to authenticate to the registry.
+#[derive(Debug, Clone, Default)]
+pub enum Auth {
+    /// No credentials.
+    #[default]
+    Anonymous,
+    /// HTTP basic (RFC 7617): user name and password.
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password (never logged).
+        password: String,
+    },
+    /// A bearer token (RFC 6750), e.g. a registry access token.
+    Bearer(String),
+}
+
+impl Auth {
+    /// Build from settings: `username` with `password_file`, or `token_file`, or neither.
+    /// The files are read bounded to [`MAX_SECRET_FILE_BYTES`], trimmed of one line end.
+    /// Errors: both kinds given, a user without a password file (or the reverse), an unreadable
+    /// or empty file (the error names the file, never its content).
+    pub fn from_files(
+        username: Option<&str>,
+        password_file: Option<&Path>,
+        token_file: Option<&Path>,
+    ) -> Result<Self> {
+        let read = |path: &Path, what: &str| -> Result<String> {
+            let bytes = krypton_host::files::read_user_file(path, MAX_SECRET_FILE_BYTES, what)
+                .map_err(|e| RegistryError::Config(format!("{e:#}")))?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                RegistryError::Config(format!("{} is not UTF-8 text", path.display()))
+            })?;
+            let text = text.trim_end_matches(['\n', '\r']).to_string();
+            if text.is_empty() || text.chars().any(char::is_control) {
+                return Err(RegistryError::Config(format!(
+                    "{} must hold one line: the {what}",
+                    path.display()
+                )));
+            }
+            Ok(text)
+        };
+        match (username, password_file, token_file) {
+            (None, None, None) => Ok(Auth::Anonymous),
+            (Some(u), Some(p), None) => Ok(Auth::Basic {
+                username: u.to_string(),
+                password: read(p, "registry password")?,
+            }),
+            (None, None, Some(t)) => Ok(Auth::Bearer(read(t, "registry token")?)),
+            (_, _, Some(_)) => Err(RegistryError::Config(
+                "give either a token file or a user name with a password file, not both".into(),
+            )),
+            _ => Err(RegistryError::Config(
+                "basic authentication needs both the user name and the password file".into(),
+            )),
+        }
+    }
+
+    pub(super) fn to_oci(&self) -> oci_client::secrets::RegistryAuth {
+        use oci_client::secrets::RegistryAuth;
+        match self {
+            Auth::Anonymous => RegistryAuth::Anonymous,
+            Auth::Basic { username, password } => {
+                RegistryAuth::Basic(username.clone(), password.clone())
+            }
+            Auth::Bearer(token) => RegistryAuth::Bearer(token.clone()),
+        }
+    }
+
+    pub(super) fn header(&self) -> Option<String> {
+        use base64::Engine as _;
+        match self {
+            Auth::Anonymous => None,
+            Auth::Basic { username, password } => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+            )),
+            Auth::Bearer(token) => Some(format!("Bearer {token}")),
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! The `soracom:krypton/uicc` import: the SIM of SIM-authenticated mode, reached through the
+//! `krypton-uicc` crate (a modem with AT commands, a PC/SC reader, or a software SIM file).
+//!
+//! A [`UiccAccess`] is what a host grants a call: [`UiccAccess::none`] (the default: every
+//! call answers `unavailable`, so a host without SIM access still links and serves the
+//! component in network mode), or [`UiccAccess::new`] with a [`UiccConfig`] (the backend is
+//! opened on the first call, as `krypton_uicc::open` picks it, and kept for the next ones).
+//! One value is shared by every call of a process (it is cheap to clone): the backend sits
+//! behind a mutex, one APDU exchange at a time, and each call runs on a blocking thread
+//! (`tokio::task::spawn_blocking`), since a modem or a card reader blocks on I/O.
+//!
+//! Inputs are bounded before they reach a backend: RAND and AUTN must be 16 bytes each
+//! (3GPP TS 33.102 §6.3.3), anything else is an `io` error naming the length. RES, CK and IK
+//! are secrets: they go to the component and nowhere else (no log line, no error text).
+
+use crate::bindings::soracom::krypton::uicc as wit;
+use krypton_uicc::{AuthOutcome, Imsi, Uicc, UiccError};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use krypton_uicc::{BackendKind, UiccConfig};
+
+/// The text of the `unavailable` answer of a host given no SIM access.
+pub const NOT_CONFIGURED: &str = "no SIM access configured: this host was given no UICC backend (a software SIM file, a modem port or a PC/SC reader)";
+
+/// Length of RAND and of AUTN, bytes (3GPP TS 33.102 §6.3.3).
+pub const CHALLENGE_BYTES: usize = 16;
+
+/// The modem's baud rate, inclusive range (`--baud`, key `uicc.baud`; USB modems ignore it).
+pub const BAUD_RANGE: RangeInclusive<u64> = 300..=4_000_000;
+/// Longest wait for one AT command or APDU exchange, ms, inclusive range (`--uicc-timeout-ms`,
+/// key `uicc.timeout_ms`): 100 ms to 10 minutes.
+pub const TIMEOUT_MS_RANGE: RangeInclusive<u64> = 100..=600_000;
+
+/// The SIM settings as an operator gives them, before they are checked: the command line's
+/// `--uicc`, `--sim-file`, `--port`, `--baud`, `--uicc-timeout-ms`, or the daemon's `[uicc]`
+/// section (`backend`, `sim_file`, `port`, `baud`, `timeout_ms`). Both call
+/// [`UiccSettings::check`], so a flag and its key accept the same values. `None` is the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UiccSettings {
+    /// `autodetect` (the default), `modem`, `pcsc` or `soft`.
+    pub backend: Option<String>,
+    /// The software SIM file.
+    pub sim_file: Option<PathBuf>,
+    /// The modem's serial port, a device path such as `/dev/ttyUSB2`.
+    pub port: Option<String>,
+    /// The modem's baud rate, [`BAUD_RANGE`].
+    pub baud: Option<u64>,
+    /// Longest wait for one AT command or card exchange, ms, [`TIMEOUT_MS_RANGE`].
+    pub timeout_ms: Option<u64>,
+}
+
+/// A SIM setting that failed [`UiccSettings::check`]: which one (the `[uicc]` key's name:
+/// `backend`, `sim_file`, `port`, `baud`, `timeout_ms`) and why, in words that fit a flag and a
+/// key alike.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct SettingError {
+    /// The setting, as the `[uicc]` key names it.
+    pub setting: &'static str,
+    /// Why it was refused, and what to give instead.
+    pub reason: String,
+}
+
+fn refused(setting: &'static str, reason: String) -> SettingError {
+    SettingError { setting, reason }
+}
+
+/// `value` within `range`, or why not.
+fn in_range(
+    setting: &'static str,
+    value: u64,
+    range: &RangeInclusive<u64>,
+) -> Result<(), SettingError> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(refused(
+        setting,
+        format!(
+            "{value} is out of range; use {} to {}",
+            range.start(),
+            range.end()
+        ),
+    ))
+}
+
+impl UiccSettings {
+    /// The `krypton-uicc` configuration these settings ask for. Errors: an unknown backend, a
+    /// baud rate or timeout out of its range, `soft` without a SIM file, `modem` or `pcsc`
+    /// given a SIM file, a port that is not a device path.
+    pub fn check(&self) -> Result<UiccConfig, SettingError> {
+        let defaults = UiccConfig::default();
+        let backend: BackendKind = self
+            .backend
+            .as_deref()
+            .unwrap_or("autodetect")
+            .parse()
+            .map_err(|e: String| refused("backend", e))?;
+        if let Some(baud) = self.baud {
+            in_range("baud", baud, &BAUD_RANGE)?;
+        }
+        if let Some(ms) = self.timeout_ms {
+            in_range("timeout_ms", ms, &TIMEOUT_MS_RANGE)?;
+        }
+        if backend == BackendKind::Soft && self.sim_file.is_none() {
+            return Err(refused(
+                "sim_file",
+                "the `soft` backend needs the software SIM file".into(),
+            ));
+        }
+        if matches!(backend, BackendKind::Modem | BackendKind::Pcsc) && self.sim_file.is_some() {
+            return Err(refused(
+                "sim_file",
+                format!(
+                    "the SIM file is the software SIM: use it with the `soft` or `autodetect` \
+                     backend, not `{backend}`"
+                ),
+            ));
+        }
+        if let Some(port) = &self.port
+            && !(port.starts_with('/') && !port.chars().any(char::is_control))
+        {
+            return Err(refused(
+                "port",
+                format!(
+                    "`{}` must be a device path such as /dev/ttyUSB2",
+                    port.escape_debug()
+                ),
+            ));
+        }
+        Ok(UiccConfig {
+            backend,
+            sim_file: self.sim_file.clone(),
+            port: self.port.clone(),
+            baud_rate: self
+                .baud
+                .map_or(defaults.baud_rate, |b| u32::try_from(b).unwrap_or(u32::MAX)),
+            command_timeout: self
+                .timeout_ms
+                .map_or(defaults.command_timeout, Duration::from_millis),
+            ..defaults
+        })
+    }
+}
+
+/// The SIM access a host grants its calls (see the module). Cheap to clone; clones share the
+/// backend.
+#[derive(Clone)]
+pub struct UiccAccess(Option<Arc<Shared>>);
+
+struct Shared {
+    config: Option<UiccConfig>,
+    /// The open backend; `None` until the first call, and again after an I/O error (the
+    /// next call opens it anew).
+    device: Mutex<Option<Box<dyn Uicc>>>,
+}
+
+impl std::fmt::Debug for UiccAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            None => f.write_str("UiccAccess(none)"),
+            Some(shared) => f
+                .debug_struct("UiccAccess")
+                .field("config", &shared.config)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl Default for UiccAccess {
+    fn default() -> Self {
+        UiccAccess::none()
+    }
+}
+
+impl UiccAccess {
+    /// No SIM access: every call answers `unavailable(`[`NOT_CONFIGURED`]`)`.
+    pub fn none() -> Self {
+        UiccAccess(None)
+    }
+
+    /// The backend `config` names, opened by `krypton_uicc::open` on the first call (errors
+    /// of opening are that call's answer; the next call tries again).
+    pub fn new(config: UiccConfig) -> Self {
+        UiccAccess(Some(Arc::new(Shared {
+            config: Some(config),
+            device: Mutex::new(None),
+        })))
+    }
+
+    /// A backend opened by the caller (a fake in tests, a reader set up by an embedder).
+    pub fn from_uicc(uicc: Box<dyn Uicc>) -> Self {
+        UiccAccess(Some(Arc::new(Shared {
+            config: None,
+            device: Mutex::new(Some(uicc)),
+        })))
+    }
+
+    /// Whether SIM access was configured at all.
+    pub fn is_configured(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Run `f` on the backend on a blocking thread, opening it first when needed. An I/O
+    /// error closes it, so that the next call reopens the device.
+    async fn with_device<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Uicc) -> Result<R, UiccError> + Send + 'static,
+    ) -> Result<R, UiccError> {
+        let Some(shared) = self.0.clone() else {
+            return Err(UiccError::Unavailable(NOT_CONFIGURED.into()));
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut device = shared.device.lock().unwrap_or_else(|e| e.into_inner());
+            if device.is_none() {
+                let config = shared
+                    .config
+                    .as_ref()
+                    .ok_or_else(|| UiccError::Unavailable(NOT_CONFIGURED.into()))?;
+                let opened = krypton_uicc::open(config).map_err(|e| unusable_file(config, e))?;
+                tracing::debug!(uicc = %opened.describe(), "UICC backend opened");
+                *device = Some(opened);
+            }
+            let uicc = device.as_mut().expect("opened above");
+            let result = f(uicc.as_mut());
+            if matches!(result, Err(UiccError::Io { .. })) {
+                *device = None;
+            }
+            result
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(UiccError::Io {
+                device: "uicc".into(),
+                detail: format!("the UICC call did not complete: {e}"),
+            })
+        })
+    }
+
+    /// What the backend talks to (`software SIM /path`, `modem /dev/ttyUSB2`, ...), opening
+    /// it if needed. Errors: as [`UiccAccess::read_imsi`].
+    pub async fn describe(&self) -> Result<String, UiccError> {
+        self.with_device(|uicc| Ok(uicc.describe())).await
+    }
+
+    /// Read the IMSI (an identifier, not a secret). Errors: `Unavailable` without SIM access
+    /// or when no backend can be found, `NoSim`, `Io` naming the device, `Status`.
+    pub async fn read_imsi(&self) -> Result<Imsi, UiccError> {
+        self.with_device(|uicc| uicc.read_imsi()).await
+    }
+
+    /// Run AUTHENTICATE (3G context) with `rand` and `autn`, 16 bytes each. Errors: an `Io`
+    /// error naming the length when either is not 16 bytes (nothing reaches the backend),
+    /// else those of [`Uicc::authenticate`].
+    pub async fn authenticate(&self, rand: &[u8], autn: &[u8]) -> Result<AuthOutcome, UiccError> {
+        let rand = challenge_part("RAND", rand)?;
+        let autn = challenge_part("AUTN", autn)?;
+        self.with_device(move |uicc| uicc.authenticate(&rand, &autn))
+            .await
+    }
+}
+
+/// A software SIM file that cannot be opened (missing, bad permissions, a field that breaks
+/// its rules) is a configuration problem, not a reader or modem failure: it is answered as
+/// `Unavailable` with the file's own error, so that the advice that follows is to fix the
+/// configuration, not to check a card. Other backends' errors pass unchanged.
+fn unusable_file(config: &UiccConfig, error: UiccError) -> UiccError {
+    match error {
+        UiccError::Io { .. } | UiccError::NoSim(_)
+            if config.backend == krypton_uicc::BackendKind::Soft
+                || (config.backend == krypton_uicc::BackendKind::Autodetect
+                    && config.sim_file.is_some()) =>
+        {
+            UiccError::Unavailable(format!("the software SIM file cannot be used: {error}"))
+        }
+        other => other,
+    }
+}
+
+/// `bytes` as a 16-byte RAND or AUTN; an `Io` error naming `what` and the length otherwise.
+fn challenge_part(what: &str, bytes: &[u8]) -> Result<[u8; CHALLENGE_BYTES], UiccError> {
+    <[u8; CHALLENGE_BYTES]>::try_from(bytes).map_err(|_| UiccError::Io {
+        device: "uicc".into(),
+        detail: format!(
+            "{what} must be {CHALLENGE_BYTES} bytes, the component sent {}",
+            bytes.len()
+        ),
+    })
+}
+
+/// The contract's `uicc-error` for a backend's error. No case carries a secret.
+pub fn to_wit_error(error: UiccError) -> wit::UiccError {
+    match error {
+        UiccError::Unavailable(m) => wit::UiccError::Unavailable(m),
+        UiccError::NoSim(m) => wit::UiccError::NoSim(m),
+        e @ UiccError::Io { .. } => wit::UiccError::Io(e.to_string()),
+        UiccError::Status {
+            sw1, sw2, command, ..
+        } => wit::UiccError::StatusWord(wit::StatusWord {
+            sw1,
+            sw2,
+            command: command.to_string(),
+        }),
+        UiccError::MacFailure => wit::UiccError::MacFailure,
+    }
+}
+
+/// One call's view of the SIM: the [`UiccAccess`] the host granted it. Implements
+/// `soracom:krypton/uicc`.
+pub struct UiccCtx {
+    access: UiccAccess,
+}
+
+impl UiccCtx {
+    /// The SIM access of one call.
+    pub fn new(access: UiccAccess) -> Self {
+        UiccCtx { access }
+    }
+}
+
+/// Link `soracom:krypton/uicc` into `linker`, served by the [`UiccCtx`] that `get` hands out of
+/// the store data. Errors: the interface is linked already.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    get: fn(&mut T) -> &mut UiccCtx,
+) -> anyhow::Result<()> {
+    wit::add_to_linker::<T, wasmtime::component::HasSelf<UiccCtx>>(linker, get)?;
+    Ok(())
+}
+
+impl wit::Host for UiccCtx {
+    async fn read_imsi(&mut self) -> Result<String, wit::UiccError> {
+        let imsi = self.access.read_imsi().await;
+        match &imsi {
+            Ok(imsi) => tracing::debug!(%imsi, "uicc: IMSI read"),
+            Err(e) => tracing::debug!(error = %e, "uicc: reading the IMSI failed"),
+        }
+        imsi.map(|i| i.to_string()).map_err(to_wit_error)
+    }
+
+    async fn authenticate(
+        &mut self,
+        rand: Vec<u8>,
+        autn: Vec<u8>,
+    ) -> Result<wit::AuthOutcome, wit::UiccError> {
+        match self.access.authenticate(&rand, &autn).await {
+            Ok(AuthOutcome::Res { res, ck, ik }) => {
+                // Never the values: RES, CK and IK are secrets.
+                tracing::debug!("uicc: AUTHENTICATE succeeded");
+                Ok(wit::AuthOutcome::Success(wit::AuthKeys {
+                    res: res.expose().to_vec(),
+                    ck: ck.expose().to_vec(),
+                    ik: ik.expose().to_vec(),
+                }))
+            }
+            Ok(AuthOutcome::SyncFailure { auts }) => {
+                tracing::debug!("uicc: AUTHENTICATE answered a synchronisation failure");
+                Ok(wit::AuthOutcome::SyncFailure(auts.to_vec()))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "uicc: AUTHENTICATE failed");
+                Err(to_wit_error(e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use krypton_uicc::soft::{SimRecord, SoftSim};
+
+    const SIM: &str = r#"{"imsi": "001010123456789", "k": "465b5ce8b199b49faa5f0a2ee238a6bc",
+        "opc": "cd63cb71954a9f4e48a5994e37a02baf", "amf": "8000", "sqn": "000000000000"}"#;
+
+    #[tokio::test]
+    async fn without_a_backend_every_call_is_unavailable() {
+        let none = UiccAccess::none();
+        assert!(!none.is_configured());
+        assert_eq!(
+            none.read_imsi().await.unwrap_err(),
+            UiccError::Unavailable(NOT_CONFIGURED.into())
+        );
+        let err = none.authenticate(&[0; 16], &[0; 16]).await.unwrap_err();
+        assert!(matches!(
+            to_wit_error(err),
+            wit::UiccError::Unavailable(m) if m.starts_with("no SIM access configured: ")
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_software_sim_answers_and_bad_lengths_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim.json");
+        let record = SimRecord::parse(SIM.as_bytes()).unwrap();
+        SoftSim::create(&path, &record).unwrap();
+        let access = UiccAccess::new(UiccConfig {
+            backend: BackendKind::Soft,
+            sim_file: Some(path.clone()),
+            ..UiccConfig::default()
+        });
+        assert_eq!(
+            access.read_imsi().await.unwrap().as_str(),
+            "001010123456789"
+        );
+        assert_eq!(
+            access.describe().await.unwrap(),
+            format!("software SIM {}", path.display())
+        );
+        for (rand, autn) in [(0, 16), (16, 15), (17, 16), (16, 4096)] {
+            let err = access
+                .authenticate(&vec![0; rand], &vec![0; autn])
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, UiccError::Io { detail, .. } if detail.contains("must be 16 bytes")),
+                "{err}"
+            );
+        }
+        let vector =
+            krypton_uicc::aka::generate_vector(&record.subscriber(), 1, [0x80, 0], [7; 16]);
+        let outcome = access
+            .authenticate(&vector.rand, &vector.autn)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, AuthOutcome::Res { .. }));
+        // A challenge with a stale SQN gets AUTS; a MAC from another key is refused.
+        let outcome = access
+            .authenticate(&vector.rand, &vector.autn)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, AuthOutcome::SyncFailure { .. }));
+        let mut forged = vector.autn;
+        forged[15] ^= 1;
+        assert_eq!(
+            access
+                .authenticate(&vector.rand, &forged)
+                .await
+                .unwrap_err(),
+            UiccError::MacFailure
+        );
+        assert_eq!(
+            to_wit_error(UiccError::MacFailure),
+            wit::UiccError::MacFailure
+        );
+    }
+
+    #[test]
+    fn status_words_keep_their_command() {
+        let e = UiccError::Status {
+            device: "modem /dev/ttyUSB2".into(),
+            command: "AUTHENTICATE",
+            sw1: 0x69,
+            sw2: 0x82,
+        };
+        assert_eq!(
+            to_wit_error(e),
+            wit::UiccError::StatusWord(wit::StatusWord {
+                sw1: 0x69,
+                sw2: 0x82,
+                command: "AUTHENTICATE".into()
+            })
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! The component's life on a gateway: load, check, swap, roll back.
+//!
+//! A new component becomes current only after every check of the component loader passed
+//! (the table in [`crate::component`]'s `loader`, the same loader the command line uses), and,
+//! with a version floor, after the floor accepted its version. Every check fails closed: the
+//! version that was serving keeps serving. The swap replaces one `Arc`: calls in flight keep
+//! the version they started with; new calls get the new one. The first calls of a new version
+//! are on probation: if one traps, the previous version is put back and the failure is logged.
+
+use super::loader::{self, ComponentPolicy, Loaded};
+use crate::bindings::{Failure, ProvisionReport, ProvisionRequest, Target};
+use crate::capability::http::OutboundPolicy;
+use crate::capability::store::SecretStore;
+use crate::capability::uicc::UiccAccess;
+use crate::engine::Runtime;
+use anyhow::Context as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Successful `provision` calls a new version must make before it leaves probation; until then
+/// a trap in any call (`status` included) rolls back to the previous version. `status` calls
+/// do not count toward it: they are cheap and would end probation before the first real
+/// provisioning ran.
+pub const PROBATION_CALLS: u32 = 3;
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The bytes are those of the current version.
+    Unchanged,
+    /// The new version (its digest) is current.
+    Swapped(String),
+}
+
+/// The current component and the one before it.
+pub struct Lifecycle {
+    runtime: Arc<Runtime>,
+    path: Option<PathBuf>,
+    policy: ComponentPolicy,
+    current: RwLock<Arc<Loaded>>,
+    previous: Mutex<Option<Arc<Loaded>>>,
+    probation: AtomicU32,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl Lifecycle {
+    /// Load the first version: from `path`, or the built-in component when `None`.
+    /// Errors: the first version fails a check (there is nothing to fall back to).
+    pub async fn start(
+        runtime: Arc<Runtime>,
+        path: Option<PathBuf>,
+        trusted_key: Option<ed25519_dalek::VerifyingKey>,
+    ) -> anyhow::Result<Self> {
+        let policy = ComponentPolicy {
+            trusted_key,
+            floor: None,
+        };
+        Self::start_with(runtime, path, policy).await
+    }
+
+    /// [`Lifecycle::start`] with a full [`ComponentPolicy`] (the daemon's: trusted key and
+    /// version floor). The first version from a file is recorded in the floor.
+    pub async fn start_with(
+        runtime: Arc<Runtime>,
+        path: Option<PathBuf>,
+        policy: ComponentPolicy,
+    ) -> anyhow::Result<Self> {
+        let first = match &path {
+            Some(p) => {
+                let loaded = loader::load(&runtime, Some(p), &policy).await?;
+                if let Some(floor) = &policy.floor {
+                    floor.accept(&loaded.version)?;
+                }
+                loaded
+            }
+            None => loader::load(&runtime, None, &policy).await?,
+        };
+        tracing::info!(digest = %first.digest, version = %first.version, signed = first.signed, "component serving");
+        Ok(Lifecycle {
+            runtime,
+            path,
+            policy,
+            current: RwLock::new(Arc::new(first)),
+            previous: Mutex::new(None),
+            probation: AtomicU32::new(0),
+            reload_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The version new calls get.
+    pub fn current(&self) -> Arc<Loaded> {
+        self.current.read().expect("lock").clone()
+    }
+
+    /// Load the component file again and swap it in if it changed and passes every check.
+    /// Errors: it failed a check; the current version keeps serving.
+    pub async fn reload(&self) -> anyhow::Result<ReloadOutcome> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let path = self
+            .path
+            .as_deref()
+            .context("the built-in component cannot be reloaded; configure `component`")?;
+        let file = loader::read(path)?;
+        if file.digest() == self.current().digest {
+            return Ok(ReloadOutcome::Unchanged);
+        }
+        let started = std::time::Instant::now();
+        let checked = match loader::check_file(&self.runtime, path, file, &self.policy)
+            .await
+            .map_err(|e| e.error)
+        {
+            Ok(loaded) => match &self.policy.floor {
+                Some(floor) => floor.accept(&loaded.version).map(|()| loaded),
+                None => Ok(loaded),
+            },
+            Err(e) => Err(e),
+        };
+        let loaded = match checked {
+            Ok(loaded) => Arc::new(loaded),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "new component refused; the current one keeps serving");
+                return Err(e);
+            }
+        };
+        let digest = loaded.digest.clone();
+        let version = loaded.version.clone();
+        let old = std::mem::replace(&mut *self.current.write().expect("lock"), loaded);
+        *self.previous.lock().expect("lock") = Some(old);
+        self.probation.store(PROBATION_CALLS, Ordering::SeqCst);
+        tracing::info!(%digest, %version, ms = started.elapsed().as_millis() as u64, "component swapped in");
+        Ok(ReloadOutcome::Swapped(digest))
+    }
+
+    /// Put the previous version back if `failed` is still current.
+    fn roll_back(&self, failed: &Arc<Loaded>, why: &str) {
+        let mut current = self.current.write().expect("lock");
+        if !Arc::ptr_eq(&current, failed) {
+            return;
+        }
+        if let Some(previous) = self.previous.lock().expect("lock").take() {
+            tracing::error!(failed = %failed.digest, restored = %previous.digest, reason = why, "new component failed its first calls; rolled back");
+            // The failed version no longer holds the version floor: the operator may install
+            // the previous file again (and a restart with it is not taken for a downgrade).
+            if let Some(floor) = &self.policy.floor
+                && let Err(e) = floor.restore(&previous.version)
+            {
+                tracing::warn!(error = %format!("{e:#}"), "could not put the version floor back");
+            }
+            *current = previous;
+            self.probation.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// After a call of `used`: a trap during probation rolls back; a success counts toward the
+    /// end of probation when `counts` (a `provision` call).
+    fn judge<T>(&self, used: &Arc<Loaded>, outcome: &anyhow::Result<T>, counts: bool) {
+        let on_probation =
+            Arc::ptr_eq(&self.current(), used) && self.probation.load(Ordering::SeqCst) > 0;
+        if !on_probation {
+            return;
+        }
+        match outcome {
+            Err(e) => self.roll_back(used, &format!("{e:#}")),
+            Ok(_) if !counts => {}
+            Ok(_) => {
+                let _ = self
+                    .probation
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            }
+        }
+    }
+
+    /// `provision` with the current version (see [`Runtime::provision`]).
+    pub async fn provision(
+        &self,
+        policy: OutboundPolicy,
+        secrets: SecretStore,
+        request: &ProvisionRequest,
+    ) -> anyhow::Result<Result<ProvisionReport, Failure>> {
+        self.provision_with_uicc(policy, secrets, UiccAccess::none(), request)
+            .await
+    }
+
+    /// [`Lifecycle::provision`] with SIM access (see [`Runtime::provision_with_uicc`]).
+    pub async fn provision_with_uicc(
+        &self,
+        policy: OutboundPolicy,
+        secrets: SecretStore,
+        uicc: UiccAccess,
+        request: &ProvisionRequest,
+    ) -> anyhow::Result<Result<ProvisionReport, Failure>> {
+        let used = self.current();
+        let outcome = self
+            .runtime
+            .provision_with_uicc(&used.pre, policy, secrets, uicc, request)
+            .await;
+        self.judge(&used, &outcome, true);
+        outcome
+    }
+
+    /// `status` with the current version (see [`Runtime::status`]).
+    pub async fn status(
+        &self,
+        secrets: SecretStore,
+        target: Target,
+    ) -> anyhow::Result<Result<Option<ProvisionReport>, Failure>> {
+        let used = self.current();
+        let outcome = self.runtime.status(&used.pre, secrets, target).await;
+        self.judge(&used, &outcome, false);
+        outcome
+    }
+}
