@@ -2,8 +2,9 @@
 //! ```` blocks run in order, each as its own `bash -euo pipefail` script, in one private
 //! directory per guide, with the `krypton-host` under test first on `PATH` and a mock Krypton
 //! started for the guide (`krypton-host mock`). A ```` ```text ```` block right after a runnable
-//! block is the output it shows: each of its non-empty lines must match an output line (stdout
-//! and stderr), in order, `...` standing for any text. ```` ```sh no-run ```` blocks are shown
+//! block is the output it shows: each of its non-empty lines must match a whole output line
+//! (stdout and stderr), in order, `...` standing for any text (a line `...` alone: any lines,
+//! or none). ```` ```sh no-run ```` blocks are shown
 //! only (a real gateway's `systemctl`, `apt-get`, hardware, `cargo` builds). The convention is
 //! written for readers at the top of `docs/README.md`.
 //!
@@ -17,6 +18,7 @@
 //!
 //! A block gets at most [`BLOCK_TIMEOUT`]; when it ends, whatever it left running in its process
 //! group is killed, so a background process (a daemon, a mock) lives within one block.
+//! `KRYPTON_DOCS_SHOW=1` prints every block's output (with `--nocapture`), for writing a guide.
 
 use super::registry_support::{TestRegistry, registry_tools_present};
 use super::support::BIN;
@@ -100,14 +102,18 @@ fn fenced_blocks(markdown: &str) -> Vec<Block> {
             (None, false) => {}
         }
     }
-    assert!(open.is_none(), "unclosed fence at line {}", open.unwrap().line);
+    assert!(
+        open.is_none(),
+        "unclosed fence at line {}",
+        open.unwrap().line
+    );
     blocks
 }
 
 /// The runnable steps of a guide. A shell block must say whether it runs (`sh`) or not
 /// (`sh no-run`): any other shell-like info string fails, so that no block escapes the runner
 /// by its spelling.
-fn steps(guide: &str, markdown: &str) -> (Vec<Step>, usize) {
+fn steps(guide: &str, markdown: &str) -> Result<(Vec<Step>, usize), String> {
     let blocks = fenced_blocks(markdown);
     let mut steps: Vec<Step> = Vec::new();
     let mut no_run = 0;
@@ -132,14 +138,16 @@ fn steps(guide: &str, markdown: &str) -> (Vec<Step>, usize) {
                 false
             }
             "text" | "toml" | "ini" | "json" => false,
-            other => panic!(
-                "{guide}:{}: fence `{other}`: write `sh` (runs), `sh no-run`, `text`, `toml`, `ini` or `json`",
-                block.line
-            ),
+            other => {
+                return Err(format!(
+                    "docs/{guide}:{}: fence `{other}`: write `sh` (runs), `sh no-run`, `text`, `toml`, `ini` or `json`",
+                    block.line
+                ));
+            }
         };
         previous_ran = ran;
     }
-    (steps, no_run)
+    Ok((steps, no_run))
 }
 
 /// Whether `line` matches `pattern` whole, where `...` stands for any text.
@@ -149,8 +157,7 @@ fn matches(pattern: &str, line: &str) -> bool {
     if parts.len() == 1 {
         return pattern == line;
     }
-    if line.len() < first.len() + last.len() || !line.starts_with(first) || !line.ends_with(last)
-    {
+    if line.len() < first.len() + last.len() || !line.starts_with(first) || !line.ends_with(last) {
         return false;
     }
     let mut rest = &line[first.len()..line.len() - last.len()];
@@ -163,12 +170,16 @@ fn matches(pattern: &str, line: &str) -> bool {
     true
 }
 
-/// The expected lines that no output line matches in order (empty: all found).
+/// The expected lines that no output line matches in order (empty: all found). Output lines
+/// that match no expected line are skipped.
 fn missing_lines(expect: &str, output: &str) -> Vec<String> {
     let lines: Vec<&str> = output.lines().map(str::trim_end).collect();
     let mut at = 0;
     let mut missing = Vec::new();
-    for pattern in expect.lines().map(str::trim_end).filter(|l| !l.is_empty()) {
+    // Output lines between two expected lines are skipped, so a line `...` alone (any lines,
+    // or none) needs no pattern of its own.
+    let patterns = expect.lines().map(str::trim_end);
+    for pattern in patterns.filter(|l| !l.is_empty() && *l != "...") {
         match lines[at..].iter().position(|l| matches(pattern, l)) {
             Some(found) => at += found + 1,
             None => missing.push(pattern.to_string()),
@@ -284,16 +295,16 @@ fn run_step(guide: &str, step: &Step, dir: &Path, logs: &Path, env: &[(&str, Str
         step.line,
         started.elapsed().as_secs_f64()
     );
+    if std::env::var_os("KRYPTON_DOCS_SHOW").is_some() {
+        eprintln!("{context}");
+    }
 }
 
 /// Run every runnable block of `docs/<guide>` in order.
 fn run_guide(guide: &str) {
     let markdown = std::fs::read_to_string(repo_root().join("docs").join(guide)).unwrap();
-    let (steps, no_run) = steps(guide, &markdown);
-    eprintln!(
-        "docs/{guide}: {} blocks run, {no_run} no-run",
-        steps.len()
-    );
+    let (steps, no_run) = steps(guide, &markdown).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("docs/{guide}: {} blocks run, {no_run} no-run", steps.len());
     if steps.is_empty() {
         return;
     }
@@ -349,13 +360,16 @@ fn every_guide_is_listed() {
     found.sort();
     let mut listed: Vec<String> = GUIDES.iter().map(|g| g.to_string()).collect();
     listed.sort();
-    assert_eq!(found, listed, "docs/*.md against GUIDES in tests/e2e/docs.rs");
+    assert_eq!(
+        found, listed,
+        "docs/*.md against GUIDES in tests/e2e/docs.rs"
+    );
 }
 
 #[test]
 fn the_runner_reads_fences_and_matches_output_as_documented() {
     let guide = "```sh\necho one\n```\n\n```text\no...e\n```\n```sh no-run\nsystemctl x\n```\n```toml\na = 1\n```\n```sh\ntrue\n```\n";
-    let (found, no_run) = steps("t.md", guide);
+    let (found, no_run) = steps("t.md", guide).unwrap();
     assert_eq!(no_run, 1);
     assert_eq!(found.len(), 2);
     assert_eq!(found[0].line, 1);
@@ -363,16 +377,29 @@ fn the_runner_reads_fences_and_matches_output_as_documented() {
     assert_eq!(found[0].expect.as_deref(), Some("o...e\n"));
     assert_eq!(found[1].line, 14);
     assert_eq!(found[1].expect, None);
-    assert!(matches("wrote ... (... bytes, mode 0600)", "wrote a/b (27 bytes, mode 0600)"));
-    assert!(!matches("wrote ... (... bytes, mode 0600)", "wrote a/b (27 bytes, mode 0644)"));
+    assert!(matches(
+        "wrote ... (... bytes, mode 0600)",
+        "wrote a/b (27 bytes, mode 0600)"
+    ));
+    assert!(!matches(
+        "wrote ... (... bytes, mode 0600)",
+        "wrote a/b (27 bytes, mode 0644)"
+    ));
     assert!(matches("...ok", "all ok"));
     assert!(matches("a...b...c", "a-b-c"));
     assert!(!matches("a...a", "a"));
     assert!(!matches("ok", "ok then"));
     assert_eq!(missing_lines("b\na\n", "a\nb\n"), vec!["a".to_string()]);
     assert!(missing_lines("a\n\nb\n", "a\nx\nb\n").is_empty());
-    let bad = std::panic::catch_unwind(|| steps("t.md", "```bash\nls\n```\n"));
-    assert!(bad.is_err(), "a `bash` fence must be refused");
+    assert!(missing_lines("...\nb\n...\n", "b\n").is_empty());
+    assert_eq!(
+        steps("t.md", "text\n```bash\nls\n```\n").unwrap_err(),
+        "docs/t.md:2: fence `bash`: write `sh` (runs), `sh no-run`, `text`, `toml`, `ini` or `json`"
+    );
+    assert!(
+        steps("t.md", "```\nls\n```\n").is_err(),
+        "a bare fence must be refused"
+    );
 }
 
 #[test]
