@@ -308,6 +308,11 @@ fn run_guide(guide: &str) {
     if steps.is_empty() {
         return;
     }
+    // The guides read JSON with jq, as a reader's script would; CI installs it (`.ci/run`).
+    if markdown.contains("jq ") {
+        let found = Command::new("jq").arg("--version").output().is_ok();
+        assert!(found, "docs/{guide} needs jq: apt-get install jq");
+    }
     let registry = if markdown.contains("$KRYPTON_REGISTRY") {
         if !registry_tools_present(true) {
             return;
