@@ -7,6 +7,7 @@ mod cache;
 mod cli;
 mod crash;
 mod daemon;
+mod docs;
 mod doctor;
 mod exports;
 mod failures;
