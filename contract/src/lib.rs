@@ -11,7 +11,9 @@
 //! - [`model`]: plain Rust mirrors of the WIT types the renderers read (a report and its
 //!   certificate summary, a failure with its hint, error kinds, transport kinds). Each side
 //!   converts its generated bindings into them with `From` (wasmtime's `bindgen!` types in
-//!   the host, wit-bindgen's in the adapters), so this crate depends on neither generator.
+//!   the host, wit-bindgen's in the adapters), written once as the macro [`from_bindings!`]
+//!   that each side invokes on its generated modules, so this crate depends on neither
+//!   generator.
 //! - [`exit`]: the exit codes, each with the `kind` of its `--json` error object, and the
 //!   exit-code text of `--help`.
 //! - [`render`]: the text and `--json` forms of a report, a failure and `status`.
@@ -22,6 +24,7 @@
 //!
 //! Plain Rust with `serde_json` and `time` only: it builds natively and for `wasm32-wasip2`.
 
+mod convert;
 pub mod exit;
 pub mod model;
 pub mod render;

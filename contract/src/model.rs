@@ -60,12 +60,13 @@ pub struct ProvisionReport {
     pub mode: AuthMode,
 }
 
-/// What kind of transport failure happened (WIT `transport-kind`).
+/// What kind of transport failure happened (WIT `transport-kind`), so that a front end can act
+/// on it (and say what to do) without reading text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
-    /// The host name does not exist (DNS NXDOMAIN).
+    /// The host name does not exist (DNS NXDOMAIN). Not retried.
     NameNotFound,
-    /// The resolver failed; may be transient.
+    /// The resolver failed (no answer, a server failure); may be transient.
     NameResolutionFailed,
     /// Nothing listens on that address and port.
     ConnectionRefused,
@@ -73,15 +74,15 @@ pub enum TransportKind {
     ConnectionTimeout,
     /// The address cannot be reached (no route).
     Unreachable,
-    /// The server's TLS certificate is not trusted.
+    /// The server's TLS certificate is not trusted (unknown issuer, expired, other name).
     UntrustedCertificate,
-    /// Another TLS failure.
+    /// Another TLS failure (handshake, protocol version, an alert).
     TlsFailure,
-    /// The server speaks another protocol.
+    /// The server speaks another protocol (plain HTTP against TLS or the reverse). Not retried.
     ProtocolMismatch,
-    /// The connection broke after it was made.
+    /// The connection broke after it was made (reset, closed early, a truncated body).
     ConnectionLost,
-    /// The runtime refused the request before it left.
+    /// The runtime refused the request before it left (not on its allow-list).
     Denied,
     /// Anything else.
     Other,
