@@ -69,6 +69,13 @@ pub use bindings::soracom::krypton::types::{
 };
 pub use bindings::soracom::krypton::uicc::{StatusWord, UiccError};
 
+// `From<&T>` for the model that `krypton_contract` renders (the host's output, the daemon's
+// status): one conversion for both sides of the contract.
+krypton_contract::from_bindings!(
+    bindings::soracom::krypton::types,
+    bindings::soracom::krypton::uicc
+);
+
 /// The first sandbox limit a call ran into, shared by the parts of one call's store (the
 /// resource limiter, the `wasi:http` hooks, the log sink, the CPU meter). Set once: the first
 /// limit wins. The runtime stops the call as soon as the component gets control back, and names

@@ -1089,9 +1089,10 @@ pub fn check_component_manifest(content_type: Option<&str>, body: &[u8]) -> Resu
     Ok(manifest)
 }
 
-/// At most 200 characters of untrusted text, without control characters.
+/// Untrusted text made safe for a terminal: at most 200 characters (the rest counted), control
+/// and bidirectional formatting characters replaced (`krypton_contract::text::printable_to`).
 fn printable(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(200).collect()
+    krypton_contract::text::printable_to(text, 200)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -1144,7 +1145,7 @@ fn oci_error(e: oci_client::errors::OciDistributionError) -> RegistryError {
         other => RegistryError::Status {
             status: 0,
             what: "a push".into(),
-            detail: printable(&error_chain(&other)),
+            detail: error_chain(&other),
         },
     }
 }
