@@ -34,3 +34,7 @@ pub use self::soracom::krypton::types::{
     TargetInfo, TransportError, TransportKind,
 };
 pub use self::soracom::krypton::uicc::{StatusWord, UiccError};
+
+// `From<&T>` for the model that `krypton_contract` renders (the host's output, the daemon's
+// status): one conversion for both sides of the contract.
+krypton_contract::from_bindings!(self::soracom::krypton::types, self::soracom::krypton::uicc);

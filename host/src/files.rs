@@ -122,18 +122,19 @@ pub fn read_user_text(path: &Path, max_bytes: u64, what: &str) -> anyhow::Result
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// The temp file name [`write_private_file`] uses for `path`: `.<file name>.tmp-<pid>-<n>` in
-/// the same directory. The secret store removes such leftovers while it holds its lock.
+/// The temp file name [`write_private_file`] uses for `path`, in the same directory:
+/// `krypton_contract::store::temp_file_name`, `.<file name>.tmp-<16 hex digits>`, the digits
+/// this process's id (high 32 bits) and a counter (low 32 bits), so that no two writers of a
+/// directory pick the same name. The secret store removes such leftovers while it holds its
+/// lock.
 pub fn temp_path_for(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
-    parent_dir(path).join(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ))
+    let unique = (u64::from(std::process::id()) << 32)
+        | (TMP_COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff);
+    parent_dir(path).join(krypton_contract::store::temp_file_name(&name, unique))
 }
 
 fn parent_dir(path: &Path) -> &Path {

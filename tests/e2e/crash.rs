@@ -94,7 +94,7 @@ fn version_on_disk(dir: &Path, name: &str) -> Option<u64> {
     Some(version)
 }
 
-/// Temp files of the atomic writer (`.<name>.json.tmp-<pid>-<n>`) in `dir`.
+/// Temp files of the atomic writer (`.<name>.json.tmp-<16 hex digits>`) in `dir`.
 fn temp_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()

@@ -236,16 +236,9 @@ pub fn stored_error(name: &str, e: Error) -> Error {
     }
 }
 
-/// Seconds since the epoch as RFC 3339 UTC.
-pub fn rfc3339(secs: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| secs.to_string())
-}
+/// Seconds since the epoch as RFC 3339 UTC: the contract's one rendering of a date, the same
+/// as the front ends print.
+pub use krypton_contract::rfc3339;
 
 fn ids(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs

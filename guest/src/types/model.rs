@@ -327,32 +327,9 @@ pub enum Error {
     Sim(SimError),
 }
 
-/// What kind of transport failure happened (WIT `transport-kind`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TransportKind {
-    /// The host name does not exist (DNS NXDOMAIN). Not retried.
-    NameNotFound,
-    /// The resolver failed (no answer, a server failure); may be transient.
-    NameResolutionFailed,
-    /// Nothing listens on that address and port.
-    ConnectionRefused,
-    /// No connection within the connect timeout.
-    ConnectionTimeout,
-    /// The address cannot be reached (no route).
-    Unreachable,
-    /// The server's TLS certificate is not trusted.
-    UntrustedCertificate,
-    /// Another TLS failure (handshake, protocol version, an alert).
-    TlsFailure,
-    /// The server speaks another protocol (plain HTTP against TLS or the reverse). Not retried.
-    ProtocolMismatch,
-    /// The connection broke after it was made (reset, closed early, a truncated body).
-    ConnectionLost,
-    /// The host refused the request before it left (not on its allow-list).
-    Denied,
-    /// Anything else.
-    Other,
-}
+/// What kind of transport failure happened (WIT `transport-kind`): the contract's own
+/// mirror, which the front ends render.
+pub use krypton_contract::model::TransportKind;
 
 /// A transport failure (WIT `transport-error`): what was tried, what happened, what to do.
 #[derive(Clone, Debug, PartialEq, Eq)]

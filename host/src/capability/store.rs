@@ -1,11 +1,14 @@
 //! The `soracom:krypton/secret-store` capability: named bundles in a directory on disk.
 //!
-//! Layout: `<dir>/<name>.json`, the directory mode 0700, each file 0600, owned by the user the
-//! host runs as. A put writes a temporary file in the same directory (created 0600 with
-//! `O_EXCL`), fsyncs it, renames it over the old file and fsyncs the directory, so a crash or
-//! power cut at any point leaves either the old bundle or the new one, never a mix (POSIX
-//! `rename(2)` is atomic within a file system); the protocol is `files::write_private_file`.
-//! The host never parses a bundle: its content is the component's business.
+//! Layout: `krypton_contract::store`'s, which the `store-fs` adapter of `krypton-cli.wasm`
+//! follows too: `<dir>/<name>.json`, names of 1-64 bytes of `[a-z0-9-]`, bundles of at most
+//! [`MAX_BUNDLE_BYTES`]. Here the directory is mode 0700, each file 0600, owned by the user
+//! the host runs as. A put writes a temporary file `.<name>.json.tmp-<16 hex digits>` in the
+//! same directory (created 0600 with `O_EXCL`), fsyncs it, renames it over the old file and
+//! fsyncs the directory, so a crash or power cut at any point leaves either the old bundle or
+//! the new one, never a mix (POSIX `rename(2)` is atomic within a file system); the protocol
+//! is `files::write_private_file`. The host never parses a bundle: its content is the
+//! component's business.
 //!
 //! One writer at a time: every provisioning run holds the store's `flock(2)` lock
 //! ([`SecretStore::lock`], file `.lock`), so the CLI and the daemon never provision the same
@@ -20,6 +23,7 @@
 use crate::bindings::soracom::krypton::secret_store;
 use crate::files::{FileLock, LockError};
 use crate::sandbox::LimitTrip;
+use krypton_contract::store as layout;
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -27,31 +31,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Largest bundle accepted, bytes. Krypton bundles are a few KiB.
-pub const MAX_BUNDLE_BYTES: u64 = 1024 * 1024;
-
-/// Why a store operation failed (mirrors WIT `store-error`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    /// The name is not 1-64 bytes of `[a-z0-9-]`.
-    #[error("invalid bundle name `{0}`: use 1-64 characters of a-z, 0-9 and -")]
-    InvalidName(String),
-    /// The value exceeds [`MAX_BUNDLE_BYTES`].
-    #[error("bundle larger than {0} bytes")]
-    TooLarge(u64),
-    /// A file-system failure; names the operation and path, never the content.
-    #[error("{0}")]
-    Io(String),
-}
+pub use krypton_contract::store::{LOCK_FILE, MAX_BUNDLE_BYTES, StoreError};
 
 /// A directory of bundles. Cheap to clone; every operation goes to the file system.
 #[derive(Debug, Clone)]
 pub struct SecretStore {
     dir: PathBuf,
 }
-
-/// The writer lock's file inside the store directory (see [`SecretStore::lock`]).
-pub const LOCK_FILE: &str = ".lock";
 
 /// Proof that this process holds a store's writer lock; dropping it releases the lock.
 #[derive(Debug)]
@@ -60,7 +46,7 @@ pub struct StoreLock {
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::Io(format!("{what} {}: {e}", path.display()))
+    StoreError::io(what, path, e)
 }
 
 impl SecretStore {
@@ -106,7 +92,7 @@ impl SecretStore {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !(name.starts_with('.') && name.contains(".json.tmp-")) {
+            if !layout::is_temp_file_name(name) {
                 continue;
             }
             if fs::remove_file(entry.path()).is_ok() {
@@ -121,65 +107,37 @@ impl SecretStore {
     }
 
     fn path(&self, name: &str) -> Result<PathBuf, StoreError> {
-        let valid = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !valid {
-            return Err(StoreError::InvalidName(name.chars().take(80).collect()));
-        }
-        Ok(self.dir.join(format!("{name}.json")))
+        Ok(self.dir.join(layout::bundle_file_name(name)?))
     }
 
     /// The bundle stored under `name`, or `None`. Only a regular file (not a symlink) of at
     /// most [`MAX_BUNDLE_BYTES`] is read.
     pub fn get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        use std::io::Read as _;
         let path = self.path(name)?;
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err("reading", &path, e)),
-        };
-        if !meta.file_type().is_file() {
-            return Err(StoreError::Io(format!(
-                "{} is not a regular file (a symlink or a device?); remove it",
-                path.display()
-            )));
-        }
-        if meta.len() > MAX_BUNDLE_BYTES {
-            return Err(StoreError::TooLarge(MAX_BUNDLE_BYTES));
-        }
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            tracing::warn!(file = %path.display(), mode = format!("{mode:03o}"), "bundle file is readable by group or others; it should be 0600 (it will be on the next write)");
-        }
-        // O_NOFOLLOW and a type check on the open descriptor: a symlink or FIFO swapped in
-        // after the check above is refused, not followed or waited on.
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| io_err("reading", &path, e))?;
-        if !file
-            .metadata()
-            .map_err(|e| io_err("reading", &path, e))?
-            .is_file()
-        {
-            return Err(StoreError::Io(format!(
-                "{} is not a regular file; remove it",
-                path.display()
-            )));
-        }
-        let mut bytes = Vec::new();
-        file.take(MAX_BUNDLE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io_err("reading", &path, e))?;
-        if bytes.len() as u64 > MAX_BUNDLE_BYTES {
-            return Err(StoreError::TooLarge(MAX_BUNDLE_BYTES));
-        }
-        Ok(Some(bytes))
+        layout::read_bundle(&path, |meta| {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(file = %path.display(), mode = format!("{mode:03o}"), "bundle file is readable by group or others; it should be 0600 (it will be on the next write)");
+            }
+            // O_NOFOLLOW and a type check on the open descriptor: a symlink or FIFO swapped in
+            // after the check on the path is refused, not followed or waited on.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(|e| io_err("reading", &path, e))?;
+            if !file
+                .metadata()
+                .map_err(|e| io_err("reading", &path, e))?
+                .is_file()
+            {
+                return Err(StoreError::Io(format!(
+                    "{} is not a regular file; remove it",
+                    path.display()
+                )));
+            }
+            Ok(file)
+        })
     }
 
     /// Replace the bundle under `name` atomically (see the module docs).

@@ -90,7 +90,7 @@ fn check_text(what: &str, text: &str) -> Result<(), InvalidTargets> {
             text.len()
         )));
     }
-    if text.chars().any(is_unprintable) {
+    if text.chars().any(krypton_contract::text::is_unprintable) {
         return Err(InvalidTargets(format!(
             "{what} `{}` holds control characters",
             shown(text)
@@ -237,13 +237,6 @@ impl Targets {
         }
         formats
     }
-}
-
-/// A control character or a bidirectional formatting character (U+061C, U+200E/F,
-/// U+202A–U+202E, U+2066–U+2069): what a component's text must not carry to a terminal.
-fn is_unprintable(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]

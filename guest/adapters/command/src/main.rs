@@ -7,15 +7,15 @@
 //! status [<target>] [--json]
 //! ```
 //!
-//! The output is `krypton-host`'s: the same report text, the same `--json` objects and the
-//! same exit codes (0, 2 usage, 3 invalid request, ... 13 SIM; `krypton-host --help` lists
-//! them), set with `wasi:cli/exit` `exit-with-code` (WASI 0.2.12). The secret store is the
-//! composed `secret-store` adapter's directory, the guest path `/store`.
+//! The output is `krypton-host`'s, rendered by the same code (`krypton_contract`): the same
+//! report text, the same `--json` objects and the same exit codes (0, 2 usage, 3 invalid
+//! request, ... 13 SIM; `krypton-host --help` lists them), set with `wasi:cli/exit`
+//! `exit-with-code` (WASI 0.2.12). The secret store is the composed `secret-store` adapter's
+//! directory, the guest path `/store`.
 
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
 mod args;
-mod output;
 
 #[cfg(target_arch = "wasm32")]
 mod run;

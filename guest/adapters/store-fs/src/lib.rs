@@ -2,14 +2,14 @@
 //! provisioning component on a runtime that offers only WASI (the stock `wasmtime` CLI), for
 //! composition into `krypton-cli.wasm`.
 //!
-//! Layout, the same as `krypton-host`'s store: one file `<name>.json` per bundle in the
-//! directory preopened at the guest path [`STORE_DIR`] (`wasmtime run --dir HOST_DIR::/store`).
-//! A `put` writes a temporary file `.<name>.json.tmp-<random>` in that directory, syncs it,
-//! renames it over the bundle and syncs the directory, so that after a crash the store holds
-//! the old bundle or the new one, never a mix (`wasi:filesystem` `rename-at` is POSIX
-//! `rename(2)` on a POSIX host: atomic within a file system). Names are checked as the
-//! contract says (1-64 bytes of `[a-z0-9-]`) before any path is built, and bundles are at
-//! most [`MAX_BUNDLE_BYTES`].
+//! Layout: `krypton-host`'s, from the same source (`krypton_contract::store`): one file
+//! `<name>.json` per bundle in the directory preopened at the guest path [`STORE_DIR`]
+//! (`wasmtime run --dir HOST_DIR::/store`), names checked (1-64 bytes of `[a-z0-9-]`) before
+//! any path is built, bundles of at most `MAX_BUNDLE_BYTES`. A `put` writes a temporary file
+//! `.<name>.json.tmp-<16 hex digits>` (a random number: WASI has no process id) in that
+//! directory, syncs it, renames it over the bundle and syncs the directory, so that after a
+//! crash the store holds the old bundle or the new one, never a mix (`wasi:filesystem`
+//! `rename-at` is POSIX `rename(2)` on a POSIX host: atomic within a file system).
 //!
 //! WASI has no file modes: files get the host's defaults (its umask), so the host directory
 //! itself must be private (`mkdir -m 700`); `krypton-host` sets 0600/0700 itself.
@@ -35,37 +35,36 @@ mod bindings {
 }
 
 use bindings::exports::soracom::krypton::secret_store::{Guest, StoreError};
+use krypton_contract::store::{self as layout, MAX_BUNDLE_BYTES};
 use std::fs;
-use std::io::{ErrorKind, Read as _};
+use std::io::ErrorKind;
 use std::path::PathBuf;
 use wasi::filesystem::types::{Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
 
 /// The guest path of the store's preopened directory.
 pub const STORE_DIR: &str = "/store";
 
-/// Largest bundle accepted, bytes (the limit `krypton-host`'s store applies; Krypton bundles
-/// are a few KiB).
-pub const MAX_BUNDLE_BYTES: u64 = 1024 * 1024;
-
 struct Store;
 
-/// The bundle file of `name`, after checking the name as the contract says: 1-64 bytes of
-/// `[a-z0-9-]` (so it can neither leave the directory nor collide with a temp file).
-fn bundle_path(name: &str) -> Result<PathBuf, StoreError> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !valid {
-        return Err(StoreError::InvalidName(name.chars().take(80).collect()));
+impl From<layout::StoreError> for StoreError {
+    fn from(e: layout::StoreError) -> Self {
+        match e {
+            layout::StoreError::InvalidName(name) => StoreError::InvalidName(name),
+            layout::StoreError::TooLarge(max) => StoreError::TooLarge(max),
+            layout::StoreError::Io(message) => StoreError::Io(message),
+        }
     }
-    Ok(PathBuf::from(STORE_DIR).join(format!("{name}.json")))
+}
+
+/// The bundle file of `name`, after checking the name as the contract says
+/// ([`layout::bundle_file_name`]).
+fn bundle_path(name: &str) -> Result<PathBuf, StoreError> {
+    Ok(PathBuf::from(STORE_DIR).join(layout::bundle_file_name(name)?))
 }
 
 /// An I/O error naming the operation and the file, never the value.
 fn io(what: &str, path: &std::path::Path, e: std::io::Error) -> StoreError {
-    StoreError::Io(format!("{what} {}: {e}", path.display()))
+    layout::StoreError::io(what, path, e).into()
 }
 
 /// Sync the store directory so that a rename or removal survives a power cut. A runtime that
@@ -143,47 +142,26 @@ fn wasi_error(code: ErrorCode) -> std::io::Error {
 impl Guest for Store {
     fn get(name: String) -> Result<Option<Vec<u8>>, StoreError> {
         let path = bundle_path(&name)?;
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io("reading", &path, e)),
+        let open = |_: &fs::Metadata| {
+            fs::File::open(&path).map_err(|e| layout::StoreError::io("reading", &path, e))
         };
-        if !meta.file_type().is_file() {
-            return Err(StoreError::Io(format!(
-                "{} is not a regular file; remove it",
-                path.display()
-            )));
-        }
-        if meta.len() > MAX_BUNDLE_BYTES {
-            return Err(StoreError::TooLarge(MAX_BUNDLE_BYTES));
-        }
-        let file = fs::File::open(&path).map_err(|e| io("reading", &path, e))?;
-        let mut bytes = Vec::new();
-        file.take(MAX_BUNDLE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io("reading", &path, e))?;
-        if bytes.len() as u64 > MAX_BUNDLE_BYTES {
-            return Err(StoreError::TooLarge(MAX_BUNDLE_BYTES));
-        }
-        Ok(Some(bytes))
+        Ok(layout::read_bundle(&path, open)?)
     }
 
     fn put(name: String, value: Vec<u8>) -> Result<(), StoreError> {
-        let path = bundle_path(&name)?;
+        let file_name = layout::bundle_file_name(&name)?;
+        let path = PathBuf::from(STORE_DIR).join(&file_name);
         if value.len() as u64 > MAX_BUNDLE_BYTES {
             return Err(StoreError::TooLarge(MAX_BUNDLE_BYTES));
         }
-        let tmp_name = format!(
-            ".{name}.json.tmp-{:016x}",
-            wasi::random::random::get_random_u64()
-        );
+        let tmp_name = layout::temp_file_name(&file_name, wasi::random::random::get_random_u64());
         let tmp = PathBuf::from(STORE_DIR).join(&tmp_name);
         let dir = store_dir()?;
         if let Err(e) = write_synced(&dir, &tmp_name, &value) {
             let _ = dir.unlink_file_at(&tmp_name);
             return Err(io("writing", &tmp, e));
         }
-        if let Err(e) = dir.rename_at(&tmp_name, &dir, &format!("{name}.json")) {
+        if let Err(e) = dir.rename_at(&tmp_name, &dir, &file_name) {
             let _ = dir.unlink_file_at(&tmp_name);
             return Err(io("renaming into place", &path, wasi_error(e)));
         }

@@ -1,14 +1,13 @@
 //! `krypton-host status [TARGET]`: what is stored, without calling Krypton.
 
-use super::print::print_json;
 use super::shared::load;
 use super::{CommonArgs, HostFailure, fail, reported};
 use crate::output::{self, exit};
 use clap::Args;
+use krypton_contract::render::Status;
 use krypton_host::bindings::TargetInfo;
 use krypton_host::capability::store::SecretStore;
 use krypton_host::engine::Runtime;
-use serde_json::{Value, json};
 
 /// `status` arguments.
 #[derive(Args)]
@@ -94,63 +93,18 @@ pub async fn status(args: StatusArgs) -> Result<(), HostFailure> {
             store_dir.display()
         ))
     };
-    // The first component error decides the code; otherwise "nothing stored" does.
-    let failure: Option<(u8, Value, String)> = match (errors.first(), &nothing) {
-        (Some((name, e)), _) => {
-            let mut error = output::error_json(e)["error"].clone();
-            if let Some(obj) = error.as_object_mut() {
-                obj.insert("target".into(), json!(name));
-            }
-            Some((output::exit_code(&e.error), error, String::new()))
-        }
-        (None, Some(message)) => Some((
-            exit::NOT_PROVISIONED,
-            output::failure_json(exit::NOT_PROVISIONED, message)["error"].clone(),
-            format!("error: {message}"),
-        )),
-        (None, None) => None,
+    let status = Status {
+        store: store_dir.display().to_string(),
+        bundles: found.into_iter().map(|(n, r)| (n, (&r).into())).collect(),
+        errors: errors.into_iter().map(|(n, e)| (n, (&e).into())).collect(),
+        nothing,
     };
-    if args.common.json {
-        let bundles: Vec<Value> = found
-            .iter()
-            .map(|(name, r)| {
-                let mut v = output::report_json(name, r);
-                if let Some(obj) = v.as_object_mut() {
-                    // Every bundle listed here comes from the store; "reused" and "ok" mean
-                    // nothing per bundle.
-                    obj.remove("reused");
-                    obj.remove("ok");
-                    obj.insert("mode".into(), json!(output::auth_mode(r.mode)));
-                }
-                v
-            })
-            .collect();
-        let errs: Vec<Value> = errors
-            .iter()
-            .map(|(name, e)| json!({"target": name, "error": output::error_json(e)["error"]}))
-            .collect();
-        let mut object = json!({"ok": failure.is_none(), "store": store_dir, "bundles": bundles, "errors": errs});
-        if let (Some((code, error, _)), Some(obj)) = (&failure, object.as_object_mut()) {
-            obj.insert("exitCode".into(), json!(code));
-            obj.insert("error".into(), error.clone());
-        }
-        print_json(&object);
-    } else {
-        for (name, report) in &found {
-            print!("{}", output::report_text(name, report));
-            println!("  {:<24} {}", "mode", output::auth_mode(report.mode));
-        }
-        for (name, e) in &errors {
-            eprintln!("{name}: {}", output::error_text(e));
-        }
-        if let Some((_, _, text)) = &failure
-            && !text.is_empty()
-        {
-            eprintln!("{text}");
-        }
-    }
-    match failure {
-        Some((code, _, _)) => Err(reported(code)),
-        None => Ok(()),
+    let out = output::status(&status, args.common.json);
+    print!("{}", out.stdout);
+    eprint!("{}", out.stderr);
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    match out.code {
+        0 => Ok(()),
+        code => Err(reported(code)),
     }
 }

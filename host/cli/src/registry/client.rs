@@ -405,7 +405,7 @@ pub(super) fn oci_error(e: oci_client::errors::OciDistributionError) -> Registry
         other => RegistryError::Status {
             status: 0,
             what: "a push".into(),
-            detail: printable(&error_chain(&other)),
+            detail: error_chain(&other),
         },
     }
 }

@@ -175,9 +175,10 @@ pub fn referrers_tag(digest: &str) -> String {
     digest.replacen(':', "-", 1)
 }
 
-/// At most 200 characters of untrusted text, without control characters.
+/// Untrusted text made safe for a terminal: at most 200 characters (the rest counted), control
+/// and bidirectional formatting characters replaced (`krypton_contract::text::printable_to`).
 pub(super) fn printable(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(200).collect()
+    krypton_contract::text::printable_to(text, 200)
 }
 
 pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
