@@ -25,7 +25,8 @@
 use crate::files::{self, FileLock, LockError};
 use crate::http::{Origin, OutboundPolicy};
 use crate::lifecycle::{ComponentPolicy, Lifecycle, ReloadOutcome, parse_public_key};
-use crate::options::{Coverage, ProvisionOptions, endpoint_for};
+use crate::facts::Facts;
+use crate::options::ProvisionOptions;
 use crate::output;
 use crate::runtime::{AuthMode, CachePolicy, ProvisionRequest, Runtime, SandboxLimits, Target};
 use crate::signing::VersionFloor;
@@ -111,14 +112,14 @@ pub struct GatewayConfig {
     /// directory created 0700, refused when group or others can reach it.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    /// Krypton's base URL; without it, `https://krypton.soracom.io:8036` in network mode
-    /// and the API of `coverage` in SIM mode (see [`GatewayConfig::endpoint`]).
+    /// Krypton's base URL; without it, the component's default for the mode (in SIM mode for
+    /// `coverage`), see [`GatewayConfig::endpoint`].
     pub endpoint: Option<String>,
     /// `network` (over SORACOM Air or Arc) or `sim` (SIM-authenticated, with `[uicc]`).
     #[serde(default = "default_mode")]
     pub mode: String,
-    /// SIM mode's coverage when `endpoint` is not set: `global` (`https://g.api.soracom.io`,
-    /// the default) or `japan` (`https://api.soracom.io`).
+    /// SIM mode's coverage when `endpoint` is not set: one the component names in its
+    /// `default-endpoints()` (a plain name, e.g. `japan`); its first SIM-mode entry when unset.
     pub coverage: Option<String>,
     /// `[uicc]`: how SIM mode reaches the SIM.
     pub uicc: Option<UiccSection>,
@@ -318,7 +319,7 @@ impl GatewayConfig {
             Origin::parse(endpoint).context("key `endpoint`")?;
         }
         config.auth_mode()?;
-        config.coverage()?;
+        config.coverage_name()?;
         match (config.auth_mode()?, &config.uicc) {
             (AuthMode::Sim, Some(section)) => {
                 section.to_config()?;
@@ -469,22 +470,38 @@ impl GatewayConfig {
         }
     }
 
-    /// `coverage` (default `global`). Errors name the key.
-    pub fn coverage(&self) -> anyhow::Result<Coverage> {
-        self.coverage
-            .as_deref()
-            .map_or(Ok(Coverage::Global), str::parse)
-            .map_err(|e| anyhow::anyhow!("key `coverage`: {e}"))
+    /// `coverage`, checked to be a plain name (1-32 bytes of `[a-z0-9-]`; whether the
+    /// component knows it is checked at start, [`GatewayConfig::endpoint`]); `None` when unset.
+    /// Errors name the key.
+    pub fn coverage_name(&self) -> anyhow::Result<Option<&str>> {
+        match self.coverage.as_deref() {
+            Some(name)
+                if name.is_empty()
+                    || name.len() > crate::facts::MAX_COVERAGE_BYTES
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') =>
+            {
+                anyhow::bail!(
+                    "key `coverage`: `{}` is not a coverage name (1-32 bytes of `[a-z0-9-]`)",
+                    name.escape_debug()
+                )
+            }
+            other => Ok(other),
+        }
     }
 
-    /// The endpoint this configuration uses: `endpoint`, else the mode's default
-    /// ([`endpoint_for`]).
-    pub fn endpoint(&self) -> String {
-        endpoint_for(
-            self.auth_mode().unwrap_or(AuthMode::Network),
-            self.coverage().unwrap_or_default(),
-            self.endpoint.as_deref(),
-        )
+    /// The endpoint this configuration uses: `endpoint`, else the default the component names
+    /// for the mode and `coverage` ([`Facts::endpoint_for`]). Errors name the key: a coverage
+    /// the component does not know.
+    pub fn endpoint(&self, facts: &Facts) -> anyhow::Result<String> {
+        facts
+            .endpoint_for(
+                self.auth_mode()?,
+                self.coverage_name()?,
+                self.endpoint.as_deref(),
+            )
+            .map_err(|e| anyhow::anyhow!("key `coverage`: {e}"))
     }
 
     /// The SIM access of this configuration: none in network mode; in SIM mode the `[uicc]`
@@ -580,6 +597,10 @@ pub struct Daemon {
     /// The serving component and its swaps.
     pub lifecycle: Arc<Lifecycle>,
     store: SecretStore,
+    /// The endpoint every pass calls: `endpoint`, else the first component's default for the
+    /// mode and coverage (resolved once at start, as the outbound policy is; a swapped-in
+    /// version keeps it, a restart asks again).
+    endpoint: String,
     policy: OutboundPolicy,
     /// The SIM in SIM mode (opened on first use, kept for the daemon's life); none otherwise.
     uicc: UiccAccess,
@@ -688,14 +709,16 @@ impl Daemon {
                 &format!("key `control_socket`: the socket {}", path.display()),
             )?);
         }
-        let mut allowed = vec![Origin::parse(&config.endpoint()).context("key `endpoint`")?];
         let uicc = config.uicc_access()?;
+        let mut allowed = Vec::new();
         for (i, url) in config.allowed_outbound_hosts.iter().flatten().enumerate() {
             allowed.push(
                 Origin::parse(url).with_context(|| format!("key `allowed_outbound_hosts[{i}]`"))?,
             );
         }
-        let policy = OutboundPolicy::with_ca_file(allowed, config.ca_file.as_deref())
+        // The CA file is checked now, before the component is compiled; the policy is made
+        // once the component has named the default endpoint (below).
+        OutboundPolicy::with_ca_file(allowed.clone(), config.ca_file.as_deref())
             .context("key `ca_file`")?;
         // The compile cache lives in the daemon's own private state directory, never in a
         // directory named by the environment: a planted entry there would be native code run
@@ -750,8 +773,13 @@ impl Daemon {
         if let Some(f) = &follower {
             f.started(&lifecycle).context("key `state_dir`")?;
         }
-        // The component knows the targets: every configured name must be one of them.
+        // The component knows the targets and the default endpoints: every configured name
+        // must be one of them, and the endpoint its mode's unless one is configured.
         let served = lifecycle.current();
+        let endpoint = config.endpoint(&served.facts)?;
+        allowed.insert(0, Origin::parse(&endpoint).context("key `endpoint`")?);
+        let policy = OutboundPolicy::with_ca_file(allowed, config.ca_file.as_deref())
+            .context("key `ca_file`")?;
         for (i, t) in config.targets.iter().enumerate() {
             served
                 .targets
@@ -768,6 +796,7 @@ impl Daemon {
             config,
             lifecycle,
             store,
+            endpoint,
             policy,
             uicc,
             health: Mutex::new(HashMap::new()),
@@ -786,6 +815,11 @@ impl Daemon {
         &self.config.state_dir
     }
 
+    /// The endpoint every pass calls (see [`GatewayConfig::endpoint`]).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     /// Where the component may connect: the endpoint plus `allowed_outbound_hosts`.
     pub fn outbound_policy(&self) -> &OutboundPolicy {
         &self.policy
@@ -799,7 +833,7 @@ impl Daemon {
             deadline: Duration::from_secs(self.config.limits.deadline_secs),
             ..ProvisionOptions::default()
         }
-        .request(target, &self.config.endpoint())
+        .request(target, &self.endpoint)
     }
 
     /// Whether `name` is waiting out a backoff at `now`.
@@ -1193,6 +1227,23 @@ mod tests {
         format!("{:#}", GatewayConfig::parse(text).unwrap_err())
     }
 
+    /// The built-in component's default endpoints, checked as at the daemon's start.
+    fn builtin_facts() -> Facts {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let runtime =
+                Runtime::with_options(SandboxLimits::default(), CachePolicy::Off).unwrap();
+            let pre = runtime.load(crate::runtime::DEFAULT_COMPONENT).unwrap();
+            let targets = crate::lifecycle::list_targets(&runtime, &pre).await.unwrap();
+            crate::lifecycle::component_facts(&runtime, &pre, &targets)
+                .await
+                .unwrap()
+        })
+    }
+
     #[test]
     fn sim_mode_takes_a_uicc_section_checked_key_by_key() {
         let target = "\n[[target]]\nname = \"arc\"\n";
@@ -1201,7 +1252,9 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(config.auth_mode().unwrap(), AuthMode::Sim);
-        assert_eq!(config.endpoint(), "https://api.soracom.io");
+        // The endpoints are the component's: the host names none of its own.
+        let facts = builtin_facts();
+        assert_eq!(config.endpoint(&facts).unwrap(), "https://api.soracom.io");
         let uicc = config.uicc.as_ref().unwrap().to_config().unwrap();
         assert_eq!(uicc.backend, BackendKind::Soft);
         assert_eq!(uicc.baud_rate, 115_200);
@@ -1210,20 +1263,31 @@ mod tests {
 
         // SIM mode without [uicc]: autodetect, the global API; an explicit endpoint wins.
         let config = GatewayConfig::parse(&format!("mode = \"sim\"{target}")).unwrap();
-        assert_eq!(config.endpoint(), "https://g.api.soracom.io");
+        assert_eq!(config.endpoint(&facts).unwrap(), "https://g.api.soracom.io");
         let config = GatewayConfig::parse(&format!(
             "mode = \"sim\"\nendpoint = \"https://127.0.0.1:9\"{target}"
         ))
         .unwrap();
-        assert_eq!(config.endpoint(), "https://127.0.0.1:9");
+        assert_eq!(config.endpoint(&facts).unwrap(), "https://127.0.0.1:9");
         // Network mode is unchanged, and has no SIM access.
         let config = GatewayConfig::parse(target).unwrap();
-        assert_eq!(config.endpoint(), "https://krypton.soracom.io:8036");
+        assert_eq!(
+            config.endpoint(&facts).unwrap(),
+            "https://krypton.soracom.io:8036"
+        );
         assert!(!config.uicc_access().unwrap().is_configured());
+        // A coverage the component does not know is refused when the endpoint is resolved,
+        // naming the key (the name's spelling is checked when the file is parsed).
+        let config =
+            GatewayConfig::parse(&format!("mode = \"sim\"\ncoverage = \"mars\"{target}")).unwrap();
+        assert_eq!(
+            format!("{:#}", config.endpoint(&facts).unwrap_err()),
+            "key `coverage`: unknown coverage `mars`; the component knows: global, japan"
+        );
 
         for (text, key) in [
             ("mode = \"satellite\"", "key `mode`"),
-            ("mode = \"sim\"\ncoverage = \"mars\"", "key `coverage`"),
+            ("mode = \"sim\"\ncoverage = \"Mars!\"", "key `coverage`"),
             ("coverage = \"japan\"", "key `coverage`"),
             ("[uicc]\nbackend = \"soft\"", "key `uicc`"),
             (

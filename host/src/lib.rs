@@ -31,12 +31,15 @@
 //! 1. creates a [`Runtime`] and loads the built-in component with [`Runtime::load`];
 //! 2. checks that it speaks this host's contract with [`lifecycle::self_check`];
 //! 3. asks it for its targets ([`lifecycle::list_targets`]) and picks one by name;
-//! 4. provisions it into a [`SecretStore`] through an [`OutboundPolicy`] that allows only the
+//! 4. asks it for its default endpoints ([`lifecycle::component_facts`]): the host names no
+//!    SORACOM host of its own;
+//! 5. provisions it into a [`SecretStore`] through an [`OutboundPolicy`] that allows only the
 //!    Krypton endpoint, with [`ProvisionOptions`];
-//! 5. prints the report, or the failure with the component's advice.
+//! 6. prints the report, or the failure with the component's advice.
 //!
 //! ```no_run
 //! use krypton_host::http::Origin;
+//! use krypton_host::runtime::AuthMode;
 //! use krypton_host::{
 //!     DEFAULT_COMPONENT, OutboundPolicy, ProvisionOptions, Runtime, SecretStore, lifecycle, output,
 //! };
@@ -52,7 +55,9 @@
 //!     let targets = lifecycle::list_targets(&runtime, &component).await?;
 //!     let target = targets.find("azure-iot")?;
 //!
-//!     let endpoint = "https://krypton.soracom.io:8036";
+//!     // Network mode's base URL, as the component knows it.
+//!     let facts = lifecycle::component_facts(&runtime, &component, &targets).await?;
+//!     let endpoint = facts.endpoint(AuthMode::Network, None)?;
 //!     let policy = OutboundPolicy::new(vec![Origin::parse(endpoint)?], None)?;
 //!     let store = SecretStore::open("/var/lib/my-gateway/krypton")?;
 //!     let request = ProvisionOptions::default().request(target.target, endpoint);
@@ -83,10 +88,12 @@
 //! * [`precompiled`]: components precompiled for a gateway (`krypton-host compile`) and the
 //!   checks before one is loaded;
 //! * [`targets`]: the component's targets by name (the host keeps no list of its own);
+//! * [`facts`]: the component's default endpoints and export formats, checked at load;
 //! * [`uicc`]: the SIM of SIM-authenticated mode ([`UiccAccess`], over `krypton-uicc`).
 
 pub mod daemon;
 pub mod doctor;
+pub mod facts;
 pub mod files;
 pub mod http;
 pub mod lifecycle;

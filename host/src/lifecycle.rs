@@ -10,7 +10,7 @@
 //! | a precompiled component (`.cwasm`) | no trusted key, or any check of [`crate::precompiled`] (signature, target, wasmtime version) | what to run on a build machine |
 //! | version floor (with a state directory), signed version | lower than the highest accepted | `refusing a downgrade` |
 //! | compile and link | not a component, imports this host does not offer | `compiling …`, `linking …` |
-//! | self-check (`version`, then `targets`) | traps, another contract, a version other than the signed one | `the self-check …`, `the component's targets() …` |
+//! | self-check (`version`, then `targets`, then `default-endpoints` and `export-formats`) | traps, another contract, a version other than the signed one, answers the host cannot serve ([`Targets::checked`], [`Facts::checked`]) | `the self-check …`, `the component's targets() …`, `the component's default-endpoints() …` |
 //! | version floor, reported version (no trusted key) | lower than the highest accepted | `refusing a downgrade` |
 //!
 //! Every row fails closed: the version that was serving keeps serving. The swap replaces one
@@ -20,6 +20,7 @@
 //! as part of the binary: it needs no signature and is not held to the version floor. The
 //! gateway build has no built-in component and runs precompiled components only.
 
+use crate::facts::Facts;
 use crate::http::OutboundPolicy;
 use crate::precompiled::{Artifact, ComponentFile};
 use crate::runtime::{Failure, KryptonPre, ProvisionReport, ProvisionRequest, Runtime, Target};
@@ -33,9 +34,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// The contract version this host implements (`wit/krypton.wit`). A 0.x contract breaks on a
-/// minor bump (0.2.0 errors had no `failure` record and no `targets()`), so a component must
-/// speak exactly this version to be served.
-pub const CONTRACT: &str = "soracom:krypton@0.4.0";
+/// minor bump (0.2.0 errors had no `failure` record and no `targets()`; 0.4.0 components have
+/// no `default-endpoints()`), so a component must speak exactly this version to be served.
+pub const CONTRACT: &str = "soracom:krypton@0.5.0";
 /// Successful `provision` calls a new version must make before it leaves probation; until then
 /// a trap in any call (`status` included) rolls back to the previous version. `status` calls
 /// do not count toward it: they are cheap and would end probation before the first real
@@ -73,6 +74,24 @@ pub async fn list_targets(runtime: &Runtime, pre: &KryptonPre) -> anyhow::Result
     Ok(Targets::checked(list)?)
 }
 
+/// The component's default endpoints and export formats (its `default-endpoints()` and
+/// `export-formats()` calls, one instance), checked by [`Facts::checked`] against its
+/// `targets`. Errors: a call traps or hits a sandbox limit, or the answers are refused
+/// ([`crate::facts::InvalidFacts`]: an endpoint that is not an `https` origin, a mode without
+/// one, a bad coverage or format name, an oversized or unprintable text, a format a target
+/// lists but nothing describes); a component that fails either does not serve.
+pub async fn component_facts(
+    runtime: &Runtime,
+    pre: &KryptonPre,
+    targets: &Targets,
+) -> anyhow::Result<Facts> {
+    let (endpoints, formats) = runtime
+        .facts(pre)
+        .await
+        .context("the component's default-endpoints() or export-formats() call failed")?;
+    Ok(Facts::checked(endpoints, formats, targets)?)
+}
+
 /// A checked, linked component version.
 pub struct Loaded {
     /// The compiled, linked component.
@@ -83,6 +102,8 @@ pub struct Loaded {
     pub version: String,
     /// The targets it implements (its `targets()` call, made once when it was checked).
     pub targets: Targets,
+    /// Its default endpoints and export formats (made once when it was checked).
+    pub facts: Facts,
     /// Whether a trusted key's signature covered this version.
     pub signed: bool,
 }
@@ -186,11 +207,13 @@ impl Lifecycle {
         let pre = runtime.load(bytes)?;
         let version = self_check(runtime, &pre).await?;
         let targets = list_targets(runtime, &pre).await?;
+        let facts = component_facts(runtime, &pre, &targets).await?;
         Ok(Loaded {
             pre,
             digest: signing::digest_hex(bytes),
             version,
             targets,
+            facts,
             signed: false,
         })
     }
@@ -235,11 +258,13 @@ impl Lifecycle {
             version.escape_debug()
         );
         let targets = list_targets(runtime, &pre).await?;
+        let facts = component_facts(runtime, &pre, &targets).await?;
         Ok(Loaded {
             pre,
             digest: verified.digest().to_string(),
             version,
             targets,
+            facts,
             signed: true,
         })
     }
@@ -283,11 +308,13 @@ impl Lifecycle {
             }
         }
         let targets = list_targets(runtime, &pre).await?;
+        let facts = component_facts(runtime, &pre, &targets).await?;
         Ok(Loaded {
             pre,
             digest: signing::digest_hex(bytes),
             version,
             targets,
+            facts,
             signed: signed_version.is_some(),
         })
     }

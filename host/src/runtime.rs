@@ -63,9 +63,9 @@ pub mod bindings {
 
 use bindings::soracom::krypton::secret_store;
 pub use bindings::soracom::krypton::types::{
-    AuthMode, CertificateSummary, ExportFile, Failure, HttpTimeouts, KeyCacheUse, ParameterInfo,
-    ProvisionError, ProvisionReport, ProvisionRequest, RetryPolicy, SimError, SimOptions, Target,
-    TargetInfo, TransportError, TransportKind,
+    AuthMode, CertificateSummary, DefaultEndpoint, ExportFile, ExportFormat, Failure, HttpTimeouts,
+    KeyCacheUse, ParameterInfo, ProvisionError, ProvisionReport, ProvisionRequest, RetryPolicy,
+    RouteEntry, SimError, SimOptions, Target, TargetInfo, TransportError, TransportKind,
 };
 pub use bindings::soracom::krypton::uicc::{StatusWord, UiccError};
 
@@ -1302,8 +1302,70 @@ impl Runtime {
         .await
     }
 
-    /// The component's `(version, contract version)`, e.g. `("0.3.0",
-    /// "soracom:krypton@0.3.0")`.
+    /// One call that touches no bundle and no network (`what` names it in errors), in a fresh
+    /// instance with an empty throwaway store.
+    async fn offline_call<R>(
+        &self,
+        pre: &KryptonPre,
+        what: &str,
+        call: impl AsyncFnOnce(
+            &bindings::exports::soracom::krypton::provisioning::Guest,
+            &mut Store<HostState>,
+        ) -> wasmtime::Result<R>,
+    ) -> anyhow::Result<R> {
+        let scratch = tempfile::tempdir()?;
+        let mut store = self.offline_store(SecretStore::open(scratch.path().join("store"))?)?;
+        self.guarded(&mut store, what, async |store| {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            call(instance.soracom_krypton_provisioning(), store).await
+        })
+        .await
+    }
+
+    /// The component's default endpoints (`default-endpoints()`: each mode's base URL, per
+    /// coverage) and export formats (`export-formats()`), unchecked: see
+    /// [`crate::lifecycle::component_facts`]. Errors: a call traps or hits a sandbox limit.
+    pub async fn facts(
+        &self,
+        pre: &KryptonPre,
+    ) -> anyhow::Result<(Vec<DefaultEndpoint>, Vec<ExportFormat>)> {
+        self.offline_call(pre, "default-endpoints and export-formats", async |p, store| {
+            let endpoints = p.call_default_endpoints(&mut *store).await?;
+            let formats = p.call_export_formats(&mut *store).await?;
+            Ok((endpoints, formats))
+        })
+        .await
+    }
+
+    /// The routed entries of soratun's `arc.json` (`text`), as the component reads them
+    /// (`soratun-routes`). The outer error is a trap or a sandbox limit; the inner one the
+    /// component's (`invalid-request` for a text that is not such a file).
+    pub async fn soratun_routes(
+        &self,
+        pre: &KryptonPre,
+        text: &str,
+    ) -> anyhow::Result<Result<Vec<RouteEntry>, Failure>> {
+        self.offline_call(pre, "soratun-routes", async |p, store| {
+            p.call_soratun_routes(&mut *store, text).await
+        })
+        .await
+    }
+
+    /// The change to soratun's configuration that routes `routes` (CIDRs) through the tunnel,
+    /// in the component's words (`soratun-route-fix`). Errors: a trap or a sandbox limit.
+    pub async fn soratun_route_fix(
+        &self,
+        pre: &KryptonPre,
+        routes: &[String],
+    ) -> anyhow::Result<String> {
+        self.offline_call(pre, "soratun-route-fix", async |p, store| {
+            p.call_soratun_route_fix(&mut *store, routes).await
+        })
+        .await
+    }
+
+    /// The component's `(version, contract version)`, e.g. `("0.5.0",
+    /// "soracom:krypton@0.5.0")`.
     pub async fn version(&self, pre: &KryptonPre) -> anyhow::Result<(String, String)> {
         // `version` touches no bundle; give it an empty throwaway store.
         let scratch = tempfile::tempdir()?;

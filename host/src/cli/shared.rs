@@ -10,6 +10,7 @@ use krypton_host::output::exit;
 use krypton_host::precompiled::ComponentFile;
 use krypton_host::runtime::{KryptonPre, Runtime, TargetInfo};
 use krypton_host::store::SecretStore;
+use krypton_host::facts::Facts;
 use krypton_host::targets::Targets;
 use std::path::Path;
 use std::time::Instant;
@@ -137,14 +138,23 @@ pub async fn lock_store(
     }
 }
 
-/// Krypton's addresses for a wg-quick file: the given ones, else the endpoint's host resolved.
+/// Krypton's addresses for a wg-quick file: the given ones, else the endpoint's host resolved
+/// (`endpoint`, else the component's network-mode endpoint: the tunnel carries network mode).
 pub async fn krypton_addresses(
     given: &[String],
-    endpoint: &str,
+    endpoint: Option<&str>,
+    loaded: &Loaded,
 ) -> Result<Vec<String>, HostFailure> {
     if !given.is_empty() {
         return Ok(given.to_vec());
     }
+    let endpoint = match endpoint {
+        Some(url) => url,
+        None => loaded
+            .facts
+            .endpoint(krypton_host::runtime::AuthMode::Network, None)
+            .map_err(|e| fail(exit::INTERNAL)(e.into()))?,
+    };
     // The same check as every other command's endpoint (no path, no user information).
     let origin = http::Origin::parse(endpoint)
         .context("--endpoint")
@@ -167,15 +177,18 @@ pub struct Loaded {
     pub runtime: Runtime,
     pub pre: KryptonPre,
     pub targets: Targets,
+    /// The component's default endpoints and export formats, checked.
+    pub facts: Facts,
     /// Where the component came from (`built-in` or its path), its size in bytes, and the
     /// time it took to load, ms.
     origin: (String, usize, u64),
 }
 
 /// Load the component (`path`, else the built-in one) into `runtime` and ask it for its
-/// targets. Exit 3 for an unreadable file or a refused precompiled component (`trusted_key`
-/// is the key its signature must verify with), 1 when it does not load, its `targets()` fails
-/// or it reports another version than the signed one. The caller logs the load with
+/// targets, default endpoints and export formats. Exit 3 for an unreadable file or a refused
+/// precompiled component (`trusted_key` is the key its signature must verify with), 1 when it
+/// does not load, its `targets()`, `default-endpoints()` or `export-formats()` fails or is
+/// refused, or it reports another version than the signed one. The caller logs the load with
 /// [`Loaded::log_loaded`].
 pub async fn load(
     runtime: Runtime,
@@ -203,10 +216,14 @@ pub async fn load(
     let targets = lifecycle::list_targets(&runtime, &pre)
         .await
         .map_err(fail(exit::INTERNAL))?;
+    let facts = lifecycle::component_facts(&runtime, &pre, &targets)
+        .await
+        .map_err(fail(exit::INTERNAL))?;
     Ok(Loaded {
         runtime,
         pre,
         targets,
+        facts,
         origin: (origin, bytes, ms),
     })
 }
