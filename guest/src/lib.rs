@@ -296,6 +296,7 @@ mod glue {
                         contents: f.contents,
                         secret: f.secret,
                         converted: f.converted,
+                        owner: f.owner.map(str::to_string),
                     })
                     .collect()
             })
@@ -330,8 +331,48 @@ mod glue {
         fn version() -> (String, String) {
             (
                 env!("CARGO_PKG_VERSION").to_string(),
-                "soracom:krypton@0.4.0".to_string(),
+                "soracom:krypton@0.5.0".to_string(),
             )
+        }
+
+        fn default_endpoints() -> Vec<wit::DefaultEndpoint> {
+            crate::client::DEFAULT_ENDPOINTS
+                .iter()
+                .map(|e| wit::DefaultEndpoint {
+                    mode: mode_to(e.mode),
+                    coverage: e.coverage.map(str::to_string),
+                    url: e.url.to_string(),
+                })
+                .collect()
+        }
+
+        fn export_formats() -> Vec<wit::ExportFormat> {
+            formats::FORMATS
+                .iter()
+                .map(|f| wit::ExportFormat {
+                    name: f.name.to_string(),
+                    summary: f.summary.to_string(),
+                })
+                .collect()
+        }
+
+        fn soratun_routes(text: String) -> Result<Vec<wit::RouteEntry>, wit::Failure> {
+            ops::arc::soratun_routes(&text)
+                .map(|entries| {
+                    entries
+                        .into_iter()
+                        .map(|e| wit::RouteEntry {
+                            location: e.location,
+                            entry: e.entry,
+                            problem: e.problem,
+                        })
+                        .collect()
+                })
+                .map_err(failure)
+        }
+
+        fn soratun_route_fix(routes: Vec<String>) -> String {
+            ops::arc::soratun_route_fix(&routes)
         }
     }
 

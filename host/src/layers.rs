@@ -46,8 +46,9 @@ const RULES: Rules = Rules {
             &[
                 ("precompiled", 0),
                 ("targets", 0),
-                ("loader", 1),
-                ("lifecycle", 2),
+                ("facts", 1),
+                ("loader", 2),
+                ("lifecycle", 3),
                 ("mod", 9),
             ],
         ),

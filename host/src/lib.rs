@@ -33,11 +33,14 @@
 //! 1. creates a [`Runtime`] and loads the built-in component with [`Runtime::load`];
 //! 2. checks that it speaks this host's contract with [`component::self_check`];
 //! 3. asks it for its targets ([`component::list_targets`]) and picks one by name;
-//! 4. provisions it into a [`SecretStore`] through an [`OutboundPolicy`] that allows only the
+//! 4. asks it for its default endpoints ([`component::component_facts`]): the host names no
+//!    SORACOM host of its own;
+//! 5. provisions it into a [`SecretStore`] through an [`OutboundPolicy`] that allows only the
 //!    Krypton endpoint, with [`ProvisionOptions`];
-//! 5. prints the report, or the failure with the component's advice.
+//! 6. prints the report, or the failure with the component's advice.
 //!
 //! ```no_run
+//! use krypton_host::bindings::AuthMode;
 //! use krypton_host::capability::http::Origin;
 //! use krypton_host::{
 //!     DEFAULT_COMPONENT, OutboundPolicy, ProvisionOptions, Runtime, SecretStore, component,
@@ -54,7 +57,9 @@
 //!     let targets = component::list_targets(&runtime, &pre).await?;
 //!     let target = targets.find("azure-iot")?;
 //!
-//!     let endpoint = "https://krypton.soracom.io:8036";
+//!     // Network mode's base URL, as the component knows it.
+//!     let facts = component::component_facts(&runtime, &pre, &targets).await?;
+//!     let endpoint = facts.endpoint(AuthMode::Network, None)?;
 //!     let policy = OutboundPolicy::new(vec![Origin::parse(endpoint)?], None)?;
 //!     let store = SecretStore::open("/var/lib/my-gateway/krypton")?;
 //!     let request = ProvisionOptions::default().request(target.target, endpoint);
@@ -73,11 +78,12 @@
 //!
 //! | layer | module | what it holds |
 //! | --- | --- | --- |
-//! | 0 | [`files`], [`bindings`], [`sandbox`] | files from user paths and the atomic private-file writer; the contract's generated types; the per-call limits and the limit trip |
-//! | 1 | [`signing`], [`options`] | ed25519 signatures of components and artifacts, the version floor; the run options |
-//! | 2 | [`capability`] | `http`, `store`, `uicc`: each its context, `Host` impl and `add_to_linker` |
-//! | 3 | [`engine`] | the wasmtime engine and linker, the store per call, the compile cache, the one typed call |
-//! | 4 | [`component`] | file kinds and precompiled artifacts, the one loader, targets, the lifecycle |
+//! | 0 | [`files`] | files from user paths, the atomic private-file writer, locks |
+//! | 1 | [`bindings`], [`sandbox`] | the contract's generated types; the per-call limits and the limit trip |
+//! | 2 | [`signing`], [`options`] | ed25519 signatures of components and artifacts, the version floor; the run options |
+//! | 3 | [`capability`] | `http`, `store`, `uicc`: each its context, `Host` impl and `add_to_linker` |
+//! | 4 | [`engine`] | the wasmtime engine and linker, the store per call, the compile cache, the one typed call |
+//! | 5 | [`component`] | file kinds and precompiled artifacts, the one loader, targets, default endpoints and export formats, the lifecycle |
 
 #[allow(missing_docs)]
 pub mod bindings;

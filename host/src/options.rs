@@ -7,58 +7,12 @@ use crate::bindings::{
 use crate::sandbox::SandboxLimits;
 use std::time::Duration;
 
-/// Krypton's base URL in network-authenticated mode (SORACOM Krypton documentation).
-pub const NETWORK_ENDPOINT: &str = "https://krypton.soracom.io:8036";
-
-/// Which SORACOM coverage a SIM belongs to; in SIM-authenticated mode it picks the API base
-/// URL (SORACOM's open-source Krypton clients: `ProvisioningApiEndpoint` of
-/// `soracom/soracom-krypton-client-for-java`, the default of `soracom/krypton-client-go`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Coverage {
-    /// Global coverage: `https://g.api.soracom.io` (the default).
-    #[default]
-    Global,
-    /// Japan coverage: `https://api.soracom.io`.
-    Japan,
-}
-
-impl Coverage {
-    /// The API base URL of SIM-authenticated mode for this coverage.
-    pub fn sim_endpoint(self) -> &'static str {
-        match self {
-            Coverage::Global => "https://g.api.soracom.io",
-            Coverage::Japan => "https://api.soracom.io",
-        }
-    }
-}
-
-impl std::str::FromStr for Coverage {
-    type Err = String;
-    /// `global` or `japan`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "global" => Ok(Coverage::Global),
-            "japan" => Ok(Coverage::Japan),
-            _ => Err("the coverage is `global` or `japan`".into()),
-        }
-    }
-}
-
-/// The endpoint a run uses: `explicit` when given, else Krypton's network-mode URL
-/// ([`NETWORK_ENDPOINT`]) or, in SIM mode, the API of `coverage` ([`Coverage::sim_endpoint`]).
-pub fn endpoint_for(mode: AuthMode, coverage: Coverage, explicit: Option<&str>) -> String {
-    match (explicit, mode) {
-        (Some(url), _) => url.to_string(),
-        (None, AuthMode::Network) => NETWORK_ENDPOINT.to_string(),
-        (None, AuthMode::Sim) => coverage.sim_endpoint().to_string(),
-    }
-}
-
 /// The whole-run deadline an operator may set, s, inclusive: 1 s to 1 day (`--deadline-secs`,
 /// the daemon's `limits.deadline_secs`).
 pub const DEADLINE_SECS_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
 
-/// The knobs of one provisioning run besides its target and Krypton endpoint. `Default` gives
+/// The knobs of one provisioning run besides its target and Krypton endpoint (the component
+/// names the default endpoint of each mode: [`crate::component::facts::Facts::endpoint`]). `Default` gives
 /// the values `krypton-host provision --help` documents: network mode, no request parameters,
 /// no force, the SIM-mode key cache reused, a 120 s deadline, a 1 s poll interval, 10 s connect and 30 s read timeouts, and 4
 /// attempts per call with a 500 ms to 8 s backoff.
@@ -91,9 +45,6 @@ pub struct ProvisionOptions {
     /// `bypass` it, or `clear` it first. Ignored in network mode.
     pub key_cache: KeyCacheUse,
 }
-
-/// The default endpoint of the CLI's network-mode commands: [`NETWORK_ENDPOINT`].
-pub const DEFAULT_ENDPOINT: &str = NETWORK_ENDPOINT;
 
 impl Default for ProvisionOptions {
     fn default() -> Self {
@@ -139,7 +90,7 @@ impl ProvisionOptions {
     pub const WALL_SLACK: Duration = Duration::from_secs(60);
 
     /// The contract's `provision-request` for `target` at `endpoint` (a Krypton base URL such
-    /// as `https://krypton.soracom.io:8036`) with these options.
+    /// as `https://krypton.example:8036`) with these options.
     pub fn request(&self, target: Target, endpoint: &str) -> ProvisionRequest {
         ProvisionRequest {
             target,
@@ -182,7 +133,7 @@ mod tests {
     #[test]
     fn defaults_reach_the_request_in_milliseconds() {
         let options = ProvisionOptions::default();
-        let request = options.request(Target::Arc, "https://krypton.soracom.io:8036");
+        let request = options.request(Target::Arc, "https://krypton.example:8036");
         assert_eq!(request.deadline_ms, 120_000);
         assert_eq!(request.poll_interval_ms, 1_000);
         assert_eq!(
@@ -208,27 +159,5 @@ mod tests {
         };
         assert_eq!(long.request(Target::Arc, "x").deadline_ms, u32::MAX);
         assert_eq!(request.sim.key_cache, KeyCacheUse::Reuse);
-    }
-
-    #[test]
-    fn the_endpoint_follows_mode_and_coverage_unless_given() {
-        use AuthMode::{Network, Sim};
-        assert_eq!(
-            endpoint_for(Network, Coverage::Japan, None),
-            "https://krypton.soracom.io:8036"
-        );
-        assert_eq!(
-            endpoint_for(Sim, Coverage::default(), None),
-            "https://g.api.soracom.io"
-        );
-        assert_eq!(
-            endpoint_for(Sim, "japan".parse().unwrap(), None),
-            "https://api.soracom.io"
-        );
-        assert_eq!(
-            endpoint_for(Sim, Coverage::Japan, Some("http://127.0.0.1:1")),
-            "http://127.0.0.1:1"
-        );
-        assert!("jp".parse::<Coverage>().is_err());
     }
 }

@@ -284,3 +284,176 @@ async fn export_files_the_component_names_badly_are_refused_before_anything_is_c
         )
     );
 }
+
+/// Every hostile `default-endpoints()` answer, and the refusal the CLI prints for it.
+const REFUSED_ENDPOINTS: [(&str, &str); 3] = [
+    (
+        "http-endpoint",
+        "the component's default-endpoints() entry 0: `http://krypton.hostile.invalid:8036` is not an https URL",
+    ),
+    (
+        "no-sim",
+        "the component's default-endpoints() has no endpoint for mode `sim`",
+    ),
+    (
+        "path-endpoint",
+        "the component's default-endpoints() entry 0: `https://krypton.hostile.invalid/v1`: give the base URL without a path",
+    ),
+];
+
+/// Issue 17, item 4: the self-check accepts only what the host serves. A component whose
+/// default endpoints are not https origins, or miss a mode, is refused by the CLI (exit 1,
+/// before the store is made) and by a daemon at start and on a swap.
+#[tokio::test]
+async fn hostile_default_endpoints_are_refused_before_a_component_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    for (name, refusal) in REFUSED_ENDPOINTS {
+        let component = hostile_with_targets(tmp.path(), name);
+        let (code, stdout, stderr) = run_cli(&[
+            "provision",
+            "arc",
+            "--endpoint",
+            "https://127.0.0.1:1",
+            "--component",
+            component.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ])
+        .await;
+        assert_eq!(code, 1, "{name}: {stderr}");
+        assert_eq!(stdout, "", "{name}");
+        assert!(stderr.contains(&format!("error: {refusal}")), "{name}: {stderr}");
+        assert!(!store.exists(), "{name}: the store was made");
+    }
+
+    let runtime = Arc::new(Runtime::new().unwrap());
+    let file = tmp.path().join("component.wasm");
+    std::fs::copy(hostile_with_targets(tmp.path(), "no-sim"), &file).unwrap();
+    let refused = Lifecycle::start(runtime.clone(), Some(file.clone()), None).await;
+    let message = format!("{:#}", refused.err().unwrap());
+    assert!(message.contains(REFUSED_ENDPOINTS[1].1), "{message}");
+
+    std::fs::write(&file, DEFAULT_COMPONENT).unwrap();
+    let lifecycle = Lifecycle::start(runtime, Some(file.clone()), None)
+        .await
+        .unwrap();
+    let serving = lifecycle.current().digest.clone();
+    for (name, refusal) in REFUSED_ENDPOINTS {
+        std::fs::rename(hostile_with_targets(tmp.path(), name), &file).unwrap();
+        let message = format!("{:#}", lifecycle.reload().await.unwrap_err());
+        assert!(message.contains(refusal), "{name}: {message}");
+        assert_eq!(lifecycle.current().digest, serving, "{name}");
+    }
+    // A plain answer swaps in, and its endpoints are the ones served.
+    std::fs::rename(hostile_with_targets(tmp.path(), "arc"), &file).unwrap();
+    assert!(matches!(
+        lifecycle.reload().await.unwrap(),
+        ReloadOutcome::Swapped(_)
+    ));
+    let facts = &lifecycle.current().facts;
+    assert_eq!(
+        facts
+            .endpoint(krypton_host::bindings::AuthMode::Network, None)
+            .unwrap(),
+        "https://krypton.hostile.invalid:8036"
+    );
+}
+
+/// Issue 17, item 4: the host names no SORACOM host of its own. Given no endpoint, `doctor`
+/// checks the component's network-mode endpoint, and a coverage the component does not name
+/// is a usage error of `provision` before the store is made.
+#[tokio::test]
+async fn the_default_endpoint_and_the_coverages_are_the_components() {
+    let tmp = tempfile::tempdir().unwrap();
+    let component = hostile_with_targets(tmp.path(), "arc");
+    let (code, stdout, stderr) = run_cli(&[
+        "doctor",
+        "--json",
+        "--no-connect",
+        "--address",
+        "192.0.2.1",
+        "--component",
+        component.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(json["endpoint"], "https://krypton.hostile.invalid:8036");
+    assert_eq!(json["host"], "krypton.hostile.invalid");
+    assert_eq!(json["port"], 8036);
+
+    let store = tmp.path().join("store");
+    let (code, _, stderr) = run_cli(&[
+        "provision",
+        "arc",
+        "--mode",
+        "sim",
+        "--coverage",
+        "japan",
+        "--component",
+        component.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            "invalid value 'japan' for '--coverage <COVERAGE>': unknown coverage `japan`; the component knows: global"
+        ),
+        "{stderr}"
+    );
+    assert!(!store.exists(), "the store was made");
+}
+
+/// Issue 17, item 4: the accounts that must own exported files are the component's
+/// (`export-file.owner`): the host groups the files by account, in the order the files first
+/// name them, and refuses an owner that is not an account name before anything is created.
+#[tokio::test]
+async fn export_owners_are_the_components_and_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let component = hostile_with_targets(tmp.path(), "export");
+    let store = tmp.path().join("store");
+    SecretStore::open(&store).unwrap();
+    let out = tmp.path().join("out");
+    let export = async |format: &str| {
+        run_cli(&[
+            "export",
+            "arc",
+            "--format",
+            format,
+            "--out",
+            out.to_str().unwrap(),
+            "--component",
+            component.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "--json",
+        ])
+        .await
+    };
+    let (code, stdout, stderr) = export("shell-owner").await;
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "the component named `root;touch /tmp/pwned` as the owner of `x.pem`, which is not an account name"
+        ),
+        "{stdout}"
+    );
+    assert!(!out.exists(), "--out was created");
+
+    let (code, stdout, stderr) = export("owned").await;
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let dir = out.canonicalize().unwrap();
+    let at = |name: &str| dir.join(name).display().to_string();
+    assert_eq!(
+        v["next"],
+        serde_json::json!([
+            format!("chmod 0711 {}", dir.display()),
+            format!("chown svc-a:svc-a {} {}", at("a.pem"), at("c.pem")),
+            format!("chown svc-b:svc-b {}", at("b.pem")),
+        ])
+    );
+}

@@ -1,7 +1,7 @@
 //! Where Krypton calls go: the base URL parsed once ([`Endpoint`]) and the request line as it
 //! goes on the wire ([`Endpoint::request_line`]).
 
-use crate::types::model::Error;
+use crate::types::model::{AuthMode, DefaultEndpoint, Error};
 
 /// HTTP method of a Krypton call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +41,33 @@ pub struct Endpoint {
 pub const KRYPTON_PORT: u16 = 8036;
 /// Krypton's base URL, shown in advice.
 pub const KRYPTON_BASE_URL: &str = "https://krypton.soracom.io:8036";
+
+/// SIM-authenticated mode's base URL for SORACOM's global coverage, which serves the Keys API
+/// and the provisioning paths (SORACOM API documentation; `soracom/krypton-client-go`
+/// `krypton/client.go`, `soracom/soracom-krypton-client-for-java` `ProvisioningApiEndpoint`).
+pub const SIM_GLOBAL_BASE_URL: &str = "https://g.api.soracom.io";
+/// SIM-authenticated mode's base URL for SORACOM's Japan coverage (same sources).
+pub const SIM_JAPAN_BASE_URL: &str = "https://api.soracom.io";
+
+/// The base URLs the component calls when the host names none (WIT `default-endpoints`): one
+/// for network mode, one per coverage in SIM mode; the first entry of a mode is its default.
+pub const DEFAULT_ENDPOINTS: [DefaultEndpoint; 3] = [
+    DefaultEndpoint {
+        mode: AuthMode::Network,
+        coverage: None,
+        url: KRYPTON_BASE_URL,
+    },
+    DefaultEndpoint {
+        mode: AuthMode::Sim,
+        coverage: Some("global"),
+        url: SIM_GLOBAL_BASE_URL,
+    },
+    DefaultEndpoint {
+        mode: AuthMode::Sim,
+        coverage: Some("japan"),
+        url: SIM_JAPAN_BASE_URL,
+    },
+];
 
 /// Why a plain `http://` endpoint is refused, and what to do instead. Krypton's answers carry
 /// private keys and tokens: only a test server on this machine may receive requests in clear

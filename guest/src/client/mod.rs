@@ -18,7 +18,7 @@ pub mod call;
 
 pub use call::{Deadline, Exchange, MAX_BODY_BYTES, MAX_RETRY_AFTER_MS, Run, retry_after_ms};
 pub use capabilities::{Capabilities, HttpRequest, HttpResponse, SendFailure};
-pub use endpoint::{Endpoint, KRYPTON_BASE_URL, KRYPTON_PORT, Method};
+pub use endpoint::{DEFAULT_ENDPOINTS, Endpoint, KRYPTON_BASE_URL, KRYPTON_PORT, Method};
 pub use errors::{
     DNS_NAME_NOT_FOUND, MAX_EXCERPT_BYTES, http_status_error, transient, transport_failure,
 };

@@ -10,6 +10,15 @@ use serde::Serialize;
 /// The format's name in `render-export`.
 pub const NAME: &str = "aziot";
 
+/// The user Azure IoT Edge's certificate service (`aziot-certd`) runs as, which reads the
+/// certificate files; its primary group has the same name (Azure IoT Edge documentation,
+/// "Create and provision an IoT Edge device on Linux using X.509 certificates": the
+/// certificates must be readable by `aziotcs`, the private key by `aziotks`).
+pub const CERTIFICATE_SERVICE_USER: &str = "aziotcs";
+/// The user Azure IoT Edge's key service (`aziot-keyd`) runs as, which reads the private key
+/// file (same source).
+pub const KEY_SERVICE_USER: &str = "aziotks";
+
 /// The Azure IoT Identity Service `config.toml` section for manual X.509 provisioning
 /// (Azure IoT Edge documentation, "Create and provision an IoT Edge device on Linux using
 /// X.509 certificates": `[provisioning] source = "manual"`, `iothub_hostname`, `device_id`,
@@ -35,7 +44,9 @@ struct AziotAuthentication {
 }
 
 /// The PEM files and `aziot-provisioning.toml`, whose `identity_cert` / `identity_pk` are
-/// `file://` URIs of the chain and key in `directory`. Errors: see [`pem_files`];
+/// `file://` URIs of the chain and key in `directory`. Each PEM file names the account that
+/// reads it ([`KEY_SERVICE_USER`] for the private key, [`CERTIFICATE_SERVICE_USER`] for the
+/// others); the TOML section is merged by the operator and has no owner. Errors: see [`pem_files`];
 /// [`Error::InvalidResponse`] on `body` when the serializer refuses; [`Error::InvalidRequest`]
 /// for another bundle.
 pub fn render(bundle: &Bundle, directory: &str, _: &[String]) -> Result<Vec<ExportFile>, Error> {
@@ -51,6 +62,13 @@ pub fn render(bundle: &Bundle, directory: &str, _: &[String]) -> Result<Vec<Expo
         b.private_key.expose(),
         b.root_ca_certificate.as_deref(),
     )?;
+    for file in &mut files {
+        file.owner = Some(if file.secret {
+            KEY_SERVICE_USER
+        } else {
+            CERTIFICATE_SERVICE_USER
+        });
+    }
     let config = AziotConfig {
         provisioning: AziotProvisioning {
             source: "manual",

@@ -39,6 +39,8 @@ pub struct Format {
     pub targets: &'static [Target],
     /// What it exports, in the words of the error for a target it does not fit.
     pub exports: &'static str,
+    /// What it writes and for which consumer, in one line (WIT `export-format.summary`).
+    pub summary: &'static str,
     /// Renders a bundle of one of `targets`, already checked with [`Bundle::validate`].
     pub render: Renderer,
 }
@@ -49,30 +51,36 @@ pub const FORMATS: [Format; 5] = [
         name: pem::NAME,
         targets: &[Target::AzureIot, Target::AwsIot],
         exports: "azure-iot and aws-iot certificates",
+        summary: "certificate, chain, private key and root CA as PEM files",
         render: pem::render,
     },
     Format {
         name: aziot::NAME,
         targets: &[Target::AzureIot],
         exports: "azure-iot",
+        summary: "the PEM files plus the Azure IoT Edge `[provisioning]` section (manual X.509); \
+                  the certificates for user aziotcs, the key for aziotks (its certificate and key services)",
         render: aziot::render,
     },
     Format {
         name: aws_iot::NAME,
         targets: &[Target::AwsIot],
         exports: "aws-iot",
+        summary: "the PEM files plus aws-iot.json (endpoint, client ID, region) for AWS IoT Device SDKs",
         render: aws_iot::render,
     },
     Format {
         name: wireguard::NAME,
         targets: &[Target::Arc],
         exports: "arc",
+        summary: "a wg-quick file for SORACOM Arc, Krypton's addresses routed through the tunnel",
         render: wireguard::render,
     },
     Format {
         name: env::NAME,
         targets: &[Target::AwsCognito],
         exports: "aws-cognito",
+        summary: "AWS environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)",
         render: env::render,
     },
 ];

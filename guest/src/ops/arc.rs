@@ -1,12 +1,13 @@
 //! SORACOM Arc (target `arc`): P10 the WireGuard bootstrap. One POST; the answer is parsed
 //! here. The `wg-quick` rendering of the bundle is an export format
-//! (`crate::formats::wireguard`).
+//! (`crate::formats::wireguard`). Also Arc's client configuration (soratun's `arc.json`) as a
+//! host's route check reads it: [`soratun_routes`] and [`soratun_route_fix`].
 
 use super::common::{Prepared, checked_str};
 use crate::types::bundle::{ArcBundle, Bundle, FORMAT_VERSION};
 use crate::types::identifiers as id;
 use crate::types::json::{json_object, json_type, required_str};
-use crate::types::model::{AuthMode, Error, Secret};
+use crate::types::model::{AuthMode, Error, RouteEntry, Secret};
 use serde_json::{Map, Value};
 
 /// P10: the WireGuard bootstrap.
@@ -76,4 +77,62 @@ pub fn parse_bootstrap(_: &Prepared, body: &[u8], now: u64) -> Result<Bundle, Er
         arc_server_endpoint: arc_endpoint(obj)?,
         arc_allowed_ips: allowed,
     }))
+}
+
+/// The two route lists of soratun's `arc.json` (soratun, `soracom/soratun`: the Arc session
+/// SORACOM sent, `arcSessionStatus.arcAllowedIPs`, and the operator's own
+/// `additionalAllowedIPs`), as a JSON pointer and the name shown for an entry's location.
+const SORATUN_ROUTE_LISTS: [(&str, &str); 2] = [
+    ("/arcSessionStatus/arcAllowedIPs", "arcSessionStatus.arcAllowedIPs"),
+    ("/additionalAllowedIPs", "additionalAllowedIPs"),
+];
+
+/// Every entry of soratun's two route lists (WIT `soratun-routes`), in file order: a string
+/// trimmed for the host to check as a CIDR, any other value as its JSON text with the problem
+/// `not a string`. Errors: [`Error::InvalidRequest`] when `text` is not JSON or holds neither
+/// list as an array.
+pub fn soratun_routes(text: &str) -> Result<Vec<RouteEntry>, Error> {
+    let json: Value = serde_json::from_str(text)
+        .map_err(|e| Error::InvalidRequest(format!("not JSON: {e}")))?;
+    let mut entries = Vec::new();
+    let mut seen = false;
+    for (pointer, name) in SORATUN_ROUTE_LISTS {
+        let Some(list) = json.pointer(pointer).and_then(Value::as_array) else {
+            continue;
+        };
+        seen = true;
+        for (i, item) in list.iter().enumerate() {
+            let location = format!("{name}[{i}]");
+            entries.push(match item.as_str() {
+                Some(s) => RouteEntry {
+                    location,
+                    entry: s.trim().to_string(),
+                    problem: None,
+                },
+                None => RouteEntry {
+                    location,
+                    entry: item.to_string(),
+                    problem: Some("not a string".into()),
+                },
+            });
+        }
+    }
+    if !seen {
+        return Err(Error::InvalidRequest(format!(
+            "neither `{}` nor `{}` is present",
+            SORATUN_ROUTE_LISTS[0].1, SORATUN_ROUTE_LISTS[1].1
+        )));
+    }
+    Ok(entries)
+}
+
+/// The change to soratun's configuration that routes `routes` (CIDRs) through the tunnel
+/// (WIT `soratun-route-fix`): the `additionalAllowedIPs` line of `arc.json`, or soratun's flag.
+pub fn soratun_route_fix(routes: &[String]) -> String {
+    let quoted: Vec<String> = routes.iter().map(|r| format!("{r:?}")).collect();
+    format!(
+        "\"additionalAllowedIPs\": [{}]   (or: soratun ... --additional-allowed-ips {})",
+        quoted.join(", "),
+        routes.join(",")
+    )
 }

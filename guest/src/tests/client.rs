@@ -453,3 +453,26 @@ fn plain_http_is_allowed_to_loopback_only_and_refused_before_any_request() {
     assert!(m.contains("use https://"), "{m}");
     assert!(fake.requests.is_empty() && fake.store.is_empty());
 }
+
+/// WIT `default-endpoints`: Krypton's network-mode URL, then SIM mode's API per coverage,
+/// global first (the default); each one an endpoint this component accepts.
+#[test]
+fn default_endpoints_cover_each_mode_global_first() {
+    let listed: Vec<(AuthMode, Option<&str>, &str)> = DEFAULT_ENDPOINTS
+        .iter()
+        .map(|e| (e.mode, e.coverage, e.url))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (AuthMode::Network, None, "https://krypton.soracom.io:8036"),
+            (AuthMode::Sim, Some("global"), "https://g.api.soracom.io"),
+            (AuthMode::Sim, Some("japan"), "https://api.soracom.io"),
+        ]
+    );
+    for e in &DEFAULT_ENDPOINTS {
+        let parsed = Endpoint::parse(e.url).unwrap();
+        assert_eq!(parsed.scheme, "https", "{}", e.url);
+    }
+    assert_eq!(Endpoint::parse(DEFAULT_ENDPOINTS[0].url).unwrap().port, 8036);
+}

@@ -444,3 +444,74 @@ fn each_target_lists_the_formats_render_export_accepts() {
         }
     }
 }
+
+/// `aziot` names the account each PEM file is read as (Azure IoT Edge's certificate service
+/// `aziotcs`, its key service `aziotks`), the TOML section none; every other format names none.
+#[test]
+fn aziot_files_name_the_accounts_that_read_them() {
+    use crate::formats::FORMATS;
+    let mut fake = provisioned(Target::AzureIot);
+    let files = render_export(&mut fake, Target::AzureIot, "aziot", "/etc/aziot/krypton", &[])
+        .unwrap();
+    let owners: Vec<(&str, Option<&str>)> =
+        files.iter().map(|f| (f.name.as_str(), f.owner)).collect();
+    assert_eq!(
+        owners,
+        vec![
+            ("azure-iot-certificate.pem", Some("aziotcs")),
+            ("azure-iot-chain.pem", Some("aziotcs")),
+            ("azure-iot-private-key.pem", Some("aziotks")),
+            ("azure-iot-root-ca.pem", Some("aziotcs")),
+            ("aziot-provisioning.toml", None),
+        ]
+    );
+    for target in [
+        Target::AzureIot,
+        Target::AwsIot,
+        Target::AwsCognito,
+        Target::Arc,
+    ] {
+        let mut fake = provisioned(target);
+        for format in FORMATS.iter().map(|f| f.name).filter(|f| *f != "aziot") {
+            if let Ok(files) = render_export(&mut fake, target, format, "/x", &[]) {
+                assert!(
+                    files.iter().all(|f| f.owner.is_none()),
+                    "{target:?} {format}"
+                );
+            }
+        }
+    }
+}
+
+/// Every format has a one-line summary for a host's help (WIT `export-formats`), every format a
+/// target lists is among them, and the summary of `aziot` names its two accounts.
+#[test]
+fn each_format_has_a_summary_and_every_listed_format_is_described() {
+    use crate::formats::FORMATS;
+    let names: Vec<&str> = FORMATS.iter().map(|f| f.name).collect();
+    assert_eq!(names, ["pem", "aziot", "aws-iot", "wireguard", "env"]);
+    let mut listed: Vec<&str> = crate::ops::OPERATIONS
+        .iter()
+        .flat_map(|op| crate::formats::names_for(op.target))
+        .collect();
+    listed.sort_unstable();
+    listed.dedup();
+    let mut described = names.clone();
+    described.sort_unstable();
+    assert_eq!(listed, described);
+    for f in &FORMATS {
+        assert!(
+            !f.summary.is_empty()
+                && f.summary.len() <= 256
+                && !f.summary.chars().any(char::is_control),
+            "{}: {:?}",
+            f.name,
+            f.summary
+        );
+    }
+    assert_eq!(
+        FORMATS[0].summary,
+        "certificate, chain, private key and root CA as PEM files"
+    );
+    assert!(FORMATS[1].summary.contains("aziotcs") && FORMATS[1].summary.contains("aziotks"));
+}

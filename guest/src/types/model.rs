@@ -1,4 +1,4 @@
-//! Plain-Rust mirrors of the WIT types (`wit/krypton.wit`, package `soracom:krypton@0.4.0`).
+//! Plain-Rust mirrors of the WIT types (`wit/krypton.wit`, package `soracom:krypton@0.5.0`).
 //!
 //! The provisioning logic works on these so that it compiles and unit-tests natively; `lib.rs`
 //! converts them to and from the generated bindings one-to-one.
@@ -579,17 +579,44 @@ pub struct ExportFile {
     /// `export-file.converted`): today only a private key converted to a form OpenSSL loads
     /// (`crate::types::validate::exportable_key`).
     pub converted: Option<String>,
+    /// The system account the file's consumer reads it as (WIT `export-file.owner`), e.g.
+    /// `aziotks`; `None` when whoever runs the consumer reads it.
+    pub owner: Option<&'static str>,
 }
 
 impl ExportFile {
     /// A file named `name` (no directory) holding `contents`, owner-only when `secret`, as
-    /// Krypton sent it (`converted: None`).
+    /// Krypton sent it (`converted: None`), read by whoever runs its consumer (`owner: None`).
     pub fn new(name: &str, contents: impl Into<Vec<u8>>, secret: bool) -> Self {
         ExportFile {
             name: name.to_string(),
             contents: contents.into(),
             secret,
             converted: None,
+            owner: None,
         }
     }
+}
+
+/// A base URL the component calls when the host names none (WIT `default-endpoint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefaultEndpoint {
+    /// The mode it serves.
+    pub mode: AuthMode,
+    /// The SORACOM coverage it serves (`global`, `japan`); `None` when the mode has one URL
+    /// whatever the coverage.
+    pub coverage: Option<&'static str>,
+    /// The base URL, an `https` origin.
+    pub url: &'static str,
+}
+
+/// One routed entry of a tunnel client's configuration (WIT `route-entry`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteEntry {
+    /// Where it is in the file, e.g. `additionalAllowedIPs[0]`.
+    pub location: String,
+    /// The entry as written (trimmed), or the JSON text of an entry that is not a string.
+    pub entry: String,
+    /// Why it cannot be a route at all (`not a string`); `None` for the host to check.
+    pub problem: Option<String>,
 }

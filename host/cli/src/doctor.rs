@@ -6,13 +6,16 @@
 //! request leaves over the ordinary internet and times out (wg-quick(8) and SORACOM Arc
 //! documentation on `AllowedIPs`). This
 //! module resolves the endpoint, checks each address against the tunnel's `AllowedIPs` (from a
-//! `wg-quick` file or a soratun `arc.json`, including `additionalAllowedIPs`), tries TCP and TLS
-//! with short timeouts, and says exactly what to add. CIDRs are parsed with `ipnet`; the
-//! `wg-quick` format is read line by line (`Key = value` in `[Section]`s, `#` comments), which
-//! is all of its syntax that matters here.
+//! `wg-quick` file, or the routes the component reads from soratun's configuration:
+//! [`Tunnel::from_entries`]), tries TCP and TLS with short timeouts, and says exactly what to
+//! add. CIDRs are parsed with `ipnet`; the `wg-quick` format (WireGuard's, not SORACOM's) is
+//! read line by line (`Key = value` in `[Section]`s, `#` comments), which is all of its syntax
+//! that matters here. soratun's file is SORACOM Arc's client configuration: its field names and
+//! the change that fixes a route are the component's (`soratun-routes`, `soratun-route-fix`).
 
-use ipnet::IpNet;
+use krypton_host::bindings::RouteEntry;
 use krypton_host::capability::http::{HandshakeFailure, OutboundPolicy};
+use ipnet::IpNet;
 use serde::Serialize;
 use std::net::IpAddr;
 use std::path::Path;
@@ -24,14 +27,14 @@ use std::time::Duration;
 pub enum TunnelSource {
     /// A `wg-quick` configuration file.
     Wireguard,
-    /// A soratun `arc.json`.
+    /// soratun's configuration (`arc.json`), read by the component.
     Soratun,
 }
 
 /// One `AllowedIPs` entry that is not a CIDR, reported by position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BadEntry {
-    /// Where it was: `line 7` or `arcSessionStatus.arcAllowedIPs[2]`.
+    /// Where it was: `line 7`, or the component's location in soratun's file.
     pub location: String,
     /// The entry as written.
     pub entry: String,
@@ -111,47 +114,29 @@ impl Tunnel {
         Ok(tunnel)
     }
 
-    /// Read `arcSessionStatus.arcAllowedIPs` and `additionalAllowedIPs` from soratun's
-    /// `arc.json`. Errors: not JSON, or neither list present.
-    pub fn from_soratun(text: &str) -> anyhow::Result<Tunnel> {
-        let json: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| anyhow::anyhow!("not JSON: {e}"))?;
+    /// The tunnel of `entries` the component read from a configuration of `source` (soratun's
+    /// `arc.json`: `soratun-routes`), in file order: an entry with a `problem` is a bad entry as
+    /// it is, the others are checked as CIDRs as a `wg-quick` line's are.
+    pub fn from_entries(source: TunnelSource, entries: Vec<RouteEntry>) -> Tunnel {
         let mut tunnel = Tunnel {
-            source: TunnelSource::Soratun,
+            source,
             allowed_ips: Vec::new(),
             nets: Vec::new(),
             bad_entries: Vec::new(),
         };
-        let lists = [
-            (
-                "arcSessionStatus.arcAllowedIPs",
-                json.pointer("/arcSessionStatus/arcAllowedIPs"),
-            ),
-            ("additionalAllowedIPs", json.get("additionalAllowedIPs")),
-        ];
-        let mut seen = false;
-        for (name, list) in lists {
-            let Some(list) = list.and_then(|l| l.as_array()) else {
-                continue;
-            };
-            seen = true;
-            for (i, item) in list.iter().enumerate() {
-                let location = format!("{name}[{i}]");
-                match item.as_str() {
-                    Some(s) => parse_entry(s, location, &mut tunnel),
-                    None => tunnel.bad_entries.push(BadEntry {
-                        location,
-                        entry: item.to_string(),
-                        reason: "not a string".into(),
-                    }),
-                }
+        // The location and the problem are the component's words: printed without escapes.
+        for e in entries {
+            let location = crate::output::printable(&e.location);
+            match e.problem {
+                Some(reason) => tunnel.bad_entries.push(BadEntry {
+                    location,
+                    entry: e.entry,
+                    reason: crate::output::printable(&reason),
+                }),
+                None => parse_entry(&e.entry, location, &mut tunnel),
             }
         }
-        anyhow::ensure!(
-            seen,
-            "neither `arcSessionStatus.arcAllowedIPs` nor `additionalAllowedIPs` is present"
-        );
-        Ok(tunnel)
+        tunnel
     }
 
     /// Whether `ip` is routed through the tunnel.
@@ -159,29 +144,27 @@ impl Tunnel {
         self.nets.iter().any(|n| n.contains(&ip))
     }
 
-    /// The exact configuration change that routes `missing` through the tunnel.
-    pub fn fix(&self, missing: &[IpAddr]) -> String {
-        let routes: Vec<String> = missing
-            .iter()
-            .map(|ip| IpNet::from(*ip).to_string())
-            .collect();
+    /// The exact `wg-quick` line that routes `missing` through the tunnel; `None` for a
+    /// soratun configuration, whose change the component words ([`host_routes`] are what to
+    /// give it).
+    pub fn fix(&self, missing: &[IpAddr]) -> Option<String> {
         match self.source {
             TunnelSource::Wireguard => {
                 let mut all = self.allowed_ips.clone();
-                all.extend(routes);
-                format!("AllowedIPs = {}", all.join(", "))
+                all.extend(host_routes(missing));
+                Some(format!("AllowedIPs = {}", all.join(", ")))
             }
-            TunnelSource::Soratun => format!(
-                "\"additionalAllowedIPs\": [{}]   (or: soratun ... --additional-allowed-ips {})",
-                routes
-                    .iter()
-                    .map(|r| format!("\"{r}\""))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                routes.join(",")
-            ),
+            TunnelSource::Soratun => None,
         }
     }
+}
+
+/// A single-host route for each address (`54.250.252.99/32`, `2001:db8::9/128`).
+pub fn host_routes(addresses: &[IpAddr]) -> Vec<String> {
+    addresses
+        .iter()
+        .map(|ip| IpNet::from(*ip).to_string())
+        .collect()
 }
 
 /// Whether `ip` is a local address that is never routed through the tunnel: loopback
@@ -363,8 +346,20 @@ async fn reach(
     }
 }
 
+/// What the component says that `doctor`'s advice repeats.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComponentWords {
+    /// Krypton's network-mode base URL (the component's `default-endpoints()`), named in the
+    /// advice for a wrong port; `None` when no component was loaded.
+    pub krypton_url: Option<String>,
+}
+
 /// Run the checks. `addresses` replaces DNS resolution when not empty; `connect` false skips
-/// the TCP/TLS attempts.
+/// the TCP/TLS attempts. `route_fix` words the change for a tunnel whose [`Tunnel::fix`] is
+/// `None` (soratun's: the component's `soratun-route-fix`), given the [`host_routes`] to add.
+/// Errors: a bad endpoint or CA, or `route_fix`'s error.
+// The arguments are the command's options; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub async fn diagnose(
     endpoint: &str,
     tunnel: Option<Tunnel>,
@@ -372,6 +367,8 @@ pub async fn diagnose(
     ca_pem: Option<&[u8]>,
     connect: bool,
     timeout: Duration,
+    words: &ComponentWords,
+    route_fix: impl AsyncFnOnce(Vec<String>) -> anyhow::Result<String>,
 ) -> anyhow::Result<Diagnosis> {
     // The same check as every command's endpoint (no path, no user information).
     let origin = krypton_host::capability::http::Origin::parse(endpoint)?;
@@ -382,6 +379,12 @@ pub async fn diagnose(
         .and_then(|u| u.port_u16())
         .is_some();
     let mut advice = Vec::new();
+    // Krypton's URL and port as the component names them, for the advice on a wrong port.
+    let krypton = words.krypton_url.as_deref().and_then(|url| {
+        krypton_host::capability::http::Origin::parse(url)
+            .ok()
+            .map(|o| (url.to_string(), o.port))
+    });
     let resolved: Vec<IpAddr> = if !addresses.is_empty() {
         addresses
     } else if let Ok(ip) = host.parse::<IpAddr>() {
@@ -449,7 +452,7 @@ pub async fn diagnose(
         .filter(|c| c.routed_through_tunnel == Some(false) && !c.local)
         .map(|c| c.address)
         .collect();
-    // "54.250.252.99 (an address of krypton.soracom.io)"; an IP endpoint is named once.
+    // "54.250.252.99 (an address of krypton.example)"; an IP endpoint is named once.
     let named = |ips: &[IpAddr]| {
         let list = ips
             .iter()
@@ -485,7 +488,10 @@ pub async fn diagnose(
                 named(&missing),
                 if missing.len() == 1 { "is" } else { "are" }
             ));
-            advice.push(t.fix(&missing));
+            advice.push(match t.fix(&missing) {
+                Some(line) => line,
+                None => route_fix(host_routes(&missing)).await?,
+            });
         }
         for bad in &t.bad_entries {
             advice.push(format!(
@@ -509,10 +515,13 @@ pub async fn diagnose(
                     "the TLS certificate of {hp} is not trusted ({why}): for a private or test \
                      endpoint (such as `krypton-host mock`), pass its CA with --ca-file"
                 ),
-                HandshakeFailure::NotTls => format!(
-                    "{hp} does not speak TLS: Krypton speaks HTTPS on port 8036 \
-                     (https://krypton.soracom.io:8036); check the endpoint's port"
-                ),
+                HandshakeFailure::NotTls => match &krypton {
+                    Some((url, port)) => format!(
+                        "{hp} does not speak TLS: Krypton speaks HTTPS on port {port} \
+                         ({url}); check the endpoint's port"
+                    ),
+                    None => format!("{hp} does not speak TLS: check the endpoint's port"),
+                },
                 HandshakeFailure::Other(m) => format!("the TLS handshake with {hp} failed: {m}"),
             };
             if !advice.contains(&line) {
@@ -530,10 +539,13 @@ pub async fn diagnose(
                 "{host}:{port} refused the connection: nothing listens on port {port} there"
             ));
             if !explicit_port {
-                advice.push(format!(
-                    "the endpoint has no port, so {port} was tried: Krypton listens on 8036, \
-                     e.g. https://krypton.soracom.io:8036"
-                ));
+                advice.push(match &krypton {
+                    Some((url, krypton_port)) => format!(
+                        "the endpoint has no port, so {port} was tried: Krypton listens on \
+                         {krypton_port}, e.g. {url}"
+                    ),
+                    None => format!("the endpoint has no port, so {port} was tried"),
+                });
             }
         } else {
             advice.push(format!(
@@ -555,25 +567,23 @@ pub async fn diagnose(
     })
 }
 
-/// Read a tunnel configuration file of either kind: a regular UTF-8 file of at most
+/// Read a tunnel configuration file of either kind as text: a regular UTF-8 file of at most
 /// [`krypton_host::files::MAX_TUNNEL_CONFIG_BYTES`] bytes (a FIFO, device or directory is refused at
-/// once, see [`krypton_host::files::read_user_file`]). Errors name the file and the option.
-pub fn read_tunnel(path: &Path, source: TunnelSource) -> anyhow::Result<Tunnel> {
-    use anyhow::Context as _;
+/// once, see [`krypton_host::files::read_user_file`]). Errors name the option.
+pub fn read_tunnel_text(path: &Path, source: TunnelSource) -> anyhow::Result<String> {
     let what = match source {
         TunnelSource::Wireguard => "wg-quick configuration (--wireguard)",
         TunnelSource::Soratun => "soratun configuration (--soratun-config)",
     };
-    let text = krypton_host::files::read_user_text(
-        path,
-        krypton_host::files::MAX_TUNNEL_CONFIG_BYTES,
-        what,
-    )?;
-    match source {
-        TunnelSource::Wireguard => Tunnel::from_wireguard(&text),
-        TunnelSource::Soratun => Tunnel::from_soratun(&text),
-    }
-    .with_context(|| format!("{}", path.display()))
+    krypton_host::files::read_user_text(path, krypton_host::files::MAX_TUNNEL_CONFIG_BYTES, what)
+}
+
+/// Read a `wg-quick` file ([`read_tunnel_text`], [`Tunnel::from_wireguard`]). Errors name the
+/// file and the option.
+pub fn read_wireguard(path: &Path) -> anyhow::Result<Tunnel> {
+    use anyhow::Context as _;
+    let text = read_tunnel_text(path, TunnelSource::Wireguard)?;
+    Tunnel::from_wireguard(&text).with_context(|| format!("{}", path.display()))
 }
 
 #[cfg(test)]
@@ -602,27 +612,41 @@ mod tests {
             "[Interface] lines are not routes"
         );
         assert_eq!(
-            t.fix(&["54.250.252.99".parse().unwrap()]),
-            "AllowedIPs = 100.127.0.0/16, 54.250.252.67/32, 10.1.2.3, 54.250.252.99/32"
+            t.fix(&["54.250.252.99".parse().unwrap()]).as_deref(),
+            Some("AllowedIPs = 100.127.0.0/16, 54.250.252.67/32, 10.1.2.3, 54.250.252.99/32")
         );
         assert!(Tunnel::from_wireguard("[Interface]\nAddress = 10.0.0.1/32\n").is_err());
     }
 
+    /// soratun's lists as the component reads them (`soratun-routes`): the entries are
+    /// checked here as CIDRs, one with a problem is reported as it is, and the change is the
+    /// component's to word.
     #[test]
     fn soratun_lists_are_merged() {
-        let t = Tunnel::from_soratun(
-            r#"{"additionalAllowedIPs": ["10.128.0.0/9", 7],
-                "arcSessionStatus": {"arcAllowedIPs": ["100.127.0.0/16"]}}"#,
-        )
-        .unwrap();
+        let entry = |location: &str, entry: &str, problem: Option<&str>| RouteEntry {
+            location: location.into(),
+            entry: entry.into(),
+            problem: problem.map(String::from),
+        };
+        let t = Tunnel::from_entries(
+            TunnelSource::Soratun,
+            vec![
+                entry("arcSessionStatus.arcAllowedIPs[0]", "100.127.0.0/16", None),
+                entry("additionalAllowedIPs[0]", "10.128.0.0/9", None),
+                entry("additionalAllowedIPs[1]", "7", Some("not a string")),
+                entry("additionalAllowedIPs[2]", "10.0.0.300/8", None),
+            ],
+        );
         assert_eq!(t.allowed_ips, vec!["100.127.0.0/16", "10.128.0.0/9"]);
         assert_eq!(t.bad_entries[0].location, "additionalAllowedIPs[1]");
-        assert!(
-            t.fix(&["54.250.252.99".parse().unwrap()])
-                .starts_with("\"additionalAllowedIPs\": [\"54.250.252.99/32\"]")
+        assert_eq!(t.bad_entries[0].reason, "not a string");
+        assert_eq!(t.bad_entries[1].entry, "10.0.0.300/8");
+        assert!(t.routes("10.200.0.1".parse().unwrap()));
+        assert_eq!(t.fix(&["54.250.252.99".parse().unwrap()]), None);
+        assert_eq!(
+            host_routes(&["54.250.252.99".parse().unwrap(), "2001:db8::9".parse().unwrap()]),
+            ["54.250.252.99/32", "2001:db8::9/128"]
         );
-        assert!(Tunnel::from_soratun("{}").is_err());
-        assert!(Tunnel::from_soratun("not json").is_err());
     }
 
     #[test]
@@ -653,17 +677,22 @@ mod tests {
     #[tokio::test]
     async fn advice_names_each_address_once_and_never_asks_for_a_local_one() {
         let tunnel = Tunnel::from_wireguard("[Peer]\nAllowedIPs = 100.127.0.0/16\n").unwrap();
-        let addresses = ["54.1.1.1", "54.1.1.2", "127.0.0.1"]
+        let addresses: Vec<IpAddr> = ["54.1.1.1", "54.1.1.2", "127.0.0.1"]
             .iter()
             .map(|a| a.parse().unwrap())
             .collect();
+        let never = async |_: Vec<String>| -> anyhow::Result<String> {
+            unreachable!("a wg-quick fix is the host's")
+        };
         let d = diagnose(
             "https://krypton.soracom.io:8036",
             Some(tunnel),
-            addresses,
+            addresses.clone(),
             None,
             false,
             Duration::from_millis(100),
+            &ComponentWords::default(),
+            never,
         )
         .await
         .unwrap();
@@ -683,5 +712,28 @@ mod tests {
             d.addresses.iter().map(|a| a.local).collect::<Vec<_>>(),
             vec![false, false, true]
         );
+
+        // soratun's change is the component's, given the routes to add.
+        let tunnel = Tunnel::from_entries(
+            TunnelSource::Soratun,
+            vec![RouteEntry {
+                location: "additionalAllowedIPs[0]".into(),
+                entry: "100.127.0.0/16".into(),
+                problem: None,
+            }],
+        );
+        let d = diagnose(
+            "https://krypton.soracom.io:8036",
+            Some(tunnel),
+            addresses,
+            None,
+            false,
+            Duration::from_millis(100),
+            &ComponentWords::default(),
+            async |routes: Vec<String>| Ok(format!("add {}", routes.join(" and "))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(d.advice[2], "add 54.1.1.1/32 and 54.1.1.2/32");
     }
 }

@@ -4,7 +4,6 @@
 
 use krypton_host_cli::commands as cli;
 
-use clap::Parser as _;
 use cli::print::{print_failure, print_json};
 use cli::{Cli, Command};
 use krypton_host_cli::output::{self, exit};
@@ -30,12 +29,21 @@ fn json_requested() -> bool {
     std::env::args_os().skip(1).any(|a| a == "--json")
 }
 
-/// Parse the command line. `--help` and `--version` print and exit 0; any other clap error
-/// exits 2 ([`exit::USAGE`]), as `{"ok":false,"exitCode":2,"error":{"kind":"usage",
-/// "message":…}}` on stdout when `--json` is among the arguments, as clap's text otherwise.
-fn parse_cli() -> Result<Cli, ExitCode> {
+/// Parse the command line. `--help` and `--version` print and exit 0 (the help names what the
+/// built-in component says: `cli::help`); any other clap error exits 2 ([`exit::USAGE`]), as
+/// `{"ok":false,"exitCode":2,"error":{"kind":"usage", "message":…}}` on stdout when `--json` is
+/// among the arguments, as clap's text otherwise.
+async fn parse_cli() -> Result<Cli, ExitCode> {
     use clap::error::ErrorKind;
-    match Cli::try_parse() {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let mut command = Cli::command();
+    if cli::help::requested() {
+        command = cli::help::with_component(command).await;
+    }
+    match command
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
         Ok(cli) => Ok(cli),
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
@@ -55,7 +63,7 @@ fn parse_cli() -> Result<Cli, ExitCode> {
 }
 
 async fn async_main() -> ExitCode {
-    let cli = match parse_cli() {
+    let cli = match parse_cli().await {
         Ok(cli) => cli,
         Err(code) => return code,
     };

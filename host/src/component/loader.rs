@@ -3,6 +3,7 @@
 //! self-check, in the order of the table in the [`crate::component`] docs.
 
 use crate::component::precompiled::{Artifact, ComponentFile};
+use crate::component::facts::Facts;
 use crate::component::targets::Targets;
 use crate::engine::{KryptonPre, Runtime};
 use crate::signing::{VersionFloor, signature_path};
@@ -10,9 +11,9 @@ use anyhow::Context as _;
 use std::path::Path;
 
 /// The contract version this host implements (`wit/krypton.wit`). A 0.x contract breaks on a
-/// minor bump (0.2.0 errors had no `failure` record and no `targets()`), so a component must
-/// speak exactly this version to be served.
-pub const CONTRACT: &str = "soracom:krypton@0.4.0";
+/// minor bump (0.2.0 errors had no `failure` record and no `targets()`; 0.4.0 components have
+/// no `default-endpoints()`), so a component must speak exactly this version to be served.
+pub const CONTRACT: &str = "soracom:krypton@0.5.0";
 /// Largest component file read, bytes (the provisioning component is under 1 MiB).
 pub use crate::files::MAX_COMPONENT_BYTES;
 
@@ -44,6 +45,24 @@ pub async fn list_targets(runtime: &Runtime, pre: &KryptonPre) -> anyhow::Result
     Ok(Targets::checked(list)?)
 }
 
+/// The component's default endpoints and export formats (its `default-endpoints()` and
+/// `export-formats()` calls, one instance), checked by [`Facts::checked`] against its
+/// `targets`. Errors: a call traps or hits a sandbox limit, or the answers are refused
+/// ([`super::facts::InvalidFacts`]: an endpoint that is not an `https` origin, a mode without
+/// one, a bad coverage or format name, an oversized or unprintable text, a format a target
+/// lists but nothing describes); a component that fails either does not serve.
+pub async fn component_facts(
+    runtime: &Runtime,
+    pre: &KryptonPre,
+    targets: &Targets,
+) -> anyhow::Result<Facts> {
+    let (endpoints, formats) = runtime
+        .facts(pre)
+        .await
+        .context("the component's default-endpoints() or export-formats() call failed")?;
+    Ok(Facts::checked(endpoints, formats, targets)?)
+}
+
 /// A checked, linked component version.
 pub struct Loaded {
     /// The compiled, linked component.
@@ -54,6 +73,8 @@ pub struct Loaded {
     pub version: String,
     /// The targets it implements (its `targets()` call, made once when it was checked).
     pub targets: Targets,
+    /// Its default endpoints and export formats (made once when it was checked).
+    pub facts: Facts,
     /// Whether a trusted key's signature covered this version.
     pub signed: bool,
     /// Size of the component file (or artifact), bytes.
@@ -190,12 +211,13 @@ async fn check_builtin(runtime: &Runtime) -> Result<Loaded, LoadError> {
         .load(bytes)
         .context("loading component (built-in)")
         .map_err(LoadError::failed)?;
-    let (version, targets) = self_checked(runtime, &pre).await?;
+    let (version, targets, facts) = self_checked(runtime, &pre).await?;
     Ok(Loaded {
         pre,
         digest: crate::signing::digest_hex(bytes),
         version,
         targets,
+        facts,
         signed: false,
         bytes: bytes.len(),
     })
@@ -239,13 +261,14 @@ async fn check_precompiled(
         floor.check(&signed).map_err(LoadError::refused)?;
     }
     let pre = verified.load(runtime).map_err(LoadError::failed)?;
-    let (version, targets) = self_checked(runtime, &pre).await?;
+    let (version, targets, facts) = self_checked(runtime, &pre).await?;
     same_version(&version, &signed)?;
     Ok(Loaded {
         pre,
         digest: verified.digest().to_string(),
         version,
         targets,
+        facts,
         signed: true,
         bytes,
     })
@@ -294,7 +317,7 @@ async fn check_wasm(
         None => None,
     };
     let pre = runtime.load(bytes).map_err(LoadError::failed)?;
-    let (version, targets) = self_checked(runtime, &pre).await?;
+    let (version, targets, facts) = self_checked(runtime, &pre).await?;
     match &signed_version {
         Some(signed) => same_version(&version, signed)?,
         None => {
@@ -308,6 +331,7 @@ async fn check_wasm(
         digest: crate::signing::digest_hex(bytes),
         version,
         targets,
+        facts,
         signed: signed_version.is_some(),
         bytes: bytes.len(),
     })

@@ -1,7 +1,7 @@
 //! The component: what a component file is ([`precompiled`]: `.wasm` or a signed `.cwasm`,
 //! made by `krypton-host compile`), the one loader that reads, checks, links and self-checks
 //! it for the command line and the daemon alike ([`load`], with a typed [`LoadError`]), its
-//! targets by name ([`targets`]), and its life on a gateway: hot swap, probation, roll back
+//! targets by name ([`targets`]), its default endpoints and export formats ([`facts`]), and its life on a gateway: hot swap, probation, roll back
 //! ([`lifecycle`]).
 //!
 //! This layer sits on the engine ([`crate::engine`]) and the signatures
@@ -20,12 +20,13 @@
 //! | a precompiled component (`.cwasm`) | no trusted key, or any check of [`precompiled`] (signature, target, wasmtime version) | `Refused` |
 //! | version floor (with a state directory), signed version | lower than the highest accepted | `Refused` |
 //! | compile (or deserialize) and link | not a component, imports this host does not offer | `Failed` |
-//! | self-check (`version`, then `targets`) | traps, another contract, a version other than the signed one | `Failed` |
+//! | self-check (`version`, then `targets`, then `default-endpoints` and `export-formats`) | traps, another contract, a version other than the signed one, answers the host cannot serve ([`Targets::checked`], [`facts::Facts::checked`]) | `Failed` |
 //! | version floor, reported version (no trusted key) | lower than the highest accepted | `Refused` |
 //!
 //! Every row fails closed. The built-in component (embedded in the binary, feature `jit`) is
 //! trusted as part of the binary: it needs no signature and is not held to the version floor.
 
+pub mod facts;
 pub mod lifecycle;
 mod loader;
 pub mod precompiled;
@@ -34,7 +35,7 @@ pub mod targets;
 pub use lifecycle::{Lifecycle, PROBATION_CALLS, ReloadOutcome};
 pub use loader::{
     CONTRACT, ComponentPolicy, LoadError, LoadErrorKind, Loaded, MAX_COMPONENT_BYTES, check_file,
-    list_targets, load, read, self_check,
+    component_facts, list_targets, load, read, self_check,
 };
 pub use targets::Targets;
 

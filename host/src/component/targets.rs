@@ -29,7 +29,7 @@ pub const MAX_ENTRIES_PER_TARGET: usize = 16;
 pub struct InvalidTargets(String);
 
 /// `text` for an error message: at most 64 characters, escaped (`\u{1b}`, `\n`, ...).
-fn shown(text: &str) -> String {
+pub(crate) fn shown(text: &str) -> String {
     let mut out: String = text
         .chars()
         .take(64)
@@ -60,7 +60,7 @@ fn case_name(target: Target) -> String {
 
 /// A WIT-style identifier: `[a-z][a-z0-9]*` words joined by single `-`, 1 to
 /// [`MAX_NAME_BYTES`] bytes.
-fn is_plain_name(name: &str) -> bool {
+pub(crate) fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_BYTES
         && name.split('-').all(|word| {
@@ -84,19 +84,19 @@ fn is_parameter_name(name: &str) -> bool {
 /// One line of text for a listing: at most [`MAX_TEXT_BYTES`] bytes, no control or
 /// bidirectional formatting characters.
 fn check_text(what: &str, text: &str) -> Result<(), InvalidTargets> {
-    if text.len() > MAX_TEXT_BYTES {
-        return Err(InvalidTargets(format!(
-            "{what} is {} bytes long; at most {MAX_TEXT_BYTES}",
-            text.len()
-        )));
+    text_problem(what, text, MAX_TEXT_BYTES).map_or(Ok(()), |e| Err(InvalidTargets(e)))
+}
+
+/// Why `text` (called `what`) is not one printable line of at most `max` bytes (no control or
+/// bidirectional formatting characters), or `None` when it is.
+pub(crate) fn text_problem(what: &str, text: &str, max: usize) -> Option<String> {
+    if text.len() > max {
+        return Some(format!("{what} is {} bytes long; at most {max}", text.len()));
     }
     if text.chars().any(krypton_contract::text::is_unprintable) {
-        return Err(InvalidTargets(format!(
-            "{what} `{}` holds control characters",
-            shown(text)
-        )));
+        return Some(format!("{what} `{}` holds control characters", shown(text)));
     }
-    Ok(())
+    None
 }
 
 /// A name that is not one of the component's targets.

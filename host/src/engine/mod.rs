@@ -29,7 +29,8 @@ pub use cache::{
 pub use state::{HostState, MAX_RANDOM_BYTES};
 
 use crate::bindings::{
-    self, ExportFile, Failure, ProvisionReport, ProvisionRequest, Target, TargetInfo,
+    self, DefaultEndpoint, ExportFile, ExportFormat, Failure, ProvisionReport, ProvisionRequest,
+    RouteEntry, Target, TargetInfo,
 };
 use crate::capability::http::OutboundPolicy;
 use crate::capability::store::SecretStore;
@@ -370,8 +371,63 @@ impl Runtime {
         .await
     }
 
-    /// The component's `(version, contract version)`, e.g. `("0.3.0",
-    /// "soracom:krypton@0.3.0")`.
+    /// The component's default endpoints (`default-endpoints()`: each mode's base URL, per
+    /// coverage) and export formats (`export-formats()`), unchecked: see
+    /// [`crate::component::component_facts`]. Errors: a call traps or hits a sandbox limit.
+    pub async fn facts(
+        &self,
+        pre: &KryptonPre,
+    ) -> anyhow::Result<(Vec<DefaultEndpoint>, Vec<ExportFormat>)> {
+        let (mut store, _scratch) = self.scratch_store()?;
+        self.call(
+            pre,
+            &mut store,
+            "default-endpoints and export-formats",
+            async |k, store| {
+                let p = k.soracom_krypton_provisioning();
+                let endpoints = p.call_default_endpoints(&mut *store).await?;
+                let formats = p.call_export_formats(&mut *store).await?;
+                Ok((endpoints, formats))
+            },
+        )
+        .await
+    }
+
+    /// The routed entries of soratun's `arc.json` (`text`), as the component reads them
+    /// (`soratun-routes`). The outer error is a trap or a sandbox limit; the inner one the
+    /// component's (`invalid-request` for a text that is not such a file).
+    pub async fn soratun_routes(
+        &self,
+        pre: &KryptonPre,
+        text: &str,
+    ) -> anyhow::Result<Result<Vec<RouteEntry>, Failure>> {
+        let (mut store, _scratch) = self.scratch_store()?;
+        self.call(pre, &mut store, "soratun-routes", async |k, store| {
+            k.soracom_krypton_provisioning()
+                .call_soratun_routes(store, text)
+                .await
+        })
+        .await
+    }
+
+    /// The change to soratun's configuration that routes `routes` (CIDRs) through the tunnel,
+    /// in the component's words (`soratun-route-fix`). Errors: a trap or a sandbox limit.
+    pub async fn soratun_route_fix(
+        &self,
+        pre: &KryptonPre,
+        routes: &[String],
+    ) -> anyhow::Result<String> {
+        let (mut store, _scratch) = self.scratch_store()?;
+        self.call(pre, &mut store, "soratun-route-fix", async |k, store| {
+            k.soracom_krypton_provisioning()
+                .call_soratun_route_fix(store, routes)
+                .await
+        })
+        .await
+    }
+
+    /// The component's `(version, contract version)`, e.g. `("0.5.0",
+    /// "soracom:krypton@0.5.0")`.
     pub async fn version(&self, pre: &KryptonPre) -> anyhow::Result<(String, String)> {
         let (mut store, _scratch) = self.scratch_store()?;
         self.call(pre, &mut store, "version", async |k, store| {

@@ -395,7 +395,10 @@ pub mod host {
             .map(|p| p.parse().unwrap())
             .filter(|ip| !tunnel.routes(*ip))
             .collect();
-        let fix = tunnel.fix(&missing);
+        // A wg-quick fix is the host's; soratun's is the component's, given the host's routes.
+        let fix = tunnel.fix(&missing).unwrap_or_else(|| {
+            krypton_guest::ops::arc::soratun_route_fix(&krypton_host::doctor::host_routes(&missing))
+        });
         for ip in &missing {
             assert!(fix.contains(&ip.to_string()), "{fix}");
         }
@@ -408,17 +411,29 @@ pub mod host {
         }
     }
 
-    /// `doctor --soratun-config`: soratun's `arc.json`, and the fix it prints.
+    /// `doctor --soratun-config`: soratun's `arc.json` as the component reads it, the
+    /// entries as the host checks them, and the fix the component words.
     pub fn doctor_soratun(data: &[u8]) {
-        if let Ok(tunnel) = Tunnel::from_soratun(&String::from_utf8_lossy(data)) {
-            check_tunnel(&tunnel);
+        use krypton_host::doctor::TunnelSource;
+        use krypton_host::bindings::RouteEntry;
+        if let Ok(entries) = krypton_guest::ops::arc::soratun_routes(&String::from_utf8_lossy(data))
+        {
+            let entries = entries
+                .into_iter()
+                .map(|e| RouteEntry {
+                    location: e.location,
+                    entry: e.entry,
+                    problem: e.problem,
+                })
+                .collect();
+            check_tunnel(&Tunnel::from_entries(TunnelSource::Soratun, entries));
         }
     }
 
     /// `run --config`: `gateway.toml`, every key checked; then what the daemon derives.
     pub fn gateway_config(data: &[u8]) {
         if let Ok(config) = GatewayConfig::parse(&String::from_utf8_lossy(data)) {
-            let _ = config.endpoint();
+            let _ = config.coverage_name();
             let _ = config.uicc_access();
         }
     }

@@ -39,9 +39,10 @@ pub struct CompileArgs {
 }
 
 /// Precompile and sign: the component must load and link on this host and pass its
-/// self-check and `targets()` (the version signed is the one it reports). Errors (exit 3):
-/// unreadable or oversized files, not a `.wasm` component, a bad key, a component that does not
-/// load or compile; the artifact or its `.sig` cannot be written (exit 9).
+/// self-check, `targets()`, `default-endpoints()` and `export-formats()` (the version signed is
+/// the one it reports). Errors (exit 3): unreadable or oversized files, not a `.wasm`
+/// component, a bad key, a component that does not load or compile; the artifact or its `.sig`
+/// cannot be written (exit 9).
 pub async fn compile(args: CompileArgs) -> Result<(), HostFailure> {
     let invalid = fail(exit::INVALID_REQUEST);
     let bytes = files::read_user_file(&args.component, MAX_COMPONENT_BYTES, "the component")
@@ -64,7 +65,8 @@ pub async fn compile(args: CompileArgs) -> Result<(), HostFailure> {
         }
         None => None,
     };
-    // The component must serve on a host: link it here, ask its version and check its targets.
+    // The component must serve on a host: link it here, ask its version and check its targets,
+    // default endpoints and export formats.
     let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
     let pre = runtime
         .load(&bytes)
@@ -73,7 +75,10 @@ pub async fn compile(args: CompileArgs) -> Result<(), HostFailure> {
     let version = krypton_host::component::self_check(&runtime, &pre)
         .await
         .map_err(invalid)?;
-    krypton_host::component::list_targets(&runtime, &pre)
+    let targets = krypton_host::component::list_targets(&runtime, &pre)
+        .await
+        .map_err(invalid)?;
+    krypton_host::component::component_facts(&runtime, &pre, &targets)
         .await
         .map_err(invalid)?;
     let started = std::time::Instant::now();

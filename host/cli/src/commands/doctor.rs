@@ -1,13 +1,14 @@
 //! `krypton-host doctor`: check the route to Krypton (see `crate::doctor`).
 
 use super::print::print_json;
+use super::shared::{Loaded, load, usage_error};
 use super::sim::UiccArgs;
-use super::{HostFailure, fail, reported};
+use super::{HostFailure, component_failure, fail, reported};
 use crate::output::{self, exit};
 use clap::Args;
 use krypton_host::UiccAccess;
-use krypton_host::bindings::AuthMode;
-use krypton_host::options::{Coverage, endpoint_for};
+use krypton_host::bindings::{AuthMode, ProvisionError};
+use krypton_host::engine::Runtime;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -20,17 +21,18 @@ pub const EXAMPLES: &str = "Examples:
 /// `doctor` arguments.
 #[derive(Args)]
 pub struct DoctorArgs {
-    /// Endpoint to check. Default: https://krypton.soracom.io:8036 in network mode; in SIM
-    /// mode the API of --coverage.
+    /// Endpoint to check. Default: the component's for the mode (in SIM mode for --coverage),
+    /// e.g. https://krypton.soracom.io:8036 in network mode.
     #[arg(long, env = "KRYPTON_ENDPOINT")]
     pub endpoint: Option<String>,
     /// `network` (the route to Krypton) or `sim` (also the SIM: the --uicc backend answers and
     /// the IMSI reads; then the Keys API's host resolves and answers TLS).
     #[arg(long, default_value = "network", value_parser = ["network", "sim"])]
     pub mode: String,
-    /// SIM mode's API when --endpoint is not given: global (https://g.api.soracom.io) or
-    /// japan (https://api.soracom.io).
-    #[arg(long, value_parser = ["global", "japan"])]
+    /// SIM mode's coverage when --endpoint is not given: one the component names (its first
+    /// is the default).
+    // Checked against the component's `default-endpoints()`; `--help` lists them.
+    #[arg(long)]
     pub coverage: Option<String>,
     // clap reads a doc comment here as help text: the field is documented by its type.
     #[allow(missing_docs)]
@@ -39,7 +41,7 @@ pub struct DoctorArgs {
     /// A wg-quick configuration whose [Peer] AllowedIPs must route Krypton.
     #[arg(long, conflicts_with = "soratun_config")]
     pub wireguard: Option<PathBuf>,
-    /// A soratun arc.json (arcSessionStatus.arcAllowedIPs and additionalAllowedIPs).
+    /// A soratun arc.json (its routes are read by the component).
     #[arg(long)]
     pub soratun_config: Option<PathBuf>,
     /// Check these addresses instead of resolving the endpoint (repeatable).
@@ -54,16 +56,79 @@ pub struct DoctorArgs {
     /// Timeout of each DNS, TCP and TLS step, ms, 1 to 60000.
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub timeout_ms: u64,
+    /// Provisioning component (a .wasm, or a precompiled .cwasm with its .sig beside it) that
+    /// names the default endpoints and reads --soratun-config. Defaults to the one built into
+    /// this binary (the gateway build has none: then --endpoint is needed, and --wireguard
+    /// instead of --soratun-config).
+    #[arg(long, env = "KRYPTON_COMPONENT")]
+    pub component: Option<PathBuf>,
+    /// The ed25519 public key (base64 or hex) a precompiled component's signature must verify
+    /// with; a .cwasm never loads without it.
+    #[arg(long, env = "KRYPTON_TRUSTED_PUBLIC_KEY", value_name = "KEY")]
+    pub trusted_public_key: Option<String>,
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The component, when there is one (this build's or --component) or it is needed (no
+/// --endpoint, or --soratun-config): it names the default endpoint, reads soratun's file and
+/// words the advice that repeats Krypton's facts.
+async fn component_for(args: &DoctorArgs) -> Result<Option<Loaded>, HostFailure> {
+    let needed = args.endpoint.is_none() || args.soratun_config.is_some();
+    if !(needed || args.component.is_some() || cfg!(feature = "jit")) {
+        return Ok(None);
+    }
+    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
+    let loaded = load(
+        runtime,
+        args.component.as_deref(),
+        args.trusted_public_key.as_deref(),
+    )
+    .await?;
+    loaded.log_loaded();
+    Ok(Some(loaded))
+}
+
+/// The tunnel of `--wireguard` (read here) or `--soratun-config` (read by the component).
+/// Errors (exit 3): an unreadable file, or one that is not such a configuration.
+async fn tunnel_for(
+    args: &DoctorArgs,
+    loaded: Option<&Loaded>,
+) -> Result<Option<krypton_host::doctor::Tunnel>, HostFailure> {
+    use krypton_host::doctor::{self, Tunnel, TunnelSource};
+    let (path, loaded) = match (&args.wireguard, &args.soratun_config, loaded) {
+        (Some(p), _, _) => {
+            return doctor::read_wireguard(p)
+                .map(Some)
+                .map_err(fail(exit::INVALID_REQUEST));
+        }
+        (None, Some(p), Some(loaded)) => (p, loaded),
+        _ => return Ok(None),
+    };
+    let text = doctor::read_tunnel_text(path, TunnelSource::Soratun)
+        .map_err(fail(exit::INVALID_REQUEST))?;
+    match loaded
+        .runtime
+        .soratun_routes(&loaded.pre, &text)
+        .await
+        .map_err(fail(exit::INTERNAL))?
+    {
+        Ok(entries) => Ok(Some(Tunnel::from_entries(TunnelSource::Soratun, entries))),
+        Err(failure) => match &failure.error {
+            ProvisionError::InvalidRequest(why) => Err(fail(exit::INVALID_REQUEST)(
+                anyhow::anyhow!("{}: {}", path.display(), output::printable(why)),
+            )),
+            _ => Err(component_failure(failure)),
+        },
+    }
 }
 
 /// Diagnose the route to Krypton (and in SIM mode the SIM first) and print the verdict and
 /// advice. Exit code by verdict: 0 ok, 12 not routed, 3 malformed configuration, 4 DNS, TLS or
 /// connection failure, 13 the SIM cannot be used (SIM mode).
 pub async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
-    use crate::doctor::{self, TunnelSource, Verdict};
+    use crate::doctor::{self, Verdict};
     let mode = if args.mode == "sim" {
         AuthMode::Sim
     } else {
@@ -74,12 +139,28 @@ pub async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
             "--uicc, --sim-file, --port, --baud, --uicc-timeout-ms and --coverage check SIM-authenticated mode; add --mode sim"
         )));
     }
-    let coverage: Coverage = args
-        .coverage
-        .as_deref()
-        .map_or(Ok(Coverage::Global), str::parse)
-        .map_err(|e: String| fail(exit::USAGE)(anyhow::anyhow!("--coverage: {e}")))?;
-    let endpoint = endpoint_for(mode, coverage, args.endpoint.as_deref());
+    let loaded = component_for(&args).await?;
+    let endpoint = match (&loaded, &args.endpoint) {
+        (Some(loaded), explicit) => loaded
+            .facts
+            .endpoint_for(mode, args.coverage.as_deref(), explicit.as_deref())
+            .map_err(|e| {
+                usage_error(&format!(
+                    "invalid value '{}' for '--coverage <COVERAGE>': {e}",
+                    args.coverage.as_deref().unwrap_or_default()
+                ))
+            })?,
+        (None, Some(explicit)) => explicit.clone(),
+        (None, None) => unreachable!("a component is loaded when no --endpoint is given"),
+    };
+    let words = doctor::ComponentWords {
+        krypton_url: loaded.as_ref().and_then(|l| {
+            l.facts
+                .endpoint(AuthMode::Network, None)
+                .ok()
+                .map(str::to_string)
+        }),
+    };
     let sim = match mode {
         AuthMode::Sim => {
             let access = UiccAccess::new(args.uicc.to_config()?);
@@ -87,19 +168,22 @@ pub async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
         }
         AuthMode::Network => None,
     };
-    let tunnel = match (&args.wireguard, &args.soratun_config) {
-        (Some(p), _) => Some(doctor::read_tunnel(p, TunnelSource::Wireguard)),
-        (None, Some(p)) => Some(doctor::read_tunnel(p, TunnelSource::Soratun)),
-        (None, None) => None,
-    }
-    .transpose()
-    .map_err(fail(exit::INVALID_REQUEST))?;
+    let tunnel = tunnel_for(&args, loaded.as_ref()).await?;
     let ca = match &args.ca_file {
         Some(p) => Some(
             krypton_host::files::read_user_file(p, krypton_host::files::MAX_CA_BYTES, "CA file")
                 .map_err(fail(exit::INVALID_REQUEST))?,
         ),
         None => None,
+    };
+    // soratun's change is the component's to word (loaded: it read the file).
+    let route_fix = async |routes: Vec<String>| match &loaded {
+        Some(l) => l
+            .runtime
+            .soratun_route_fix(&l.pre, &routes)
+            .await
+            .map(|line| output::printable(&line)),
+        None => anyhow::bail!("no component to word the change"),
     };
     let diagnosis = doctor::diagnose(
         &endpoint,
@@ -108,6 +192,8 @@ pub async fn doctor(args: DoctorArgs) -> Result<(), HostFailure> {
         ca.as_deref(),
         !args.no_connect,
         std::time::Duration::from_millis(args.timeout_ms),
+        &words,
+        route_fix,
     )
     .await
     .map_err(fail(exit::INVALID_REQUEST))?;

@@ -3,7 +3,7 @@
 
 use super::print::print_json;
 use super::shared::{krypton_addresses, load, open_with_bundle, usage_error};
-use super::{DEFAULT_ENDPOINT, DEFAULT_STORE, HostFailure, component_failure, fail};
+use super::{DEFAULT_STORE, HostFailure, component_failure, fail};
 use crate::output::{self, exit};
 use anyhow::Context as _;
 use clap::Args;
@@ -14,16 +14,13 @@ use std::path::{Path, PathBuf};
 /// `export` arguments.
 #[derive(Args)]
 pub struct ExportArgs {
-    /// The stored bundle to export: azure-iot (formats pem, aziot), aws-iot (pem, aws-iot),
-    /// arc (wireguard), aws-cognito (env).
+    /// The stored bundle to export: a target of the component with export formats.
+    // `--help` lists the component's (`help::with_component`).
     #[arg(value_name = "TARGET")]
     pub target: String,
-    /// pem: certificate, chain, private key and root CA as PEM files; aziot: the PEM files plus
-    /// the Azure IoT Edge `[provisioning]` section; aws-iot: the PEM files plus aws-iot.json
-    /// for AWS IoT Device SDKs; wireguard: a wg-quick file; env: AWS environment variables.
-    /// A format that does not fit the target is refused before anything is created
-    /// [possible values: pem, aziot, aws-iot, wireguard, env].
-    // Checked against the component's `export-formats` (the list above is help text only).
+    /// The format to write, one the component offers for TARGET. A format that does not fit
+    /// the target is refused before anything is created.
+    // Checked against the component's `export-formats`; `--help` lists them with summaries.
     #[arg(long)]
     pub format: String,
     /// Directory to write into (created 0700 when missing; a symlink is refused).
@@ -31,8 +28,8 @@ pub struct ExportArgs {
     pub out: PathBuf,
     /// Give the written files and the directory to USER (and GROUP; default: the user's
     /// primary group), by fchown(2) on the open files, never following a symlink (needs root).
-    /// Without it, `--format aziot` prints the `chmod`/`chown` Azure IoT Edge's services
-    /// (aziotcs for certificates, aziotks for the key) need.
+    /// Without it, a format whose files its consumer reads as a system account (the component
+    /// names it for each file) prints the `chmod`/`chown` commands that give them to it.
     #[arg(long, value_name = "USER[:GROUP]")]
     pub owner: Option<String>,
     /// Secret store directory.
@@ -47,8 +44,9 @@ pub struct ExportArgs {
     #[arg(long, env = "KRYPTON_TRUSTED_PUBLIC_KEY", value_name = "KEY")]
     pub trusted_public_key: Option<String>,
     /// wireguard: Krypton endpoint whose addresses are routed through the tunnel.
-    #[arg(long, env = "KRYPTON_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
-    pub endpoint: String,
+    /// Default: the component's network-mode endpoint (e.g. https://krypton.soracom.io:8036).
+    #[arg(long, env = "KRYPTON_ENDPOINT")]
+    pub endpoint: Option<String>,
     /// wireguard: route these addresses instead of resolving the endpoint (repeatable).
     #[arg(long = "krypton-address", value_name = "IP")]
     pub krypton_addresses: Vec<String>,
@@ -137,7 +135,7 @@ pub async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     // and renders again with them.
     let mut files = render(&planned, &[]).await?;
     let addresses = if args.format == "wireguard" {
-        let addresses = krypton_addresses(&args.krypton_addresses, &args.endpoint).await?;
+        let addresses = krypton_addresses(&args.krypton_addresses, args.endpoint.as_deref(), &loaded).await?;
         files = render(&planned, &addresses).await?;
         addresses
     } else {
@@ -193,7 +191,7 @@ pub async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     if let (Some(owner), false) = (owner, exists) {
         krypton_host::files::chown_dir(&out, owner).map_err(|e| fail(exit::STORAGE)(e.into()))?;
     }
-    let next = export_next_steps(&args.format, &out, &files, owner.is_some());
+    let next = export_next_steps(&out, &files, owner.is_some());
     if args.json {
         print_json(&json!({
             "ok": true,
@@ -226,10 +224,23 @@ pub async fn export(args: ExportArgs) -> Result<(), HostFailure> {
 }
 
 /// The component names the files; the host refuses, before anything is created, a name that
-/// is not plain (1-255 bytes of `[A-Za-z0-9._-]`, not starting with `.`) or is given twice
+/// is not plain (1-255 bytes of `[A-Za-z0-9._-]`, not starting with `.`) or is given twice,
+/// or an owner that is not a portable account name ([`krypton_host::component::facts::is_account_name`])
 /// (exit 1: the component is at fault).
 fn check_file_names(files: &[krypton_host::bindings::ExportFile]) -> Result<(), HostFailure> {
     for f in files {
+        if let Some(owner) = f
+            .owner
+            .as_deref()
+            .filter(|o| !krypton_host::component::facts::is_account_name(o))
+        {
+            return Err(fail(exit::INTERNAL)(anyhow::anyhow!(
+                "the component named `{}` as the owner of `{}`, which is not an account name (1-{} bytes of `[a-z0-9_-]`, not starting with a digit or `-`)",
+                output::printable(&owner.escape_debug().to_string()),
+                output::printable(&f.name.escape_debug().to_string()),
+                krypton_host::component::facts::MAX_ACCOUNT_BYTES
+            )));
+        }
         let plain = !f.name.is_empty()
             && f.name.len() <= 255
             && !f.name.starts_with('.')
@@ -247,34 +258,38 @@ fn check_file_names(files: &[krypton_host::bindings::ExportFile]) -> Result<(), 
 }
 
 /// Shell commands an operator still has to run for the consumer to read the files, one per
-/// entry. For `aziot` without `--owner`: Azure IoT Edge's certificate service (user `aziotcs`)
-/// reads the certificates and its key service (user `aziotks`) reads the private key, each as
-/// its own user (Azure IoT Edge documentation, "Create and provision an IoT Edge device on
-/// Linux using X.509 certificates"), and the 0700 directory must let them through.
+/// entry. Without `--owner`, when the component names the account a file's consumer reads it
+/// as (`export-file.owner`, a user whose primary group has the same name): `chmod 0711` on
+/// the 0700 directory so that those accounts get through, then one `chown USER:USER` per
+/// account, in the order the files first name them, for its files.
 pub fn export_next_steps(
-    format: &str,
     dir: &Path,
     files: &[krypton_host::bindings::ExportFile],
     owner_given: bool,
 ) -> Vec<String> {
-    if format != "aziot" || owner_given {
+    let mut owners: Vec<&str> = Vec::new();
+    for owner in files.iter().filter_map(|f| f.owner.as_deref()) {
+        if !owners.contains(&owner) {
+            owners.push(owner);
+        }
+    }
+    if owners.is_empty() || owner_given {
         return Vec::new();
     }
     let quote = |p: &Path| shell_quote(&p.to_string_lossy());
-    let of = |secret: bool| -> Vec<String> {
-        files
-            .iter()
-            .filter(|f| f.secret == secret && f.name.ends_with(".pem"))
-            .map(|f| quote(&dir.join(&f.name)))
-            .collect()
-    };
-    let (certs, keys) = (of(false), of(true));
     let mut steps = vec![format!("chmod 0711 {}", quote(dir))];
-    if !certs.is_empty() {
-        steps.push(format!("chown aziotcs:aziotcs {}", certs.join(" ")));
-    }
-    if !keys.is_empty() {
-        steps.push(format!("chown aziotks:aziotks {}", keys.join(" ")));
+    for owner in owners {
+        let paths: Vec<String> = files
+            .iter()
+            .filter(|f| f.owner.as_deref() == Some(owner))
+            .map(|f| quote(&dir.join(&f.name)))
+            .collect();
+        steps.push(format!(
+            "chown {}:{} {}",
+            shell_quote(owner),
+            shell_quote(owner),
+            paths.join(" ")
+        ));
     }
     steps
 }

@@ -15,6 +15,7 @@ pub mod compile;
 pub mod demo;
 pub mod doctor;
 pub mod export;
+pub mod help;
 pub mod logging;
 pub mod malloc;
 #[cfg(feature = "cli")]
@@ -36,9 +37,6 @@ use clap::{Args, Parser, Subcommand};
 use krypton_host::bindings::Failure;
 use std::path::PathBuf;
 
-/// Krypton's network-authenticated endpoint (SORACOM Krypton documentation; soratun's Krypton
-/// client uses the same).
-pub const DEFAULT_ENDPOINT: &str = krypton_host::options::DEFAULT_ENDPOINT;
 /// The secret store when neither `--store` nor `KRYPTON_STORE` names one.
 pub const DEFAULT_STORE: &str = "/var/lib/krypton-host/store";
 
@@ -93,10 +91,9 @@ pub enum Command {
     #[cfg(feature = "cli")]
     #[command(after_help = output::EXIT_CODES_HELP)]
     Demo(demo::DemoArgs),
-    /// Write a stored bundle in a consumer's format: pem (azure-iot, aws-iot), aziot
-    /// (azure-iot: Azure IoT Edge / Identity Service manual X.509), aws-iot (aws-iot: files plus
-    /// a JSON for AWS IoT Device SDKs), wireguard (arc: wg-quick), env (aws-cognito: AWS
-    /// environment variables). Secret files are written 0600, the others 0644.
+    /// Write a stored bundle in a consumer's format: the formats are the component's, each for
+    /// some of its targets (`export --help` lists them). Secret files are written 0600, the
+    /// others 0644.
     #[command(after_help = output::EXIT_CODES_HELP)]
     Export(export::ExportArgs),
     /// Run as a gateway daemon: keep the configured targets provisioned, hot-swap the

@@ -1,16 +1,15 @@
 //! `krypton-host provision TARGET`: call Krypton for one target and store its bundle.
 
 use super::print::print_json;
-use super::shared::{load, lock_store};
+use super::shared::{load, lock_store, usage_error};
 use super::sim::UiccArgs;
 use super::{CommonArgs, HostFailure, component_failure, fail};
-use crate::output::{self, exit};
 use clap::Args;
+use crate::output::{self, exit};
 use krypton_host::bindings::{AuthMode, KeyCacheUse};
 use krypton_host::capability::http::{self, OutboundPolicy};
 use krypton_host::capability::store::SecretStore;
 use krypton_host::engine::Runtime;
-use krypton_host::options::{Coverage, endpoint_for};
 use krypton_host::{ProvisionOptions, UiccAccess};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -27,11 +26,10 @@ pub const EXAMPLES: &str = "Examples:
 /// `provision` arguments.
 #[derive(Args)]
 pub struct ProvisionArgs {
-    /// azure-iot | aws-iot | aws-cognito | aws-cognito-openid | inventory | arc |
-    /// subscriber-metadata | userdata
+    /// A target of the component (`--help` lists them).
     pub target: String,
-    /// Krypton base URL. Default: https://krypton.soracom.io:8036 in network mode; in SIM
-    /// mode the API of --coverage.
+    /// Krypton base URL. Default: the component's for the mode (in SIM mode for --coverage),
+    /// e.g. https://krypton.soracom.io:8036 in network mode.
     #[arg(long, env = "KRYPTON_ENDPOINT")]
     pub endpoint: Option<String>,
     /// Extra CA certificates (PEM) to trust for the endpoint, added to the web PKI roots.
@@ -45,9 +43,10 @@ pub struct ProvisionArgs {
     /// SIM the --uicc flags reach, then every request signed).
     #[arg(long, default_value = "network", value_parser = ["network", "sim"])]
     pub mode: String,
-    /// SIM mode's API when --endpoint is not given: global (https://g.api.soracom.io) or
-    /// japan (https://api.soracom.io).
-    #[arg(long, value_parser = ["global", "japan"])]
+    /// SIM mode's coverage when --endpoint is not given: one the component names (its first
+    /// is the default).
+    // Checked against the component's `default-endpoints()`; `--help` lists them.
+    #[arg(long)]
     pub coverage: Option<String>,
     // clap reads a doc comment here as help text: the field is documented by its type.
     #[allow(missing_docs)]
@@ -182,18 +181,9 @@ pub async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
         AuthMode::Network
     };
     let (uicc, key_cache) = sim_settings(&args, mode)?;
-    let coverage: Coverage = args
-        .coverage
-        .as_deref()
-        .map_or(Ok(Coverage::Global), str::parse)
-        .map_err(|e: String| fail(exit::USAGE)(anyhow::anyhow!("--coverage: {e}")))?;
-    let endpoint = endpoint_for(mode, coverage, args.endpoint.as_deref());
-    let origin = http::Origin::parse(&endpoint).map_err(fail(exit::INVALID_REQUEST))?;
-    if endpoint.starts_with("http://") {
-        tracing::warn!(endpoint = %endpoint, "plain http: credentials would cross the network unencrypted (use only for tests)");
+    if let Some(url) = &args.endpoint {
+        http::Origin::parse(url).map_err(fail(exit::INVALID_REQUEST))?;
     }
-    let policy = OutboundPolicy::with_ca_file(vec![origin], args.ca_file.as_deref())
-        .map_err(fail(exit::INVALID_REQUEST))?;
     if args.backoff_max_ms < args.backoff_base_ms {
         return Err(fail(exit::USAGE)(anyhow::anyhow!(
             "--backoff-max-ms ({}) is less than --backoff-base-ms ({})",
@@ -227,6 +217,22 @@ pub async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
     // The component knows the targets: an unknown name is a usage error, before the store is
     // touched.
     let target = loaded.target(&args.target, "<TARGET>")?;
+    // The component names the default endpoint of each mode and coverage.
+    let endpoint = loaded
+        .facts
+        .endpoint_for(mode, args.coverage.as_deref(), args.endpoint.as_deref())
+        .map_err(|e| {
+            usage_error(&format!(
+                "invalid value '{}' for '--coverage <COVERAGE>': {e}",
+                args.coverage.as_deref().unwrap_or_default()
+            ))
+        })?;
+    let origin = http::Origin::parse(&endpoint).map_err(fail(exit::INVALID_REQUEST))?;
+    if endpoint.starts_with("http://") {
+        tracing::warn!(endpoint = %endpoint, "plain http: credentials would cross the network unencrypted (use only for tests)");
+    }
+    let policy = OutboundPolicy::with_ca_file(vec![origin], args.ca_file.as_deref())
+        .map_err(fail(exit::INVALID_REQUEST))?;
     loaded.log_loaded();
     let request = options.request(target.target, &endpoint);
     let store = SecretStore::open(&args.common.store)

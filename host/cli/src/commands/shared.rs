@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use krypton_host::bindings::TargetInfo;
 use krypton_host::capability::http;
 use krypton_host::capability::store::SecretStore;
+use krypton_host::component::facts::Facts;
 use krypton_host::component::targets::Targets;
 use krypton_host::component::{self, ComponentPolicy, LoadErrorKind};
 use krypton_host::engine::{KryptonPre, Runtime};
@@ -39,14 +40,23 @@ pub async fn lock_store(
     }
 }
 
-/// Krypton's addresses for a wg-quick file: the given ones, else the endpoint's host resolved.
+/// Krypton's addresses for a wg-quick file: the given ones, else the endpoint's host resolved
+/// (`endpoint`, else the component's network-mode endpoint: the tunnel carries network mode).
 pub async fn krypton_addresses(
     given: &[String],
-    endpoint: &str,
+    endpoint: Option<&str>,
+    loaded: &Loaded,
 ) -> Result<Vec<String>, HostFailure> {
     if !given.is_empty() {
         return Ok(given.to_vec());
     }
+    let endpoint = match endpoint {
+        Some(url) => url,
+        None => loaded
+            .facts
+            .endpoint(krypton_host::bindings::AuthMode::Network, None)
+            .map_err(|e| fail(exit::INTERNAL)(e.into()))?,
+    };
     // The same check as every other command's endpoint (no path, no user information).
     let origin = http::Origin::parse(endpoint)
         .context("--endpoint")
@@ -72,6 +82,8 @@ pub struct Loaded {
     pub pre: KryptonPre,
     /// Its targets, checked.
     pub targets: Targets,
+    /// The component's default endpoints and export formats, checked.
+    pub facts: Facts,
     /// Where the component came from (`built-in` or its path), its size in bytes, and the
     /// time it took to load, ms.
     origin: (String, usize, u64),
@@ -113,6 +125,7 @@ pub async fn load(
         runtime,
         pre: loaded.pre,
         targets: loaded.targets,
+        facts: loaded.facts,
         origin: (origin, loaded.bytes, started.elapsed().as_millis() as u64),
     })
 }

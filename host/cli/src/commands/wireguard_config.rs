@@ -1,7 +1,7 @@
 //! `krypton-host wireguard-config --out FILE`: a wg-quick file from the stored `arc` bundle.
 
 use super::shared::{krypton_addresses, load, open_with_bundle};
-use super::{DEFAULT_ENDPOINT, DEFAULT_STORE, HostFailure, component_failure, fail};
+use super::{DEFAULT_STORE, HostFailure, component_failure, fail};
 use crate::output::exit;
 use anyhow::Context as _;
 use clap::Args;
@@ -26,8 +26,9 @@ pub struct WireguardArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Krypton endpoint whose host name is resolved and routed through the tunnel.
-    #[arg(long, env = "KRYPTON_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
-    pub endpoint: String,
+    /// Default: the component's network-mode endpoint (e.g. https://krypton.soracom.io:8036).
+    #[arg(long, env = "KRYPTON_ENDPOINT")]
+    pub endpoint: Option<String>,
     /// Route these addresses instead of resolving the endpoint (repeatable).
     #[arg(long = "krypton-address", value_name = "IP")]
     pub krypton_addresses: Vec<String>,
@@ -63,7 +64,7 @@ pub async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
         })?;
     // Say "nothing stored" before trying DNS, which fails off the SORACOM network anyway.
     let store = open_with_bundle(&args.store, &loaded, &target).await?;
-    let addresses = krypton_addresses(&args.krypton_addresses, &args.endpoint).await?;
+    let addresses = krypton_addresses(&args.krypton_addresses, args.endpoint.as_deref(), &loaded).await?;
     let config = match loaded
         .runtime
         .wireguard_config(&loaded.pre, store, &addresses)

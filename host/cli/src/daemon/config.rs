@@ -6,7 +6,8 @@ use krypton_host::bindings::AuthMode;
 use krypton_host::capability::http::Origin;
 use krypton_host::capability::uicc::{UiccAccess, UiccConfig, UiccSettings};
 use krypton_host::files::{self};
-use krypton_host::options::{Coverage, ProvisionOptions, endpoint_for};
+use krypton_host::component::facts::Facts;
+use krypton_host::options::ProvisionOptions;
 use krypton_host::sandbox::SandboxLimits;
 use krypton_host::signing::parse_public_key;
 use serde::Deserialize;
@@ -77,14 +78,14 @@ pub struct GatewayConfig {
     /// directory created 0700, refused when group or others can reach it.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    /// Krypton's base URL; without it, `https://krypton.soracom.io:8036` in network mode
-    /// and the API of `coverage` in SIM mode (see [`GatewayConfig::endpoint`]).
+    /// Krypton's base URL; without it, the component's default for the mode (in SIM mode for
+    /// `coverage`), see [`GatewayConfig::endpoint`].
     pub endpoint: Option<String>,
     /// `network` (over SORACOM Air or Arc) or `sim` (SIM-authenticated, with `[uicc]`).
     #[serde(default = "default_mode")]
     pub mode: String,
-    /// SIM mode's coverage when `endpoint` is not set: `global` (`https://g.api.soracom.io`,
-    /// the default) or `japan` (`https://api.soracom.io`).
+    /// SIM mode's coverage when `endpoint` is not set: one the component names in its
+    /// `default-endpoints()` (a plain name, e.g. `japan`); its first SIM-mode entry when unset.
     pub coverage: Option<String>,
     /// `[uicc]`: how SIM mode reaches the SIM.
     pub uicc: Option<UiccSection>,
@@ -269,7 +270,7 @@ impl GatewayConfig {
             Origin::parse(endpoint).context("key `endpoint`")?;
         }
         config.auth_mode()?;
-        config.coverage()?;
+        config.coverage_name()?;
         match (config.auth_mode()?, &config.uicc) {
             (AuthMode::Sim, Some(section)) => {
                 section.to_config()?;
@@ -420,22 +421,38 @@ impl GatewayConfig {
         }
     }
 
-    /// `coverage` (default `global`). Errors name the key.
-    pub fn coverage(&self) -> anyhow::Result<Coverage> {
-        self.coverage
-            .as_deref()
-            .map_or(Ok(Coverage::Global), str::parse)
-            .map_err(|e| anyhow::anyhow!("key `coverage`: {e}"))
+    /// `coverage`, checked to be a plain name (1-32 bytes of `[a-z0-9-]`; whether the
+    /// component knows it is checked at start, [`GatewayConfig::endpoint`]); `None` when unset.
+    /// Errors name the key.
+    pub fn coverage_name(&self) -> anyhow::Result<Option<&str>> {
+        match self.coverage.as_deref() {
+            Some(name)
+                if name.is_empty()
+                    || name.len() > krypton_host::component::facts::MAX_COVERAGE_BYTES
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') =>
+            {
+                anyhow::bail!(
+                    "key `coverage`: `{}` is not a coverage name (1-32 bytes of `[a-z0-9-]`)",
+                    name.escape_debug()
+                )
+            }
+            other => Ok(other),
+        }
     }
 
-    /// The endpoint this configuration uses: `endpoint`, else the mode's default
-    /// ([`endpoint_for`]).
-    pub fn endpoint(&self) -> String {
-        endpoint_for(
-            self.auth_mode().unwrap_or(AuthMode::Network),
-            self.coverage().unwrap_or_default(),
-            self.endpoint.as_deref(),
-        )
+    /// The endpoint this configuration uses: `endpoint`, else the default the component names
+    /// for the mode and `coverage` ([`Facts::endpoint_for`]). Errors name the key: a coverage
+    /// the component does not know.
+    pub fn endpoint(&self, facts: &Facts) -> anyhow::Result<String> {
+        facts
+            .endpoint_for(
+                self.auth_mode()?,
+                self.coverage_name()?,
+                self.endpoint.as_deref(),
+            )
+            .map_err(|e| anyhow::anyhow!("key `coverage`: {e}"))
     }
 
     /// The SIM access of this configuration: none in network mode; in SIM mode the `[uicc]`

@@ -83,6 +83,10 @@ pub struct Daemon {
     /// The serving component and its swaps.
     pub lifecycle: Arc<Lifecycle>,
     store: SecretStore,
+    /// The endpoint every pass calls: `endpoint`, else the first component's default for the
+    /// mode and coverage (resolved once at start, as the outbound policy is; a swapped-in
+    /// version keeps it, a restart asks again).
+    endpoint: String,
     policy: OutboundPolicy,
     /// The SIM in SIM mode (opened on first use, kept for the daemon's life); none otherwise.
     uicc: UiccAccess,
@@ -149,14 +153,16 @@ impl Daemon {
                 &format!("key `control_socket`: the socket {}", path.display()),
             )?);
         }
-        let mut allowed = vec![Origin::parse(&config.endpoint()).context("key `endpoint`")?];
         let uicc = config.uicc_access()?;
+        let mut allowed = Vec::new();
         for (i, url) in config.allowed_outbound_hosts.iter().flatten().enumerate() {
             allowed.push(
                 Origin::parse(url).with_context(|| format!("key `allowed_outbound_hosts[{i}]`"))?,
             );
         }
-        let policy = OutboundPolicy::with_ca_file(allowed, config.ca_file.as_deref())
+        // The CA file is checked now, before the component is compiled; the policy is made
+        // once the component has named the default endpoint (below).
+        OutboundPolicy::with_ca_file(allowed.clone(), config.ca_file.as_deref())
             .context("key `ca_file`")?;
         // The compile cache lives in the daemon's own private state directory, never in a
         // directory named by the environment: a planted entry there would be native code run
@@ -211,8 +217,13 @@ impl Daemon {
         if let Some(f) = &follower {
             f.started(&lifecycle).context("key `state_dir`")?;
         }
-        // The component knows the targets: every configured name must be one of them.
+        // The component knows the targets and the default endpoints: every configured name
+        // must be one of them, and the endpoint its mode's unless one is configured.
         let served = lifecycle.current();
+        let endpoint = config.endpoint(&served.facts)?;
+        allowed.insert(0, Origin::parse(&endpoint).context("key `endpoint`")?);
+        let policy = OutboundPolicy::with_ca_file(allowed, config.ca_file.as_deref())
+            .context("key `ca_file`")?;
         for (i, t) in config.targets.iter().enumerate() {
             served
                 .targets
@@ -229,6 +240,7 @@ impl Daemon {
             config,
             lifecycle,
             store,
+            endpoint,
             policy,
             uicc,
             health: Mutex::new(HashMap::new()),
@@ -245,6 +257,11 @@ impl Daemon {
     /// restarts, such as the highest accepted component version and the compile cache.
     pub fn state_dir(&self) -> &Path {
         &self.config.state_dir
+    }
+
+    /// The endpoint every pass calls (see [`GatewayConfig::endpoint`]).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     /// Where the component may connect: the endpoint plus `allowed_outbound_hosts`.
@@ -371,19 +388,38 @@ mod tests {
     use krypton_host::bindings::AuthMode;
     use krypton_host::capability::uicc::BackendKind;
 
-    pub(super) fn parse_err(text: &str) -> String {
+    fn parse_err(text: &str) -> String {
         format!("{:#}", GatewayConfig::parse(text).unwrap_err())
     }
 
+    /// The built-in component's default endpoints, checked as at the daemon's start.
+    fn builtin_facts() -> Facts {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let runtime =
+                Runtime::with_options(SandboxLimits::default(), CachePolicy::Off).unwrap();
+            let pre = runtime.load(krypton_host::DEFAULT_COMPONENT).unwrap();
+            let targets = krypton_host::component::list_targets(&runtime, &pre).await.unwrap();
+            krypton_host::component::component_facts(&runtime, &pre, &targets)
+                .await
+                .unwrap()
+        })
+    }
+
     #[test]
-    pub(super) fn sim_mode_takes_a_uicc_section_checked_key_by_key() {
+    fn sim_mode_takes_a_uicc_section_checked_key_by_key() {
         let target = "\n[[target]]\nname = \"arc\"\n";
         let config = GatewayConfig::parse(&format!(
             "mode = \"sim\"\ncoverage = \"japan\"\n[uicc]\nbackend = \"soft\"\nsim_file = \"/etc/krypton-host/sim.json\"\nbaud = 115200\ntimeout_ms = 2000\n{target}"
         ))
         .unwrap();
         assert_eq!(config.auth_mode().unwrap(), AuthMode::Sim);
-        assert_eq!(config.endpoint(), "https://api.soracom.io");
+        // The endpoints are the component's: the host names none of its own.
+        let facts = builtin_facts();
+        assert_eq!(config.endpoint(&facts).unwrap(), "https://api.soracom.io");
         let uicc = config.uicc.as_ref().unwrap().to_config().unwrap();
         assert_eq!(uicc.backend, BackendKind::Soft);
         assert_eq!(uicc.baud_rate, 115_200);
@@ -392,20 +428,31 @@ mod tests {
 
         // SIM mode without [uicc]: autodetect, the global API; an explicit endpoint wins.
         let config = GatewayConfig::parse(&format!("mode = \"sim\"{target}")).unwrap();
-        assert_eq!(config.endpoint(), "https://g.api.soracom.io");
+        assert_eq!(config.endpoint(&facts).unwrap(), "https://g.api.soracom.io");
         let config = GatewayConfig::parse(&format!(
             "mode = \"sim\"\nendpoint = \"https://127.0.0.1:9\"{target}"
         ))
         .unwrap();
-        assert_eq!(config.endpoint(), "https://127.0.0.1:9");
+        assert_eq!(config.endpoint(&facts).unwrap(), "https://127.0.0.1:9");
         // Network mode is unchanged, and has no SIM access.
         let config = GatewayConfig::parse(target).unwrap();
-        assert_eq!(config.endpoint(), "https://krypton.soracom.io:8036");
+        assert_eq!(
+            config.endpoint(&facts).unwrap(),
+            "https://krypton.soracom.io:8036"
+        );
         assert!(!config.uicc_access().unwrap().is_configured());
+        // A coverage the component does not know is refused when the endpoint is resolved,
+        // naming the key (the name's spelling is checked when the file is parsed).
+        let config =
+            GatewayConfig::parse(&format!("mode = \"sim\"\ncoverage = \"mars\"{target}")).unwrap();
+        assert_eq!(
+            format!("{:#}", config.endpoint(&facts).unwrap_err()),
+            "key `coverage`: unknown coverage `mars`; the component knows: global, japan"
+        );
 
         for (text, key) in [
             ("mode = \"satellite\"", "key `mode`"),
-            ("mode = \"sim\"\ncoverage = \"mars\"", "key `coverage`"),
+            ("mode = \"sim\"\ncoverage = \"Mars!\"", "key `coverage`"),
             ("coverage = \"japan\"", "key `coverage`"),
             ("[uicc]\nbackend = \"soft\"", "key `uicc`"),
             (
@@ -447,7 +494,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn the_renewal_opt_in_has_a_generic_name_and_keeps_its_old_one() {
+    fn the_renewal_opt_in_has_a_generic_name_and_keeps_its_old_one() {
         let parse = |key: &str| {
             GatewayConfig::parse(&format!(
                 "[renewal]\n{key} = true\n[[target]]\nname = 'arc'"
@@ -474,7 +521,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn waits_double_with_jitter_up_to_the_cap_and_never_overflow() {
+    fn waits_double_with_jitter_up_to_the_cap_and_never_overflow() {
         let base = Duration::from_secs(60);
         let max = Duration::from_secs(3600);
         // Lowest and highest draw for each failure count: [full/2, full], full = 60 s * 2^(n-1).
@@ -515,7 +562,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn only_the_same_uid_or_root_may_use_the_socket() {
+    fn only_the_same_uid_or_root_may_use_the_socket() {
         assert!(peer_allowed(1000, 1000));
         assert!(peer_allowed(0, 1000));
         assert!(peer_allowed(0, 0));

@@ -63,7 +63,7 @@ impl Daemon {
             deadline: Duration::from_secs(self.config.limits.deadline_secs),
             ..ProvisionOptions::default()
         }
-        .request(target, &self.config.endpoint())
+        .request(target, &self.endpoint)
     }
 
     /// Whether `name` is waiting out a backoff at `now`.

@@ -237,7 +237,7 @@ mod tests {
     use manifest::descriptor;
 
     #[test]
-    pub(super) fn references_need_a_host_and_a_tag_or_a_sha256_digest() {
+    fn references_need_a_host_and_a_tag_or_a_sha256_digest() {
         let s = Source::parse("oci://127.0.0.1:5000/krypton/component:stable").unwrap();
         assert_eq!(
             (s.registry(), s.repository(), s.tag()),
@@ -268,7 +268,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn insecure_is_refused_off_loopback() {
+    fn insecure_is_refused_off_loopback() {
         let settings = Settings {
             insecure: true,
             ..Settings::default()
@@ -285,7 +285,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn the_component_manifest_must_be_the_wasm_layout() {
+    fn the_component_manifest_must_be_the_wasm_layout() {
         let wasm = b"\0asm";
         let good = Manifest {
             schema_version: 2,
@@ -317,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn auth_comes_from_files_and_never_echoes_them() {
+    fn auth_comes_from_files_and_never_echoes_them() {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("token");
         std::fs::write(&token, "s3cret-token\n").unwrap();

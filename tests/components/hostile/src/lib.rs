@@ -14,7 +14,9 @@
 //! `targets()` takes no argument: it answers the list [`TARGETS_MARKER`] names. As built, that
 //! is the empty list (the component claims no target, and passes every load check); a test
 //! that wants a hostile list writes a copy of the component file with the marker's name
-//! replaced by another of the same length (see [`hostile_targets`]).
+//! replaced by another of the same length (see [`hostile_targets`]). The same marker picks a
+//! hostile answer of `default-endpoints()` (see [`hostile_endpoints`]); every other marker
+//! answers a list the host accepts.
 
 #![cfg(target_arch = "wasm32")]
 
@@ -34,8 +36,9 @@ mod bindings {
 use bindings::exports::soracom::krypton::provisioning::Guest;
 use bindings::soracom::krypton::secret_store;
 use bindings::soracom::krypton::types::{
-    AuthMode, ExportFile, Failure, ParameterInfo, ProvisionError, ProvisionReport,
-    ProvisionRequest, Target, TargetInfo, TransportError, TransportKind,
+    AuthMode, DefaultEndpoint, ExportFile, ExportFormat, Failure, ParameterInfo, ProvisionError,
+    ProvisionReport, ProvisionRequest, RouteEntry, Target, TargetInfo, TransportError,
+    TransportKind,
 };
 use bindings::wasi::clocks::monotonic_clock;
 use bindings::wasi::http::{outgoing_handler, types as http};
@@ -108,11 +111,31 @@ impl Guest for Hostile {
             contents: b"hostile\n".to_vec(),
             secret: false,
             converted: converted.map(String::from),
+            owner: None,
         };
         match format.as_str() {
             "escape-name" => Ok(vec![file("ok.pem", None), file("\u{1b}[2Jx.pem", None)]),
             "twice" => Ok(vec![file("x.pem", None), file("x.pem", None)]),
             "escape-converted" => Ok(vec![file("x.pem", Some("\u{1b}]0;pwned\u{7}done"))]),
+            "shell-owner" => Ok(vec![ExportFile {
+                owner: Some("root;touch /tmp/pwned".into()),
+                ..file("x.pem", None)
+            }]),
+            "owned" => Ok(vec![
+                ExportFile {
+                    owner: Some("svc-a".into()),
+                    ..file("a.pem", None)
+                },
+                file("notes.txt", None),
+                ExportFile {
+                    owner: Some("svc-b".into()),
+                    ..file("b.pem", None)
+                },
+                ExportFile {
+                    owner: Some("svc-a".into()),
+                    ..file("c.pem", None)
+                },
+            ]),
             _ => Err(ProvisionError::Unsupported("hostile".into()).into()),
         }
     }
@@ -123,7 +146,71 @@ impl Guest for Hostile {
     }
 
     fn version() -> (String, String) {
-        ("hostile".into(), "soracom:krypton@0.4.0".into())
+        ("hostile".into(), "soracom:krypton@0.5.0".into())
+    }
+
+    /// The list [`TARGETS_MARKER`] names for endpoints (a plain list otherwise).
+    fn default_endpoints() -> Vec<DefaultEndpoint> {
+        hostile_endpoints()
+    }
+
+    /// Every format the targets list, each described as `hostile`.
+    fn export_formats() -> Vec<ExportFormat> {
+        let mut formats: Vec<ExportFormat> = Vec::new();
+        for name in hostile_targets().into_iter().flat_map(|t| t.export_formats) {
+            if !formats.iter().any(|f| f.name == name) {
+                formats.push(ExportFormat {
+                    name,
+                    summary: "hostile".into(),
+                });
+            }
+        }
+        formats
+    }
+
+    fn soratun_routes(_: String) -> Result<Vec<RouteEntry>, Failure> {
+        Err(ProvisionError::Unsupported("hostile".into()).into())
+    }
+
+    fn soratun_route_fix(_: Vec<String>) -> String {
+        "hostile".into()
+    }
+}
+
+/// One default endpoint.
+fn endpoint(mode: AuthMode, coverage: Option<&str>, url: &str) -> DefaultEndpoint {
+    DefaultEndpoint {
+        mode,
+        coverage: coverage.map(String::from),
+        url: url.into(),
+    }
+}
+
+/// The `default-endpoints()` answers by marker name:
+/// * `http-endpoint`: network mode's URL is plain `http://`;
+/// * `no-sim`: no entry for SIM mode;
+/// * `path-endpoint`: a URL with a path;
+/// * anything else: one entry per mode on `.invalid` hosts (RFC 2606), a list the host accepts.
+fn hostile_endpoints() -> Vec<DefaultEndpoint> {
+    let sim = endpoint(AuthMode::Sim, Some("global"), "https://sim.hostile.invalid");
+    match targets_marker() {
+        b"http-endpoint" => vec![
+            endpoint(AuthMode::Network, None, "http://krypton.hostile.invalid:8036"),
+            sim,
+        ],
+        b"no-sim" => vec![endpoint(
+            AuthMode::Network,
+            None,
+            "https://krypton.hostile.invalid:8036",
+        )],
+        b"path-endpoint" => vec![
+            endpoint(AuthMode::Network, None, "https://krypton.hostile.invalid/v1"),
+            sim,
+        ],
+        _ => vec![
+            endpoint(AuthMode::Network, None, "https://krypton.hostile.invalid:8036"),
+            sim,
+        ],
     }
 }
 
@@ -164,8 +251,9 @@ fn entry(target: Target, name: &str) -> TargetInfo {
 /// * `huge-example`: a required parameter whose example is 1 MiB;
 /// * `arc`: one plain `arc` entry (a list the host accepts);
 /// * `export`: `arc` with the formats `escape-name` (a file name with an escape sequence),
-///   `twice` (one file name twice) and `escape-converted` (a `converted` note with escapes),
-///   and `status` reports a stored bundle.
+///   `twice` (one file name twice), `escape-converted` (a `converted` note with escapes),
+///   `shell-owner` (an `owner` that is a shell command) and `owned` (files owned by `svc-a`,
+///   none, `svc-b`, `svc-a`), and `status` reports a stored bundle.
 fn hostile_targets() -> Vec<TargetInfo> {
     match targets_marker() {
         b"many" => vec![entry(Target::AzureIot, "azure-iot"); 5_000],
@@ -201,7 +289,13 @@ fn hostile_targets() -> Vec<TargetInfo> {
         b"arc" => vec![entry(Target::Arc, "arc")],
         b"export" => {
             let mut e = entry(Target::Arc, "arc");
-            e.export_formats = ["escape-name", "twice", "escape-converted"]
+            e.export_formats = [
+                "escape-name",
+                "twice",
+                "escape-converted",
+                "shell-owner",
+                "owned",
+            ]
                 .map(String::from)
                 .to_vec();
             vec![e]
