@@ -323,7 +323,10 @@ async fn hostile_default_endpoints_are_refused_before_a_component_serves() {
         .await;
         assert_eq!(code, 1, "{name}: {stderr}");
         assert_eq!(stdout, "", "{name}");
-        assert!(stderr.contains(&format!("error: {refusal}")), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("error: {refusal}")),
+            "{name}: {stderr}"
+        );
         assert!(!store.exists(), "{name}: the store was made");
     }
 

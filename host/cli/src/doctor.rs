@@ -13,9 +13,9 @@
 //! that matters here. soratun's file is SORACOM Arc's client configuration: its field names and
 //! the change that fixes a route are the component's (`soratun-routes`, `soratun-route-fix`).
 
+use ipnet::IpNet;
 use krypton_host::bindings::RouteEntry;
 use krypton_host::capability::http::{HandshakeFailure, OutboundPolicy};
-use ipnet::IpNet;
 use serde::Serialize;
 use std::net::IpAddr;
 use std::path::Path;
@@ -644,7 +644,10 @@ mod tests {
         assert!(t.routes("10.200.0.1".parse().unwrap()));
         assert_eq!(t.fix(&["54.250.252.99".parse().unwrap()]), None);
         assert_eq!(
-            host_routes(&["54.250.252.99".parse().unwrap(), "2001:db8::9".parse().unwrap()]),
+            host_routes(&[
+                "54.250.252.99".parse().unwrap(),
+                "2001:db8::9".parse().unwrap()
+            ]),
             ["54.250.252.99/32", "2001:db8::9/128"]
         );
     }

@@ -8,9 +8,9 @@
 //! Reports carry identifiers, the certificate's SHA-256 fingerprint, subject and validity,
 //! never a key (the component's report type has no field that could hold one).
 
-use krypton_host::bindings::{AuthMode, Failure, ProvisionError, ProvisionReport};
 use krypton_contract::model::{self, SimError, UiccError};
 use krypton_contract::render::{self, FrontEnd};
+use krypton_host::bindings::{AuthMode, Failure, ProvisionError, ProvisionReport};
 use serde_json::Value;
 
 pub use krypton_contract::exit::{self, ERROR_KINDS, EXIT_CODES_HELP, error_kind, failure_json};

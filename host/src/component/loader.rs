@@ -2,8 +2,8 @@
 //! (or take the built-in component), check it, compile or deserialize it, link it, and run its
 //! self-check, in the order of the table in the [`crate::component`] docs.
 
-use crate::component::precompiled::{Artifact, ComponentFile};
 use crate::component::facts::Facts;
+use crate::component::precompiled::{Artifact, ComponentFile};
 use crate::component::targets::Targets;
 use crate::engine::{KryptonPre, Runtime};
 use crate::signing::{VersionFloor, signature_path};
@@ -223,13 +223,19 @@ async fn check_builtin(runtime: &Runtime) -> Result<Loaded, LoadError> {
     })
 }
 
-/// The self-check and the targets of a linked component; either failing is `Failed`.
-async fn self_checked(runtime: &Runtime, pre: &KryptonPre) -> Result<(String, Targets), LoadError> {
+/// The self-check, the targets and the facts of a linked component; any failing is `Failed`.
+async fn self_checked(
+    runtime: &Runtime,
+    pre: &KryptonPre,
+) -> Result<(String, Targets, Facts), LoadError> {
     let version = self_check(runtime, pre).await.map_err(LoadError::failed)?;
     let targets = list_targets(runtime, pre)
         .await
         .map_err(LoadError::failed)?;
-    Ok((version, targets))
+    let facts = component_facts(runtime, pre, &targets)
+        .await
+        .map_err(LoadError::failed)?;
+    Ok((version, targets, facts))
 }
 
 /// The signed version must be the one the component reports.

@@ -397,7 +397,9 @@ pub mod host {
             .collect();
         // A wg-quick fix is the host's; soratun's is the component's, given the host's routes.
         let fix = tunnel.fix(&missing).unwrap_or_else(|| {
-            krypton_guest::ops::arc::soratun_route_fix(&krypton_host::doctor::host_routes(&missing))
+            krypton_guest::ops::arc::soratun_route_fix(&krypton_host_cli::doctor::host_routes(
+                &missing,
+            ))
         });
         for ip in &missing {
             assert!(fix.contains(&ip.to_string()), "{fix}");
@@ -414,8 +416,8 @@ pub mod host {
     /// `doctor --soratun-config`: soratun's `arc.json` as the component reads it, the
     /// entries as the host checks them, and the fix the component words.
     pub fn doctor_soratun(data: &[u8]) {
-        use krypton_host::doctor::TunnelSource;
         use krypton_host::bindings::RouteEntry;
+        use krypton_host_cli::doctor::TunnelSource;
         if let Ok(entries) = krypton_guest::ops::arc::soratun_routes(&String::from_utf8_lossy(data))
         {
             let entries = entries

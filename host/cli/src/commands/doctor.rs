@@ -95,8 +95,8 @@ async fn component_for(args: &DoctorArgs) -> Result<Option<Loaded>, HostFailure>
 async fn tunnel_for(
     args: &DoctorArgs,
     loaded: Option<&Loaded>,
-) -> Result<Option<krypton_host::doctor::Tunnel>, HostFailure> {
-    use krypton_host::doctor::{self, Tunnel, TunnelSource};
+) -> Result<Option<crate::doctor::Tunnel>, HostFailure> {
+    use crate::doctor::{self, Tunnel, TunnelSource};
     let (path, loaded) = match (&args.wireguard, &args.soratun_config, loaded) {
         (Some(p), _, _) => {
             return doctor::read_wireguard(p)

@@ -135,7 +135,8 @@ pub async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     // and renders again with them.
     let mut files = render(&planned, &[]).await?;
     let addresses = if args.format == "wireguard" {
-        let addresses = krypton_addresses(&args.krypton_addresses, args.endpoint.as_deref(), &loaded).await?;
+        let addresses =
+            krypton_addresses(&args.krypton_addresses, args.endpoint.as_deref(), &loaded).await?;
         files = render(&planned, &addresses).await?;
         addresses
     } else {

@@ -64,7 +64,8 @@ pub async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
         })?;
     // Say "nothing stored" before trying DNS, which fails off the SORACOM network anyway.
     let store = open_with_bundle(&args.store, &loaded, &target).await?;
-    let addresses = krypton_addresses(&args.krypton_addresses, args.endpoint.as_deref(), &loaded).await?;
+    let addresses =
+        krypton_addresses(&args.krypton_addresses, args.endpoint.as_deref(), &loaded).await?;
     let config = match loaded
         .runtime
         .wireguard_config(&loaded.pre, store, &addresses)

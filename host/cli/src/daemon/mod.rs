@@ -387,6 +387,8 @@ mod tests {
     use super::*;
     use krypton_host::bindings::AuthMode;
     use krypton_host::capability::uicc::BackendKind;
+    use krypton_host::component::facts::Facts;
+    use krypton_host::sandbox::SandboxLimits;
 
     fn parse_err(text: &str) -> String {
         format!("{:#}", GatewayConfig::parse(text).unwrap_err())
@@ -402,7 +404,9 @@ mod tests {
             let runtime =
                 Runtime::with_options(SandboxLimits::default(), CachePolicy::Off).unwrap();
             let pre = runtime.load(krypton_host::DEFAULT_COMPONENT).unwrap();
-            let targets = krypton_host::component::list_targets(&runtime, &pre).await.unwrap();
+            let targets = krypton_host::component::list_targets(&runtime, &pre)
+                .await
+                .unwrap();
             krypton_host::component::component_facts(&runtime, &pre, &targets)
                 .await
                 .unwrap()
