@@ -233,6 +233,7 @@ async fn an_edited_device_id_that_the_rules_allow_still_yields_valid_toml() {
 async fn a_store_that_fails_stops_the_run_before_any_request_reaches_krypton() {
     let fx = Fixture::new().await;
     let mock = &fx.mock;
+    fx.secret_store(); // made now, as a run makes it
     // Root ignores file modes, so break the store another way: the bundle's path is a
     // directory (reads fail with an I/O error).
     std::fs::create_dir(fx.store.join("aws-iot.json")).unwrap();

@@ -218,17 +218,7 @@ async fn stock_wasmtime_provisions_azure_and_aws_and_stores_what_krypton_issued(
     assert_eq!(aws["clientId"], "gateway-7");
     assert_eq!(aws["region"], "ap-northeast-1");
     let bundle = read_bundle(&store, "aws-iot");
-    assert_eq!(bundle["target"], "aws-iot");
-    assert_eq!(bundle["clientId"], "gateway-7");
-    assert_eq!(bundle["host"], issued.host.as_str());
-    assert_eq!(bundle["region"], "ap-northeast-1");
-    assert_eq!(
-        bundle["certificate"],
-        issued.certificate_pem.replace("\r\n", "\n").as_str()
-    );
-    let key = bundle["privateKey"].as_str().unwrap();
-    assert_eq!(key, issued.private_key_pem.as_str());
-    assert_key_matches_cert(key, bundle["certificate"].as_str().unwrap());
+    assert_aws_iot_bundle(&bundle, &issued, "gateway-7");
     assert_eq!(
         mock.requests().last().unwrap().body,
         br#"{"requestParameters":{"thingName":"gateway-7"}}"#

@@ -301,6 +301,22 @@ pub fn assert_azure_bundle(bundle: &Value, issued: &krypton_mock::Issued, ca_pem
     );
 }
 
+/// An AWS IoT bundle holds exactly what the mock issued (`issued`) for `client_id`: the
+/// host, region and certificate, and the private key as sent, which belongs to the certificate.
+pub fn assert_aws_iot_bundle(bundle: &Value, issued: &krypton_mock::Issued, client_id: &str) {
+    assert_eq!(bundle["target"], "aws-iot");
+    assert_eq!(bundle["clientId"], client_id);
+    assert_eq!(bundle["host"], issued.host.as_str());
+    assert_eq!(bundle["region"], "ap-northeast-1");
+    assert_eq!(
+        bundle["certificate"],
+        issued.certificate_pem.replace("\r\n", "\n").as_str()
+    );
+    let key = bundle["privateKey"].as_str().unwrap();
+    assert_eq!(key, issued.private_key_pem.as_str());
+    assert_key_matches_cert(key, bundle["certificate"].as_str().unwrap());
+}
+
 /// The Azure IoT calls the mock received, as `METHOD PATH`, and the calls of one
 /// registration `op` with the mock's default two `assigning` polls: register, then three polls.
 pub fn azure_calls(mock: &MockKrypton, op: &str) -> (Vec<String>, Vec<String>) {
