@@ -283,6 +283,17 @@ fn provision_command(fx: &Fixture, cache: &Path) -> Command {
     command
 }
 
+/// A whole [`provision_command`] run, which must succeed (`what` names it when it fails).
+fn provision_ok(fx: &Fixture, cache: &Path, what: &str) {
+    let out = provision_command(fx, cache).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 const REGISTER: &str = "/v1/provisioning/azure/iot/register";
 const REGISTRATIONS: &str = "/v1/provisioning/azure/iot/registrations/";
 
@@ -332,13 +343,7 @@ async fn azure_provision_killed_resumes_without_registering_again() {
     let mut whole_run = Duration::ZERO;
     for _ in 0..2 {
         let started = Instant::now();
-        let out = provision_command(&fx, &cache).output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        provision_ok(&fx, &cache, "a complete run");
         whole_run = started.elapsed();
     }
     let (mut old, _) = azure_bundle(mock, store);
@@ -389,13 +394,7 @@ async fn azure_provision_killed_resumes_without_registering_again() {
         // The next run succeeds, resuming a registration left in flight.
         let pending = pending_operation(store);
         let registers_before = registers(mock);
-        let out = provision_command(&fx, &cache).output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "run {run}: the next run failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        provision_ok(&fx, &cache, &format!("run {run}: the next run"));
         let (next, next_op) = azure_bundle(mock, store);
         let new_registers = registers(mock) - registers_before;
         match pending {

@@ -39,6 +39,17 @@ pub fn key_file(dir: &Path) -> (std::path::PathBuf, ed25519_dalek::VerifyingKey)
     (path, signing::parse_public_key(&public).unwrap())
 }
 
+/// `publish COMPONENT --to REFERENCE --insecure` (plain HTTP to a registry on loopback).
+fn publish_to(component: &Path, to: &str) -> Cli {
+    cli([
+        "publish",
+        component.to_str().unwrap(),
+        "--to",
+        to,
+        "--insecure",
+    ])
+}
+
 fn insecure() -> Settings {
     Settings {
         insecure: true,
@@ -57,17 +68,12 @@ async fn publish_writes_the_wasm_layout_skopeo_reads_and_a_pull_gives_the_same_b
     let component = tmp.path().join("krypton.wasm");
     std::fs::write(&component, DEFAULT_COMPONENT).unwrap();
     let to = reg.reference("krypton/component:v1");
-    let (code, out, err) = run_cli(&[
-        "publish",
-        component.to_str().unwrap(),
-        "--to",
-        &to,
-        "--signing-key",
-        key.to_str().unwrap(),
-        "--insecure",
-        "--json",
-    ])
-    .await;
+    let (code, out, err) = publish_to(&component, &to)
+        .args(["--signing-key", key.to_str().unwrap()])
+        .json()
+        .run()
+        .await
+        .parts();
     assert_eq!(code, 0, "{err}");
     let answer: Value = serde_json::from_str(&out).unwrap();
     let digest = answer["digest"].as_str().unwrap().to_string();
@@ -124,14 +130,10 @@ async fn publish_writes_the_wasm_layout_skopeo_reads_and_a_pull_gives_the_same_b
     // Publishing again with the .sig beside the file (no key): the same manifest digest is
     // not guaranteed (created differs) but the signature is the same file, listed once more.
     std::fs::write(signing::signature_path(&component), &pulled.signatures[0]).unwrap();
-    let (code, out, err) = run_cli(&[
-        "publish",
-        component.to_str().unwrap(),
-        "--to",
-        &reg.reference("krypton/component:v1-again"),
-        "--insecure",
-    ])
-    .await;
+    let (code, out, err) = publish_to(&component, &reg.reference("krypton/component:v1-again"))
+        .run()
+        .await
+        .parts();
     assert_eq!(code, 0, "{err}");
     let again = out.trim();
     assert!(registry::is_sha256_digest(again), "{out}");
@@ -261,14 +263,10 @@ async fn wrong_types_oversized_and_lying_artifacts_and_a_registry_down_are_refus
     let tmp = tempfile::tempdir().unwrap();
     let component = tmp.path().join("c.wasm");
     std::fs::write(&component, DEFAULT_COMPONENT).unwrap();
-    let (code, _, err) = run_cli(&[
-        "publish",
-        component.to_str().unwrap(),
-        "--to",
-        &reg.reference("krypton/component:v1"),
-        "--insecure",
-    ])
-    .await;
+    let (code, _, err) = publish_to(&component, &reg.reference("krypton/component:v1"))
+        .run()
+        .await
+        .parts();
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("is the registry running"), "{err}");
 }
@@ -381,14 +379,10 @@ async fn publish_refuses_bad_references_and_plain_http_off_loopback() {
         .unwrap(),
     )
     .unwrap();
-    let (code, _, err) = run_cli(&[
-        "publish",
-        component.to_str().unwrap(),
-        "--to",
-        "127.0.0.1:9/krypton/component:v1",
-        "--insecure",
-    ])
-    .await;
+    let (code, _, err) = publish_to(&component, "127.0.0.1:9/krypton/component:v1")
+        .run()
+        .await
+        .parts();
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("for other bytes"), "{err}");
 }

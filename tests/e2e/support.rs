@@ -182,15 +182,6 @@ pub async fn run_cli(args: &[&str]) -> (i32, String, String) {
     cli(args).run().await.parts()
 }
 
-/// [`run_cli`] with `RUST_LOG` set to `log_filter` (unset when `None`).
-pub async fn run_cli_with_log(args: &[&str], log_filter: Option<&str>) -> (i32, String, String) {
-    let mut command = cli(args);
-    if let Some(filter) = log_filter {
-        command = command.log(filter);
-    }
-    command.run().await.parts()
-}
-
 /// Every secret stored under `dir`: the base64 lines of PEM private keys, and the whole value
 /// of every other secret field (Cognito keys and tokens, Inventory and WireGuard keys, userdata).
 pub fn key_lines(dir: &Path) -> Vec<String> {
