@@ -157,7 +157,7 @@ fn assert_refused(fx: &Fixture, outcome: &(i32, Value, String), expected: &[&str
     assert!(fx.mock.requests().is_empty(), "Krypton was called");
     let store = &fx.store;
     assert!(
-        !store.exists() || std::fs::read_dir(&store).unwrap().next().is_none(),
+        !store.exists() || std::fs::read_dir(store).unwrap().next().is_none(),
         "something was stored"
     );
 }
