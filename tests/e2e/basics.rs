@@ -1,21 +1,15 @@
 //! Issue-2 basics: Azure and AWS IoT happy paths, typed failures, reuse, allow-list, CLI.
 
 use super::support::*;
-use krypton_host::bindings::{ProvisionError, Target, TransportKind};
-use krypton_host::capability::http::{Origin, OutboundPolicy};
-use krypton_host::capability::store::SecretStore;
 use krypton_mock::Fault;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 #[tokio::test]
 async fn azure_happy_path_stores_exactly_what_krypton_issued() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
-    let report = provision(&mock, &store, &request(Target::AzureIot, mock.endpoint()))
-        .await
-        .unwrap();
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
+    let report = fx.provisioned(Target::AzureIot).await;
 
     let issued = mock.issued();
     assert_eq!(issued.len(), 1);
@@ -40,53 +34,16 @@ async fn azure_happy_path_stores_exactly_what_krypton_issued() {
     assert_eq!(cert.issuer, "CN=Krypton Mock CA");
     assert_eq!(cert.not_after - cert.not_before, 365 * 86400 + 3600);
 
-    let bundle = read_bundle(store.dir(), "azure-iot");
-    assert_eq!(bundle["target"], "azure-iot");
-    assert_eq!(bundle["formatVersion"], 1);
-    assert_eq!(bundle["deviceId"], issued.id.as_str());
-    assert_eq!(bundle["host"], issued.host.as_str());
-    assert_eq!(
-        bundle["operationId"],
-        issued.operation_id.as_deref().unwrap()
-    );
-    assert_eq!(
-        bundle["certificate"],
-        issued.certificate_pem.replace("\r\n", "\n").as_str()
-    );
-    assert_eq!(
-        bundle["privateKey"],
-        issued.private_key_pem.replace("\r\n", "\n").as_str()
-    );
-    assert_eq!(
-        bundle["rootCaCertificate"],
-        mock.ca_pem().replace("\r\n", "\n").as_str()
-    );
+    let bundle = read_bundle(&fx.store, "azure-iot");
+    assert_azure_bundle(&bundle, issued, mock.ca_pem());
     assert_eq!(
         bundle["obtainedAtMs"].as_u64().unwrap(),
         report.obtained_at_ms
     );
-    assert_key_matches_cert(
-        bundle["privateKey"].as_str().unwrap(),
-        bundle["certificate"].as_str().unwrap(),
-    );
 
     // register, then `assigning` twice (MockConfig default), then `assigned`.
-    let calls: Vec<_> = mock
-        .requests()
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
-    let op = issued.operation_id.clone().unwrap();
-    let poll = format!("GET /v1/provisioning/azure/iot/registrations/{op}");
-    assert_eq!(
-        calls,
-        vec![
-            "POST /v1/provisioning/azure/iot/register".to_string(),
-            poll.clone(),
-            poll.clone(),
-            poll
-        ]
-    );
+    let (calls, expected) = azure_calls(mock, issued.operation_id.as_deref().unwrap());
+    assert_eq!(calls, expected);
     let register = &mock.requests()[0];
     assert_eq!(register.body, b"{}");
     assert_eq!(register.content_type.as_deref(), Some("application/json"));
@@ -96,19 +53,18 @@ async fn azure_happy_path_stores_exactly_what_krypton_issued() {
         Some(mock.addr().to_string().as_str())
     );
 
-    assert_eq!(mode(store.dir()), 0o700);
-    assert_eq!(mode(&store.dir().join("azure-iot.json")), 0o600);
-    mock.stop().await;
+    assert_eq!(mode(&fx.store), 0o700);
+    assert_eq!(mode(&fx.store.join("azure-iot.json")), 0o600);
+    fx.stop().await;
 }
 
 #[tokio::test]
 async fn aws_iot_happy_path_with_thing_name() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
-    let mut req = request(Target::AwsIot, mock.endpoint());
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
+    let mut req = fx.request(Target::AwsIot);
     req.request_parameters = Some(r#"{"thingName":"gateway-7"}"#.into());
-    let report = provision(&mock, &store, &req).await.unwrap();
+    let report = fx.run(&req).await.unwrap();
 
     let issued = &mock.issued()[0];
     assert_eq!(issued.target, "aws-iot");
@@ -118,70 +74,51 @@ async fn aws_iot_happy_path_with_thing_name() {
         "krypton-mock-ats.iot.ap-northeast-1.amazonaws.com"
     );
     assert_eq!(ident(&report, "region"), "ap-northeast-1");
-    let bundle = read_bundle(store.dir(), "aws-iot");
-    assert_eq!(bundle["target"], "aws-iot");
-    assert_eq!(bundle["clientId"], "gateway-7");
-    assert_eq!(bundle["host"], issued.host.as_str());
-    assert_eq!(bundle["region"], "ap-northeast-1");
-    assert_eq!(
-        bundle["certificate"],
-        issued.certificate_pem.replace("\r\n", "\n").as_str()
-    );
-    let key = bundle["privateKey"].as_str().unwrap();
+    let bundle = read_bundle(&fx.store, "aws-iot");
+    assert_aws_iot_bundle(&bundle, issued, "gateway-7");
     // AWS IoT issues RSA 2048 keys as PKCS#1 (CreateKeysAndCertificate); stored as sent.
+    let key = bundle["privateKey"].as_str().unwrap();
     assert!(key.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
-    assert_eq!(key, issued.private_key_pem.as_str());
-    assert_key_matches_cert(key, bundle["certificate"].as_str().unwrap());
     assert_eq!(
         mock.requests()[0].body,
         br#"{"requestParameters":{"thingName":"gateway-7"}}"#
     );
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]
 async fn azure_failed_registration_is_typed_and_stores_nothing() {
-    let mock = mock().await;
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
     mock.inject(
         "/v1/provisioning/azure/iot/registrations/",
         Fault::RegistrationStatus("failed".into()),
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
-    let err = provision(&mock, &store, &request(Target::AzureIot, mock.endpoint()))
-        .await
-        .unwrap_err();
+    let err = fx.run(&fx.request(Target::AzureIot)).await.unwrap_err();
     let ProvisionError::RegistrationFailed(f) = err else {
         panic!("expected RegistrationFailed, got {err:?}")
     };
     assert_eq!(f.status, "failed");
     assert!(f.operation_id.starts_with("4."), "{}", f.operation_id);
-    assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 0);
-    mock.stop().await;
+    assert_eq!(std::fs::read_dir(&fx.store).unwrap().count(), 0);
+    fx.stop().await;
 }
 
 #[tokio::test]
 async fn http_500_is_typed_and_the_stored_bundle_is_unchanged() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
-    provision(&mock, &store, &request(Target::AwsIot, mock.endpoint()))
-        .await
-        .unwrap();
-    let path = store.dir().join("aws-iot.json");
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
+    fx.provisioned(Target::AwsIot).await;
+    let path = fx.store.join("aws-iot.json");
     let before = std::fs::read(&path).unwrap();
 
     mock.inject(
         "/v1/provisioning/aws/",
-        Fault::Status {
-            status: 500,
-            code: "KRY5001".into(),
-            message: "AWS IoT is unavailable".into(),
-        },
+        http_error(500, "KRY5001", "AWS IoT is unavailable"),
     );
-    let mut req = request(Target::AwsIot, mock.endpoint());
+    let mut req = fx.request(Target::AwsIot);
     req.force = true;
-    let err = provision(&mock, &store, &req).await.unwrap_err();
+    let err = fx.run(&req).await.unwrap_err();
     let ProvisionError::HttpStatus(e) = err else {
         panic!("expected HttpStatus, got {err:?}")
     };
@@ -198,47 +135,39 @@ async fn http_500_is_typed_and_the_stored_bundle_is_unchanged() {
         r#"{"code":"KRY5001","message":"AWS IoT is unavailable"}"#
     );
     assert_eq!(std::fs::read(&path).unwrap(), before, "bundle changed");
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]
 async fn malformed_json_is_typed_and_stores_nothing() {
-    let mock = mock().await;
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
     mock.inject("/", Fault::MalformedJson);
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
     for target in [Target::AzureIot, Target::AwsIot] {
-        let err = provision(&mock, &store, &request(target, mock.endpoint()))
-            .await
-            .unwrap_err();
+        let err = fx.run(&fx.request(target)).await.unwrap_err();
         let ProvisionError::InvalidResponse(e) = err else {
             panic!("expected InvalidResponse, got {err:?}")
         };
         assert_eq!(e.field, "body");
         assert!(e.reason.starts_with("not JSON"), "{}", e.reason);
     }
-    assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 0);
-    mock.stop().await;
+    assert_eq!(std::fs::read_dir(&fx.store).unwrap().count(), 0);
+    fx.stop().await;
 }
 
 #[tokio::test]
 async fn a_valid_bundle_is_reused_and_force_replaces_it() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
-    let first = provision(&mock, &store, &request(Target::AwsIot, mock.endpoint()))
-        .await
-        .unwrap();
-    let again = provision(&mock, &store, &request(Target::AwsIot, mock.endpoint()))
-        .await
-        .unwrap();
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
+    let first = fx.provisioned(Target::AwsIot).await;
+    let again = fx.provisioned(Target::AwsIot).await;
     assert!(again.reused);
     assert_eq!(again.certificate, first.certificate);
     assert_eq!(mock.requests().len(), 1, "Krypton was called again");
 
-    let mut req = request(Target::AwsIot, mock.endpoint());
+    let mut req = fx.request(Target::AwsIot);
     req.force = true;
-    let forced = provision(&mock, &store, &req).await.unwrap();
+    let forced = fx.run(&req).await.unwrap();
     assert!(!forced.reused);
     assert_eq!(mock.requests().len(), 2);
     let newest = &mock.issued()[1];
@@ -246,46 +175,37 @@ async fn a_valid_bundle_is_reused_and_force_replaces_it() {
         forced.certificate.as_ref().unwrap().sha256_fingerprint,
         first.certificate.as_ref().unwrap().sha256_fingerprint
     );
-    let bundle = read_bundle(store.dir(), "aws-iot");
+    let bundle = read_bundle(&fx.store, "aws-iot");
     assert_eq!(bundle["privateKey"], newest.private_key_pem.as_str());
 
     let (rt, pre) = runtime();
     let status = rt
-        .status(pre, store.clone(), Target::AwsIot)
+        .status(pre, fx.secret_store(), Target::AwsIot)
         .await
         .unwrap()
         .unwrap()
         .unwrap();
     assert_eq!(status.certificate, forced.certificate);
     assert!(
-        rt.status(pre, store.clone(), Target::AzureIot)
+        rt.status(pre, fx.secret_store(), Target::AzureIot)
             .await
             .unwrap()
             .unwrap()
             .is_none()
     );
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]
 async fn hosts_off_the_allow_list_and_untrusted_servers_are_refused() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
-    let (rt, pre) = runtime();
-    let req = request(Target::AwsIot, mock.endpoint());
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
+    let req = fx.request(Target::AwsIot);
 
+    let store = fx.secret_store();
     // Allow-list without the mock's port: refused before any connection.
-    let elsewhere = OutboundPolicy::new(
-        vec![Origin::parse("https://127.0.0.1:1").unwrap()],
-        Some(mock.ca_pem().as_bytes()),
-    )
-    .unwrap();
-    let err = rt
-        .provision(pre, elsewhere, store.clone(), &req)
-        .await
-        .unwrap()
-        .unwrap_err();
+    let elsewhere = policy("https://127.0.0.1:1", Some(mock.ca_pem()));
+    let err = failure(elsewhere, &store, &req).await;
     let ProvisionError::Transport(e) = err.error else {
         panic!("expected Transport, got {err:?}")
     };
@@ -300,21 +220,15 @@ async fn hosts_off_the_allow_list_and_untrusted_servers_are_refused() {
     assert_eq!(e.attempts, 1);
 
     // Allowed, but the mock's CA is not trusted: the TLS handshake fails.
-    let untrusted =
-        OutboundPolicy::new(vec![Origin::parse(&mock.endpoint()).unwrap()], None).unwrap();
-    let err = rt
-        .provision(pre, untrusted, store.clone(), &req)
-        .await
-        .unwrap()
-        .unwrap_err();
+    let err = failure(policy(&mock.endpoint(), None), &store, &req).await;
     let ProvisionError::Transport(e) = err.error else {
         panic!("expected Transport, got {err:?}")
     };
     assert_eq!(e.kind, TransportKind::UntrustedCertificate);
     assert_eq!(e.attempts, 1);
     assert!(mock.requests().is_empty(), "a request reached the server");
-    assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 0);
-    mock.stop().await;
+    assert_eq!(std::fs::read_dir(&fx.store).unwrap().count(), 0);
+    fx.stop().await;
 }
 
 #[tokio::test]
@@ -347,21 +261,14 @@ async fn cli_mock_and_provision_in_two_processes() {
 
     // Shell 2: provision with --json.
     let store = tmp.path().join("store");
-    let args = [
-        "-v",
-        "provision",
-        "azure-iot",
-        "--endpoint",
-        &endpoint,
-        "--ca-file",
-        ca_out.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--poll-interval-ms",
-        "100",
-        "--json",
-    ];
-    let (code, out, err) = run_cli(&args).await;
+    let args = cli(["provision", "azure-iot"])
+        .endpoint(&endpoint)
+        .ca(&ca_out)
+        .store(&store)
+        .poll_ms(100)
+        .verbose()
+        .json();
+    let (code, out, err) = args.run().await.parts();
     assert_eq!(code, 0, "stderr:\n{err}");
     let report: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(report["ok"], true);
@@ -383,7 +290,7 @@ async fn cli_mock_and_provision_in_two_processes() {
     assert_eq!(mode(&store), 0o700);
 
     // Again without --force: reported from the store.
-    let (code, out2, err2) = run_cli(&args).await;
+    let (code, out2, err2) = args.run().await.parts();
     assert_eq!(code, 0);
     let again: Value = serde_json::from_str(out2.trim()).unwrap();
     assert_eq!(again["reused"], true);
@@ -419,42 +326,17 @@ async fn cli_mock_and_provision_in_two_processes() {
 
 #[tokio::test]
 async fn cli_exit_codes_name_the_error_class() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = tmp.path().join("ca.pem");
-    std::fs::write(&ca, mock.ca_pem()).unwrap();
-    let store = tmp.path().join("store");
-    let endpoint = mock.endpoint();
-    let base = |target: &'static str| {
-        vec![
-            "provision".to_string(),
-            target.to_string(),
-            "--endpoint".into(),
-            endpoint.clone(),
-            "--ca-file".into(),
-            ca.to_str().unwrap().into(),
-            "--store".into(),
-            store.to_str().unwrap().into(),
-            "--poll-interval-ms".into(),
-            "100".into(),
-            "--json".into(),
-        ]
-    };
-    async fn run(args: Vec<String>) -> (i32, Value) {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (code, out, err) = run_cli(&refs).await;
-        let json = serde_json::from_str(out.trim())
-            .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {out}\n{err}"));
-        (code, json)
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
+    let base = |target: &str| fx.provision(target).poll_ms(100).json();
+    async fn run(command: Cli) -> (i32, Value) {
+        let run = command.run().await;
+        (run.code, run.json())
     }
 
     mock.inject(
         "/v1/provisioning/aws/",
-        Fault::Status {
-            status: 403,
-            code: "KRY0403".into(),
-            message: "not on the SORACOM network".into(),
-        },
+        http_error(403, "KRY0403", "not on the SORACOM network"),
     );
     let (code, json) = run(base("aws-iot")).await;
     assert_eq!(code, 6);
@@ -478,31 +360,27 @@ async fn cli_exit_codes_name_the_error_class() {
     assert_eq!(json["error"]["field"], "body");
     mock.clear_faults();
 
-    let mut args = base("aws-iot");
-    args[3] = "https://127.0.0.1:1".into(); // nothing listens there
+    let args = base("aws-iot").endpoint("https://127.0.0.1:1"); // nothing listens there
     let (code, json) = run(args).await;
     assert_eq!(code, 4);
     assert_eq!(json["error"]["kind"], "transport");
 
-    let mut args = base("aws-iot");
-    args[3] = "krypton.soracom.io:8036".into(); // no scheme
+    let args = base("aws-iot").endpoint("krypton.soracom.io:8036"); // no scheme
     let (code, json) = run(args).await;
     assert_eq!(code, 3);
     // Issue 12: the kind matches the exit code.
     assert_eq!(json["error"]["kind"], "invalid-request");
 
     // SIM mode without a SIM to reach (no --uicc flags, nothing found): 13.
-    let mut args = base("azure-iot");
-    args.extend(["--mode".into(), "sim".into()]);
+    let args = base("azure-iot").args(["--mode", "sim"]);
     let (code, json) = run(args).await;
     assert_eq!(code, 13);
     assert_eq!(json["error"]["kind"], "sim");
     assert_eq!(json["error"]["uiccError"], "unavailable");
 
     // Nothing was stored by any of the failures.
-    let (code, _, _) = run_cli(&["status", "aws-iot", "--store", store.to_str().unwrap()]).await;
-    assert_eq!(code, 11);
-    mock.stop().await;
+    assert_eq!(fx.status(Some("aws-iot")).run().await.code, 11);
+    fx.stop().await;
 }
 
 #[tokio::test]

@@ -8,18 +8,12 @@
 //! hostile one (its `version` says `hostile`).
 
 use super::support::*;
-use krypton_host::component::DEFAULT_COMPONENT;
-use krypton_host::engine::{CachePolicy, Runtime};
-use krypton_host::sandbox::SandboxLimits;
+use krypton_host::engine::CachePolicy;
 use sha2::Digest as _;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-fn hostile_bytes() -> Vec<u8> {
-    std::fs::read(krypton_test_components::HOSTILE_WASM).unwrap()
-}
 
 /// Log lines captured from the current thread.
 #[derive(Clone, Default)]
@@ -58,22 +52,12 @@ fn runtime_with_cache(dir: &Path) -> Runtime {
     .unwrap()
 }
 
-/// Names in `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    v.sort();
-    v
-}
-
 /// A valid entry for the hostile component, made in a private directory of its own.
 fn hostile_entry(tmp: &Path) -> Vec<u8> {
     let dir = tmp.join("hostile-cache");
     let rt = runtime_with_cache(&dir);
-    rt.load(&hostile_bytes()).unwrap();
-    std::fs::read(dir.join(rt.cache_key(&hostile_bytes()))).unwrap()
+    rt.load(&hostile_wasm()).unwrap();
+    std::fs::read(dir.join(rt.cache_key(&hostile_wasm()))).unwrap()
 }
 
 /// The digest at the start of an entry matches the rest.
@@ -191,7 +175,7 @@ async fn a_private_cache_directory_holds_one_whole_private_entry_per_key() {
 
     // Other bytes, other key; the same bytes in another runtime with the same engine
     // configuration, the same key.
-    assert_ne!(rt.cache_key(&hostile_bytes()), key);
+    assert_ne!(rt.cache_key(&hostile_wasm()), key);
     assert_eq!(runtime_with_cache(&dir).cache_key(DEFAULT_COMPONENT), key);
 
     // The entry is what a later load runs: a valid entry of another component under this key

@@ -3,8 +3,6 @@
 //! argument, `--owner`, the `converted` field.
 
 use super::support::*;
-use krypton_host::bindings::Target;
-use krypton_host::capability::store::SecretStore;
 use krypton_host_cli::output::{self, ERROR_KINDS};
 use krypton_mock::Fault;
 use serde_json::Value;
@@ -25,8 +23,13 @@ fn one_object(stdout: &str, what: &str) -> Value {
 /// Run `args` (which include `--json`), check the exit code, the one object, its `exitCode`
 /// and `error.kind`; returns the object.
 async fn expect_failure(args: &[&str], code: u8, kind: &str) -> Value {
-    let what = args.join(" ");
-    let (got, stdout, stderr) = run_cli(args).await;
+    expect_failure_of(&cli(args), code, kind).await
+}
+
+/// [`expect_failure`] for a built command line.
+async fn expect_failure_of(command: &Cli, code: u8, kind: &str) -> Value {
+    let what = command.words().join(" ");
+    let (got, stdout, stderr) = command.run().await.parts();
     assert_eq!(
         got,
         i32::from(code),
@@ -90,6 +93,13 @@ async fn each_command_with_each_class_of_failure_gives_one_code_and_one_object()
     let out = out.to_str().unwrap();
     let port = closed_port();
     let refused = format!("https://127.0.0.1:{port}");
+    // `provision TARGET --endpoint <nothing listens> --store <empty> --json` plus options.
+    let to_nothing = |target: &str| {
+        cli(["provision", target])
+            .endpoint(&refused)
+            .set("--store", empty)
+            .json()
+    };
 
     // Nothing stored: 11 on every command and with or without a target.
     for store in [missing, empty] {
@@ -132,23 +142,16 @@ async fn each_command_with_each_class_of_failure_gives_one_code_and_one_object()
     }
 
     // Argument errors, clap's and the host's own: 2, as JSON too.
+    expect_failure_of(
+        &to_nothing("azure-iot").args(["--backoff-base-ms", "100", "--backoff-max-ms", "10"]),
+        2,
+        "usage",
+    )
+    .await;
     for args in [
         vec!["provision", "--json"],
         vec!["provision", "azure", "--json"],
         vec!["provision", "azure-iot", "--deadline-secs", "0", "--json"],
-        vec![
-            "provision",
-            "azure-iot",
-            "--backoff-base-ms",
-            "100",
-            "--backoff-max-ms",
-            "10",
-            "--endpoint",
-            &refused,
-            "--store",
-            empty,
-            "--json",
-        ],
         vec!["status", "--no-such-flag", "--json"],
         vec![
             "export",
@@ -172,78 +175,21 @@ async fn each_command_with_each_class_of_failure_gives_one_code_and_one_object()
     assert!(stderr.contains("unknown target `azure`"), "{stderr}");
 
     // Invalid request or configuration: 3.
-    for args in [
-        vec![
-            "provision",
-            "azure-iot",
-            "--endpoint",
-            "ftp://x",
-            "--store",
-            empty,
-            "--json",
-        ],
-        vec![
-            "provision",
-            "aws-iot",
-            "--params",
-            "[1]",
-            "--endpoint",
-            &refused,
-            "--store",
-            empty,
-            "--json",
-        ],
-        vec!["doctor", "--no-connect", "--wireguard", missing, "--json"],
-        vec![
-            "provision",
-            "azure-iot",
-            "--ca-file",
-            missing,
-            "--endpoint",
-            &refused,
-            "--store",
-            empty,
-            "--json",
-        ],
+    for command in [
+        to_nothing("azure-iot").endpoint("ftp://x"),
+        to_nothing("aws-iot").args(["--params", "[1]"]),
+        cli(["doctor", "--no-connect", "--wireguard", missing, "--json"]),
+        to_nothing("azure-iot").set("--ca-file", missing),
     ] {
-        expect_failure(&args, 3, "invalid-request").await;
+        expect_failure_of(&command, 3, "invalid-request").await;
     }
 
     // SIM mode on a host that reaches no SIM: 13.
-    expect_failure(
-        &[
-            "provision",
-            "azure-iot",
-            "--mode",
-            "sim",
-            "--endpoint",
-            &refused,
-            "--store",
-            empty,
-            "--json",
-        ],
-        13,
-        "sim",
-    )
-    .await;
+    expect_failure_of(&to_nothing("azure-iot").args(["--mode", "sim"]), 13, "sim").await;
 
     // Transport: 4, the typed fields as JSON values (attempts is a number).
-    let v = expect_failure(
-        &[
-            "provision",
-            "azure-iot",
-            "--endpoint",
-            &refused,
-            "--max-attempts",
-            "1",
-            "--store",
-            empty,
-            "--json",
-        ],
-        4,
-        "transport",
-    )
-    .await;
+    let transport = to_nothing("azure-iot").attempts(1);
+    let v = expect_failure_of(&transport, 4, "transport").await;
     assert!(v["error"]["transportKind"].is_string(), "{v}");
     assert!(
         v["error"]["attempts"].is_u64(),
@@ -255,17 +201,7 @@ async fn each_command_with_each_class_of_failure_gives_one_code_and_one_object()
         "{v}"
     );
     // The same failure as text names the request and says what happened.
-    let (code, stdout, stderr) = run_cli(&[
-        "provision",
-        "azure-iot",
-        "--endpoint",
-        &refused,
-        "--max-attempts",
-        "1",
-        "--store",
-        empty,
-    ])
-    .await;
+    let (code, stdout, stderr) = transport.text().run().await.parts();
     assert_eq!((code, stdout.as_str()), (4, ""));
     assert!(
         stderr.contains("error: could not reach Krypton: "),
@@ -297,100 +233,63 @@ async fn each_command_with_each_class_of_failure_gives_one_code_and_one_object()
 /// Item 4: Krypton's own failures through the binary, one class each, and a success.
 #[tokio::test]
 async fn krypton_failures_and_success_are_one_object_each() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = tmp.path().join("ca.pem");
-    std::fs::write(&ca, mock.ca_pem()).unwrap();
-    let store = tmp.path().join("store");
-    let endpoint = mock.endpoint();
-    let base = |target: &'static str| -> Vec<String> {
-        [
-            "provision",
-            target,
-            "--endpoint",
-            &endpoint,
-            "--ca-file",
-            ca.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-            "--max-attempts",
-            "1",
-            "--poll-interval-ms",
-            "100",
-            "--json",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let args = |v: &[String]| v.to_vec();
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
+    let base = |target: &str| fx.provision(target).attempts(1).poll_ms(100).json();
     mock.inject_times(
         "/v1/provisioning/aws/iot",
-        Fault::Status {
-            status: 500,
-            code: "KRY0500".into(),
-            message: "injected".into(),
-        },
+        http_error(500, "KRY0500", "injected"),
         1,
     );
-    let a = args(&base("aws-iot"));
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let v = expect_failure(&a, 6, "http-status").await;
+    let a = base("aws-iot");
+    let v = expect_failure_of(&a, 6, "http-status").await;
     assert_eq!(
         v["error"]["status"], 500,
         "status must be a JSON number: {v}"
     );
     mock.inject_times("/", Fault::MalformedJson, 1);
-    let v = expect_failure(&a, 7, "invalid-response").await;
+    let v = expect_failure_of(&a, 7, "invalid-response").await;
     assert!(v["error"]["field"].is_string(), "{v}");
     mock.inject_times(
         "/v1/provisioning/azure/iot/registrations/",
         Fault::RegistrationStatus("failed".into()),
         1,
     );
-    let b = args(&base("azure-iot"));
-    let b: Vec<&str> = b.iter().map(String::as_str).collect();
-    expect_failure(&b, 8, "registration-failed").await;
+    expect_failure_of(&base("azure-iot"), 8, "registration-failed").await;
 
     // Success: one object with "ok": true, on provision and status alike.
-    let (code, stdout, stderr) = run_cli(&a).await;
+    let (code, stdout, stderr) = a.run().await.parts();
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(one_object(&stdout, "provision")["ok"], true);
-    let (code, stdout, _) =
-        run_cli(&["status", "--store", store.to_str().unwrap(), "--json"]).await;
+    let (code, stdout, _) = fx.status(None).json().run().await.parts();
     assert_eq!(code, 0);
     let v = one_object(&stdout, "status");
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["bundles"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["bundles"][0]["target"], "aws-iot", "{v}");
     // status TARGET for a target not stored, beside one that is: 11, like an empty store.
-    expect_failure(
-        &[
-            "status",
-            "arc",
-            "--store",
-            store.to_str().unwrap(),
-            "--json",
-        ],
-        11,
-        "not-provisioned",
-    )
-    .await;
-    mock.stop().await;
+    expect_failure_of(&fx.status(Some("arc")).json(), 11, "not-provisioned").await;
+    fx.stop().await;
 }
 
+/// A directory whose `store` holds `targets`, provisioned against a mock that is then stopped.
 async fn store_with(targets: &[Target]) -> (tempfile::TempDir, std::path::PathBuf) {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("store");
-    let store = SecretStore::open(&dir).unwrap();
+    let fx = Fixture::new().await;
     for target in targets {
-        provision(&mock, &store, &request(*target, mock.endpoint()))
-            .await
-            .unwrap();
+        fx.provisioned(*target).await;
     }
+    let Fixture {
+        mock, tmp, store, ..
+    } = fx;
     mock.stop().await;
-    (tmp, dir)
+    (tmp, store)
+}
+
+/// `export azure-iot --format FORMAT --out OUT --store STORE`.
+fn export_azure(format: &str, out: &Path, store: &Path) -> Cli {
+    cli(["export", "azure-iot", "--format", format])
+        .set("--out", text(out))
+        .store(store)
 }
 
 /// Item 6: a format that does not fit the target is refused before `--out` is created.
@@ -409,38 +308,23 @@ async fn a_wrong_format_creates_no_directory() {
     }
     // Without --krypton-address, wireguard would resolve Krypton's name (which does not
     // resolve here): the format is still refused first, exit 3, not a DNS error.
-    let (code, stdout, _) = run_cli(&[
-        "export",
-        "azure-iot",
-        "--format",
-        "wireguard",
-        "--out",
-        out.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--json",
-    ])
-    .await;
+    let (code, stdout, _) = export_azure("wireguard", &out, &store)
+        .json()
+        .run()
+        .await
+        .parts();
     assert_eq!(code, 3, "{stdout}");
     assert_eq!(
         one_object(&stdout, "wireguard")["error"]["kind"],
         "invalid-request"
     );
     // An unknown owner is refused before anything is created too.
-    let (code, stdout, _) = run_cli(&[
-        "export",
-        "azure-iot",
-        "--format",
-        "pem",
-        "--out",
-        out.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--owner",
-        "no-such-user-krypton",
-        "--json",
-    ])
-    .await;
+    let (code, stdout, _) = export_azure("pem", &out, &store)
+        .args(["--owner", "no-such-user-krypton"])
+        .json()
+        .run()
+        .await
+        .parts();
     assert_eq!(code, 3, "{stdout}");
     assert!(
         one_object(&stdout, "owner")["error"]["message"]
@@ -457,18 +341,8 @@ async fn a_wrong_format_creates_no_directory() {
 async fn export_reports_numbers_converted_and_the_aziot_ownership_to_set() {
     let (tmp, store) = store_with(&[Target::AzureIot]).await;
     let out = tmp.path().join("aziot");
-    let (code, stdout, stderr) = run_cli(&[
-        "export",
-        "azure-iot",
-        "--format",
-        "aziot",
-        "--out",
-        out.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--json",
-    ])
-    .await;
+    let aziot = export_azure("aziot", &out, &store);
+    let (code, stdout, stderr) = aziot.clone().json().run().await.parts();
     assert_eq!(code, 0, "{stderr}");
     let v = one_object(&stdout, "export");
     assert_eq!(v["ok"], true);
@@ -506,17 +380,7 @@ async fn export_reports_numbers_converted_and_the_aziot_ownership_to_set() {
         ])
     );
     // Text: one line per file, mode in octal with its 0, then the commands.
-    let (code, text, _) = run_cli(&[
-        "export",
-        "azure-iot",
-        "--format",
-        "aziot",
-        "--out",
-        out.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-    ])
-    .await;
+    let (code, text, _) = aziot.run().await.parts();
     assert_eq!(code, 0);
     let key_bytes = std::fs::metadata(&key).unwrap().len();
     assert!(
@@ -540,20 +404,14 @@ async fn export_owner_chowns_the_files_and_the_directory() {
     let out = tmp.path().join("for-app");
     let owner = krypton_host::files::resolve_owner("nobody").unwrap();
     let export_as_nobody = async |out: &std::path::Path| {
-        run_cli(&[
-            "export",
-            "aws-iot",
-            "--format",
-            "aws-iot",
-            "--out",
-            out.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-            "--owner",
-            "nobody",
-            "--json",
-        ])
-        .await
+        cli(["export", "aws-iot", "--format", "aws-iot"])
+            .set("--out", text(out))
+            .store(&store)
+            .args(["--owner", "nobody"])
+            .json()
+            .run()
+            .await
+            .parts()
     };
     let (code, stdout, stderr) = export_as_nobody(&out).await;
     if !rustix::process::geteuid().is_root() {
@@ -638,31 +496,15 @@ async fn every_command_documents_its_exit_codes_and_export_its_arguments() {
 /// and in `status`.
 #[tokio::test]
 async fn sizes_in_reports_are_json_numbers() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = tmp.path().join("ca.pem");
-    std::fs::write(&ca, mock.ca_pem()).unwrap();
-    let store = tmp.path().join("store");
+    let fx = Fixture::new().await;
     for (target, key) in [("userdata", "bytes"), ("subscriber-metadata", "fields")] {
-        let (code, stdout, stderr) = run_cli(&[
-            "provision",
-            target,
-            "--endpoint",
-            &mock.endpoint(),
-            "--ca-file",
-            ca.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-            "--json",
-        ])
-        .await;
+        let (code, stdout, stderr) = fx.provision(target).json().run().await.parts();
         assert_eq!(code, 0, "{stderr}");
         let v = one_object(&stdout, target);
         assert!(v[key].is_u64(), "{target}: `{key}` is not a number: {v}");
         assert!(v[key].as_u64().unwrap() > 0, "{v}");
     }
-    let (code, stdout, _) =
-        run_cli(&["status", "--store", store.to_str().unwrap(), "--json"]).await;
+    let (code, stdout, _) = fx.status(None).json().run().await.parts();
     assert_eq!(code, 0);
     let v = one_object(&stdout, "status");
     let userdata = v["bundles"]
@@ -675,5 +517,5 @@ async fn sizes_in_reports_are_json_numbers() {
         userdata["bytes"],
         krypton_mock::CANARY_USERDATA.len() as u64
     );
-    mock.stop().await;
+    fx.stop().await;
 }

@@ -17,9 +17,8 @@
 //! `KRYPTON_CRASH_RUNS=1000 cargo test --test e2e crash -- --nocapture`), `KRYPTON_CRASH_SEED=S`
 //! replays a seed (each test prints the seed it used).
 
-use crate::support::BIN;
-use krypton_host::capability::store::SecretStore;
-use krypton_mock::{Fault, MockConfig, MockKrypton};
+use crate::support::{BIN, Fixture, SecretStore, assert_azure_bundle};
+use krypton_mock::{Fault, MockKrypton};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::Value;
@@ -264,22 +263,35 @@ fn store_writes_killed_leave_old_or_new() {
     );
 }
 
-/// `krypton-host provision azure-iot --force` against `mock`, the compile cache in `cache`.
-fn provision_command(mock: &MockKrypton, ca: &Path, store: &Path, cache: &Path) -> Command {
+/// `krypton-host provision azure-iot --force` against the fixture's mock, the compile cache
+/// in `cache`.
+fn provision_command(fx: &Fixture, cache: &Path) -> Command {
+    let words = fx
+        .provision("azure-iot")
+        .force()
+        .json()
+        .poll_ms(100)
+        .set("--deadline-secs", "60")
+        .words();
     let mut command = Command::new(BIN);
     command
-        .args(["provision", "azure-iot", "--force", "--json"])
-        .args(["--endpoint", &mock.endpoint()])
-        .arg("--ca-file")
-        .arg(ca)
-        .arg("--store")
-        .arg(store)
-        .args(["--poll-interval-ms", "100", "--deadline-secs", "60"])
+        .args(words)
         .env("KRYPTON_CACHE_DIR", cache)
         .env_remove("RUST_LOG")
         .env_remove("KRYPTON_STORE")
         .env_remove("KRYPTON_ENDPOINT");
     command
+}
+
+/// A whole [`provision_command`] run, which must succeed (`what` names it when it fails).
+fn provision_ok(fx: &Fixture, cache: &Path, what: &str) {
+    let out = provision_command(fx, cache).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 const REGISTER: &str = "/v1/provisioning/azure/iot/register";
@@ -305,16 +317,7 @@ fn azure_bundle(mock: &MockKrypton, store: &Path) -> (Vec<u8>, String) {
         .rev()
         .find(|i| i.operation_id.as_deref() == Some(op.as_str()))
         .unwrap_or_else(|| panic!("the stored bundle names operation {op}, never assigned"));
-    assert_eq!(bundle["deviceId"], issued.id.as_str());
-    assert_eq!(bundle["host"], issued.host.as_str());
-    assert_eq!(
-        bundle["certificate"],
-        issued.certificate_pem.replace("\r\n", "\n").as_str()
-    );
-    assert_eq!(
-        bundle["privateKey"],
-        issued.private_key_pem.replace("\r\n", "\n").as_str()
-    );
+    assert_azure_bundle(&bundle, &issued, mock.ca_pem());
     (bytes, op)
 }
 
@@ -329,14 +332,9 @@ fn pending_operation(store: &Path) -> Option<String> {
 async fn azure_provision_killed_resumes_without_registering_again() {
     let runs = runs();
     let mut rng = rng("azure_provision_killed_resumes_without_registering_again");
-    let mock = MockKrypton::start("127.0.0.1:0".parse().unwrap(), MockConfig::default())
-        .await
-        .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = tmp.path().join("ca.pem");
-    std::fs::write(&ca, mock.ca_pem()).unwrap();
-    let store = tmp.path().join("store");
-    let cache = tmp.path().join("cache");
+    let fx = Fixture::new().await;
+    let (mock, store) = (&fx.mock, &fx.store);
+    let cache = fx.path("cache");
     std::fs::create_dir(&cache).unwrap();
     std::fs::set_permissions(&cache, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
 
@@ -345,18 +343,10 @@ async fn azure_provision_killed_resumes_without_registering_again() {
     let mut whole_run = Duration::ZERO;
     for _ in 0..2 {
         let started = Instant::now();
-        let out = provision_command(&mock, &ca, &store, &cache)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        provision_ok(&fx, &cache, "a complete run");
         whole_run = started.elapsed();
     }
-    let (mut old, _) = azure_bundle(&mock, &store);
+    let (mut old, _) = azure_bundle(mock, store);
 
     let (mut held_runs, mut resumed, mut registered_again, mut replaced, mut before_register) =
         (0, 0, 0, 0, 0);
@@ -368,15 +358,15 @@ async fn azure_provision_killed_resumes_without_registering_again() {
         if held {
             mock.inject(REGISTRATIONS, Fault::RegistrationStatus("assigning".into()));
         }
-        let registers_before = registers(&mock);
-        let mut child = provision_command(&mock, &ca, &store, &cache)
+        let registers_before = registers(mock);
+        let mut child = provision_command(&fx, &cache)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         if held {
             held_runs += 1;
-            while registers(&mock) == registers_before {
+            while registers(mock) == registers_before {
                 assert!(
                     child.try_wait().unwrap().is_none(),
                     "run {run}: the run ended before registering"
@@ -391,10 +381,10 @@ async fn azure_provision_killed_resumes_without_registering_again() {
         child.kill().unwrap(); // SIGKILL (or nothing, when the run already ended)
         child.wait().unwrap();
         mock.clear_faults();
-        let registered = registers(&mock) > registers_before;
+        let registered = registers(mock) > registers_before;
 
         // Old or new: the old bundle's bytes, or exactly what the mock issued last.
-        let (now, op) = azure_bundle(&mock, &store);
+        let (now, op) = azure_bundle(mock, store);
         if now != old {
             assert!(!held, "run {run}: a held registration stored a bundle");
             let last = mock.issued().last().unwrap().operation_id.clone().unwrap();
@@ -402,19 +392,11 @@ async fn azure_provision_killed_resumes_without_registering_again() {
             replaced += 1;
         }
         // The next run succeeds, resuming a registration left in flight.
-        let pending = pending_operation(&store);
-        let registers_before = registers(&mock);
-        let out = provision_command(&mock, &ca, &store, &cache)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "run {run}: the next run failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (next, next_op) = azure_bundle(&mock, &store);
-        let new_registers = registers(&mock) - registers_before;
+        let pending = pending_operation(store);
+        let registers_before = registers(mock);
+        provision_ok(&fx, &cache, &format!("run {run}: the next run"));
+        let (next, next_op) = azure_bundle(mock, store);
+        let new_registers = registers(mock) - registers_before;
         match pending {
             Some(op) => {
                 assert_eq!(
@@ -437,11 +419,11 @@ async fn azure_provision_killed_resumes_without_registering_again() {
             }
         }
         assert_eq!(
-            pending_operation(&store),
+            pending_operation(store),
             None,
             "run {run}: the finished registration stayed"
         );
-        let leftovers: Vec<_> = std::fs::read_dir(&store)
+        let leftovers: Vec<_> = std::fs::read_dir(store)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| n != ".lock" && n != "azure-iot.json")

@@ -3,30 +3,11 @@
 //! daemon process itself with its control socket.
 
 use super::support::*;
-use krypton_host::bindings::Target;
-use krypton_host::capability::store::SecretStore;
-use krypton_host::component::DEFAULT_COMPONENT;
 use krypton_host::component::lifecycle::{Lifecycle, ReloadOutcome};
-use krypton_host::engine::Runtime;
-use krypton_host::sandbox::SandboxLimits;
-use krypton_host_cli::daemon::GatewayConfig;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-
-/// The same component with a custom section appended: a different digest, the same behaviour.
-fn variant(tag: u8) -> Vec<u8> {
-    let mut bytes = DEFAULT_COMPONENT.to_vec();
-    let name = b"krypton-test";
-    let payload = [tag; 8];
-    bytes.push(0); // custom section id
-    bytes.push((1 + name.len() + payload.len()) as u8); // size (LEB128, < 128)
-    bytes.push(name.len() as u8);
-    bytes.extend_from_slice(name);
-    bytes.extend_from_slice(&payload);
-    bytes
-}
 
 /// Replace `path` atomically, as an operator's deployment should.
 fn install(path: &Path, bytes: &[u8]) {
@@ -88,7 +69,7 @@ async fn configuration_errors_name_the_key() {
         tmp.path().join("store").display(),
         tmp.path().join("state").display()
     );
-    let err = krypton_host_cli::daemon::Daemon::start(GatewayConfig::parse(&text).unwrap())
+    let err = Daemon::start(GatewayConfig::parse(&text).unwrap())
         .await
         .err()
         .expect("an unknown target is refused");
@@ -109,10 +90,9 @@ async fn configuration_errors_name_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_swaps_under_load_then_broken_and_hostile_components() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
-    let file = tmp.path().join("component.wasm");
+    let fx = Fixture::new().await;
+    let store = fx.secret_store();
+    let file = fx.path("component.wasm");
     install(&file, &variant(0));
     let runtime = Arc::new(Runtime::with_limits(limits()).unwrap());
     let lifecycle = Arc::new(
@@ -120,18 +100,10 @@ async fn a_hundred_swaps_under_load_then_broken_and_hostile_components() {
             .await
             .unwrap(),
     );
-    let policy = krypton_host::capability::http::OutboundPolicy::new(
-        vec![krypton_host::capability::http::Origin::parse(&mock.endpoint()).unwrap()],
-        Some(mock.ca_pem().as_bytes()),
-    )
-    .unwrap();
+    let policy = policy_for(&fx.mock);
     // Provisioned once; later calls are served from the store by whichever version is current.
     lifecycle
-        .provision(
-            policy.clone(),
-            store.clone(),
-            &request(Target::AwsIot, mock.endpoint()),
-        )
+        .provision(policy.clone(), store.clone(), &fx.request(Target::AwsIot))
         .await
         .unwrap()
         .unwrap();
@@ -148,7 +120,7 @@ async fn a_hundred_swaps_under_load_then_broken_and_hostile_components() {
             ok.clone(),
             failed.clone(),
         );
-        let req = request(Target::AwsIot, mock.endpoint());
+        let req = fx.request(Target::AwsIot);
         callers.push(tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
                 match lifecycle
@@ -203,16 +175,13 @@ async fn a_hundred_swaps_under_load_then_broken_and_hostile_components() {
     assert_eq!(lifecycle.current().digest, serving);
 
     // A hostile one passes the checks, traps on its first call, and is rolled back.
-    install(
-        &file,
-        &std::fs::read(krypton_test_components::HOSTILE_WASM).unwrap(),
-    );
+    install(&file, &hostile_wasm());
     assert!(matches!(
         lifecycle.reload().await.unwrap(),
         ReloadOutcome::Swapped(_)
     ));
     assert_eq!(lifecycle.current().version, "hostile");
-    let mut azure = request(Target::AzureIot, mock.endpoint());
+    let mut azure = fx.request(Target::AzureIot);
     azure.force = true;
     let trapped = lifecycle
         .provision(policy.clone(), store.clone(), &azure)
@@ -220,61 +189,39 @@ async fn a_hundred_swaps_under_load_then_broken_and_hostile_components() {
     assert!(format!("{:#}", trapped.unwrap_err()).contains("CPU limit"));
     assert_eq!(lifecycle.current().digest, serving, "not rolled back");
     let report = lifecycle
-        .provision(policy, store, &request(Target::AwsIot, mock.endpoint()))
+        .provision(policy, store, &fx.request(Target::AwsIot))
         .await
         .unwrap()
         .unwrap();
     assert!(report.reused);
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_provisions_its_targets_and_swaps_on_file_change_and_reload() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let component = dir.join("component.wasm");
+    let fx = Fixture::new().await;
+    let component = fx.path("component.wasm");
     install(&component, &variant(1));
-    std::fs::write(dir.join("ca.pem"), mock.ca_pem()).unwrap();
-    let socket = dir.join("control.sock");
-    let store = dir.join("store");
-    let config = format!(
-        "component = '{}'\nstore = '{}'\nstate_dir = '{}'\nendpoint = '{}'\nca_file = '{}'\ncheck_interval_secs = 1\ncontrol_socket = '{}'\n\
-         [[target]]\nname = 'azure-iot'\n[[target]]\nname = 'aws-iot'\nparams = {{ thingName = 'gw-daemon' }}\n",
-        component.display(),
-        store.display(),
-        dir.join("state").display(),
-        mock.endpoint(),
-        dir.join("ca.pem").display(),
-        socket.display()
+    let socket = fx.path("control.sock");
+    let store = &fx.store;
+    let config = fx
+        .gateway()
+        .path("component", &component)
+        .set("check_interval_secs", 1)
+        .path("control_socket", &socket)
+        .target("azure-iot")
+        .target_with("aws-iot", "params = { thingName = 'gw-daemon' }")
+        .write(&fx.path("gateway.toml"));
+    let daemon = spawn_run(
+        &["--config", config.to_str().unwrap()],
+        &fx.path("daemon.log"),
+        None,
     );
-    std::fs::write(dir.join("gateway.toml"), config).unwrap();
-    let mut daemon = tokio::process::Command::new(BIN)
-        .args([
-            "run",
-            "--config",
-            dir.join("gateway.toml").to_str().unwrap(),
-        ])
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let wait_for = async |what: &str, ok: &dyn Fn() -> bool| {
-        for _ in 0..300 {
-            if ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("timed out waiting for {what}");
-    };
-    wait_for("both bundles", &|| {
+    wait_until("both bundles", || {
         store.join("azure-iot.json").exists() && store.join("aws-iot.json").exists()
     })
     .await;
-    assert_eq!(read_bundle(&store, "aws-iot")["clientId"], "gw-daemon");
+    assert_eq!(read_bundle(store, "aws-iot")["clientId"], "gw-daemon");
     assert_eq!(mode(&socket), 0o600);
     let (code, out, _) =
         run_cli(&["reload", "--socket", socket.to_str().unwrap(), "--status"]).await;
@@ -309,41 +256,26 @@ async fn the_daemon_provisions_its_targets_and_swaps_on_file_change_and_reload()
     let (_, out, _) = run_cli(&["reload", "--socket", &socket_text, "--status"]).await;
     assert!(out.contains(&swapped), "{out}");
     // SIGTERM: a clean stop that removes the socket.
-    let pid = daemon.id().unwrap() as i32;
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(10), daemon.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success());
+    stop_within(daemon, Duration::from_secs(10)).await;
     assert!(!socket.exists());
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]
 async fn certificates_near_expiry_are_renewed_and_aws_iot_only_when_allowed() {
-    use krypton_host_cli::daemon::Daemon;
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("ca.pem"), mock.ca_pem()).unwrap();
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
     let config = |aws_opt_in: bool| {
-        format!(
-            "store = '{}'\nstate_dir = '{}'\nendpoint = '{}'\nca_file = '{}'\n\
-             [renewal]\ncertificate_margin_days = 400\naws_iot_reprovision = {aws_opt_in}\n\
-             [[target]]\nname = 'azure-iot'\n[[target]]\nname = 'aws-iot'\n",
-            tmp.path().join("store").display(),
-            tmp.path().join("state").display(),
-            mock.endpoint(),
-            tmp.path().join("ca.pem").display()
-        )
+        fx.gateway()
+            .table(&format!(
+                "[renewal]\ncertificate_margin_days = 400\naws_iot_reprovision = {aws_opt_in}"
+            ))
+            .target("azure-iot")
+            .target("aws-iot")
+            .parse()
     };
     // The mock's certificates live 365 days: with a 400-day margin they are always due.
-    let daemon = Daemon::start(GatewayConfig::parse(&config(false)).unwrap())
-        .await
-        .unwrap();
+    let daemon = Daemon::start(config(false)).await.unwrap();
     assert_eq!(daemon.check_all().await, 2, "first pass provisions both");
     assert_eq!(
         daemon.check_all().await,
@@ -352,9 +284,7 @@ async fn certificates_near_expiry_are_renewed_and_aws_iot_only_when_allowed() {
     );
     // One daemon per store: the first one goes before the second starts.
     drop(daemon);
-    let daemon = Daemon::start(GatewayConfig::parse(&config(true)).unwrap())
-        .await
-        .unwrap();
+    let daemon = Daemon::start(config(true)).await.unwrap();
     assert_eq!(
         daemon.check_all().await,
         2,
@@ -372,56 +302,7 @@ async fn certificates_near_expiry_are_renewed_and_aws_iot_only_when_allowed() {
         .filter(|r| r.path.ends_with("/iot/bootstrap"))
         .count();
     assert_eq!((registers, bootstraps), (3, 2));
-    mock.stop().await;
-}
-
-/// A daemon configuration in `dir` against `endpoint` (the mock's CA in `dir/ca.pem`), with
-/// `extra` lines before the targets.
-fn config_text(dir: &Path, store: &Path, endpoint: &str, extra: &str, targets: &str) -> String {
-    format!(
-        "store = '{}'\nstate_dir = '{}'\nendpoint = '{endpoint}'\nca_file = '{}'\n{extra}\n{targets}",
-        store.display(),
-        dir.join("state").display(),
-        dir.join("ca.pem").display(),
-    )
-}
-
-/// Start `krypton-host run` on `config`, its stderr going to `log`.
-fn spawn_daemon(config: &Path, log: &Path) -> tokio::process::Child {
-    let log = std::fs::File::create(log).unwrap();
-    tokio::process::Command::new(BIN)
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_until(what: &str, ok: impl Fn() -> bool) {
-    for _ in 0..600 {
-        if ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-/// Send `sig` to our own child (`kill(2)`).
-fn signal(child: &tokio::process::Child, sig: rustix::process::Signal) {
-    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
-    rustix::process::kill_process(pid, sig).unwrap();
-}
-
-async fn stop(mut daemon: tokio::process::Child) {
-    signal(&daemon, rustix::process::Signal::TERM);
-    let status = tokio::time::timeout(Duration::from_secs(20), daemon.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    fx.stop().await;
 }
 
 /// Item 7: every numeric key has a range checked at start, with the key's name; no value
@@ -556,21 +437,17 @@ async fn out_of_range_options_are_refused_before_anything_runs() {
 /// nothing else. Item 7: `state_dir` is created 0700, and a shared one is refused.
 #[tokio::test]
 async fn extra_outbound_hosts_are_allowed_and_the_state_dir_is_private() {
-    use krypton_host_cli::daemon::Daemon;
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("ca.pem"), mock.ca_pem()).unwrap();
-    let store = tmp.path().join("store");
-    let text = config_text(
-        tmp.path(),
-        &store,
-        &mock.endpoint(),
-        "allowed_outbound_hosts = ['https://extra.example:8443', 'https://second.example']",
-        "[[target]]\nname = 'arc'\n",
-    );
-    let daemon = Daemon::start(GatewayConfig::parse(&text).unwrap())
-        .await
-        .unwrap();
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
+    let tmp = &fx.tmp;
+    let config = fx
+        .gateway()
+        .set(
+            "allowed_outbound_hosts",
+            "['https://extra.example:8443', 'https://second.example']",
+        )
+        .target("arc");
+    let daemon = Daemon::start(config.parse()).await.unwrap();
     let (host, port) = krypton_host::capability::http::host_port(&mock.endpoint()).unwrap();
     let policy = daemon.outbound_policy();
     assert!(policy.allows("https", &host, port), "the endpoint");
@@ -612,40 +489,28 @@ async fn extra_outbound_hosts_are_allowed_and_the_state_dir_is_private() {
         std::fs::Permissions::from_mode(0o755),
     )
     .unwrap();
-    let err = Daemon::start(GatewayConfig::parse(&text).unwrap())
-        .await
-        .err()
-        .unwrap();
+    let err = Daemon::start(config.parse()).await.err().unwrap();
     let err = format!("{err:#}");
     assert!(
         err.contains("state_dir") && err.contains("mode 755"),
         "{err}"
     );
     assert_eq!(mode(&tmp.path().join("state")), 0o755);
-    mock.stop().await;
+    fx.stop().await;
 }
 
 /// Item 4: a slow pass and the next tick never both call Krypton: two passes started at once
 /// run one after the other, and the second finds the first one's bundle (one mint).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_passes_mint_once() {
-    use krypton_host_cli::daemon::Daemon;
-    let mock = mock().await;
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
     mock.inject_times(
         "/v1/provisioning/aws/iot/bootstrap",
         krypton_mock::Fault::DelayHeaders(Duration::from_millis(1500)),
         1,
     );
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("ca.pem"), mock.ca_pem()).unwrap();
-    let text = config_text(
-        tmp.path(),
-        &tmp.path().join("store"),
-        &mock.endpoint(),
-        "",
-        "[[target]]\nname = 'aws-iot'\n",
-    );
-    let daemon = Daemon::start(GatewayConfig::parse(&text).unwrap())
+    let daemon = Daemon::start(fx.gateway().target("aws-iot").parse())
         .await
         .unwrap();
     let (a, b) = tokio::join!(daemon.check_all(), daemon.check_all());
@@ -656,47 +521,29 @@ async fn overlapping_passes_mint_once() {
         .filter(|r| r.path.ends_with("/aws/iot/bootstrap"))
         .count();
     assert_eq!(mints, 1);
-    mock.stop().await;
+    fx.stop().await;
 }
 
 /// Item 4: the CLI and the daemon provisioning one store at the same moment mint one
 /// certificate between them: the second writer waits for the store lock, then reuses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_and_daemon_on_one_store_mint_once() {
-    let mock = mock().await;
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
     // Slow answers, so that without a lock both writers are in flight together.
     mock.inject(
         "/v1/provisioning/aws/iot/bootstrap",
         krypton_mock::Fault::DelayHeaders(Duration::from_millis(1500)),
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    std::fs::write(dir.join("ca.pem"), mock.ca_pem()).unwrap();
-    let store = dir.join("store");
-    std::fs::write(
-        dir.join("gateway.toml"),
-        config_text(
-            dir,
-            &store,
-            &mock.endpoint(),
-            "check_interval_secs = 1",
-            "[[target]]\nname = 'aws-iot'\n",
-        ),
-    )
-    .unwrap();
-    let daemon = spawn_daemon(&dir.join("gateway.toml"), &dir.join("daemon.log"));
-    let (code, out, stderr) = run_cli(&[
-        "provision",
-        "aws-iot",
-        "--endpoint",
-        &mock.endpoint(),
-        "--ca-file",
-        dir.join("ca.pem").to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--json",
-    ])
-    .await;
+    let dir = fx.dir();
+    let store = &fx.store;
+    let config = fx
+        .gateway()
+        .set("check_interval_secs", 1)
+        .target("aws-iot")
+        .write(&dir.join("gateway.toml"));
+    let daemon = spawn_daemon(&config, &dir.join("daemon.log"));
+    let (code, out, stderr) = fx.provision("aws-iot").json().run().await.parts();
     assert_eq!(code, 0, "{out}{stderr}");
     wait_until("the daemon's pass", || store.join("aws-iot.json").exists()).await;
     // Let the daemon run a few more passes.
@@ -713,7 +560,7 @@ async fn cli_and_daemon_on_one_store_mint_once() {
         "{}",
         std::fs::read_to_string(dir.join("daemon.log")).unwrap()
     );
-    mock.stop().await;
+    fx.stop().await;
 }
 
 /// Item 4: a CLI run that cannot get the lock in time fails with exit 9 and names the pid
@@ -747,32 +594,20 @@ async fn a_busy_store_names_its_holder() {
 /// appears; core dumps are off; long request lines are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_daemon_is_refused_and_the_first_keeps_its_socket() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    std::fs::write(dir.join("ca.pem"), mock.ca_pem()).unwrap();
+    let fx = Fixture::new().await;
+    let dir = fx.dir();
     let run = dir.join("run");
     std::fs::create_dir(&run).unwrap();
     let socket = run.join("control.sock");
     let other_socket = run.join("other.sock");
-    let store = dir.join("store");
+    let store = fx.store.clone();
     let write_config = |name: &str, store: &Path, socket: &Path| {
-        let path = dir.join(name);
-        std::fs::write(
-            &path,
-            config_text(
-                dir,
-                store,
-                &mock.endpoint(),
-                &format!(
-                    "check_interval_secs = 3600\ncontrol_socket = '{}'",
-                    socket.display()
-                ),
-                "[[target]]\nname = 'aws-cognito'\n",
-            ),
-        )
-        .unwrap();
-        path
+        fx.gateway()
+            .path("store", store)
+            .set("check_interval_secs", 3600)
+            .path("control_socket", socket)
+            .target("aws-cognito")
+            .write(&dir.join(name))
     };
     let first_config = write_config("first.toml", &store, &socket);
     // A umask that would leave a freshly bound socket open to everyone.
@@ -883,37 +718,27 @@ async fn a_second_daemon_is_refused_and_the_first_keeps_its_socket() {
     }
     stop(first).await;
     assert!(!socket.exists());
-    mock.stop().await;
+    fx.stop().await;
 }
 
 /// Item 5: a failing target is retried at growing intervals, not at every tick, and its
 /// failure is logged once, not once per attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_target_backs_off_and_logs_once() {
-    let mock = mock().await;
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
     mock.inject(
         "/v1/provisioning/aws/cognito",
-        krypton_mock::Fault::Status {
-            status: 403,
-            code: "KRY0403".into(),
-            message: "denied".into(),
-        },
+        http_error(403, "KRY0403", "denied"),
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    std::fs::write(dir.join("ca.pem"), mock.ca_pem()).unwrap();
-    std::fs::write(
-        dir.join("gateway.toml"),
-        config_text(
-            dir,
-            &dir.join("store"),
-            &mock.endpoint(),
-            "check_interval_secs = 1\n[backoff]\nbase_secs = 1\nmax_secs = 4",
-            "[[target]]\nname = 'aws-cognito'\n",
-        ),
-    )
-    .unwrap();
-    let daemon = spawn_daemon(&dir.join("gateway.toml"), &dir.join("daemon.log"));
+    let dir = fx.dir();
+    let config = fx
+        .gateway()
+        .set("check_interval_secs", 1)
+        .table("[backoff]\nbase_secs = 1\nmax_secs = 4")
+        .target("aws-cognito")
+        .write(&dir.join("gateway.toml"));
+    let daemon = spawn_daemon(&config, &dir.join("daemon.log"));
     // Note when each attempt arrives, for 10 s (10 ticks).
     let mut arrivals = Vec::new();
     let started = std::time::Instant::now();
@@ -943,7 +768,7 @@ async fn a_failing_target_backs_off_and_logs_once() {
     );
     let failures = log.matches("provisioning failed").count();
     assert_eq!(failures, 1, "{log}");
-    mock.stop().await;
+    fx.stop().await;
 }
 
 /// Item 7: a `trusted_public_key` of multi-byte characters (64 bytes, as long as a hex key) is
@@ -973,17 +798,13 @@ async fn a_multi_byte_trusted_key_is_refused_without_a_panic() {
 /// answers `reload --status`, and stops cleanly on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_configuration_starts_as_shipped() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    std::fs::write(dir.join("ca.pem"), mock.ca_pem()).unwrap();
+    let fx = Fixture::new().await;
+    let dir = fx.dir();
     let example = format!("{}/../gateway.example.toml", env!("CARGO_MANIFEST_DIR"));
     // The socket's directory does not exist yet: the daemon creates it 0700.
-    let (store, socket) = (dir.join("store"), dir.join("run").join("control.sock"));
-    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
-    let daemon = tokio::process::Command::new(BIN)
-        .args([
-            "run",
+    let (store, socket) = (&fx.store, dir.join("run").join("control.sock"));
+    let daemon = spawn_run(
+        &[
             "--config",
             &example,
             "--store",
@@ -993,16 +814,13 @@ async fn the_example_configuration_starts_as_shipped() {
             "--control-socket",
             socket.to_str().unwrap(),
             "--endpoint",
-            &mock.endpoint(),
+            &fx.endpoint(),
             "--ca-file",
-            dir.join("ca.pem").to_str().unwrap(),
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+            fx.ca.to_str().unwrap(),
+        ],
+        &dir.join("daemon.log"),
+        Some("info"),
+    );
     let read_log = || std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
     wait_until("the example's two targets", || {
         store.join("azure-iot.json").exists() && store.join("aws-cognito.json").exists()
@@ -1018,7 +836,7 @@ async fn the_example_configuration_starts_as_shipped() {
     let log = read_log();
     assert!(log.contains("component serving"), "{log}");
     assert!(log.contains("daemon stopped"), "{log}");
-    mock.stop().await;
+    fx.stop().await;
 }
 
 /// Issue 12 item 5: an error from a configured path names its key.
@@ -1060,43 +878,25 @@ async fn errors_from_configured_paths_name_the_key() {
 /// component logs that outcome.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unchanged_checks_stay_quiet_and_sighup_logs_its_outcome() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    std::fs::write(dir.join("ca.pem"), mock.ca_pem()).unwrap();
+    let fx = Fixture::new().await;
+    let dir = fx.dir();
     let component = dir.join("component.wasm");
     install(&component, &variant(1));
-    std::fs::write(
-        dir.join("gateway.toml"),
-        config_text(
-            dir,
-            &dir.join("store"),
-            &mock.endpoint(),
-            &format!(
-                "component = '{}'\ncheck_interval_secs = 1\ncontrol_socket = '{}'",
-                component.display(),
-                dir.join("control.sock").display()
-            ),
-            "[[target]]\nname = 'azure-iot'\n",
-        ),
-    )
-    .unwrap();
+    let config = fx
+        .gateway()
+        .path("component", &component)
+        .set("check_interval_secs", 1)
+        .path("control_socket", &dir.join("control.sock"))
+        .target("azure-iot")
+        .write(&dir.join("gateway.toml"));
     let log_path = dir.join("daemon.log");
-    let log_file = std::fs::File::create(&log_path).unwrap();
     // Info for everything, debug for the daemon's own "still valid" line only (to count
     // passes); the component's lines stay at their default for the daemon.
-    let daemon = tokio::process::Command::new(BIN)
-        .args([
-            "run",
-            "--config",
-            dir.join("gateway.toml").to_str().unwrap(),
-        ])
-        .env("RUST_LOG", "info,krypton_host_cli::daemon=debug")
-        .stdout(std::process::Stdio::null())
-        .stderr(log_file)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let daemon = spawn_run(
+        &["--config", config.to_str().unwrap()],
+        &log_path,
+        Some("info,krypton_host_cli::daemon=debug"),
+    );
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     wait_until("two passes that reuse the bundle", || {
         read_log().matches("still valid; reused").count() >= 2
@@ -1108,9 +908,7 @@ async fn unchanged_checks_stay_quiet_and_sighup_logs_its_outcome() {
     })
     .await;
     // A reload asked over the control socket is logged with its outcome too.
-    let answer = krypton_host_cli::daemon::send_control(&dir.join("control.sock"), "reload")
-        .await
-        .unwrap();
+    let answer = control(&dir.join("control.sock"), "reload").await;
     assert!(answer.starts_with("ok unchanged "), "{answer}");
     wait_until("the control socket's reload outcome", || {
         read_log().contains("cause=control socket")
@@ -1128,34 +926,28 @@ async fn unchanged_checks_stay_quiet_and_sighup_logs_its_outcome() {
         assert!(!log.contains(noise), "`{noise}` logged at info:\n{log}");
     }
     assert!(log.contains("cause=SIGHUP"), "{log}");
-    mock.stop().await;
+    fx.stop().await;
 }
 
 /// A SIGTERM during a pass lets the call in flight finish (its credentials are stored) but
 /// starts no further target (issue 7 review).
 #[tokio::test]
 async fn a_stop_during_a_pass_starts_no_further_target() {
-    let mock = mock().await;
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
     mock.inject(
         "/v1/provisioning/aws/cognito/credentials",
         krypton_mock::Fault::DelayHeaders(Duration::from_millis(2000)),
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    std::fs::write(dir.join("ca.pem"), mock.ca_pem()).unwrap();
-    let store = dir.join("store");
-    std::fs::write(
-        dir.join("gateway.toml"),
-        config_text(
-            dir,
-            &store,
-            &mock.endpoint(),
-            "check_interval_secs = 3600",
-            "[[target]]\nname = 'aws-cognito'\n[[target]]\nname = 'aws-cognito-openid'\n",
-        ),
-    )
-    .unwrap();
-    let daemon = spawn_daemon(&dir.join("gateway.toml"), &dir.join("daemon.log"));
+    let dir = fx.dir();
+    let store = &fx.store;
+    let config = fx
+        .gateway()
+        .set("check_interval_secs", 3600)
+        .target("aws-cognito")
+        .target("aws-cognito-openid")
+        .write(&dir.join("gateway.toml"));
+    let daemon = spawn_daemon(&config, &dir.join("daemon.log"));
     wait_until("the first call", || {
         mock.requests()
             .iter()
@@ -1179,6 +971,5 @@ async fn a_stop_during_a_pass_starts_no_further_target() {
         log.contains("stopping: the rest of this pass is left for the next start"),
         "{log}"
     );
-
-    mock.stop().await;
+    fx.stop().await;
 }

@@ -102,29 +102,32 @@ async fn malformed_entries_are_reported_one_by_one() {
     assert_eq!(code, 3, "{err}");
 }
 
+/// `doctor --json --endpoint ENDPOINT`: (exit code, stdout, stderr).
+async fn doctor_at(endpoint: &str) -> (i32, String, String) {
+    cli(["doctor", "--json"])
+        .endpoint(endpoint)
+        .run()
+        .await
+        .parts()
+}
+
 #[tokio::test]
 async fn reachability_is_checked_with_tcp_and_tls() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = tmp.path().join("ca.pem");
-    std::fs::write(&ca, mock.ca_pem()).unwrap();
-    let endpoint = mock.endpoint();
-    let (code, out, err) = run_cli(&[
-        "doctor",
-        "--json",
-        "--endpoint",
-        &endpoint,
-        "--ca-file",
-        ca.to_str().unwrap(),
-    ])
-    .await;
+    let fx = Fixture::new().await;
+    let endpoint = fx.endpoint();
+    let (code, out, err) = cli(["doctor", "--json"])
+        .endpoint(&endpoint)
+        .ca(&fx.ca)
+        .run()
+        .await
+        .parts();
     assert_eq!(code, 0, "{out}{err}");
     let json: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(json["addresses"][0]["reachability"], "ok");
     assert_eq!(json["addresses"][0]["routedThroughTunnel"], Value::Null);
     // Without the mock's CA the TLS step fails: a TLS diagnosis with the CA-file advice, not
     // "unreachable ... check the cellular route".
-    let (code, out, _) = run_cli(&["doctor", "--json", "--endpoint", &endpoint]).await;
+    let (code, out, _) = doctor_at(&endpoint).await;
     assert_eq!(code, 4);
     let json: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
@@ -141,15 +144,9 @@ async fn reachability_is_checked_with_tcp_and_tls() {
         )])
     );
     assert!(!out.contains("cellular"), "{out}");
-    mock.stop().await;
+    fx.stop().await;
     let closed = closed_port();
-    let (code, out, _) = run_cli(&[
-        "doctor",
-        "--json",
-        "--endpoint",
-        &format!("https://127.0.0.1:{closed}"),
-    ])
-    .await;
+    let (code, out, _) = doctor_at(&format!("https://127.0.0.1:{closed}")).await;
     assert_eq!(code, 4);
     let json: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
@@ -167,7 +164,7 @@ async fn reachability_is_checked_with_tcp_and_tls() {
     assert!(!out.contains("cellular"), "{out}");
     // No port in the endpoint: 443 was tried, and doctor says Krypton's port, as provision does.
     // (Nothing listens on 443 on a test machine.)
-    let (code, out, _) = run_cli(&["doctor", "--json", "--endpoint", "https://127.0.0.1"]).await;
+    let (code, out, _) = doctor_at("https://127.0.0.1").await;
     assert_eq!(code, 4, "{out}");
     let json: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
@@ -178,13 +175,7 @@ async fn reachability_is_checked_with_tcp_and_tls() {
 
     // A server that speaks plain HTTP: TLS fails, and doctor says it is not TLS.
     let (port, _) = super::failures::plain_http_server().await;
-    let (code, out, _) = run_cli(&[
-        "doctor",
-        "--json",
-        "--endpoint",
-        &format!("https://127.0.0.1:{port}"),
-    ])
-    .await;
+    let (code, out, _) = doctor_at(&format!("https://127.0.0.1:{port}")).await;
     assert_eq!(code, 4);
     let json: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
@@ -200,13 +191,7 @@ async fn reachability_is_checked_with_tcp_and_tls() {
         )
     );
     // The same server named with http://: no TLS is attempted, and it answers.
-    let (code, out, _) = run_cli(&[
-        "doctor",
-        "--json",
-        "--endpoint",
-        &format!("http://127.0.0.1:{port}"),
-    ])
-    .await;
+    let (code, out, _) = doctor_at(&format!("http://127.0.0.1:{port}")).await;
     assert_eq!(code, 0, "{out}");
     let json: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(json["addresses"][0]["reachability"], "ok");
@@ -216,22 +201,11 @@ async fn reachability_is_checked_with_tcp_and_tls() {
 async fn a_loopback_endpoint_is_never_asked_into_allowed_ips() {
     // The mock on 127.0.0.1 with a tunnel configuration: wireguard-config never routes a
     // local address, so doctor must not ask for 127.0.0.1/32 either.
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = tmp.path().join("ca.pem");
-    std::fs::write(&ca, mock.ca_pem()).unwrap();
-    let endpoint = mock.endpoint();
-    let wg = fixture("wg-routed.conf");
-    let args = [
-        "doctor",
-        "--endpoint",
-        &endpoint,
-        "--ca-file",
-        ca.to_str().unwrap(),
-        "--wireguard",
-        &wg,
-    ];
-    let (code, out, err) = run_cli(&[&args[..], &["--json"]].concat()).await;
+    let fx = Fixture::new().await;
+    let args = cli(["doctor", "--wireguard", &fixture("wg-routed.conf")])
+        .endpoint(&fx.endpoint())
+        .ca(&fx.ca);
+    let (code, out, err) = args.clone().json().run().await.parts();
     assert_eq!(code, 0, "{out}{err}");
     let json: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(json["verdict"], "ok");
@@ -245,7 +219,7 @@ async fn a_loopback_endpoint_is_never_asked_into_allowed_ips() {
              tunnel, and wireguard-config leaves them out of AllowedIPs too; nothing to add"
         ])
     );
-    let (code, text, _) = run_cli(&args).await;
+    let (code, text, _) = args.run().await.parts();
     assert_eq!(code, 0, "{text}");
     assert!(!text.contains("127.0.0.1/32"), "{text}");
     assert!(!text.contains("of 127.0.0.1"), "{text}");
@@ -253,7 +227,7 @@ async fn a_loopback_endpoint_is_never_asked_into_allowed_ips() {
         text.contains("local address, never routed through the tunnel"),
         "{text}"
     );
-    mock.stop().await;
+    fx.stop().await;
 }
 
 /// The `AllowedIPs = ` line of a wg-quick text.
@@ -285,19 +259,11 @@ async fn doctor_and_wireguard_config_agree_on_every_address() {
     // One rule for local addresses, used by both commands: for each address, wireguard-config
     // adds a route exactly when doctor (on the configuration without it) asks for one, both
     // call the same addresses local, and doctor accepts what wireguard-config wrote.
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store_dir = tmp.path().join("store");
-    let store = krypton_host::capability::store::SecretStore::open(&store_dir).unwrap();
-    provision(
-        &mock,
-        &store,
-        &request(krypton_host::bindings::Target::Arc, mock.endpoint()),
-    )
-    .await
-    .unwrap();
+    let fx = Fixture::new().await;
+    fx.provisioned(Target::Arc).await;
+    let tmp = &fx.tmp;
     let wireguard = |address: String| {
-        let store = store_dir.to_str().unwrap().to_string();
+        let store = fx.store.to_str().unwrap().to_string();
         async move {
             let (code, out, err) = run_cli(&[
                 "wireguard-config",
@@ -358,7 +324,7 @@ async fn doctor_and_wireguard_config_agree_on_every_address() {
             "{address}: {json}"
         );
     }
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]

@@ -2,8 +2,6 @@
 //! (issue 4 "Exports").
 
 use super::support::*;
-use krypton_host::bindings::Target;
-use krypton_host::capability::store::SecretStore;
 use krypton_mock as mock;
 use serde_json::Value;
 use std::path::Path;
@@ -14,25 +12,22 @@ fn read(path: &Path) -> String {
 
 #[tokio::test]
 async fn every_format_is_written_in_its_consumers_shape() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store_dir = tmp.path().join("store");
-    let store = SecretStore::open(&store_dir).unwrap();
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
+    let store_dir = &fx.store;
     for target in [
         Target::AzureIot,
         Target::AwsIot,
         Target::AwsCognito,
         Target::Arc,
     ] {
-        provision(&mock, &store, &request(target, mock.endpoint()))
-            .await
-            .unwrap();
+        fx.provisioned(target).await;
     }
     let issued = mock.issued();
-    let out = tmp.path().join("out");
+    let out = fx.path("out");
 
     // aziot: PEM files plus the [provisioning] section pointing at them.
-    let (code, json, err) = export(&store_dir, "azure-iot", "aziot", &out).await;
+    let (code, json, err) = export(store_dir, "azure-iot", "aziot", &out).await;
     assert_eq!(code, 0, "{err}");
     let files: Vec<(String, String)> = json["files"]
         .as_array()
@@ -83,7 +78,7 @@ async fn every_format_is_written_in_its_consumers_shape() {
     )), "{toml}");
 
     // aws-iot: files plus the SDK JSON.
-    let (code, _, err) = export(&store_dir, "aws-iot", "aws-iot", &out).await;
+    let (code, _, err) = export(store_dir, "aws-iot", "aws-iot", &out).await;
     assert_eq!(code, 0, "{err}");
     let sdk: Value = serde_json::from_str(&read(&out.join("aws-iot.json"))).unwrap();
     assert_eq!(sdk["endpoint"], issued[1].host.as_str());
@@ -100,7 +95,7 @@ async fn every_format_is_written_in_its_consumers_shape() {
     );
 
     // env: the AWS standard variables, owner-only.
-    let (code, _, err) = export(&store_dir, "aws-cognito", "env", &out).await;
+    let (code, _, err) = export(store_dir, "aws-cognito", "env", &out).await;
     assert_eq!(code, 0, "{err}");
     let env = read(&out.join("aws-cognito.env"));
     assert_eq!(mode(&out.join("aws-cognito.env")), 0o600);
@@ -109,7 +104,7 @@ async fn every_format_is_written_in_its_consumers_shape() {
         .filter(|l| !l.starts_with('#'))
         .map(|l| l.split_once('=').unwrap())
         .collect();
-    let stored = read_bundle(&store_dir, "aws-cognito");
+    let stored = read_bundle(store_dir, "aws-cognito");
     assert_eq!(
         vars,
         vec![
@@ -122,7 +117,7 @@ async fn every_format_is_written_in_its_consumers_shape() {
     );
 
     // wireguard: wg-quick with Krypton routed, owner-only.
-    let (code, _, err) = export(&store_dir, "arc", "wireguard", &out).await;
+    let (code, _, err) = export(store_dir, "arc", "wireguard", &out).await;
     assert_eq!(code, 0, "{err}");
     let wg = read(&out.join("arc.conf"));
     assert_eq!(mode(&out.join("arc.conf")), 0o600);
@@ -133,44 +128,34 @@ async fn every_format_is_written_in_its_consumers_shape() {
     assert!(wg.contains(&format!("PrivateKey = {}\n", mock::arc_private_key())));
 
     // pem for AWS IoT; a format that does not fit; nothing stored.
-    let (code, json, _) = export(&store_dir, "aws-iot", "pem", &out).await;
+    let (code, json, _) = export(store_dir, "aws-iot", "pem", &out).await;
     assert_eq!((code, json["files"].as_array().unwrap().len()), (0, 4));
-    let (code, json, _) = export(&store_dir, "aws-iot", "aziot", &out).await;
+    let (code, json, _) = export(store_dir, "aws-iot", "aziot", &out).await;
     assert_eq!(code, 3);
     assert_eq!(json["error"]["kind"], "invalid-request");
-    let (code, _, err) = export(&store_dir, "inventory", "pem", &out).await;
+    let (code, _, err) = export(store_dir, "inventory", "pem", &out).await;
     assert_eq!(code, 11, "{err}");
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]
 async fn export_output_names_files_but_never_prints_a_secret() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store_dir = tmp.path().join("store");
-    let store = SecretStore::open(&store_dir).unwrap();
-    provision(&mock, &store, &request(Target::AwsIot, mock.endpoint()))
+    let fx = Fixture::new().await;
+    fx.provisioned(Target::AwsIot).await;
+    let out = fx.path("certs");
+    let (code, stdout, err) = cli(["export", "aws-iot", "--format", "aws-iot"])
+        .set("--out", text(&out))
+        .store(&fx.store)
+        .verbose()
+        .run()
         .await
-        .unwrap();
-    let out = tmp.path().join("certs");
-    let (code, stdout, err) = run_cli(&[
-        "-v",
-        "export",
-        "aws-iot",
-        "--format",
-        "aws-iot",
-        "--out",
-        out.to_str().unwrap(),
-        "--store",
-        store_dir.to_str().unwrap(),
-    ])
-    .await;
+        .parts();
     assert_eq!(code, 0, "{err}");
     assert!(
         stdout.contains("aws-iot-private-key.pem (") && stdout.contains("mode 0600"),
         "{stdout}"
     );
     assert_eq!(mode(&out), 0o700);
-    assert_no_secret(&[&stdout, &err], &key_lines(&store_dir));
-    mock.stop().await;
+    assert_no_secret(&[&stdout, &err], &key_lines(&fx.store));
+    fx.stop().await;
 }

@@ -2,67 +2,53 @@
 //! the error variant and that a bundle stored before the failing run is byte-for-byte unchanged.
 
 use super::support::*;
-use krypton_host::bindings::{
-    ProvisionError, ProvisionReport, ProvisionRequest, Target, TransportError, TransportKind,
-};
-use krypton_host::capability::store::SecretStore;
-use krypton_mock::{Fault, MockKrypton};
+use krypton_mock::Fault;
 use std::time::{Duration, Instant};
 
 const BOOTSTRAP: &str = "/v1/provisioning/aws/iot/bootstrap";
 
-/// A mock, and a store that already holds a good `aws-iot` bundle.
+/// A fixture whose store already holds a good `aws-iot` bundle.
 struct Scene {
-    mock: MockKrypton,
-    store: SecretStore,
+    fx: Fixture,
     before: Vec<u8>,
-    _tmp: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Scene {
+    type Target = Fixture;
+
+    fn deref(&self) -> &Fixture {
+        &self.fx
+    }
 }
 
 impl Scene {
     async fn new() -> Scene {
-        let mock = mock().await;
-        let tmp = tempfile::tempdir().unwrap();
-        let store = SecretStore::open(tmp.path().join("store")).unwrap();
-        provision(&mock, &store, &request(Target::AwsIot, mock.endpoint()))
-            .await
-            .unwrap();
-        let before = std::fs::read(store.dir().join("aws-iot.json")).unwrap();
-        Scene {
-            mock,
-            store,
-            before,
-            _tmp: tmp,
-        }
+        let fx = Fixture::new().await;
+        fx.provisioned(Target::AwsIot).await;
+        let before = std::fs::read(fx.store.join("aws-iot.json")).unwrap();
+        Scene { fx, before }
     }
 
     /// A forced AWS IoT run, so that the stored bundle is at stake.
     fn forced(&self) -> ProvisionRequest {
-        let mut req = request(Target::AwsIot, self.mock.endpoint());
+        let mut req = self.request(Target::AwsIot);
         req.force = true;
         req
     }
 
-    async fn run(&self, req: &ProvisionRequest) -> Result<ProvisionReport, ProvisionError> {
-        provision(&self.mock, &self.store, req).await
-    }
-
     fn assert_unchanged(&self) {
-        let now = std::fs::read(self.store.dir().join("aws-iot.json")).unwrap();
+        let now = std::fs::read(self.store.join("aws-iot.json")).unwrap();
         assert_eq!(now, self.before, "the stored bundle changed");
-        assert_eq!(std::fs::read_dir(self.store.dir()).unwrap().count(), 1);
+        assert_eq!(std::fs::read_dir(&self.store).unwrap().count(), 1);
     }
 
     /// Requests received after the set-up run.
     fn calls(&self) -> usize {
         self.mock.requests().len() - 1
     }
-}
 
-fn invalid(err: ProvisionError) -> (String, String) {
-    match err {
-        ProvisionError::InvalidResponse(e) => (e.field, e.reason),
-        other => panic!("expected InvalidResponse, got {other:?}"),
+    async fn stop(self) {
+        self.fx.stop().await;
     }
 }
 
@@ -88,20 +74,14 @@ async fn retry_after_is_honoured_then_the_call_succeeds() {
         report.certificate.unwrap().sha256_fingerprint,
         s.mock.issued()[1].certificate_id
     );
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
 async fn exhausted_retries_say_what_was_tried() {
     let s = Scene::new().await;
-    s.mock.inject(
-        BOOTSTRAP,
-        Fault::Status {
-            status: 503,
-            code: "KRY0503".into(),
-            message: "maintenance".into(),
-        },
-    );
+    s.mock
+        .inject(BOOTSTRAP, http_error(503, "KRY0503", "maintenance"));
     let mut req = s.forced();
     req.retry.max_attempts = 3;
     let ProvisionError::HttpStatus(e) = s.run(&req).await.unwrap_err() else {
@@ -115,7 +95,7 @@ async fn exhausted_retries_say_what_was_tried() {
     );
     assert_eq!(s.calls(), 3);
     s.assert_unchanged();
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -123,11 +103,7 @@ async fn client_errors_are_not_retried() {
     let s = Scene::new().await;
     s.mock.inject(
         BOOTSTRAP,
-        Fault::Status {
-            status: 403,
-            code: "KRY0403".into(),
-            message: "SIM not in a Krypton group".into(),
-        },
+        http_error(403, "KRY0403", "SIM not in a Krypton group"),
     );
     let mut req = s.forced();
     req.retry.max_attempts = 4;
@@ -140,30 +116,25 @@ async fn client_errors_are_not_retried() {
     );
     assert_eq!(s.calls(), 1);
     s.assert_unchanged();
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
 async fn a_transient_error_while_polling_azure_is_retried() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
     mock.inject_times(
         "/v1/provisioning/azure/iot/registrations/",
-        Fault::Status {
-            status: 502,
-            code: "KRY0502".into(),
-            message: "DPS unavailable".into(),
-        },
+        http_error(502, "KRY0502", "DPS unavailable"),
         1,
     );
-    let mut req = request(Target::AzureIot, mock.endpoint());
+    let mut req = fx.request(Target::AzureIot);
     req.retry.max_attempts = 2;
-    let report = provision(&mock, &store, &req).await.unwrap();
+    let report = fx.run(&req).await.unwrap();
     assert_eq!(ident(&report, "deviceId"), "440101234567890");
     // register + (502, retried) + 2 x assigning + assigned
     assert_eq!(mock.requests().len(), 5);
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]
@@ -182,7 +153,7 @@ async fn slow_headers_hit_the_first_byte_timeout() {
         "{err:?}"
     );
     s.assert_unchanged();
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -197,19 +168,18 @@ async fn a_stalled_body_hits_the_between_bytes_timeout() {
         "{err:?}"
     );
     s.assert_unchanged();
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
 async fn the_operation_deadline_bounds_azure_polling() {
-    let mock = mock().await;
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
     mock.configure(|c| c.assigning_polls = 1_000);
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
-    let mut req = request(Target::AzureIot, mock.endpoint());
+    let mut req = fx.request(Target::AzureIot);
     req.deadline_ms = 1_000;
     req.poll_interval_ms = 100;
-    let err = provision(&mock, &store, &req).await.unwrap_err();
+    let err = fx.run(&req).await.unwrap_err();
     let ProvisionError::Timeout(m) = err else {
         panic!("expected Timeout, got {err:?}")
     };
@@ -219,19 +189,14 @@ async fn the_operation_deadline_bounds_azure_polling() {
     );
     assert!(mock.requests().len() <= 11, "polling was not bounded");
     // No bundle: only the registration in flight, which the next run resumes.
-    let names: Vec<_> = std::fs::read_dir(store.dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(names, vec!["azure-iot-pending.json"]);
+    assert_eq!(names(&fx.store), vec!["azure-iot-pending.json"]);
     let registers = mock
         .requests()
         .iter()
         .filter(|r| r.path.ends_with("/register"))
         .count();
     assert_eq!(registers, 1);
-
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]
@@ -253,7 +218,7 @@ async fn a_truncated_body_is_a_transport_error() {
         )
     );
     s.assert_unchanged();
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -266,9 +231,9 @@ async fn chunked_framing_is_read_to_its_end() {
         report.certificate.unwrap().sha256_fingerprint,
         issued.certificate_id
     );
-    let bundle = read_bundle(s.store.dir(), "aws-iot");
+    let bundle = read_bundle(&s.store, "aws-iot");
     assert_eq!(bundle["privateKey"], issued.private_key_pem.as_str());
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -279,7 +244,7 @@ async fn an_oversized_body_is_refused() {
     assert_eq!(field, "body");
     assert_eq!(reason, "response body larger than the 1048576-byte limit");
     s.assert_unchanged();
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -296,7 +261,7 @@ async fn redirects_are_not_followed() {
     assert!(e.message.unwrap().contains("`collector.example.net`"));
     assert_eq!(s.calls(), 1, "the redirect was followed");
     s.assert_unchanged();
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -337,7 +302,7 @@ async fn wrong_types_and_missing_fields_name_the_field() {
         );
         s.assert_unchanged();
     }
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -353,7 +318,7 @@ async fn bodies_that_are_not_utf8_or_not_json_are_typed() {
     assert_eq!(field, "body");
     assert!(reason.starts_with("not JSON"), "{reason}");
     s.assert_unchanged();
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -365,7 +330,7 @@ async fn a_key_that_does_not_match_is_refused() {
         // Provision once more to get a second certificate, then restore the first bundle.
         let tmp = tempfile::tempdir().unwrap();
         let other = SecretStore::open(tmp.path().join("store")).unwrap();
-        provision(&s.mock, &other, &request(Target::AwsIot, s.mock.endpoint()))
+        provision(&s.mock, &other, &s.request(Target::AwsIot))
             .await
             .unwrap();
         s.mock.issued()[1].certificate_pem.clone()
@@ -384,7 +349,7 @@ async fn a_key_that_does_not_match_is_refused() {
         "the private key does not match the certificate's public key"
     );
     s.assert_unchanged();
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -395,17 +360,12 @@ async fn connection_failures_are_retried_then_reported() {
     let mut req = request(Target::AwsIot, endpoint.clone());
     req.force = true;
     req.retry.max_attempts = 3;
-    let (rt, pre) = runtime();
-    let policy = krypton_host::capability::http::OutboundPolicy::new(
-        vec![krypton_host::capability::http::Origin::parse(&endpoint).unwrap()],
-        Some(s.mock.ca_pem().as_bytes()),
+    let err = failure(
+        policy(&endpoint, Some(s.mock.ca_pem())),
+        &s.secret_store(),
+        &req,
     )
-    .unwrap();
-    let err = rt
-        .provision(pre, policy, s.store.clone(), &req)
-        .await
-        .unwrap()
-        .unwrap_err();
+    .await;
     let ProvisionError::Transport(e) = err.error else {
         panic!("expected Transport, got {err:?}")
     };
@@ -417,7 +377,7 @@ async fn connection_failures_are_retried_then_reported() {
         format!("127.0.0.1:{port} refused the connection: nothing listens on port {port} there")
     );
     s.assert_unchanged();
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -438,23 +398,21 @@ async fn a_trickling_body_cannot_outlast_the_operation_deadline() {
     // Bounded by the deadline, not by the server (an upper bound on a failure, not a speed target).
     assert!(started.elapsed() < Duration::from_secs(25));
     s.assert_unchanged();
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
 async fn ipv6_endpoints_and_impossible_ports() {
-    let mock = krypton_mock::MockKrypton::start(
-        "[::1]:0".parse().unwrap(),
-        krypton_mock::MockConfig::default(),
-    )
-    .await
-    .unwrap();
-    assert!(mock.endpoint().starts_with("https://[::1]:"));
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
-    let report = provision(&mock, &store, &request(Target::Userdata, mock.endpoint()))
+    let fx = Fixture::around(
+        krypton_mock::MockKrypton::start(
+            "[::1]:0".parse().unwrap(),
+            krypton_mock::MockConfig::default(),
+        )
         .await
-        .unwrap();
+        .unwrap(),
+    );
+    assert!(fx.endpoint().starts_with("https://[::1]:"));
+    let report = fx.provisioned(Target::Userdata).await;
     assert_eq!(
         report.sizes,
         vec![(
@@ -463,52 +421,41 @@ async fn ipv6_endpoints_and_impossible_ports() {
         )]
     );
 
-    let ca = tmp.path().join("ca.pem");
-    std::fs::write(&ca, mock.ca_pem()).unwrap();
     for endpoint in [
         "https://127.0.0.1:99999",
         "https://127.0.0.1:0",
         "https://[::1]:abc",
     ] {
-        let (code, out, _) = run_cli(&[
-            "provision",
-            "userdata",
-            "--endpoint",
-            endpoint,
-            "--ca-file",
-            ca.to_str().unwrap(),
-            "--store",
-            tmp.path().join("s2").to_str().unwrap(),
-            "--json",
-        ])
-        .await;
+        let run = fx
+            .provision("userdata")
+            .endpoint(endpoint)
+            .store(&fx.path("s2"))
+            .json()
+            .run()
+            .await;
+        let (code, out) = (run.code, run.stdout);
         assert_eq!(code, 3, "{endpoint}: {out}");
         assert!(
             out.contains("port must be a number from 1 to 65535"),
             "{out}"
         );
     }
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]
 async fn wireguard_config_never_replaces_a_symlink_or_device() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store_dir = tmp.path().join("store");
-    let store = SecretStore::open(&store_dir).unwrap();
-    provision(&mock, &store, &request(Target::Arc, mock.endpoint()))
-        .await
-        .unwrap();
-    let target = tmp.path().join("elsewhere.conf");
+    let fx = Fixture::new().await;
+    fx.provisioned(Target::Arc).await;
+    let target = fx.path("elsewhere.conf");
     std::fs::write(&target, b"keep me").unwrap();
-    let link = tmp.path().join("link.conf");
+    let link = fx.path("link.conf");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    for out in [link.to_str().unwrap(), tmp.path().to_str().unwrap()] {
+    for out in [link.to_str().unwrap(), fx.dir().to_str().unwrap()] {
         let (code, _, err) = run_cli(&[
             "wireguard-config",
             "--store",
-            store_dir.to_str().unwrap(),
+            fx.store.to_str().unwrap(),
             "--out",
             out,
             "--krypton-address",
@@ -524,7 +471,7 @@ async fn wireguard_config_never_replaces_a_symlink_or_device() {
             .file_type()
             .is_symlink()
     );
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]
@@ -536,20 +483,12 @@ async fn a_server_that_never_answers_the_handshake_hits_the_connect_timeout() {
     let mut req = request(Target::AwsIot, format!("https://127.0.0.1:{port}"));
     req.force = true;
     req.timeouts.connect_ms = 300;
-    let (rt, pre) = runtime();
-    let policy = krypton_host::capability::http::OutboundPolicy::new(
-        vec![
-            krypton_host::capability::http::Origin::parse(&format!("https://127.0.0.1:{port}"))
-                .unwrap(),
-        ],
-        None,
+    let err = failure(
+        policy(&format!("https://127.0.0.1:{port}"), None),
+        &s.secret_store(),
+        &req,
     )
-    .unwrap();
-    let err = rt
-        .provision(pre, policy, s.store.clone(), &req)
-        .await
-        .unwrap()
-        .unwrap_err();
+    .await;
     // No connection (TCP and TLS) within the connect timeout: a transport failure with the
     // Air/Arc advice, retried (the request allows one attempt here).
     let hint = err.hint.clone();
@@ -564,27 +503,26 @@ async fn a_server_that_never_answers_the_handshake_hits_the_connect_timeout() {
     assert!(hint.unwrap().contains("SORACOM Arc tunnel"));
     s.assert_unchanged();
     drop(silent);
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
 async fn an_interrupted_azure_registration_is_resumed_after_a_restart() {
-    let mock = mock().await;
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
     mock.configure(|c| c.assigning_polls = 3);
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
     // Run 1 ends (deadline) while DPS is still assigning: a power cut would look the same.
-    let mut req = request(Target::AzureIot, mock.endpoint());
+    let mut req = fx.request(Target::AzureIot);
     req.poll_interval_ms = 100;
     req.deadline_ms = 250;
     assert!(matches!(
-        provision(&mock, &store, &req).await,
+        fx.run(&req).await,
         Err(ProvisionError::Timeout(_))
     ));
-    assert!(store.dir().join("azure-iot-pending.json").exists());
+    assert!(fx.store.join("azure-iot-pending.json").exists());
     // Run 2 resumes the stored operation: one register in all, and the bundle is stored.
     req.deadline_ms = 20_000;
-    let report = provision(&mock, &store, &req).await.unwrap();
+    let report = fx.run(&req).await.unwrap();
     let registers: Vec<_> = mock
         .requests()
         .iter()
@@ -596,8 +534,8 @@ async fn an_interrupted_azure_registration_is_resumed_after_a_restart() {
         ident(&report, "operationId"),
         mock.issued()[0].operation_id.as_deref().unwrap()
     );
-    assert!(!store.dir().join("azure-iot-pending.json").exists());
-    mock.stop().await;
+    assert!(!fx.store.join("azure-iot-pending.json").exists());
+    fx.stop().await;
 }
 
 // Issue 12 item 2: every transport failure says what was tried and what to do, through the
@@ -614,17 +552,7 @@ async fn transport_error(
     let store = SecretStore::open(tmp.path().join("store")).unwrap();
     let mut req = request(Target::AwsIot, endpoint.to_string());
     req.retry.max_attempts = attempts;
-    let policy = krypton_host::capability::http::OutboundPolicy::new(
-        vec![krypton_host::capability::http::Origin::parse(endpoint).unwrap()],
-        ca.map(str::as_bytes),
-    )
-    .unwrap();
-    let (rt, pre) = runtime();
-    let err = rt
-        .provision(pre, policy, store.clone(), &req)
-        .await
-        .unwrap()
-        .unwrap_err();
+    let err = failure(policy(endpoint, ca), &store, &req).await;
     assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 0);
     match err.error {
         ProvisionError::Transport(e) => (e, err.hint),
@@ -636,27 +564,15 @@ async fn transport_error(
 /// text run)`. `extra` adds options (a CA file, attempts).
 async fn cli_transport_error(endpoint: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
     let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("store");
-    let mut args = vec![
-        "provision",
-        "aws-iot",
-        "--endpoint",
-        endpoint,
-        "--store",
-        store.to_str().unwrap(),
-        "--backoff-base-ms",
-        "10",
-        "--backoff-max-ms",
-        "20",
-    ];
-    args.extend_from_slice(extra);
-    let (code, _, text) = run_cli(&args).await;
-    args.push("--json");
-    let (json_code, out, err) = run_cli(&args).await;
-    assert_eq!(code, json_code, "{text}{err}");
-    let json: serde_json::Value =
-        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
-    (code, json["error"].clone(), text)
+    let command = cli(["provision", "aws-iot"])
+        .endpoint(endpoint)
+        .store(&tmp.path().join("store"))
+        .args(["--backoff-base-ms", "10", "--backoff-max-ms", "20"])
+        .args(extra);
+    let text = command.run().await;
+    let json = command.json().run().await;
+    assert_eq!(text.code, json.code, "{}{}", text.stderr, json.stderr);
+    (text.code, json.json()["error"].clone(), text.stderr)
 }
 
 /// What a run must report: kind, request, message, hint, attempts.
@@ -825,20 +741,14 @@ async fn http_to_the_tls_mock_is_another_protocol_logged_once_at_debug() {
     assert!(mock.requests().is_empty());
     // With debug logs: one line for the one attempt, no warning, no Debug text.
     let tmp = tempfile::tempdir().unwrap();
-    let (code, _, err) = run_cli_with_log(
-        &[
-            "provision",
-            "aws-iot",
-            "--endpoint",
-            &endpoint,
-            "--store",
-            tmp.path().join("store").to_str().unwrap(),
-            "--max-attempts",
-            "4",
-        ],
-        Some("debug"),
-    )
-    .await;
+    let (code, _, err) = cli(["provision", "aws-iot"])
+        .endpoint(&endpoint)
+        .store(&tmp.path().join("store"))
+        .attempts(4)
+        .log("debug")
+        .run()
+        .await
+        .parts();
     assert_eq!(code, 4, "{err}");
     assert_eq!(err.matches("HTTP/1.1 exchange failed").count(), 1, "{err}");
     // The only warning is the one about plain http itself.
@@ -886,14 +796,13 @@ async fn an_untrusted_certificate_gets_the_ca_hint_and_is_not_retried() {
 
 #[tokio::test]
 async fn an_endpoint_with_a_path_is_refused_before_any_request() {
-    let mock = mock().await;
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
     let endpoint = format!("{}/v1", mock.endpoint());
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
     let mut req = request(Target::AwsIot, endpoint.clone());
     req.force = true;
     // The library: the component refuses it (the host's allow-list has the base URL).
-    let err = provision(&mock, &store, &req).await.unwrap_err();
+    let err = fx.run(&req).await.unwrap_err();
     let ProvisionError::InvalidRequest(m) = err else {
         panic!("expected InvalidRequest, got {err:?}")
     };
@@ -906,19 +815,13 @@ async fn an_endpoint_with_a_path_is_refused_before_any_request() {
         )
     );
     // The binary: refused with the same advice, exit 3.
-    let ca = tmp.path().join("ca.pem");
-    std::fs::write(&ca, mock.ca_pem()).unwrap();
-    let (code, _, err) = run_cli(&[
-        "provision",
-        "aws-iot",
-        "--endpoint",
-        &endpoint,
-        "--ca-file",
-        ca.to_str().unwrap(),
-        "--store",
-        tmp.path().join("s2").to_str().unwrap(),
-    ])
-    .await;
+    let (code, _, err) = fx
+        .provision("aws-iot")
+        .endpoint(&endpoint)
+        .store(&fx.path("s2"))
+        .run()
+        .await
+        .parts();
     assert_eq!(code, 3, "{err}");
     assert!(
         err.contains(&format!("`{endpoint}`: give the base URL without a path")),
@@ -929,5 +832,5 @@ async fn an_endpoint_with_a_path_is_refused_before_any_request() {
         "{err}"
     );
     assert!(mock.requests().is_empty());
-    mock.stop().await;
+    fx.stop().await;
 }

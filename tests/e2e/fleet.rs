@@ -6,9 +6,7 @@
 
 use super::registry_support::*;
 use super::support::*;
-use krypton_host::component::DEFAULT_COMPONENT;
 use krypton_host::signing;
-use krypton_host_cli::daemon::send_control;
 use krypton_host_cli::registry::{Registry, Settings, Source};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,23 +15,11 @@ use std::time::{Duration, Instant};
 const DAEMONS: usize = 20;
 const REAL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The built-in component with a custom section appended: other bytes, same behaviour.
-fn variant(tag: u8) -> Vec<u8> {
-    let mut bytes = DEFAULT_COMPONENT.to_vec();
-    let name = b"krypton-fleet-test";
-    bytes.push(0);
-    bytes.push((1 + name.len() + 8) as u8);
-    bytes.push(name.len() as u8);
-    bytes.extend_from_slice(name);
-    bytes.extend_from_slice(&[tag; 8]);
-    bytes
-}
-
 /// The hostile test component answering the `arc` target list (it writes a bundle, then traps
 /// in `provision arc`), reporting `version` (7 bytes) instead of `hostile`: the same length, so
 /// the copy stays a valid component (as `hostile_targets.rs` patches its marker).
 fn trapping(version: &[u8; 7]) -> Vec<u8> {
-    let mut bytes = std::fs::read(krypton_test_components::HOSTILE_WASM).unwrap();
+    let mut bytes = hostile_wasm();
     let marker = b"krypton-hostile-targets:empty";
     let at = bytes
         .windows(marker.len())
@@ -48,29 +34,17 @@ fn trapping(version: &[u8; 7]) -> Vec<u8> {
     bytes
 }
 
+/// One daemon of the fleet.
 struct Gateway {
     socket: PathBuf,
     log: PathBuf,
     child: tokio::process::Child,
 }
 
-fn words(status: &str) -> HashMap<String, String> {
-    status
-        .split_whitespace()
-        .filter_map(|w| w.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 async fn statuses(fleet: &[Gateway]) -> Vec<HashMap<String, String>> {
     let mut all = Vec::new();
     for g in fleet {
-        let answer = send_control(&g.socket, "status").await.unwrap_or_default();
-        let mut w = words(&answer);
-        if let Some(digest) = answer.split_whitespace().nth(1) {
-            w.insert("serving".into(), digest.to_string());
-        }
-        all.push(w);
+        all.push(daemon_status(&g.socket).await);
     }
     all
 }
@@ -120,21 +94,15 @@ async fn publish(
         .digest
 }
 
-fn config(dir: &Path, registry: &str, public: &str, endpoint: &str) -> String {
-    format!(
-        "component = 'oci://{registry}/krypton/component:stable'\n\
-         trusted_public_key = '{public}'\n\
-         store = '{store}'\nstate_dir = '{state}'\ncontrol_socket = '{socket}'\n\
-         endpoint = '{endpoint}'\nca_file = '{ca}'\ncheck_interval_secs = 2\n\
-         [registry]\npoll_interval_s = 1\ninsecure = true\n\
-         [limits]\ncpu_ms = 2000\n\
-         [backoff]\nbase_secs = 1\nmax_secs = 2\n\
-         [[target]]\nname = 'arc'\n",
-        store = dir.join("store").display(),
-        state = dir.join("state").display(),
-        socket = dir.join("control.sock").display(),
-        ca = dir.join("ca.pem").display(),
-    )
+/// Daemon `dir`'s configuration: its own store, state and socket in `dir`, the tag of
+/// `registry` signed by `public`, the fixture's mock.
+fn config(fx: &Fixture, dir: &Path, registry: &str, public: &str) -> GatewayToml {
+    fx.gateway()
+        .following(dir, registry, public)
+        .set("check_interval_secs", 2)
+        .table("[limits]\ncpu_ms = 2000")
+        .table("[backoff]\nbase_secs = 1\nmax_secs = 2")
+        .target("arc")
 }
 
 fn count(log: &Path, needle: &str) -> usize {
@@ -150,13 +118,9 @@ async fn twenty_gateways_follow_one_tag_roll_back_together_and_refuse_together()
         return;
     }
     let reg = TestRegistry::start();
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
+    let fx = Fixture::new().await;
     let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
-    let public = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes())
-    };
+    let public = public_key_b64(&key);
     let stable = Source::parse(&reg.reference("krypton/component:stable")).unwrap();
     let client = Registry::new(
         &stable,
@@ -171,20 +135,11 @@ async fn twenty_gateways_follow_one_tag_roll_back_together_and_refuse_together()
     let started = Instant::now();
     let mut fleet = Vec::new();
     for i in 0..DAEMONS {
-        let dir = tmp.path().join(format!("gw{i:02}"));
+        let dir = fx.path(&format!("gw{i:02}"));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("ca.pem"), mock.ca_pem()).unwrap();
-        let file = dir.join("gateway.toml");
-        std::fs::write(&file, config(&dir, &reg.addr, &public, &mock.endpoint())).unwrap();
+        let file = config(&fx, &dir, &reg.addr, &public).write(&dir.join("gateway.toml"));
         let log = dir.join("daemon.log");
-        let child = tokio::process::Command::new(BIN)
-            .args(["run", "--config", file.to_str().unwrap()])
-            .env("RUST_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let child = spawn_daemon(&file, &log);
         fleet.push(Gateway {
             socket: dir.join("control.sock"),
             log,
@@ -300,14 +255,7 @@ async fn twenty_gateways_follow_one_tag_roll_back_together_and_refuse_together()
         reg.requests()
     );
     for g in fleet {
-        let mut child = g.child;
-        let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(status.success(), "{status:?}");
+        stop(g.child).await;
     }
-    mock.stop().await;
+    fx.stop().await;
 }

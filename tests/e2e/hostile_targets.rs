@@ -4,11 +4,7 @@
 //! and a daemon keeps serving the version it has.
 
 use super::support::*;
-use krypton_host::bindings::Target;
-use krypton_host::capability::store::SecretStore;
-use krypton_host::component::DEFAULT_COMPONENT;
 use krypton_host::component::lifecycle::{Lifecycle, ReloadOutcome};
-use krypton_host::engine::Runtime;
 use krypton_host_cli::output;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +14,7 @@ const MARKER: &[u8] = b"krypton-hostile-targets:empty";
 /// A copy of the hostile component in `dir` whose `targets()` answers the list `name` (at most
 /// 16 bytes: the marker's room).
 fn hostile_with_targets(dir: &Path, name: &str) -> PathBuf {
-    let mut bytes = std::fs::read(krypton_test_components::HOSTILE_WASM).unwrap();
+    let mut bytes = hostile_wasm();
     let starts: Vec<usize> = bytes
         .windows(MARKER.len())
         .enumerate()
@@ -196,13 +192,10 @@ async fn a_daemon_refuses_a_hostile_targets_list_at_start_and_on_swap() {
 async fn a_hostile_hint_reaches_the_operator_bounded_and_without_escapes() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = Runtime::new().unwrap();
-    let pre = rt
-        .load(&std::fs::read(krypton_test_components::HOSTILE_WASM).unwrap())
-        .unwrap();
+    let pre = rt.load(&hostile_wasm()).unwrap();
     let store = SecretStore::open(tmp.path().join("store")).unwrap();
     let mut req = request(Target::Userdata, "https://127.0.0.1:1".into());
-    let origin = krypton_host::capability::http::Origin::parse(&req.endpoint).unwrap();
-    let policy = krypton_host::capability::http::OutboundPolicy::new(vec![origin], None).unwrap();
+    let policy = policy(&req.endpoint, None);
 
     req.request_parameters = Some("hostile:hint-escape".into());
     let failure = rt

@@ -3,52 +3,19 @@
 //! Krypton is called. Real component, real host, the mock's raw-body fault.
 
 use super::support::*;
-use krypton_host::bindings::{ProvisionError, Target};
-use krypton_host::capability::store::SecretStore;
-use krypton_mock::{Fault, MockKrypton};
+use krypton_mock::Fault;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const ARC_BOOTSTRAP: &str = "/v1/provisioning/soracom/arc/bootstrap";
 const AZURE_POLL: &str = "/v1/provisioning/azure/iot/registrations/";
 /// The issue's first sample: line breaks, no spaces or slashes.
 const HOSTILE_ENDPOINT: &str = "x\n[Interface]\nPostUp=id\n[Peer]\nEndpoint=b.example:11010";
 
-fn invalid(err: ProvisionError) -> (String, String) {
-    match err {
-        ProvisionError::InvalidResponse(e) => (e.field, e.reason),
-        other => panic!("expected InvalidResponse, got {other:?}"),
-    }
-}
-
-/// Names in a directory (empty when it does not exist).
-/// The bundles and other files in `dir`, sorted; the store's lock file (`.lock`, which holds
-/// no bundle) is left out.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|name| name != krypton_host::capability::store::LOCK_FILE)
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
-/// The mock's CA written to a file, for the binary's `--ca-file`.
-fn ca_file(mock: &MockKrypton, dir: &Path) -> PathBuf {
-    let path = dir.join("mock-ca.pem");
-    std::fs::write(&path, mock.ca_pem()).unwrap();
-    path
-}
-
 #[tokio::test]
 async fn an_arc_endpoint_with_line_breaks_is_refused_and_nothing_is_stored() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
     mock.inject(
         ARC_BOOTSTRAP,
         Fault::Body(json!({
@@ -59,44 +26,30 @@ async fn an_arc_endpoint_with_line_breaks_is_refused_and_nothing_is_stored() {
             "arcAllowedIPs": ["100.127.0.0/16"],
         })),
     );
-    let err = provision(&mock, &store, &request(Target::Arc, mock.endpoint()))
-        .await
-        .unwrap_err();
+    let err = fx.run(&fx.request(Target::Arc)).await.unwrap_err();
     let (field, reason) = invalid(err);
     assert_eq!(field, "arcServerEndpoint");
     assert!(!reason.contains("PostUp"), "the value is echoed: {reason}");
-    assert_eq!(listing(store.dir()), Vec::<String>::new());
+    assert_eq!(bundle_files(&fx.store), Vec::<String>::new());
 
     // The binary: exit 7 (invalid response), the field named, nothing stored.
-    let ca = ca_file(&mock, tmp.path());
-    let store_dir = tmp.path().join("cli-store");
-    let (code, out, err) = run_cli(&[
-        "provision",
-        "arc",
-        "--endpoint",
-        &mock.endpoint(),
-        "--ca-file",
-        ca.to_str().unwrap(),
-        "--store",
-        store_dir.to_str().unwrap(),
-        "--json",
-    ])
-    .await;
-    assert_eq!(code, 7, "{out}\n{err}");
-    let json: Value = serde_json::from_str(out.trim()).unwrap();
+    let store_dir = fx.path("cli-store");
+    let run = fx.provision("arc").store(&store_dir).json().run().await;
+    assert_eq!(run.code, 7, "{}\n{}", run.stdout, run.stderr);
+    let json = run.json();
     assert_eq!(json["error"]["kind"], "invalid-response");
     assert_eq!(json["error"]["field"], "arcServerEndpoint");
-    assert_eq!(listing(&store_dir), Vec::<String>::new());
-    mock.stop().await;
+    assert_eq!(bundle_files(&store_dir), Vec::<String>::new());
+    fx.stop().await;
 }
 
 #[tokio::test]
 async fn an_azure_device_id_with_a_quote_and_a_line_break_is_refused_and_nothing_is_stored() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
     // A real certificate and key from the mock, so that only the device ID is wrong.
-    let scratch = SecretStore::open(tmp.path().join("scratch")).unwrap();
-    provision(&mock, &scratch, &request(Target::AzureIot, mock.endpoint()))
+    let scratch = SecretStore::open(fx.path("scratch")).unwrap();
+    provision(mock, &scratch, &fx.request(Target::AzureIot))
         .await
         .unwrap();
     let issued = mock.issued()[0].clone();
@@ -109,32 +62,27 @@ async fn an_azure_device_id_with_a_quote_and_a_line_break_is_refused_and_nothing
             "certificate": issued.certificate_pem, "privateKey": issued.private_key_pem,
         })),
     );
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
-    let err = provision(&mock, &store, &request(Target::AzureIot, mock.endpoint()))
-        .await
-        .unwrap_err();
+    let err = fx.run(&fx.request(Target::AzureIot)).await.unwrap_err();
     let (field, reason) = invalid(err);
     assert_eq!(field, "deviceId");
     assert!(reason.contains("Azure IoT Hub deviceId"), "{reason}");
     // Neither the bundle nor the registration in flight is kept.
-    assert_eq!(listing(store.dir()), Vec::<String>::new());
-    mock.stop().await;
+    assert_eq!(bundle_files(&fx.store), Vec::<String>::new());
+    fx.stop().await;
 }
 
-/// A store holding good `arc`, `azure-iot`, `aws-iot` and `aws-cognito` bundles.
-async fn provisioned_store(mock: &MockKrypton, dir: &Path) -> SecretStore {
-    let store = SecretStore::open(dir).unwrap();
+/// A fixture whose store holds good `arc`, `azure-iot`, `aws-iot` and `aws-cognito` bundles.
+async fn provisioned_store() -> Fixture {
+    let fx = Fixture::new().await;
     for target in [
         Target::Arc,
         Target::AzureIot,
         Target::AwsIot,
         Target::AwsCognito,
     ] {
-        provision(mock, &store, &request(target, mock.endpoint()))
-            .await
-            .unwrap();
+        fx.provisioned(target).await;
     }
-    store
+    fx
 }
 
 /// Set `field` of the bundle file `name` to `value`, as someone editing it on disk would.
@@ -147,10 +95,8 @@ fn edit_bundle(store_dir: &Path, name: &str, field: &str, value: Value) {
 
 #[tokio::test]
 async fn an_edited_bundle_is_refused_by_wireguard_config_and_export_and_nothing_is_written() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store_dir = tmp.path().join("store");
-    provisioned_store(&mock, &store_dir).await;
+    let fx = provisioned_store().await;
+    let (tmp, store_dir) = (&fx.tmp, &fx.store);
     let store = store_dir.to_str().unwrap();
 
     // (bundle, field, hostile value, export format)
@@ -193,27 +139,28 @@ async fn an_edited_bundle_is_refused_by_wireguard_config_and_export_and_nothing_
     for (name, field, value, format) in cases {
         let case = format!("{name} {field}");
         let original = std::fs::read(store_dir.join(format!("{name}.json"))).unwrap();
-        edit_bundle(&store_dir, name, field, value);
+        edit_bundle(store_dir, name, field, value);
 
-        if name == "arc" {
-            let out_file = tmp.path().join("arc0.conf");
-            let (code, out, err) = run_cli(&[
-                "wireguard-config",
-                "--store",
-                store,
-                "--out",
-                out_file.to_str().unwrap(),
-                "--krypton-address",
-                "54.250.252.99",
-            ])
-            .await;
+        // Exit 7, the error naming the field and the bundle; stderr.
+        let unusable = async |command: Cli| {
+            let (code, out, err) = command
+                .store(store_dir)
+                .args(["--krypton-address", "54.250.252.99"])
+                .run()
+                .await
+                .parts();
             assert_eq!(code, 7, "{case}: {out}\n{err}");
             assert!(
                 err.contains(&format!(
-                    "error: the stored bundle is unusable: field `{field}`: stored bundle `arc`: "
+                    "error: the stored bundle is unusable: field `{field}`: stored bundle `{name}`: "
                 )),
                 "{case}: {err}"
             );
+            err
+        };
+        if name == "arc" {
+            let out_file = tmp.path().join("arc0.conf");
+            let err = unusable(cli(["wireguard-config"]).set("--out", text(&out_file))).await;
             assert!(
                 !err.contains("PostUp"),
                 "{case}: the value is echoed: {err}"
@@ -222,29 +169,10 @@ async fn an_edited_bundle_is_refused_by_wireguard_config_and_export_and_nothing_
         }
 
         let out_dir = tmp.path().join(format!("export-{name}-{field}"));
-        let (code, out, err) = run_cli(&[
-            "export",
-            name,
-            "--format",
-            format,
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--store",
-            store,
-            "--krypton-address",
-            "54.250.252.99",
-        ])
-        .await;
         // Invalid (7), not storage (9): the env case is issue 7 item 10.
-        assert_eq!(code, 7, "{case}: {out}\n{err}");
-        assert!(
-            err.contains(&format!(
-                "error: the stored bundle is unusable: field `{field}`: stored bundle `{name}`: "
-            )),
-            "{case}: {err}"
-        );
+        unusable(cli(["export", name, "--format", format]).set("--out", text(&out_dir))).await;
         assert_eq!(
-            listing(&out_dir),
+            bundle_files(&out_dir),
             Vec::<String>::new(),
             "{case}: files written"
         );
@@ -265,18 +193,16 @@ async fn an_edited_bundle_is_refused_by_wireguard_config_and_export_and_nothing_
     ])
     .await;
     assert_eq!(code, 0, "{err}");
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]
 async fn an_edited_device_id_that_the_rules_allow_still_yields_valid_toml() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store_dir = tmp.path().join("store");
-    provisioned_store(&mock, &store_dir).await;
+    let fx = provisioned_store().await;
+    let (tmp, store_dir) = (&fx.tmp, &fx.store);
     // `'`, `=`, `#` and `$` are allowed in an IoT Hub device ID.
     let device_id = "gw'1=#$";
-    edit_bundle(&store_dir, "azure-iot", "deviceId", json!(device_id));
+    edit_bundle(store_dir, "azure-iot", "deviceId", json!(device_id));
     let out_dir = tmp.path().join("aziot");
     let (code, _, err) = run_cli(&[
         "export",
@@ -300,21 +226,21 @@ async fn an_edited_device_id_that_the_rules_allow_still_yields_valid_toml() {
         keys,
         vec!["authentication", "device_id", "iothub_hostname", "source"]
     );
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]
 async fn a_store_that_fails_stops_the_run_before_any_request_reaches_krypton() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
+    fx.secret_store(); // made now, as a run makes it
     // Root ignores file modes, so break the store another way: the bundle's path is a
     // directory (reads fail with an I/O error).
-    std::fs::create_dir(store.dir().join("aws-iot.json")).unwrap();
+    std::fs::create_dir(fx.store.join("aws-iot.json")).unwrap();
     for force in [false, true] {
-        let mut req = request(Target::AwsIot, mock.endpoint());
+        let mut req = fx.request(Target::AwsIot);
         req.force = force;
-        let err = provision(&mock, &store, &req).await.unwrap_err();
+        let err = fx.run(&req).await.unwrap_err();
         match err {
             ProvisionError::Storage(m) => assert!(m.contains("aws-iot.json"), "{m}"),
             other => panic!("force={force}: expected Storage, got {other:?}"),
@@ -325,19 +251,19 @@ async fn a_store_that_fails_stops_the_run_before_any_request_reaches_krypton() {
             "force={force}: Krypton was called"
         );
     }
-    std::fs::remove_dir(store.dir().join("aws-iot.json")).unwrap();
+    std::fs::remove_dir(fx.store.join("aws-iot.json")).unwrap();
 
     // A store that reads but cannot take a bundle: the probe's path is a directory, so the
     // write (rename into place) fails. AWS IoT, Arc and Inventory are refused before Krypton.
-    std::fs::create_dir(store.dir().join("store-probe.json")).unwrap();
+    std::fs::create_dir(fx.store.join("store-probe.json")).unwrap();
     for (target, params) in [
         (Target::AwsIot, None),
         (Target::Arc, None),
         (Target::Inventory, Some(r#"{"endpoint":"gw-0042"}"#)),
     ] {
-        let mut req = request(target, mock.endpoint());
+        let mut req = fx.request(target);
         req.request_parameters = params.map(str::to_string);
-        let err = provision(&mock, &store, &req).await.unwrap_err();
+        let err = fx.run(&req).await.unwrap_err();
         match err {
             ProvisionError::Storage(m) => {
                 assert!(m.contains("Krypton was not called"), "{m}")
@@ -346,24 +272,13 @@ async fn a_store_that_fails_stops_the_run_before_any_request_reaches_krypton() {
         }
         assert_eq!(mock.requests().len(), 0, "{target:?}: Krypton was called");
     }
-    assert_eq!(listing(store.dir()), vec!["store-probe.json"]);
+    assert_eq!(bundle_files(&fx.store), vec!["store-probe.json"]);
 
     // The binary says so with the storage exit code.
-    let (code, out, err) = run_cli(&[
-        "provision",
-        "aws-iot",
-        "--endpoint",
-        &mock.endpoint(),
-        "--ca-file",
-        ca_file(&mock, tmp.path()).to_str().unwrap(),
-        "--store",
-        store.dir().to_str().unwrap(),
-        "--json",
-    ])
-    .await;
+    let (code, out, err) = fx.provision("aws-iot").json().run().await.parts();
     assert_eq!(code, 9, "{out}\n{err}");
     assert_eq!(mock.requests().len(), 0);
-    mock.stop().await;
+    fx.stop().await;
 }
 
 /// A stored `aws-iot` bundle edited on disk is kept as it is: a run without force stops before
@@ -371,30 +286,14 @@ async fn a_store_that_fails_stops_the_run_before_any_request_reaches_krypton() {
 /// replaces it.
 #[tokio::test]
 async fn an_edited_aws_iot_bundle_is_not_replaced_without_force_and_nothing_is_minted() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = ca_file(&mock, tmp.path());
-    let store = tmp.path().join("store");
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
+    let store = &fx.store;
     let args = |force: bool| {
-        let mut a = vec![
-            "provision".to_string(),
-            "aws-iot".into(),
-            "--endpoint".into(),
-            mock.endpoint(),
-            "--ca-file".into(),
-            ca.to_str().unwrap().into(),
-            "--store".into(),
-            store.to_str().unwrap().into(),
-        ];
-        if force {
-            a.push("--force".into());
-        }
-        a
+        let command = fx.provision("aws-iot");
+        if force { command.force() } else { command }
     };
-    let run = |a: Vec<String>| async move {
-        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-        run_cli(&refs).await
-    };
+    let run = async |command: Cli| command.run().await.parts();
     let (code, out, err) = run(args(false)).await;
     assert_eq!(code, 0, "{out}\n{err}");
     let bootstraps = || {
@@ -435,5 +334,5 @@ async fn an_edited_aws_iot_bundle_is_not_replaced_without_force_and_nothing_is_m
             .unwrap()
             .contains("bad region")
     );
-    mock.stop().await;
+    fx.stop().await;
 }

@@ -20,9 +20,7 @@
 //! load the exports and are never skipped.
 
 use super::support::*;
-use krypton_host::bindings::Target;
-use krypton_host::capability::store::SecretStore;
-use krypton_mock::{KeyShape, MockConfig, MockKrypton};
+use krypton_mock::{KeyShape, MockConfig};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -241,23 +239,41 @@ struct Case {
     converted: Option<&'static str>,
 }
 
+/// Azure IoT (formats pem and aziot) and AWS IoT (pem and aws-iot), each with the label and
+/// `converted` text its exported key must show.
+fn both(
+    (azure_label, azure_converted): (&'static str, Option<&'static str>),
+    (aws_label, aws_converted): (&'static str, Option<&'static str>),
+) -> [Case; 2] {
+    [
+        Case {
+            target: Target::AzureIot,
+            name: "azure-iot",
+            formats: ["pem", "aziot"],
+            label: azure_label,
+            converted: azure_converted,
+        },
+        Case {
+            target: Target::AwsIot,
+            name: "aws-iot",
+            formats: ["pem", "aws-iot"],
+            label: aws_label,
+            converted: aws_converted,
+        },
+    ]
+}
+
 async fn round_trip(config: MockConfig, cases: &[Case]) {
-    let mock = MockKrypton::start("127.0.0.1:0".parse().unwrap(), config)
-        .await
-        .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let store_dir = tmp.path().join("store");
-    let store = SecretStore::open(&store_dir).unwrap();
+    let fx = Fixture::with_config(config).await;
+    let (mock, store_dir) = (&fx.mock, &fx.store);
     for case in cases {
-        provision(&mock, &store, &request(case.target, mock.endpoint()))
-            .await
-            .unwrap();
+        fx.provisioned(case.target).await;
     }
     let issued = mock.issued();
     for (case, issued) in cases.iter().zip(&issued) {
         assert_eq!(issued.target, case.name);
         // The stored bundle keeps the key as Krypton sent it.
-        let stored = read_bundle(&store_dir, case.name);
+        let stored = read_bundle(store_dir, case.name);
         assert_eq!(stored["privateKey"], issued.private_key_pem.as_str());
         // What the component says about each file it renders, in every format: only the key
         // file can differ from what Krypton sent.
@@ -265,7 +281,7 @@ async fn round_trip(config: MockConfig, cases: &[Case]) {
         let n = case.name;
         for format in case.formats {
             let files = rt
-                .render_export(pre, store.clone(), case.target, format, "/export", &[])
+                .render_export(pre, fx.secret_store(), case.target, format, "/export", &[])
                 .await
                 .unwrap()
                 .unwrap();
@@ -291,8 +307,8 @@ async fn round_trip(config: MockConfig, cases: &[Case]) {
             assert_eq!(converted, expected, "{n} {format}");
         }
         for format in case.formats {
-            let out = tmp.path().join(format!("{n}-{format}"));
-            let (code, json, err) = export(&store_dir, n, format, &out).await;
+            let out = fx.path(&format!("{n}-{format}"));
+            let (code, json, err) = export(store_dir, n, format, &out).await;
             assert_eq!(code, 0, "export {n} {format}: {err}");
             assert_eq!(json["ok"], true);
             let files = consumer_paths(n, format, &out);
@@ -313,7 +329,7 @@ async fn round_trip(config: MockConfig, cases: &[Case]) {
             assert_openssl_uses(&files, &format!("{n} {format}")).await;
         }
     }
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]
@@ -325,22 +341,7 @@ async fn keys_in_the_services_shapes_load_in_openssl_and_complete_a_tls_handshak
     );
     round_trip(
         config,
-        &[
-            Case {
-                target: Target::AzureIot,
-                name: "azure-iot",
-                formats: ["pem", "aziot"],
-                label: "PRIVATE KEY",
-                converted: None,
-            },
-            Case {
-                target: Target::AwsIot,
-                name: "aws-iot",
-                formats: ["pem", "aws-iot"],
-                label: "RSA PRIVATE KEY",
-                converted: None,
-            },
-        ],
+        &both(("PRIVATE KEY", None), ("RSA PRIVATE KEY", None)),
     )
     .await;
 }
@@ -354,22 +355,16 @@ async fn ec_keys_sent_without_their_curve_are_exported_in_a_form_openssl_loads()
     };
     round_trip(
         config,
-        &[
-            Case {
-                target: Target::AzureIot,
-                name: "azure-iot",
-                formats: ["pem", "aziot"],
-                label: "PRIVATE KEY",
-                converted: Some("EC PRIVATE KEY without its curve -> PKCS#8 PRIVATE KEY (P-384)"),
-            },
-            Case {
-                target: Target::AwsIot,
-                name: "aws-iot",
-                formats: ["pem", "aws-iot"],
-                label: "PRIVATE KEY",
-                converted: Some("EC PRIVATE KEY without its curve -> PKCS#8 PRIVATE KEY (P-256)"),
-            },
-        ],
+        &both(
+            (
+                "PRIVATE KEY",
+                Some("EC PRIVATE KEY without its curve -> PKCS#8 PRIVATE KEY (P-384)"),
+            ),
+            (
+                "PRIVATE KEY",
+                Some("EC PRIVATE KEY without its curve -> PKCS#8 PRIVATE KEY (P-256)"),
+            ),
+        ),
     )
     .await;
 }
@@ -383,22 +378,7 @@ async fn sec1_keys_that_name_their_curve_are_exported_as_sent() {
     };
     round_trip(
         config,
-        &[
-            Case {
-                target: Target::AzureIot,
-                name: "azure-iot",
-                formats: ["pem", "aziot"],
-                label: "EC PRIVATE KEY",
-                converted: None,
-            },
-            Case {
-                target: Target::AwsIot,
-                name: "aws-iot",
-                formats: ["pem", "aws-iot"],
-                label: "EC PRIVATE KEY",
-                converted: None,
-            },
-        ],
+        &both(("EC PRIVATE KEY", None), ("EC PRIVATE KEY", None)),
     )
     .await;
 }
@@ -407,23 +387,15 @@ async fn sec1_keys_that_name_their_curve_are_exported_as_sent() {
 /// would prove nothing).
 #[tokio::test]
 async fn openssl_refuses_a_sec1_key_without_its_curve_as_sent() {
-    let mock = MockKrypton::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockConfig {
-            aws_iot_key: KeyShape::EcP256Sec1NoCurve,
-            ..MockConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
-    provision(&mock, &store, &request(Target::AwsIot, mock.endpoint()))
-        .await
-        .unwrap();
-    let sent = tmp.path().join("as-sent.pem");
-    std::fs::write(&sent, &mock.issued()[0].private_key_pem).unwrap();
+    let fx = Fixture::with_config(MockConfig {
+        aws_iot_key: KeyShape::EcP256Sec1NoCurve,
+        ..MockConfig::default()
+    })
+    .await;
+    fx.provisioned(Target::AwsIot).await;
+    let sent = fx.path("as-sent.pem");
+    std::fs::write(&sent, &fx.mock.issued()[0].private_key_pem).unwrap();
     let (ok, _, _) = openssl(&["pkey", "-in", sent.to_str().unwrap(), "-noout"]).await;
     assert!(!ok, "openssl loaded a SEC1 key without its curve");
-    mock.stop().await;
+    fx.stop().await;
 }

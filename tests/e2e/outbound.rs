@@ -4,35 +4,23 @@
 use super::support::*;
 use std::time::Duration;
 
-/// `provision` with `--ca-file PATH`, at most 30 s (a FIFO used to block the host for ever).
-async fn provision_with_ca(
-    endpoint: &str,
-    ca: &std::path::Path,
-    store: &std::path::Path,
-) -> (i32, String) {
-    let args = [
-        "provision",
-        "aws-iot",
-        "--endpoint",
-        endpoint,
-        "--ca-file",
-        ca.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--json",
-    ];
-    let run = run_cli(&args);
-    let (code, stdout, stderr) = tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("the CLI hung reading the CA file");
-    (code, format!("{stdout}{stderr}"))
+/// `provision aws-iot` against the fixture's mock with `--ca-file PATH`, at most 30 s (a FIFO
+/// used to block the host for ever).
+async fn provision_with_ca(fx: &Fixture, ca: &std::path::Path) -> (i32, String) {
+    // The CLI must not hang reading the CA file.
+    let run = fx
+        .provision("aws-iot")
+        .ca(ca)
+        .json()
+        .run_within(Duration::from_secs(30))
+        .await;
+    (run.code, format!("{}{}", run.stdout, run.stderr))
 }
 
 #[tokio::test]
 async fn a_ca_file_that_is_not_a_regular_file_is_refused_with_a_clear_error() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("store");
+    let fx = Fixture::new().await;
+    let tmp = &fx.tmp;
     let fifo = tmp.path().join("ca-fifo.pem");
     rustix::fs::mkfifoat(
         rustix::fs::CWD,
@@ -55,20 +43,18 @@ async fn a_ca_file_that_is_not_a_regular_file_is_refused_with_a_clear_error() {
         ),
     ];
     for (path, expected) in cases {
-        let (code, out) = provision_with_ca(&mock.endpoint(), &path, &store).await;
+        let (code, out) = provision_with_ca(&fx, &path).await;
         assert_eq!(code, 3, "{}: {out}", path.display());
         assert!(out.contains(expected), "{}: {out}", path.display());
         assert!(out.contains(path.to_str().unwrap()), "{out}");
     }
-    assert!(mock.requests().is_empty());
+    assert!(fx.mock.requests().is_empty());
 
     // A symlink to the real CA file works.
-    let ca = tmp.path().join("ca.pem");
-    std::fs::write(&ca, mock.ca_pem()).unwrap();
     let link = tmp.path().join("ca-link.pem");
-    std::os::unix::fs::symlink(&ca, &link).unwrap();
-    let (code, out) = provision_with_ca(&mock.endpoint(), &link, &store).await;
+    std::os::unix::fs::symlink(&fx.ca, &link).unwrap();
+    let (code, out) = provision_with_ca(&fx, &link).await;
     assert_eq!(code, 0, "{out}");
-    assert_eq!(mock.requests().len(), 1);
-    mock.stop().await;
+    assert_eq!(fx.mock.requests().len(), 1);
+    fx.stop().await;
 }

@@ -7,10 +7,9 @@
 
 use super::support::*;
 use krypton_host::component::ComponentPolicy;
-use krypton_host::component::DEFAULT_COMPONENT;
 use krypton_host::component::lifecycle::{Lifecycle, ReloadOutcome};
 use krypton_host::component::precompiled::{self, FileKind, HOST_TARGET};
-use krypton_host::engine::{Runtime, WASMTIME_VERSION};
+use krypton_host::engine::WASMTIME_VERSION;
 use krypton_host::signing::{self, PrecompiledFacts, signature_path};
 use krypton_mock::MockKrypton;
 use serde_json::Value;
@@ -41,11 +40,6 @@ fn own_target() -> &'static str {
 
 fn key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[9u8; 32])
-}
-
-fn public_key(key: &ed25519_dalek::SigningKey) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes())
 }
 
 /// `(source, artifact)`: the built-in component compiled for `target` through the library,
@@ -94,55 +88,29 @@ fn install_signed(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
-/// `provision azure-iot` through `bin` with the `.cwasm` at `component`, against `mock`:
-/// `(exit code, the JSON object on stdout or Null, stderr)`.
+/// `provision azure-iot` through `bin` with the `.cwasm` at `component`, against the
+/// fixture's mock, no compile cache: `(exit code, the JSON object on stdout or Null, stderr)`.
 async fn provision_with(
     bin: &str,
-    mock: &MockKrypton,
-    dir: &Path,
+    fx: &Fixture,
     component: &Path,
     trusted: Option<&str>,
 ) -> (i32, Value, String) {
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, mock.ca_pem()).unwrap();
-    let store = dir.join("store");
-    let endpoint = mock.endpoint();
-    let mut args = vec![
-        "provision",
-        "azure-iot",
-        "--endpoint",
-        &endpoint,
-        "--ca-file",
-        ca.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--poll-interval-ms",
-        "100",
-        "--max-attempts",
-        "1",
-        "--component",
-        component.to_str().unwrap(),
-        "--json",
-    ];
-    if let Some(key) = trusted {
-        args.extend(["--trusted-public-key", key]);
-    }
-    let out = tokio::process::Command::new(bin)
-        .args(&args)
-        .env_remove("KRYPTON_STORE")
-        .env_remove("KRYPTON_ENDPOINT")
+    let mut command = fx
+        .provision("azure-iot")
+        .poll_ms(100)
+        .attempts(1)
+        .set("--component", text(component))
+        .json()
+        .bin(bin)
         .env_remove("KRYPTON_COMPONENT")
         .env_remove("KRYPTON_TRUSTED_PUBLIC_KEY")
-        .env("KRYPTON_CACHE_DIR", "")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_str(stdout.trim()).unwrap_or(Value::Null),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+        .env("KRYPTON_CACHE_DIR", "");
+    if let Some(key) = trusted {
+        command = command.args(["--trusted-public-key", key]);
+    }
+    let run = command.run().await;
+    (run.code, run.json_or_null(), run.stderr)
 }
 
 /// The Azure report and bundle hold exactly what the mock issued, field by field.
@@ -178,12 +146,7 @@ fn assert_azure_provisioned(mock: &MockKrypton, report: &Value, store: &Path) {
 
 /// A refused run: exit 3, the one JSON object names the reason, Krypton was never called and
 /// nothing was stored.
-fn assert_refused(
-    mock: &MockKrypton,
-    dir: &Path,
-    outcome: &(i32, Value, String),
-    expected: &[&str],
-) {
+fn assert_refused(fx: &Fixture, outcome: &(i32, Value, String), expected: &[&str]) {
     let (code, json, stderr) = outcome;
     assert_eq!(*code, 3, "{json} {stderr}");
     assert_eq!(json["ok"], false, "{json}");
@@ -192,10 +155,10 @@ fn assert_refused(
     for part in expected {
         assert!(message.contains(part), "`{part}` not in: {message}");
     }
-    assert!(mock.requests().is_empty(), "Krypton was called");
-    let store = dir.join("store");
+    assert!(fx.mock.requests().is_empty(), "Krypton was called");
+    let store = &fx.store;
     assert!(
-        !store.exists() || std::fs::read_dir(&store).unwrap().next().is_none(),
+        !store.exists() || std::fs::read_dir(store).unwrap().next().is_none(),
         "something was stored"
     );
 }
@@ -271,43 +234,33 @@ async fn compile_then_the_full_build_provisions_from_the_signed_cwasm() {
     assert!(stderr.contains("aarch64-unknown-linux-gnu"), "{stderr}");
 
     // This host's artifact provisions, field by field.
-    let mock = super::support::mock().await;
-    let run_dir = tmp.path().join("own");
-    std::fs::create_dir(&run_dir).unwrap();
-    let trusted = public_key(&key());
-    let (code, report, stderr) =
-        provision_with(BIN, &mock, &run_dir, &outputs[0], Some(&trusted)).await;
+    let fx = Fixture::new().await;
+    let trusted = public_key_b64(&key());
+    let (code, report, stderr) = provision_with(BIN, &fx, &outputs[0], Some(&trusted)).await;
     assert_eq!(code, 0, "{stderr}");
-    assert_azure_provisioned(&mock, &report, &run_dir.join("store"));
+    assert_azure_provisioned(&fx.mock, &report, &fx.store);
     // status from the same artifact.
-    let (code, stdout, stderr) = run_cli(&[
-        "status",
-        "azure-iot",
-        "--store",
-        run_dir.join("store").to_str().unwrap(),
-        "--component",
-        outputs[0].to_str().unwrap(),
-        "--trusted-public-key",
-        &trusted,
-        "--json",
-    ])
-    .await;
+    let (code, stdout, stderr) = fx
+        .status(Some("azure-iot"))
+        .set("--component", text(&outputs[0]))
+        .args(["--trusted-public-key", &trusted])
+        .json()
+        .run()
+        .await
+        .parts();
     assert_eq!(code, 0, "{stderr}");
     let status: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(
         status["bundles"][0]["deviceId"], report["deviceId"],
         "{status}"
     );
-    mock.stop().await;
+    fx.stop().await;
 
     // The other architecture's artifact: refused with the command that makes the right one.
-    let mock = super::support::mock().await;
-    let run_dir = tmp.path().join("foreign");
-    std::fs::create_dir(&run_dir).unwrap();
-    let outcome = provision_with(BIN, &mock, &run_dir, &outputs[1], Some(&trusted)).await;
+    let fx = Fixture::new().await;
+    let outcome = provision_with(BIN, &fx, &outputs[1], Some(&trusted)).await;
     assert_refused(
-        &mock,
-        &run_dir,
+        &fx,
         &outcome,
         &[
             &format!("was compiled for {}", foreign_target()),
@@ -315,14 +268,13 @@ async fn compile_then_the_full_build_provisions_from_the_signed_cwasm() {
             &format!("krypton-host compile COMPONENT.wasm --target {HOST_TARGET}"),
         ],
     );
-    mock.stop().await;
+    fx.stop().await;
 }
 
 /// Unsigned, tampered, wrongly signed, wrong-target, wrong-wasmtime, a component's `.sig`,
 /// writable by others, no trusted key: each refused with its reason, exit 3, nothing stored.
 #[tokio::test]
 async fn artifacts_that_fail_a_check_are_refused_and_store_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
     let (source, compiled) = artifact(own_target());
     let good = facts(source, compiled, own_target());
     let sign = |facts: &PrecompiledFacts| Some(signing::sign_precompiled(&key(), facts).unwrap());
@@ -331,7 +283,7 @@ async fn artifacts_that_fail_a_check_are_refused_and_store_nothing() {
     tampered[middle] ^= 0x40;
     let (foreign_source, foreign) = artifact(foreign_target());
     let other_key = ed25519_dalek::SigningKey::from_bytes(&[10u8; 32]);
-    let trusted = public_key(&key());
+    let trusted = public_key_b64(&key());
     // (case, artifact bytes, its `.sig`, the trusted key given, what the refusal says)
     type Case<'a> = (
         &'a str,
@@ -399,26 +351,22 @@ async fn artifacts_that_fail_a_check_are_refused_and_store_nothing() {
             vec!["is a component signature".into()],
         ),
     ];
-    for (name, bytes, sig, key, expected) in cases {
-        let mock = super::support::mock().await;
-        let dir = tmp.path().join(name.replace(' ', "-"));
-        std::fs::create_dir(&dir).unwrap();
-        let file = dir.join("krypton.cwasm");
+    for (_case, bytes, sig, key, expected) in cases {
+        let fx = Fixture::new().await;
+        let file = fx.path("krypton.cwasm");
         install(&file, &bytes, sig);
-        let outcome = provision_with(BIN, &mock, &dir, &file, key).await;
+        let outcome = provision_with(BIN, &fx, &file, key).await;
         let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
-        assert_refused(&mock, &dir, &outcome, &expected);
-        mock.stop().await;
+        assert_refused(&fx, &outcome, &expected);
+        fx.stop().await;
     }
     // Native code that group or others could rewrite under the mapping.
-    let mock = super::support::mock().await;
-    let dir = tmp.path().join("writable");
-    std::fs::create_dir(&dir).unwrap();
-    let file = install_signed(&dir, "krypton.cwasm");
+    let fx = Fixture::new().await;
+    let file = install_signed(fx.dir(), "krypton.cwasm");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o664)).unwrap();
-    let outcome = provision_with(BIN, &mock, &dir, &file, Some(&trusted)).await;
-    assert_refused(&mock, &dir, &outcome, &["has mode 664", "chmod go-w"]);
-    mock.stop().await;
+    let outcome = provision_with(BIN, &fx, &file, Some(&trusted)).await;
+    assert_refused(&fx, &outcome, &["has mode 664", "chmod go-w"]);
+    fx.stop().await;
 }
 
 /// The daemon's lifecycle serves a `.cwasm`, hot-swaps to another one, refuses a tampered one
@@ -530,33 +478,27 @@ async fn the_gateway_build_provisions_from_a_signed_cwasm_and_refuses_a_wasm() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let file = install_signed(tmp.path(), "krypton.cwasm");
-    let trusted = public_key(&key());
-    let mock = super::support::mock().await;
-    let run_dir = tmp.path().join("run");
-    std::fs::create_dir(&run_dir).unwrap();
-    let (code, report, stderr) =
-        provision_with(&gateway, &mock, &run_dir, &file, Some(&trusted)).await;
+    let trusted = public_key_b64(&key());
+    let fx = Fixture::new().await;
+    let (code, report, stderr) = provision_with(&gateway, &fx, &file, Some(&trusted)).await;
     assert_eq!(code, 0, "{stderr}");
-    assert_azure_provisioned(&mock, &report, &run_dir.join("store"));
-    mock.stop().await;
+    assert_azure_provisioned(&fx.mock, &report, &fx.store);
+    fx.stop().await;
 
     // A .wasm: refused with the way out, nothing called or stored.
-    let mock = super::support::mock().await;
-    let wasm_dir = tmp.path().join("wasm");
-    std::fs::create_dir(&wasm_dir).unwrap();
-    let wasm = wasm_dir.join("krypton.wasm");
+    let fx = Fixture::new().await;
+    let wasm = fx.path("krypton.wasm");
     std::fs::write(&wasm, DEFAULT_COMPONENT).unwrap();
-    let outcome = provision_with(&gateway, &mock, &wasm_dir, &wasm, Some(&trusted)).await;
+    let outcome = provision_with(&gateway, &fx, &wasm, Some(&trusted)).await;
     assert_refused(
-        &mock,
-        &wasm_dir,
+        &fx,
         &outcome,
         &[
             "has no compiler and runs only signed precompiled components",
             &format!("krypton-host compile COMPONENT.wasm --target {HOST_TARGET}"),
         ],
     );
-    mock.stop().await;
+    fx.stop().await;
 
     // No --component: there is no built-in component to fall back on.
     let out = std::process::Command::new(&gateway)

@@ -2,20 +2,14 @@
 //! so a version that only fails in `provision` is still rolled back.
 
 use super::support::*;
-use krypton_host::bindings::Target;
-use krypton_host::capability::store::SecretStore;
-use krypton_host::component::DEFAULT_COMPONENT;
 use krypton_host::component::lifecycle::{Lifecycle, PROBATION_CALLS, ReloadOutcome};
-use krypton_host::engine::Runtime;
-use krypton_host::sandbox::SandboxLimits;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test]
 async fn status_calls_do_not_end_probation_and_a_failing_provision_rolls_back() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("component.wasm");
+    let fx = Fixture::new().await;
+    let file = fx.path("component.wasm");
     std::fs::write(&file, DEFAULT_COMPONENT).unwrap();
     let runtime = Arc::new(
         Runtime::with_limits(SandboxLimits {
@@ -29,15 +23,11 @@ async fn status_calls_do_not_end_probation_and_a_failing_provision_rolls_back() 
         .await
         .unwrap();
     let serving = lifecycle.current().digest.clone();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
+    let store = fx.secret_store();
 
     // The hostile component answers `status` well and spins in `provision azure-iot`.
-    let tmp_file = tmp.path().join("next.wasm");
-    std::fs::write(
-        &tmp_file,
-        std::fs::read(krypton_test_components::HOSTILE_WASM).unwrap(),
-    )
-    .unwrap();
+    let tmp_file = fx.path("next.wasm");
+    std::fs::write(&tmp_file, hostile_wasm()).unwrap();
     std::fs::rename(&tmp_file, &file).unwrap();
     assert!(matches!(
         lifecycle.reload().await.unwrap(),
@@ -53,15 +43,15 @@ async fn status_calls_do_not_end_probation_and_a_failing_provision_rolls_back() 
             .unwrap();
     }
     assert_eq!(lifecycle.current().version, "hostile", "still on probation");
-    let mut azure = request(Target::AzureIot, mock.endpoint());
+    let mut azure = fx.request(Target::AzureIot);
     azure.force = true;
     let trapped = lifecycle
-        .provision(policy_for(&mock), store.clone(), &azure)
+        .provision(policy_for(&fx.mock), store.clone(), &azure)
         .await;
     assert!(
         format!("{:#}", trapped.unwrap_err()).contains("CPU limit"),
         "the hostile provision did not trap"
     );
     assert_eq!(lifecycle.current().digest, serving, "not rolled back");
-    mock.stop().await;
+    fx.stop().await;
 }

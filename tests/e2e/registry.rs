@@ -39,6 +39,17 @@ pub fn key_file(dir: &Path) -> (std::path::PathBuf, ed25519_dalek::VerifyingKey)
     (path, signing::parse_public_key(&public).unwrap())
 }
 
+/// `publish COMPONENT --to REFERENCE --insecure` (plain HTTP to a registry on loopback).
+fn publish_to(component: &Path, to: &str) -> Cli {
+    cli([
+        "publish",
+        component.to_str().unwrap(),
+        "--to",
+        to,
+        "--insecure",
+    ])
+}
+
 fn insecure() -> Settings {
     Settings {
         insecure: true,
@@ -57,17 +68,12 @@ async fn publish_writes_the_wasm_layout_skopeo_reads_and_a_pull_gives_the_same_b
     let component = tmp.path().join("krypton.wasm");
     std::fs::write(&component, DEFAULT_COMPONENT).unwrap();
     let to = reg.reference("krypton/component:v1");
-    let (code, out, err) = run_cli(&[
-        "publish",
-        component.to_str().unwrap(),
-        "--to",
-        &to,
-        "--signing-key",
-        key.to_str().unwrap(),
-        "--insecure",
-        "--json",
-    ])
-    .await;
+    let (code, out, err) = publish_to(&component, &to)
+        .args(["--signing-key", key.to_str().unwrap()])
+        .json()
+        .run()
+        .await
+        .parts();
     assert_eq!(code, 0, "{err}");
     let answer: Value = serde_json::from_str(&out).unwrap();
     let digest = answer["digest"].as_str().unwrap().to_string();
@@ -124,14 +130,10 @@ async fn publish_writes_the_wasm_layout_skopeo_reads_and_a_pull_gives_the_same_b
     // Publishing again with the .sig beside the file (no key): the same manifest digest is
     // not guaranteed (created differs) but the signature is the same file, listed once more.
     std::fs::write(signing::signature_path(&component), &pulled.signatures[0]).unwrap();
-    let (code, out, err) = run_cli(&[
-        "publish",
-        component.to_str().unwrap(),
-        "--to",
-        &reg.reference("krypton/component:v1-again"),
-        "--insecure",
-    ])
-    .await;
+    let (code, out, err) = publish_to(&component, &reg.reference("krypton/component:v1-again"))
+        .run()
+        .await
+        .parts();
     assert_eq!(code, 0, "{err}");
     let again = out.trim();
     assert!(registry::is_sha256_digest(again), "{out}");
@@ -261,14 +263,10 @@ async fn wrong_types_oversized_and_lying_artifacts_and_a_registry_down_are_refus
     let tmp = tempfile::tempdir().unwrap();
     let component = tmp.path().join("c.wasm");
     std::fs::write(&component, DEFAULT_COMPONENT).unwrap();
-    let (code, _, err) = run_cli(&[
-        "publish",
-        component.to_str().unwrap(),
-        "--to",
-        &reg.reference("krypton/component:v1"),
-        "--insecure",
-    ])
-    .await;
+    let (code, _, err) = publish_to(&component, &reg.reference("krypton/component:v1"))
+        .run()
+        .await
+        .parts();
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("is the registry running"), "{err}");
 }
@@ -381,69 +379,27 @@ async fn publish_refuses_bad_references_and_plain_http_off_loopback() {
         .unwrap(),
     )
     .unwrap();
-    let (code, _, err) = run_cli(&[
-        "publish",
-        component.to_str().unwrap(),
-        "--to",
-        "127.0.0.1:9/krypton/component:v1",
-        "--insecure",
-    ])
-    .await;
+    let (code, _, err) = publish_to(&component, "127.0.0.1:9/krypton/component:v1")
+        .run()
+        .await
+        .parts();
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("for other bytes"), "{err}");
 }
 
+/// `dir/gateway.toml`: the tag of `registry` signed by `public`, an endpoint where nothing
+/// listens.
 fn daemon_config(dir: &Path, registry: &str, public: &str) -> std::path::PathBuf {
-    let file = dir.join("gateway.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "component = 'oci://{registry}/krypton/component:stable'\n\
-             trusted_public_key = '{public}'\n\
-             store = '{}'\nstate_dir = '{}'\ncontrol_socket = '{}'\n\
-             endpoint = 'https://127.0.0.1:{}'\n\
-             [registry]\npoll_interval_s = 1\ninsecure = true\n\
-             [[target]]\nname = 'arc'\n",
-            dir.join("store").display(),
-            dir.join("state").display(),
-            dir.join("control.sock").display(),
-            closed_port(),
-        ),
-    )
-    .unwrap();
-    file
-}
-
-fn spawn(config: &Path, log: &Path) -> tokio::process::Child {
-    tokio::process::Command::new(BIN)
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
-async fn stop(mut child: tokio::process::Child) {
-    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    GatewayToml::default()
+        .following(dir, registry, public)
+        .string("endpoint", &format!("https://127.0.0.1:{}", closed_port()))
+        .target("arc")
+        .write(&dir.join("gateway.toml"))
 }
 
 /// The daemon's status words (`key=value`), empty while it is not answering.
 async fn status(socket: &Path) -> std::collections::HashMap<String, String> {
-    krypton_host_cli::daemon::send_control(socket, "status")
-        .await
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|w| w.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    daemon_status(socket).await
 }
 
 async fn wait_for(what: &str, log: &Path, ok: impl AsyncFn() -> bool) {
@@ -467,10 +423,7 @@ async fn a_daemon_keeps_serving_through_bad_artifacts_and_a_registry_down_and_re
     let mut reg = TestRegistry::start();
     let tmp = tempfile::tempdir().unwrap();
     let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
-    let public = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes())
-    };
+    let public = public_key_b64(&key);
     let stable = Source::parse(&reg.reference("krypton/component:stable")).unwrap();
     let client = Registry::new(&stable, &insecure()).unwrap();
     let sig = signing::sign(&key, DEFAULT_COMPONENT, REAL_VERSION).unwrap();
@@ -487,7 +440,7 @@ async fn a_daemon_keeps_serving_through_bad_artifacts_and_a_registry_down_and_re
     let config = daemon_config(tmp.path(), &reg.addr, &public);
     let socket = tmp.path().join("control.sock");
     let log = tmp.path().join("daemon.log");
-    let daemon = spawn(&config, &log);
+    let daemon = spawn_daemon(&config, &log);
     wait_for("v1", &log, async || {
         status(&socket).await.get("manifest") == Some(&v1)
     })
@@ -568,7 +521,7 @@ async fn a_daemon_keeps_serving_through_bad_artifacts_and_a_registry_down_and_re
 
     // A restart without the registry serves the kept component.
     let log2 = tmp.path().join("daemon2.log");
-    let daemon = spawn(&config, &log2);
+    let daemon = spawn_daemon(&config, &log2);
     wait_for("v1 after a restart offline", &log2, async || {
         status(&socket).await.get("manifest") == Some(&v1)
     })

@@ -4,11 +4,6 @@
 //! "Sandbox limits that add up").
 
 use super::support::*;
-use krypton_host::bindings::{ProvisionError, ProvisionReport, Target};
-use krypton_host::capability::store::SecretStore;
-use krypton_host::engine::{KryptonPre, Runtime};
-use krypton_host::sandbox::SandboxLimits;
-use krypton_mock::MockKrypton;
 use std::time::{Duration, Instant};
 
 fn limits() -> SandboxLimits {
@@ -20,14 +15,20 @@ fn limits() -> SandboxLimits {
     }
 }
 
-/// One runtime with the hostile and the real component, a mock and a store.
+/// One runtime with the hostile and the real component, and a fixture (a mock and a store).
 struct Bench {
+    fx: Fixture,
     rt: Runtime,
     hostile: KryptonPre,
     good: KryptonPre,
-    mock: MockKrypton,
-    store: SecretStore,
-    _tmp: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Bench {
+    type Target = Fixture;
+
+    fn deref(&self) -> &Fixture {
+        &self.fx
+    }
 }
 
 /// A call's outcome; the component's error without its hint.
@@ -36,59 +37,57 @@ type Outcome = anyhow::Result<Result<ProvisionReport, ProvisionError>>;
 impl Bench {
     async fn new(limits: SandboxLimits) -> Bench {
         let rt = Runtime::with_limits(limits).unwrap();
-        let hostile = rt
-            .load(&std::fs::read(krypton_test_components::HOSTILE_WASM).unwrap())
-            .unwrap();
-        let good = rt.load(krypton_host::component::DEFAULT_COMPONENT).unwrap();
-        let tmp = tempfile::tempdir().unwrap();
-        let store = SecretStore::open(tmp.path().join("store")).unwrap();
+        let hostile = rt.load(&hostile_wasm()).unwrap();
+        let good = rt.load(DEFAULT_COMPONENT).unwrap();
         Bench {
+            fx: Fixture::new().await,
             rt,
             hostile,
             good,
-            mock: mock().await,
-            store,
-            _tmp: tmp,
         }
     }
 
-    /// The hostile component's behaviour `name` (see `by_name` there), with the mock's
-    /// endpoint allowed.
-    async fn hostile(&self, name: &str) -> Outcome {
-        let mut req = request(Target::Userdata, self.mock.endpoint());
-        req.request_parameters = Some(format!("hostile:{name}"));
+    /// `req` through the hostile component, with the mock's endpoint allowed.
+    async fn hostile_run(&self, req: &ProvisionRequest) -> Outcome {
         self.rt
             .provision(
                 &self.hostile,
                 policy_for(&self.mock),
-                self.store.clone(),
-                &req,
+                self.secret_store(),
+                req,
             )
             .await
             .map(|outcome| outcome.map_err(|failure| failure.error))
+    }
+
+    /// The hostile component's behaviour `name` (see `by_name` there).
+    async fn hostile(&self, name: &str) -> Outcome {
+        let mut req = self.request(Target::Userdata);
+        req.request_parameters = Some(format!("hostile:{name}"));
+        self.hostile_run(&req).await
     }
 
     /// The hostile component's behaviour for `target` (see its module documentation).
     async fn hostile_target(&self, target: Target) -> Outcome {
-        let req = request(target, self.mock.endpoint());
-        self.rt
-            .provision(
-                &self.hostile,
-                policy_for(&self.mock),
-                self.store.clone(),
-                &req,
-            )
-            .await
-            .map(|outcome| outcome.map_err(|failure| failure.error))
+        self.hostile_run(&self.request(target)).await
+    }
+
+    async fn stop(self) {
+        self.fx.stop().await;
     }
 
     /// A normal call on the same runtime: the real component registers an Azure device.
     async fn serves(&self) {
-        let mut req = request(Target::AzureIot, self.mock.endpoint());
+        let mut req = self.request(Target::AzureIot);
         req.force = true;
         let report = self
             .rt
-            .provision(&self.good, policy_for(&self.mock), self.store.clone(), &req)
+            .provision(
+                &self.good,
+                policy_for(&self.mock),
+                self.secret_store(),
+                &req,
+            )
             .await
             .expect("the runtime no longer serves")
             .expect("the real component failed");
@@ -99,26 +98,11 @@ impl Bench {
 
 #[tokio::test]
 async fn hostile_components_are_stopped_and_the_runtime_keeps_serving() {
-    let rt = Runtime::with_limits(limits()).unwrap();
-    let hostile = rt
-        .load(&std::fs::read(krypton_test_components::HOSTILE_WASM).unwrap())
-        .unwrap();
-    let good = rt.load(krypton_host::component::DEFAULT_COMPONENT).unwrap();
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
-    let policy = || policy_for(&mock);
-    let run = |target| {
-        let req = request(target, mock.endpoint());
-        let rt = &rt;
-        let hostile = &hostile;
-        let store = store.clone();
-        let policy = policy();
-        async move {
-            let started = Instant::now();
-            let outcome = rt.provision(hostile, policy, store, &req).await;
-            (outcome, started.elapsed())
-        }
+    let bench = Bench::new(limits()).await;
+    let run = async |target: Target| {
+        let started = Instant::now();
+        let outcome = bench.hostile_target(target).await;
+        (outcome, started.elapsed())
     };
 
     // An infinite loop: stopped by the CPU limit.
@@ -136,7 +120,7 @@ async fn hostile_components_are_stopped_and_the_runtime_keeps_serving() {
 
     // A host that is not on the allow-list: refused by the host, reported by the component.
     let (outcome, _) = run(Target::AwsCognito).await;
-    let ProvisionError::Transport(e) = outcome.unwrap().unwrap_err().error else {
+    let ProvisionError::Transport(e) = outcome.unwrap().unwrap_err() else {
         panic!("expected Transport")
     };
     let m = e.message;
@@ -154,14 +138,10 @@ async fn hostile_components_are_stopped_and_the_runtime_keeps_serving() {
     let (outcome, _) = run(Target::Arc).await;
     assert!(format!("{:#}", outcome.unwrap_err()).contains("trapped during provision"));
     assert_eq!(
-        std::fs::read(store.dir().join("arc.json")).unwrap(),
+        std::fs::read(bench.store.join("arc.json")).unwrap(),
         br#"{"written":"before the trap"}"#
     );
-    let names: Vec<_> = std::fs::read_dir(store.dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(names, vec!["arc.json"]);
+    assert_eq!(names(&bench.store), vec!["arc.json"]);
 
     // Blocked in a host call for an hour: stopped by the wall-clock limit.
     let (outcome, took) = run(Target::Inventory).await;
@@ -174,15 +154,21 @@ async fn hostile_components_are_stopped_and_the_runtime_keeps_serving() {
 
     // The same runtime still serves the real component, and polling time is not CPU time:
     // an Azure registration that waits 3 x 800 ms in host calls stays under the 2 s limit.
-    let mut req = request(Target::AzureIot, mock.endpoint());
+    let mut req = bench.request(Target::AzureIot);
     req.poll_interval_ms = 800;
-    let report = rt
-        .provision(&good, policy(), store.clone(), &req)
+    let report = bench
+        .rt
+        .provision(
+            &bench.good,
+            policy_for(&bench.mock),
+            bench.secret_store(),
+            &req,
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(ident(&report, "deviceId"), "440101234567890");
-    mock.stop().await;
+    bench.stop().await;
 }
 
 /// Every per-call cap, one hostile behaviour each: the call is stopped with an error naming
@@ -249,7 +235,7 @@ async fn every_sandbox_limit_is_named_and_the_runtime_keeps_serving() {
         bench.serves().await;
     }
     // The flood stopped at the limit: no more than 32 of its bundles reached the disk.
-    let flooded = std::fs::read_dir(bench.store.dir())
+    let flooded = std::fs::read_dir(&bench.store)
         .unwrap()
         .filter(|e| {
             e.as_ref()
@@ -264,7 +250,7 @@ async fn every_sandbox_limit_is_named_and_the_runtime_keeps_serving() {
     let err = format!("{:#}", bench.hostile("random-big").await.unwrap_err());
     assert!(err.contains("exceeds limit 4096"), "{err}");
     bench.serves().await;
-    bench.mock.stop().await;
+    bench.stop().await;
 }
 
 /// The allow-list holds `https://127.0.0.1:PORT`; a plain `http://` request to the same host
@@ -279,7 +265,7 @@ async fn a_scheme_downgrade_to_an_allowed_host_and_port_is_refused() {
     assert_eq!(e.message, "ErrorCode::HttpRequestDenied");
     assert!(bench.mock.requests().is_empty());
     bench.serves().await;
-    bench.mock.stop().await;
+    bench.stop().await;
 }
 
 /// The CPU limit counts the thread's own CPU time. The component spins for 1.5 s of wall-clock
@@ -347,5 +333,5 @@ async fn cpu_time_is_the_threads_own_not_time_spent_waiting_for_a_cpu() {
     let outcome = bench.hostile("sleep:1500").await.unwrap();
     assert_eq!(outcome, Err(ProvisionError::Unsupported("slept".into())));
     bench.serves().await;
-    bench.mock.stop().await;
+    bench.stop().await;
 }

@@ -15,49 +15,27 @@ const TRACE_FILTER: &str = "debug,krypton_host=trace,component=trace,hyper=trace
     wasmparser=off";
 
 /// Run the CLI at trace level (RUST_LOG overrides -v).
-async fn run_traced(args: &[&str]) -> (i32, String, String) {
-    run_cli_with_log(args, Some(TRACE_FILTER)).await
+async fn run_traced(command: Cli) -> (i32, String, String) {
+    command.log(TRACE_FILTER).run().await.parts()
 }
 
 #[tokio::test]
 async fn no_secret_reaches_stdout_stderr_errors_or_json() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = tmp.path().join("ca.pem");
-    std::fs::write(&ca, mock.ca_pem()).unwrap();
-    let store = tmp.path().join("store");
-    let endpoint = mock.endpoint();
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
     let args = |target: &str, json: bool| {
-        let mut v: Vec<String> = [
-            "-v",
-            "provision",
-            target,
-            "--endpoint",
-            &endpoint,
-            "--ca-file",
-            ca.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-            "--poll-interval-ms",
-            "100",
-            "--force",
-            "--params",
-            r#"{"endpoint":"gw-1"}"#,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        if json {
-            v.push("--json".into());
-        }
-        v
+        let command = fx
+            .provision(target)
+            .poll_ms(100)
+            .force()
+            .args(["--params", r#"{"endpoint":"gw-1"}"#])
+            .verbose();
+        if json { command.json() } else { command }
     };
     let mut outputs = Vec::new();
     for name in TARGET_NAMES {
         for json in [false, true] {
-            let a = args(name, json);
-            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-            let (code, out, err) = run_traced(&refs).await;
+            let (code, out, err) = run_traced(args(name, json)).await;
             assert_eq!(code, 0, "{name}: {err}");
             if json {
                 let report: Value = serde_json::from_str(out.trim()).unwrap();
@@ -98,9 +76,7 @@ async fn no_secret_reaches_stdout_stderr_errors_or_json() {
             mock.clear_faults();
             mock.inject(path, fault);
             for json in [false, true] {
-                let a = args(target, json);
-                let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-                let (code, out, err) = run_traced(&refs).await;
+                let (code, out, err) = run_traced(args(target, json)).await;
                 assert_eq!(code, 7, "{target}/{field}: {out}{err}");
                 outputs.push(out);
                 outputs.push(err);
@@ -109,11 +85,8 @@ async fn no_secret_reaches_stdout_stderr_errors_or_json() {
     }
     // `status` and `status --json` over everything stored.
     for json in [false, true] {
-        let mut a = vec!["-v", "status", "--store", store.to_str().unwrap()];
-        if json {
-            a.push("--json");
-        }
-        let (code, out, err) = run_traced(&a).await;
+        let status = fx.status(None).verbose();
+        let (code, out, err) = run_traced(if json { status.json() } else { status }).await;
         assert_eq!(code, 0, "{err}");
         outputs.push(out);
         outputs.push(err);
@@ -127,8 +100,8 @@ async fn no_secret_reaches_stdout_stderr_errors_or_json() {
         assert!(!everything.contains(&canary), "canary `{canary}` leaked");
     }
     let refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
-    assert_no_secret(&refs, &key_lines(&store));
-    mock.stop().await;
+    assert_no_secret(&refs, &key_lines(&fx.store));
+    fx.stop().await;
 }
 
 /// Every form a binary secret could take in a log line: lowercase and uppercase hex, padded
@@ -153,16 +126,14 @@ async fn no_sim_secret_reaches_stdout_or_stderr() {
     let s = SimSetup::new(K, 0, 0).await;
     let mut outputs = Vec::new();
     let mut run = async |target: &str, extra: &[&str], want: i32| {
-        let mut args = s.args(target, extra);
-        args.insert(0, "-v".into());
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let command = s.sim(target, extra).verbose();
         for json in [true, false] {
-            let refs: Vec<&str> = refs
-                .iter()
-                .copied()
-                .filter(|a| json || *a != "--json")
-                .collect();
-            let (code, out, err) = run_traced(&refs).await;
+            let command = if json {
+                command.clone()
+            } else {
+                command.clone().text()
+            };
+            let (code, out, err) = run_traced(command).await;
             assert_eq!(code, want, "{target} {extra:?}: {out}{err}");
             outputs.push(out);
             outputs.push(err);
@@ -180,11 +151,7 @@ async fn no_sim_secret_reaches_stdout_or_stderr() {
     }
     s.mock.inject(
         "/v1/keys/",
-        Fault::Status {
-            status: 401,
-            code: "KEY0401".into(),
-            message: "verification failed".into(),
-        },
+        http_error(401, "KEY0401", "verification failed"),
     );
     run("aws-iot", &["--force", "--no-key-cache"], 13).await;
     s.mock.clear_faults();
@@ -195,23 +162,11 @@ async fn no_sim_secret_reaches_stdout_or_stderr() {
     let wrong = super::sim::record(OTHER_K, 0);
     krypton_uicc::soft::SoftSim::create(&s.sim_file, &wrong).unwrap();
     run("aws-iot", &["--force", "--no-key-cache"], 13).await;
-    for (args, want) in [
-        (
-            vec!["-v", "status", "--store", s.store.to_str().unwrap()],
-            0,
-        ),
-        (
-            vec![
-                "-v",
-                "status",
-                "--store",
-                s.store.to_str().unwrap(),
-                "--json",
-            ],
-            0,
-        ),
+    for (command, want) in [
+        (s.status(None).verbose(), 0),
+        (s.status(None).verbose().json(), 0),
     ] {
-        let (code, out, err) = run_traced(&args).await;
+        let (code, out, err) = run_traced(command).await;
         assert_eq!(code, want, "{err}");
         outputs.push(out);
         outputs.push(err);
@@ -245,5 +200,5 @@ async fn no_sim_secret_reaches_stdout_or_stderr() {
     }
     let refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
     assert_no_secret(&refs, &key_lines(&s.store));
-    s.mock.stop().await;
+    s.stop().await;
 }

@@ -3,10 +3,9 @@
 //! the highest accepted one is refused unless a downgrade is allowed; old bare-digest
 //! signatures are refused with the way to re-sign.
 
+use super::support::{BIN, Runtime, mode, variant};
 use krypton_host::component::ComponentPolicy;
-use krypton_host::component::DEFAULT_COMPONENT;
 use krypton_host::component::lifecycle::{Lifecycle, ReloadOutcome};
-use krypton_host::engine::Runtime;
 use krypton_host::signing::{self, VersionFloor, signature_path};
 use std::path::Path;
 use std::sync::Arc;
@@ -16,18 +15,6 @@ const REAL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
-}
-
-/// The built-in component with a custom section appended: other bytes, same behaviour.
-fn variant(tag: u8) -> Vec<u8> {
-    let mut bytes = DEFAULT_COMPONENT.to_vec();
-    let name = b"krypton-sig-test";
-    bytes.push(0);
-    bytes.push((1 + name.len() + 8) as u8);
-    bytes.push(name.len() as u8);
-    bytes.extend_from_slice(name);
-    bytes.extend_from_slice(&[tag; 8]);
-    bytes
 }
 
 /// Write the component and its signature for `version` (as a deployment would).
@@ -203,7 +190,6 @@ async fn without_a_key_the_floor_still_holds_the_reported_version() {
 
 #[test]
 fn keygen_and_sign_make_a_signature_the_daemon_checks() {
-    use super::support::{BIN, mode};
     let tmp = tempfile::tempdir().unwrap();
     let key_file = tmp.path().join("signing.pem");
     let out = std::process::Command::new(BIN)

@@ -28,13 +28,18 @@ pub fn record(k: &str, sqn: u64) -> SimRecord {
     .unwrap()
 }
 
-/// A mock that serves SIM mode only, a software SIM file, its CA and a store in a tempdir.
+/// A fixture whose mock serves SIM mode only, and a software SIM file in its directory.
 pub struct SimSetup {
-    pub mock: MockKrypton,
-    pub tmp: tempfile::TempDir,
+    pub fx: Fixture,
     pub sim_file: PathBuf,
-    pub ca: PathBuf,
-    pub store: PathBuf,
+}
+
+impl std::ops::Deref for SimSetup {
+    type Target = Fixture;
+
+    fn deref(&self) -> &Fixture {
+        &self.fx
+    }
 }
 
 impl SimSetup {
@@ -57,63 +62,34 @@ impl SimSetup {
             ..MockConfig::default()
         };
         change(&mut config);
-        let mock = MockKrypton::start("127.0.0.1:0".parse().unwrap(), config)
-            .await
-            .unwrap();
-        let tmp = tempfile::tempdir().unwrap();
-        let sim_file = tmp.path().join("sim.json");
+        let fx = Fixture::with_config(config).await;
+        let sim_file = fx.path("sim.json");
         SoftSim::create(&sim_file, &record(sim_k, sim_sqn)).unwrap();
-        let ca = tmp.path().join("ca.pem");
-        std::fs::write(&ca, mock.ca_pem()).unwrap();
-        let store = tmp.path().join("store");
-        SimSetup {
-            mock,
-            tmp,
-            sim_file,
-            ca,
-            store,
-        }
+        SimSetup { fx, sim_file }
     }
 
     /// `provision TARGET --mode sim --uicc soft --sim-file … --endpoint <mock> --ca-file …
-    /// --store … --json` plus `extra`.
-    pub fn args(&self, target: &str, extra: &[&str]) -> Vec<String> {
-        let mut v: Vec<String> = [
-            "provision",
-            target,
-            "--mode",
-            "sim",
-            "--uicc",
-            "soft",
-            "--sim-file",
-            self.sim_file.to_str().unwrap(),
-            "--endpoint",
-            &self.mock.endpoint(),
-            "--ca-file",
-            self.ca.to_str().unwrap(),
-            "--store",
-            self.store.to_str().unwrap(),
-            "--poll-interval-ms",
-            "100",
-            "--max-attempts",
-            "1",
-            "--json",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
+    /// --store … --poll-interval-ms 100 --max-attempts 1 --json` plus `extra`.
+    pub fn sim(&self, target: &str, extra: &[&str]) -> Cli {
+        self.fx
+            .provision(target)
+            .args(["--mode", "sim", "--uicc", "soft", "--sim-file"])
+            .arg(text(&self.sim_file))
+            .poll_ms(100)
+            .attempts(1)
+            .json()
+            .args(extra)
     }
 
-    /// Run `provision` (see [`SimSetup::args`]): exit code, the JSON object, stderr.
+    /// Run `provision` (see [`SimSetup::sim`]): exit code, the JSON object, stderr.
     pub async fn provision(&self, target: &str, extra: &[&str]) -> (i32, Value, String) {
-        let args = self.args(target, extra);
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (code, out, err) = run_cli(&refs).await;
-        let json = serde_json::from_str(out.trim())
-            .unwrap_or_else(|_| panic!("not one JSON object: {out}\n{err}"));
-        (code, json, err)
+        let run = self.sim(target, extra).run().await;
+        (run.code, run.json(), run.stderr)
+    }
+
+    /// Stop the mock.
+    pub async fn stop(self) {
+        self.fx.stop().await;
     }
 
     /// `POST /v1/keys` calls the mock received (key agreements and resynchronisations).
@@ -311,17 +287,16 @@ async fn every_operation_in_sim_mode_with_one_key_agreement() {
     assert_eq!(key_ids.len(), 1);
 
     // `status` names the mode of every bundle.
-    let (code, out, err) =
-        run_cli(&["status", "--store", s.store.to_str().unwrap(), "--json"]).await;
+    let (code, out, err) = s.status(None).json().run().await.parts();
     assert_eq!(code, 0, "{err}");
     let status: Value = serde_json::from_str(out.trim()).unwrap();
     let bundles = status["bundles"].as_array().unwrap();
     assert_eq!(bundles.len(), 8);
     assert!(bundles.iter().all(|b| b["mode"] == "sim"), "{status}");
-    let (code, out, _) = run_cli(&["status", "arc", "--store", s.store.to_str().unwrap()]).await;
+    let (code, out, _) = s.status(Some("arc")).run().await.parts();
     assert_eq!(code, 0);
     assert!(out.contains("mode") && out.contains("sim"), "{out}");
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -347,7 +322,7 @@ async fn a_sim_ahead_of_the_keys_api_is_resynchronised_once() {
         "the SQN after resynchronisation, written back"
     );
     assert_all_signed(&s.mock, 0);
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -369,27 +344,17 @@ async fn a_wrong_key_or_a_refused_verification_stores_and_caches_nothing() {
             .iter()
             .any(|r| r.path.starts_with("/v1/provisioning/"))
     );
-    let args = s.args("aws-iot", &[]);
-    let text: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .filter(|a| *a != "--json")
-        .collect();
-    let (code, out, err) = run_cli(&text).await;
+    let (code, out, err) = s.sim("aws-iot", &[]).text().run().await.parts();
     assert_eq!(code, 13);
     assert!(out.is_empty());
     assert!(err.contains("MAC failure"), "{err}");
-    s.mock.stop().await;
+    s.stop().await;
 
     // The right K, but the Keys API refuses the verification.
     let s = SimSetup::new(K, 0, 0).await;
     s.mock.inject(
         "/v1/keys/",
-        Fault::Status {
-            status: 401,
-            code: "KEY0401".into(),
-            message: "verification failed".into(),
-        },
+        http_error(401, "KEY0401", "verification failed"),
     );
     let (code, r, err) = s.provision("aws-iot", &[]).await;
     assert_eq!(code, 13, "{r}\n{err}");
@@ -401,7 +366,7 @@ async fn a_wrong_key_or_a_refused_verification_stores_and_caches_nothing() {
     );
     assert!(s.cached_key().is_none());
     assert!(s.bundles().is_empty());
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -432,7 +397,7 @@ async fn tampered_and_stale_requests_are_refused_and_store_nothing() {
     let (code, _, err) = s.provision("aws-iot", &[]).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(s.bundles(), ["aws-iot"]);
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -497,7 +462,7 @@ async fn the_key_cache_is_reused_refreshed_bypassed_and_cleared() {
         .provision("userdata", &["--no-key-cache", "--clear-key-cache"])
         .await;
     assert_eq!((code, r["error"]["kind"].as_str()), (2, Some("usage")));
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 /// Provisioning requests the mock refused (no accepted signature).
@@ -517,9 +482,8 @@ async fn a_broken_software_sim_file_is_unavailable_naming_the_field_not_a_reader
     let mut record: Value = serde_json::from_str(&text).unwrap();
     record["k"] = Value::String("465b5ce8b199b49f".into());
     std::fs::write(&s.sim_file, record.to_string()).unwrap();
-    let args = s.args("aws-iot", &[]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, out, _) = run_cli(&args).await;
+    let command = s.sim("aws-iot", &[]);
+    let (code, out, _) = command.run().await.parts();
     assert_eq!(code, 13, "{out}");
     let r: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(r["error"]["kind"], "sim");
@@ -532,36 +496,27 @@ async fn a_broken_software_sim_file_is_unavailable_naming_the_field_not_a_reader
     assert!(!message.contains("reader or modem failed"), "{message}");
 
     std::fs::remove_file(&s.sim_file).unwrap();
-    let (code, out, _) = run_cli(&args).await;
+    let (code, out, _) = command.run().await.parts();
     assert_eq!(code, 13, "{out}");
     let r: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(r["error"]["uiccError"], "unavailable", "{r}");
     assert!(s.mock.requests().is_empty(), "nothing was sent");
     assert!(s.bundles().is_empty());
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
 async fn sim_mode_without_sim_access_is_unavailable_and_names_the_flags() {
     let s = SimSetup::new(K, 0, 0).await;
-    let endpoint = s.mock.endpoint();
-    let store = s.store.to_str().unwrap();
-    let base = [
-        "provision",
-        "aws-iot",
-        "--mode",
-        "sim",
-        "--endpoint",
-        &endpoint,
-        "--store",
-        store,
-    ];
-    let (code, out, _) = run_cli(&[&base[..], &["--json"]].concat()).await;
+    let base = cli(["provision", "aws-iot", "--mode", "sim"])
+        .endpoint(&s.endpoint())
+        .store(&s.store);
+    let (code, out, _) = base.clone().json().run().await.parts();
     assert_eq!(code, 13, "{out}");
     let r: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(r["error"]["kind"], "sim");
     assert_eq!(r["error"]["uiccError"], "unavailable");
-    let (code, _, err) = run_cli(&base).await;
+    let (code, _, err) = base.run().await.parts();
     assert_eq!(code, 13);
     assert!(
         err.contains("--uicc") && err.contains("--sim-file"),
@@ -589,33 +544,25 @@ async fn sim_mode_without_sim_access_is_unavailable_and_names_the_flags() {
         let r: Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(r["error"]["kind"], "usage");
     }
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
 async fn unsigned_requests_are_refused_by_a_sim_only_server() {
     let s = SimSetup::new(K, 0, 0).await;
-    let endpoint = s.mock.endpoint();
-    let (code, out, err) = run_cli(&[
-        "provision",
-        "userdata",
-        "--endpoint",
-        &endpoint,
-        "--ca-file",
-        s.ca.to_str().unwrap(),
-        "--store",
-        s.store.to_str().unwrap(),
-        "--max-attempts",
-        "1",
-        "--json",
-    ])
-    .await;
+    let (code, out, err) =
+        s.fx.provision("userdata")
+            .attempts(1)
+            .json()
+            .run()
+            .await
+            .parts();
     assert_eq!(code, 6, "{out}{err}");
     let r: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(r["error"]["status"], 401);
     assert_eq!(r["error"]["code"], "KEY0401");
     assert!(s.bundles().is_empty());
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -623,21 +570,21 @@ async fn doctor_and_sim_commands_read_the_imsi_never_a_key() {
     let s = SimSetup::new(K, 0, 0).await;
     let endpoint = s.mock.endpoint();
     let sim_file = s.sim_file.to_str().unwrap();
-    let (code, out, err) = run_cli(&[
-        "doctor",
-        "--mode",
-        "sim",
-        "--uicc",
-        "soft",
-        "--sim-file",
-        sim_file,
-        "--endpoint",
-        &endpoint,
-        "--ca-file",
-        s.ca.to_str().unwrap(),
-        "--json",
-    ])
-    .await;
+    // `doctor --mode sim` with the software SIM in `file`, against the mock.
+    let doctor = |file: &str| {
+        cli([
+            "doctor",
+            "--mode",
+            "sim",
+            "--uicc",
+            "soft",
+            "--sim-file",
+            file,
+        ])
+        .endpoint(&endpoint)
+        .ca(&s.ca)
+    };
+    let (code, out, err) = doctor(sim_file).json().run().await.parts();
     assert_eq!(code, 0, "{out}{err}");
     let d: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(d["ok"], true);
@@ -657,55 +604,25 @@ async fn doctor_and_sim_commands_read_the_imsi_never_a_key() {
     assert_eq!(d["sim"]["error"]["kind"], "unavailable");
     // In text, a SIM that cannot be used is the verdict, never "ok" before exit 13.
     let missing = s.tmp.path().join("missing.json");
-    let (code, out, err) = run_cli(&[
-        "doctor",
-        "--mode",
-        "sim",
-        "--uicc",
-        "soft",
-        "--sim-file",
-        missing.to_str().unwrap(),
-        "--endpoint",
-        &endpoint,
-        "--ca-file",
-        s.ca.to_str().unwrap(),
-    ])
-    .await;
+    let (code, out, err) = doctor(missing.to_str().unwrap()).run().await.parts();
     assert_eq!(code, 13, "{out}{err}");
     assert!(out.contains("verdict    sim-unusable (route: ok)"), "{out}");
     assert!(!out.contains("verdict    ok"), "{out}");
 
-    let (code, out, err) =
-        run_cli(&["sim", "--imsi", "--uicc", "soft", "--sim-file", sim_file]).await;
+    let imsi = |file: &str| cli(["sim", "--imsi", "--uicc", "soft", "--sim-file", file]);
+    let (code, out, err) = imsi(sim_file).run().await.parts();
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(IMSI), "{out}");
     // A SIM that cannot be read: the same JSON fields as `provision --mode sim`, and the
     // flags named in the text.
     let missing_file = missing.to_str().unwrap();
-    let (code, out, _) = run_cli(&[
-        "sim",
-        "--imsi",
-        "--uicc",
-        "soft",
-        "--sim-file",
-        missing_file,
-        "--json",
-    ])
-    .await;
+    let (code, out, _) = imsi(missing_file).json().run().await.parts();
     assert_eq!(code, 13, "{out}");
     let f: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(f["error"]["kind"], "sim");
     assert_eq!(f["error"]["simError"], "uicc");
     assert_eq!(f["error"]["uiccError"], "unavailable");
-    let (code, _, text) = run_cli(&[
-        "sim",
-        "--imsi",
-        "--uicc",
-        "soft",
-        "--sim-file",
-        missing_file,
-    ])
-    .await;
+    let (code, _, text) = imsi(missing_file).run().await.parts();
     assert_eq!(code, 13);
     assert!(
         text.contains("hint: ") && text.contains("--sim-file"),
@@ -717,26 +634,22 @@ async fn doctor_and_sim_commands_read_the_imsi_never_a_key() {
     for out in [&out, &err] {
         assert!(!out.to_lowercase().contains(K) && !out.to_lowercase().contains(OPC));
     }
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
 async fn the_daemon_keeps_targets_provisioned_in_sim_mode() {
-    use krypton_host_cli::daemon::{Daemon, GatewayConfig};
     let s = SimSetup::new(K, 0, 0).await;
-    let text = format!(
-        "mode = 'sim'\nstore = '{}'\nstate_dir = '{}'\nendpoint = '{}'\nca_file = '{}'\n\
-         [uicc]\nbackend = 'soft'\nsim_file = '{}'\ntimeout_ms = 5000\n\
-         [[target]]\nname = 'aws-cognito'\n[[target]]\nname = 'arc'\n",
-        s.store.display(),
-        s.tmp.path().join("state").display(),
-        s.mock.endpoint(),
-        s.ca.display(),
-        s.sim_file.display(),
-    );
-    let daemon = Daemon::start(GatewayConfig::parse(&text).unwrap())
-        .await
-        .unwrap();
+    let config = s
+        .gateway()
+        .string("mode", "sim")
+        .table(&format!(
+            "[uicc]\nbackend = 'soft'\nsim_file = '{}'\ntimeout_ms = 5000",
+            s.sim_file.display()
+        ))
+        .target("aws-cognito")
+        .target("arc");
+    let daemon = Daemon::start(config.parse()).await.unwrap();
     assert_eq!(
         daemon.check_all().await,
         2,
@@ -749,7 +662,7 @@ async fn the_daemon_keeps_targets_provisioned_in_sim_mode() {
         assert_eq!(read_bundle(&s.store, name)["mode"], "sim");
     }
     drop(daemon);
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 fn hex_upper(bytes: &[u8]) -> String {
@@ -884,27 +797,14 @@ async fn sim_mode_through_a_modem_on_a_pseudo_terminal() {
     // The modem's SIM has seen SQN 0x40; the Keys API starts at 0: one resynchronisation.
     let s = SimSetup::new(K, 0, 0).await;
     let (port, stop, modem) = fake_usim_modem(0x40);
-    let endpoint = s.mock.endpoint();
-    let base = [
-        "--mode",
-        "sim",
-        "--uicc",
-        "modem",
-        "--port",
-        &port,
-        "--baud",
-        "115200",
-        "--uicc-timeout-ms",
-        "3000",
-        "--endpoint",
-        &endpoint,
-        "--ca-file",
-        s.ca.to_str().unwrap(),
-        "--store",
-        s.store.to_str().unwrap(),
-        "--json",
-    ];
-    let (code, out, err) = run_cli(&[&["provision", "aws-cognito"][..], &base].concat()).await;
+    let (code, out, err) =
+        s.fx.provision("aws-cognito")
+            .args(["--mode", "sim", "--uicc", "modem", "--port", &port])
+            .args(["--baud", "115200", "--uicc-timeout-ms", "3000"])
+            .json()
+            .run()
+            .await
+            .parts();
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(
         s.key_agreements(),
@@ -932,29 +832,14 @@ async fn sim_mode_through_a_modem_on_a_pseudo_terminal() {
     modem.join().unwrap();
 
     // A port that does not exist: an I/O error naming it, exit 13.
-    let (code, out, _) = run_cli(
-        &[
-            &[
-                "provision",
-                "arc",
-                "--mode",
-                "sim",
-                "--uicc",
-                "modem",
-                "--port",
-                "/dev/krypton-no-such-port",
-            ][..],
-            &[
-                "--endpoint",
-                &endpoint,
-                "--store",
-                s.store.to_str().unwrap(),
-                "--json",
-            ],
-        ]
-        .concat(),
-    )
-    .await;
+    let (code, out, _) = cli(["provision", "arc", "--mode", "sim", "--uicc", "modem"])
+        .args(["--port", "/dev/krypton-no-such-port"])
+        .endpoint(&s.endpoint())
+        .store(&s.store)
+        .json()
+        .run()
+        .await
+        .parts();
     assert_eq!(code, 13, "{out}");
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["error"]["uiccError"], "io");
@@ -964,5 +849,5 @@ async fn sim_mode_through_a_modem_on_a_pseudo_terminal() {
             .unwrap()
             .contains("/dev/krypton-no-such-port")
     );
-    s.mock.stop().await;
+    s.stop().await;
 }

@@ -131,7 +131,7 @@ async fn hostile_challenges_are_refused_before_the_sim_sees_them() {
             .map(|r| r.path.clone())
             .collect::<Vec<_>>()
     );
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -149,31 +149,26 @@ async fn verify_answers_that_are_huge_or_failing_cache_and_store_nothing() {
 
     // 500, retried up to --max-attempts (3 here) and no more.
     s.mock.clear_faults();
-    s.mock.inject(
-        "/v1/keys/",
-        Fault::Status {
-            status: 500,
-            code: "KEY0500".into(),
-            message: "internal".into(),
-        },
-    );
+    s.mock
+        .inject("/v1/keys/", http_error(500, "KEY0500", "internal"));
     let before = verifies(&s);
-    let mut args = s.args(
-        "aws-iot",
-        &["--backoff-base-ms", "10", "--backoff-max-ms", "20"],
-    );
-    let at = args.iter().position(|a| a == "--max-attempts").unwrap();
-    args[at + 1] = "3".into();
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, out, err) = run_cli(&refs).await;
-    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    let run = s
+        .sim(
+            "aws-iot",
+            &["--backoff-base-ms", "10", "--backoff-max-ms", "20"],
+        )
+        .attempts(3)
+        .run()
+        .await;
+    let (r, err) = (run.json(), &run.stderr);
+    let code = run.code;
     assert_eq!(code, 6, "{r}\n{err}");
     assert_eq!(r["error"]["status"], 500);
     assert_eq!(verifies(&s) - before, 3, "bounded by --max-attempts");
     assert!(s.cached_key().is_none());
     assert!(s.bundles().is_empty());
     assert_eq!(provisioning(&s), 0);
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -208,7 +203,7 @@ async fn a_sim_that_never_accepts_stops_after_one_resynchronisation() {
     );
     let mode = std::fs::metadata(&s.sim_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -226,11 +221,7 @@ async fn a_401_loop_on_a_cached_key_re_agrees_once_retries_once_and_stops() {
 
     s.mock.inject(
         "/v1/provisioning/",
-        Fault::Status {
-            status: 401,
-            code: "KEY0401".into(),
-            message: "unknown keyId".into(),
-        },
+        http_error(401, "KEY0401", "unknown keyId"),
     );
     let (code, r, err) = s.provision("userdata", &[]).await;
     assert_eq!(code, 6, "{r}\n{err}");
@@ -262,7 +253,7 @@ async fn a_401_loop_on_a_cached_key_re_agrees_once_retries_once_and_stops() {
     assert_eq!(code, 6, "{err}");
     assert_eq!(count(&s, |p| p == "/v1/keys") - keys1, 1);
     assert_eq!(provisioning(&s) - prov1, 1);
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -285,7 +276,7 @@ async fn a_redirect_on_the_keys_api_is_never_followed() {
     assert!(s.cached_key().is_none());
     assert!(s.bundles().is_empty());
     assert_eq!(s.sim_sqn(), 0);
-    s.mock.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -299,20 +290,14 @@ async fn a_fifo_as_the_sim_file_or_a_non_serial_port_fails_at_once() {
         .unwrap();
     assert!(status.success());
     let started = std::time::Instant::now();
-    let (code, out, err) = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        run_cli(&[
-            "sim",
-            "--imsi",
-            "--uicc",
-            "soft",
-            "--sim-file",
-            fifo.to_str().unwrap(),
-            "--json",
-        ]),
-    )
-    .await
-    .expect("a FIFO must not block the host");
+    let limit = std::time::Duration::from_secs(60);
+    // A FIFO must not block the host.
+    let (code, out, err) = cli(["sim", "--imsi", "--uicc", "soft", "--sim-file"])
+        .arg(text(&fifo))
+        .json()
+        .run_within(limit)
+        .await
+        .parts();
     assert_eq!(code, 13, "{out}\n{err}");
     assert!(out.contains("not a regular file"), "{out}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
@@ -320,25 +305,15 @@ async fn a_fifo_as_the_sim_file_or_a_non_serial_port_fails_at_once() {
     let regular = s.tmp.path().join("not-a-tty");
     std::fs::write(&regular, "").unwrap();
     for port in ["/dev/null", regular.to_str().unwrap()] {
-        let (code, out, err) = tokio::time::timeout(
-            std::time::Duration::from_secs(60),
-            run_cli(&[
-                "sim",
-                "--imsi",
-                "--uicc",
-                "modem",
-                "--port",
-                port,
-                "--uicc-timeout-ms",
-                "500",
-                "--json",
-            ]),
-        )
-        .await
-        .expect("bounded");
+        let (code, out, err) = cli(["sim", "--imsi", "--uicc", "modem", "--port", port])
+            .args(["--uicc-timeout-ms", "500"])
+            .json()
+            .run_within(limit)
+            .await
+            .parts();
         assert_eq!(code, 13, "{port}: {out}\n{err}");
         assert!(out.contains(port), "the error names the port: {out}");
     }
     let _ = IMSI;
-    s.mock.stop().await;
+    s.stop().await;
 }

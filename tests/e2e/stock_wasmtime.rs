@@ -8,7 +8,6 @@
 //! there a missing `wasmtime` is a failure, never a skip; elsewhere the test says why it skips.
 
 use crate::support::*;
-use krypton_host::DEFAULT_COMPONENT;
 use krypton_mock::{Fault, MockConfig, MockKrypton};
 use krypton_plugin::{GUEST_WASM, KRYPTON_CLI_WASM};
 use serde_json::Value;
@@ -193,46 +192,9 @@ async fn stock_wasmtime_provisions_azure_and_aws_and_stores_what_krypton_issued(
     assert_eq!(report["host"], "krypton-mock-hub.azure-devices.net");
     assert_eq!(report["certificate"]["subject"], "CN=440101234567890");
     let bundle = read_bundle(&store, "azure-iot");
-    assert_eq!(bundle["target"], "azure-iot");
-    assert_eq!(bundle["formatVersion"], 1);
-    assert_eq!(bundle["deviceId"], issued.id.as_str());
-    assert_eq!(bundle["host"], issued.host.as_str());
-    assert_eq!(
-        bundle["operationId"],
-        issued.operation_id.as_deref().unwrap()
-    );
-    assert_eq!(
-        bundle["certificate"],
-        issued.certificate_pem.replace("\r\n", "\n").as_str()
-    );
-    assert_eq!(
-        bundle["privateKey"],
-        issued.private_key_pem.replace("\r\n", "\n").as_str()
-    );
-    assert_eq!(
-        bundle["rootCaCertificate"],
-        mock.ca_pem().replace("\r\n", "\n").as_str()
-    );
-    assert_key_matches_cert(
-        bundle["privateKey"].as_str().unwrap(),
-        bundle["certificate"].as_str().unwrap(),
-    );
-    let op = issued.operation_id.clone().unwrap();
-    let calls: Vec<String> = mock
-        .requests()
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
-    let poll = format!("GET /v1/provisioning/azure/iot/registrations/{op}");
-    assert_eq!(
-        calls,
-        [
-            "POST /v1/provisioning/azure/iot/register".to_string(),
-            poll.clone(),
-            poll.clone(),
-            poll
-        ]
-    );
+    assert_azure_bundle(&bundle, &issued, mock.ca_pem());
+    let (calls, expected) = azure_calls(&mock, issued.operation_id.as_deref().unwrap());
+    assert_eq!(calls, expected);
 
     // aws-iot with a request parameter.
     let (code, out, err) = run_stock(
@@ -256,17 +218,7 @@ async fn stock_wasmtime_provisions_azure_and_aws_and_stores_what_krypton_issued(
     assert_eq!(aws["clientId"], "gateway-7");
     assert_eq!(aws["region"], "ap-northeast-1");
     let bundle = read_bundle(&store, "aws-iot");
-    assert_eq!(bundle["target"], "aws-iot");
-    assert_eq!(bundle["clientId"], "gateway-7");
-    assert_eq!(bundle["host"], issued.host.as_str());
-    assert_eq!(bundle["region"], "ap-northeast-1");
-    assert_eq!(
-        bundle["certificate"],
-        issued.certificate_pem.replace("\r\n", "\n").as_str()
-    );
-    let key = bundle["privateKey"].as_str().unwrap();
-    assert_eq!(key, issued.private_key_pem.as_str());
-    assert_key_matches_cert(key, bundle["certificate"].as_str().unwrap());
+    assert_aws_iot_bundle(&bundle, &issued, "gateway-7");
     assert_eq!(
         mock.requests().last().unwrap().body,
         br#"{"requestParameters":{"thingName":"gateway-7"}}"#
@@ -326,29 +278,11 @@ async fn stock_wasmtime_provisions_azure_and_aws_and_stores_what_krypton_issued(
         assert_eq!(ours, theirs);
     }
     // The report of a provision has krypton-host's shape too.
-    let host_tmp = tempfile::tempdir().unwrap();
-    let host_store = host_tmp.path().join("store");
-    let tls_mock = mock_for_host().await;
-    let ca = host_tmp.path().join("ca.pem");
-    std::fs::write(&ca, tls_mock.ca_pem()).unwrap();
-    let (host_code, host_out, host_err) = run_cli(&[
-        "provision",
-        "azure-iot",
-        "--endpoint",
-        &tls_mock.endpoint(),
-        "--ca-file",
-        ca.to_str().unwrap(),
-        "--store",
-        host_store.to_str().unwrap(),
-        "--json",
-    ])
-    .await;
-    assert_eq!(host_code, 0, "{host_err}");
-    assert_eq!(
-        shape(&report),
-        shape(&serde_json::from_str(host_out.trim()).unwrap())
-    );
-    tls_mock.stop().await;
+    let tls = Fixture::new().await;
+    let host = tls.provision("azure-iot").json().run().await;
+    assert_eq!(host.code, 0, "{}", host.stderr);
+    assert_eq!(shape(&report), shape(&host.json()));
+    tls.stop().await;
 
     // The text report, as krypton-host prints it.
     let (code, out, _) = run_stock(&wasmtime, &store, &["status", "aws-iot"]).await;
@@ -362,12 +296,6 @@ async fn stock_wasmtime_provisions_azure_and_aws_and_stores_what_krypton_issued(
         "{out}"
     );
     mock.stop().await;
-}
-
-async fn mock_for_host() -> MockKrypton {
-    MockKrypton::start("127.0.0.1:0".parse().unwrap(), MockConfig::default())
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -384,11 +312,7 @@ async fn on_stock_wasmtime_a_failed_call_stores_nothing_and_exits_with_krypton_h
     // HTTP 500 on every AWS call: exit 6, the typed fields, nothing stored.
     mock.inject(
         "/v1/provisioning/aws/",
-        Fault::Status {
-            status: 500,
-            code: "KRY5001".into(),
-            message: "AWS IoT is unavailable".into(),
-        },
+        http_error(500, "KRY5001", "AWS IoT is unavailable"),
     );
     let (code, out, err) = run_stock(
         &wasmtime,

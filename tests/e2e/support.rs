@@ -1,22 +1,39 @@
-//! Shared helpers: one compiled component, a mock per test, requests, bundle readers, and the
-//! binary runner.
+//! Shared helpers: one compiled component, the [`Fixture`] most tests start from (a mock, a
+//! private directory with the mock's CA and a store), the binary's command lines ([`Cli`]), the
+//! daemon's configuration ([`GatewayToml`]) and process, requests, bundle readers.
+//!
+//! The tests reach the host library through the paths used here and re-exported below, so
+//! that a move of its modules is fixed in this one file.
 #![allow(dead_code)]
 
-use krypton_host::ProvisionOptions;
-use krypton_host::bindings::{ProvisionError, ProvisionReport, ProvisionRequest, Target};
-use krypton_host::capability::http::{Origin, OutboundPolicy};
-use krypton_host::capability::store::SecretStore;
-use krypton_host::component::DEFAULT_COMPONENT;
-use krypton_host::engine::{KryptonPre, Runtime};
-use krypton_mock::{MockConfig, MockKrypton};
+mod cli;
+mod fixture;
+mod gateway;
+
+pub use cli::{BIN, Cli, cli, text};
+pub use fixture::Fixture;
+pub use gateway::{
+    GatewayToml, control, daemon_status, signal, spawn_daemon, spawn_run, stop, stop_within,
+    wait_until,
+};
+pub use krypton_host::DEFAULT_COMPONENT;
+pub use krypton_host::ProvisionOptions;
+pub use krypton_host::bindings::{
+    Failure, ProvisionError, ProvisionReport, ProvisionRequest, Target, TransportError,
+    TransportKind,
+};
+pub use krypton_host::capability::http::{Origin, OutboundPolicy};
+pub use krypton_host::capability::store::SecretStore;
+pub use krypton_host::engine::{KryptonPre, Runtime};
+pub use krypton_host::sandbox::SandboxLimits;
+pub use krypton_host_cli::daemon::{Daemon, GatewayConfig};
+use krypton_mock::{Fault, MockConfig, MockKrypton};
 use serde_json::Value;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_krypton-host");
 
 /// One engine and one compiled component for all library-level tests.
 pub fn runtime() -> &'static (Runtime, KryptonPre) {
@@ -34,12 +51,32 @@ pub async fn mock() -> MockKrypton {
         .unwrap()
 }
 
+/// An allow-list of the mock's origin, trusting its CA.
 pub fn policy_for(mock: &MockKrypton) -> OutboundPolicy {
+    policy(&mock.endpoint(), Some(mock.ca_pem()))
+}
+
+/// An allow-list of `endpoint`'s origin alone, trusting the PEM `ca` when given.
+pub fn policy(endpoint: &str, ca: Option<&str>) -> OutboundPolicy {
     OutboundPolicy::new(
-        vec![Origin::parse(&mock.endpoint()).unwrap()],
-        Some(mock.ca_pem().as_bytes()),
+        vec![Origin::parse(endpoint).unwrap()],
+        ca.map(str::as_bytes),
     )
     .unwrap()
+}
+
+/// `req` through the shared runtime under `policy`: the component's failure (error and hint).
+/// Panics on a trap or a success.
+pub async fn failure(
+    policy: OutboundPolicy,
+    store: &SecretStore,
+    req: &ProvisionRequest,
+) -> Failure {
+    let (rt, pre) = runtime();
+    rt.provision(pre, policy, store.clone(), req)
+        .await
+        .expect("no trap")
+        .expect_err("the run succeeded")
 }
 
 /// The tests' run options: one attempt, short waits (the mock answers on loopback).
@@ -144,28 +181,7 @@ pub fn assert_key_matches_cert(key_pem: &str, cert_pem: &str) {
 
 /// Run the binary; returns (exit code, stdout, stderr).
 pub async fn run_cli(args: &[&str]) -> (i32, String, String) {
-    run_cli_with_log(args, None).await
-}
-
-/// [`run_cli`] with `RUST_LOG` set to `log_filter` (unset when `None`).
-pub async fn run_cli_with_log(args: &[&str], log_filter: Option<&str>) -> (i32, String, String) {
-    let mut command = tokio::process::Command::new(BIN);
-    match log_filter {
-        Some(filter) => command.env("RUST_LOG", filter),
-        None => command.env_remove("RUST_LOG"),
-    };
-    let out = command
-        .args(args)
-        .env_remove("KRYPTON_STORE")
-        .env_remove("KRYPTON_ENDPOINT")
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    cli(args).run().await.parts()
 }
 
 /// Every secret stored under `dir`: the base64 lines of PEM private keys, and the whole value
@@ -229,20 +245,139 @@ pub fn closed_port() -> u16 {
 /// 54.250.252.99 --json` (the address keeps `wireguard` from resolving Krypton's name):
 /// `(exit code, the JSON object on stdout or Null, stderr)`.
 pub async fn export(store: &Path, target: &str, format: &str, out: &Path) -> (i32, Value, String) {
-    let (code, stdout, err) = run_cli(&[
-        "export",
-        target,
-        "--format",
-        format,
-        "--out",
-        out.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--krypton-address",
-        "54.250.252.99",
-        "--json",
-    ])
-    .await;
-    let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
-    (code, json, err)
+    let run = cli(["export", target, "--format", format])
+        .set("--out", text(out))
+        .store(store)
+        .args(["--krypton-address", "54.250.252.99"])
+        .json()
+        .run()
+        .await;
+    (run.code, run.json_or_null(), run.stderr)
+}
+
+/// Krypton's error answer: HTTP `status` with a body of `code` and `message`.
+pub fn http_error(status: u16, code: &str, message: &str) -> Fault {
+    Fault::Status {
+        status,
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// An Azure IoT bundle holds exactly what the mock issued (`issued`, its CA `ca_pem`): the
+/// identifiers, and the certificate, key and root CA with their line ends as stored; the key
+/// belongs to the certificate.
+pub fn assert_azure_bundle(bundle: &Value, issued: &krypton_mock::Issued, ca_pem: &str) {
+    assert_eq!(bundle["target"], "azure-iot");
+    assert_eq!(bundle["formatVersion"], 1);
+    assert_eq!(bundle["deviceId"], issued.id.as_str());
+    assert_eq!(bundle["host"], issued.host.as_str());
+    assert_eq!(
+        bundle["operationId"],
+        issued.operation_id.as_deref().unwrap()
+    );
+    assert_eq!(
+        bundle["certificate"],
+        issued.certificate_pem.replace("\r\n", "\n").as_str()
+    );
+    assert_eq!(
+        bundle["privateKey"],
+        issued.private_key_pem.replace("\r\n", "\n").as_str()
+    );
+    assert_eq!(
+        bundle["rootCaCertificate"],
+        ca_pem.replace("\r\n", "\n").as_str()
+    );
+    assert_key_matches_cert(
+        bundle["privateKey"].as_str().unwrap(),
+        bundle["certificate"].as_str().unwrap(),
+    );
+}
+
+/// An AWS IoT bundle holds exactly what the mock issued (`issued`) for `client_id`: the
+/// host, region and certificate, and the private key as sent, which belongs to the certificate.
+pub fn assert_aws_iot_bundle(bundle: &Value, issued: &krypton_mock::Issued, client_id: &str) {
+    assert_eq!(bundle["target"], "aws-iot");
+    assert_eq!(bundle["clientId"], client_id);
+    assert_eq!(bundle["host"], issued.host.as_str());
+    assert_eq!(bundle["region"], "ap-northeast-1");
+    assert_eq!(
+        bundle["certificate"],
+        issued.certificate_pem.replace("\r\n", "\n").as_str()
+    );
+    let key = bundle["privateKey"].as_str().unwrap();
+    assert_eq!(key, issued.private_key_pem.as_str());
+    assert_key_matches_cert(key, bundle["certificate"].as_str().unwrap());
+}
+
+/// The Azure IoT calls the mock received, as `METHOD PATH`, and the calls of one
+/// registration `op` with the mock's default two `assigning` polls: register, then three polls.
+pub fn azure_calls(mock: &MockKrypton, op: &str) -> (Vec<String>, Vec<String>) {
+    let calls = mock
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    let poll = format!("GET /v1/provisioning/azure/iot/registrations/{op}");
+    let expected = vec![
+        "POST /v1/provisioning/azure/iot/register".to_string(),
+        poll.clone(),
+        poll.clone(),
+        poll,
+    ];
+    (calls, expected)
+}
+
+/// The field and reason of an [`ProvisionError::InvalidResponse`]; panics on another error.
+pub fn invalid(err: ProvisionError) -> (String, String) {
+    match err {
+        ProvisionError::InvalidResponse(e) => (e.field, e.reason),
+        other => panic!("expected InvalidResponse, got {other:?}"),
+    }
+}
+
+/// The built-in component with a custom section appended: other bytes (a digest of its own
+/// per `tag`), the same behaviour.
+pub fn variant(tag: u8) -> Vec<u8> {
+    let mut bytes = DEFAULT_COMPONENT.to_vec();
+    let name = b"krypton-test";
+    let payload = [tag; 8];
+    bytes.push(0); // custom section id
+    bytes.push((1 + name.len() + payload.len()) as u8); // size (LEB128, < 128)
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+/// The hostile test component's bytes (`tests/components/hostile`).
+pub fn hostile_wasm() -> Vec<u8> {
+    std::fs::read(krypton_test_components::HOSTILE_WASM).unwrap()
+}
+
+/// An Ed25519 public key as `trusted_public_key` and `--trusted-public-key` take it (base64).
+pub fn public_key_b64(key: &ed25519_dalek::SigningKey) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes())
+}
+
+/// The names in `dir`, sorted (empty when it cannot be read).
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The names in a store directory but its lock file, sorted.
+pub fn bundle_files(dir: &Path) -> Vec<String> {
+    names(dir)
+        .into_iter()
+        .filter(|name| name != krypton_host::capability::store::LOCK_FILE)
+        .collect()
 }

@@ -2,9 +2,7 @@
 //! the mock issued (issue 3 "Operations").
 
 use super::support::*;
-use krypton_host::bindings::Target;
-use krypton_host::capability::store::SecretStore;
-use krypton_mock::{self as mock, ExpirationFormat, MockConfig, MockKrypton};
+use krypton_mock::{self as mock, ExpirationFormat, MockConfig};
 use serde_json::{Value, json};
 
 fn now_ms() -> u64 {
@@ -16,13 +14,12 @@ fn now_ms() -> u64 {
 
 #[tokio::test]
 async fn aws_iot_split_flow_stores_only_after_all_three_calls() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
-    let mut req = request(Target::AwsIot, mock.endpoint());
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
+    let mut req = fx.request(Target::AwsIot);
     req.request_parameters =
         Some(r#"{"skipCertificates":true,"thingName":"small-device-1"}"#.into());
-    let report = provision(&mock, &store, &req).await.unwrap();
+    let report = fx.run(&req).await.unwrap();
 
     let issued = &mock.issued()[0];
     let calls: Vec<_> = mock.requests().iter().map(|r| r.path.clone()).collect();
@@ -44,7 +41,7 @@ async fn aws_iot_split_flow_stores_only_after_all_three_calls() {
         "derived from the host"
     );
     assert_eq!(ident(&report, "certificateId"), issued.certificate_id);
-    let bundle = read_bundle(store.dir(), "aws-iot");
+    let bundle = read_bundle(&fx.store, "aws-iot");
     assert_eq!(bundle["certificateId"], issued.certificate_id.as_str());
     assert_eq!(bundle["certificate"], issued.certificate_pem.as_str());
     assert_eq!(bundle["privateKey"], issued.private_key_pem.as_str());
@@ -54,7 +51,7 @@ async fn aws_iot_split_flow_stores_only_after_all_three_calls() {
         issued.certificate_id,
         "AWS names a certificate by its SHA-256"
     );
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]
@@ -64,22 +61,15 @@ async fn cognito_expiration_in_every_form_is_the_same_instant() {
         ExpirationFormat::EpochSecs,
         ExpirationFormat::Iso8601,
     ] {
-        let mock = MockKrypton::start(
-            "127.0.0.1:0".parse().unwrap(),
-            MockConfig {
-                expiration: format,
-                ..MockConfig::default()
-            },
-        )
-        .await
-        .unwrap();
-        let tmp = tempfile::tempdir().unwrap();
-        let store = SecretStore::open(tmp.path().join("store")).unwrap();
+        let fx = Fixture::with_config(MockConfig {
+            expiration: format,
+            ..MockConfig::default()
+        })
+        .await;
+        let mock = &fx.mock;
         let before = now_ms();
-        let report = provision(&mock, &store, &request(Target::AwsCognito, mock.endpoint()))
-            .await
-            .unwrap();
-        let b = read_bundle(store.dir(), "aws-cognito");
+        let report = fx.provisioned(Target::AwsCognito).await;
+        let b = read_bundle(&fx.store, "aws-cognito");
         assert_eq!(
             b["identityId"],
             "ap-northeast-1:00000000-0000-4000-8000-101234567890"
@@ -97,29 +87,20 @@ async fn cognito_expiration_in_every_form_is_the_same_instant() {
         assert_eq!(ident(&report, "accessKeyId"), "ASIAMOCK00000001");
         assert!(report.certificate.is_none());
         // Valid for an hour: a second run reuses it.
-        let again = provision(&mock, &store, &request(Target::AwsCognito, mock.endpoint()))
-            .await
-            .unwrap();
+        let again = fx.provisioned(Target::AwsCognito).await;
         assert!(again.reused, "{format:?}");
         assert_eq!(mock.requests().len(), 1);
-        mock.stop().await;
+        fx.stop().await;
     }
 }
 
 #[tokio::test]
 async fn openid_inventory_metadata_and_userdata() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
 
-    provision(
-        &mock,
-        &store,
-        &request(Target::AwsCognitoOpenid, mock.endpoint()),
-    )
-    .await
-    .unwrap();
-    let b = read_bundle(store.dir(), "aws-cognito-openid");
+    fx.provisioned(Target::AwsCognitoOpenid).await;
+    let b = read_bundle(&fx.store, "aws-cognito-openid");
     assert_eq!(b["region"], "ap-northeast-1");
     assert_eq!(b["token"], mock::CANARY_OPENID_TOKEN);
     assert_eq!(
@@ -127,40 +108,32 @@ async fn openid_inventory_metadata_and_userdata() {
         "ap-northeast-1:00000000-0000-4000-8000-101234567890"
     );
 
-    let mut req = request(Target::Inventory, mock.endpoint());
+    let mut req = fx.request(Target::Inventory);
     req.request_parameters = Some(r#"{"endpoint":"gw-0042","custom":"kept"}"#.into());
-    let report = provision(&mock, &store, &req).await.unwrap();
+    let report = fx.run(&req).await.unwrap();
     let sent: Value = serde_json::from_slice(&mock.requests().last().unwrap().body).unwrap();
     assert_eq!(
         sent,
         json!({"endpoint": "gw-0042", "requestParameters": {"endpoint": "gw-0042", "custom": "kept"}})
     );
-    let b = read_bundle(store.dir(), "inventory");
+    let b = read_bundle(&fx.store, "inventory");
     assert_eq!(b["endpoint"], "gw-0042");
     assert_eq!(b["serverUri"], "coaps://jp.inventory.soracom.io:5684");
     assert_eq!(b["pskId"], "d-mock440101234567890");
     assert_eq!(b["applicationKey"], "Q0FOQVJZLWFwcGtleS0xNg==");
     assert_eq!(ident(&report, "pskId"), "d-mock440101234567890");
 
-    provision(
-        &mock,
-        &store,
-        &request(Target::SubscriberMetadata, mock.endpoint()),
-    )
-    .await
-    .unwrap();
-    let b = read_bundle(store.dir(), "subscriber-metadata");
+    fx.provisioned(Target::SubscriberMetadata).await;
+    let b = read_bundle(&fx.store, "subscriber-metadata");
     assert_eq!(
         b["metadata"],
         json!({"imsi": "440101234567890", "msisdn": "812012345678", "groupId": "mock-group-1",
                "status": "active", "speedClass": "s1.standard", "tags": {"name": "mock-gateway"}})
     );
 
-    provision(&mock, &store, &request(Target::Userdata, mock.endpoint()))
-        .await
-        .unwrap();
+    fx.provisioned(Target::Userdata).await;
     assert_eq!(
-        read_bundle(store.dir(), "userdata")["userdata"],
+        read_bundle(&fx.store, "userdata")["userdata"],
         mock::CANARY_USERDATA
     );
 
@@ -171,19 +144,15 @@ async fn openid_inventory_metadata_and_userdata() {
             assert_eq!(r.body, b"{}", "{}", r.path);
         }
     }
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]
 async fn arc_bundle_and_wireguard_config_route_krypton_through_the_tunnel() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store_dir = tmp.path().join("store");
-    let store = SecretStore::open(&store_dir).unwrap();
-    let report = provision(&mock, &store, &request(Target::Arc, mock.endpoint()))
-        .await
-        .unwrap();
-    let b = read_bundle(&store_dir, "arc");
+    let fx = Fixture::new().await;
+    let store_dir = &fx.store;
+    let report = fx.provisioned(Target::Arc).await;
+    let b = read_bundle(store_dir, "arc");
     assert_eq!(
         b["arcClientPeerPrivateKey"],
         mock::arc_private_key().as_str()
@@ -198,7 +167,7 @@ async fn arc_bundle_and_wireguard_config_route_krypton_through_the_tunnel() {
     );
 
     // The CLI writes the file 0600 and never prints the key.
-    let out_file = tmp.path().join("arc0.conf");
+    let out_file = fx.path("arc0.conf");
     let (code, out, err) = run_cli(&[
         "wireguard-config",
         "--store",
@@ -222,7 +191,7 @@ async fn arc_bundle_and_wireguard_config_route_krypton_through_the_tunnel() {
         config.contains("AllowedIPs = 100.127.0.0/16, 54.250.252.99/32\n"),
         "{config}"
     );
-    assert_no_secret(&[&out, &err], &key_lines(&store_dir));
+    assert_no_secret(&[&out, &err], &key_lines(store_dir));
 
     // A name instead of an address is refused by the component.
     let (code, _, err) = run_cli(&[
@@ -236,25 +205,22 @@ async fn arc_bundle_and_wireguard_config_route_krypton_through_the_tunnel() {
     ])
     .await;
     assert_eq!(code, 3, "{err}");
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]
 async fn a_device_moved_to_another_hub_is_replaced_as_one_unit() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
-    provision(&mock, &store, &request(Target::AzureIot, mock.endpoint()))
-        .await
-        .unwrap();
-    let old = read_bundle(store.dir(), "azure-iot");
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
+    fx.provisioned(Target::AzureIot).await;
+    let old = read_bundle(&fx.store, "azure-iot");
 
     mock.configure(|c| c.azure_hub = "moved-hub.azure-devices.net".into());
-    let mut req = request(Target::AzureIot, mock.endpoint());
+    let mut req = fx.request(Target::AzureIot);
     req.force = true;
     req.request_parameters = Some(r#"{"deviceId":"gateway-moved"}"#.into());
-    let report = provision(&mock, &store, &req).await.unwrap();
-    let new = read_bundle(store.dir(), "azure-iot");
+    let report = fx.run(&req).await.unwrap();
+    let new = read_bundle(&fx.store, "azure-iot");
     // The report says where the device was (issue 7 item 10), after the usual identifiers.
     let ids: Vec<(&str, &str)> = report
         .identifiers
@@ -289,19 +255,18 @@ async fn a_device_moved_to_another_hub_is_replaced_as_one_unit() {
         new["privateKey"].as_str().unwrap(),
         new["certificate"].as_str().unwrap(),
     );
-    mock.stop().await;
+    fx.stop().await;
 }
 
 #[tokio::test]
 async fn large_request_bodies_and_unknown_parameters_pass_through() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path().join("store")).unwrap();
+    let fx = Fixture::new().await;
+    let mock = &fx.mock;
     let big = "p".repeat(20_000);
     let params = json!({"deviceId": "big-params", "note": big, "nested": {"k": [1, 2, 3]}});
-    let mut req = request(Target::AzureIot, mock.endpoint());
+    let mut req = fx.request(Target::AzureIot);
     req.request_parameters = Some(params.to_string());
-    provision(&mock, &store, &req).await.unwrap();
+    fx.run(&req).await.unwrap();
     let register = &mock.requests()[0];
     let sent: Value = serde_json::from_slice(&register.body).unwrap();
     assert_eq!(sent, json!({"requestParameters": params}));
@@ -311,8 +276,8 @@ async fn large_request_bodies_and_unknown_parameters_pass_through() {
     );
     assert!(register.body.len() > 20_000);
     assert_eq!(
-        read_bundle(store.dir(), "azure-iot")["deviceId"],
+        read_bundle(&fx.store, "azure-iot")["deviceId"],
         "big-params"
     );
-    mock.stop().await;
+    fx.stop().await;
 }

@@ -2,8 +2,6 @@
 //! the files exports write (no symlink followed, the mode set on the open file).
 
 use super::support::*;
-use krypton_host::bindings::Target;
-use krypton_host::capability::store::SecretStore;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -20,9 +18,12 @@ fn mkfifo(path: &Path) {
 /// Run the binary, failing the test if it does not finish in 20 s (a FIFO read used to block
 /// forever).
 async fn run_bounded(args: &[&str]) -> (i32, String, String) {
-    tokio::time::timeout(Duration::from_secs(20), run_cli(args))
-        .await
-        .unwrap_or_else(|_| panic!("`{}` hung", args.join(" ")))
+    bounded(cli(args)).await
+}
+
+/// [`run_bounded`] for a built command line.
+async fn bounded(command: Cli) -> (i32, String, String) {
+    command.run_within(Duration::from_secs(20)).await.parts()
 }
 
 #[tokio::test]
@@ -96,29 +97,18 @@ async fn fifos_directories_and_huge_files_are_refused_as_inputs() {
 
 #[tokio::test]
 async fn exports_never_follow_symlinks_and_set_modes_on_the_open_file() {
-    let mock = mock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let store = SecretStore::open(dir.join("store")).unwrap();
+    let fx = Fixture::new().await;
+    let dir = fx.dir();
     for target in [Target::AzureIot, Target::Arc] {
-        provision(&mock, &store, &request(target, mock.endpoint()))
-            .await
-            .unwrap();
+        fx.provisioned(target).await;
     }
-    let store_s = store.dir().to_str().unwrap().to_string();
-    let export = async |out: &Path| {
-        run_bounded(&[
-            "export",
-            "azure-iot",
-            "--format",
-            "pem",
-            "--out",
-            out.to_str().unwrap(),
-            "--store",
-            &store_s,
-        ])
-        .await
+    let store_s = fx.store.to_str().unwrap().to_string();
+    let pem = |out: &Path| {
+        cli(["export", "azure-iot", "--format", "pem"])
+            .set("--out", text(out))
+            .store(&fx.store)
     };
+    let export = async |out: &Path| bounded(pem(out)).await;
     // --out is a symlink to another directory: refused, nothing written there.
     let elsewhere = dir.join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
@@ -165,16 +155,7 @@ async fn exports_never_follow_symlinks_and_set_modes_on_the_open_file() {
     let mut command = tokio::process::Command::new("sh");
     command
         .args(["-c", "umask 277 && exec \"$0\" \"$@\"", BIN])
-        .args([
-            "export",
-            "azure-iot",
-            "--format",
-            "pem",
-            "--out",
-            out.to_str().unwrap(),
-            "--store",
-            &store_s,
-        ])
+        .args(pem(&out).words())
         .env_remove("RUST_LOG");
     let status = command.status().await.unwrap();
     assert!(status.success());
@@ -208,5 +189,5 @@ async fn exports_never_follow_symlinks_and_set_modes_on_the_open_file() {
     .await;
     assert_eq!(code, 9, "{stderr}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
-    mock.stop().await;
+    fx.stop().await;
 }
