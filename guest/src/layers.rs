@@ -1,6 +1,8 @@
 //! The layering rule of the crate docs, checked on the sources: no module imports one above
-//! it, across layers and inside a layer.
+//! it, across layers and inside a layer (the path scanners are `krypton-layering`'s, shared
+//! with the host library's `layers` test).
 
+use krypton_layering::{group_heads, names_after};
 use std::path::Path;
 
 /// The layers, lowest first: a module of layer `n` may name `crate::<m>` only for `m` of a
@@ -65,56 +67,6 @@ const RANKS: [(&str, &[(&str, u8)]); 4] = [
         ],
     ),
 ];
-
-/// Every `prefix<name>` in `text`, `name` being the identifier that follows.
-fn names_after<'t>(text: &'t str, prefix: &str) -> Vec<&'t str> {
-    text.match_indices(prefix)
-        .map(|(i, _)| {
-            let rest = &text[i + prefix.len()..];
-            let end = rest
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
-            &rest[..end]
-        })
-        .filter(|name| !name.is_empty())
-        .collect()
-}
-
-/// The first segment of every item of each `prefix{...}` group in `text` (`crate::{ops::x,
-/// types::{a, b}}` gives `ops`, `types`), nested groups skipped.
-fn group_heads<'t>(text: &'t str, prefix: &str) -> Vec<&'t str> {
-    let mut heads = Vec::new();
-    for (i, _) in text.match_indices(prefix) {
-        let body = &text[i + prefix.len()..];
-        let (mut depth, mut item_start) = (0usize, 0usize);
-        for (j, c) in body.char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' if depth == 0 => {
-                    heads.push(&body[item_start..j]);
-                    break;
-                }
-                '}' => depth -= 1,
-                ',' if depth == 0 => {
-                    heads.push(&body[item_start..j]);
-                    item_start = j + 1;
-                }
-                _ => {}
-            }
-        }
-    }
-    heads
-        .into_iter()
-        .map(|item| {
-            let item = item.trim();
-            let end = item
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(item.len());
-            &item[..end]
-        })
-        .filter(|head| !head.is_empty())
-        .collect()
-}
 
 /// The code of a file of a layer, in one spelling: whole-line comments dropped, no white
 /// space around `::`, and every path that reaches the crate root written from `crate::`

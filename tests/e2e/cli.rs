@@ -210,7 +210,7 @@ async fn each_command_with_each_class_of_failure_gives_one_code_and_one_object()
 
     // Not routed (doctor): 12.
     let fixture = format!(
-        "{}/../tests/fixtures/wg-not-routed.conf",
+        "{}/../../tests/fixtures/wg-not-routed.conf",
         env!("CARGO_MANIFEST_DIR")
     );
     let v = expect_failure(

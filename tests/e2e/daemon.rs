@@ -79,7 +79,7 @@ async fn configuration_errors_name_the_key() {
         "{err}"
     );
     let example = std::fs::read_to_string(format!(
-        "{}/../gateway.example.toml",
+        "{}/../../gateway.example.toml",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
@@ -800,7 +800,7 @@ async fn a_multi_byte_trusted_key_is_refused_without_a_panic() {
 async fn the_example_configuration_starts_as_shipped() {
     let fx = Fixture::new().await;
     let dir = fx.dir();
-    let example = format!("{}/../gateway.example.toml", env!("CARGO_MANIFEST_DIR"));
+    let example = format!("{}/../../gateway.example.toml", env!("CARGO_MANIFEST_DIR"));
     // The socket's directory does not exist yet: the daemon creates it 0700.
     let (store, socket) = (&fx.store, dir.join("run").join("control.sock"));
     let daemon = spawn_run(

@@ -4,7 +4,7 @@ use super::support::*;
 use serde_json::Value;
 
 fn fixture(name: &str) -> String {
-    format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 async fn doctor(args: &[&str]) -> (i32, Value, String) {

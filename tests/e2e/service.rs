@@ -4,7 +4,7 @@ use super::support::BIN;
 
 fn unit_text() -> String {
     std::fs::read_to_string(format!(
-        "{}/../krypton-host.service",
+        "{}/../../krypton-host.service",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap()

@@ -6,7 +6,7 @@ use crate::component::facts::Facts;
 use crate::component::precompiled::{Artifact, ComponentFile};
 use crate::component::targets::Targets;
 use crate::engine::{KryptonPre, Runtime};
-use crate::signing::{VersionFloor, signature_path};
+use crate::signing::VersionFloor;
 use anyhow::Context as _;
 use std::path::Path;
 
@@ -176,18 +176,17 @@ pub async fn check_file(
     file: ComponentFile,
     policy: &ComponentPolicy,
 ) -> Result<Loaded, LoadError> {
-    let loaded = match file {
-        ComponentFile::Wasm(bytes) => {
-            check_wasm(runtime, policy, &bytes, &signature_path(path)).await
+    match file {
+        ComponentFile::Wasm(bytes) => check_wasm(runtime, policy, &bytes, path).await,
+        ComponentFile::Precompiled(artifact) => {
+            check_precompiled(runtime, policy, artifact, path).await
         }
-        ComponentFile::Precompiled(artifact) => check_precompiled(runtime, policy, artifact).await,
-    };
-    loaded.map_err(|mut e| {
-        e.error = e
-            .error
-            .context(format!("loading component ({})", path.display()));
-        e
-    })
+    }
+}
+
+/// The context of a compile, deserialize or link failure: which file it was.
+fn loading(path: &Path) -> impl FnOnce(anyhow::Error) -> LoadError + '_ {
+    move |e| LoadError::failed(e.context(format!("loading component ({})", path.display())))
 }
 
 /// The built-in component: none in the gateway build.
@@ -257,6 +256,7 @@ async fn check_precompiled(
     runtime: &Runtime,
     policy: &ComponentPolicy,
     artifact: Artifact,
+    path: &Path,
 ) -> Result<Loaded, LoadError> {
     let bytes = usize::try_from(artifact.bytes).unwrap_or(usize::MAX);
     let verified = artifact
@@ -266,7 +266,7 @@ async fn check_precompiled(
     if let Some(floor) = &policy.floor {
         floor.check(&signed).map_err(LoadError::refused)?;
     }
-    let pre = verified.load(runtime).map_err(LoadError::failed)?;
+    let pre = verified.load(runtime).map_err(loading(path))?;
     let (version, targets, facts) = self_checked(runtime, &pre).await?;
     same_version(&version, &signed)?;
     Ok(Loaded {
@@ -286,7 +286,7 @@ async fn check_wasm(
     _runtime: &Runtime,
     _policy: &ComponentPolicy,
     bytes: &[u8],
-    _signature: &Path,
+    _path: &Path,
 ) -> Result<Loaded, LoadError> {
     Err(LoadError::refused(anyhow::anyhow!(
         "{}",
@@ -301,8 +301,9 @@ async fn check_wasm(
     runtime: &Runtime,
     policy: &ComponentPolicy,
     bytes: &[u8],
-    signature: &Path,
+    path: &Path,
 ) -> Result<Loaded, LoadError> {
+    let signature = &crate::signing::signature_path(path);
     let signed_version = match &policy.trusted_key {
         Some(key) => {
             let text = crate::files::read_user_file(
@@ -322,7 +323,7 @@ async fn check_wasm(
         }
         None => None,
     };
-    let pre = runtime.load(bytes).map_err(LoadError::failed)?;
+    let pre = runtime.load(bytes).map_err(loading(path))?;
     let (version, targets, facts) = self_checked(runtime, &pre).await?;
     match &signed_version {
         Some(signed) => same_version(&version, signed)?,

@@ -1,14 +1,13 @@
 //! `krypton-host doctor`: check the route to Krypton (see `crate::doctor`).
 
 use super::print::print_json;
-use super::shared::{Loaded, load, usage_error};
+use super::shared::{Loaded, usage_error};
 use super::sim::UiccArgs;
-use super::{HostFailure, component_failure, fail, reported};
+use super::{ComponentArgs, HostFailure, component_failure, fail, reported};
 use crate::output::{self, exit};
 use clap::Args;
 use krypton_host::UiccAccess;
 use krypton_host::bindings::{AuthMode, ProvisionError};
-use krypton_host::engine::Runtime;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -56,16 +55,10 @@ pub struct DoctorArgs {
     /// Timeout of each DNS, TCP and TLS step, ms, 1 to 60000.
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub timeout_ms: u64,
-    /// Provisioning component (a .wasm, or a precompiled .cwasm with its .sig beside it) that
-    /// names the default endpoints and reads --soratun-config. Defaults to the one built into
-    /// this binary (the gateway build has none: then --endpoint is needed, and --wireguard
-    /// instead of --soratun-config).
-    #[arg(long, env = "KRYPTON_COMPONENT")]
-    pub component: Option<PathBuf>,
-    /// The ed25519 public key (base64 or hex) a precompiled component's signature must verify
-    /// with; a .cwasm never loads without it.
-    #[arg(long, env = "KRYPTON_TRUSTED_PUBLIC_KEY", value_name = "KEY")]
-    pub trusted_public_key: Option<String>,
+    // clap reads a doc comment here as help text: the field is documented by its type.
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub source: ComponentArgs,
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -76,16 +69,10 @@ pub struct DoctorArgs {
 /// words the advice that repeats Krypton's facts.
 async fn component_for(args: &DoctorArgs) -> Result<Option<Loaded>, HostFailure> {
     let needed = args.endpoint.is_none() || args.soratun_config.is_some();
-    if !(needed || args.component.is_some() || cfg!(feature = "jit")) {
+    if !(needed || args.source.component.is_some() || cfg!(feature = "jit")) {
         return Ok(None);
     }
-    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
-    let loaded = load(
-        runtime,
-        args.component.as_deref(),
-        args.trusted_public_key.as_deref(),
-    )
-    .await?;
+    let loaded = args.source.load().await?;
     loaded.log_loaded();
     Ok(Some(loaded))
 }

@@ -2,12 +2,11 @@
 //! format, all files or none.
 
 use super::print::print_json;
-use super::shared::{krypton_addresses, load, open_with_bundle, usage_error};
-use super::{DEFAULT_STORE, HostFailure, component_failure, fail};
+use super::shared::{krypton_addresses, open_with_bundle, usage_error};
+use super::{ComponentArgs, DEFAULT_STORE, HostFailure, component_failure, fail};
 use crate::output::{self, exit};
 use anyhow::Context as _;
 use clap::Args;
-use krypton_host::engine::Runtime;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -35,14 +34,10 @@ pub struct ExportArgs {
     /// Secret store directory.
     #[arg(long, env = "KRYPTON_STORE", default_value = DEFAULT_STORE)]
     pub store: PathBuf,
-    /// Provisioning component: a .wasm, or a precompiled .cwasm with its .sig beside it.
-    /// Defaults to the one built into this binary (the gateway build has none).
-    #[arg(long, env = "KRYPTON_COMPONENT")]
-    pub component: Option<PathBuf>,
-    /// The ed25519 public key (base64 or hex) a precompiled component's signature must verify
-    /// with; a .cwasm never loads without it.
-    #[arg(long, env = "KRYPTON_TRUSTED_PUBLIC_KEY", value_name = "KEY")]
-    pub trusted_public_key: Option<String>,
+    // clap reads a doc comment here as help text: the field is documented by its type.
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub source: ComponentArgs,
     /// wireguard: Krypton endpoint whose addresses are routed through the tunnel.
     /// Default: the component's network-mode endpoint (e.g. https://krypton.soracom.io:8036).
     #[arg(long, env = "KRYPTON_ENDPOINT")]
@@ -64,13 +59,7 @@ pub async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     use std::os::unix::fs::DirBuilderExt;
     // The component knows the targets and formats: a name it does not know is a usage error,
     // as clap gives one, before anything else is checked.
-    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
-    let loaded = load(
-        runtime,
-        args.component.as_deref(),
-        args.trusted_public_key.as_deref(),
-    )
-    .await?;
+    let loaded = args.source.load().await?;
     let target = loaded.target(&args.target, "<TARGET>")?;
     let formats = loaded.targets.export_formats();
     if !formats.contains(&args.format.as_str()) {

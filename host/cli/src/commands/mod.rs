@@ -153,21 +153,55 @@ pub enum Command {
     Sim(sim::SimArgs),
 }
 
+/// Where the component comes from: `--component` and the key its signature must verify with
+/// (every command that loads a component flattens these).
+#[derive(Args, Clone)]
+pub struct ComponentArgs {
+    /// Provisioning component: a .wasm, or a precompiled .cwasm (`krypton-host compile`) with
+    /// its .sig beside it. Defaults to the one built into this binary (the gateway build has
+    /// none: give a .cwasm).
+    #[arg(long, env = "KRYPTON_COMPONENT")]
+    pub component: Option<PathBuf>,
+    /// The ed25519 public key (base64 or hex, as `keygen` prints it) a component's signature
+    /// must verify with; a .cwasm never loads without it, a .wasm then needs its .sig.
+    #[arg(long, env = "KRYPTON_TRUSTED_PUBLIC_KEY", value_name = "KEY")]
+    pub trusted_public_key: Option<String>,
+}
+
+impl ComponentArgs {
+    /// A runtime with `limits` and this component loaded through the one loader
+    /// ([`shared::load`]; its errors and exit codes).
+    pub async fn load_with(
+        &self,
+        limits: krypton_host::sandbox::SandboxLimits,
+    ) -> Result<shared::Loaded, HostFailure> {
+        let runtime =
+            krypton_host::Runtime::with_limits(limits).map_err(fail(output::exit::INTERNAL))?;
+        shared::load(
+            runtime,
+            self.component.as_deref(),
+            self.trusted_public_key.as_deref(),
+        )
+        .await
+    }
+
+    /// [`ComponentArgs::load_with`] with the default limits.
+    pub async fn load(&self) -> Result<shared::Loaded, HostFailure> {
+        self.load_with(krypton_host::sandbox::SandboxLimits::default())
+            .await
+    }
+}
+
 /// Options every command that reads the store shares.
 #[derive(Args)]
 pub struct CommonArgs {
     /// Secret store directory (created 0700; one 0600 file per bundle).
     #[arg(long, env = "KRYPTON_STORE", default_value = DEFAULT_STORE)]
     pub store: PathBuf,
-    /// Provisioning component: a .wasm, or a precompiled .cwasm (`krypton-host compile`) with
-    /// its .sig beside it. Defaults to the one built into this binary (the gateway build has
-    /// none: give a .cwasm).
-    #[arg(long, env = "KRYPTON_COMPONENT")]
-    pub component: Option<PathBuf>,
-    /// The ed25519 public key (base64 or hex, as `keygen` prints it) a precompiled component's
-    /// signature must verify with; a .cwasm never loads without it.
-    #[arg(long, env = "KRYPTON_TRUSTED_PUBLIC_KEY", value_name = "KEY")]
-    pub trusted_public_key: Option<String>,
+    // clap reads a doc comment here as help text: the field is documented by its type.
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub source: ComponentArgs,
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,

@@ -1,7 +1,7 @@
 //! `krypton-host provision TARGET`: call Krypton for one target and store its bundle.
 
 use super::print::print_json;
-use super::shared::{load, lock_store, usage_error};
+use super::shared::{lock_store, usage_error};
 use super::sim::UiccArgs;
 use super::{CommonArgs, HostFailure, component_failure, fail};
 use crate::output::{self, exit};
@@ -9,7 +9,6 @@ use clap::Args;
 use krypton_host::bindings::{AuthMode, KeyCacheUse};
 use krypton_host::capability::http::{self, OutboundPolicy};
 use krypton_host::capability::store::SecretStore;
-use krypton_host::engine::Runtime;
 use krypton_host::{ProvisionOptions, UiccAccess};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -207,13 +206,11 @@ pub async fn provision(args: ProvisionArgs) -> Result<(), HostFailure> {
     };
     // The whole call may take the operation deadline plus a minute of slack; past that the
     // host stops the component even if it ignores its own deadline.
-    let runtime = Runtime::with_limits(options.sandbox_limits()).map_err(fail(exit::INTERNAL))?;
-    let loaded = load(
-        runtime,
-        args.common.component.as_deref(),
-        args.common.trusted_public_key.as_deref(),
-    )
-    .await?;
+    let loaded = args
+        .common
+        .source
+        .load_with(options.sandbox_limits())
+        .await?;
     // The component knows the targets: an unknown name is a usage error, before the store is
     // touched.
     let target = loaded.target(&args.target, "<TARGET>")?;

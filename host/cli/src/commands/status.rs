@@ -1,13 +1,11 @@
 //! `krypton-host status [TARGET]`: what is stored, without calling Krypton.
 
-use super::shared::load;
 use super::{CommonArgs, HostFailure, fail, reported};
 use crate::output::{self, exit};
 use clap::Args;
 use krypton_contract::render::Status;
 use krypton_host::bindings::TargetInfo;
 use krypton_host::capability::store::SecretStore;
-use krypton_host::engine::Runtime;
 
 /// `status` arguments.
 #[derive(Args)]
@@ -32,15 +30,7 @@ pub async fn status(args: StatusArgs) -> Result<(), HostFailure> {
     // loaded to check TARGET, and to list what a store holds.
     let store_exists = store_dir.exists();
     let loaded = if args.target.is_some() || store_exists {
-        let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
-        Some(
-            load(
-                runtime,
-                args.common.component.as_deref(),
-                args.common.trusted_public_key.as_deref(),
-            )
-            .await?,
-        )
+        Some(args.common.source.load().await?)
     } else {
         None
     };

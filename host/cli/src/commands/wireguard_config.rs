@@ -1,11 +1,10 @@
 //! `krypton-host wireguard-config --out FILE`: a wg-quick file from the stored `arc` bundle.
 
-use super::shared::{krypton_addresses, load, open_with_bundle};
-use super::{DEFAULT_STORE, HostFailure, component_failure, fail};
+use super::shared::{krypton_addresses, open_with_bundle};
+use super::{ComponentArgs, DEFAULT_STORE, HostFailure, component_failure, fail};
 use crate::output::exit;
 use anyhow::Context as _;
 use clap::Args;
-use krypton_host::engine::Runtime;
 use std::path::PathBuf;
 
 /// `wireguard-config` arguments.
@@ -14,14 +13,10 @@ pub struct WireguardArgs {
     /// Secret store directory.
     #[arg(long, env = "KRYPTON_STORE", default_value = DEFAULT_STORE)]
     pub store: PathBuf,
-    /// Provisioning component: a .wasm, or a precompiled .cwasm with its .sig beside it.
-    /// Defaults to the one built into this binary (the gateway build has none).
-    #[arg(long, env = "KRYPTON_COMPONENT")]
-    pub component: Option<PathBuf>,
-    /// The ed25519 public key (base64 or hex) a precompiled component's signature must verify
-    /// with; a .cwasm never loads without it.
-    #[arg(long, env = "KRYPTON_TRUSTED_PUBLIC_KEY", value_name = "KEY")]
-    pub trusted_public_key: Option<String>,
+    // clap reads a doc comment here as help text: the field is documented by its type.
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub source: ComponentArgs,
     /// File to write (mode 0600; it holds the WireGuard private key). `-` writes to stdout.
     #[arg(long)]
     pub out: PathBuf,
@@ -41,13 +36,7 @@ const WIREGUARD_FORMAT: &str = "wireguard";
 /// `wireguard`. Errors: nothing stored (exit 11), Krypton's name unresolved (exit 4), the file
 /// cannot be written (exit 9), the component error's own code.
 pub async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
-    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
-    let loaded = load(
-        runtime,
-        args.component.as_deref(),
-        args.trusted_public_key.as_deref(),
-    )
-    .await?;
+    let loaded = args.source.load().await?;
     loaded.log_loaded();
     // The component's `wireguard-config` renders the bundle of the target it exports as
     // `wireguard` (its `target-info`): that is the bundle that must be stored.

@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 /// One entry of the outbound allow-list: a scheme, a host and a port, compared as a whole
 /// (the "origin" of RFC 6454 §4), written as a URL like Spin's `allowed_outbound_hosts`
-/// entries: `https://krypton.soracom.io:8036`, `http://127.0.0.1:8080`; the port defaults to the
+/// entries: `https://krypton.example:8036`, `http://127.0.0.1:8080`; the port defaults to the
 /// scheme's (443, 80). Wildcards are not supported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -16,7 +16,7 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// The origin of an absolute `http(s)` URL, e.g. `https://krypton.soracom.io:8036`. A path
+    /// The origin of an absolute `http(s)` URL, e.g. `https://krypton.example:8036`. A path
     /// of `/` or none is accepted (so a Krypton endpoint, which has no path, parses);
     /// user information, another path, a query or a fragment are refused, since an allow-list
     /// entry cannot limit them.
@@ -40,7 +40,7 @@ impl Origin {
                 uri.path_and_query().map(|p| p.as_str()),
                 None | Some("") | Some("/")
             ) && !url.contains('#'),
-            "`{url}`: give the base URL without a path, query or fragment, e.g. https://krypton.soracom.io:8036"
+            "`{url}`: give the base URL without a path, query or fragment, e.g. https://krypton.example:8036"
         );
         anyhow::ensure!(
             host.parse::<std::net::IpAddr>().is_ok()
