@@ -121,7 +121,7 @@ impl UiccSettings {
             ));
         }
         if let Some(port) = &self.port
-            && !(port.starts_with('/') && !port.chars().any(char::is_control))
+            && (!port.starts_with('/') || port.chars().any(char::is_control))
         {
             return Err(refused(
                 "port",
