@@ -22,10 +22,10 @@
 //! arrives by replacing the file (polled every second), by `SIGHUP`, or by `krypton-host
 //! reload` over the control socket.
 
+use crate::facts::Facts;
 use crate::files::{self, FileLock, LockError};
 use crate::http::{Origin, OutboundPolicy};
 use crate::lifecycle::{ComponentPolicy, Lifecycle, ReloadOutcome, parse_public_key};
-use crate::facts::Facts;
 use crate::options::ProvisionOptions;
 use crate::output;
 use crate::runtime::{AuthMode, CachePolicy, ProvisionRequest, Runtime, SandboxLimits, Target};
@@ -1237,7 +1237,9 @@ mod tests {
             let runtime =
                 Runtime::with_options(SandboxLimits::default(), CachePolicy::Off).unwrap();
             let pre = runtime.load(crate::runtime::DEFAULT_COMPONENT).unwrap();
-            let targets = crate::lifecycle::list_targets(&runtime, &pre).await.unwrap();
+            let targets = crate::lifecycle::list_targets(&runtime, &pre)
+                .await
+                .unwrap();
             crate::lifecycle::component_facts(&runtime, &pre, &targets)
                 .await
                 .unwrap()

@@ -642,7 +642,10 @@ mod tests {
         assert!(t.routes("10.200.0.1".parse().unwrap()));
         assert_eq!(t.fix(&["54.250.252.99".parse().unwrap()]), None);
         assert_eq!(
-            host_routes(&["54.250.252.99".parse().unwrap(), "2001:db8::9".parse().unwrap()]),
+            host_routes(&[
+                "54.250.252.99".parse().unwrap(),
+                "2001:db8::9".parse().unwrap()
+            ]),
             ["54.250.252.99/32", "2001:db8::9/128"]
         );
     }

@@ -182,7 +182,11 @@ impl Facts {
     /// The base URL of `mode` for `coverage`, or the mode's first (default) entry when
     /// `coverage` is `None`. Errors: [`UnknownCoverage`] for a coverage the component does not
     /// list for the mode.
-    pub fn endpoint(&self, mode: AuthMode, coverage: Option<&str>) -> Result<&str, UnknownCoverage> {
+    pub fn endpoint(
+        &self,
+        mode: AuthMode,
+        coverage: Option<&str>,
+    ) -> Result<&str, UnknownCoverage> {
         let mut of_mode = self.endpoints.iter().filter(|e| e.mode == mode);
         let found = match coverage {
             None => of_mode.next(),
@@ -303,7 +307,10 @@ mod tests {
         let pem = || vec![format("pem")];
         assert_eq!(
             refused(
-                with(0, endpoint(AuthMode::Network, None, "http://k.example:8036")),
+                with(
+                    0,
+                    endpoint(AuthMode::Network, None, "http://k.example:8036")
+                ),
                 pem()
             ),
             "the component's default-endpoints() entry 0: `http://k.example:8036` is not an https URL"
@@ -321,21 +328,34 @@ mod tests {
         );
         assert_eq!(
             refused(
-                with(2, endpoint(AuthMode::Sim, Some("north"), "https://n2.example")),
+                with(
+                    2,
+                    endpoint(AuthMode::Sim, Some("north"), "https://n2.example")
+                ),
                 pem()
             ),
             "the component's default-endpoints() entry 2: mode `sim` coverage `north` is listed twice"
         );
         assert_eq!(
             refused(
-                with(1, endpoint(AuthMode::Sim, Some("Nord\u{1b}"), "https://n.example")),
+                with(
+                    1,
+                    endpoint(AuthMode::Sim, Some("Nord\u{1b}"), "https://n.example")
+                ),
                 pem()
             ),
             "the component's default-endpoints() entry 1: coverage `Nord\\u{1b}` is not a plain name (1-32 bytes of `[a-z0-9-]`)"
         );
         assert_eq!(
             refused(
-                with(1, endpoint(AuthMode::Sim, None, &format!("https://{}.example", "a".repeat(300)))),
+                with(
+                    1,
+                    endpoint(
+                        AuthMode::Sim,
+                        None,
+                        &format!("https://{}.example", "a".repeat(300))
+                    )
+                ),
                 pem()
             ),
             "the component's default-endpoints() entry 1: url is 316 bytes long; at most 256"

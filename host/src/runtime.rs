@@ -1329,11 +1329,15 @@ impl Runtime {
         &self,
         pre: &KryptonPre,
     ) -> anyhow::Result<(Vec<DefaultEndpoint>, Vec<ExportFormat>)> {
-        self.offline_call(pre, "default-endpoints and export-formats", async |p, store| {
-            let endpoints = p.call_default_endpoints(&mut *store).await?;
-            let formats = p.call_export_formats(&mut *store).await?;
-            Ok((endpoints, formats))
-        })
+        self.offline_call(
+            pre,
+            "default-endpoints and export-formats",
+            async |p, store| {
+                let endpoints = p.call_default_endpoints(&mut *store).await?;
+                let formats = p.call_export_formats(&mut *store).await?;
+                Ok((endpoints, formats))
+            },
+        )
         .await
     }
 

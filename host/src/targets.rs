@@ -91,7 +91,10 @@ fn check_text(what: &str, text: &str) -> Result<(), InvalidTargets> {
 /// bidirectional formatting characters), or `None` when it is.
 pub(crate) fn text_problem(what: &str, text: &str, max: usize) -> Option<String> {
     if text.len() > max {
-        return Some(format!("{what} is {} bytes long; at most {max}", text.len()));
+        return Some(format!(
+            "{what} is {} bytes long; at most {max}",
+            text.len()
+        ));
     }
     if text.chars().any(crate::output::is_unprintable) {
         return Some(format!("{what} `{}` holds control characters", shown(text)));

@@ -83,7 +83,10 @@ pub fn parse_bootstrap(_: &Prepared, body: &[u8], now: u64) -> Result<Bundle, Er
 /// SORACOM sent, `arcSessionStatus.arcAllowedIPs`, and the operator's own
 /// `additionalAllowedIPs`), as a JSON pointer and the name shown for an entry's location.
 const SORATUN_ROUTE_LISTS: [(&str, &str); 2] = [
-    ("/arcSessionStatus/arcAllowedIPs", "arcSessionStatus.arcAllowedIPs"),
+    (
+        "/arcSessionStatus/arcAllowedIPs",
+        "arcSessionStatus.arcAllowedIPs",
+    ),
     ("/additionalAllowedIPs", "additionalAllowedIPs"),
 ];
 
@@ -92,8 +95,8 @@ const SORATUN_ROUTE_LISTS: [(&str, &str); 2] = [
 /// `not a string`. Errors: [`Error::InvalidRequest`] when `text` is not JSON or holds neither
 /// list as an array.
 pub fn soratun_routes(text: &str) -> Result<Vec<RouteEntry>, Error> {
-    let json: Value = serde_json::from_str(text)
-        .map_err(|e| Error::InvalidRequest(format!("not JSON: {e}")))?;
+    let json: Value =
+        serde_json::from_str(text).map_err(|e| Error::InvalidRequest(format!("not JSON: {e}")))?;
     let mut entries = Vec::new();
     let mut seen = false;
     for (pointer, name) in SORATUN_ROUTE_LISTS {

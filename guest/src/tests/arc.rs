@@ -71,7 +71,11 @@ fn soratun_routes_are_read_from_both_lists() {
         seen,
         vec![
             ("arcSessionStatus.arcAllowedIPs[0]", "100.127.0.0/16", None),
-            ("arcSessionStatus.arcAllowedIPs[1]", "54.250.252.67/32", None),
+            (
+                "arcSessionStatus.arcAllowedIPs[1]",
+                "54.250.252.67/32",
+                None
+            ),
             ("additionalAllowedIPs[0]", "10.0.0.0/8", None),
             ("additionalAllowedIPs[1]", "7", Some("not a string")),
         ]
@@ -81,7 +85,10 @@ fn soratun_routes_are_read_from_both_lists() {
         vec![]
     );
     for (bad, why) in [
-        ("{}", "neither `arcSessionStatus.arcAllowedIPs` nor `additionalAllowedIPs` is present"),
+        (
+            "{}",
+            "neither `arcSessionStatus.arcAllowedIPs` nor `additionalAllowedIPs` is present",
+        ),
         (r#"{"additionalAllowedIPs": "10.0.0.0/8"}"#, "neither"),
         ("not json", "not JSON: "),
     ] {

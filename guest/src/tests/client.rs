@@ -474,5 +474,8 @@ fn default_endpoints_cover_each_mode_global_first() {
         let parsed = Endpoint::parse(e.url).unwrap();
         assert_eq!(parsed.scheme, "https", "{}", e.url);
     }
-    assert_eq!(Endpoint::parse(DEFAULT_ENDPOINTS[0].url).unwrap().port, 8036);
+    assert_eq!(
+        Endpoint::parse(DEFAULT_ENDPOINTS[0].url).unwrap().port,
+        8036
+    );
 }

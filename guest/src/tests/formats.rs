@@ -451,8 +451,14 @@ fn each_target_lists_the_formats_render_export_accepts() {
 fn aziot_files_name_the_accounts_that_read_them() {
     use crate::formats::FORMATS;
     let mut fake = provisioned(Target::AzureIot);
-    let files = render_export(&mut fake, Target::AzureIot, "aziot", "/etc/aziot/krypton", &[])
-        .unwrap();
+    let files = render_export(
+        &mut fake,
+        Target::AzureIot,
+        "aziot",
+        "/etc/aziot/krypton",
+        &[],
+    )
+    .unwrap();
     let owners: Vec<(&str, Option<&str>)> =
         files.iter().map(|f| (f.name.as_str(), f.owner)).collect();
     assert_eq!(

@@ -1,13 +1,13 @@
 //! `krypton-host doctor`: check the route to Krypton (see `krypton_host::doctor`).
 
 use super::print::print_json;
-use super::shared::{Loaded, load, usage_error};
+use super::shared::{Loaded, load_default, usage_error};
 use super::sim::UiccArgs;
 use super::{HostFailure, component_failure, fail, reported};
 use clap::Args;
 use krypton_host::UiccAccess;
 use krypton_host::output::{self, exit};
-use krypton_host::runtime::{AuthMode, ProvisionError, Runtime};
+use krypton_host::runtime::{AuthMode, ProvisionError};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -76,9 +76,7 @@ async fn component_for(args: &DoctorArgs) -> Result<Option<Loaded>, HostFailure>
     if !(needed || args.component.is_some() || cfg!(feature = "jit")) {
         return Ok(None);
     }
-    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
-    let loaded = load(
-        runtime,
+    let loaded = load_default(
         args.component.as_deref(),
         args.trusted_public_key.as_deref(),
     )

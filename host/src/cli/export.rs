@@ -2,12 +2,11 @@
 //! format, all files or none.
 
 use super::print::print_json;
-use super::shared::{krypton_addresses, load, open_with_bundle, usage_error};
+use super::shared::{krypton_addresses, load_default, open_with_bundle, usage_error};
 use super::{DEFAULT_STORE, HostFailure, component_failure, fail};
 use anyhow::Context as _;
 use clap::Args;
 use krypton_host::output::{self, exit};
-use krypton_host::runtime::Runtime;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -64,9 +63,7 @@ pub async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     use std::os::unix::fs::DirBuilderExt;
     // The component knows the targets and formats: a name it does not know is a usage error,
     // as clap gives one, before anything else is checked.
-    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
-    let loaded = load(
-        runtime,
+    let loaded = load_default(
         args.component.as_deref(),
         args.trusted_public_key.as_deref(),
     )
@@ -135,7 +132,8 @@ pub async fn export(args: ExportArgs) -> Result<(), HostFailure> {
     // and renders again with them.
     let mut files = render(&planned, &[]).await?;
     let addresses = if args.format == "wireguard" {
-        let addresses = krypton_addresses(&args.krypton_addresses, args.endpoint.as_deref(), &loaded).await?;
+        let addresses =
+            krypton_addresses(&args.krypton_addresses, args.endpoint.as_deref(), &loaded).await?;
         files = render(&planned, &addresses).await?;
         addresses
     } else {

@@ -107,9 +107,12 @@ pub fn worded(command: Command, targets: &Targets, facts: &Facts) -> Command {
     let set = |text: String| move |arg: clap::Arg| arg.help(text.clone()).long_help(text);
     command
         .mut_subcommand("provision", |c| {
-            c.mut_arg("target", set(format!("A target of the component: {names}.")))
-                .mut_arg("endpoint", set(endpoint.clone()))
-                .mut_arg("coverage", set(coverage.clone()))
+            c.mut_arg(
+                "target",
+                set(format!("A target of the component: {names}.")),
+            )
+            .mut_arg("endpoint", set(endpoint.clone()))
+            .mut_arg("coverage", set(coverage.clone()))
         })
         .mut_subcommand("doctor", |c| {
             c.mut_arg(
@@ -124,9 +127,7 @@ pub fn worded(command: Command, targets: &Targets, facts: &Facts) -> Command {
         .mut_subcommand("status", |c| {
             c.mut_arg(
                 "target",
-                set(format!(
-                    "One target ({names}); all targets when omitted."
-                )),
+                set(format!("One target ({names}); all targets when omitted.")),
             )
         })
         .mut_subcommand("export", |c| {

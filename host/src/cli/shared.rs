@@ -4,13 +4,13 @@
 
 use super::{HostFailure, component_failure, fail};
 use anyhow::Context as _;
+use krypton_host::facts::Facts;
 use krypton_host::http;
 use krypton_host::lifecycle;
 use krypton_host::output::exit;
 use krypton_host::precompiled::ComponentFile;
 use krypton_host::runtime::{KryptonPre, Runtime, TargetInfo};
 use krypton_host::store::SecretStore;
-use krypton_host::facts::Facts;
 use krypton_host::targets::Targets;
 use std::path::Path;
 use std::time::Instant;
@@ -226,6 +226,16 @@ pub async fn load(
         facts,
         origin: (origin, bytes, ms),
     })
+}
+
+/// [`load`] into a runtime with the default sandbox limits, for a command that makes no
+/// provisioning call (its wall-clock limit is the default's).
+pub async fn load_default(
+    path: Option<&Path>,
+    trusted_key: Option<&str>,
+) -> Result<Loaded, HostFailure> {
+    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
+    load(runtime, path, trusted_key).await
 }
 
 /// A command-line value the component refuses, as clap words a usage error (exit 2): `message`

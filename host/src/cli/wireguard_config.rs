@@ -1,11 +1,10 @@
 //! `krypton-host wireguard-config --out FILE`: a wg-quick file from the stored `arc` bundle.
 
-use super::shared::{krypton_addresses, load, open_with_bundle};
+use super::shared::{krypton_addresses, load_default, open_with_bundle};
 use super::{DEFAULT_STORE, HostFailure, component_failure, fail};
 use anyhow::Context as _;
 use clap::Args;
 use krypton_host::output::exit;
-use krypton_host::runtime::Runtime;
 use std::path::PathBuf;
 
 /// `wireguard-config` arguments.
@@ -41,9 +40,7 @@ const WIREGUARD_FORMAT: &str = "wireguard";
 /// `wireguard`. Errors: nothing stored (exit 11), Krypton's name unresolved (exit 4), the file
 /// cannot be written (exit 9), the component error's own code.
 pub async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
-    let runtime = Runtime::new().map_err(fail(exit::INTERNAL))?;
-    let loaded = load(
-        runtime,
+    let loaded = load_default(
         args.component.as_deref(),
         args.trusted_public_key.as_deref(),
     )
@@ -64,7 +61,8 @@ pub async fn wireguard_config(args: WireguardArgs) -> Result<(), HostFailure> {
         })?;
     // Say "nothing stored" before trying DNS, which fails off the SORACOM network anyway.
     let store = open_with_bundle(&args.store, &loaded, &target).await?;
-    let addresses = krypton_addresses(&args.krypton_addresses, args.endpoint.as_deref(), &loaded).await?;
+    let addresses =
+        krypton_addresses(&args.krypton_addresses, args.endpoint.as_deref(), &loaded).await?;
     let config = match loaded
         .runtime
         .wireguard_config(&loaded.pre, store, &addresses)

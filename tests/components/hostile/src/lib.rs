@@ -195,7 +195,11 @@ fn hostile_endpoints() -> Vec<DefaultEndpoint> {
     let sim = endpoint(AuthMode::Sim, Some("global"), "https://sim.hostile.invalid");
     match targets_marker() {
         b"http-endpoint" => vec![
-            endpoint(AuthMode::Network, None, "http://krypton.hostile.invalid:8036"),
+            endpoint(
+                AuthMode::Network,
+                None,
+                "http://krypton.hostile.invalid:8036",
+            ),
             sim,
         ],
         b"no-sim" => vec![endpoint(
@@ -204,11 +208,19 @@ fn hostile_endpoints() -> Vec<DefaultEndpoint> {
             "https://krypton.hostile.invalid:8036",
         )],
         b"path-endpoint" => vec![
-            endpoint(AuthMode::Network, None, "https://krypton.hostile.invalid/v1"),
+            endpoint(
+                AuthMode::Network,
+                None,
+                "https://krypton.hostile.invalid/v1",
+            ),
             sim,
         ],
         _ => vec![
-            endpoint(AuthMode::Network, None, "https://krypton.hostile.invalid:8036"),
+            endpoint(
+                AuthMode::Network,
+                None,
+                "https://krypton.hostile.invalid:8036",
+            ),
             sim,
         ],
     }
@@ -296,8 +308,8 @@ fn hostile_targets() -> Vec<TargetInfo> {
                 "shell-owner",
                 "owned",
             ]
-                .map(String::from)
-                .to_vec();
+            .map(String::from)
+            .to_vec();
             vec![e]
         }
         _ => Vec::new(),
