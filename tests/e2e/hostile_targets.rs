@@ -231,28 +231,54 @@ async fn a_hostile_hint_reaches_the_operator_bounded_and_without_escapes() {
     assert_eq!(output::error_json(&failure)["error"]["hint"], cut.as_str());
 }
 
-#[tokio::test]
-async fn export_files_the_component_names_badly_are_refused_before_anything_is_created() {
-    let tmp = tempfile::tempdir().unwrap();
-    let component = hostile_with_targets(tmp.path(), "export");
-    let store = tmp.path().join("store");
-    SecretStore::open(&store).unwrap();
-    let out = tmp.path().join("out");
-    let export = async |format: &str| {
-        run_cli(&[
+/// The hostile component's `export` list with a store whose `status` reports a bundle, and
+/// an `--out` that does not exist yet.
+struct ExportScene {
+    _tmp: tempfile::TempDir,
+    component: PathBuf,
+    store: PathBuf,
+    out: PathBuf,
+}
+
+impl ExportScene {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let component = hostile_with_targets(tmp.path(), "export");
+        let store = tmp.path().join("store");
+        SecretStore::open(&store).unwrap();
+        let out = tmp.path().join("out");
+        ExportScene {
+            _tmp: tmp,
+            component,
+            store,
+            out,
+        }
+    }
+
+    /// `export arc --format FORMAT` into `out`, with `extra` arguments.
+    async fn export(&self, format: &str, extra: &[&str]) -> (i32, String, String) {
+        let mut args = vec![
             "export",
             "arc",
             "--format",
             format,
             "--out",
-            out.to_str().unwrap(),
+            self.out.to_str().unwrap(),
             "--component",
-            component.to_str().unwrap(),
+            self.component.to_str().unwrap(),
             "--store",
-            store.to_str().unwrap(),
-        ])
-        .await
-    };
+            self.store.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run_cli(&args).await
+    }
+}
+
+#[tokio::test]
+async fn export_files_the_component_names_badly_are_refused_before_anything_is_created() {
+    let scene = ExportScene::new();
+    let out = &scene.out;
+    let export = async |format: &str| scene.export(format, &[]).await;
     for (format, shown) in [("escape-name", "\\u{1b}[2Jx.pem"), ("twice", "x.pem")] {
         let (code, stdout, stderr) = export(format).await;
         assert_eq!(code, 1, "{format}: {stderr}");
@@ -408,27 +434,9 @@ async fn the_default_endpoint_and_the_coverages_are_the_components() {
 /// name them, and refuses an owner that is not an account name before anything is created.
 #[tokio::test]
 async fn export_owners_are_the_components_and_checked() {
-    let tmp = tempfile::tempdir().unwrap();
-    let component = hostile_with_targets(tmp.path(), "export");
-    let store = tmp.path().join("store");
-    SecretStore::open(&store).unwrap();
-    let out = tmp.path().join("out");
-    let export = async |format: &str| {
-        run_cli(&[
-            "export",
-            "arc",
-            "--format",
-            format,
-            "--out",
-            out.to_str().unwrap(),
-            "--component",
-            component.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-            "--json",
-        ])
-        .await
-    };
+    let scene = ExportScene::new();
+    let out = &scene.out;
+    let export = async |format: &str| scene.export(format, &["--json"]).await;
     let (code, stdout, stderr) = export("shell-owner").await;
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
