@@ -68,31 +68,16 @@ const RANKS: [(&str, &[(&str, u8)]); 4] = [
     ),
 ];
 
-/// The code of a file of a layer, in one spelling: whole-line comments dropped, no white
-/// space around `::`, and every path that reaches the crate root written from `crate::`
-/// (`super::super::` from a file, `super::` from a `mod.rs`, the crate's own name).
-fn normalized(text: &str, is_mod: bool) -> String {
-    let code: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("//"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let mut out = String::with_capacity(code.len());
-    let mut rest = code.as_str();
-    while let Some(i) = rest.find("::") {
-        out.push_str(rest[..i].trim_end());
-        out.push_str("::");
-        rest = rest[i + 2..].trim_start();
-    }
-    out.push_str(rest);
-    let out = out
-        .replace("krypton_guest::", "crate::")
-        .replace("super::super::", "crate::");
-    if is_mod {
-        out.replace("super::", "crate::")
+/// The code of `layer/file.rs` in one spelling (`krypton_layering::normalized`): whole-line
+/// comments dropped, no white space around `::`, and every path that reaches the crate root
+/// written from `crate::` (`super::` climbs from the file's module, the crate's own name).
+fn normalized(text: &str, layer: &str, file: &str) -> String {
+    let module: &[&str] = if file == "mod" {
+        &[layer]
     } else {
-        out
-    }
+        &[layer, file]
+    };
+    krypton_layering::normalized(text, "krypton_guest", module)
 }
 
 /// The crate-level modules a file's code names: `crate::x`, and the heads of `crate::{...}`.
@@ -118,7 +103,7 @@ fn sibling_names<'t>(code: &'t str, layer: &str) -> Vec<&'t str> {
 /// imports.
 fn faults_in(layer: &str, level: u8, file: &str, rank: u8, text: &str) -> Vec<String> {
     let ranks = RANKS.iter().find(|(l, _)| *l == layer).unwrap().1;
-    let code = normalized(text, file == "mod");
+    let code = normalized(text, layer, file);
     let mut faults = Vec::new();
     for name in crate_names(&code) {
         let above = LAYERS.iter().any(|(l, n)| *l == name && *n > level);

@@ -21,6 +21,8 @@ const RULES: Rules = Rules {
     ],
     forbidden: &["layers", "tests"],
     ranks: &[
+        ("files", &[("tests", 9)]),
+        ("signing", &[("tests", 9)]),
         (
             "capability",
             &[("http", 0), ("store", 0), ("uicc", 0), ("mod", 9)],

@@ -152,24 +152,36 @@ async fn a_plain_targets_list_is_served_and_names_outside_it_are_usage_errors() 
     );
 }
 
-#[tokio::test]
-async fn a_daemon_refuses_a_hostile_targets_list_at_start_and_on_swap() {
-    let tmp = tempfile::tempdir().unwrap();
+/// A daemon's lifecycle in `dir` that refuses to start on the hostile component `hostile` (its
+/// error names `refusal`), then starts on the built-in component: the lifecycle, its component
+/// file and the serving digest.
+async fn refused_at_start_then_serving(
+    dir: &Path,
+    hostile: &str,
+    refusal: &str,
+) -> (Lifecycle, PathBuf, String) {
     let runtime = Arc::new(Runtime::new().unwrap());
-    let file = tmp.path().join("component.wasm");
-
-    // At start: nothing to fall back to, so the start fails with the refusal.
-    std::fs::copy(hostile_with_targets(tmp.path(), "escape"), &file).unwrap();
+    let file = dir.join("component.wasm");
+    std::fs::copy(hostile_with_targets(dir, hostile), &file).unwrap();
     let refused = Lifecycle::start(runtime.clone(), Some(file.clone()), None).await;
     let message = format!("{:#}", refused.err().unwrap());
-    assert!(message.contains(REFUSED[1].1), "{message}");
-
-    // On a swap: the serving version keeps serving, for every hostile list.
+    assert!(message.contains(refusal), "{message}");
     std::fs::write(&file, DEFAULT_COMPONENT).unwrap();
     let lifecycle = Lifecycle::start(runtime, Some(file.clone()), None)
         .await
         .unwrap();
     let serving = lifecycle.current().digest.clone();
+    (lifecycle, file, serving)
+}
+
+#[tokio::test]
+async fn a_daemon_refuses_a_hostile_targets_list_at_start_and_on_swap() {
+    let tmp = tempfile::tempdir().unwrap();
+    // At start: nothing to fall back to, so the start fails with the refusal.
+    let (lifecycle, file, serving) =
+        refused_at_start_then_serving(tmp.path(), "escape", REFUSED[1].1).await;
+
+    // On a swap: the serving version keeps serving, for every hostile list.
     let names = lifecycle.current().targets.names().join(",");
     assert_eq!(names, TARGET_NAMES.join(","));
     for (name, refusal) in REFUSED {
@@ -349,18 +361,8 @@ async fn hostile_default_endpoints_are_refused_before_a_component_serves() {
         assert!(!store.exists(), "{name}: the store was made");
     }
 
-    let runtime = Arc::new(Runtime::new().unwrap());
-    let file = tmp.path().join("component.wasm");
-    std::fs::copy(hostile_with_targets(tmp.path(), "no-sim"), &file).unwrap();
-    let refused = Lifecycle::start(runtime.clone(), Some(file.clone()), None).await;
-    let message = format!("{:#}", refused.err().unwrap());
-    assert!(message.contains(REFUSED_ENDPOINTS[1].1), "{message}");
-
-    std::fs::write(&file, DEFAULT_COMPONENT).unwrap();
-    let lifecycle = Lifecycle::start(runtime, Some(file.clone()), None)
-        .await
-        .unwrap();
-    let serving = lifecycle.current().digest.clone();
+    let (lifecycle, file, serving) =
+        refused_at_start_then_serving(tmp.path(), "no-sim", REFUSED_ENDPOINTS[1].1).await;
     for (name, refusal) in REFUSED_ENDPOINTS {
         std::fs::rename(hostile_with_targets(tmp.path(), name), &file).unwrap();
         let message = format!("{:#}", lifecycle.reload().await.unwrap_err());

@@ -40,7 +40,7 @@ impl Origin {
                 uri.path_and_query().map(|p| p.as_str()),
                 None | Some("") | Some("/")
             ) && !url.contains('#'),
-            "`{url}`: give the base URL without a path, query or fragment, e.g. https://krypton.example:8036"
+            "`{url}`: give the base URL without a path, query or fragment, e.g. https://krypton.soracom.io:8036"
         );
         anyhow::ensure!(
             host.parse::<std::net::IpAddr>().is_ok()

@@ -1,0 +1,217 @@
+//! Unit tests of `signing`.
+
+use super::*;
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[7u8; 32])
+}
+
+#[test]
+fn the_payload_binds_context_digest_and_version() {
+    let digest = digest_hex(b"component");
+    let payload = String::from_utf8(signed_payload(&digest, "1.2.3").unwrap()).unwrap();
+    assert_eq!(
+        payload,
+        format!("soracom-krypton/component-signature/v1\nsha256:{digest}\nversion:1.2.3\n")
+    );
+    // A version that could add a line is not a version.
+    assert!(signed_payload(&digest, "1.2.3\nversion:9.9.9").is_err());
+    assert!(signed_payload("ABC", "1.2.3").is_err());
+}
+
+#[test]
+fn a_signature_verifies_only_for_its_bytes_version_and_key() {
+    let sig = sign(&key(), b"v2 bytes", "0.2.0").unwrap();
+    assert_eq!(
+        verify(&key().verifying_key(), b"v2 bytes", sig.as_bytes()).unwrap(),
+        "0.2.0"
+    );
+    let err = verify(&key().verifying_key(), b"other", sig.as_bytes()).unwrap_err();
+    assert!(format!("{err:#}").contains("for other bytes"), "{err:#}");
+    // The version changed in the file: the signature no longer matches.
+    let edited = sig.replace("\"0.2.0\"", "\"9.0.0\"");
+    let err = verify(&key().verifying_key(), b"v2 bytes", edited.as_bytes()).unwrap_err();
+    assert!(format!("{err:#}").contains("does not verify"), "{err:#}");
+    let other = SigningKey::from_bytes(&[8u8; 32]);
+    let err = verify(&other.verifying_key(), b"v2 bytes", sig.as_bytes()).unwrap_err();
+    assert!(format!("{err:#}").contains("does not verify"), "{err:#}");
+}
+
+#[test]
+fn a_bare_digest_signature_is_refused_with_the_way_out() {
+    let old = base64::engine::general_purpose::STANDARD
+        .encode(key().sign(&Sha256::digest(b"v1")).to_bytes());
+    let err = verify(&key().verifying_key(), b"v1", old.as_bytes()).unwrap_err();
+    assert!(format!("{err:#}").contains("krypton-host sign"), "{err:#}");
+    let big = vec![b' '; 5000];
+    assert!(verify(&key().verifying_key(), b"v1", &big).is_err());
+    let unknown = sign(&key(), b"v1", "0.1.0")
+        .unwrap()
+        .replace("{", "{\"extra\":1,");
+    assert!(verify(&key().verifying_key(), b"v1", unknown.as_bytes()).is_err());
+}
+
+#[test]
+fn public_keys_parse_from_base64_or_hex_and_never_panic() {
+    let public = key().verifying_key();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(public.as_bytes());
+    let hex: String = public
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(parse_public_key(&b64).unwrap(), public);
+    assert_eq!(parse_public_key(&hex).unwrap(), public);
+    let zero = base64::engine::general_purpose::STANDARD.encode([0u8; 32]);
+    assert!(
+        format!("{:#}", parse_public_key(&zero).unwrap_err()).contains("small-order"),
+        "the all-zero key was accepted"
+    );
+    // 64 bytes of text with multi-byte characters: an error, not a panic.
+    for bad in [
+        "é".repeat(32),
+        "ÿ".repeat(32),
+        "a".repeat(63) + "é",
+        String::new(),
+    ] {
+        assert!(parse_public_key(&bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn signing_keys_round_trip_through_pkcs8_pem() {
+    let (pem, public) = generate_key_pem().unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
+    let key = parse_signing_key(&pem).unwrap();
+    assert_eq!(parse_public_key(&public).unwrap(), key.verifying_key());
+    let err = parse_signing_key("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+        .unwrap_err();
+    assert!(!format!("{err:#}").contains("AAAA"));
+}
+
+fn facts(artifact: &[u8]) -> PrecompiledFacts {
+    PrecompiledFacts {
+        sha256: digest_hex(artifact),
+        target: "aarch64-unknown-linux-gnu".into(),
+        wasmtime: "48.0.8".into(),
+        source_sha256: digest_hex(b"component"),
+        version: "0.3.0".into(),
+    }
+}
+
+#[test]
+fn the_precompiled_payload_binds_artifact_target_wasmtime_source_and_version() {
+    let facts = facts(b"artifact");
+    let payload = String::from_utf8(precompiled_payload(&facts).unwrap()).unwrap();
+    assert_eq!(
+        payload,
+        format!(
+            "soracom-krypton/precompiled-signature/v1\nsha256:{}\ntarget:aarch64-unknown-linux-gnu\n\
+             wasmtime:48.0.8\nsource-sha256:{}\nversion:0.3.0\n",
+            digest_hex(b"artifact"),
+            digest_hex(b"component")
+        )
+    );
+    for broken in [
+        PrecompiledFacts {
+            target: "x86_64\nversion:9.9.9".into(),
+            ..facts.clone()
+        },
+        PrecompiledFacts {
+            wasmtime: String::new(),
+            ..facts.clone()
+        },
+        PrecompiledFacts {
+            source_sha256: "ABC".into(),
+            ..facts.clone()
+        },
+        PrecompiledFacts {
+            version: "one".into(),
+            ..facts.clone()
+        },
+    ] {
+        assert!(precompiled_payload(&broken).is_err(), "{broken:?}");
+    }
+}
+
+#[test]
+fn a_precompiled_signature_verifies_only_for_its_artifact_facts_and_key() {
+    let sig = sign_precompiled(&key(), &facts(b"artifact")).unwrap();
+    assert!(
+        sig.starts_with("{\"format\":\"soracom-krypton/precompiled-signature/v1\",\"sha256\":")
+    );
+    assert!(sig.contains("\"sourceSha256\":"), "{sig}");
+    let digest = digest_hex(b"artifact");
+    assert_eq!(
+        verify_precompiled(&key().verifying_key(), &digest, sig.as_bytes()).unwrap(),
+        facts(b"artifact")
+    );
+    let err = verify_precompiled(
+        &key().verifying_key(),
+        &digest_hex(b"other"),
+        sig.as_bytes(),
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("for other bytes"), "{err:#}");
+    // Another target or source version written into the file: the signature fails.
+    for edited in [
+        sig.replace("aarch64-unknown-linux-gnu", "x86_64-unknown-linux-gnu"),
+        sig.replace("\"0.3.0\"", "\"9.0.0\""),
+    ] {
+        let err =
+            verify_precompiled(&key().verifying_key(), &digest, edited.as_bytes()).unwrap_err();
+        assert!(format!("{err:#}").contains("does not verify"), "{err:#}");
+    }
+    let other = SigningKey::from_bytes(&[8u8; 32]);
+    let err = verify_precompiled(&other.verifying_key(), &digest, sig.as_bytes()).unwrap_err();
+    assert!(format!("{err:#}").contains("does not verify"), "{err:#}");
+    // A component signature is neither taken for an artifact's, nor the other way round.
+    let component_sig = sign(&key(), b"artifact", "0.3.0").unwrap();
+    let err =
+        verify_precompiled(&key().verifying_key(), &digest, component_sig.as_bytes()).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("krypton-host compile"),
+        "{err:#}"
+    );
+    let err = verify(&key().verifying_key(), b"artifact", sig.as_bytes()).unwrap_err();
+    assert!(format!("{err:#}").contains("not a valid"), "{err:#}");
+}
+
+#[test]
+fn the_floor_refuses_lower_versions_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let floor = VersionFloor::new(dir.path(), false);
+    assert_eq!(floor.highest().unwrap(), None);
+    floor.check("0.2.0").unwrap();
+    floor.accept("0.2.0").unwrap();
+    floor.accept("0.1.5").unwrap(); // not raised
+    assert_eq!(floor.highest().unwrap().unwrap().to_string(), "0.2.0");
+    let err = floor.check("0.1.9").unwrap_err();
+    assert!(
+        format!("{err:#}").contains("refusing a downgrade"),
+        "{err:#}"
+    );
+    floor.check("0.2.0").unwrap();
+    floor.check("0.10.0").unwrap(); // semver order, not text order
+    // Build metadata has no precedence (semver.org §10): 0.2.0+a and 0.2.0+b are equal to
+    // 0.2.0, neither raises the floor and neither is a downgrade.
+    floor.check("0.2.0+zzz").unwrap();
+    floor.accept("0.2.0+zzz").unwrap();
+    assert_eq!(floor.highest().unwrap().unwrap().to_string(), "0.2.0");
+    floor.check("0.2.0").unwrap();
+    // A pre-release of the accepted version comes before it (semver.org §11.3).
+    assert!(floor.check("0.2.0-rc.1").is_err());
+    assert!(floor.check("hostile").is_err());
+    let allowed = VersionFloor::new(dir.path(), true);
+    allowed.check("0.1.9").unwrap();
+    allowed.accept("0.1.9").unwrap();
+    assert_eq!(floor.highest().unwrap().unwrap().to_string(), "0.1.9");
+    // After a rollback the floor goes back to the version that serves again.
+    floor.accept("0.3.0").unwrap();
+    floor.restore("0.1.9").unwrap();
+    assert_eq!(floor.highest().unwrap().unwrap().to_string(), "0.1.9");
+    floor.check("0.1.9").unwrap();
+    // A damaged floor file is an error, not "no floor".
+    std::fs::write(dir.path().join("accepted-version"), "garbage").unwrap();
+    assert!(floor.check("0.3.0").is_err());
+}
