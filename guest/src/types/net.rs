@@ -47,7 +47,7 @@ impl Cidr {
 /// `fe80::/10`; RFC 3927, RFC 4291 §2.5.6), an IPv4-mapped IPv6 address by its IPv4 address.
 /// Such an address never leaves this machine or its link, so a route into the tunnel would be
 /// wrong (a test endpoint on loopback must keep working). `krypton-host doctor` applies the same
-/// rule (`host/src/doctor.rs`, `is_local_address`); an end-to-end test runs both commands on
+/// rule (`host/cli/src/doctor.rs`, `is_local_address`); an end-to-end test runs both commands on
 /// the same addresses and compares their verdicts.
 pub fn is_local_address(ip: IpAddr) -> bool {
     match ip.to_canonical() {

@@ -18,6 +18,8 @@
 pub mod commands;
 pub mod daemon;
 pub mod doctor;
+#[cfg(test)]
+mod layers;
 pub mod output;
 #[cfg(feature = "registry")]
 pub mod registry;

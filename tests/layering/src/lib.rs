@@ -10,7 +10,8 @@
 //!   may name everything in its directory;
 //! * no code is pulled in by path (`#[path]`, `include!`), which would hide what it imports.
 //!
-//! Whole-line comments and the unit-test module at the end of a file are skipped, so docs may
+//! Whole-line comments, the unit-test module at the end of a file and `tests.rs` files are
+//! skipped, so docs may
 //! link anywhere and tests may set up what they need; the files named in `forbidden` (the
 //! checker's own test) are not checked. The host library's
 //! `layers` test and its own tests drive it; see [`check`].
@@ -214,7 +215,10 @@ pub fn check(src: &Path, rules: &Rules) -> (usize, Vec<String>) {
             }
         }
         let top = parts[0];
-        if !rules.forbidden.contains(&top) {
+        // A `tests.rs` is a unit-test module in a file of its own: test code, as the test
+        // module at the end of a file is.
+        let is_test_file = parts.last() == Some(&"tests");
+        if !rules.forbidden.contains(&top) && !is_test_file {
             faults.extend(faults_in(rules, rel, &text));
         }
     }
