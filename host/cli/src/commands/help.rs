@@ -11,16 +11,22 @@ use krypton_host::component::facts::Facts;
 #[cfg(feature = "jit")]
 use krypton_host::component::targets::Targets;
 
-/// Whether the command line asks for help (`-h`, `--help`, or the `help` command): only then
-/// is the component asked for its words.
+/// The commands whose help names what the component says.
+const WORDED: [&str; 5] = [
+    "provision",
+    "doctor",
+    "status",
+    "export",
+    "wireguard-config",
+];
+
+/// Whether the command line asks for the help of a command in [`WORDED`] (`-h`, `--help`, or
+/// the `help` command): only then is the component asked for its words.
 pub fn requested() -> bool {
-    let mut args = std::env::args_os().skip(1);
-    let first = args.next();
-    first.as_deref().is_some_and(|a| a == "help")
-        || first
-            .into_iter()
-            .chain(args)
-            .any(|a| a == "-h" || a == "--help")
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let help = args.first().is_some_and(|a| a == "help")
+        || args.iter().any(|a| a == "-h" || a == "--help");
+    help && args.iter().any(|a| WORDED.iter().any(|w| a == w))
 }
 
 /// `command` with the built-in component's targets, formats and endpoints in its help texts.
