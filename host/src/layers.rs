@@ -2,7 +2,7 @@
 //! above it, no capability names another, and inside each directory a file names only siblings
 //! of a lower rank (the checker is `krypton-layering`).
 
-use krypton_layering::{Rules, check, faults_in};
+use krypton_layering::{Rules, assert_each_fault, assert_layered, faults_in};
 use std::path::Path;
 
 /// The rules of this crate: the layers of the crate docs' table, lowest first, and the order
@@ -60,18 +60,12 @@ const RULES: Rules = Rules {
 #[test]
 fn no_module_imports_one_above_it() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let (checked, faults) = check(&src, &RULES);
-    assert!(checked >= 20, "only {checked} files checked");
-    assert!(
-        faults.is_empty(),
-        "imports against the layers:\n{}",
-        faults.join("\n")
-    );
+    assert_layered(&src, &RULES, 20);
 }
 
 #[test]
 fn the_check_sees_an_upward_import_in_every_spelling() {
-    for (file, line, fault) in [
+    let cases = [
         (
             "capability/store.rs",
             "use crate::engine::HostState;",
@@ -122,9 +116,8 @@ fn the_check_sees_an_upward_import_in_every_spelling() {
             "#[path = \"engine/mod.rs\"]\nmod e;",
             "files.rs pulls code in with #[path",
         ),
-    ] {
-        assert_eq!(faults_in(&RULES, file, line), [fault], "{file}: {line}");
-    }
+    ];
+    assert_each_fault(&RULES, &cases);
     // What is allowed stays allowed: lower layers, lower siblings, its own module, comments.
     for (file, line) in [
         ("capability/store.rs", "use crate::sandbox::LimitTrip;"),

@@ -3,7 +3,7 @@
 //! it, the daemon uses those, the commands use everything; inside a directory a file names only
 //! siblings of a lower rank.
 
-use krypton_layering::{Rules, check, faults_in};
+use krypton_layering::{Rules, assert_each_fault, assert_layered};
 use std::path::Path;
 
 /// The rooms of `krypton-host-cli`, lowest first, and the order of the files in each directory.
@@ -68,18 +68,12 @@ const RULES: Rules = Rules {
 #[test]
 fn no_module_imports_one_above_it() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let (checked, faults) = check(&src, &RULES);
-    assert!(checked >= 35, "only {checked} files checked");
-    assert!(
-        faults.is_empty(),
-        "imports against the layers:\n{}",
-        faults.join("\n")
-    );
+    assert_layered(&src, &RULES, 35);
 }
 
 #[test]
 fn the_check_sees_an_upward_import() {
-    for (file, line, fault) in [
+    let cases = [
         (
             "output.rs",
             "use crate::daemon::GatewayConfig;",
@@ -100,7 +94,6 @@ fn the_check_sees_an_upward_import() {
             "use super::renewal::Health;",
             "daemon/config.rs uses its sibling renewal",
         ),
-    ] {
-        assert_eq!(faults_in(&RULES, file, line), [fault], "{file}: {line}");
-    }
+    ];
+    assert_each_fault(&RULES, &cases);
 }

@@ -240,3 +240,24 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         }
     }
 }
+
+/// Check every file under `src` ([`check`]) and panic with the faults, one per line, when there
+/// are any, or when fewer than `at_least` files were read (a `src` that moved would otherwise
+/// pass with nothing checked).
+pub fn assert_layered(src: &Path, rules: &Rules, at_least: usize) {
+    let (checked, faults) = check(src, rules);
+    assert!(checked >= at_least, "only {checked} files checked");
+    assert!(
+        faults.is_empty(),
+        "imports against the layers:\n{}",
+        faults.join("\n")
+    );
+}
+
+/// Panic unless each `(file, code, fault)` of `cases` gives exactly that one fault under `rules`:
+/// the proof that a rule sees what it must.
+pub fn assert_each_fault(rules: &Rules, cases: &[(&str, &str, &str)]) {
+    for (file, code, fault) in cases {
+        assert_eq!(faults_in(rules, file, code), [*fault], "{file}: {code}");
+    }
+}
