@@ -210,31 +210,39 @@ async fn check_builtin(runtime: &Runtime) -> Result<Loaded, LoadError> {
         .load(bytes)
         .context("loading component (built-in)")
         .map_err(LoadError::failed)?;
-    let (version, targets, facts) = self_checked(runtime, &pre).await?;
+    let digest = crate::signing::digest_hex(bytes);
+    self_checked(runtime, pre, digest, None, bytes.len()).await
+}
+
+/// The linked component `pre`, self-checked: its version (which must be `signed`, the version
+/// its signature names, when there is one), targets and facts, with its `digest` and size in
+/// `bytes`. Any check failing is `Failed`.
+async fn self_checked(
+    runtime: &Runtime,
+    pre: KryptonPre,
+    digest: String,
+    signed: Option<&str>,
+    bytes: usize,
+) -> Result<Loaded, LoadError> {
+    let version = self_check(runtime, &pre).await.map_err(LoadError::failed)?;
+    if let Some(signed) = signed {
+        same_version(&version, signed)?;
+    }
+    let targets = list_targets(runtime, &pre)
+        .await
+        .map_err(LoadError::failed)?;
+    let facts = component_facts(runtime, &pre, &targets)
+        .await
+        .map_err(LoadError::failed)?;
     Ok(Loaded {
         pre,
-        digest: crate::signing::digest_hex(bytes),
+        digest,
         version,
         targets,
         facts,
-        signed: false,
-        bytes: bytes.len(),
+        signed: signed.is_some(),
+        bytes,
     })
-}
-
-/// The self-check, the targets and the facts of a linked component; any failing is `Failed`.
-async fn self_checked(
-    runtime: &Runtime,
-    pre: &KryptonPre,
-) -> Result<(String, Targets, Facts), LoadError> {
-    let version = self_check(runtime, pre).await.map_err(LoadError::failed)?;
-    let targets = list_targets(runtime, pre)
-        .await
-        .map_err(LoadError::failed)?;
-    let facts = component_facts(runtime, pre, &targets)
-        .await
-        .map_err(LoadError::failed)?;
-    Ok((version, targets, facts))
 }
 
 /// The signed version must be the one the component reports.
@@ -267,17 +275,8 @@ async fn check_precompiled(
         floor.check(&signed).map_err(LoadError::refused)?;
     }
     let pre = verified.load(runtime).map_err(loading(path))?;
-    let (version, targets, facts) = self_checked(runtime, &pre).await?;
-    same_version(&version, &signed)?;
-    Ok(Loaded {
-        pre,
-        digest: verified.digest().to_string(),
-        version,
-        targets,
-        facts,
-        signed: true,
-        bytes,
-    })
+    let digest = verified.digest().to_string();
+    self_checked(runtime, pre, digest, Some(&signed), bytes).await
 }
 
 /// The gateway build compiles nothing: a `.wasm` is refused with the way out.
@@ -324,22 +323,12 @@ async fn check_wasm(
         None => None,
     };
     let pre = runtime.load(bytes).map_err(loading(path))?;
-    let (version, targets, facts) = self_checked(runtime, &pre).await?;
-    match &signed_version {
-        Some(signed) => same_version(&version, signed)?,
-        None => {
-            if let Some(floor) = &policy.floor {
-                floor.check(&version).map_err(LoadError::refused)?;
-            }
-        }
+    let digest = crate::signing::digest_hex(bytes);
+    let loaded = self_checked(runtime, pre, digest, signed_version.as_deref(), bytes.len()).await?;
+    if signed_version.is_none()
+        && let Some(floor) = &policy.floor
+    {
+        floor.check(&loaded.version).map_err(LoadError::refused)?;
     }
-    Ok(Loaded {
-        pre,
-        digest: crate::signing::digest_hex(bytes),
-        version,
-        targets,
-        facts,
-        signed: signed_version.is_some(),
-        bytes: bytes.len(),
-    })
+    Ok(loaded)
 }
