@@ -55,6 +55,14 @@ macro_rules! from_bindings {
                         certificate: r.certificate.as_ref().map(m::CertificateSummary::from),
                         sizes: r.sizes.clone(),
                         mode: m::AuthMode::from(&r.mode),
+                        warnings: r
+                            .warnings
+                            .iter()
+                            .map(|w| m::ReportWarning {
+                                check: w.check.clone(),
+                                message: w.message.clone(),
+                            })
+                            .collect(),
                     }
                 }
             }
@@ -175,6 +183,10 @@ mod tests {
             }),
             sizes: vec![("bytes".into(), 3)],
             mode: AuthMode::Sim,
+            warnings: vec![ReportWarning {
+                check: "c".into(),
+                message: "m".into(),
+            }],
         };
         assert_eq!(ProvisionReport::from(&report), report);
         let failures = [

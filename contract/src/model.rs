@@ -58,6 +58,18 @@ pub struct ProvisionReport {
     pub sizes: Vec<(String, u64)>,
     /// The mode the bundle was obtained in.
     pub mode: AuthMode,
+    /// Where two views of one fact in the bundle disagree, in the component's order.
+    pub warnings: Vec<ReportWarning>,
+}
+
+/// Two views of one fact in what Krypton answered that disagree (WIT `report-warning`), e.g.
+/// an Azure `deviceId` that is not its certificate's subject CN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportWarning {
+    /// The check that found it, a plain name, e.g. `device-id-vs-certificate-cn`.
+    pub check: String,
+    /// What disagrees and what it means, in one line.
+    pub message: String,
 }
 
 /// What kind of transport failure happened (WIT `transport-kind`), so that a front end can act

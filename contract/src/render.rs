@@ -53,8 +53,9 @@ fn line(key: &str, value: &str) -> String {
 /// The `--json` object for a report of the target called `name` (its `target-info.name`):
 /// `ok` (true), `target`, `bundle`, `reused`, `obtainedAt` (RFC 3339), each identifier and
 /// size under the component's name for it (strings and numbers; one never replaces a key
-/// already there or `certificate`), and `certificate` (`sha256Fingerprint`, `subject`,
-/// `issuer`, `notBefore`, `notAfter`) when the report has one.
+/// already there, `certificate` or `warnings`), `certificate` (`sha256Fingerprint`,
+/// `subject`, `issuer`, `notBefore`, `notAfter`) when the report has one, and `warnings`
+/// (always: `[{"check", "message"}]`, empty when the bundle agrees with itself).
 pub fn report_json(name: &str, report: &ProvisionReport) -> Value {
     let mut obj = Map::new();
     obj.insert("ok".into(), json!(true));
@@ -65,8 +66,15 @@ pub fn report_json(name: &str, report: &ProvisionReport) -> Value {
         "obtainedAt".into(),
         json!(rfc3339((report.obtained_at_ms / 1000) as i64)),
     );
+    let warnings: Vec<Value> = report
+        .warnings
+        .iter()
+        .map(|w| json!({"check": w.check, "message": w.message}))
+        .collect();
+    obj.insert("warnings".into(), Value::Array(warnings));
     // The component names identifiers and sizes: one never replaces a key of this object
-    // (`ok`, `target`, ...) or an earlier one, and `certificate` is the front end's.
+    // (`ok`, `target`, `warnings`, ...) or an earlier one, and `certificate` is the front
+    // end's.
     for (key, value) in &report.identifiers {
         if !obj.contains_key(key) && key != "certificate" {
             obj.insert(key.clone(), json!(value));
@@ -95,7 +103,8 @@ pub fn report_json(name: &str, report: &ProvisionReport) -> Value {
 
 /// Human text for a report of the target called `name`: a first line `NAME: provisioned
 /// bundle `B` (obtained DATE)` (`stored` when reused), then one indented line per identifier,
-/// size and certificate fact, each ending in a line feed.
+/// size and certificate fact, then one `warning` line per warning (`CHECK: MESSAGE`), each
+/// ending in a line feed.
 pub fn report_text(name: &str, report: &ProvisionReport) -> String {
     let mut out = format!(
         "{}: {} bundle `{}` (obtained {})\n",
@@ -123,6 +132,12 @@ pub fn report_text(name: &str, report: &ProvisionReport) -> String {
         out.push_str(&line("subject", &printable(&c.subject)));
         out.push_str(&line("issuer", &printable(&c.issuer)));
         out.push_str(&line("not after", &rfc3339(c.not_after)));
+    }
+    for w in &report.warnings {
+        out.push_str(&line(
+            "warning",
+            &format!("{}: {}", printable(&w.check), printable(&w.message)),
+        ));
     }
     out
 }
@@ -390,7 +405,7 @@ mod tests {
     use super::*;
     use crate::model::{
         AuthMode, CertificateSummary, HttpStatusError, InvalidResponse, RegistrationFailure,
-        StatusWord, TransportError,
+        ReportWarning, StatusWord, TransportError,
     };
 
     /// A front end with the host's words for `denied` and a hint for timeouts only.
@@ -423,6 +438,7 @@ mod tests {
             }),
             sizes: vec![("bytes".into(), 27)],
             mode: AuthMode::Sim,
+            warnings: Vec::new(),
         }
     }
 
@@ -434,7 +450,7 @@ mod tests {
             json!({
                 "ok": true, "target": "aws-iot", "bundle": "aws-iot", "reused": true,
                 "obtainedAt": "2023-11-14T22:13:20Z", "clientId": "dev-1",
-                "host": "a1.iot.example", "bytes": 27,
+                "host": "a1.iot.example", "bytes": 27, "warnings": [],
                 "certificate": {
                     "sha256Fingerprint": "ab".repeat(32), "subject": "CN=dev-1",
                     "issuer": "CN=Krypton CA", "notBefore": "1970-01-01T00:00:00Z",
@@ -466,6 +482,59 @@ mod tests {
         fresh.reused = false;
         fresh.certificate = None;
         assert!(report_text("x", &fresh).starts_with("x: provisioned bundle `aws-iot` "));
+    }
+
+    #[test]
+    fn warnings_as_json_and_as_text_lines() {
+        let mut r = report();
+        r.certificate = None;
+        r.identifiers = vec![("warnings".into(), "none".into())];
+        r.warnings = vec![
+            ReportWarning {
+                check: "device-id-vs-certificate-cn".into(),
+                message: "deviceId `a` is not the certificate's subject CN (`b`)".into(),
+            },
+            ReportWarning {
+                check: "region-vs-host".into(),
+                message: "x\u{1b}[2Jy".into(),
+            },
+        ];
+        let v = report_json("azure-iot", &r);
+        assert_eq!(
+            v["warnings"],
+            json!([
+                {"check": "device-id-vs-certificate-cn",
+                 "message": "deviceId `a` is not the certificate's subject CN (`b`)"},
+                {"check": "region-vs-host", "message": "x\u{1b}[2Jy"},
+            ])
+        );
+        let text = report_text("azure-iot", &r);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[lines.len() - 2..],
+            [
+                "  warning                  device-id-vs-certificate-cn: deviceId `a` is not the \
+                 certificate's subject CN (`b`)",
+                "  warning                  region-vs-host: x?[2Jy",
+            ]
+        );
+        let status = Status {
+            store: "/s".into(),
+            bundles: vec![("azure-iot".into(), r)],
+            errors: Vec::new(),
+            nothing: None,
+        };
+        let out: Value = serde_json::from_str(&status.json().stdout).unwrap();
+        assert_eq!(
+            out["bundles"][0]["warnings"][0]["check"],
+            "device-id-vs-certificate-cn"
+        );
+        assert!(
+            status
+                .text(&FRONT)
+                .stdout
+                .contains("  warning                  region-vs-host: x?[2Jy\n")
+        );
     }
 
     #[test]

@@ -121,6 +121,14 @@ mod glue {
             sizes: r.sizes,
             mints_credentials: r.mints_credentials,
             mode: mode_to(r.mode),
+            warnings: r
+                .warnings
+                .into_iter()
+                .map(|w| wit::ReportWarning {
+                    check: w.check,
+                    message: w.message,
+                })
+                .collect(),
             certificate: r.certificate.map(|c| wit::CertificateSummary {
                 sha256_fingerprint: c.sha256_fingerprint,
                 subject: c.subject,
@@ -331,7 +339,7 @@ mod glue {
         fn version() -> (String, String) {
             (
                 env!("CARGO_PKG_VERSION").to_string(),
-                "soracom:krypton@0.5.0".to_string(),
+                "soracom:krypton@0.6.0".to_string(),
             )
         }
 

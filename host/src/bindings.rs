@@ -8,7 +8,7 @@
 //! records. `wasi:http`, `wasi:io` and `wasi:clocks` are wasmtime's own bindings (`with`), so
 //! the standard interfaces are served by `wasmtime-wasi` and `wasmtime-wasi-http` unchanged.
 //!
-//! The contract version is in the interface names (`soracom:krypton/provisioning@0.5.0`): a
+//! The contract version is in the interface names (`soracom:krypton/provisioning@0.6.0`): a
 //! component of another minor version does not link (see `crate::component::CONTRACT`).
 // Generated code: its items carry the WIT's own doc comments where it has them.
 

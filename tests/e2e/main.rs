@@ -6,6 +6,7 @@ mod basics;
 mod cache;
 mod cli;
 mod crash;
+mod crosscheck;
 mod daemon;
 mod docs;
 mod doctor;

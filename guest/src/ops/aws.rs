@@ -75,13 +75,6 @@ pub fn prepare(params: Option<Map<String, Value>>) -> Result<Prepared, Error> {
     })
 }
 
-/// The region of an AWS IoT data endpoint, `xxxx-ats.iot.<region>.amazonaws.com[.cn]`.
-fn region_from_host(host: &str) -> Option<String> {
-    let rest = host.split_once(".iot.")?.1;
-    let region = rest.split('.').next()?;
-    (!region.is_empty()).then(|| region.to_string())
-}
-
 /// P1, and in the split flow (`skipCertificates: true`, for small devices) P2 + P3:
 /// the bundle is built only when every call succeeded.
 pub fn obtain(run: &mut Run<'_>, prepared: Prepared) -> Result<Bundle, Error> {
@@ -114,7 +107,8 @@ pub fn obtain(run: &mut Run<'_>, prepared: Prepared) -> Result<Bundle, Error> {
     };
     let region = match optional_str(&obj, "region")? {
         Some(r) => r.to_string(),
-        None => region_from_host(&host)
+        None => id::aws_iot_host_region(&host)
+            .map(str::to_string)
             .ok_or_else(|| Error::invalid("region", "missing, and `host` names no region"))?,
     };
     id::check("region", &region, id::aws_region)?;

@@ -147,6 +147,14 @@ pub fn provision(caps: &mut dyn Capabilities, request: &ProvisionRequest) -> Res
         target.name(),
         report.bundle
     ));
+    for w in &report.warnings {
+        run.caps.log(&format!(
+            "{}: warning: {}: {}",
+            target.name(),
+            w.check,
+            w.message
+        ));
+    }
     Ok(report)
 }
 

@@ -17,6 +17,7 @@ mod aws;
 mod azure;
 mod client;
 mod cognito;
+mod crosscheck;
 mod formats;
 mod hints;
 mod inventory;

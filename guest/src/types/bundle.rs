@@ -5,7 +5,7 @@
 //! component read bundles written by this one. PEM fields are stored canonical (LF, final newline).
 
 use super::identifiers::{self as id, Rule};
-use super::model::{AuthMode, Error, Report, Secret, Target};
+use super::model::{AuthMode, Error, Report, Secret, Target, Warning};
 use super::validate;
 use serde::{Deserialize, Serialize};
 
@@ -443,13 +443,11 @@ impl Bundle {
         let target = self.target();
         // A report is rendered output: every value in it is checked first.
         self.validate()?;
-        let certificate = match self.certificate_pem() {
-            Some(pem) => {
-                let certs = validate::parse_certificates("certificate", pem)?;
-                Some(validate::summarize(&certs[0]))
-            }
+        let leaf = match self.certificate_pem() {
+            Some(pem) => Some(validate::parse_certificates("certificate", pem)?.remove(0)),
             None => None,
         };
+        let certificate = leaf.as_ref().map(validate::summarize);
         let identifiers = match self {
             Bundle::AzureIot(b) => ids(&[
                 ("deviceId", &b.device_id),
@@ -512,6 +510,7 @@ impl Bundle {
             _ => Vec::new(),
         };
         let (_, obtained_at_ms) = self.header();
+        let warnings = self.cross_checks(certificate.as_ref(), leaf.as_ref());
         Ok(Report {
             target,
             bundle: target.bundle_name().to_string(),
@@ -523,6 +522,124 @@ impl Bundle {
             // The operations layer knows which targets mint credentials; it sets this.
             mints_credentials: false,
             mode: self.mode(),
+            warnings,
         })
+    }
+
+    /// Where one answer carries two views of one fact and they disagree. Such a bundle is
+    /// still stored (it may be what the service meant) and reported, with one [`Warning`] per
+    /// disagreement, in this order:
+    ///
+    /// * `device-id-vs-certificate-cn` (Azure IoT): DPS X.509 attestation identifies a device
+    ///   by its certificate: the registration ID, which becomes the IoT Hub device ID, is the
+    ///   subject common name (CN) of the device certificate (Microsoft Learn, Azure IoT Hub
+    ///   Device Provisioning Service, "X.509 certificate attestation"). A `deviceId` that is
+    ///   not the CN is a device that may fail at IoT Hub, or one given another device's
+    ///   identity.
+    /// * `certificate-id-vs-certificate` (AWS IoT): a certificate ID is the SHA-256 of the
+    ///   DER certificate (AWS IoT API Reference, `Certificate.certificateId`: 64 hex digits;
+    ///   the value `aws iot describe-certificate` shows for a certificate's fingerprint).
+    /// * `region-vs-host` (AWS IoT): the region is also named by the data endpoint,
+    ///   `<prefix>-ats.iot.<region>.amazonaws.com` (AWS IoT Developer Guide, "AWS IoT device
+    ///   data and service endpoints"); checked only when the host has that form.
+    /// * `identity-id-vs-region` (Amazon Cognito, both targets): an identity ID is
+    ///   `<region>:<uuid>`, the region of its identity pool (Amazon Cognito Identity API
+    ///   Reference, `IdentityId`, "Pattern: `[\w-]+:[0-9a-f-]+`"); checked when a region is
+    ///   stored.
+    ///
+    /// `summary` and `leaf` are the stored leaf certificate's (for the targets that have one).
+    /// A private key that does not match its certificate is not a warning: such a bundle can
+    /// never connect, so it is refused before it is stored ([`validate::credentials`]) and the
+    /// credentials already stored are kept.
+    pub fn cross_checks(
+        &self,
+        summary: Option<&super::model::CertificateSummary>,
+        leaf: Option<&validate::ParsedCertificate>,
+    ) -> Vec<Warning> {
+        let warn = |check: &str, message: String| Warning {
+            check: check.to_string(),
+            message,
+        };
+        let mut warnings = Vec::new();
+        match self {
+            Bundle::AzureIot(b) => {
+                let cn = leaf.and_then(|l| validate::subject_common_name(&l.cert));
+                if cn.as_deref() != Some(b.device_id.as_str()) {
+                    let cn = cn.map_or_else(|| "none".to_string(), |cn| quoted(&cn));
+                    warnings.push(warn(
+                        "device-id-vs-certificate-cn",
+                        format!(
+                            "deviceId `{}` is not the certificate's subject CN ({cn}): DPS X.509 \
+                             attestation registers a device under its certificate's CN, so IoT \
+                             Hub may refuse this device, or it was given another device's \
+                             identity; check the DPS enrollment and the deviceId Krypton sent",
+                            b.device_id
+                        ),
+                    ));
+                }
+            }
+            Bundle::AwsIot(b) => {
+                if let (Some(id), Some(summary)) = (&b.certificate_id, summary)
+                    && !id.eq_ignore_ascii_case(&summary.sha256_fingerprint)
+                {
+                    warnings.push(warn(
+                        "certificate-id-vs-certificate",
+                        format!(
+                            "certificateId `{id}` is not the SHA-256 of the stored certificate \
+                             (`{}`), which is how AWS IoT names a certificate: the certificate \
+                             returned may not be the one registered for this device",
+                            summary.sha256_fingerprint
+                        ),
+                    ));
+                }
+                if let Some(host_region) = id::aws_iot_host_region(&b.host)
+                    && host_region != b.region
+                {
+                    warnings.push(warn(
+                        "region-vs-host",
+                        format!(
+                            "region `{}` is not the region of the AWS IoT endpoint `{}` \
+                             (`{host_region}`): AWS IoT things and certificates are regional, so \
+                             one of the two is wrong",
+                            b.region, b.host
+                        ),
+                    ));
+                }
+            }
+            Bundle::AwsCognito(AwsCognitoBundle {
+                identity_id,
+                region: Some(region),
+                ..
+            })
+            | Bundle::AwsCognitoOpenid(AwsCognitoOpenidBundle {
+                identity_id,
+                region,
+                ..
+            }) => {
+                let prefix = identity_id.split_once(':').map_or("", |(p, _)| p);
+                if prefix != region {
+                    warnings.push(warn(
+                        "identity-id-vs-region",
+                        format!(
+                            "identityId `{identity_id}` belongs to region `{prefix}`, not to \
+                             region `{region}`: a Cognito identity lives in the region of its \
+                             identity pool, so calls to `{region}` will not find it"
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        warnings
+    }
+}
+
+/// A value from a certificate for a warning's text: control characters escaped
+/// ([`validate::escape_controls`]), at most 128 characters, in backquotes.
+fn quoted(value: &str) -> String {
+    let escaped = validate::escape_controls(value);
+    match escaped.char_indices().nth(128) {
+        Some((cut, _)) => format!("`{}...`", &escaped[..cut]),
+        None => format!("`{escaped}`"),
     }
 }

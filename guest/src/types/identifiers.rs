@@ -261,6 +261,15 @@ pub fn aws_certificate_id(value: &str) -> Result<(), Reason> {
     )
 }
 
+/// The region an AWS IoT data endpoint names, `<prefix>-ats.iot.<region>.amazonaws.com[.cn]`
+/// (AWS IoT Developer Guide, "AWS IoT device data and service endpoints"); `None` when the
+/// host has no `.iot.` label followed by one.
+pub fn aws_iot_host_region(host: &str) -> Option<&str> {
+    let rest = host.split_once(".iot.")?.1;
+    let region = rest.split('.').next()?;
+    (!region.is_empty()).then_some(region)
+}
+
 /// An AWS region code such as `ap-northeast-1`, `us-gov-west-1` or `cn-north-1`: a 2–4 letter
 /// area, one to three lowercase words, and a number, separated by `-`; at most 32 bytes.
 ///

@@ -1,4 +1,4 @@
-//! Plain-Rust mirrors of the WIT types (`wit/krypton.wit`, package `soracom:krypton@0.5.0`).
+//! Plain-Rust mirrors of the WIT types (`wit/krypton.wit`, package `soracom:krypton@0.6.0`).
 //!
 //! The provisioning logic works on these so that it compiles and unit-tests natively; `lib.rs`
 //! converts them to and from the generated bindings one-to-one.
@@ -267,6 +267,20 @@ pub struct Report {
     pub mints_credentials: bool,
     /// The mode the bundle was obtained in (WIT `provision-report.mode`).
     pub mode: AuthMode,
+    /// Where two views of one fact in what is stored disagree (WIT `provision-report.warnings`),
+    /// in a stable order; empty when they agree.
+    pub warnings: Vec<Warning>,
+}
+
+/// Two views of one fact in Krypton's answer that disagree (WIT `report-warning`): the bundle is
+/// stored (it may be what the service meant), and the disagreement is reported. Carries
+/// identifiers only, never a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// The check, a plain name (`[a-z0-9-]`), e.g. `device-id-vs-certificate-cn`.
+    pub check: String,
+    /// What disagrees and what it means, in one line, naming both values.
+    pub message: String,
 }
 
 /// A request parameter a target needs (WIT `parameter-info`).

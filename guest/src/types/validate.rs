@@ -135,8 +135,6 @@ fn oid_name(oid: &ObjectIdentifier) -> Option<&'static str> {
 /// function with x509-cert 0.2's `Display` on every OID of the table.
 fn rfc4514(name: &x509_cert::name::Name) -> String {
     use der::Encode;
-    use der::asn1::{Ia5StringRef, PrintableStringRef, TeletexStringRef, Utf8StringRef};
-    use der::{Tag, Tagged};
     let rdns: Vec<_> = name.iter_rdn().collect();
     let mut out = String::new();
     for (i, rdn) in rdns.iter().rev().enumerate() {
@@ -148,15 +146,7 @@ fn rfc4514(name: &x509_cert::name::Name) -> String {
                 out.push('+');
             }
             let value = &atv.value;
-            let text = match value.tag() {
-                Tag::PrintableString => {
-                    PrintableStringRef::try_from(value).ok().map(|s| s.as_str())
-                }
-                Tag::Utf8String => Utf8StringRef::try_from(value).ok().map(|s| s.as_str()),
-                Tag::Ia5String => Ia5StringRef::try_from(value).ok().map(|s| s.as_str()),
-                Tag::TeletexString => TeletexStringRef::try_from(value).ok().map(|s| s.as_str()),
-                _ => None,
-            };
+            let text = attribute_text(value);
             match (oid_name(&atv.oid), text) {
                 (Some(key), Some(text)) => {
                     out.push_str(&key.to_ascii_uppercase());
@@ -186,6 +176,38 @@ fn rfc4514(name: &x509_cert::name::Name) -> String {
         }
     }
     out
+}
+
+/// The text of an attribute value of a distinguished name, when it is one of the string
+/// types X.509 names use (RFC 5280 §4.1.2.4: `PrintableString`, `UTF8String`, `IA5String`,
+/// `TeletexString`); `None` for another type.
+fn attribute_text(value: &der::Any) -> Option<&str> {
+    use der::asn1::{Ia5StringRef, PrintableStringRef, TeletexStringRef, Utf8StringRef};
+    use der::{Tag, Tagged};
+    match value.tag() {
+        Tag::PrintableString => PrintableStringRef::try_from(value).ok().map(|s| s.as_str()),
+        Tag::Utf8String => Utf8StringRef::try_from(value).ok().map(|s| s.as_str()),
+        Tag::Ia5String => Ia5StringRef::try_from(value).ok().map(|s| s.as_str()),
+        Tag::TeletexString => TeletexStringRef::try_from(value).ok().map(|s| s.as_str()),
+        _ => None,
+    }
+}
+
+/// `id-at-commonName` (RFC 5280 Appendix A, X.520).
+const OID_CN: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+
+/// The subject common name (CN) of a certificate: the CN of the most specific RDN that has
+/// one (the last in the DER sequence, the first an RFC 4514 string shows). `None` when the
+/// subject has no CN or its value is not a string.
+pub fn subject_common_name(cert: &Certificate) -> Option<String> {
+    cert.tbs_certificate()
+        .subject()
+        .iter_rdn()
+        .flat_map(|rdn| rdn.iter())
+        .filter(|atv| atv.oid == OID_CN)
+        .last()
+        .and_then(|atv| attribute_text(&atv.value))
+        .map(str::to_string)
 }
 
 /// An RFC 4514 string with every control character (line breaks, NUL, escape sequences)

@@ -13,7 +13,7 @@ use std::path::Path;
 /// The contract version this host implements (`wit/krypton.wit`). A 0.x contract breaks on a
 /// minor bump (0.2.0 errors had no `failure` record and no `targets()`; 0.4.0 components have
 /// no `default-endpoints()`), so a component must speak exactly this version to be served.
-pub const CONTRACT: &str = "soracom:krypton@0.5.0";
+pub const CONTRACT: &str = "soracom:krypton@0.6.0";
 /// Largest component file read, bytes (the provisioning component is under 1 MiB).
 pub use crate::files::MAX_COMPONENT_BYTES;
 

@@ -188,6 +188,10 @@ pub struct MockConfig {
     pub plain_http: bool,
     /// Rate-limit the provisioning requests ([`Throttle`]; default `None`: no limit).
     pub throttle: Option<Throttle>,
+    /// Issue the Azure device certificate for this subject CN instead of the `deviceId`
+    /// (default `None`: the CN is the `deviceId`, as DPS X.509 attestation has it), to serve
+    /// an answer that disagrees with itself.
+    pub azure_certificate_cn: Option<String>,
 }
 
 /// A token bucket over the provisioning requests (paths under `/v1/provisioning/`): it gains
@@ -247,6 +251,7 @@ impl Default for MockConfig {
             require_signatures: false,
             plain_http: false,
             throttle: None,
+            azure_certificate_cn: None,
         }
     }
 }
@@ -1099,7 +1104,8 @@ fn route(
             let device_id = requested_id.unwrap_or(imsi);
             let host = state.config.azure_hub.clone();
             let shape = state.config.azure_iot_key;
-            let (cert, id, key_pem) = match state.ca.issue_device(&device_id, shape) {
+            let cn = state.config.azure_certificate_cn.as_deref();
+            let (cert, id, key_pem) = match state.ca.issue_device(cn.unwrap_or(&device_id), shape) {
                 Ok(issued) => issued,
                 Err(e) => return Answer::error(500, "KRY0500", &format!("mock CA: {e}")),
             };

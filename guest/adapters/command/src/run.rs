@@ -18,7 +18,7 @@ mod bindings {
         inline: "
             package soracom:krypton-plugin;
             world command {
-                import soracom:krypton/provisioning@0.5.0;
+                import soracom:krypton/provisioning@0.6.0;
             }
         ",
         path: "../../../wit",

@@ -1,4 +1,4 @@
-//! `soracom:krypton/secret-store@0.5.0` over `wasi:filesystem`: the secret store of the
+//! `soracom:krypton/secret-store@0.6.0` over `wasi:filesystem`: the secret store of the
 //! provisioning component on a runtime that offers only WASI (the stock `wasmtime` CLI), for
 //! composition into `krypton-cli.wasm`.
 //!
@@ -26,7 +26,7 @@ mod bindings {
         inline: "
             package soracom:krypton-plugin;
             world store-fs {
-                export soracom:krypton/secret-store@0.5.0;
+                export soracom:krypton/secret-store@0.6.0;
             }
         ",
         path: "../../../wit",

@@ -1,9 +1,9 @@
-//! `soracom:krypton/uicc@0.5.0` for a runtime with no SIM access (the stock `wasmtime` CLI,
+//! `soracom:krypton/uicc@0.6.0` for a runtime with no SIM access (the stock `wasmtime` CLI,
 //! any WASI runtime): every call answers `unavailable`, as the contract asks of a host without
 //! the capability, so the provisioning component links and its network mode works; SIM mode
 //! fails with the `sim` error (exit 13) and says where SIM mode runs.
 //!
-//! It also exports `soracom:krypton/types@0.5.0`, which holds types only: the provisioning
+//! It also exports `soracom:krypton/types@0.6.0`, which holds types only: the provisioning
 //! component and the command front end import it (their interfaces use its types), and a
 //! composition leaves no `soracom:krypton/*` import open when one component exports it. Its
 //! types use `uicc-error`, hence its place here, beside `uicc`.
@@ -20,8 +20,8 @@ mod bindings {
         inline: "
             package soracom:krypton-plugin;
             world uicc-unavailable {
-                export soracom:krypton/uicc@0.5.0;
-                export soracom:krypton/types@0.5.0;
+                export soracom:krypton/uicc@0.6.0;
+                export soracom:krypton/types@0.6.0;
             }
         ",
         path: "../../../wit",

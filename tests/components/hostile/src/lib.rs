@@ -92,6 +92,7 @@ impl Guest for Hostile {
             sizes: Vec::new(),
             mints_credentials: false,
             mode: AuthMode::Network,
+            warnings: Vec::new(),
         }))
     }
 
@@ -146,7 +147,7 @@ impl Guest for Hostile {
     }
 
     fn version() -> (String, String) {
-        ("hostile".into(), "soracom:krypton@0.5.0".into())
+        ("hostile".into(), "soracom:krypton@0.6.0".into())
     }
 
     /// The list [`TARGETS_MARKER`] names for endpoints (a plain list otherwise).
