@@ -426,8 +426,8 @@ impl Runtime {
         .await
     }
 
-    /// The component's `(version, contract version)`, e.g. `("0.5.0",
-    /// "soracom:krypton@0.5.0")`.
+    /// The component's `(version, contract version)`, e.g. `("0.6.0",
+    /// "soracom:krypton@0.6.0")`.
     pub async fn version(&self, pre: &KryptonPre) -> anyhow::Result<(String, String)> {
         let (mut store, _scratch) = self.scratch_store()?;
         self.call(pre, &mut store, "version", async |k, store| {
