@@ -722,3 +722,72 @@ pub(super) async fn status_error(response: reqwest::Response, url: &str) -> Regi
         retry_after,
     }
 }
+
+#[cfg(test)]
+mod transport_tests {
+    use super::*;
+
+    #[test]
+    fn bearer_challenges_parse_quoted_and_bare_values() {
+        let c = bearer_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:k:pull,push""#,
+        )
+        .unwrap();
+        assert_eq!(c.realm, "https://auth.example/token");
+        assert_eq!(c.service.as_deref(), Some("registry.example"));
+        assert_eq!(c.scope.as_deref(), Some("repository:k:pull,push"));
+        let c = bearer_challenge(r#"bearer realm=https://a/t, service="s\"q""#).unwrap();
+        assert_eq!(
+            (c.realm.as_str(), c.service.as_deref()),
+            ("https://a/t", Some("s\"q"))
+        );
+        assert_eq!(c.scope, None);
+        assert!(bearer_challenge(r#"Basic realm="x""#).is_none());
+        assert!(bearer_challenge(r#"Bearer service="x""#).is_none());
+        assert!(bearer_challenge(r#"Bearer realm="unterminated"#).is_none());
+    }
+
+    #[test]
+    fn tokens_must_be_visible_ascii() {
+        assert!(check_token("eyJhbGciOi.J9-_~+/=").is_ok());
+        for bad in ["", "a\u{1}b", "a\nb", "a b", "a\u{7f}", "é"] {
+            assert!(check_token(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_token(&"a".repeat(MAX_TOKEN_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&headers, now), None);
+        headers.insert(reqwest::header::RETRY_AFTER, "30".parse().unwrap());
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(30)));
+        let date = http_date(now + Duration::from_secs(90));
+        headers.insert(reqwest::header::RETRY_AFTER, date.parse().unwrap());
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(90)));
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            http_date(now - Duration::from_secs(5)).parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers, now), Some(Duration::ZERO));
+        headers.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers, now), None);
+    }
+
+    #[test]
+    fn relative_credential_paths_come_from_the_credentials_directory() {
+        let dir = std::ffi::OsStr::new("/run/credentials/krypton-host.service");
+        assert_eq!(
+            credential_path(Path::new("registry-token"), Some(dir)).unwrap(),
+            Path::new("/run/credentials/krypton-host.service/registry-token")
+        );
+        assert_eq!(
+            credential_path(Path::new("/etc/k/token"), Some(dir)).unwrap(),
+            Path::new("/etc/k/token")
+        );
+        assert!(credential_path(Path::new("registry-token"), None).is_err());
+        assert!(credential_path(Path::new("../etc/shadow"), Some(dir)).is_err());
+        assert!(credential_path(Path::new("a/b"), Some(dir)).is_err());
+    }
+}

@@ -367,6 +367,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("token");
         std::fs::write(&token, "s3cret-token\n").unwrap();
+        // A secret file readable by others is refused (checked like the configuration).
+        let err = Auth::from_files(None, None, Some(&token)).unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        use std::os::unix::fs::PermissionsExt as _;
+        for file in [&token, &dir.path().join("pass")] {
+            std::fs::write(file, "").unwrap();
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        std::fs::write(&token, "s3cret-token\n").unwrap();
         match Auth::from_files(None, None, Some(&token)).unwrap() {
             Auth::Bearer(t) => assert_eq!(t, "s3cret-token"),
             other => panic!("{other:?}"),

@@ -248,12 +248,11 @@ impl Registry {
 fn settle_delay(attempt: u32) -> Duration {
     let base = 500u64 << attempt.min(4);
     let jitter = u64::from(std::process::id()).wrapping_mul(2_654_435_761)
-        ^ u64::try_from(
+        ^ u64::from(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default()
                 .subsec_nanos(),
-        )
-        .unwrap_or(0);
+        );
     Duration::from_millis(base + jitter % base)
 }
