@@ -21,6 +21,7 @@ mod precompiled;
 mod probation;
 mod registry;
 mod registry_support;
+mod registry_transport;
 mod sandbox;
 mod secrets;
 mod service;

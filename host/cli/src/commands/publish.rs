@@ -131,10 +131,21 @@ pub async fn publish(args: PublishArgs) -> Result<(), HostFailure> {
         auth,
     };
     let registry = Registry::new(&target, &settings).map_err(registry_failure)?;
-    let published = registry
-        .publish(&target, &bytes, version.as_deref(), signature.as_deref())
-        .await
-        .map_err(registry_failure)?;
+    // Each request has its own deadline; the whole push has one too.
+    let published = tokio::time::timeout(
+        crate::registry::PUBLISH_TIMEOUT,
+        registry.publish(&target, &bytes, version.as_deref(), signature.as_deref()),
+    )
+    .await
+    .map_err(|_| {
+        RegistryError::Unreachable(format!(
+            "publishing to {} took longer than {} s",
+            target.registry(),
+            crate::registry::PUBLISH_TIMEOUT.as_secs()
+        ))
+    })
+    .and_then(|r| r)
+    .map_err(registry_failure)?;
     if args.json {
         println!(
             "{}",

@@ -76,8 +76,31 @@ pub async fn run_daemon(args: RunArgs) -> Result<(), HostFailure> {
         }
         let _ = stop.send(true);
     });
-    let daemon = Daemon::start(config)
-        .await
-        .map_err(fail(exit::INVALID_REQUEST))?;
+    // The start may wait on a registry (the first pull of an `oci://` component): a stop
+    // requested meanwhile gives it SHUTDOWN_GRACE to finish, as a pass gets, then the process
+    // exits without serving, whatever the registry does.
+    let start = Daemon::start(config);
+    tokio::pin!(start);
+    let mut stop_seen = stopped.clone();
+    let started = tokio::select! {
+        started = &mut start => started,
+        _ = stop_seen.changed() => {
+            match tokio::time::timeout(crate::daemon::SHUTDOWN_GRACE, &mut start).await {
+                Ok(Ok(daemon)) => Ok(daemon),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %format!("{e:#}"), "stopped; the start had failed");
+                    return Ok(());
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "stopped before the start finished (still waiting after {} s)",
+                        crate::daemon::SHUTDOWN_GRACE.as_secs()
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let daemon = started.map_err(fail(exit::INVALID_REQUEST))?;
     daemon.run(stopped).await.map_err(fail(exit::INTERNAL))
 }

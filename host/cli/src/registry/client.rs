@@ -1,8 +1,9 @@
-//! The registry client: `oci-client` for pushes and the token flow, `reqwest` for bounded
-//! pulls; every request counted, every body capped.
+//! The registry client: one `reqwest` client for every request (pulls, pushes, the token
+//! flow); every request counted, under a total deadline, every body capped, `Retry-After`
+//! honoured.
 
 use super::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -45,12 +46,16 @@ pub struct Pulled {
     pub version_annotation: Option<String>,
 }
 
-/// One registry: a client for pushes (`oci-client`), one for bounded pulls (`reqwest`), the
-/// credentials, and a count of the requests made.
+/// One registry: the bounded HTTP client every request goes through (pulls, pushes, the token
+/// flow), the credentials, and a count of the requests made.
 pub struct Registry {
-    pub(super) oci: oci_client::Client,
     pub(super) http: reqwest::Client,
     pub(super) scheme: &'static str,
+    /// `scheme://host:port` of the registry: credentials go only here (and to a token realm
+    /// over TLS).
+    pub(super) origin: reqwest::Url,
+    /// The registry as written, for error messages.
+    pub(super) name: String,
     pub(super) auth: Auth,
     /// A token from the registry's token flow, after a 401.
     pub(super) token: tokio::sync::Mutex<Option<String>>,
@@ -59,8 +64,14 @@ pub struct Registry {
 
 impl Registry {
     /// A client for `source`'s registry with `settings`.
+    ///
+    /// Every request has a total deadline ([`REQUEST_TIMEOUT`], [`TOKEN_TIMEOUT`] for the token
+    /// flow) that covers the body. A loopback or `insecure` registry is always reached directly,
+    /// never through a proxy (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and their lowercase forms
+    /// are ignored for it); any other registry follows those variables and `NO_PROXY` as
+    /// reqwest reads them.
     /// Errors ([`RegistryError::Config`]): `insecure` to a registry that is not loopback, an
-    /// unreadable or invalid CA file.
+    /// unreadable, unsafe (see [`read_credential`]) or invalid CA file.
     pub fn new(source: &Source, settings: &Settings) -> Result<Self> {
         if settings.insecure && !source.is_loopback() {
             return Err(RegistryError::Config(format!(
@@ -74,12 +85,12 @@ impl Registry {
             .ca_file
             .as_deref()
             .map(|path| {
-                krypton_host::files::read_user_file(
-                    path,
+                read_credential(
+                    &credential_path(path, std::env::var_os("CREDENTIALS_DIRECTORY").as_deref())?,
                     krypton_host::files::MAX_CA_BYTES,
-                    "the CA file",
+                    "the registry CA file",
+                    false,
                 )
-                .map_err(|e| RegistryError::Config(format!("{e:#}")))
             })
             .transpose()?;
         let mut http = reqwest::Client::builder()
@@ -89,44 +100,43 @@ impl Registry {
             .https_only(!settings.insecure)
             .redirect(reqwest::redirect::Policy::limited(3))
             .user_agent(concat!("krypton-host/", env!("CARGO_PKG_VERSION")));
-        let mut extra = Vec::new();
+        if settings.insecure || source.is_loopback() {
+            http = http.no_proxy();
+        }
         if let Some(pem) = &ca {
             for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
                 RegistryError::Config(format!("the CA file holds no PEM certificate: {e}"))
             })? {
                 http = http.add_root_certificate(cert);
             }
-            extra.push(oci_client::client::Certificate {
-                encoding: oci_client::client::CertificateEncoding::Pem,
-                data: pem.clone(),
-            });
         }
         let http = http
             .build()
             .map_err(|e| RegistryError::Config(format!("building the HTTP client: {e}")))?;
-        let oci = oci_client::Client::new(oci_client::client::ClientConfig {
-            protocol: if settings.insecure {
-                oci_client::client::ClientProtocol::Http
-            } else {
-                oci_client::client::ClientProtocol::Https
-            },
-            extra_root_certificates: extra,
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(REQUEST_TIMEOUT),
-            ..Default::default()
-        });
+        let scheme = if settings.insecure { "http" } else { "https" };
+        let origin = reqwest::Url::parse(&format!(
+            "{scheme}://{}/",
+            source.reference.resolve_registry()
+        ))
+        .map_err(|e| {
+            RegistryError::Config(format!(
+                "`{}` is not a host name: {e}",
+                source.registry().escape_debug()
+            ))
+        })?;
         Ok(Registry {
-            oci,
             http,
-            scheme: if settings.insecure { "http" } else { "https" },
+            scheme,
+            origin,
+            name: source.registry().to_string(),
             auth: settings.auth.clone(),
             token: tokio::sync::Mutex::new(None),
             requests: Arc::new(AtomicU64::new(0)),
         })
     }
 
-    /// Requests this client sent to the registry for pulls and referrer look-ups (pushes go
-    /// through `oci-client` and are not counted).
+    /// Requests this client sent to the registry (pulls, pushes, referrer look-ups and token
+    /// requests).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
@@ -140,6 +150,13 @@ impl Registry {
         )
     }
 
+    /// Whether `url` is on the registry's own origin (scheme, host and port).
+    fn same_origin(&self, url: &reqwest::Url) -> bool {
+        url.scheme() == self.origin.scheme()
+            && url.host_str() == self.origin.host_str()
+            && url.port_or_known_default() == self.origin.port_or_known_default()
+    }
+
     /// One request, retried once with a registry token after a 401. `None` on 404.
     pub(super) async fn send(
         &self,
@@ -148,51 +165,211 @@ impl Registry {
         url: &str,
         accept: &str,
     ) -> Result<Option<reqwest::Response>> {
+        self.send_body(source, method, url, accept, None).await
+    }
+
+    /// [`Registry::send`] with a body and its content type (a push). The credentials (the
+    /// token, or basic) go only to the registry's own origin. A 401 runs the token flow once
+    /// ([`Registry::fetch_token`]); a 429 or 503 with a `Retry-After` of at most
+    /// [`MAX_RETRY_AFTER_WAIT`] is waited out and retried, at most [`MAX_RETRY_AFTER_WAITS`]
+    /// times; any other 429/503 is returned with its `Retry-After` in
+    /// [`RegistryError::Status::retry_after`], so that the caller waits at least that long.
+    pub(super) async fn send_body(
+        &self,
+        source: &Source,
+        method: reqwest::Method,
+        url: &str,
+        accept: &str,
+        body: Option<(&str, &[u8])>,
+    ) -> Result<Option<reqwest::Response>> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| invalid(format!("the URL {}: {e}", printable(url))))?;
         let mut tried_token = false;
+        let mut waits = 0;
         loop {
             let token = self.token.lock().await.clone();
             let header = token
                 .map(|t| format!("Bearer {t}"))
-                .or_else(|| self.auth.header());
+                .or_else(|| self.auth.header())
+                .filter(|_| self.same_origin(&parsed));
             let mut request = self
                 .http
-                .request(method.clone(), url)
+                .request(method.clone(), parsed.clone())
                 .header(reqwest::header::ACCEPT, accept);
             if let Some(h) = header {
-                request = request.header(reqwest::header::AUTHORIZATION, h);
+                let mut value = reqwest::header::HeaderValue::from_str(&h).map_err(|_| {
+                    RegistryError::Config(format!(
+                        "the credentials for {} are not an HTTP header value (RFC 9110 §5.5)",
+                        self.name
+                    ))
+                })?;
+                value.set_sensitive(true);
+                request = request.header(reqwest::header::AUTHORIZATION, value);
+            }
+            if let Some((content_type, bytes)) = body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
+                    .body(bytes.to_vec());
+            } else if method == reqwest::Method::POST || method == reqwest::Method::PUT {
+                request = request.header(reqwest::header::CONTENT_LENGTH, 0);
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let response = request
-                .send()
-                .await
-                .map_err(|e| RegistryError::Unreachable(error_chain(&e)))?;
+            let response = request.send().await.map_err(|e| self.unreachable(&e))?;
             match response.status().as_u16() {
                 404 => return Ok(None),
                 401 if !tried_token && !matches!(self.auth, Auth::Bearer(_)) => {
                     tried_token = true;
-                    self.requests.fetch_add(1, Ordering::Relaxed);
-                    let token = self
-                        .oci
-                        .auth(
-                            &source.reference,
-                            &self.auth.to_oci(),
-                            oci_client::RegistryOperation::Pull,
-                        )
-                        .await
-                        .map_err(|e| RegistryError::Status {
-                            status: 401,
-                            what: "a registry token".into(),
-                            detail: printable(&e.to_string()),
-                        })?;
-                    match token {
-                        Some(t) => *self.token.lock().await = Some(t),
+                    let challenge = response
+                        .headers()
+                        .get(reqwest::header::WWW_AUTHENTICATE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    match challenge.as_deref().and_then(bearer_challenge) {
+                        Some(c) => {
+                            let token = self.fetch_token(source, &c).await?;
+                            *self.token.lock().await = Some(token);
+                        }
                         None => return Err(status_error(response, url).await),
+                    }
+                }
+                status @ (429 | 503) => {
+                    let after = retry_after(response.headers(), std::time::SystemTime::now());
+                    match after {
+                        Some(wait)
+                            if wait <= MAX_RETRY_AFTER_WAIT && waits < MAX_RETRY_AFTER_WAITS =>
+                        {
+                            waits += 1;
+                            tracing::info!(registry = %self.name, status, wait_s = wait.as_secs(),
+                                "the registry asks to retry later (Retry-After); waiting");
+                            drop(response);
+                            tokio::time::sleep(wait).await;
+                        }
+                        _ => return Err(status_error(response, url).await),
                     }
                 }
                 200..=299 => return Ok(Some(response)),
                 _ => return Err(status_error(response, url).await),
             }
         }
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> RegistryError {
+        if e.is_timeout() {
+            RegistryError::Unreachable(format!(
+                "{} did not answer within its deadline ({} s for a request, {} s for a token): {}",
+                self.name,
+                REQUEST_TIMEOUT.as_secs(),
+                TOKEN_TIMEOUT.as_secs(),
+                error_chain(e)
+            ))
+        } else {
+            RegistryError::Unreachable(error_chain(e))
+        }
+    }
+
+    /// The registry token flow (the distribution spec's token authentication, an OAuth 2.0
+    /// bearer token, RFC 6750): `GET realm?service=…&scope=…`, with the basic credentials when
+    /// there are some, read under [`MAX_TOKEN_RESPONSE_BYTES`] within [`TOKEN_TIMEOUT`]; the
+    /// `token` (or `access_token`) field of the JSON answer, checked as a header value.
+    /// Errors: a realm neither on the registry's origin nor HTTPS ([`RegistryError::Config`]:
+    /// credentials and tokens would cross the network in clear), the realm unreachable or
+    /// slower than its deadline, an error status, an answer over the cap, not JSON, without a
+    /// token, or with a token that is not a header value ([`RegistryError::Invalid`]).
+    async fn fetch_token(&self, source: &Source, challenge: &Challenge) -> Result<String> {
+        let mut realm = reqwest::Url::parse(&challenge.realm).map_err(|e| {
+            invalid(format!(
+                "{} named the token realm `{}`: {e}",
+                self.name,
+                printable(&challenge.realm)
+            ))
+        })?;
+        if realm.scheme() != "https" && !self.same_origin(&realm) {
+            return Err(RegistryError::Config(format!(
+                "{} sends clients for a token to `{}`, plain HTTP on another host: refused, the \
+                 credentials and the token would cross the network in clear; the realm must be \
+                 HTTPS or on the registry itself",
+                self.name,
+                printable(realm.as_str())
+            )));
+        }
+        {
+            let mut query = realm.query_pairs_mut();
+            if let Some(service) = &challenge.service {
+                query.append_pair("service", service);
+            }
+            let default_scope = format!("repository:{}:pull", source.repository());
+            query.append_pair(
+                "scope",
+                challenge.scope.as_deref().unwrap_or(&default_scope),
+            );
+        }
+        let mut request = self.http.get(realm.clone()).timeout(TOKEN_TIMEOUT);
+        if let (Auth::Basic { .. }, Some(h)) = (&self.auth, self.auth.header()) {
+            let mut value = reqwest::header::HeaderValue::from_str(&h).map_err(|_| {
+                RegistryError::Config(format!(
+                    "the credentials for {} are not an HTTP header value (RFC 9110 §5.5)",
+                    self.name
+                ))
+            })?;
+            value.set_sensitive(true);
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let what = format!("a registry token from {}", printable(&challenge.realm));
+        if !response.status().is_success() {
+            return Err(match status_error(response, &what).await {
+                RegistryError::Status {
+                    status,
+                    what,
+                    detail,
+                    retry_after,
+                } => RegistryError::Status {
+                    status,
+                    what,
+                    detail: if status == 401 || status == 403 {
+                        format!("{detail}: check the credentials")
+                    } else {
+                        detail
+                    },
+                    retry_after,
+                },
+                other => other,
+            });
+        }
+        let body = read_capped(response, MAX_TOKEN_RESPONSE_BYTES, &what)
+            .await
+            .map_err(|e| match e {
+                RegistryError::Unreachable(text) if text.contains("deadline") => {
+                    RegistryError::Unreachable(text)
+                }
+                other => other,
+            })?;
+        #[derive(Deserialize)]
+        struct TokenAnswer {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
+            invalid(format!(
+                "{} answered the token request with something other than a token: {e}",
+                self.name
+            ))
+        })?;
+        let token = answer.token.or(answer.access_token).ok_or_else(|| {
+            invalid(format!(
+                "{} answered the token request without a `token`",
+                self.name
+            ))
+        })?;
+        check_token(&token).map_err(|why| {
+            invalid(format!(
+                "the registry token from {} (realm {}) {why}: refused",
+                self.name,
+                printable(&challenge.realm)
+            ))
+        })?;
+        Ok(token)
     }
 
     /// `GET` a body of at most `cap` bytes (declared or streamed); `None` on 404.
@@ -203,7 +380,7 @@ impl Registry {
         accept: &str,
         cap: u64,
     ) -> Result<Option<(Option<String>, Vec<u8>)>> {
-        let Some(mut response) = self.send(source, reqwest::Method::GET, url, accept).await? else {
+        let Some(response) = self.send(source, reqwest::Method::GET, url, accept).await? else {
             return Ok(None);
         };
         if let Some(length) = response.content_length()
@@ -218,19 +395,7 @@ impl Registry {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| RegistryError::Unreachable(error_chain(&e)))?
-        {
-            if body.len() as u64 + chunk.len() as u64 > cap {
-                return Err(invalid(format!(
-                    "{url} sent more than the {cap} bytes accepted"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_capped(response, cap, url).await?;
         Ok(Some((content_type, body)))
     }
 
@@ -366,8 +531,182 @@ impl Registry {
     }
 }
 
+/// A response's body, at most `cap` bytes (declared or streamed), within the request's deadline.
+/// Errors: more than `cap` ([`RegistryError::Invalid`], naming `what`), the transfer cut or
+/// slower than the deadline ([`RegistryError::Unreachable`]).
+pub(super) async fn read_capped(
+    mut response: reqwest::Response,
+    cap: u64,
+    what: &str,
+) -> Result<Vec<u8>> {
+    if let Some(length) = response.content_length()
+        && length > cap
+    {
+        return Err(invalid(format!(
+            "{what} is {length} bytes, more than the {cap} bytes accepted"
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        RegistryError::Unreachable(if e.is_timeout() {
+            format!(
+                "{what}: not received within its deadline: {}",
+                error_chain(&e)
+            )
+        } else {
+            error_chain(&e)
+        })
+    })? {
+        if body.len() as u64 + chunk.len() as u64 > cap {
+            return Err(invalid(format!(
+                "{what} sent more than the {cap} bytes accepted"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A `WWW-Authenticate` challenge of the `Bearer` scheme (RFC 6750 §3; the distribution spec's
+/// token authentication names `realm`, `service` and `scope`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Challenge {
+    pub(super) realm: String,
+    pub(super) service: Option<String>,
+    pub(super) scope: Option<String>,
+}
+
+/// Parse a `Bearer` challenge: `Bearer` (any case), then `name=value` pairs separated by commas,
+/// each value a token or a quoted-string (RFC 9110 §11.2, §5.6.4: `\` escapes one character).
+/// `None` when the scheme is not `Bearer`, there is no `realm`, or the syntax is broken. One
+/// challenge per header value is read (registries send one).
+pub(super) fn bearer_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim_start();
+    let (scheme, mut rest) = header.split_once(' ').unwrap_or((header, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let (mut realm, mut service, mut scope) = (None, None, None);
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            break;
+        }
+        let (name, after) = rest.split_once('=')?;
+        let name = name.trim().to_ascii_lowercase();
+        let after = after.trim_start();
+        let value;
+        if let Some(quoted) = after.strip_prefix('"') {
+            let mut text = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => text.push(chars.next()?.1),
+                    '"' => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    c => text.push(c),
+                }
+            }
+            value = text;
+            rest = &quoted[end?..];
+        } else {
+            let end = after.find([',', ' ', '\t']).unwrap_or(after.len());
+            value = after[..end].to_string();
+            rest = &after[end..];
+        }
+        match name.as_str() {
+            "realm" => realm = Some(value),
+            "service" => service = Some(value),
+            "scope" => scope = Some(value),
+            _ => {}
+        }
+    }
+    Some(Challenge {
+        realm: realm?,
+        service,
+        scope,
+    })
+}
+
+/// Why `token` cannot be sent as `Authorization: Bearer <token>`, if it cannot: empty, longer
+/// than [`MAX_TOKEN_BYTES`], or with a byte outside the visible ASCII characters (a control
+/// character, a space, DEL or non-ASCII). RFC 9110 §5.5 allows no control character in a field
+/// value, and a space inside the token would split it (RFC 6750 §2.1's `b64token` is visible
+/// ASCII only).
+pub fn check_token(token: &str) -> std::result::Result<(), String> {
+    if token.is_empty() {
+        return Err("is empty".into());
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(format!("is longer than {MAX_TOKEN_BYTES} bytes"));
+    }
+    match token.bytes().position(|b| !(0x21..=0x7e).contains(&b)) {
+        Some(at) => Err(format!(
+            "holds a character not allowed in an HTTP header (byte {at} is {:#04x}; RFC 9110 \
+             §5.5 allows visible ASCII only in a token)",
+            token.as_bytes()[at]
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The delay a `Retry-After` header asks for (RFC 9110 §10.2.3: a number of seconds, or an
+/// HTTP-date, counted from `now`); `None` without the header or with a value that is neither.
+/// A date in the past is zero.
+pub(super) fn retry_after(
+    headers: &reqwest::header::HeaderMap,
+    now: std::time::SystemTime,
+) -> Option<Duration> {
+    let text = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
+/// `at` as an HTTP-date (RFC 9110 §5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn http_date(at: std::time::SystemTime) -> String {
+    httpdate::fmt_http_date(at)
+}
+
+/// Read a credential file the daemon or `publish` was given: like the configuration
+/// ([`krypton_host::files::read_trusted_text`]: a regular file under `cap` bytes, owned by root
+/// or this user, not writable by group or others) and, when `secret`, not readable by group or
+/// others either.
+/// Errors ([`RegistryError::Config`]): each names the file and the `chmod`/`chown` that fixes it.
+pub fn read_credential(path: &Path, cap: u64, what: &str, secret: bool) -> Result<Vec<u8>> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let text = krypton_host::files::read_trusted_text(path, cap, what)
+        .map_err(|e| RegistryError::Config(format!("{e:#}")))?;
+    if secret {
+        let mode = std::fs::metadata(path)
+            .map_err(|e| RegistryError::Config(format!("{what} {}: {e}", path.display())))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o044 != 0 {
+            return Err(RegistryError::Config(format!(
+                "{what} {} has mode {mode:03o}: group or others can read the secret in it; \
+                 `chmod 600` it (a systemd service reads a root-only file through \
+                 LoadCredential=, see docs/fleet.md)",
+                path.display()
+            )));
+        }
+    }
+    Ok(text.into_bytes())
+}
+
 pub(super) async fn status_error(response: reqwest::Response, url: &str) -> RegistryError {
     let status = response.status().as_u16();
+    let retry_after = retry_after(response.headers(), std::time::SystemTime::now());
     let mut detail = Vec::new();
     let mut response = response;
     while let Ok(Some(chunk)) = response.chunk().await {
@@ -378,34 +717,77 @@ pub(super) async fn status_error(response: reqwest::Response, url: &str) -> Regi
     }
     RegistryError::Status {
         status,
-        what: url.to_string(),
+        what: printable(url),
         detail: printable(&String::from_utf8_lossy(&detail)),
+        retry_after,
     }
 }
 
-pub(super) fn oci_error(e: oci_client::errors::OciDistributionError) -> RegistryError {
-    use oci_client::errors::OciDistributionError as E;
-    match e {
-        E::RequestError(r) => RegistryError::Unreachable(error_chain(&r)),
-        E::AuthenticationFailure(text) => RegistryError::Status {
-            status: 401,
-            what: "authentication".into(),
-            detail: printable(&text),
-        },
-        E::UnauthorizedError { url } => RegistryError::Status {
-            status: 401,
-            what: printable(&url),
-            detail: "unauthorized: check the credentials".into(),
-        },
-        E::ServerError { code, url, message } => RegistryError::Status {
-            status: code,
-            what: printable(&url),
-            detail: printable(&message),
-        },
-        other => RegistryError::Status {
-            status: 0,
-            what: "a push".into(),
-            detail: error_chain(&other),
-        },
+#[cfg(test)]
+mod transport_tests {
+    use super::*;
+
+    #[test]
+    fn bearer_challenges_parse_quoted_and_bare_values() {
+        let c = bearer_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:k:pull,push""#,
+        )
+        .unwrap();
+        assert_eq!(c.realm, "https://auth.example/token");
+        assert_eq!(c.service.as_deref(), Some("registry.example"));
+        assert_eq!(c.scope.as_deref(), Some("repository:k:pull,push"));
+        let c = bearer_challenge(r#"bearer realm=https://a/t, service="s\"q""#).unwrap();
+        assert_eq!(
+            (c.realm.as_str(), c.service.as_deref()),
+            ("https://a/t", Some("s\"q"))
+        );
+        assert_eq!(c.scope, None);
+        assert!(bearer_challenge(r#"Basic realm="x""#).is_none());
+        assert!(bearer_challenge(r#"Bearer service="x""#).is_none());
+        assert!(bearer_challenge(r#"Bearer realm="unterminated"#).is_none());
+    }
+
+    #[test]
+    fn tokens_must_be_visible_ascii() {
+        assert!(check_token("eyJhbGciOi.J9-_~+/=").is_ok());
+        for bad in ["", "a\u{1}b", "a\nb", "a b", "a\u{7f}", "é"] {
+            assert!(check_token(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_token(&"a".repeat(MAX_TOKEN_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&headers, now), None);
+        headers.insert(reqwest::header::RETRY_AFTER, "30".parse().unwrap());
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(30)));
+        let date = http_date(now + Duration::from_secs(90));
+        headers.insert(reqwest::header::RETRY_AFTER, date.parse().unwrap());
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(90)));
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            http_date(now - Duration::from_secs(5)).parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers, now), Some(Duration::ZERO));
+        headers.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers, now), None);
+    }
+
+    #[test]
+    fn relative_credential_paths_come_from_the_credentials_directory() {
+        let dir = std::ffi::OsStr::new("/run/credentials/krypton-host.service");
+        assert_eq!(
+            credential_path(Path::new("registry-token"), Some(dir)).unwrap(),
+            Path::new("/run/credentials/krypton-host.service/registry-token")
+        );
+        assert_eq!(
+            credential_path(Path::new("/etc/k/token"), Some(dir)).unwrap(),
+            Path::new("/etc/k/token")
+        );
+        assert!(credential_path(Path::new("registry-token"), None).is_err());
+        assert!(credential_path(Path::new("../etc/shadow"), Some(dir)).is_err());
+        assert!(credential_path(Path::new("a/b"), Some(dir)).is_err());
     }
 }

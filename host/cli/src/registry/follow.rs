@@ -99,9 +99,12 @@ impl RegistrySection {
             ("registry.token_file", &self.token_file),
         ] {
             if let Some(p) = path {
+                // A relative path is a credential systemd loaded (LoadCredential=), found in
+                // $CREDENTIALS_DIRECTORY when the daemon starts (see `credential_path`).
                 anyhow::ensure!(
-                    p.is_absolute(),
-                    "key `{key}`: `{}` must be an absolute path",
+                    p.is_absolute() || p.components().count() == 1,
+                    "key `{key}`: `{}` must be an absolute path, or the ID of a credential \
+                     systemd loads (LoadCredential=), read from $CREDENTIALS_DIRECTORY",
                     p.display()
                 );
             }

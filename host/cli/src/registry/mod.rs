@@ -33,13 +33,31 @@
 //!
 //! # Transport
 //!
-//! Pushes go through `oci-client` (chunked upload with monolithic fallback, token negotiation).
-//! Pulls are plain `GET`/`HEAD` requests through `reqwest` (the version `oci-client` uses), because
-//! `oci-client` reads manifest bodies whole with no bound; here every body is read under a cap
-//! and counted ([`Registry::requests`]). TLS is rustls with the system's roots plus `ca_file`.
+//! Every request, pull, push and token, goes through one `reqwest` client ([`Registry`]): a
+//! total deadline per request ([`REQUEST_TIMEOUT`], [`TOKEN_TIMEOUT`]; reqwest's `timeout`
+//! covers the body), every body read under a cap and counted ([`Registry::requests`]), a whole
+//! `publish` under [`PUBLISH_TIMEOUT`]. Pushes are the distribution spec's monolithic upload
+//! (`POST` a session, `PUT` the blob with its digest) and a manifest `PUT`; `oci-client` is used
+//! for its reference parser only (it reads bodies whole, logs the token answer at debug level
+//! and panics on a token that is not a header value). TLS is rustls with the system's roots
+//! plus `ca_file`.
+//!
 //! Auth: anonymous, basic (user and a password read from a file), or a bearer token read from a
-//! file ([`Auth`]); on a `401` the registry's token flow (Docker registry v2 token
-//! authentication) is run once through `oci-client` and its token used.
+//! file ([`Auth`]); the files are checked like the configuration ([`read_credential`]). On a
+//! `401` with a `Bearer` challenge the token flow (distribution spec token authentication, RFC
+//! 6750) runs once: `GET realm?service=…&scope=…` under [`TOKEN_TIMEOUT`] and
+//! [`MAX_TOKEN_RESPONSE_BYTES`]; basic credentials go only to a realm on the registry's own
+//! origin or over HTTPS, and a token must be visible ASCII ([`check_token`]). No token or
+//! password is logged: the `Authorization` values are marked sensitive.
+//!
+//! Proxies: a loopback or `insecure` registry is always reached directly (`HTTP_PROXY`,
+//! `HTTPS_PROXY`, `ALL_PROXY` are ignored for it, since the credentials would go to the proxy in
+//! clear); any other registry follows those variables and `NO_PROXY`.
+//!
+//! Busy registries: a `429` or `503` with `Retry-After` (seconds or an HTTP-date) is waited out
+//! within the request up to [`MAX_RETRY_AFTER_WAIT`]; a longer delay comes back in the error
+//! ([`RegistryError::retry_after`]) for the caller to honour; without `Retry-After` nothing is
+//! retried at once.
 //!
 //! # Fail-closed table
 //!
@@ -71,9 +89,9 @@ mod publish;
 mod pull;
 mod source;
 
-pub use client::{Published, Pulled, Registry, Settings};
+pub use client::{Published, Pulled, Registry, Settings, check_token, http_date, read_credential};
 pub use manifest::{Descriptor, Index, Manifest, check_component_manifest};
-pub use source::{Auth, Source};
+pub use source::{Auth, Source, credential_path};
 
 use anyhow::Context as _;
 use krypton_host::signing;
@@ -103,6 +121,22 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Largest password or token file read, bytes.
 pub const MAX_SECRET_FILE_BYTES: u64 = 16 * 1024;
+/// Longest wait for the registry's token flow (one request to the realm, body included).
+pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest token answer read from a realm, bytes (a real one, a JWT, is a few KiB).
+pub const MAX_TOKEN_RESPONSE_BYTES: u64 = 64 * 1024;
+/// Longest registry token accepted, bytes.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Longest `Retry-After` one request waits out itself before it retries; a registry asking for
+/// longer gets an error that carries the delay ([`RegistryError::retry_after`]).
+pub const MAX_RETRY_AFTER_WAIT: Duration = Duration::from_secs(60);
+/// Most `Retry-After` waits within one request.
+pub const MAX_RETRY_AFTER_WAITS: u32 = 2;
+/// Longest a whole `publish` may take (every blob, manifest and referrer push).
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// How many times `publish` writes the referrers tag and reads it back before it gives up on
+/// seeing its signature listed (a racing publisher of the same digest can overwrite it).
+pub const REFERRERS_TAG_ATTEMPTS: u32 = 5;
 
 /// The empty JSON object, the content of the empty descriptor.
 pub(super) const EMPTY_JSON: &[u8] = b"{}";
@@ -122,6 +156,9 @@ pub enum RegistryError {
         what: String,
         /// The start of the registry's error body, printable.
         detail: String,
+        /// The delay the registry asked for with `Retry-After` (RFC 9110 §10.2.3), if any:
+        /// the next attempt must not come sooner.
+        retry_after: Option<Duration>,
     },
     /// Something asked for does not exist (a tag, a manifest, a blob).
     #[error("not found in the registry: {0}")]
@@ -137,6 +174,15 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
+    /// The delay the registry asked for (`Retry-After` on a `429` or `503`) before the next
+    /// request, if it asked.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RegistryError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// Whether trying the same thing later may succeed (the registry down or answering 5xx, a
     /// transfer cut short): such an error is retried at the next poll and never remembered.
     pub fn is_transient(&self) -> bool {
@@ -320,6 +366,15 @@ mod tests {
     fn auth_comes_from_files_and_never_echoes_them() {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret-token\n").unwrap();
+        // A secret file readable by others is refused (checked like the configuration).
+        let err = Auth::from_files(None, None, Some(&token)).unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        use std::os::unix::fs::PermissionsExt as _;
+        for file in [&token, &dir.path().join("pass")] {
+            std::fs::write(file, "").unwrap();
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         std::fs::write(&token, "s3cret-token\n").unwrap();
         match Auth::from_files(None, None, Some(&token)).unwrap() {
             Auth::Bearer(t) => assert_eq!(t, "s3cret-token"),

@@ -1,7 +1,6 @@
 //! Publish a component: blobs, manifest, the signature referrer (and the referrers tag
 //! fallback), the tag last.
 
-use super::client::oci_error;
 use super::manifest::descriptor;
 use super::*;
 use std::collections::BTreeMap;
@@ -12,7 +11,8 @@ impl Registry {
     /// referrer and the referrers tag when the registry has no referrers API, and last the tag. `version` goes into the manifest's
     /// `org.opencontainers.image.version` annotation.
     /// Errors: the registry is unreachable or refuses a push (401/403: credentials), `target`
-    /// has no tag.
+    /// has no tag, the signature is still not listed in the referrers tag after
+    /// [`REFERRERS_TAG_ATTEMPTS`] writes (a status error saying so).
     pub async fn publish(
         &self,
         target: &Source,
@@ -25,15 +25,6 @@ impl Registry {
                 "publish needs a tag: REGISTRY/REPO:TAG".into(),
             ));
         }
-        let auth = self.auth.to_oci();
-        self.oci
-            .auth(
-                &target.reference,
-                &auth,
-                oci_client::RegistryOperation::Push,
-            )
-            .await
-            .map_err(oci_error)?;
         let layer_digest = sha256_digest(component);
         let created = crate::output::rfc3339(now_secs());
         let config = serde_json::to_vec(&serde_json::json!({
@@ -133,9 +124,14 @@ impl Registry {
         Ok(published)
     }
 
-    /// Add `entry` to the referrers tag of `subject` (pull the index or start an empty one, add
-    /// the descriptor unless present, push it back). Two publishers racing on one subject can
-    /// lose an entry: the distribution spec 1.1 offers no conditional push for this tag.
+    /// Add `entry` to the referrers tag of `subject` and make sure it stays listed: pull the
+    /// index (or start an empty one), add the descriptor unless present, push it back, wait a
+    /// moment (jittered, so that a racing writer's push lands first), read it back; repeat
+    /// until the entry is listed, at most [`REFERRERS_TAG_ATTEMPTS`] times. The distribution spec
+    /// 1.1 offers no conditional push for this tag, so two publishers of one digest overwrite
+    /// each other's entries; the read-back finds that and writes again.
+    /// Errors: those of the requests; the entry still missing after the last attempt
+    /// ([`RegistryError::Status`] with status 409, saying so).
     async fn add_to_referrers_tag(
         &self,
         target: &Source,
@@ -144,42 +140,119 @@ impl Registry {
     ) -> Result<()> {
         let tag = referrers_tag(subject);
         let url = self.url(target, "manifests", &tag);
-        let mut index = match self
-            .get_bounded(target, &url, OCI_INDEX_MEDIA_TYPE, MAX_MANIFEST_BYTES)
-            .await?
-        {
-            Some((_, body)) => serde_json::from_slice::<Index>(&body)
-                .map_err(|e| invalid(format!("the referrers tag {tag}: {e}")))?,
-            None => Index {
-                schema_version: 2,
-                media_type: Some(OCI_INDEX_MEDIA_TYPE.into()),
-                manifests: Vec::new(),
-            },
-        };
-        if index.manifests.iter().any(|d| d.digest == entry.digest) {
-            return Ok(());
+        for attempt in 0..REFERRERS_TAG_ATTEMPTS {
+            let mut index = self.referrers_tag_index(target, &url, &tag).await?;
+            if !index.manifests.iter().any(|d| d.digest == entry.digest) {
+                index.manifests.push(entry.clone());
+                let body = serde_json::to_vec(&index).map_err(|e| invalid(e.to_string()))?;
+                self.push_manifest(&target.at_tag(&tag), body, OCI_INDEX_MEDIA_TYPE)
+                    .await?;
+            }
+            tokio::time::sleep(settle_delay(attempt)).await;
+            let listed = self.referrers_tag_index(target, &url, &tag).await?;
+            if listed.manifests.iter().any(|d| d.digest == entry.digest) {
+                return Ok(());
+            }
+            tracing::warn!(tag = %tag, attempt = attempt + 1,
+                "the signature referrer is missing from the referrers tag after it was written (another publisher of this digest?); writing it again");
         }
-        index.manifests.push(entry);
-        let body = serde_json::to_vec(&index).map_err(|e| invalid(e.to_string()))?;
-        self.push_manifest(&target.at_tag(&tag), body, OCI_INDEX_MEDIA_TYPE)
-            .await
+        Err(RegistryError::Status {
+            status: 409,
+            what: format!("the referrers tag {tag}"),
+            detail: format!(
+                "the signature referrer {} is not listed after {REFERRERS_TAG_ATTEMPTS} writes: \
+                 another writer keeps replacing the tag; publish again when it is done",
+                entry.digest
+            ),
+            retry_after: None,
+        })
     }
 
+    /// The referrers tag's index, or an empty one when the tag does not exist.
+    async fn referrers_tag_index(&self, target: &Source, url: &str, tag: &str) -> Result<Index> {
+        Ok(
+            match self
+                .get_bounded(target, url, OCI_INDEX_MEDIA_TYPE, MAX_MANIFEST_BYTES)
+                .await?
+            {
+                Some((_, body)) => serde_json::from_slice::<Index>(&body)
+                    .map_err(|e| invalid(format!("the referrers tag {tag}: {e}")))?,
+                None => Index {
+                    schema_version: 2,
+                    media_type: Some(OCI_INDEX_MEDIA_TYPE.into()),
+                    manifests: Vec::new(),
+                },
+            },
+        )
+    }
+
+    /// Push a blob unless the registry has it: `HEAD` the blob, else the distribution spec's
+    /// monolithic upload, `POST /v2/<name>/blobs/uploads/` then `PUT <Location>?digest=…`.
     async fn push_blob(&self, target: &Source, bytes: &[u8], digest: &str) -> Result<()> {
-        self.oci
-            .push_blob(&target.reference, bytes, digest)
-            .await
-            .map(|_| ())
-            .map_err(oci_error)
+        let blob_url = self.url(target, "blobs", digest);
+        if self
+            .send(target, reqwest::Method::HEAD, &blob_url, "*/*")
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let start = self.url(target, "blobs", "uploads/");
+        let session = self
+            .send_body(target, reqwest::Method::POST, &start, "*/*", None)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("the upload endpoint {start}")))?;
+        let location = session
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| invalid(format!("{start} answered without a Location")))?;
+        let mut upload = reqwest::Url::parse(&start)
+            .and_then(|base| base.join(location))
+            .map_err(|e| invalid(format!("the upload Location {}: {e}", printable(location))))?;
+        drop(session);
+        upload.query_pairs_mut().append_pair("digest", digest);
+        self.send_body(
+            target,
+            reqwest::Method::PUT,
+            upload.as_str(),
+            "*/*",
+            Some(("application/octet-stream", bytes)),
+        )
+        .await?
+        .ok_or_else(|| RegistryError::NotFound(format!("the upload of {digest}")))?;
+        Ok(())
     }
 
     async fn push_manifest(&self, target: &Source, body: Vec<u8>, media_type: &str) -> Result<()> {
-        let content_type = http::HeaderValue::from_str(media_type)
-            .map_err(|e| invalid(format!("media type: {e}")))?;
-        self.oci
-            .push_manifest_raw(&target.reference, body, content_type)
-            .await
-            .map(|_| ())
-            .map_err(oci_error)
+        let reference = target.digest().or(target.tag()).ok_or_else(|| {
+            RegistryError::Config("a manifest push needs a tag or a digest".into())
+        })?;
+        let url = self.url(target, "manifests", reference);
+        self.send_body(
+            target,
+            reqwest::Method::PUT,
+            &url,
+            "*/*",
+            Some((media_type, &body)),
+        )
+        .await?
+        .ok_or_else(|| RegistryError::NotFound(format!("the repository of {url}")))?;
+        Ok(())
     }
+}
+
+/// How long to wait before reading the referrers tag back after attempt `attempt` (0-based):
+/// 0.5 s doubled at each attempt, plus up to as much again of jitter, so that two publishers
+/// do not keep writing in step.
+fn settle_delay(attempt: u32) -> Duration {
+    let base = 500u64 << attempt.min(4);
+    let jitter = u64::from(std::process::id()).wrapping_mul(2_654_435_761)
+        ^ u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .subsec_nanos(),
+        );
+    Duration::from_millis(base + jitter % base)
 }

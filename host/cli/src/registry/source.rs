@@ -1,7 +1,37 @@
 //! A registry reference (`HOST[:PORT]/REPO:TAG` or `@sha256:…`) and the credentials.
 
 use super::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Where a credential file is: `path` itself when absolute; otherwise `path` inside
+/// `credentials_dir`, the directory systemd names in `$CREDENTIALS_DIRECTORY` for the
+/// credentials a unit loads with `LoadCredential=ID:/etc/krypton-host/registry-token` (readable
+/// by the service's user even with `DynamicUser=yes`, while the source stays root-owned 0600;
+/// systemd.exec(5), "Credentials"). A relative path must be one plain file name.
+/// Errors ([`RegistryError::Config`]): a relative path without `$CREDENTIALS_DIRECTORY`, or one
+/// that is not a single file name.
+pub fn credential_path(path: &Path, credentials_dir: Option<&std::ffi::OsStr>) -> Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    let single = path.components().count() == 1
+        && matches!(
+            path.components().next(),
+            Some(std::path::Component::Normal(_))
+        );
+    match credentials_dir {
+        Some(dir) if single && !dir.is_empty() => Ok(Path::new(dir).join(path)),
+        Some(_) => Err(RegistryError::Config(format!(
+            "`{}`: a relative credential path must be one file name in $CREDENTIALS_DIRECTORY",
+            path.display()
+        ))),
+        None => Err(RegistryError::Config(format!(
+            "`{}` is relative and $CREDENTIALS_DIRECTORY is not set: give an absolute path, or \
+             load the file with systemd's LoadCredential= and name its ID here",
+            path.display()
+        ))),
+    }
+}
 
 /// A registry reference with an explicit host: `HOST[:PORT]/REPO:TAG` or
 /// `HOST[:PORT]/REPO@sha256:DIGEST` (written `oci://…` in `gateway.toml`).
@@ -140,53 +170,64 @@ pub enum Auth {
 
 impl Auth {
     /// Build from settings: `username` with `password_file`, or `token_file`, or neither.
-    /// The files are read bounded to [`MAX_SECRET_FILE_BYTES`], trimmed of one line end.
-    /// Errors: both kinds given, a user without a password file (or the reverse), an unreadable
-    /// or empty file (the error names the file, never its content).
+    /// The files are read bounded to [`MAX_SECRET_FILE_BYTES`], trimmed of one line end, and
+    /// checked like the configuration and as secrets ([`read_credential`]: owner root or this
+    /// user, mode without group or other access). A relative path is taken from systemd's
+    /// `$CREDENTIALS_DIRECTORY` ([`credential_path`]).
+    /// Errors: both kinds given, a user without a password file (or the reverse), an unreadable,
+    /// unsafe or empty file, a user name with `:` or a control character, a token that is not
+    /// an HTTP header value ([`check_token`]); each names the file, never its content.
     pub fn from_files(
         username: Option<&str>,
         password_file: Option<&Path>,
         token_file: Option<&Path>,
     ) -> Result<Self> {
         let read = |path: &Path, what: &str| -> Result<String> {
-            let bytes = krypton_host::files::read_user_file(path, MAX_SECRET_FILE_BYTES, what)
-                .map_err(|e| RegistryError::Config(format!("{e:#}")))?;
+            let path = credential_path(path, std::env::var_os("CREDENTIALS_DIRECTORY").as_deref())?;
+            let bytes = read_credential(
+                &path,
+                MAX_SECRET_FILE_BYTES,
+                &format!("the {what} file"),
+                true,
+            )?;
             let text = String::from_utf8(bytes).map_err(|_| {
                 RegistryError::Config(format!("{} is not UTF-8 text", path.display()))
             })?;
             let text = text.trim_end_matches(['\n', '\r']).to_string();
             if text.is_empty() || text.chars().any(char::is_control) {
                 return Err(RegistryError::Config(format!(
-                    "{} must hold one line: the {what}",
+                    "{} must hold one line: the {what} (no control character, RFC 9110 §5.5)",
                     path.display()
                 )));
             }
             Ok(text)
         };
+        if let Some(u) = username
+            && (u.is_empty() || u.contains(':') || u.chars().any(char::is_control))
+        {
+            return Err(RegistryError::Config(
+                "the registry user name must be non-empty, without `:` (RFC 7617 §2) or a control character".into(),
+            ));
+        }
         match (username, password_file, token_file) {
             (None, None, None) => Ok(Auth::Anonymous),
             (Some(u), Some(p), None) => Ok(Auth::Basic {
                 username: u.to_string(),
                 password: read(p, "registry password")?,
             }),
-            (None, None, Some(t)) => Ok(Auth::Bearer(read(t, "registry token")?)),
+            (None, None, Some(t)) => {
+                let token = read(t, "registry token")?;
+                check_token(&token).map_err(|why| {
+                    RegistryError::Config(format!("the registry token in {} {why}", t.display()))
+                })?;
+                Ok(Auth::Bearer(token))
+            }
             (_, _, Some(_)) => Err(RegistryError::Config(
                 "give either a token file or a user name with a password file, not both".into(),
             )),
             _ => Err(RegistryError::Config(
                 "basic authentication needs both the user name and the password file".into(),
             )),
-        }
-    }
-
-    pub(super) fn to_oci(&self) -> oci_client::secrets::RegistryAuth {
-        use oci_client::secrets::RegistryAuth;
-        match self {
-            Auth::Anonymous => RegistryAuth::Anonymous,
-            Auth::Basic { username, password } => {
-                RegistryAuth::Basic(username.clone(), password.clone())
-            }
-            Auth::Bearer(token) => RegistryAuth::Bearer(token.clone()),
         }
     }
 

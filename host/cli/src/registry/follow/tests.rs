@@ -82,7 +82,7 @@ fn the_section_is_checked_key_by_key() {
         ),
         (
             RegistrySection {
-                ca_file: Some("ca.pem".into()),
+                ca_file: Some("certs/ca.pem".into()),
                 ..RegistrySection::default()
             },
             "registry.ca_file",
