@@ -62,12 +62,26 @@ pub const PASS_LOCK_WAIT: Duration = Duration::from_secs(10);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Turn off core dumps and `ptrace` attach by other processes of the same user for this
-/// process (`prctl(2)`, `PR_SET_DUMPABLE` 0): a crash must not write keys and tokens held in
-/// memory to a core file. Errors: the `prctl` call failed (errno).
+/// process (`prctl(2)`, `PR_SET_DUMPABLE` 0), and set its core file size limit to 0
+/// (`setrlimit(2)`, `RLIMIT_CORE`; inherited by any child): a crash must not write keys, tokens,
+/// CK or a software SIM's K and OPc held in memory to a core file. `main` calls it first, for
+/// every command. Errors: either call failed (errno).
 pub fn disable_core_dumps() -> anyhow::Result<()> {
-    use rustix::process::{DumpableBehavior, set_dumpable_behavior};
+    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
     set_dumpable_behavior(DumpableBehavior::NotDumpable)
-        .map_err(|e| anyhow::anyhow!("prctl(PR_SET_DUMPABLE, 0): {}", std::io::Error::from(e)))
+        .map_err(|e| anyhow::anyhow!("prctl(PR_SET_DUMPABLE, 0): {}", std::io::Error::from(e)))?;
+    let none = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    setrlimit(Resource::Core, none)
+        .map_err(|e| anyhow::anyhow!("setrlimit(RLIMIT_CORE, 0): {}", std::io::Error::from(e)))
+}
+
+/// This process's core file size limit (`getrlimit(2)`, `RLIMIT_CORE`, the soft limit),
+/// bytes; `None` for unlimited.
+pub fn core_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Core).current
 }
 
 /// This process's `prctl(PR_GET_DUMPABLE)`: 0 when core dumps are off, 1 or 2 otherwise (-1
