@@ -332,7 +332,7 @@ impl CompileCache {
             })
             .collect();
         // Newest first; the entry just written first of all.
-        entries.sort_by(|a, b| (b.2 == keep, b.0).cmp(&(a.2 == keep, a.0)));
+        entries.sort_by_key(|e| std::cmp::Reverse((e.2 == keep, e.0)));
         let mut total = 0u64;
         for (kept, (_, len, name)) in entries.into_iter().enumerate() {
             total = total.saturating_add(len);
