@@ -402,13 +402,22 @@ pub fn parse_signing_key(text: &str) -> anyhow::Result<SigningKey> {
 
 /// A new ed25519 key pair from the operating system's random source (`getrandom(2)`): the
 /// private key as PKCS#8 PEM, and the public key as base64 (the form `trusted_public_key` takes).
+///
+/// The PEM is the form `openssl genpkey -algorithm ed25519` writes: a `OneAsymmetricKey` of
+/// version 0 (PKCS#8 v1) holding only the seed, without the optional public key (RFC 8410 §7).
+/// OpenSSL 3.0 and Python's `cryptography` refuse the version 1 form with the public key that
+/// `SigningKey::to_pkcs8_pem` writes; [`parse_signing_key`] reads both.
 pub fn generate_key_pem() -> anyhow::Result<(String, String)> {
     use ed25519_dalek::pkcs8::EncodePrivateKey as _;
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed).map_err(|e| anyhow::anyhow!("no random bytes: {e}"))?;
     let key = SigningKey::from_bytes(&seed);
     seed.fill(0);
-    let pem = key
+    let seed_only = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    let pem = seed_only
         .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .map_err(|e| anyhow::anyhow!("encoding the key: {e}"))?;
     let public = base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes());

@@ -302,3 +302,94 @@ async fn the_cli_uses_an_environment_cache_directory_only_when_it_is_private() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Issue 18, item 15: the cache does not grow with every component ever compiled. After more
+/// distinct components than [`MAX_CACHE_ENTRIES`] are compiled, the directory holds exactly
+/// that many entries, at most [`MAX_CACHE_BYTES`] in all: the most recently used ones. An entry
+/// used again (the serving component loaded anew) counts as recent, so the current and the
+/// previous component stay while older ones go.
+#[tokio::test]
+async fn the_cache_keeps_only_its_most_recently_used_entries() {
+    use krypton_host::engine::{MAX_CACHE_BYTES, MAX_CACHE_ENTRIES};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let rt = runtime_with_cache(&dir);
+    let load = |tag: u8| {
+        let bytes = variant(tag);
+        rt.load(&bytes).unwrap();
+        rt.cache_key(&bytes)
+    };
+    let size = |names: &[String]| -> u64 {
+        names
+            .iter()
+            .map(|n| std::fs::metadata(dir.join(n)).unwrap().len())
+            .sum()
+    };
+    let compiled: Vec<String> = (0..MAX_CACHE_ENTRIES as u8 + 3)
+        .map(|i| load(40 + i))
+        .collect();
+    let held = names(&dir);
+    let mut newest = compiled[compiled.len() - MAX_CACHE_ENTRIES..].to_vec();
+    newest.sort();
+    assert_eq!(held, newest);
+    assert!(size(&held) <= MAX_CACHE_BYTES, "{}", size(&held));
+
+    // The oldest entry still held is used again (a cache hit), then one more component is
+    // compiled: the entry used again stays, the oldest of the others goes.
+    let oldest_held = compiled[compiled.len() - MAX_CACHE_ENTRIES].clone();
+    let reused = load(40 + (compiled.len() - MAX_CACHE_ENTRIES) as u8);
+    assert_eq!(reused, oldest_held);
+    let newer = load(99);
+    let held = names(&dir);
+    assert_eq!(held.len(), MAX_CACHE_ENTRIES, "{held:?}");
+    assert!(held.contains(&reused), "{held:?}");
+    assert!(held.contains(&newer), "{held:?}");
+    assert!(
+        !held.contains(&compiled[compiled.len() - MAX_CACHE_ENTRIES + 1]),
+        "{held:?}"
+    );
+}
+
+/// Issue 18, item 15: one daemon per `state_dir`. A second daemon with its own store and
+/// socket but the first one's state directory is refused (exit 3, naming `state_dir` and the
+/// first one's pid) and touches nothing there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_one_state_dir_is_refused() {
+    let fx = Fixture::new().await;
+    let dir = fx.dir();
+    let first = fx
+        .gateway()
+        .path("control_socket", &dir.join("first.sock"))
+        .target("azure-iot");
+    let _running = Daemon::start(first.parse()).await.unwrap();
+    let state = fx.path("state");
+    let before = names(&state);
+    let second = fx
+        .gateway()
+        .path("store", &dir.join("store2"))
+        .path("control_socket", &dir.join("second.sock"))
+        .target("azure-iot")
+        .write(&dir.join("second.toml"));
+    // Bounded, and killed if it runs: a daemon that started would serve forever.
+    let child = tokio::process::Command::new(BIN)
+        .args(["run", "--config", second.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the second daemon started and kept running")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("key `state_dir`"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("process {}", std::process::id())),
+        "{stderr}"
+    );
+    assert!(!dir.join("second.sock").exists());
+    assert_eq!(names(&state), before);
+    fx.stop().await;
+}

@@ -399,3 +399,69 @@ async fn openssl_refuses_a_sec1_key_without_its_curve_as_sent() {
     assert!(!ok, "openssl loaded a SEC1 key without its curve");
     fx.stop().await;
 }
+
+/// Issue 18, item 18: the key `krypton-host keygen` writes is the form `openssl genpkey
+/// -algorithm ed25519` writes (the same DER structure, PKCS#8 v1 of RFC 8410 §7), OpenSSL loads
+/// it, and the public key `openssl pkey -pubout` derives is the one `keygen` printed; a key
+/// OpenSSL made signs through `krypton-host sign`'s parser to the same public key too.
+#[tokio::test]
+async fn keygen_writes_a_key_openssl_loads_and_derives_the_same_public_key() {
+    use base64::Engine as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = tmp.path().join("keygen.pem");
+    let run = cli(["keygen", "--json", "--out", ours.to_str().unwrap()])
+        .run()
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let public = run.json()["publicKey"].as_str().unwrap().to_string();
+    let path = ours.to_str().unwrap();
+    let (ok, _, stderr) = openssl(&["pkey", "-in", path, "-noout"]).await;
+    assert!(ok, "openssl cannot load the keygen key: {stderr}");
+    let spki = tmp.path().join("public.der");
+    let (ok, _, stderr) = openssl(&[
+        "pkey",
+        "-in",
+        path,
+        "-pubout",
+        "-outform",
+        "DER",
+        "-out",
+        spki.to_str().unwrap(),
+    ])
+    .await;
+    assert!(ok, "{stderr}");
+    let spki = std::fs::read(&spki).unwrap();
+    // SubjectPublicKeyInfo of an Ed25519 key (RFC 8410 §4): 12 bytes of header, the key.
+    assert_eq!(spki.len(), 44);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    assert_eq!(b64.encode(&spki[12..]), public);
+
+    // OpenSSL's own key: the same DER structure (the 16 bytes before the seed) and length.
+    let theirs = tmp.path().join("openssl.pem");
+    let (ok, _, stderr) = openssl(&[
+        "genpkey",
+        "-algorithm",
+        "ed25519",
+        "-out",
+        theirs.to_str().unwrap(),
+    ])
+    .await;
+    assert!(ok, "{stderr}");
+    let der = |file: &Path| {
+        let text = std::fs::read_to_string(file).unwrap();
+        let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+        b64.decode(body).unwrap()
+    };
+    let (ours_der, theirs_der) = (der(&ours), der(&theirs));
+    assert_eq!(ours_der.len(), theirs_der.len());
+    assert_eq!(ours_der.len(), 48);
+    assert_eq!(ours_der[..16], theirs_der[..16]);
+    let pem_lines = |file: &Path| {
+        let text = std::fs::read_to_string(file).unwrap();
+        (
+            text.lines().next().unwrap().to_string(),
+            text.lines().last().unwrap().to_string(),
+        )
+    };
+    assert_eq!(pem_lines(&ours), pem_lines(&theirs));
+}

@@ -529,3 +529,122 @@ async fn the_gateway_build_provisions_from_a_signed_cwasm_and_refuses_a_wasm() {
         );
     }
 }
+
+/// Wait until the daemon has provisioned `azure-iot` again (its pass runs the component's
+/// `status` and `provision`, so its code runs), then check that the daemon is alive and
+/// serves `digest` at `version`.
+async fn serves_after_a_pass(
+    daemon: &mut tokio::process::Child,
+    socket: &Path,
+    bundle: &Path,
+    digest: &str,
+    log: &Path,
+) {
+    let _ = std::fs::remove_file(bundle);
+    for _ in 0..600 {
+        if bundle.exists() {
+            break;
+        }
+        if let Some(status) = daemon.try_wait().unwrap() {
+            panic!(
+                "the daemon died ({status:?}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        bundle.exists(),
+        "no pass provisioned: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon died");
+    let status = daemon_status(socket).await;
+    assert_eq!(status["serving"], digest, "{status:?}");
+    assert_eq!(status["signed"], "true", "{status:?}");
+    let answer = control(socket, "status").await;
+    assert_eq!(
+        answer.split_whitespace().nth(2),
+        Some(REAL_VERSION),
+        "{answer}"
+    );
+}
+
+/// Issue 18, item 4: what runs is exactly the bytes that were verified. Under a running
+/// daemon serving a signed `.cwasm`, the file is truncated in place (`: > artifact`), then
+/// overwritten in place with other native code (`cp other artifact`, which opens with
+/// `O_TRUNC` and writes the same inode): each time the daemon refuses the changed file, keeps
+/// serving the verified version (a pass provisions, status answers, no SIGBUS), until a swap
+/// verifies a new file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_overwritten_in_place_changes_nothing_until_a_swap_verifies_it() {
+    let fx = Fixture::new().await;
+    let file = install_signed(fx.dir(), "krypton.cwasm");
+    let (_, first) = artifact(own_target());
+    let digest = signing::digest_hex(first);
+    let socket = fx.path("control.sock");
+    let log = fx.path("daemon.log");
+    let bundle = fx.store.join("azure-iot.json");
+    let config = fx
+        .gateway()
+        .path("component", &file)
+        .string("trusted_public_key", &public_key_b64(&key()))
+        .set("check_interval_secs", 1)
+        .path("control_socket", &socket)
+        .target("azure-iot")
+        .write(&fx.path("gateway.toml"));
+    let mut daemon = spawn_daemon(&config, &log);
+    wait_until("the first bundle", || bundle.exists()).await;
+    serves_after_a_pass(&mut daemon, &socket, &bundle, &digest, &log).await;
+
+    // `: > artifact`: the same inode, now empty.
+    let shell = |script: &str| {
+        let status = std::process::Command::new("sh")
+            .args(["-c", script, "sh", file.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{script}");
+    };
+    let inode =
+        |path: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap());
+    let before = inode(&file);
+    shell(": > \"$1\"");
+    assert_eq!(inode(&file), before);
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 0);
+    let answer = control(&socket, "reload").await;
+    assert!(answer.starts_with("error "), "{answer}");
+    serves_after_a_pass(&mut daemon, &socket, &bundle, &digest, &log).await;
+
+    // `cp other artifact`: other native code (the other architecture's artifact) in the same
+    // inode, with the first one's `.sig` still beside it.
+    let (_, other) = artifact(foreign_target());
+    let other_path = fx.path("other.cwasm");
+    std::fs::write(&other_path, other).unwrap();
+    shell(&format!("cp '{}' \"$1\"", other_path.display()));
+    assert_eq!(inode(&file), before);
+    assert_eq!(std::fs::read(&file).unwrap(), *other);
+    let answer = control(&socket, "reload").await;
+    assert!(answer.starts_with("error "), "{answer}");
+    serves_after_a_pass(&mut daemon, &socket, &bundle, &digest, &log).await;
+
+    // A new signed file: verified, then swapped in.
+    let mut second = first.clone();
+    second.extend_from_slice(b"next build");
+    let sig = signing::sign_precompiled(&key(), &facts(DEFAULT_COMPONENT, &second, own_target()))
+        .unwrap();
+    install(&file, &second, Some(sig));
+    let second_digest = signing::digest_hex(&second);
+    // (The file watcher may have swapped it in first.)
+    let answer = control(&socket, "reload").await;
+    assert!(
+        [
+            format!("ok swapped {second_digest}"),
+            format!("ok unchanged {second_digest}")
+        ]
+        .contains(&answer.trim().to_string()),
+        "{answer}"
+    );
+    serves_after_a_pass(&mut daemon, &socket, &bundle, &second_digest, &log).await;
+    stop(daemon).await;
+    fx.stop().await;
+}

@@ -202,3 +202,74 @@ async fn no_sim_secret_reaches_stdout_or_stderr() {
     assert_no_secret(&refs, &key_lines(&s.store));
     s.stop().await;
 }
+
+/// Issue 18, item 6: every command is non-dumpable from its start (`prctl(PR_SET_DUMPABLE, 0)`,
+/// `RLIMIT_CORE` 0), not only `run`: a crash of `provision`, `export`, `sim` or `keygen` must
+/// not write the keys, CK or a software SIM's K/OPc it holds to a core file. Each command
+/// reports, at debug level, what `prctl(PR_GET_DUMPABLE)` and `getrlimit(RLIMIT_CORE)` say
+/// after the call; and a `provision` in flight shows `Max core file size` 0 in its
+/// `/proc/PID/limits`, read from outside.
+#[tokio::test]
+async fn every_command_that_holds_secrets_is_non_dumpable() {
+    let fx = Fixture::new().await;
+    let dir = fx.dir();
+    let sim_file = dir.join("sim.json");
+    let key_file = dir.join("signing.pem");
+    let out_dir = dir.join("export");
+    let commands: Vec<Cli> = vec![
+        fx.provision("azure-iot").attempts(1),
+        fx.status(None),
+        cli(["export", "azure-iot", "--format", "pem", "--out"])
+            .arg(text(&out_dir))
+            .set("--store", text(&fx.store)),
+        cli(["sim", "--imsi", "--uicc", "soft", "--sim-file"]).arg(text(&sim_file)),
+        cli(["keygen", "--out"]).arg(text(&key_file)),
+    ];
+    for command in commands {
+        let words = command.words().join(" ");
+        let (_, _, stderr) = command
+            .log("debug,wasmtime=warn,cranelift=warn")
+            .run()
+            .await
+            .parts();
+        assert!(
+            stderr.contains("core dumps off") && stderr.contains("dumpable=0 core_limit=0"),
+            "{words}: {stderr}"
+        );
+    }
+
+    // From outside: a provision held up by a slow Krypton.
+    fx.mock.inject(
+        "/v1/provisioning/azure/iot/register",
+        krypton_mock::Fault::DelayHeaders(std::time::Duration::from_secs(5)),
+    );
+    let child = tokio::process::Command::new(BIN)
+        .args(fx.provision("azure-iot").attempts(1).words())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let limits = format!("/proc/{}/limits", child.id().unwrap());
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = std::fs::read_to_string(&limits).unwrap_or_default();
+        let core = seen.lines().find(|l| l.starts_with("Max core file size"));
+        // Soft and hard limit 0 (the soft one may be 0 already when inherited).
+        if core.is_some_and(|l| l.split_whitespace().skip(4).take(2).eq(["0", "0"])) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let core = seen
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(4)
+        .take(2)
+        .collect::<Vec<_>>();
+    assert_eq!(core, ["0", "0"], "{seen}");
+    drop(child);
+    fx.stop().await;
+}

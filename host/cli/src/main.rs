@@ -10,12 +10,15 @@ use krypton_host_cli::output::{self, exit};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // First of all, for every command: no core file may carry the keys, tokens, CK or SIM
+    // secrets a command holds (`provision`, `export`, `sim`, `keygen`, `run`, ...).
+    let core_dumps = krypton_host_cli::daemon::disable_core_dumps();
     cli::malloc::limit_malloc_arenas();
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(async_main()),
+        Ok(runtime) => runtime.block_on(async_main(core_dumps)),
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
             ExitCode::from(exit::INTERNAL)
@@ -62,12 +65,25 @@ async fn parse_cli() -> Result<Cli, ExitCode> {
     }
 }
 
-async fn async_main() -> ExitCode {
+async fn async_main(core_dumps: anyhow::Result<()>) -> ExitCode {
     let cli = match parse_cli().await {
         Ok(cli) => cli,
         Err(code) => return code,
     };
     cli::logging::init_logging(&cli);
+    match core_dumps {
+        Ok(()) => tracing::debug!(
+            dumpable = krypton_host_cli::daemon::dumpable(),
+            core_limit = krypton_host_cli::daemon::core_limit().map_or(-1, |l| l as i64),
+            "core dumps off"
+        ),
+        Err(e) => {
+            return print_failure(
+                cli::fail(exit::INTERNAL)(e.context("turning core dumps off")),
+                json_requested(),
+            );
+        }
+    }
     let json = match &cli.command {
         Command::Provision(a) => a.common.json,
         Command::Status(a) => a.common.json,

@@ -274,8 +274,8 @@ async fn check_precompiled(
     if let Some(floor) = &policy.floor {
         floor.check(&signed).map_err(LoadError::refused)?;
     }
-    let pre = verified.load(runtime).map_err(loading(path))?;
     let digest = verified.digest().to_string();
+    let pre = verified.load(runtime).map_err(loading(path))?;
     self_checked(runtime, pre, digest, Some(&signed), bytes).await
 }
 

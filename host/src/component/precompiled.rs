@@ -13,16 +13,22 @@
 //!
 //! | check | refused when |
 //! | --- | --- |
-//! | open ([`ComponentFile::read`]) | not a regular file, over [`MAX_COMPONENT_BYTES`], owned by neither root nor this user, writable by group or others (it could change under the mapping) |
+//! | open ([`ComponentFile::read`]) | not a regular file, over [`MAX_COMPONENT_BYTES`], owned by neither root nor this user, writable by group or others (someone else could change the native code) |
 //! | trusted key | none given: an artifact never loads unsigned |
 //! | signature ([`Artifact::verify`]) | no `.sig`, a component's `.sig`, other bytes, a bad signature |
 //! | target and wasmtime version | compiled for another architecture or OS, or by another wasmtime |
 //! | deserialize ([`VerifiedArtifact::load`]) | wasmtime refuses it (settings, CPU features) |
 //! | link, then the self-check of [`crate::component::lifecycle`] | as for a `.wasm`; the reported version must be the signed one |
 //!
-//! The file is opened once: the bytes hashed for the signature check are read from that
-//! descriptor, and wasmtime maps the same open file (`/proc/self/fd/N`), so a file renamed over
-//! the path in between is never the one loaded.
+//! The file is read once, into memory, and hashed on the way; wasmtime deserializes those very
+//! bytes (`Component::deserialize`, which copies them into its own anonymous mapping), never the
+//! file. So what runs is exactly what was verified: a file renamed over the path, or the same
+//! file overwritten or truncated in place (`cp` and `scp` write in place) while the component
+//! serves, changes nothing until a reload verifies the new bytes. (A mapping of the file itself,
+//! `Component::deserialize_file`, would keep following the file for every page not yet copied:
+//! an in-place overwrite would change verified code, a truncation would end in `SIGBUS`.) The
+//! cost is memory: the artifact's size in heap while it loads, and its size in anonymous memory
+//! (rather than in the shared page cache) while the component is loaded.
 //!
 //! The gateway build has no built-in component (a built-in one would have to be precompiled for
 //! every target the binary is built for): it needs `--component FILE.cwasm` (or `component` in
@@ -176,10 +182,11 @@ fn open_if_elf(path: &Path) -> Option<std::fs::File> {
     Some(file)
 }
 
-/// A precompiled component file, open, with the SHA-256 of what was read from it. Not loadable
+/// A precompiled component file, read into memory, with the SHA-256 of those bytes. Not loadable
 /// until [`Artifact::verify`] has checked its signature.
 pub struct Artifact {
-    file: std::fs::File,
+    /// The bytes read from the file: those hashed, those verified, those deserialized.
+    code: Vec<u8>,
     path: PathBuf,
     /// SHA-256 of the file's bytes, 64 lowercase hex digits.
     pub digest: String,
@@ -188,9 +195,9 @@ pub struct Artifact {
 }
 
 impl Artifact {
-    /// Open the artifact at `path` and hash it. Errors: not a regular file, larger than
-    /// [`MAX_COMPONENT_BYTES`], owned by neither root nor this user, or writable by group or
-    /// others (native code that someone else could change while it is mapped), each naming
+    /// Open the artifact at `path`, read it into memory and hash it. Errors: not a regular
+    /// file, larger than [`MAX_COMPONENT_BYTES`], owned by neither root nor this user, or
+    /// writable by group or others (native code that someone else could change), each naming
     /// the fix.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let file = std::fs::OpenOptions::new()
@@ -236,36 +243,27 @@ impl Artifact {
              holds; `chmod go-w` it",
             path.display()
         );
-        // Read in large chunks: a few system calls for a 2.6 MB artifact, not hundreds.
-        let mut hasher = Sha256::new();
-        let mut chunk = vec![0u8; 512 * 1024];
-        let mut read = 0u64;
-        let mut limited = (&file).take(MAX_COMPONENT_BYTES + 1);
-        loop {
-            let n = match limited.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => anyhow::bail!("{what} {}: reading it: {e}", path.display()),
-            };
-            hasher.update(&chunk[..n]);
-            read += n as u64;
-        }
+        // Into memory, capped (the size from `fstat` is only a hint: the file may change while
+        // it is read); what is hashed below is what `VerifiedArtifact::load` deserializes.
+        let mut code = Vec::with_capacity(meta.len() as usize);
+        (&file)
+            .take(MAX_COMPONENT_BYTES + 1)
+            .read_to_end(&mut code)
+            .map_err(|e| anyhow::anyhow!("{what} {}: reading it: {e}", path.display()))?;
         anyhow::ensure!(
-            read <= MAX_COMPONENT_BYTES,
+            code.len() as u64 <= MAX_COMPONENT_BYTES,
             "{what} {} grew past the {MAX_COMPONENT_BYTES} bytes allowed while it was read",
             path.display()
         );
-        let digest = hasher
-            .finalize()
+        let digest = Sha256::digest(&code)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         Ok(Artifact {
-            file,
+            bytes: code.len() as u64,
+            code,
             path: path.to_path_buf(),
             digest,
-            bytes: read,
         })
     }
 
@@ -341,31 +339,21 @@ impl VerifiedArtifact {
         &self.artifact.digest
     }
 
-    /// Deserialize the artifact into `runtime`'s engine (`Component::deserialize_file`, which
-    /// maps the file) and link it. Errors: wasmtime refuses it (other engine settings, a CPU
-    /// feature this machine lacks), or it does not link (another contract).
-    pub fn load(&self, runtime: &Runtime) -> anyhow::Result<KryptonPre> {
-        use std::os::fd::AsRawFd as _;
-        // The descriptor the verified bytes were read from: the same file, whatever the path
-        // names now.
-        let same_file = format!("/proc/self/fd/{}", self.artifact.file.as_raw_fd());
-        anyhow::ensure!(
-            Path::new(&same_file).exists(),
-            "loading {}: /proc is not mounted, and the artifact is mapped through \
-             /proc/self/fd",
-            self.artifact.path.display()
-        );
-        // SAFETY: wasmtime runs deserialized code unchecked, so the file must hold what
+    /// Deserialize the verified bytes into `runtime`'s engine (`Component::deserialize`, which
+    /// copies them into memory of its own: the file is not read again) and link it; the bytes
+    /// are freed once loaded. Errors: wasmtime refuses it (other engine settings, a CPU feature
+    /// this machine lacks), or it does not link (another contract).
+    pub fn load(self, runtime: &Runtime) -> anyhow::Result<KryptonPre> {
+        // SAFETY: wasmtime runs deserialized code unchecked, so the bytes must be what
         // `Engine::precompile_component` produced. `Artifact::verify` has checked, before this
-        // can be called, that an ed25519 signature of a trusted key covers the SHA-256 of the
-        // bytes read from this very descriptor (`krypton-host compile` signs only what wasmtime
-        // produced), for this architecture and OS and this wasmtime version; wasmtime itself
-        // refuses an artifact whose settings or CPU features differ from this engine's. The
-        // file is owned by root or this user and writable by nobody else, so it cannot change
-        // under the mapping, and `/proc/self/fd/N` reopens the verified inode, not whatever the
-        // path names now.
+        // can be called, that an ed25519 signature of a trusted key covers the SHA-256 of
+        // exactly these bytes, held in memory since they were hashed (`krypton-host compile`
+        // signs only what wasmtime produced), for this architecture and OS and this wasmtime
+        // version; wasmtime itself refuses an artifact whose settings or CPU features differ
+        // from this engine's. `deserialize` copies the bytes into its own mapping, so nothing
+        // done to the file afterwards (an overwrite or truncation in place) reaches the code.
         #[allow(unsafe_code)]
-        let component = unsafe { Component::deserialize_file(runtime.engine(), &same_file) }
+        let component = unsafe { Component::deserialize(runtime.engine(), &self.artifact.code) }
             .map_err(anyhow::Error::from)
             .with_context(|| {
                 format!(

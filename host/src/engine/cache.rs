@@ -5,6 +5,12 @@
 //! alone ([`CachePolicy`]); entries are named by the component's SHA-256, the wasmtime version
 //! and the engine's compatibility hash ([`Runtime::cache_key`]), written atomically, and read
 //! through the checked directory descriptor.
+//!
+//! The cache is bounded: after each write, the least recently used entries go until at most
+//! [`MAX_CACHE_ENTRIES`] entries of at most [`MAX_CACHE_BYTES`] in all remain (a read marks an
+//! entry used by setting its modification time), so a daemon whose component changes at every
+//! release keeps the serving component and the one before it, not one entry per release ever
+//! compiled.
 
 use super::Runtime;
 #[cfg(feature = "jit")]
@@ -60,6 +66,15 @@ pub enum CachePolicy {
 
 /// Largest cache entry read, bytes (the compiled component is ~5 MiB).
 pub const MAX_CACHE_ENTRY_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Most entries the cache keeps: after each write, the least recently used entries beyond
+/// this count go (an entry read counts as used). Four is room for the serving component, the
+/// one before it (a roll-back target) and two more; an entry is 2.6 to 5 MB.
+pub const MAX_CACHE_ENTRIES: usize = 4;
+
+/// Most bytes the cache's entries may take together: after each write, the least recently used
+/// entries go until the rest fit (the entry just written always stays).
+pub const MAX_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Version of wasmtime this host is built with (pinned `=48.0.8` in `host/Cargo.toml`; a unit
 /// test checks it against `Cargo.lock`). Part of every cache key.
@@ -237,7 +252,8 @@ impl CompileCache {
             return None;
         }
         let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.take(MAX_CACHE_ENTRY_BYTES)
+        (&file)
+            .take(MAX_CACHE_ENTRY_BYTES)
             .read_to_end(&mut bytes)
             .ok()?;
         if bytes.len() < ENTRY_DIGEST_BYTES {
@@ -255,6 +271,10 @@ impl CompileCache {
                 "cache entry does not match its digest; compiling"
             );
             return None;
+        }
+        // Used now: the pruning of `write` removes the least recently used entries first.
+        if let Err(e) = file.set_modified(std::time::SystemTime::now()) {
+            tracing::debug!(entry = name, error = %e, "could not mark the cache entry used");
         }
         Some(body)
     }
@@ -285,7 +305,43 @@ impl CompileCache {
         if result.is_err() {
             unlink_at(&self.dir, &tmp);
         }
-        result
+        result?;
+        self.prune(name);
+        Ok(())
+    }
+
+    /// Remove the least recently used entries (oldest modification time first) until at most
+    /// [`MAX_CACHE_ENTRIES`] entries of at most [`MAX_CACHE_BYTES`] in all remain; `keep`, the
+    /// entry just written, always stays. Temp files are left to
+    /// [`CompileCache::remove_stale_temp_files`]; a failure is ignored (best effort).
+    fn prune(&self, keep: &str) {
+        let Ok(listing) = std::fs::read_dir(&self.path) else {
+            return;
+        };
+        let mut entries: Vec<(std::time::SystemTime, u64, String)> = listing
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                if name.starts_with(CACHE_TEMP_PREFIX) || !name.ends_with(".cwasm") {
+                    return None;
+                }
+                let meta = entry.metadata().ok()?;
+                meta.is_file()
+                    .then(|| Some((meta.modified().ok()?, meta.len(), name)))
+                    .flatten()
+            })
+            .collect();
+        // Newest first; the entry just written first of all.
+        entries.sort_by_key(|e| std::cmp::Reverse((e.2 == keep, e.0)));
+        let mut total = 0u64;
+        for (kept, (_, len, name)) in entries.into_iter().enumerate() {
+            total = total.saturating_add(len);
+            if name != keep && (kept >= MAX_CACHE_ENTRIES || total > MAX_CACHE_BYTES) {
+                tracing::debug!(entry = %name, "removing a least recently used cache entry");
+                unlink_at(&self.dir, &name);
+                total -= len;
+            }
+        }
     }
 }
 

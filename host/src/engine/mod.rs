@@ -24,7 +24,8 @@ pub mod state;
 #[cfg(feature = "jit")]
 use cache::CompileCache;
 pub use cache::{
-    CachePolicy, MAX_CACHE_ENTRY_BYTES, STALE_CACHE_TEMP, WASMTIME_VERSION, cache_dir,
+    CachePolicy, MAX_CACHE_BYTES, MAX_CACHE_ENTRIES, MAX_CACHE_ENTRY_BYTES, STALE_CACHE_TEMP,
+    WASMTIME_VERSION, cache_dir,
 };
 pub use state::{HostState, MAX_RANDOM_BYTES};
 

@@ -89,6 +89,55 @@ fn signing_keys_round_trip_through_pkcs8_pem() {
     assert!(!format!("{err:#}").contains("AAAA"));
 }
 
+/// Issue 18, item 18: the key file is the PKCS#8 v1 form OpenSSL writes for
+/// `openssl genpkey -algorithm ed25519` (RFC 8410 §7: version 0, the algorithm, the seed as a
+/// nested OCTET STRING, no public key): 48 bytes of DER under PEM `PRIVATE KEY`.
+#[test]
+fn generated_keys_are_pkcs8_v1_without_the_public_key() {
+    use base64::Engine as _;
+    let (pem, public) = generate_key_pem().unwrap();
+    let body: String = pem
+        .strip_prefix("-----BEGIN PRIVATE KEY-----\n")
+        .and_then(|rest| rest.strip_suffix("-----END PRIVATE KEY-----\n"))
+        .unwrap()
+        .lines()
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    assert_eq!(der.len(), 48, "{pem}");
+    // SEQUENCE(46) { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING(32) } }
+    assert_eq!(
+        der[..16],
+        [
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20
+        ]
+    );
+    let seed: [u8; 32] = der[16..].try_into().unwrap();
+    let key = parse_signing_key(&pem).unwrap();
+    assert_eq!(key.to_bytes(), seed);
+    assert_eq!(parse_public_key(&public).unwrap(), key.verifying_key());
+}
+
+/// Issue 18, item 18: a key of the older form `keygen` wrote (PKCS#8 v2, RFC 5958, with the
+/// public key in `[1]`) still loads: this one has the seed 1, 2, …, 32, and its public key is
+/// what `openssl pkey -pubout` derives from that seed.
+#[test]
+fn keys_of_the_older_v2_form_still_load() {
+    let v2 = "-----BEGIN PRIVATE KEY-----\n\
+              MFECAQEwBQYDK2VwBCIEIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g\n\
+              gSEAebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ=\n\
+              -----END PRIVATE KEY-----\n";
+    let key = parse_signing_key(v2).unwrap();
+    let seed: Vec<u8> = (1..=32).collect();
+    assert_eq!(key.to_bytes().as_slice(), seed.as_slice());
+    assert_eq!(
+        key.verifying_key(),
+        parse_public_key("ebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ=").unwrap()
+    );
+}
+
 fn facts(artifact: &[u8]) -> PrecompiledFacts {
     PrecompiledFacts {
         sha256: digest_hex(artifact),

@@ -35,8 +35,7 @@ pub struct RunArgs {
 /// 1).
 pub async fn run_daemon(args: RunArgs) -> Result<(), HostFailure> {
     use crate::daemon::{Daemon, GatewayConfig};
-    // First of all: no core dump may carry the keys this process will hold.
-    crate::daemon::disable_core_dumps().map_err(fail(exit::INTERNAL))?;
+    // Core dumps are off since `main` (for every command): the control socket reports it.
     let mut config = GatewayConfig::load(&args.config).map_err(fail(exit::INVALID_REQUEST))?;
     // Command-line overrides (relative paths are taken from the working directory).
     let absolute = |flag: &str, p: &Path| {

@@ -14,9 +14,9 @@
 //! fails is retried after an exponential backoff with jitter (`[backoff]`), and its state is
 //! logged once per change (failing, failing differently, recovered), not once per pass.
 //!
-//! One daemon per store and per control socket: the daemon holds `<store>/.daemon.lock` and
-//! `<control_socket>.lock` (`flock(2)`) for its whole life; a second one is refused with the
-//! first one's pid. The control socket is created inside a private (0700) directory and moved
+//! One daemon per state directory, per store and per control socket: the daemon holds
+//! `<state_dir>/.daemon.lock`, `<store>/.daemon.lock` and `<control_socket>.lock` (`flock(2)`)
+//! for its whole life; a second one is refused (exit 3) with the first one's pid. The control socket is created inside a private (0700) directory and moved
 //! into place already 0600, peers are checked with `SO_PEERCRED` (same uid or root, see
 //! `unix(7)`), and request lines are bounded to [`MAX_CONTROL_LINE`] bytes. A new component
 //! arrives by replacing the file (polled every second), by `SIGHUP`, or by `krypton-host
@@ -62,12 +62,26 @@ pub const PASS_LOCK_WAIT: Duration = Duration::from_secs(10);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Turn off core dumps and `ptrace` attach by other processes of the same user for this
-/// process (`prctl(2)`, `PR_SET_DUMPABLE` 0): a crash must not write keys and tokens held in
-/// memory to a core file. Errors: the `prctl` call failed (errno).
+/// process (`prctl(2)`, `PR_SET_DUMPABLE` 0), and set its core file size limit to 0
+/// (`setrlimit(2)`, `RLIMIT_CORE`; inherited by any child): a crash must not write keys, tokens,
+/// CK or a software SIM's K and OPc held in memory to a core file. `main` calls it first, for
+/// every command. Errors: either call failed (errno).
 pub fn disable_core_dumps() -> anyhow::Result<()> {
-    use rustix::process::{DumpableBehavior, set_dumpable_behavior};
+    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
     set_dumpable_behavior(DumpableBehavior::NotDumpable)
-        .map_err(|e| anyhow::anyhow!("prctl(PR_SET_DUMPABLE, 0): {}", std::io::Error::from(e)))
+        .map_err(|e| anyhow::anyhow!("prctl(PR_SET_DUMPABLE, 0): {}", std::io::Error::from(e)))?;
+    let none = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    setrlimit(Resource::Core, none)
+        .map_err(|e| anyhow::anyhow!("setrlimit(RLIMIT_CORE, 0): {}", std::io::Error::from(e)))
+}
+
+/// This process's core file size limit (`getrlimit(2)`, `RLIMIT_CORE`, the soft limit),
+/// bytes; `None` for unlimited.
+pub fn core_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Core).current
 }
 
 /// This process's `prctl(PR_GET_DUMPABLE)`: 0 when core dumps are off, 1 or 2 otherwise (-1
@@ -99,7 +113,8 @@ pub struct Daemon {
     /// The registry an `oci://` component is followed from.
     #[cfg(feature = "registry")]
     follower: Option<Arc<crate::registry::follow::Follower>>,
-    /// `<store>/.daemon.lock` and `<control_socket>.lock`, held for the daemon's life.
+    /// `<store>/.daemon.lock`, `<control_socket>.lock` and `<state_dir>/.daemon.lock`, held for
+    /// the daemon's life.
     _instance_locks: Vec<FileLock>,
 }
 
@@ -119,7 +134,7 @@ pub(super) fn instance_lock(path: &Path, what: &str) -> anyhow::Result<FileLock>
     FileLock::acquire(path, Duration::ZERO).map_err(|e| match e {
         LockError::Busy { holder, .. } => anyhow::anyhow!(
             "{what} is already used by another krypton-host daemon ({}; lock file {}): stop it first \
-             (`systemctl stop krypton-host`), or give this one its own store and socket",
+             (`systemctl stop krypton-host`), or give this one its own store, socket and state_dir",
             holder
                 .map(|p| format!("process {p}"))
                 .unwrap_or_else(|| "pid unknown".into()),
@@ -153,6 +168,15 @@ impl Daemon {
                 &format!("key `control_socket`: the socket {}", path.display()),
             )?);
         }
+        // One daemon per state directory: two daemons with their own stores and sockets would
+        // otherwise rewrite each other's registry state, version floor and compile cache.
+        locks.push(instance_lock(
+            &config.state_dir.join(".daemon.lock"),
+            &format!(
+                "key `state_dir`: the state directory {}",
+                config.state_dir.display()
+            ),
+        )?);
         let uicc = config.uicc_access()?;
         let mut allowed = Vec::new();
         for (i, url) in config.allowed_outbound_hosts.iter().flatten().enumerate() {
