@@ -20,7 +20,7 @@ use crate::{Uicc, UiccError};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Which backend to use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -79,6 +79,10 @@ pub struct UiccConfig {
     pub probe_timeout: Duration,
     /// The PC/SC reader's name.
     pub reader: Option<String>,
+    /// No modem command of [`open`] (the `ATE0V1` of opening, autodetect's probes) waits past
+    /// this instant: what is left of the caller's run. `None` (the default): only the
+    /// timeouts above bound it.
+    pub deadline: Option<Instant>,
 }
 
 impl Default for UiccConfig {
@@ -91,6 +95,7 @@ impl Default for UiccConfig {
             command_timeout: modem::DEFAULT_COMMAND_TIMEOUT,
             probe_timeout: modem::DEFAULT_PROBE_TIMEOUT,
             reader: None,
+            deadline: None,
         }
     }
 }
@@ -99,11 +104,14 @@ impl Default for UiccConfig {
 /// chosen; [`UiccError::Unavailable`] when none can serve.
 pub fn open(config: &UiccConfig) -> Result<Box<dyn Uicc>, UiccError> {
     let modem_on = |port: &str| {
-        Modem::open(&ModemConfig {
-            port: port.to_owned(),
-            baud_rate: config.baud_rate,
-            command_timeout: config.command_timeout,
-        })
+        Modem::open_until(
+            &ModemConfig {
+                port: port.to_owned(),
+                baud_rate: config.baud_rate,
+                command_timeout: config.command_timeout,
+            },
+            config.deadline,
+        )
     };
     match config.backend {
         BackendKind::Soft => match &config.sim_file {
@@ -161,7 +169,16 @@ fn open_pcsc(_: &UiccConfig) -> Result<Box<dyn Uicc>, UiccError> {
 /// command timeout. `Ok(None)` when none does.
 fn probe_ports(config: &UiccConfig) -> Result<Option<Box<dyn Uicc>>, UiccError> {
     for port in probe_candidates(modem::list_ports()?) {
-        match modem::probe(&port.name, config.baud_rate, config.probe_timeout) {
+        if config.deadline.is_some_and(|d| Instant::now() >= d) {
+            tracing::debug!(port = %port.name, "autodetect: the deadline has passed; not probed");
+            break;
+        }
+        match modem::probe(
+            &port.name,
+            config.baud_rate,
+            config.probe_timeout,
+            config.deadline,
+        ) {
             Ok((mut modem, _imsi)) => {
                 tracing::debug!(port = %port.name, "autodetect: a modem answered");
                 modem.set_command_timeout(config.command_timeout);
