@@ -851,3 +851,61 @@ async fn sim_mode_through_a_modem_on_a_pseudo_terminal() {
     );
     s.stop().await;
 }
+
+/// Issue 18, item 13: the shipped drop-in for SIM mode opens the devices a modem or reader
+/// needs (and only those), and `systemd-analyze verify` accepts the unit with it, without a
+/// warning; a broken line in the drop-in is seen by the same check (it is read).
+#[test]
+fn the_sim_mode_drop_in_opens_the_devices_and_verifies() {
+    let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
+    let drop_in = std::fs::read_to_string(format!("{root}/krypton-host-sim.conf")).unwrap();
+    let values = |key: &str| -> Vec<String> {
+        drop_in
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(&format!("{key}=")))
+            .map(|v| v.trim().to_string())
+            .collect()
+    };
+    assert_eq!(values("PrivateDevices"), ["no"]);
+    assert_eq!(values("DevicePolicy"), ["closed"]);
+    assert_eq!(values("DeviceAllow"), ["char-ttyUSB rw", "char-ttyACM rw"]);
+    assert_eq!(values("SupplementaryGroups"), ["dialout"]);
+
+    let analyze = std::path::Path::new("/usr/bin/systemd-analyze");
+    if !analyze.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "systemd-analyze is missing: install the Debian package `systemd`"
+        );
+        eprintln!("systemd-analyze is not installed; skipped");
+        return;
+    }
+    let unit = std::fs::read_to_string(format!("{root}/krypton-host.service"))
+        .unwrap()
+        .replace("/usr/local/bin/krypton-host", BIN);
+    let verify = |drop_in: &str| {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("krypton-host.service");
+        std::fs::write(&path, &unit).unwrap();
+        let dir = tmp.path().join("krypton-host.service.d");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("sim.conf"), drop_in).unwrap();
+        let out = std::process::Command::new(analyze)
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = verify(&drop_in);
+    assert!(ok, "{stderr}");
+    assert!(stderr.trim().is_empty(), "{stderr}");
+    let (_, stderr) = verify(&format!("{drop_in}DeviceAllow=no-such-device rw\n"));
+    assert!(
+        stderr.contains("sim.conf"),
+        "the drop-in was not read: {stderr}"
+    );
+}

@@ -317,3 +317,95 @@ async fn a_fifo_as_the_sim_file_or_a_non_serial_port_fails_at_once() {
     let _ = IMSI;
     s.stop().await;
 }
+
+/// A modem on a pseudo-terminal that answers every command correctly, each reply `delay`
+/// after the command (just under the per-reply timeout): `ATE0V1` and `AT+CIMI` (the IMSI),
+/// anything else `ERROR`. Returns the slave's path and a flag that stops it.
+fn slow_modem(
+    delay: std::time::Duration,
+) -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
+    use krypton_uicc::modem::serialport::{SerialPort, TTYPort};
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let (mut master, slave) = TTYPort::pair().expect("a pseudo-terminal pair");
+    let path = slave.name().unwrap();
+    drop(slave);
+    master
+        .set_timeout(std::time::Duration::from_millis(50))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !stopped.load(Ordering::SeqCst) {
+            match master.read(&mut byte) {
+                Ok(1) if byte[0] == b'\r' => {}
+                Ok(1) => {
+                    line.push(byte[0]);
+                    continue;
+                }
+                Ok(_) => continue,
+                Err(_) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                }
+            }
+            let cmd = String::from_utf8_lossy(&line).trim().to_string();
+            line.clear();
+            let reply = match cmd.as_str() {
+                "" => continue,
+                "ATE0V1" => "\r\nOK\r\n".to_string(),
+                "AT+CIMI" => format!("\r\n{IMSI}\r\n\r\nOK\r\n"),
+                _ => "\r\nERROR\r\n".to_string(),
+            };
+            let until = std::time::Instant::now() + delay;
+            while std::time::Instant::now() < until && !stopped.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let _ = master
+                .write_all(reply.as_bytes())
+                .and_then(|()| master.flush());
+        }
+    });
+    (path, stop, handle)
+}
+
+/// Item 10 of issue 18: a modem whose every reply comes just under the per-reply timeout
+/// (40 s of 41 s) cannot hold a run past its deadline (2 s; the wall-clock limit of the call
+/// is 62 s, and opening the port and reading the IMSI alone would take 80 s): the SIM call
+/// stops at the deadline, and the error is the SIM's (exit 13, `uiccError: io`, naming the
+/// port and the deadline), never the component's ("exceeded the wall-clock limit").
+#[tokio::test]
+async fn a_slow_modem_is_bounded_by_the_run_deadline_and_blamed_not_the_component() {
+    let s = SimSetup::new(K, 0, 0).await;
+    let (port, stop, modem) = slow_modem(std::time::Duration::from_secs(40));
+    let (code, out, err) =
+        s.fx.provision("aws-cognito")
+            .args(["--mode", "sim", "--uicc", "modem", "--port", &port])
+            .args(["--uicc-timeout-ms", "41000", "--deadline-secs", "2"])
+            .attempts(1)
+            .json()
+            .run_within(std::time::Duration::from_secs(50))
+            .await
+            .parts();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    modem.join().unwrap();
+    assert_eq!(code, 13, "{out}\n{err}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["error"]["uiccError"], "io", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&port), "names the modem: {message}");
+    assert!(message.contains("deadline"), "{message}");
+    assert!(
+        !out.contains("wall-clock") && !err.contains("wall-clock"),
+        "{out}\n{err}"
+    );
+    assert!(s.mock.requests().is_empty(), "nothing was sent: no IMSI");
+    assert!(s.bundles().is_empty());
+    s.stop().await;
+}

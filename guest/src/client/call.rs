@@ -146,6 +146,12 @@ impl<'a> Run<'a> {
         self.key_accepted = false;
     }
 
+    /// The origin of this run's endpoint ([`Endpoint::origin`]): in SIM mode, the Keys API a
+    /// session is agreed with and bound to.
+    pub fn origin(&self) -> String {
+        self.endpoint.origin()
+    }
+
     /// The Keys API session this run signs with, if it is a SIM-mode run.
     pub fn sim_key(&self) -> Option<&SimKey> {
         self.signer.as_ref()

@@ -166,6 +166,13 @@ impl Endpoint {
         }
     }
 
+    /// The origin (RFC 6454 §4: scheme, host, port), the port always written:
+    /// `https://krypton.soracom.io:8036`, `https://g.api.soracom.io:443`. Two endpoints with the
+    /// same origin reach the same server.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, self.host_port())
+    }
+
     /// A request as it goes on the wire: `POST https://krypton.soracom.io:8036/v1/...`.
     pub fn request_line(&self, method: Method, path: &str) -> String {
         format!(

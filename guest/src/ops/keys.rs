@@ -289,7 +289,8 @@ pub fn establish(run: &mut Run<'_>, use_cache: KeyCacheUse) -> Result<Session, E
     let imsi = read_imsi(run)?;
     if use_cache == KeyCacheUse::Reuse {
         let now = run.caps.unix_ms();
-        if let Some(key) = key_cache::lookup(run.caps, &imsi, now) {
+        let origin = run.origin();
+        if let Some(key) = key_cache::lookup(run.caps, &imsi, &origin, now) {
             return Ok(Session {
                 key,
                 imsi,
@@ -300,7 +301,8 @@ pub fn establish(run: &mut Run<'_>, use_cache: KeyCacheUse) -> Result<Session, E
     let key = agree(run, &imsi)?;
     if use_cache != KeyCacheUse::Bypass {
         let now = run.caps.unix_ms();
-        key_cache::save(run.caps, &imsi, &key, now);
+        let origin = run.origin();
+        key_cache::save(run.caps, &imsi, &origin, &key, now);
     }
     Ok(Session {
         key,
@@ -328,5 +330,6 @@ pub fn renew(run: &mut Run<'_>, session: &Session) -> Result<Session, Error> {
 /// Cache `session` (a key [`renew`] agreed) now that the server accepted it.
 pub fn remember(run: &mut Run<'_>, session: &Session) {
     let now = run.caps.unix_ms();
-    key_cache::save(run.caps, &session.imsi, &session.key, now);
+    let origin = run.origin();
+    key_cache::save(run.caps, &session.imsi, &origin, &session.key, now);
 }

@@ -37,6 +37,9 @@ type Server = Box<dyn FnMut(&HttpRequest) -> HttpResponse>;
 
 #[derive(Default)]
 struct Fake {
+    /// The authority requests must go to, when not `krypton.example:8036` (the requests'
+    /// default endpoint).
+    authority: Option<&'static str>,
     responses: VecDeque<Result<HttpResponse, SendFailure>>,
     random: u64,
     requests: Vec<(String, String, Option<String>, Timeouts)>,
@@ -103,7 +106,10 @@ impl Capabilities for Fake {
         max: usize,
     ) -> Result<HttpResponse, SendFailure> {
         self.max_bodies.push(max);
-        assert_eq!(endpoint.authority, "krypton.example:8036");
+        assert_eq!(
+            endpoint.authority,
+            self.authority.unwrap_or("krypton.example:8036")
+        );
         self.requests.push((
             request.method.as_str().to_string(),
             request.path.clone(),

@@ -218,7 +218,8 @@ fn the_inventory_key_comes_from_nonce_timestamp_and_ck_with_the_exact_digits() {
 /// A cache entry as the component writes it, created at `created` (ms since the epoch).
 fn cache_entry(imsi: &str, key_id: &str, created: u64) -> Vec<u8> {
     serde_json::to_vec(&json!({
-        "formatVersion": 1, "imsi": imsi, "keyId": key_id, "ck": BASE64.encode(CK),
+        "formatVersion": 2, "imsi": imsi, "origin": "https://krypton.example:8036",
+        "keyId": key_id, "ck": BASE64.encode(CK),
         "createdAtMs": created, "expiresAtMs": created + KEY_LIFETIME_MS,
     }))
     .unwrap()
@@ -610,6 +611,60 @@ fn a_cached_key_is_reused_without_aka_until_it_expires() {
     assert_eq!(fake.auth_calls.len(), 2);
     assert_eq!(cached(&fake).unwrap()["keyId"], "k-2");
     assert!(fake.logs.iter().any(|l| l.contains("it has expired")));
+}
+
+/// Issue 18, item 11: a session agreed with one Keys API is never used with another. The
+/// same store pointed at another endpoint within the hour agrees a new key there (the first
+/// endpoint's CK signs nothing sent to it), and the cache then holds the new endpoint's key;
+/// an entry that names no endpoint (an older version's) is discarded.
+#[test]
+fn a_key_cached_for_another_endpoint_is_never_sent_there() {
+    let (mut fake, _) = script(sim_fake(), Target::SubscriberMetadata);
+    provision(&mut fake, &sim_request(Target::SubscriberMetadata)).unwrap();
+    assert_eq!(fake.auth_calls.len(), 1);
+    fake.requests.clear();
+    fake.headers.clear();
+
+    // Another endpoint, same store, within the hour: a key agreement of its own.
+    const OTHER_CK: &[u8; 16] = b"OTHER-CK-456789!";
+    let mut fake = fake
+        .reply(200, challenge("k-2", &RAND2, &AUTN2))
+        .reply(200, json!({}));
+    fake.auth.push_back(keys(OTHER_CK));
+    fake.authority = Some("elsewhere.example");
+    let (mut fake, _) = script(fake, Target::SubscriberMetadata);
+    let mut req = sim_request(Target::SubscriberMetadata);
+    req.endpoint = "https://elsewhere.example".into();
+    provision(&mut fake, &req).unwrap();
+    assert_key_agreement(&fake, 0, "k-2");
+    assert_signed(&fake, 2, "k-2", OTHER_CK);
+    assert_eq!(fake.auth_calls.len(), 2);
+    let entry = cached(&fake).unwrap();
+    assert_eq!(entry["keyId"], "k-2");
+    assert_eq!(entry["origin"], "https://elsewhere.example:443");
+    assert!(
+        fake.logs
+            .iter()
+            .any(|l| l.contains("it was agreed with another Keys API")),
+        "{:?}",
+        fake.logs
+    );
+
+    // An entry of the older format, which names no endpoint: discarded, a new agreement.
+    let mut fake = sim_fake();
+    let mut old: serde_json::Value =
+        serde_json::from_slice(&cache_entry(IMSI, "k-9", 1_800_000_000_000)).unwrap();
+    old["formatVersion"] = json!(1);
+    old.as_object_mut().unwrap().remove("origin");
+    fake.store
+        .insert(KEY_CACHE.into(), serde_json::to_vec(&old).unwrap());
+    let (mut fake, _) = script(fake, Target::Userdata);
+    provision(&mut fake, &sim_request(Target::Userdata)).unwrap();
+    assert_key_agreement(&fake, 0, "k-1");
+    assert_eq!(
+        cached(&fake).unwrap()["origin"],
+        "https://krypton.example:8036"
+    );
 }
 
 #[test]

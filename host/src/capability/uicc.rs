@@ -9,6 +9,16 @@
 //! behind a mutex, one APDU exchange at a time, and each call runs on a blocking thread
 //! (`tokio::task::spawn_blocking`), since a modem or a card reader blocks on I/O.
 //!
+//! A call's SIM access is bounded by what is left of the call ([`UiccCtx`]'s deadline: the
+//! request's deadline, and never later than [`WALL_RESERVE_MAX`] (or a tenth of the limit)
+//! before the call's wall-clock limit). The deadline goes to the backend (a modem stops waiting
+//! between two reads), and the host waits for the backend no longer than it either: a stuck
+//! reader or modem is left to its own thread (a plain thread, so that the process can still
+//! exit) and the call gets an `io` error naming the device and the deadline, which the
+//! component reports as the SIM's failure. Should the wall-clock limit ever stop a call while
+//! a SIM call is still waiting, the call's error is a [`SimTimeout`]: an environment failure,
+//! which the component's lifecycle does not count against the component (no roll-back).
+//!
 //! Inputs are bounded before they reach a backend: RAND and AUTN must be 16 bytes each
 //! (3GPP TS 33.102 §6.3.3), anything else is an `io` error naming the length. RES, CK and IK
 //! are secrets: they go to the component and nowhere else (no log line, no error text).
@@ -18,7 +28,7 @@ use krypton_uicc::{AuthOutcome, Imsi, Uicc, UiccError};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use krypton_uicc::{BackendKind, UiccConfig};
 
@@ -33,6 +43,20 @@ pub const BAUD_RANGE: RangeInclusive<u64> = 300..=4_000_000;
 /// Longest wait for one AT command or APDU exchange, ms, inclusive range (`--uicc-timeout-ms`,
 /// key `uicc.timeout_ms`): 100 ms to 10 minutes.
 pub const TIMEOUT_MS_RANGE: RangeInclusive<u64> = 100..=600_000;
+
+/// The most a call's SIM access ends before the call's wall-clock limit (less for a limit under
+/// 50 s: a tenth of it): the component then has that long to report the SIM's failure before
+/// the limit would stop it.
+pub const WALL_RESERVE_MAX: Duration = Duration::from_secs(5);
+
+/// A call was stopped by its wall-clock limit while a SIM call was still waiting on the device
+/// (`0`: which one). An environment failure, not the component's: the lifecycle does not roll
+/// a new version back for it (`downcast_ref::<SimTimeout>()` on the call's error chain).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0} did not answer before the call's time ran out; the host stopped waiting for it (check the modem, card reader or SIM file: this is not the component's failure)"
+)]
+pub struct SimTimeout(pub String);
 
 /// The SIM settings as an operator gives them, before they are checked: the command line's
 /// `--uicc`, `--sim-file`, `--port`, `--baud`, `--uicc-timeout-ms`, or the daemon's `[uicc]`
@@ -153,6 +177,9 @@ pub struct UiccAccess(Option<Arc<Shared>>);
 
 struct Shared {
     config: Option<UiccConfig>,
+    /// What the backend is, for errors that must name it while it is busy: the configured
+    /// port, reader or file (or `describe()` of a backend given ready).
+    label: String,
     /// The open backend; `None` until the first call, and again after an I/O error (the
     /// next call opens it anew).
     device: Mutex<Option<Box<dyn Uicc>>>,
@@ -186,6 +213,7 @@ impl UiccAccess {
     /// of opening are that call's answer; the next call tries again).
     pub fn new(config: UiccConfig) -> Self {
         UiccAccess(Some(Arc::new(Shared {
+            label: label(&config),
             config: Some(config),
             device: Mutex::new(None),
         })))
@@ -195,6 +223,7 @@ impl UiccAccess {
     pub fn from_uicc(uicc: Box<dyn Uicc>) -> Self {
         UiccAccess(Some(Arc::new(Shared {
             config: None,
+            label: uicc.describe(),
             device: Mutex::new(Some(uicc)),
         })))
     }
@@ -204,62 +233,125 @@ impl UiccAccess {
         self.0.is_some()
     }
 
-    /// Run `f` on the backend on a blocking thread, opening it first when needed. An I/O
-    /// error closes it, so that the next call reopens the device.
+    /// Run `f` on the backend on a thread of its own, opening it first when needed, and wait
+    /// for it no later than `deadline` (which the backend is given too). An I/O error closes
+    /// the backend, so that the next call reopens the device. Past the deadline the call
+    /// answers an `Io` error naming the device and leaves the thread to finish on its own: a
+    /// plain thread, not the runtime's blocking pool, so that it never keeps the process from
+    /// exiting.
     async fn with_device<R: Send + 'static>(
         &self,
+        deadline: Option<Instant>,
         f: impl FnOnce(&mut dyn Uicc) -> Result<R, UiccError> + Send + 'static,
     ) -> Result<R, UiccError> {
         let Some(shared) = self.0.clone() else {
             return Err(UiccError::Unavailable(NOT_CONFIGURED.into()));
         };
-        tokio::task::spawn_blocking(move || {
-            let mut device = shared.device.lock().unwrap_or_else(|e| e.into_inner());
-            if device.is_none() {
-                let config = shared
-                    .config
-                    .as_ref()
-                    .ok_or_else(|| UiccError::Unavailable(NOT_CONFIGURED.into()))?;
-                let opened = krypton_uicc::open(config).map_err(|e| unusable_file(config, e))?;
-                tracing::debug!(uicc = %opened.describe(), "UICC backend opened");
-                *device = Some(opened);
-            }
-            let uicc = device.as_mut().expect("opened above");
-            let result = f(uicc.as_mut());
-            if matches!(result, Err(UiccError::Io { .. })) {
-                *device = None;
-            }
-            result
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(UiccError::Io {
-                device: "uicc".into(),
-                detail: format!("the UICC call did not complete: {e}"),
+        let late = |shared: &Shared| UiccError::Io {
+            device: shared.label.clone(),
+            detail: "no answer before the run's deadline; the host stopped waiting (check the \
+                     modem or card reader)"
+                .into(),
+        };
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(late(&shared));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let worker = shared.clone();
+        std::thread::Builder::new()
+            .name("krypton-uicc".into())
+            .spawn(move || {
+                let _ = tx.send(run_on_device(&worker, deadline, f));
             })
-        })
+            .map_err(|e| UiccError::Io {
+                device: shared.label.clone(),
+                detail: format!("cannot start the SIM call: {e}"),
+            })?;
+        let gone = || UiccError::Io {
+            device: shared.label.clone(),
+            detail: "the SIM call did not complete".into(),
+        };
+        match deadline {
+            None => rx.await.unwrap_or_else(|_| Err(gone())),
+            Some(d) => match tokio::time::timeout_at(d.into(), rx).await {
+                Ok(result) => result.unwrap_or_else(|_| Err(gone())),
+                Err(_) => Err(late(&shared)),
+            },
+        }
     }
 
     /// What the backend talks to (`software SIM /path`, `modem /dev/ttyUSB2`, ...), opening
     /// it if needed. Errors: as [`UiccAccess::read_imsi`].
     pub async fn describe(&self) -> Result<String, UiccError> {
-        self.with_device(|uicc| Ok(uicc.describe())).await
+        self.with_device(None, |uicc| Ok(uicc.describe())).await
     }
 
     /// Read the IMSI (an identifier, not a secret). Errors: `Unavailable` without SIM access
     /// or when no backend can be found, `NoSim`, `Io` naming the device, `Status`.
     pub async fn read_imsi(&self) -> Result<Imsi, UiccError> {
-        self.with_device(|uicc| uicc.read_imsi()).await
+        self.read_imsi_until(None).await
+    }
+
+    /// [`UiccAccess::read_imsi`], waiting no later than `deadline` (see the module).
+    pub async fn read_imsi_until(&self, deadline: Option<Instant>) -> Result<Imsi, UiccError> {
+        self.with_device(deadline, |uicc| uicc.read_imsi()).await
     }
 
     /// Run AUTHENTICATE (3G context) with `rand` and `autn`, 16 bytes each. Errors: an `Io`
     /// error naming the length when either is not 16 bytes (nothing reaches the backend),
     /// else those of [`Uicc::authenticate`].
     pub async fn authenticate(&self, rand: &[u8], autn: &[u8]) -> Result<AuthOutcome, UiccError> {
+        self.authenticate_until(None, rand, autn).await
+    }
+
+    /// [`UiccAccess::authenticate`], waiting no later than `deadline` (see the module).
+    pub async fn authenticate_until(
+        &self,
+        deadline: Option<Instant>,
+        rand: &[u8],
+        autn: &[u8],
+    ) -> Result<AuthOutcome, UiccError> {
         let rand = challenge_part("RAND", rand)?;
         let autn = challenge_part("AUTN", autn)?;
-        self.with_device(move |uicc| uicc.authenticate(&rand, &autn))
+        self.with_device(deadline, move |uicc| uicc.authenticate(&rand, &autn))
             .await
+    }
+}
+
+/// The body of [`UiccAccess::with_device`]'s thread: open the backend if needed (bounded by
+/// `deadline`), give it the deadline, run `f`; an I/O error closes the backend.
+fn run_on_device<R>(
+    shared: &Shared,
+    deadline: Option<Instant>,
+    f: impl FnOnce(&mut dyn Uicc) -> Result<R, UiccError>,
+) -> Result<R, UiccError> {
+    let mut device = shared.device.lock().unwrap_or_else(|e| e.into_inner());
+    if device.is_none() {
+        let mut config = shared
+            .config
+            .clone()
+            .ok_or_else(|| UiccError::Unavailable(NOT_CONFIGURED.into()))?;
+        config.deadline = deadline;
+        let opened = krypton_uicc::open(&config).map_err(|e| unusable_file(&config, e))?;
+        tracing::debug!(uicc = %opened.describe(), "UICC backend opened");
+        *device = Some(opened);
+    }
+    let uicc = device.as_mut().expect("opened above");
+    uicc.set_deadline(deadline);
+    let result = f(uicc.as_mut());
+    if matches!(result, Err(UiccError::Io { .. })) {
+        *device = None;
+    }
+    result
+}
+
+/// What `config` names, for errors while the backend is busy or not yet open.
+fn label(config: &UiccConfig) -> String {
+    match (&config.sim_file, &config.port, &config.reader) {
+        (Some(file), _, _) => format!("software SIM {}", file.display()),
+        (None, Some(port), _) => format!("modem {port}"),
+        (None, None, Some(reader)) => format!("PC/SC reader {reader:?}"),
+        (None, None, None) => format!("the SIM ({} backend)", config.backend),
     }
 }
 
@@ -308,16 +400,51 @@ pub fn to_wit_error(error: UiccError) -> wit::UiccError {
     }
 }
 
-/// One call's view of the SIM: the [`UiccAccess`] the host granted it. Implements
-/// `soracom:krypton/uicc`.
+/// One call's view of the SIM: the [`UiccAccess`] the host granted it, and the deadline its
+/// SIM calls must keep (see the module). Implements `soracom:krypton/uicc`.
 pub struct UiccCtx {
     access: UiccAccess,
+    deadline: Instant,
+    /// The device a SIM call is waiting on. Set when a call starts and cleared when it
+    /// returns, so that it stays set when the wall-clock limit drops the call mid-wait.
+    waiting: Option<String>,
 }
 
 impl UiccCtx {
-    /// The SIM access of one call.
-    pub fn new(access: UiccAccess) -> Self {
-        UiccCtx { access }
+    /// The SIM access of one call whose wall-clock limit is `wall` from now: SIM calls end
+    /// [`WALL_RESERVE_MAX`] (or a tenth of `wall`, when less) before it.
+    pub fn new(access: UiccAccess, wall: Duration) -> Self {
+        let reserve = (wall / 10).min(WALL_RESERVE_MAX);
+        UiccCtx {
+            access,
+            deadline: Instant::now() + wall.saturating_sub(reserve),
+            waiting: None,
+        }
+    }
+
+    /// Bound the call's SIM access by `budget` from now as well (the request's deadline).
+    pub fn limit_to(&mut self, budget: Duration) {
+        self.deadline = self
+            .deadline
+            .min(Instant::now().checked_add(budget).unwrap_or(self.deadline));
+    }
+
+    /// The instant the call's SIM access ends.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The device a SIM call was waiting on when the call was stopped, if one was: the call's
+    /// failure is then a [`SimTimeout`], not the component's.
+    pub fn stuck(&self) -> Option<SimTimeout> {
+        self.waiting.clone().map(SimTimeout)
+    }
+
+    fn waiting_on(&mut self) {
+        self.waiting = Some(match &self.access.0 {
+            Some(shared) => shared.label.clone(),
+            None => "the SIM".into(),
+        });
     }
 }
 
@@ -333,7 +460,9 @@ pub fn add_to_linker<T: Send + 'static>(
 
 impl wit::Host for UiccCtx {
     async fn read_imsi(&mut self) -> Result<String, wit::UiccError> {
-        let imsi = self.access.read_imsi().await;
+        self.waiting_on();
+        let imsi = self.access.read_imsi_until(Some(self.deadline)).await;
+        self.waiting = None;
         match &imsi {
             Ok(imsi) => tracing::debug!(%imsi, "uicc: IMSI read"),
             Err(e) => tracing::debug!(error = %e, "uicc: reading the IMSI failed"),
@@ -346,7 +475,13 @@ impl wit::Host for UiccCtx {
         rand: Vec<u8>,
         autn: Vec<u8>,
     ) -> Result<wit::AuthOutcome, wit::UiccError> {
-        match self.access.authenticate(&rand, &autn).await {
+        self.waiting_on();
+        let outcome = self
+            .access
+            .authenticate_until(Some(self.deadline), &rand, &autn)
+            .await;
+        self.waiting = None;
+        match outcome {
             Ok(AuthOutcome::Res { res, ck, ik }) => {
                 // Never the values: RES, CK and IK are secrets.
                 tracing::debug!("uicc: AUTHENTICATE succeeded");
@@ -463,6 +598,73 @@ mod tests {
                 sw2: 0x82,
                 command: "AUTHENTICATE".into()
             })
+        );
+    }
+
+    /// A reader that never answers (a stuck PC/SC `SCardTransmit`), for at most 20 s.
+    struct Stuck;
+
+    impl Uicc for Stuck {
+        fn describe(&self) -> String {
+            "PC/SC reader \"stuck\"".into()
+        }
+        fn read_imsi(&mut self) -> Result<Imsi, UiccError> {
+            std::thread::sleep(Duration::from_secs(20));
+            Err(UiccError::NoSim("late".into()))
+        }
+        fn authenticate(&mut self, _: &[u8; 16], _: &[u8; 16]) -> Result<AuthOutcome, UiccError> {
+            self.read_imsi().map(|_| unreachable!())
+        }
+    }
+
+    /// Issue 18, item 10: a backend that ignores the deadline is abandoned at it (the call
+    /// answers an `io` error naming the reader), a second call while the first still holds it
+    /// is bounded too, and a call stopped while a SIM call waits is the SIM's timeout.
+    #[tokio::test]
+    async fn a_stuck_reader_is_abandoned_at_the_deadline() {
+        let access = UiccAccess::from_uicc(Box::new(Stuck));
+        let late = UiccError::Io {
+            device: "PC/SC reader \"stuck\"".into(),
+            detail: "no answer before the run's deadline; the host stopped waiting (check the \
+                     modem or card reader)"
+                .into(),
+        };
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let err = access.read_imsi_until(Some(deadline)).await.unwrap_err();
+        assert!(Instant::now() >= deadline);
+        assert_eq!(err, late);
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let err = access
+            .authenticate_until(Some(deadline), &[0; 16], &[0; 16])
+            .await
+            .unwrap_err();
+        assert_eq!(err, late);
+        // A deadline already passed: answered at once, nothing reaches the reader.
+        let err = access
+            .read_imsi_until(Some(Instant::now()))
+            .await
+            .unwrap_err();
+        assert_eq!(err, late);
+
+        // The call's context: its deadline is the earlier of the request's and the wall
+        // limit's (less the reserve), and a call dropped while the SIM is busy names it.
+        let mut ctx = UiccCtx::new(access, Duration::from_secs(20));
+        let wall_bound = Instant::now() + Duration::from_secs(18);
+        assert!(ctx.deadline() <= wall_bound);
+        ctx.limit_to(Duration::from_secs(3600));
+        assert!(
+            ctx.deadline() <= wall_bound,
+            "the wall limit still bounds it"
+        );
+        ctx.limit_to(Duration::from_secs(2));
+        assert!(ctx.deadline() <= Instant::now() + Duration::from_secs(2));
+        assert_eq!(ctx.stuck(), None);
+        let dropped =
+            tokio::time::timeout(Duration::from_millis(100), wit::Host::read_imsi(&mut ctx)).await;
+        assert!(dropped.is_err());
+        assert_eq!(
+            ctx.stuck(),
+            Some(SimTimeout("PC/SC reader \"stuck\"".into()))
         );
     }
 }

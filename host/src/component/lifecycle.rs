@@ -161,6 +161,14 @@ impl Lifecycle {
             return;
         }
         match outcome {
+            // The SIM (a modem, a reader) did not answer in time: the environment failed, not
+            // the component; probation neither ends nor rolls back.
+            Err(e)
+                if e.chain()
+                    .any(|c| c.is::<crate::capability::uicc::SimTimeout>()) =>
+            {
+                tracing::warn!(error = %format!("{e:#}"), "a SIM call outlived the call; not counted against the new component");
+            }
             Err(e) => self.roll_back(used, &format!("{e:#}")),
             Ok(_) if !counts => {}
             Ok(_) => {

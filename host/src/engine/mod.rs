@@ -233,6 +233,12 @@ impl Runtime {
         let stopped =
             |limit: &str| format!("the component exceeded {limit} during {what}; it was stopped");
         match outcome {
+            // A SIM call still waiting on its device: the environment's failure.
+            Err(_) if let Some(stuck) = state.uicc.stuck() => Err(anyhow::Error::new(stuck)
+                .context(format!(
+                    "the wall-clock limit of {} s stopped {what} while the SIM was busy",
+                    wall.as_secs()
+                ))),
             Err(_) => anyhow::bail!(
                 "the component exceeded the wall-clock limit of {} s during {what}; it was stopped",
                 wall.as_secs()
@@ -300,6 +306,11 @@ impl Runtime {
         request: &ProvisionRequest,
     ) -> anyhow::Result<Result<ProvisionReport, Failure>> {
         let mut store = self.store(policy, secrets, uicc);
+        // SIM calls end by the request's deadline (and before the wall-clock limit).
+        store
+            .data_mut()
+            .uicc
+            .limit_to(std::time::Duration::from_millis(request.deadline_ms.into()));
         self.call(pre, &mut store, "provision", async |k, store| {
             k.soracom_krypton_provisioning()
                 .call_provision(store, request)

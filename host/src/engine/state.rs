@@ -75,7 +75,7 @@ pub(crate) fn new_store(
             table,
             http: HttpCtx::new(policy, trip.clone()),
             store: StoreCtx::new(secrets, trip.clone()),
-            uicc: UiccCtx::new(uicc),
+            uicc: UiccCtx::new(uicc, limits.wall),
             limiter: SandboxLimiter::new(limits.memory_bytes, trip.clone()),
             cpu: CpuMeter::new(limits.cpu),
             trip,

@@ -7,14 +7,23 @@
 //! it accepted, AK* = f5*(RAND) and MAC-S = f1*(SQN_MS, RAND, AMF = `00 00`) (§6.3.3, §6.3.5).
 //!
 //! Freshness here is the simplest rule TS 33.102 Annex C allows in spirit: an SQN is fresh when
-//! it is greater than the highest one accepted so far (no IND array, no age limit). SQN is a
-//! 48-bit number, held in a `u64`.
+//! it is greater than the highest one accepted so far (no IND array, no age limit), and no
+//! further above it than [`SQN_DELTA`] (Annex C.2.1: "the received sequence number SQN shall
+//! only be accepted by the USIM if SEQ − SEQ_MS ≤ Δ"; otherwise a synchronisation failure with
+//! SQN_MS), so that one forged or runaway challenge cannot push SQN to its end. SQN is a 48-bit
+//! number, held in a `u64`.
 
 use crate::milenage::Subscriber;
 use crate::{AuthOutcome, Secret, apdu::AUTS_LEN};
 
 /// The largest SQN: 48 bits.
 pub const SQN_MAX: u64 = (1 << 48) - 1;
+
+/// Δ, the largest step one accepted challenge may move SQN forward: 2^28, the value of Δ in
+/// the example parameters of TS 33.102 Annex C.3. A challenge whose SQN is more than Δ above
+/// SQN_MS gets a synchronisation failure (Annex C.2.1), so SQN_MS cannot be pushed to its
+/// 48-bit end by a few challenges.
+pub const SQN_DELTA: u64 = 1 << 28;
 
 /// AMF used in MAC-S: all zeros (TS 33.102 §6.3.3).
 pub const RESYNC_AMF: [u8; 2] = [0, 0];
@@ -106,7 +115,8 @@ pub enum UsimVerdict {
         /// RES, CK and IK.
         outcome: AuthOutcome,
     },
-    /// MAC-A matched but SQN is not fresh: answer `outcome` ([`AuthOutcome::SyncFailure`]);
+    /// MAC-A matched but SQN is not fresh (not above SQN_MS, or more than [`SQN_DELTA`] above
+    /// it): answer `outcome` ([`AuthOutcome::SyncFailure`]);
     /// the stored SQN does not change.
     Resync {
         /// The AUTS for the network.
@@ -132,7 +142,8 @@ pub fn usim_authenticate(
         return UsimVerdict::MacFailure;
     }
     let sqn = sqn_from_bytes(&sqn);
-    if sqn <= sqn_ms {
+    // Fresh: above SQN_MS (Annex C.2.2) and at most Δ above it (Annex C.2.1).
+    if sqn <= sqn_ms || sqn - sqn_ms > SQN_DELTA {
         let sqn_ms_bytes = sqn_to_bytes(sqn_ms);
         let mut auts = [0u8; AUTS_LEN];
         auts[..6].copy_from_slice(&xor6(&sqn_ms_bytes, &sub.f5_star(rand)));
@@ -259,5 +270,33 @@ mod tests {
                 "byte {i}"
             );
         }
+    }
+
+    #[test]
+    fn a_jump_beyond_delta_is_a_sync_failure() {
+        // TS 33.102 Annex C.2.1: SEQ - SEQ_MS <= delta, else a synchronisation failure with
+        // SQN_MS; delta = 2^28 here.
+        let sub = subscriber();
+        let sqn_ms = 0x1000;
+        let at_delta = generate_vector(&sub, sqn_ms + (1 << 28), [0x80, 0x00], [2; 16]);
+        assert!(matches!(
+            usim_authenticate(&sub, sqn_ms, &at_delta.rand, &at_delta.autn),
+            UsimVerdict::Accept { sqn, .. } if sqn == sqn_ms + (1 << 28)
+        ));
+        let beyond = generate_vector(&sub, sqn_ms + (1 << 28) + 1, [0x80, 0x00], [3; 16]);
+        let verdict = usim_authenticate(&sub, sqn_ms, &beyond.rand, &beyond.autn);
+        let UsimVerdict::Resync {
+            outcome: AuthOutcome::SyncFailure { auts },
+        } = verdict
+        else {
+            panic!("a jump of 2^28 + 1 accepted: {verdict:?}");
+        };
+        assert_eq!(recover_sqn_ms(&sub, &beyond.rand, &auts), Ok(sqn_ms));
+        // The largest SQN, from a SIM that never accepted one: far beyond delta.
+        let top = generate_vector(&sub, SQN_MAX, [0x80, 0x00], [4; 16]);
+        assert!(matches!(
+            usim_authenticate(&sub, 0, &top.rand, &top.autn),
+            UsimVerdict::Resync { .. }
+        ));
     }
 }

@@ -119,6 +119,15 @@ pub trait Uicc: Send {
     /// 16-byte RAND and a 16-byte AUTN. See the crate's outcome table: well-formed answers
     /// are `Ok`, everything else is an error.
     fn authenticate(&mut self, rand: &[u8; 16], autn: &[u8; 16]) -> Result<AuthOutcome, UiccError>;
+
+    /// Bound every later call by `deadline` (`None`: no bound but the backend's own timeouts):
+    /// a call that would wait past it stops there with [`UiccError::Io`] naming the device. A
+    /// host passes what is left of its run. The modem honours it between reads; a backend
+    /// whose transfer cannot be interrupted (a PC/SC `SCardTransmit`, a software SIM file)
+    /// ignores it, and the caller bounds its wait itself.
+    fn set_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        let _ = deadline;
+    }
 }
 
 impl<T: Uicc + ?Sized> Uicc for Box<T> {
@@ -130,6 +139,9 @@ impl<T: Uicc + ?Sized> Uicc for Box<T> {
     }
     fn authenticate(&mut self, rand: &[u8; 16], autn: &[u8; 16]) -> Result<AuthOutcome, UiccError> {
         (**self).authenticate(rand, autn)
+    }
+    fn set_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        (**self).set_deadline(deadline)
     }
 }
 

@@ -18,7 +18,10 @@
 //! `ERROR` or `+CME ERROR: <n or text>` (TS 27.007 §9.2). The echo of a command and empty
 //! lines are skipped; unsolicited lines (`+CREG: …`, `RING`) are ignored where the expected
 //! line is known. Each command waits at most the configured command timeout for its final
-//! result code, and a reply longer than 16 KiB is refused. `+CME ERROR` 10 (SIM not
+//! result code, and never past the caller's deadline ([`Modem::open_until`],
+//! [`Uicc::set_deadline`]: what is left of the run): a modem whose every reply comes just under
+//! the command timeout cannot hold a run past its end. A command is not even written once the
+//! deadline has passed. A reply longer than 16 KiB is refused. `+CME ERROR` 10 (SIM not
 //! inserted), 13 (SIM failure) and 15 (SIM wrong) mean no usable SIM ([`UiccError::NoSim`]).
 //!
 //! The serial port is opened with the `serialport` crate (serialport-rs) without its default
@@ -166,6 +169,8 @@ pub struct Modem {
     port: Box<dyn SerialPort>,
     name: String,
     command_timeout: Duration,
+    /// No command waits past this instant (the caller's run deadline), when set.
+    deadline: Option<Instant>,
 }
 
 impl std::fmt::Debug for Modem {
@@ -181,6 +186,12 @@ impl Modem {
     /// Open the port in `config` and send `ATE0V1`. Errors: [`UiccError::Io`] naming the port
     /// when it cannot be opened or does not answer `OK` in time.
     pub fn open(config: &ModemConfig) -> Result<Modem, UiccError> {
+        Modem::open_until(config, None)
+    }
+
+    /// [`Modem::open`], with every command (`ATE0V1` included) bounded by `deadline` as well
+    /// as by the command timeout (see [`Uicc::set_deadline`]). Errors: as [`Modem::open`].
+    pub fn open_until(config: &ModemConfig, deadline: Option<Instant>) -> Result<Modem, UiccError> {
         let port = serialport::new(&config.port, config.baud_rate)
             .data_bits(serialport::DataBits::Eight)
             .parity(serialport::Parity::None)
@@ -192,15 +203,26 @@ impl Modem {
                 device: config.port.clone(),
                 detail: format!("cannot open the serial port: {e}"),
             })?;
-        Modem::from_port(port, config.port.clone(), config.command_timeout)
+        Modem::from_port_until(port, config.port.clone(), config.command_timeout, deadline)
     }
 
     /// Use a port that is already open (a pseudo-terminal in tests, a port set up by the
     /// caller) and send `ATE0V1`. `name` names it in errors. Errors: as [`Modem::open`].
     pub fn from_port(
+        port: Box<dyn SerialPort>,
+        name: impl Into<String>,
+        command_timeout: Duration,
+    ) -> Result<Modem, UiccError> {
+        Modem::from_port_until(port, name, command_timeout, None)
+    }
+
+    /// [`Modem::from_port`] with every command bounded by `deadline` too (see
+    /// [`Uicc::set_deadline`]). Errors: as [`Modem::open`].
+    pub fn from_port_until(
         mut port: Box<dyn SerialPort>,
         name: impl Into<String>,
         command_timeout: Duration,
+        deadline: Option<Instant>,
     ) -> Result<Modem, UiccError> {
         let name = name.into();
         port.set_timeout(READ_SLICE).map_err(|e| UiccError::Io {
@@ -211,6 +233,7 @@ impl Modem {
             port,
             name,
             command_timeout,
+            deadline,
         };
         modem
             .command("ATE0V1")
@@ -264,6 +287,18 @@ impl Modem {
     /// Send one command line (`cmd`, without the CR) and gather the lines of its reply up to
     /// `OK`. The lines are zeroized when dropped.
     fn command(&mut self, cmd: &str) -> Result<Vec<Zeroizing<String>>, AtFailure> {
+        let own = Instant::now() + self.command_timeout;
+        // The earlier of the command timeout and the caller's deadline; `by_caller` when the
+        // latter, so that the error says which one ended the wait.
+        let (deadline, by_caller) = match self.deadline {
+            Some(caller) if caller < own => (caller, true),
+            _ => (own, false),
+        };
+        if by_caller && Instant::now() >= deadline {
+            return Err(AtFailure::Io(
+                "the run's deadline has passed; the command was not sent".into(),
+            ));
+        }
         // Stale bytes (a late reply, an unsolicited line) must not be taken for this reply.
         let _ = self.port.clear(ClearBuffer::Input);
         let mut line = Zeroizing::new(Vec::with_capacity(cmd.len() + 1));
@@ -274,7 +309,6 @@ impl Modem {
             .and_then(|()| self.port.flush())
             .map_err(|e| AtFailure::Io(format!("cannot write to the port: {e}")))?;
 
-        let deadline = Instant::now() + self.command_timeout;
         // Sized up front: a Vec that grows frees its old buffer without zeroizing it.
         let mut pending = Zeroizing::new(Vec::with_capacity(MAX_REPLY_BYTES + 256));
         let mut lines = Vec::new();
@@ -304,6 +338,12 @@ impl Modem {
                 lines.push(text);
             }
             let now = Instant::now();
+            if now >= deadline && by_caller {
+                return Err(AtFailure::Io(
+                    "no final result code before the run's deadline; the host stopped waiting"
+                        .into(),
+                ));
+            }
             if now >= deadline {
                 return Err(AtFailure::Io(format!(
                     "no final result code within {} ms",
@@ -451,6 +491,10 @@ impl Uicc for Modem {
         format!("modem {}", self.name)
     }
 
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
     fn read_imsi(&mut self) -> Result<Imsi, UiccError> {
         let lines = self
             .command("AT+CIMI")
@@ -496,17 +540,22 @@ impl Uicc for Modem {
 
 /// Autodetect's look at one port: open it with `probe_timeout` per command, and keep it when
 /// it answers `ATE0V1` and `AT+CIMI` with an IMSI (the official clients take the first port
-/// that returns one). Errors: as [`Modem::open`] and [`Uicc::read_imsi`].
+/// that returns one), each command bounded by `deadline` too. Errors: as [`Modem::open`] and
+/// [`Uicc::read_imsi`].
 pub fn probe(
     port: &str,
     baud_rate: u32,
     probe_timeout: Duration,
+    deadline: Option<Instant>,
 ) -> Result<(Modem, Imsi), UiccError> {
-    let mut modem = Modem::open(&ModemConfig {
-        port: port.to_owned(),
-        baud_rate,
-        command_timeout: probe_timeout,
-    })?;
+    let mut modem = Modem::open_until(
+        &ModemConfig {
+            port: port.to_owned(),
+            baud_rate,
+            command_timeout: probe_timeout,
+        },
+        deadline,
+    )?;
     let imsi = modem.read_imsi()?;
     Ok((modem, imsi))
 }

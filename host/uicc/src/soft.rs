@@ -17,9 +17,19 @@
 //! ```
 //!
 //! AUTHENTICATE runs as a USIM does it ([`crate::aka::usim_authenticate`], TS 33.102 §6.3.3):
-//! MAC-A checked first, then SQN freshness (greater than `sqn`); a fresh SQN is written back
-//! to the file **before** RES, CK and IK are answered, so a crash can never make the SIM
-//! accept the same challenge twice.
+//! MAC-A checked first, then SQN freshness (greater than `sqn`, and at most
+//! [`crate::aka::SQN_DELTA`] above it); a fresh SQN is written back to the file **before**
+//! RES, CK and IK are answered, so a crash can never make the SIM accept the same challenge
+//! twice.
+//!
+//! One writer at a time: AUTHENTICATE reads, checks and writes the file under an exclusive
+//! advisory lock (`flock(2)`) on the file itself, so two processes (or two `SoftSim` values)
+//! sharing a SIM file never accept one challenge twice and SQN never goes back. Since the
+//! write-back replaces the file, the lock is taken on the file the path names *after* the lock
+//! is held (the inode is compared, and the open is retried when another writer replaced it
+//! meanwhile). A writer waits at most [`LOCK_WAIT`] for the lock. The rewritten file keeps the
+//! owner, group and mode of the one it replaces, so a run as root leaves a user's SIM file
+//! theirs.
 //!
 //! The file is untrusted input and holds keys: it is read without following a symbolic link,
 //! must be a regular file that group and others cannot access (mode 0600 or stricter), is at
@@ -27,20 +37,24 @@
 //! value. It is written back atomically: a new 0600 file in the same directory (created with
 //! `O_EXCL`), fsynced, renamed over the old one, then the directory fsynced (POSIX `rename(2)`
 //! is atomic within a file system). The file is read again for every call, so it is always
-//! the one source of SQN; one process at a time should use it (the host's store lock covers a
-//! provisioning run).
+//! the one source of SQN.
 
 use crate::aka::{SQN_MAX, UsimVerdict, usim_authenticate};
 use crate::milenage::Subscriber;
 use crate::{AuthOutcome, Imsi, Key128, Uicc, UiccError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read as _, Write as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 /// Largest software SIM file accepted, bytes.
 pub const MAX_SIM_FILE_BYTES: u64 = 4096;
+
+/// Longest wait for the SIM file's lock, held by another writer, before AUTHENTICATE fails
+/// with [`UiccError::Io`] ("another process is using it").
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// The content of a software SIM file. `Debug` shows neither key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +177,13 @@ impl SoftSim {
 
     /// Read and validate the file now.
     pub fn load(&self) -> Result<SimRecord, UiccError> {
+        let (file, _) = self.open_checked()?;
+        self.read(&file)
+    }
+
+    /// Open the file for reading without following a symbolic link, and check it is a
+    /// regular file that group and others cannot access.
+    fn open_checked(&self) -> Result<(File, fs::Metadata), UiccError> {
         let file = OpenOptions::new()
             .read(true)
             // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
@@ -188,6 +209,11 @@ impl SoftSim {
         if meta.permissions().mode() & 0o077 != 0 {
             return Err(self.io("group or others can access it; it holds keys (chmod 600)"));
         }
+        Ok((file, meta))
+    }
+
+    /// Read and validate the content of an open, checked file.
+    fn read(&self, file: &File) -> Result<SimRecord, UiccError> {
         let mut bytes = Zeroizing::new(Vec::new());
         file.take(MAX_SIM_FILE_BYTES + 1)
             .read_to_end(&mut bytes)
@@ -198,18 +224,58 @@ impl SoftSim {
         SimRecord::parse(&bytes).map_err(|e| self.io(e))
     }
 
+    /// The file the path names, open and exclusively locked (`flock(2)`), with its metadata.
+    /// The lock is released when the returned file is closed. A file replaced by another
+    /// writer while this one waited is opened again: the lock must be on the file the path
+    /// names once it is held. Errors: those of [`SoftSim::load`]; [`UiccError::Io`] when the
+    /// lock is not had within [`LOCK_WAIT`].
+    fn lock(&self) -> Result<(File, fs::Metadata), UiccError> {
+        let give_up = Instant::now() + LOCK_WAIT;
+        loop {
+            let (file, meta) = self.open_checked()?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < give_up => {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(self.io(format_args!(
+                        "another process is using it (its lock was held for more than {} s)",
+                        LOCK_WAIT.as_secs()
+                    )));
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(self.io(format_args!("cannot lock: {e}")));
+                }
+            }
+            match fs::symlink_metadata(&self.path) {
+                Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => {
+                    return Ok((file, meta));
+                }
+                // Replaced (or removed) while this writer waited: start over on what the path
+                // names now.
+                _ if Instant::now() < give_up => continue,
+                _ => return Err(self.io("it kept being replaced while waiting for its lock")),
+            }
+        }
+    }
+
     /// Replace the file with `record`: temp file (0600, `O_EXCL`) in the same directory,
     /// fsync, rename, fsync of the directory. A symbolic link or non-file at the path is
     /// refused, never followed or replaced.
+    ///
+    /// The new file gets the owner, group and mode of the one it replaces (a run as root keeps
+    /// a user's file theirs), or 0600 and the caller's owner when there was none.
     fn store(&self, record: &SimRecord) -> Result<(), UiccError> {
-        match fs::symlink_metadata(&self.path) {
+        let old = match fs::symlink_metadata(&self.path) {
             Ok(meta) if !meta.file_type().is_file() => {
                 return Err(self.io("is a symbolic link or not a regular file; not replaced"));
             }
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Ok(meta) => Some(meta),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
             Err(e) => return Err(self.io(format_args!("cannot stat: {e}"))),
-        }
+        };
         let dir = match self.path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -229,7 +295,12 @@ impl SoftSim {
             })?;
         let text = record.to_json();
         tmp.write_all(text.as_bytes())
-            .and_then(|()| tmp.as_file().sync_all())
+            .map_err(|e| self.io(format_args!("cannot write the new SQN: {e}")))?;
+        if let Some(old) = &old {
+            self.keep_owner_and_mode(tmp.as_file(), old)?;
+        }
+        tmp.as_file()
+            .sync_all()
             .map_err(|e| self.io(format_args!("cannot write the new SQN: {e}")))?;
         tmp.persist(&self.path).map_err(|e| {
             self.io(format_args!(
@@ -243,6 +314,27 @@ impl SoftSim {
     }
 }
 
+impl SoftSim {
+    /// Give `new` (the replacement, still a temporary file) the owner, group and owner
+    /// permission bits of `old`. Group and other bits are never copied: the file holds keys.
+    fn keep_owner_and_mode(&self, new: &File, old: &fs::Metadata) -> Result<(), UiccError> {
+        let mine = new
+            .metadata()
+            .map_err(|e| self.io(format_args!("cannot stat the temporary file: {e}")))?;
+        if (mine.uid(), mine.gid()) != (old.uid(), old.gid()) {
+            std::os::unix::fs::fchown(new, Some(old.uid()), Some(old.gid())).map_err(|e| {
+                self.io(format_args!(
+                    "cannot give the new file the owner of the old one ({}:{}): {e}",
+                    old.uid(),
+                    old.gid()
+                ))
+            })?;
+        }
+        new.set_permissions(fs::Permissions::from_mode(old.mode() & 0o700))
+            .map_err(|e| self.io(format_args!("cannot set the new file's mode: {e}")))
+    }
+}
+
 impl Uicc for SoftSim {
     fn describe(&self) -> String {
         format!("software SIM {}", self.path.display())
@@ -253,10 +345,13 @@ impl Uicc for SoftSim {
     }
 
     fn authenticate(&mut self, rand: &[u8; 16], autn: &[u8; 16]) -> Result<AuthOutcome, UiccError> {
-        let mut record = self.load()?;
-        match usim_authenticate(&record.subscriber(), record.sqn, rand, autn) {
+        // Read, check and write back under the file's lock: one writer at a time.
+        let (lock, _) = self.lock()?;
+        let mut record = self.read(&lock)?;
+        let verdict = usim_authenticate(&record.subscriber(), record.sqn, rand, autn);
+        let answer = match verdict {
             UsimVerdict::Accept { sqn, outcome } => {
-                debug_assert!(sqn <= SQN_MAX);
+                debug_assert!(sqn <= SQN_MAX && sqn > record.sqn);
                 record.sqn = sqn;
                 self.store(&record)?;
                 tracing::debug!(sim = %self.path.display(), sqn, "software SIM accepted a challenge");
@@ -267,7 +362,9 @@ impl Uicc for SoftSim {
                 Ok(outcome)
             }
             UsimVerdict::MacFailure => Err(UiccError::MacFailure),
-        }
+        };
+        drop(lock);
+        answer
     }
 }
 
@@ -478,5 +575,102 @@ mod tests {
         let err = SoftSim::create(&link, &record).unwrap_err().to_string();
         assert!(err.contains("not replaced"), "{err}");
         assert_eq!(fs::read(&target).unwrap(), b"x");
+    }
+
+    /// Two writers on one SIM file (each its own `SoftSim`, as two processes would have)
+    /// answer the same challenges at once: no challenge is accepted twice, and a reader that
+    /// watches the file never sees SQN go down.
+    #[test]
+    fn concurrent_writers_never_accept_a_challenge_twice_nor_lower_sqn() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        const N: u64 = 40;
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), &json(K, "000000000000"), 0o600);
+        let sub = SoftSim::open(&path).unwrap().load().unwrap().subscriber();
+        let vectors: Arc<Vec<_>> = Arc::new(
+            (1..=N)
+                .map(|sqn| generate_vector(&sub, sqn, [0x80, 0x00], [sqn as u8; 16]))
+                .collect(),
+        );
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let done = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (path, done) = (path.clone(), done.clone());
+            std::thread::spawn(move || {
+                let sim = SoftSim { path };
+                let mut seen = vec![0];
+                while !done.load(Ordering::SeqCst) {
+                    let sqn = sim.load().unwrap().sqn;
+                    if sqn != *seen.last().unwrap() {
+                        seen.push(sqn);
+                    }
+                }
+                seen
+            })
+        };
+        let writers: Vec<_> = (0..2)
+            .map(|_| {
+                let (path, vectors, accepted) = (path.clone(), vectors.clone(), accepted.clone());
+                std::thread::spawn(move || {
+                    let mut sim = SoftSim::open(&path).unwrap();
+                    for (i, v) in vectors.iter().enumerate() {
+                        if let AuthOutcome::Res { .. } = sim.authenticate(&v.rand, &v.autn).unwrap()
+                        {
+                            accepted.lock().unwrap().push(i as u64 + 1);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        let seen = watcher.join().unwrap();
+        let mut accepted = accepted.lock().unwrap().clone();
+        let all = accepted.len();
+        accepted.sort_unstable();
+        accepted.dedup();
+        assert_eq!(all, accepted.len(), "a challenge was accepted twice");
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "SQN went down: {seen:?}"
+        );
+        assert_eq!(SoftSim::open(&path).unwrap().load().unwrap().sqn, N);
+    }
+
+    /// Root rewriting a user's SIM file keeps its owner, group and mode.
+    #[test]
+    fn a_rewrite_keeps_owner_group_and_mode() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), &json(K, "000000000000"), 0o400);
+        // As root (CI containers, this test's usual home) the file goes to `nobody`; as
+        // another user it stays theirs, and the test checks the mode only.
+        let (uid, gid) = if nix_is_root() {
+            std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+            (65534, 65534)
+        } else {
+            let meta = fs::metadata(&path).unwrap();
+            (meta.uid(), meta.gid())
+        };
+        let mut sim = SoftSim::open(&path).unwrap();
+        let sub = sim.load().unwrap().subscriber();
+        let v = generate_vector(&sub, 1, [0x80, 0x00], [1; 16]);
+        assert!(matches!(
+            sim.authenticate(&v.rand, &v.autn).unwrap(),
+            AuthOutcome::Res { .. }
+        ));
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid));
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o400);
+        assert_eq!(sim.load().unwrap().sqn, 1);
+    }
+
+    fn nix_is_root() -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        fs::metadata(dir.path()).unwrap().uid() == 0
     }
 }

@@ -413,3 +413,37 @@ fn open_by_path_and_device_info() {
     assert_eq!(modem_side.finish().len(), 6);
     drop(slave);
 }
+
+/// A modem that answers `ATE0V1` and then never answers `AT+CIMI`: with a command timeout of
+/// 30 s and a deadline 400 ms away, the wait ends at the deadline, and the error says so and
+/// names the port. Once the deadline has passed, no command is written at all.
+#[test]
+fn the_callers_deadline_bounds_every_command() {
+    let (slave, modem_side) =
+        fake_modem(vec![step("ATE0V1", "\r\nOK\r\n"), ("AT+CIMI".into(), None)]);
+    let name = slave.name().unwrap();
+    let deadline = Instant::now() + Duration::from_millis(400);
+    let mut modem = Modem::from_port_until(
+        Box::new(slave),
+        name.clone(),
+        Duration::from_secs(30),
+        Some(deadline),
+    )
+    .unwrap();
+    let err = modem.read_imsi().unwrap_err();
+    assert!(Instant::now() >= deadline);
+    let UiccError::Io { device, detail } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(device, &name);
+    assert_eq!(
+        detail,
+        "AT+CIMI: no final result code before the run's deadline; the host stopped waiting"
+    );
+    let err = modem.read_imsi().unwrap_err().to_string();
+    assert!(
+        err.ends_with("AT+CIMI: the run's deadline has passed; the command was not sent"),
+        "{err}"
+    );
+    assert_eq!(modem_side.finish(), ["ATE0V1", "AT+CIMI"]);
+}
