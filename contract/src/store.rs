@@ -82,18 +82,16 @@ impl RunLockHolder {
     /// The holder a lock file's content names (surrounding white space ignored).
     pub fn parse(content: &[u8]) -> Self {
         let text = std::str::from_utf8(content).unwrap_or("").trim();
-        if let Some(pid) = text.strip_prefix("host ") {
-            if let Ok(pid) = pid.parse() {
-                return RunLockHolder::Host(pid);
-            }
-        } else if let Some(run) = text.strip_prefix("wasi ") {
-            if run.len() == 16 {
-                if let Ok(run) = u64::from_str_radix(run, 16) {
-                    return RunLockHolder::Wasi(run);
-                }
-            }
+        let host = text.strip_prefix("host ").and_then(|pid| pid.parse().ok());
+        let wasi = text
+            .strip_prefix("wasi ")
+            .filter(|run| run.len() == 16)
+            .and_then(|run| u64::from_str_radix(run, 16).ok());
+        match (host, wasi) {
+            (Some(pid), _) => RunLockHolder::Host(pid),
+            (_, Some(run)) => RunLockHolder::Wasi(run),
+            _ => RunLockHolder::Unknown,
         }
-        RunLockHolder::Unknown
     }
 }
 

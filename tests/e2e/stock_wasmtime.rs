@@ -482,6 +482,8 @@ async fn two_stock_runs_on_one_store_do_not_both_write() {
     ];
     let first = spawn_stock(&wasmtime, &store, &args);
     until_requested(&mock, "/v1/provisioning/aws/").await;
+    let (code, out, err) = run_stock(&wasmtime, &store, &args).await;
+    assert_eq!(code, 9, "{out}\n{err}");
     assert_eq!(
         std::fs::read_to_string(store.join(".run-lock"))
             .unwrap()
@@ -489,8 +491,6 @@ async fn two_stock_runs_on_one_store_do_not_both_write() {
             .next(),
         Some("wasi")
     );
-    let (code, out, err) = run_stock(&wasmtime, &store, &args).await;
-    assert_eq!(code, 9, "{out}\n{err}");
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["ok"], false);
     assert_eq!(v["error"]["kind"], "storage");
@@ -545,14 +545,14 @@ async fn a_killed_stock_runs_leftovers_are_cleaned_by_the_next_run() {
     killed.kill().await.unwrap();
     let leftover = store.join(".aws-iot.json.tmp-00c0ffee00c0ffee");
     std::fs::write(&leftover, b"-----BEGIN PRIVATE KEY-----").unwrap();
-    assert_eq!(
-        names(&store),
-        [".aws-iot.json.tmp-00c0ffee00c0ffee", ".run-lock"]
-    );
 
     // Fresh: refused, the temp file kept.
     let (code, out, _) = run_stock(&wasmtime, &store, &args).await;
     assert_eq!(code, 9, "{out}");
+    assert_eq!(
+        names(&store),
+        [".aws-iot.json.tmp-00c0ffee00c0ffee", ".run-lock"]
+    );
     let host = run_cli(&[
         "provision",
         "aws-iot",

@@ -26,7 +26,11 @@
 //! [`RUN_LOCK_STALE_AFTER`](krypton_contract::store::RUN_LOCK_STALE_AFTER) (5 minutes) after
 //! it was written (by its modification time), when the next writer removes it and takes its
 //! own. Holding the lock, a run removes leftover temp files (which may hold private keys):
-//! a temp file is in flight only while its writer holds the lock.
+//! a temp file is in flight only while its writer holds the lock. Removing a stale lock and
+//! creating one's own are two steps (WASI has no atomic "replace if unchanged"): two writers
+//! that take over the same stale lock in the same instant may both create theirs, one after
+//! the other; the one whose lock was removed finds another id in the file at its first write
+//! (the component's store probe, made before any call to Krypton) and stops, writing nothing.
 //!
 //! WASI has no file modes (`wasi:filesystem` 0.2 has neither `chmod` nor a mode on create,
 //! and its `stat` reports none), so this adapter can neither set nor check them: files get
@@ -274,11 +278,10 @@ fn remove_leftovers(dir: &Descriptor) {
 /// Release the lock when this instance still holds it (the file names its run id).
 fn release() {
     let Some(run) = HELD.take() else { return };
-    if matches!(run_lock_holder(), Ok(Some(RunLockHolder::Wasi(id))) if id == run) {
-        if let Ok(dir) = store_dir() {
-            let _ = dir.unlink_file_at(RUN_LOCK_FILE);
-            let _ = sync_dir();
-        }
+    let ours = matches!(run_lock_holder(), Ok(Some(RunLockHolder::Wasi(id))) if id == run);
+    if let (true, Ok(dir)) = (ours, store_dir()) {
+        let _ = dir.unlink_file_at(RUN_LOCK_FILE);
+        let _ = sync_dir();
     }
 }
 
