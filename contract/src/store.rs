@@ -14,8 +14,17 @@
 //!   a bundle, and the 16 hex digits are unique among the writers of one directory: the host
 //!   writes its process id (high 32 bits) and a counter (low 32 bits), the adapter (which has
 //!   no process id under WASI) a random number;
-//! - [`LOCK_FILE`] (`.lock`) is `krypton-host`'s writer lock (`flock(2)`); under it, any
-//!   leftover temp file ([`is_temp_file_name`]) is removed.
+//! - [`LOCK_FILE`] (`.lock`) is `krypton-host`'s lock among its own processes (`flock(2)`);
+//! - [`RUN_LOCK_FILE`] (`.run-lock`) is the writer lock every writer shares, `krypton-host`
+//!   and the `store-fs` adapter of a stock runtime alike (WASI has no `flock(2)`): a writer
+//!   creates it exclusively (`O_CREAT|O_EXCL`, `wasi:filesystem` `open-at` with `create` and
+//!   `exclusive`) holding a token that says who it is ([`RunLockHolder`]), keeps it while it
+//!   writes and removes it when done. A writer that finds it present is refused ("another run
+//!   holds the store", [`run_lock_busy_message`]) unless it is stale: its modification time
+//!   is [`RUN_LOCK_STALE_AFTER`] or more away from now (the run that wrote it was killed), or
+//!   it names a `krypton-host` process while the finder holds `krypton-host`'s `flock(2)` (no
+//!   such process can be alive then). Only a writer holding it removes leftover temp files
+//!   ([`is_temp_file_name`]): a temp file is in flight exactly while its writer holds the lock.
 //!
 //! A bundle is read by [`read_bundle`]: only a regular file, never more than the cap.
 
@@ -32,6 +41,90 @@ pub const MAX_NAME_BYTES: usize = 64;
 
 /// The writer lock's file inside the store directory.
 pub const LOCK_FILE: &str = ".lock";
+
+/// The writer lock every writer of the store shares (see the module docs): `krypton-host`
+/// and a stock runtime's `store-fs` adapter exclude each other through it.
+pub const RUN_LOCK_FILE: &str = ".run-lock";
+
+/// Age from which a [`RUN_LOCK_FILE`] whose writer cannot be asked counts as left by a killed
+/// run: 5 minutes, more than twice the 120 s deadline a stock run (`krypton-cli.wasm`) gives a
+/// provisioning call, after which the component stops on its own. Its age is the distance
+/// between its modification time and now, either way (a clock set back does not keep a
+/// leftover alive for good).
+pub const RUN_LOCK_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Longest [`RUN_LOCK_FILE`] content read, bytes: a token is at most 22 bytes.
+pub const MAX_RUN_LOCK_BYTES: u64 = 64;
+
+/// Who wrote a [`RUN_LOCK_FILE`], parsed from its content ([`RunLockHolder::parse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunLockHolder {
+    /// `krypton-host` process `pid` (content `host <pid>`).
+    Host(u32),
+    /// A run of a WASI runtime (content `wasi <16 hex digits>`): a random run id, as WASI has
+    /// no process id.
+    Wasi(u64),
+    /// Anything else (a partly written or foreign file): judged by its age only.
+    Unknown,
+}
+
+impl RunLockHolder {
+    /// The file content that names this holder: `host <pid>\n`, `wasi <16 hex>\n` (empty
+    /// for [`RunLockHolder::Unknown`]).
+    pub fn token(&self) -> String {
+        match self {
+            RunLockHolder::Host(pid) => format!("host {pid}\n"),
+            RunLockHolder::Wasi(run) => format!("wasi {run:016x}\n"),
+            RunLockHolder::Unknown => String::new(),
+        }
+    }
+
+    /// The holder a lock file's content names (surrounding white space ignored).
+    pub fn parse(content: &[u8]) -> Self {
+        let text = std::str::from_utf8(content).unwrap_or("").trim();
+        let host = text.strip_prefix("host ").and_then(|pid| pid.parse().ok());
+        let wasi = text
+            .strip_prefix("wasi ")
+            .filter(|run| run.len() == 16)
+            .and_then(|run| u64::from_str_radix(run, 16).ok());
+        match (host, wasi) {
+            (Some(pid), _) => RunLockHolder::Host(pid),
+            (_, Some(run)) => RunLockHolder::Wasi(run),
+            _ => RunLockHolder::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for RunLockHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunLockHolder::Host(pid) => write!(f, "krypton-host process {pid}"),
+            RunLockHolder::Wasi(run) => write!(f, "a WASI runtime's run {run:016x}"),
+            RunLockHolder::Unknown => f.write_str("an unknown writer"),
+        }
+    }
+}
+
+/// Whether a [`RUN_LOCK_FILE`] modified at `modified` counts as left by a killed run at
+/// `now` (both in seconds since the Unix epoch): their distance, either way, is at least
+/// [`RUN_LOCK_STALE_AFTER`]. A `krypton-host` holding its own `flock(2)` also treats a
+/// [`RunLockHolder::Host`] lock as stale, whatever its age (see the module docs).
+pub fn is_run_lock_stale(modified_secs: u64, now_secs: u64) -> bool {
+    modified_secs.abs_diff(now_secs) >= RUN_LOCK_STALE_AFTER.as_secs()
+}
+
+/// The error of a writer refused because `holder` holds the store at `dir` (as the writer
+/// names it) since `age_secs` seconds: what to do next included.
+pub fn run_lock_busy_message(dir: &Path, holder: RunLockHolder, age_secs: u64) -> String {
+    format!(
+        "another run holds the store {dir}: {holder} took its writer lock {age_secs} s ago; \
+         try again when it has finished (if no run is going on, one was killed: its lock counts \
+         as stale {stale} s after it was taken, or remove {lock})",
+        dir = dir.display(),
+        stale = RUN_LOCK_STALE_AFTER.as_secs(),
+        lock = dir.join(RUN_LOCK_FILE).display(),
+    )
+}
 
 /// What a temp file's name holds between the file it replaces and its unique digits.
 const TEMP_INFIX: &str = ".tmp-";
@@ -191,6 +284,46 @@ mod tests {
         for other in ["aws-iot.json", LOCK_FILE, ".aws-iot.json", "x.json.tmp-1"] {
             assert!(!is_temp_file_name(other), "{other}");
         }
+    }
+
+    #[test]
+    fn run_lock_tokens_round_trip_and_age_decides_staleness() {
+        for holder in [
+            RunLockHolder::Host(4242),
+            RunLockHolder::Wasi(0x00ab_cdef_0123_4567),
+        ] {
+            assert!(holder.token().len() as u64 <= MAX_RUN_LOCK_BYTES);
+            assert_eq!(RunLockHolder::parse(holder.token().as_bytes()), holder);
+        }
+        assert_eq!(RunLockHolder::Host(7).token(), "host 7\n");
+        assert_eq!(RunLockHolder::Wasi(1).token(), "wasi 0000000000000001\n");
+        for junk in [
+            &b""[..],
+            b"host",
+            b"host x",
+            b"wasi 12",
+            b"wasi zzzzzzzzzzzzzzzz",
+            b"\xff",
+        ] {
+            assert_eq!(
+                RunLockHolder::parse(junk),
+                RunLockHolder::Unknown,
+                "{junk:?}"
+            );
+        }
+        assert!(!is_run_lock_stale(1_000, 1_000));
+        assert!(!is_run_lock_stale(1_000, 1_299));
+        assert!(is_run_lock_stale(1_000, 1_300));
+        // A clock set back: a lock "from the future" is old too.
+        assert!(is_run_lock_stale(1_300, 1_000));
+        assert!(!is_run_lock_stale(1_299, 1_000));
+        assert!(!is_temp_file_name(RUN_LOCK_FILE));
+        assert_eq!(
+            run_lock_busy_message(Path::new("/store"), RunLockHolder::Wasi(1), 12),
+            "another run holds the store /store: a WASI runtime's run 0000000000000001 took its \
+             writer lock 12 s ago; try again when it has finished (if no run is going on, one was \
+             killed: its lock counts as stale 300 s after it was taken, or remove /store/.run-lock)"
+        );
     }
 
     #[test]

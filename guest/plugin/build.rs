@@ -4,9 +4,9 @@
 //!
 //! | part | exports | imports plugged |
 //! | --- | --- | --- |
-//! | `krypton-command` (root) | `wasi:cli/run` | `provisioning`, `types`, `uicc` (types) |
+//! | `krypton-command` (root) | `wasi:cli/run` | `provisioning`, `types`, `uicc` (types), `run-lock` |
 //! | `krypton-guest` | `provisioning` | `secret-store`, `uicc`, `types` |
-//! | `krypton-store-fs` | `secret-store` | |
+//! | `krypton-store-fs` | `secret-store`, `run-lock` (the store's writer lock for one run) | |
 //! | `krypton-uicc-unavailable` | `uicc`, `types` | |
 //!
 //! The result is `$OUT_DIR/krypton-cli.wasm`, copied to `<target>/krypton-cli.wasm` for the

@@ -64,6 +64,42 @@ async fn run_stock(wasmtime: &Path, store: &Path, args: &[&str]) -> (i32, String
     )
 }
 
+/// `wasmtime run ...` as [`run_stock`] does, started and left running (killed when dropped).
+fn spawn_stock(wasmtime: &Path, store: &Path, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(wasmtime)
+        .args(["run", "-S", "http", "--dir"])
+        .arg(format!("{}::/store", store.display()))
+        .arg(KRYPTON_CLI_WASM)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Wait (bounded: 120 s) until the mock has received a request whose path starts with
+/// `prefix`, i.e. a run is inside its Krypton call, holding the store's writer lock.
+async fn until_requested(mock: &MockKrypton, prefix: &str) {
+    for _ in 0..2400 {
+        if mock.requests().iter().any(|r| r.path.starts_with(prefix)) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no request to {prefix} within 120 s");
+}
+
+/// Set a file's modification time `ago` into the past (a leftover from a run killed then).
+fn age(path: &Path, ago: std::time::Duration) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - ago)
+        .unwrap();
+}
+
 /// A new directory, mode 0700: the store directory as the README says to create it (WASI sets
 /// no modes, and `krypton-host` refuses a store others can reach).
 fn private_dir(path: &Path) -> PathBuf {
@@ -415,4 +451,179 @@ async fn on_stock_wasmtime_a_failed_call_stores_nothing_and_exits_with_krypton_h
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not a target of this component"), "{err}");
     mock.stop().await;
+}
+
+/// Issue 18 item 14: two stock runs on one store that would each mint an AWS IoT certificate.
+/// The first holds the store's writer lock (`.run-lock`) through its Krypton call (delayed
+/// 15 s by the mock); the second, started meanwhile, fails at once (exit 9, "another run
+/// holds the store") before calling Krypton, and only one certificate is minted and stored.
+#[tokio::test]
+async fn two_stock_runs_on_one_store_do_not_both_write() {
+    let Some(wasmtime) = wasmtime_or_skip() else {
+        return;
+    };
+    let mock = plain_mock().await;
+    let endpoint = mock.endpoint();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = private_dir(&tmp.path().join("store"));
+    mock.inject_times(
+        "/v1/provisioning/aws/",
+        Fault::DelayHeaders(std::time::Duration::from_secs(15)),
+        1,
+    );
+    let args = [
+        "provision",
+        "aws-iot",
+        "--endpoint",
+        &endpoint,
+        "--param",
+        "thingName=gateway-7",
+        "--json",
+    ];
+    let first = spawn_stock(&wasmtime, &store, &args);
+    until_requested(&mock, "/v1/provisioning/aws/").await;
+    let (code, out, err) = run_stock(&wasmtime, &store, &args).await;
+    assert_eq!(code, 9, "{out}\n{err}");
+    assert_eq!(
+        std::fs::read_to_string(store.join(".run-lock"))
+            .unwrap()
+            .split(' ')
+            .next(),
+        Some("wasi")
+    );
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["error"]["kind"], "storage");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("another run holds the store /store: a WASI runtime's run "),
+        "{message}"
+    );
+    assert!(message.contains("remove /store/.run-lock"), "{message}");
+    let aws_calls = |mock: &MockKrypton| {
+        mock.requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/v1/provisioning/aws/"))
+            .count()
+    };
+    assert_eq!(aws_calls(&mock), 1, "the refused run called Krypton");
+    let done = first.wait_with_output().await.unwrap();
+    let out = String::from_utf8(done.stdout).unwrap();
+    assert_eq!(done.status.code(), Some(0), "{out}");
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(mock.issued().len(), 1);
+    let issued = mock.issued()[0].clone();
+    assert_eq!(report["reused"], false);
+    assert_aws_iot_bundle(&read_bundle(&store, "aws-iot"), &issued, "gateway-7");
+    // The lock went with its run.
+    assert_eq!(names(&store), ["aws-iot.json"]);
+    mock.stop().await;
+}
+
+/// Issue 18 item 14: a stock run killed in the middle of its run leaves its lock and (had it
+/// been killed mid-write) a temp file holding a key. While the lock is fresh, a next run and
+/// `krypton-host` both refuse the store and leave the temp file alone (it may be in flight);
+/// once the lock is stale (5 minutes), the next stock run removes both, provisions and
+/// leaves nothing behind.
+#[tokio::test]
+async fn a_killed_stock_runs_leftovers_are_cleaned_by_the_next_run() {
+    let Some(wasmtime) = wasmtime_or_skip() else {
+        return;
+    };
+    let mock = plain_mock().await;
+    let endpoint = mock.endpoint();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = private_dir(&tmp.path().join("store"));
+    mock.inject_times(
+        "/v1/provisioning/aws/",
+        Fault::DelayHeaders(std::time::Duration::from_secs(60)),
+        1,
+    );
+    let args = ["provision", "aws-iot", "--endpoint", &endpoint, "--json"];
+    let mut killed = spawn_stock(&wasmtime, &store, &args);
+    until_requested(&mock, "/v1/provisioning/aws/").await;
+    killed.kill().await.unwrap();
+    let leftover = store.join(".aws-iot.json.tmp-00c0ffee00c0ffee");
+    std::fs::write(&leftover, b"-----BEGIN PRIVATE KEY-----").unwrap();
+
+    // Fresh: refused, the temp file kept.
+    let (code, out, _) = run_stock(&wasmtime, &store, &args).await;
+    assert_eq!(code, 9, "{out}");
+    assert_eq!(
+        names(&store),
+        [".aws-iot.json.tmp-00c0ffee00c0ffee", ".run-lock"]
+    );
+    let host = run_cli(&[
+        "provision",
+        "aws-iot",
+        "--store",
+        store.to_str().unwrap(),
+        "--endpoint",
+        &endpoint,
+        "--lock-wait-secs",
+        "0",
+        "--json",
+    ])
+    .await;
+    assert_eq!(host.0, 9, "{}\n{}", host.1, host.2);
+    assert!(leftover.exists(), "an in-flight temp file was removed");
+
+    // Stale: the next stock run takes over, cleans and provisions.
+    age(
+        &store.join(".run-lock"),
+        std::time::Duration::from_secs(301),
+    );
+    let (code, out, err) = run_stock(&wasmtime, &store, &args).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(bundle_files(&store), ["aws-iot.json"]);
+    assert_eq!(mock.issued().len(), 2);
+    mock.stop().await;
+}
+
+/// Issue 18 item 14: `krypton-host`'s clean-up of temp files spares a stock run's in-flight
+/// one (a fresh `.run-lock` of a WASI run): `provision` is refused (exit 9) and the file stays;
+/// with the lock stale, `provision` removes both and leaves no lock of its own behind.
+#[tokio::test]
+async fn krypton_host_keeps_a_stock_runs_in_flight_temp_file() {
+    let fx = Fixture::new().await;
+    private_dir(&fx.store);
+    let in_flight = fx.store.join(".aws-iot.json.tmp-0123456789abcdef");
+    let run_lock = fx.store.join(".run-lock");
+    std::fs::write(&in_flight, b"-----BEGIN PRIVATE KEY-----").unwrap();
+    std::fs::write(&run_lock, "wasi 00000000feedf00d\n").unwrap();
+    let refused = fx
+        .provision("aws-iot")
+        .args(["--lock-wait-secs", "1"])
+        .json()
+        .run()
+        .await;
+    assert_eq!(refused.code, 9, "{}", refused.stderr);
+    let v = refused.json();
+    assert_eq!(v["error"]["kind"], "storage");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("a `wasmtime run` of krypton-cli.wasm"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&run_lock.display().to_string()),
+        "{message}"
+    );
+    assert!(
+        in_flight.exists(),
+        "krypton-host removed a stock run's in-flight temp file"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&run_lock).unwrap(),
+        "wasi 00000000feedf00d\n"
+    );
+    assert!(fx.mock.requests().is_empty());
+
+    age(&run_lock, std::time::Duration::from_secs(300));
+    let done = fx.provision("aws-iot").json().run().await;
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    assert!(!in_flight.exists(), "a killed run's temp file survived");
+    assert!(!run_lock.exists(), "krypton-host left its .run-lock behind");
+    assert!(fx.store.join("aws-iot.json").exists());
+    fx.stop().await;
 }

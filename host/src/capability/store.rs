@@ -12,7 +12,11 @@
 //!
 //! One writer at a time: every provisioning run holds the store's `flock(2)` lock
 //! ([`SecretStore::lock`], file `.lock`), so the CLI and the daemon never provision the same
-//! store at once.
+//! store at once, and under it the writer lock file every writer shares, `.run-lock`
+//! (`krypton_contract::store::RUN_LOCK_FILE`): a stock runtime's `store-fs` adapter has no
+//! `flock(2)` (WASI has none) and creates that file exclusively for its run instead. So
+//! `krypton-host` and a `wasmtime run` of `krypton-cli.wasm` exclude each other, and temp
+//! files are removed only by a writer holding both, never while a stock run writes one.
 //!
 //! The capability's parts, in the manner of `wasmtime-wasi`: [`SecretStore`] is the directory
 //! (opened by the embedder, shared by calls); [`StoreCtx`] is one call's state (the store, its
@@ -39,10 +43,44 @@ pub struct SecretStore {
     dir: PathBuf,
 }
 
-/// Proof that this process holds a store's writer lock; dropping it releases the lock.
+/// Proof that this process holds a store's writer lock; dropping it releases the lock (the
+/// shared `.run-lock` file is removed, then the `flock(2)` released).
 #[derive(Debug)]
 pub struct StoreLock {
+    /// The `.run-lock` file this process created, and the token it wrote there.
+    run_lock: PathBuf,
+    token: String,
     _lock: FileLock,
+}
+
+impl Drop for StoreLock {
+    fn drop(&mut self) {
+        // Only our own: a file holding another token is not ours to remove.
+        if read_run_lock(&self.run_lock).is_ok_and(|content| content == self.token.as_bytes()) {
+            let _ = fs::remove_file(&self.run_lock);
+        }
+    }
+}
+
+/// The content of a `.run-lock` file (at most `MAX_RUN_LOCK_BYTES`, never through a symlink).
+fn read_run_lock(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut content = Vec::new();
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?
+        .take(layout::MAX_RUN_LOCK_BYTES)
+        .read_to_end(&mut content)?;
+    Ok(content)
+}
+
+/// Why the shared `.run-lock` could not be taken.
+enum RunLockRefused {
+    /// Another writer's fresh lock: who, and how old it is (seconds).
+    Busy(layout::RunLockHolder, u64),
+    /// The file could not be created, read or removed.
+    Io(std::io::Error),
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
@@ -69,22 +107,131 @@ impl SecretStore {
     /// writers never call Krypton for the same store at once. The lock is released when the
     /// returned guard is dropped, or by the kernel when the process dies.
     ///
-    /// While holding it, temp files left by an interrupted write (`.<name>.json.tmp-*`) are
+    /// Under the `flock(2)`, the shared writer lock file `.run-lock` is created (`O_EXCL`,
+    /// holding `host <pid>`) and removed again when the guard is dropped. A `.run-lock` found
+    /// there is taken over when it names a `krypton-host` process (none can be alive while this
+    /// one holds the `flock(2)`) or is stale (`RUN_LOCK_STALE_AFTER` from its modification
+    /// time: the stock run that wrote it was killed); otherwise a stock run is writing, and
+    /// the lock counts as busy (retried until `wait` is over).
+    ///
+    /// While holding both, temp files left by an interrupted write (`.<name>.json.tmp-*`) are
     /// removed: no other writer can be mid-write, whatever pid a file name carries (pids are
     /// reused, and a container has its own).
     ///
     /// Errors: [`LockError::Busy`] with the holder's pid (as written in the lock file) when it
-    /// stayed locked for the whole wait; [`LockError::Io`] when the lock file cannot be used.
-    /// This blocks the calling thread; from async code use `spawn_blocking`.
+    /// stayed locked for the whole wait, or without one (the path is `.run-lock`'s) when a
+    /// stock run held the store for the whole wait; [`LockError::Io`] when a lock file cannot
+    /// be used. This blocks the calling thread; from async code use `spawn_blocking`.
     pub fn lock(&self, wait: Duration) -> Result<StoreLock, LockError> {
-        let lock = FileLock::acquire(&self.dir.join(LOCK_FILE), wait)?;
-        self.remove_stale_temp_files();
-        Ok(StoreLock { _lock: lock })
+        let started = std::time::Instant::now();
+        let run_lock = self.dir.join(layout::RUN_LOCK_FILE);
+        loop {
+            let lock = FileLock::acquire(
+                &self.dir.join(LOCK_FILE),
+                wait.saturating_sub(started.elapsed()),
+            )?;
+            match self.take_run_lock(&run_lock) {
+                Ok(token) => {
+                    self.remove_stale_temp_files();
+                    return Ok(StoreLock {
+                        run_lock,
+                        token,
+                        _lock: lock,
+                    });
+                }
+                Err(RunLockRefused::Io(source)) => {
+                    return Err(LockError::Io {
+                        path: run_lock,
+                        source,
+                    });
+                }
+                Err(RunLockRefused::Busy(holder, age)) => {
+                    if started.elapsed() >= wait {
+                        tracing::warn!("{}", layout::run_lock_busy_message(&self.dir, holder, age));
+                        return Err(LockError::Busy {
+                            path: run_lock,
+                            holder: None,
+                        });
+                    }
+                    drop(lock);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    /// Create `.run-lock` holding this process's token (see [`SecretStore::lock`]), taking
+    /// over one that is left over; the token written. Called with the `flock(2)` held.
+    fn take_run_lock(&self, path: &Path) -> Result<String, RunLockRefused> {
+        use std::io::Write as _;
+        let token = layout::RunLockHolder::Host(std::process::id()).token();
+        // The token is written to `.run-lock.host` first and hard-linked into place (`link(2)`
+        // fails when the target exists), so `.run-lock` never exists without its token, even
+        // if this process is killed half-way: an empty one would have to be judged by its age.
+        // Only the `flock(2)` holder writes that staging file, so one fixed name does.
+        let staged = self.dir.join(format!("{}.host", layout::RUN_LOCK_FILE));
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&staged)
+            .map_err(RunLockRefused::Io)?;
+        file.write_all(token.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(RunLockRefused::Io)?;
+        let result = self.link_run_lock(&staged, path);
+        let _ = fs::remove_file(&staged);
+        result.map(|()| token)
+    }
+
+    /// Hard-link `staged` to the `.run-lock` at `path`, taking over a leftover (see
+    /// [`SecretStore::take_run_lock`]).
+    fn link_run_lock(&self, staged: &Path, path: &Path) -> Result<(), RunLockRefused> {
+        // Three tries: a leftover removed, then a stock run's own removal racing ours.
+        for _ in 0..3 {
+            match fs::hard_link(staged, path) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(RunLockRefused::Io(e)),
+            }
+            let meta = match fs::symlink_metadata(path) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(RunLockRefused::Io(e)),
+            };
+            let content = read_run_lock(path).unwrap_or_default();
+            let holder = layout::RunLockHolder::parse(&content);
+            let secs = |t: std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            };
+            let modified = meta.modified().map_or(0, secs);
+            let now = secs(std::time::SystemTime::now());
+            let stale = matches!(holder, layout::RunLockHolder::Host(_))
+                || !meta.file_type().is_file()
+                || layout::is_run_lock_stale(modified, now);
+            if !stale {
+                return Err(RunLockRefused::Busy(holder, now.saturating_sub(modified)));
+            }
+            match fs::remove_file(path) {
+                Ok(()) => {
+                    tracing::warn!(file = %path.display(), %holder, "removed a writer lock left by a killed run");
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(RunLockRefused::Io(e)),
+            }
+        }
+        Err(RunLockRefused::Io(std::io::Error::new(
+            ErrorKind::WouldBlock,
+            "created and removed by others three times in a row; try again",
+        )))
     }
 
     /// Remove temporary files left by a writer that was killed mid-write (they may hold a
-    /// private key that a later rotation would otherwise leave behind). Only called with the
-    /// writer lock held.
+    /// private key that a later rotation would otherwise leave behind). Only called with both
+    /// writer locks held (`.lock` and `.run-lock`): no writer can be mid-write then.
     fn remove_stale_temp_files(&self) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
@@ -358,6 +505,58 @@ mod tests {
             store.get("arc"),
             Err(StoreError::TooLarge(MAX_BUNDLE_BYTES))
         );
+    }
+
+    /// Issue 18 item 14: a stock run's in-flight temp file, under its fresh `.run-lock`,
+    /// survives the host's lock (which is refused); with the lock stale, both go.
+    #[test]
+    fn a_stock_runs_lock_keeps_its_temp_file_and_a_stale_one_does_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let store = SecretStore::open(&dir).unwrap();
+        let run_lock = dir.join(layout::RUN_LOCK_FILE);
+        let in_flight = dir.join(layout::temp_file_name("aws-iot.json", 0x1234));
+        let stock = layout::RunLockHolder::Wasi(0xfeed).token();
+        fs::write(&run_lock, &stock).unwrap();
+        fs::write(&in_flight, b"private key in flight").unwrap();
+        match store.lock(Duration::from_millis(120)) {
+            Err(LockError::Busy { path, holder }) => {
+                assert_eq!(path, run_lock);
+                assert_eq!(holder, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            in_flight.exists(),
+            "a stock run's in-flight temp file was removed"
+        );
+        assert_eq!(fs::read_to_string(&run_lock).unwrap(), stock);
+        // The stock run was killed: its lock is left, 5 minutes old.
+        let old = std::time::SystemTime::now() - layout::RUN_LOCK_STALE_AFTER;
+        fs::File::options()
+            .write(true)
+            .open(&run_lock)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let held = store.lock(Duration::ZERO).unwrap();
+        assert!(!in_flight.exists(), "a killed run's temp file survived");
+        let own = format!("host {}\n", std::process::id());
+        assert_eq!(fs::read_to_string(&run_lock).unwrap(), own);
+        assert_eq!(
+            fs::metadata(&run_lock).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        drop(held);
+        assert!(!run_lock.exists(), "the host left its .run-lock behind");
+        // A killed krypton-host's `.run-lock` is taken over at once (the flock is free).
+        fs::write(&run_lock, layout::RunLockHolder::Host(u32::MAX).token()).unwrap();
+        let held = store.lock(Duration::ZERO).unwrap();
+        assert_eq!(fs::read_to_string(&run_lock).unwrap(), own);
+        // A lock file another writer replaced is not removed by our release.
+        fs::write(&run_lock, &stock).unwrap();
+        drop(held);
+        assert_eq!(fs::read_to_string(&run_lock).unwrap(), stock);
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! report text, the same `--json` objects and the same exit codes (0, 2 usage, 3 invalid
 //! request, ... 13 SIM; `krypton-host --help` lists them), set with `wasi:cli/exit`
 //! `exit-with-code` (WASI 0.2.12). The secret store is the composed `secret-store` adapter's
-//! directory, the guest path `/store`.
+//! directory, the guest path `/store`; `provision` holds that adapter's writer lock
+//! (`run-lock`) from before the component's first look at the store to after its last write,
+//! so a second run on the same store fails at once (exit 9, "another run holds the store").
 
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 

@@ -2,7 +2,7 @@
 //! them: both render through `krypton_contract` (reports, errors, `status`, exit codes).
 
 use crate::args::{self, Command};
-use krypton_contract::exit::{USAGE, failure_json};
+use krypton_contract::exit::{STORAGE, USAGE, failure_json};
 use krypton_contract::model;
 use krypton_contract::printable;
 use krypton_contract::render::{self, FrontEnd, Status, StatusOutput};
@@ -17,8 +17,17 @@ mod bindings {
     wit_bindgen::generate!({
         inline: "
             package soracom:krypton-plugin;
+            /// The writer lock of one run, exported by the `store-fs` adapter (see its docs).
+            interface run-lock {
+                /// Take the store's writer lock for this run; an error (the message to print,
+                /// e.g. another run holds the store) when it cannot be had.
+                acquire: func() -> result<_, string>;
+                /// Release the lock taken by `acquire` or by a write, if still this run's.
+                release: func();
+            }
             world command {
                 import soracom:krypton/provisioning@0.6.0;
+                import run-lock;
             }
         ",
         path: "../../../wit",
@@ -31,6 +40,7 @@ use bindings::soracom::krypton::provisioning;
 use bindings::soracom::krypton::types::{
     AuthMode, HttpTimeouts, KeyCacheUse, ProvisionRequest, RetryPolicy, SimOptions, TargetInfo,
 };
+use bindings::soracom::krypton_plugin::run_lock;
 
 krypton_contract::from_bindings!(
     bindings::soracom::krypton::types,
@@ -138,6 +148,19 @@ fn provision(
             key_cache: KeyCacheUse::Reuse,
         },
     };
+    // One writer per store for the whole check-mint-store run: a second run fails here,
+    // before anything reaches Krypton (the lock is released when `_writer` drops).
+    let _writer = match RunLock::acquire() {
+        Ok(lock) => lock,
+        Err(message) => {
+            if json {
+                println!("{}", failure_json(STORAGE, &message));
+            } else {
+                eprintln!("error: {message}");
+            }
+            return STORAGE;
+        }
+    };
     match provisioning::provision(&request) {
         Ok(report) => {
             let report = model::ProvisionReport::from(&report);
@@ -157,6 +180,23 @@ fn provision(
             }
             failure.error.exit_code()
         }
+    }
+}
+
+/// The store's writer lock for one `provision` (the `store-fs` adapter's `run-lock`),
+/// released on drop, i.e. when `provision` returned, whatever it answered. A trap or a kill
+/// leaves the lock file; the next run takes it over once it is stale (5 minutes).
+struct RunLock;
+
+impl RunLock {
+    fn acquire() -> Result<Self, String> {
+        run_lock::acquire().map(|()| RunLock)
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        run_lock::release();
     }
 }
 

@@ -24,14 +24,16 @@ pub async fn lock_store(
     let dir = store.dir().to_path_buf();
     match tokio::task::spawn_blocking(move || store.lock(wait)).await {
         Ok(Ok(lock)) => Ok(lock),
-        Ok(Err(krypton_host::files::LockError::Busy { holder, .. })) => {
+        Ok(Err(krypton_host::files::LockError::Busy { holder, path })) => {
             Err(fail(exit::STORAGE)(anyhow::anyhow!(
-                "the store {} is in use by {} (another `krypton-host provision`, or the daemon's pass); \
-                 waited {} s: try again when it has finished, or raise --lock-wait-secs",
+                "the store {} is in use by {} (another `krypton-host provision`, the daemon's pass, \
+                 or a `wasmtime run` of krypton-cli.wasm; lock file {}); waited {} s: try again when \
+                 it has finished, or raise --lock-wait-secs",
                 dir.display(),
                 holder
                     .map(|p| format!("process {p}"))
                     .unwrap_or_else(|| "another process".into()),
+                path.display(),
                 wait.as_secs()
             )))
         }
