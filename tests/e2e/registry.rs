@@ -539,3 +539,114 @@ async fn a_daemon_keeps_serving_through_bad_artifacts_and_a_registry_down_and_re
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("the registry could not be reached"), "{err}");
 }
+
+/// `pulled=DIGEST/BYTES,…` of a status: the bytes counted for `digest`.
+fn pulled(status: &std::collections::HashMap<String, String>, digest: &str) -> Option<u64> {
+    status.get("pulled")?.split(',').find_map(|entry| {
+        let (d, n) = entry.rsplit_once('/')?;
+        (d == digest).then(|| n.parse().unwrap())
+    })
+}
+
+/// Issue 18, item 1: trust is checked before the layer is fetched. Measured from the
+/// registry's own access log: an unsigned digest under the tag costs no layer byte (however
+/// many polls), a signed one costs its layer once.
+#[tokio::test]
+async fn an_unsigned_digest_costs_no_layer_byte_and_a_signed_one_its_layer_once() {
+    if !registry_tools_present(false) {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let public = public_key_b64(&key);
+    let stable = Source::parse(&reg.reference("krypton/component:stable")).unwrap();
+    let client = Registry::new(&stable, &insecure()).unwrap();
+    let sig = signing::sign(&key, DEFAULT_COMPONENT, REAL_VERSION).unwrap();
+    let v1 = client
+        .publish(
+            &stable,
+            DEFAULT_COMPONENT,
+            Some(REAL_VERSION),
+            Some(sig.as_bytes()),
+        )
+        .await
+        .unwrap()
+        .digest;
+    let config = daemon_config(tmp.path(), &reg.addr, &public);
+    let socket = tmp.path().join("control.sock");
+    let log = tmp.path().join("daemon.log");
+    let daemon = spawn_daemon(&config, &log);
+    wait_for("v1", &log, async || {
+        status(&socket).await.get("manifest") == Some(&v1)
+    })
+    .await;
+    let v1_layer = registry::sha256_digest(DEFAULT_COMPONENT);
+    assert_eq!(
+        reg.blob_gets(&v1_layer),
+        (1, DEFAULT_COMPONENT.len() as u64),
+        "the first start pulls v1's layer once"
+    );
+
+    // Unsigned, other bytes: several polls, not one layer byte.
+    let unsigned = variant(5);
+    let unsigned_layer = registry::sha256_digest(&unsigned);
+    let u = client
+        .publish(&stable, &unsigned, Some(REAL_VERSION), None)
+        .await
+        .unwrap()
+        .digest;
+    wait_for("the unsigned digest looked at", &log, async || {
+        std::fs::read_to_string(&log).unwrap().contains(&u)
+    })
+    .await;
+    let before = status(&socket).await["polls"].parse::<u32>().unwrap();
+    wait_for("four more polls", &log, async || {
+        status(&socket).await["polls"].parse::<u32>().unwrap() >= before + 4
+    })
+    .await;
+    assert_eq!(
+        reg.blob_gets(&unsigned_layer),
+        (0, 0),
+        "an unsigned digest costs no layer byte"
+    );
+    let s = status(&socket).await;
+    assert_eq!(s["manifest"], v1);
+    let spent = pulled(&s, &u).unwrap();
+    assert!(
+        spent > 0 && spent < 16 * 1024,
+        "manifest and listings only: {spent} bytes"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("referrers tag lookup failed") && !text.contains("unsigned: no signature"),
+        "a missing referrers tag is a lookup failure, not an unsigned verdict:\n{text}"
+    );
+
+    // Signed, a higher version: its layer once.
+    let v2_bytes = with_version("0.3.1");
+    let v2_layer = registry::sha256_digest(&v2_bytes);
+    let sig = signing::sign(&key, &v2_bytes, "0.3.1").unwrap();
+    let v2 = client
+        .publish(&stable, &v2_bytes, Some("0.3.1"), Some(sig.as_bytes()))
+        .await
+        .unwrap()
+        .digest;
+    wait_for("v2 swapped in", &log, async || {
+        status(&socket).await.get("manifest") == Some(&v2)
+    })
+    .await;
+    let s = status(&socket).await;
+    assert_eq!(s["serving"], signing::digest_hex(&v2_bytes));
+    assert_eq!(reg.blob_gets(&v2_layer), (1, v2_bytes.len() as u64));
+    assert!(pulled(&s, &v2).unwrap() > v2_bytes.len() as u64);
+    assert_eq!(reg.blob_gets(&unsigned_layer), (0, 0));
+    println!(
+        "layer bytes pulled: unsigned digest 0, signed digest {} (one layer of {} bytes); \
+         status pulled: unsigned {spent} bytes (manifest, listings), signed {}",
+        reg.blob_gets(&v2_layer).1,
+        v2_bytes.len(),
+        pulled(&s, &v2).unwrap()
+    );
+    stop(daemon).await;
+}

@@ -73,6 +73,7 @@ mod source;
 
 pub use client::{Published, Pulled, Registry, Settings};
 pub use manifest::{Descriptor, Index, Manifest, check_component_manifest};
+pub use pull::{Announced, Lookup, LookupError, Referrers};
 pub use source::{Auth, Source};
 
 use anyhow::Context as _;
