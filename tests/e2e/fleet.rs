@@ -18,7 +18,7 @@ const REAL_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The hostile test component answering the `arc` target list (it writes a bundle, then traps
 /// in `provision arc`), reporting `version` (7 bytes) instead of `hostile`: the same length, so
 /// the copy stays a valid component (as `hostile_targets.rs` patches its marker).
-fn trapping(version: &[u8; 7]) -> Vec<u8> {
+pub fn trapping(version: &[u8; 7]) -> Vec<u8> {
     let mut bytes = hostile_wasm();
     let marker = b"krypton-hostile-targets:empty";
     let at = bytes

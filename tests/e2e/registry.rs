@@ -650,3 +650,92 @@ async fn an_unsigned_digest_costs_no_layer_byte_and_a_signed_one_its_layer_once(
     );
     stop(daemon).await;
 }
+
+/// Issue 18, item 9: a new state directory starts its floor from the version the host is built
+/// with; other bytes signed as the serving version are refused (as a downgrade is); removing
+/// `accepted-version` under a running daemon lowers nothing.
+#[tokio::test]
+async fn a_fresh_floor_a_same_version_swap_and_a_deleted_floor_file_let_nothing_older_in() {
+    if !registry_tools_present(false) {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[12; 32]);
+    let public = public_key_b64(&key);
+    let stable = Source::parse(&reg.reference("krypton/component:stable")).unwrap();
+    let client = Registry::new(&stable, &insecure()).unwrap();
+    let publish = async |bytes: &[u8], version: &str| {
+        let sig = signing::sign(&key, bytes, version).unwrap();
+        client
+            .publish(&stable, bytes, Some(version), Some(sig.as_bytes()))
+            .await
+            .unwrap()
+            .digest
+    };
+    // An older signed release under the tag, a new state directory: refused at start.
+    let older = with_version("0.2.9");
+    let old = publish(&older, "0.2.9").await;
+    let config = daemon_config(tmp.path(), &reg.addr, &public);
+    let socket = tmp.path().join("control.sock");
+    let log = tmp.path().join("daemon.log");
+    let mut daemon = spawn_daemon(&config, &log);
+    let mut exited = None;
+    for _ in 0..600 {
+        if let Some(code) = daemon.try_wait().unwrap() {
+            exited = Some(code);
+            break;
+        }
+        assert_eq!(
+            status(&socket).await.get("manifest"),
+            None,
+            "a new state directory serves 0.2.9 ({old}), older than this build"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(exited.and_then(|c| c.code()), Some(3), "{text}");
+    assert!(
+        text.contains(&format!("version 0.2.9 is lower than {REAL_VERSION}")),
+        "{text}"
+    );
+
+    // The built version: serves.
+    let v1 = publish(DEFAULT_COMPONENT, REAL_VERSION).await;
+    let daemon = spawn_daemon(&config, &log);
+    wait_for("v1", &log, async || {
+        status(&socket).await.get("manifest") == Some(&v1)
+    })
+    .await;
+    // Other bytes signed as the serving version: refused for good, v1 serves.
+    let same = publish(&variant(6), REAL_VERSION).await;
+    wait_for("the same-version swap refused", &log, async || {
+        status(&socket).await.get("refused").map(String::as_str) == Some("1")
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("same-version swap"), "{text}");
+    assert!(text.contains(&same));
+    assert_eq!(
+        status(&socket).await["serving"],
+        signing::digest_hex(DEFAULT_COMPONENT)
+    );
+    // The floor file removed under the running daemon, an older release published: refused.
+    std::fs::remove_file(tmp.path().join("state/accepted-version")).unwrap();
+    let older2 = with_version("0.2.8");
+    let old2 = publish(&older2, "0.2.8").await;
+    wait_for("the older release refused", &log, async || {
+        status(&socket).await.get("refused").map(String::as_str) == Some("2")
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!("version 0.2.8 is lower than {REAL_VERSION}")),
+        "{text}"
+    );
+    assert!(text.contains(&old2));
+    let s = status(&socket).await;
+    assert_eq!(s["manifest"], v1);
+    assert_eq!(s["serving"], signing::digest_hex(DEFAULT_COMPONENT));
+    stop(daemon).await;
+}

@@ -170,7 +170,6 @@ impl Lifecycle {
             return;
         }
         if let Some(previous) = self.previous.lock().expect("lock").take() {
-            tracing::error!(failed = %failed.digest, restored = %previous.digest, reason = why, "new component failed its first calls; rolled back");
             if let Some(hook) = self.on_roll_back.lock().expect("lock").as_ref() {
                 hook(&RolledBack {
                     failed_digest: failed.digest.clone(),
@@ -187,6 +186,7 @@ impl Lifecycle {
             {
                 tracing::warn!(error = %format!("{e:#}"), "could not put the version floor back");
             }
+            tracing::error!(failed = %failed.digest, restored = %previous.digest, reason = why, "new component failed its first calls; rolled back");
             *current = previous;
             self.probation.store(0, Ordering::SeqCst);
         }

@@ -49,7 +49,7 @@
 //! | swapped in | it is the current artifact | once |
 
 use super::pull::LookupError;
-use super::{Auth, Registry, RegistryError, Settings, Source};
+use super::{Auth, MAX_REFERRERS, Registry, RegistryError, Settings, Source};
 use anyhow::Context as _;
 use krypton_host::component::lifecycle::{Lifecycle, ReloadOutcome, RolledBack};
 use krypton_host::files;
@@ -212,6 +212,11 @@ struct State {
     /// Bytes read from the registry per digest pulled (manifests, listings, signatures,
     /// layer), the newest last.
     pulled: VecDeque<(String, u64)>,
+    /// The artifact [`Follower::install`] is swapping in.
+    swapping: Option<Installed>,
+    /// A roll back of a version swapped in whose swap was not recorded yet (its first call
+    /// failed before [`Follower::install`] took the swap into its state).
+    early_roll_back: Option<RolledBack>,
 }
 
 /// A registry-fed component source: the state files, the client, the counters.
@@ -634,6 +639,12 @@ impl Follower {
         if let Some(text) = unreadable {
             return Err(Refusal::Retry(text));
         }
+        if listing.cut {
+            return Err(Refusal::Retry(format!(
+                "{} lookup: none of the {MAX_REFERRERS} newest signature referrers verifies and more are listed; asked again later",
+                listing.from
+            )));
+        }
         Err(Refusal::Final(match failed {
             Some(last) => format!("no signature verifies with trusted_public_key ({last})"),
             None => format!(
@@ -673,37 +684,64 @@ impl Follower {
     /// file, then remember the failed digest (for good when the component caused it).
     fn rolled_back(&self, rolled: &RolledBack) {
         let (failed, previous) = {
-            let state = self.state();
+            let mut state = self.state();
             match (&state.current, &state.previous) {
                 (Some(c), Some(p))
                     if c.sha256 == rolled.failed_digest && p.sha256 == rolled.restored_digest =>
                 {
-                    (c.clone(), p.clone())
+                    let failed = c.clone();
+                    let previous = p.clone();
+                    state.current = Some(previous.clone());
+                    state.previous = None;
+                    (failed, previous)
                 }
-                _ => return,
+                _ => {
+                    // The swap under way ([`Self::install`]) sees it; `current.json` still
+                    // names the previous artifact as current. Its file goes back now (a
+                    // `SIGHUP` must not find the failed one).
+                    let Some(failed) = state
+                        .swapping
+                        .clone()
+                        .filter(|s| s.sha256 == rolled.failed_digest)
+                    else {
+                        return;
+                    };
+                    state.early_roll_back = Some(rolled.clone());
+                    let current = state.current.clone();
+                    drop(state);
+                    if let Some(current) = current
+                        && current.sha256 == rolled.restored_digest
+                        && let Err(e) = self.materialize(&current)
+                    {
+                        tracing::warn!(error = %format!("{e:#}"), "could not put the served file back");
+                    }
+                    self.remember_roll_back(&failed, &rolled.reason);
+                    return;
+                }
             }
         };
-        {
-            let mut state = self.state();
-            state.current = Some(previous.clone());
-            state.previous = None;
-        }
         if let Err(e) = self
             .save_pointer(Some(&failed))
             .and_then(|()| self.materialize(&previous))
         {
             tracing::warn!(error = %format!("{e:#}"), "could not record the roll back");
         }
-        if rolled.reason.contains("wall-clock limit") {
-            tracing::warn!(source = %self.source, digest = %failed.manifest, version = %failed.version, reason = %rolled.reason,
+        self.remember_roll_back(&failed, &rolled.reason);
+    }
+
+    /// A roll back of `failed` is remembered: for good when the component caused it, as a
+    /// back-off when the environment may have (the wall-clock limit).
+    fn remember_roll_back(&self, failed: &Installed, reason: &str) {
+        if reason.contains("wall-clock limit") {
+            tracing::warn!(source = %self.source, digest = %failed.manifest, version = %failed.version, %reason,
                 "registry component rolled back on the wall-clock limit, which host calls can spend: not refused for good; tried again after a back-off");
             self.back_off(&failed.manifest);
         } else {
             self.refuse(
                 &failed.manifest,
                 format!(
-                    "version {} failed its probation (a trap in its first calls: {}) and was rolled back",
-                    failed.version, rolled.reason
+                    "version {} failed its probation (a trap in its first calls: {reason}) and was rolled back",
+                    failed.version
                 ),
             );
         }
@@ -803,12 +841,38 @@ impl Follower {
             tracing::warn!(error = %format!("{e:#}"), "could not write the new component");
             return;
         }
-        match lifecycle.reload().await {
+        self.state().swapping = Some(installed.clone());
+        let reloaded = lifecycle.reload().await;
+        if !matches!(reloaded, Ok(ReloadOutcome::Swapped(_))) {
+            self.state().swapping = None;
+        }
+        match reloaded {
             Ok(ReloadOutcome::Swapped(_)) => {
-                {
+                let early = {
                     let mut state = self.state();
-                    state.previous = state.current.take();
-                    state.current = Some(installed.clone());
+                    // Under the one lock the roll back hook takes: a roll back is either seen
+                    // here or finds the swap recorded.
+                    state.swapping = None;
+                    match state
+                        .early_roll_back
+                        .take()
+                        .filter(|r| r.failed_digest == installed.sha256)
+                    {
+                        Some(rolled) => Some(rolled),
+                        None => {
+                            state.previous = state.current.take();
+                            state.current = Some(installed.clone());
+                            None
+                        }
+                    }
+                };
+                if early.is_some() {
+                    // Rolled back (and remembered) before the swap was recorded: the state
+                    // still names the previous artifact; the pending mark goes.
+                    if let Err(e) = self.save_pointer(None) {
+                        tracing::warn!(error = %format!("{e:#}"), "could not record the roll back");
+                    }
+                    return;
                 }
                 tracing::info!(source = %self.source, manifest = %installed.manifest, version = %installed.version,
                     "registry component swapped in (on probation)");

@@ -80,10 +80,14 @@ impl Announced {
 /// The signature referrers of a component, as one complete listing.
 #[derive(Debug)]
 pub struct Referrers {
-    /// Signature referrers (those whose `artifactType` is [`SIGNATURE_ARTIFACT_TYPE`] first, in
-    /// listing order, then those listed without an `artifactType`, whose manifest's config
-    /// media type decides), at most [`MAX_REFERRERS`].
+    /// Signature referrers: those whose `artifactType` is [`SIGNATURE_ARTIFACT_TYPE`] first,
+    /// the newest (listed last) first, then those listed without an `artifactType` (their
+    /// manifest's `artifactType`, or else its config media type, decides); at most
+    /// [`MAX_REFERRERS`].
     pub candidates: Vec<Descriptor>,
+    /// Whether more possible signature referrers were listed than considered (then none
+    /// verifying proves nothing).
+    pub cut: bool,
     /// Where the listing came from: `referrers API` or `referrers tag`.
     pub from: Lookup,
 }
@@ -92,7 +96,8 @@ impl Registry {
     /// Pull the component at `digest`, trust material first: its manifest (checked against the
     /// Wasm layout), the `.sig` of each signature referrer, then its layer (checked against the
     /// layer digest, capped at [`krypton_host::component::MAX_COMPONENT_BYTES`]). A referrer
-    /// whose `.sig` cannot be fetched is skipped when another one can.
+    /// whose `.sig` cannot be fetched is skipped when another one can; no readable referrers
+    /// listing gives no signatures.
     /// Errors: see the fail-closed table in the module docs.
     pub async fn pull(&self, source: &Source, digest: &str) -> Result<Pulled> {
         let mut bytes = 0;
@@ -100,13 +105,19 @@ impl Registry {
             .announced(source, digest, &mut bytes)
             .await
             .map_err(|e| e.error)?;
-        let referrers = self
-            .signature_referrers(source, digest, &mut bytes)
-            .await
-            .map_err(|e| e.error)?;
+        // No readable listing (no referrers tag, another document at it): no signatures, as
+        // the caller sees them; the follower tells those cases apart ([`Self::signature_referrers`]).
+        let candidates = match self.signature_referrers(source, digest, &mut bytes).await {
+            Ok(referrers) => referrers.candidates,
+            Err(LookupError {
+                error: RegistryError::NotFound(_) | RegistryError::Invalid(_),
+                ..
+            }) => Vec::new(),
+            Err(e) => return Err(e.error),
+        };
         let mut signatures = Vec::new();
         let mut first_error = None;
-        for entry in &referrers.candidates {
+        for entry in &candidates {
             match self
                 .signature(source, digest, entry, false, &mut bytes)
                 .await
@@ -204,16 +215,29 @@ impl Registry {
             lookup: from,
             error: invalid(format!("the {from} of {digest}: {e}")),
         })?;
-        let typed = index
+        let typed: Vec<&Descriptor> = index
             .manifests
             .iter()
-            .filter(|d| d.artifact_type.as_deref() == Some(SIGNATURE_ARTIFACT_TYPE));
-        let untyped = index
+            .filter(|d| d.artifact_type.as_deref() == Some(SIGNATURE_ARTIFACT_TYPE))
+            .collect();
+        let untyped: Vec<&Descriptor> = index
             .manifests
             .iter()
-            .filter(|d| d.artifact_type.is_none() && d.media_type == OCI_MANIFEST_MEDIA_TYPE);
+            .filter(|d| d.artifact_type.is_none() && d.media_type == OCI_MANIFEST_MEDIA_TYPE)
+            .collect();
+        // The newest signatures are listed last (a pushing client appends to the referrers
+        // tag): other signature referrers listed before them cannot push them past the cut.
+        let newest = &typed[typed.len().saturating_sub(MAX_REFERRERS)..];
+        let candidates: Vec<Descriptor> = newest
+            .iter()
+            .rev()
+            .chain(untyped.iter())
+            .take(MAX_REFERRERS)
+            .map(|d| (*d).clone())
+            .collect();
         Ok(Referrers {
-            candidates: typed.chain(untyped).take(MAX_REFERRERS).cloned().collect(),
+            cut: typed.len() + untyped.len() > candidates.len(),
+            candidates,
             from,
         })
     }
