@@ -8,8 +8,9 @@ use super::support::*;
 use krypton_host::component::DEFAULT_COMPONENT;
 use krypton_host::signing;
 use krypton_host_cli::registry::{
-    self, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, Registry, RegistryError,
-    SIGNATURE_ARTIFACT_TYPE, Settings, Source, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
+    self, OCI_EMPTY_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, Registry,
+    RegistryError, SIGNATURE_ARTIFACT_TYPE, Settings, Source, WASM_CONFIG_MEDIA_TYPE,
+    WASM_LAYER_MEDIA_TYPE,
 };
 use serde_json::{Value, json};
 use std::path::Path;
@@ -738,4 +739,97 @@ async fn a_fresh_floor_a_same_version_swap_and_a_deleted_floor_file_let_nothing_
     assert_eq!(s["manifest"], v1);
     assert_eq!(s["serving"], signing::digest_hex(DEFAULT_COMPONENT));
     stop(daemon).await;
+}
+
+/// Issue 18, items 5 and 17: referrers as registries and other tools write them. A referrers
+/// tag listing 16 other signature referrers (each naming another subject) before the real
+/// signature; a signature listed without `artifactType`, whose manifest's config media type
+/// says what it is (as tools following the OCI 1.1 release candidates write it).
+#[tokio::test]
+async fn a_signature_behind_junk_referrers_or_listed_without_artifact_type_is_found() {
+    if !registry_tools_present(false) {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[13; 32]);
+    let empty = b"{}";
+    for (tag, junk, typed) in [("junk", 16, true), ("untyped", 0, false)] {
+        let reference = reg.reference(&format!("krypton/component:{tag}"));
+        let source = Source::parse(&reference).unwrap();
+        let client = Registry::new(&source, &insecure()).unwrap();
+        let bytes = variant(if typed { 8 } else { 9 });
+        let subject = client
+            .publish(&source, &bytes, Some(REAL_VERSION), None)
+            .await
+            .unwrap()
+            .digest;
+        let sig = signing::sign(&key, &bytes, REAL_VERSION).unwrap();
+        // A signature referrer of `subject_digest`, pushed by digest.
+        let referrer = async |sig: &[u8], subject_digest: &str, typed: bool| {
+            let mut manifest = json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+                "config": descriptor(
+                    if typed { OCI_EMPTY_MEDIA_TYPE } else { SIGNATURE_ARTIFACT_TYPE },
+                    empty
+                ),
+                "layers": [descriptor(SIGNATURE_ARTIFACT_TYPE, sig)],
+                "subject": {"mediaType": OCI_MANIFEST_MEDIA_TYPE, "digest": subject_digest, "size": 100},
+            });
+            if typed {
+                manifest["artifactType"] = json!(SIGNATURE_ARTIFACT_TYPE);
+            }
+            let body = serde_json::to_vec(&manifest).unwrap();
+            let digest = registry::sha256_digest(&body);
+            push_raw(
+                &reg.reference(&format!("krypton/component@{digest}")),
+                &[sig, empty],
+                &manifest,
+            )
+            .await;
+            json!({"mediaType": OCI_MANIFEST_MEDIA_TYPE, "digest": digest, "size": body.len()})
+        };
+        let mut entries = Vec::new();
+        for i in 0..junk {
+            let other = format!("sha256:{i:064x}");
+            let mut entry = referrer(format!("{{\"junk\":{i}}}").as_bytes(), &other, true).await;
+            entry["artifactType"] = json!(SIGNATURE_ARTIFACT_TYPE);
+            entries.push(entry);
+        }
+        let mut real = referrer(sig.as_bytes(), &subject, typed).await;
+        if typed {
+            real["artifactType"] = json!(SIGNATURE_ARTIFACT_TYPE);
+        }
+        entries.push(real);
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX_MEDIA_TYPE,
+            "manifests": entries,
+        });
+        let body = serde_json::to_vec(&index).unwrap();
+        oci_client::Client::new(oci_client::client::ClientConfig {
+            protocol: oci_client::client::ClientProtocol::Http,
+            ..Default::default()
+        })
+        .push_manifest_raw(
+            &reg.reference(&format!(
+                "krypton/component:{}",
+                registry::referrers_tag(&subject)
+            ))
+            .parse()
+            .unwrap(),
+            body,
+            http::HeaderValue::from_static(OCI_INDEX_MEDIA_TYPE),
+        )
+        .await
+        .unwrap();
+        let pulled = client.pull(&source, &subject).await.unwrap();
+        assert_eq!(pulled.component, bytes, "{tag}");
+        let verified: Vec<String> = pulled
+            .signatures
+            .iter()
+            .filter_map(|s| signing::verify(&key.verifying_key(), &bytes, s).ok())
+            .collect();
+        assert_eq!(verified, vec![REAL_VERSION.to_string()], "{tag}");
+    }
 }

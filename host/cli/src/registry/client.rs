@@ -333,6 +333,7 @@ impl Registry {
 
     /// The referrers of `digest` (OCI distribution spec 1.1): the referrers API, or on 404 the
     /// referrers tag. `None` when neither exists.
+    #[allow(dead_code)] // pulls list referrers with `Registry::signature_referrers` (pull.rs)
     pub(super) async fn referrers(&self, source: &Source, digest: &str) -> Result<Option<Index>> {
         let url = self.url(source, "referrers", digest);
         let body = match self
