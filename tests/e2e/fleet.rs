@@ -64,11 +64,12 @@ async fn converge(
             return started.elapsed();
         }
         if started.elapsed() > limit {
-            let log = std::fs::read_to_string(&fleet[0].log).unwrap_or_default();
+            let late = all.iter().position(|s| !ok(s)).unwrap_or(0);
+            let log = std::fs::read_to_string(&fleet[late].log).unwrap_or_default();
             panic!(
-                "{what}: {done}/{} after {limit:?}; first status {:?}; first log:\n{log}",
+                "{what}: {done}/{} after {limit:?}; the status of one not there {:?}; its log:\n{log}",
                 fleet.len(),
-                all[0]
+                all[late]
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

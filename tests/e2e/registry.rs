@@ -331,6 +331,31 @@ async fn a_registry_that_lies_about_digests_is_refused() {
         )),
         "{err}"
     );
+    // Streamed to a file as the follower does: refused, and nothing left behind.
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("layer.wasm");
+    let mut bytes = 0;
+    let layer = registry::Descriptor {
+        media_type: WASM_LAYER_MEDIA_TYPE.into(),
+        digest: registry::sha256_digest(wasm),
+        size: wasm.len() as u64,
+        artifact_type: None,
+        annotations: None,
+    };
+    let err = client
+        .layer_to_file(&source, &layer, &dest, &mut bytes)
+        .await
+        .unwrap_err();
+    assert_eq!(err.lookup, registry::Lookup::Layer);
+    assert!(
+        err.to_string().starts_with(&format!(
+            "layer lookup failed: refused what the registry sent: the blob {}",
+            layer.digest
+        )),
+        "{err}"
+    );
+    assert_eq!(bytes, wasm.len() as u64);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     // The right manifest, a blob with other bytes: refused.
     let err = client.pull(&source, &manifest_digest).await.unwrap_err();
     assert!(matches!(err, RegistryError::Invalid(_)), "{err:?}");
@@ -642,6 +667,21 @@ async fn an_unsigned_digest_costs_no_layer_byte_and_a_signed_one_its_layer_once(
     assert_eq!(reg.blob_gets(&v2_layer), (1, v2_bytes.len() as u64));
     assert!(pulled(&s, &v2).unwrap() > v2_bytes.len() as u64);
     assert_eq!(reg.blob_gets(&unsigned_layer), (0, 0));
+    // The same counts as one JSON object.
+    let json = cli([
+        "reload",
+        "--socket",
+        socket.to_str().unwrap(),
+        "--status",
+        "--json",
+    ])
+    .run()
+    .await
+    .json();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["manifest"], v2);
+    assert_eq!(json["pulled"][&u], spent);
+    assert_eq!(json["pulled"][&v2], pulled(&s, &v2).unwrap());
     println!(
         "layer bytes pulled: unsigned digest 0, signed digest {} (one layer of {} bytes); \
          status pulled: unsigned {spent} bytes (manifest, listings), signed {}",

@@ -655,22 +655,14 @@ impl Follower {
     }
 
     fn refuse(&self, digest: &str, reason: String) {
+        let list = note_refusal(&mut self.state(), digest, &reason);
+        self.write_refused(digest, &reason, list);
+    }
+
+    /// Log a refusal and write `refused.json` (`list`, as [`note_refusal`] left it).
+    fn write_refused(&self, digest: &str, reason: &str, list: Vec<Refused>) {
         tracing::error!(source = %self.source, %digest, %reason,
             "registry component refused; the current one keeps serving (this digest is not pulled again)");
-        let list: Vec<Refused> = {
-            let mut state = self.state();
-            state.backoff.retain(|(d, _, _)| d != digest);
-            if state.refused.len() >= MAX_REFUSED
-                && let Some(oldest) = state.refused.pop_front()
-            {
-                tracing::info!(digest = %oldest.digest, "refused.json is full ({MAX_REFUSED}); forgetting its oldest refusal");
-            }
-            state.refused.push_back(Refused {
-                digest: digest.to_string(),
-                reason: bounded_reason(&reason),
-            });
-            state.refused.iter().cloned().collect()
-        };
         if let Err(e) = serde_json::to_vec(&list)
             .map_err(std::io::Error::other)
             .and_then(|b| files::write_private_file(&self.dir.join("refused.json"), &b, 0o600))
@@ -679,26 +671,26 @@ impl Follower {
         }
     }
 
-    /// A probation roll back, told by the lifecycle before anything else runs: record it in
-    /// `current.json` (the previous artifact current, the failed one pending) and the served
-    /// file, then remember the failed digest (for good when the component caused it).
+    /// A probation roll back, told by the lifecycle before anything else runs. In memory at
+    /// once, under the lock a poll takes (so that no poll pulls the failed digest again): the
+    /// previous artifact current, the failed digest refused (or backing off). Then on disk:
+    /// `current.json` (the failed one pending) and the served file, then `refused.json`.
     fn rolled_back(&self, rolled: &RolledBack) {
-        let (failed, previous) = {
+        let (failed, restored, recorded, verdict) = {
             let mut state = self.state();
-            match (&state.current, &state.previous) {
+            let (current, previous) = (state.current.clone(), state.previous.clone());
+            let (failed, restored, recorded) = match (current, previous) {
                 (Some(c), Some(p))
                     if c.sha256 == rolled.failed_digest && p.sha256 == rolled.restored_digest =>
                 {
-                    let failed = c.clone();
-                    let previous = p.clone();
-                    state.current = Some(previous.clone());
+                    let (failed, restored) = (c, p);
+                    state.current = Some(restored.clone());
                     state.previous = None;
-                    (failed, previous)
+                    (failed, restored, true)
                 }
-                _ => {
+                (Some(c), _) if c.sha256 == rolled.restored_digest => {
                     // The swap under way ([`Self::install`]) sees it; `current.json` still
-                    // names the previous artifact as current. Its file goes back now (a
-                    // `SIGHUP` must not find the failed one).
+                    // names the restored artifact as current.
                     let Some(failed) = state
                         .swapping
                         .clone()
@@ -707,61 +699,44 @@ impl Follower {
                         return;
                     };
                     state.early_roll_back = Some(rolled.clone());
-                    let current = state.current.clone();
-                    drop(state);
-                    if let Some(current) = current
-                        && current.sha256 == rolled.restored_digest
-                        && let Err(e) = self.materialize(&current)
-                    {
-                        tracing::warn!(error = %format!("{e:#}"), "could not put the served file back");
-                    }
-                    self.remember_roll_back(&failed, &rolled.reason);
-                    return;
+                    (failed, c, false)
                 }
-            }
+                _ => return,
+            };
+            let verdict = if is_environmental(&rolled.reason) {
+                Err(note_back_off(&mut state, &failed.manifest, self.interval))
+            } else {
+                let reason = format!(
+                    "version {} failed its probation (a trap in its first calls: {}) and was rolled back",
+                    failed.version, rolled.reason
+                );
+                let list = note_refusal(&mut state, &failed.manifest, &reason);
+                Ok((reason, list))
+            };
+            (failed, restored, recorded, verdict)
         };
-        if let Err(e) = self
-            .save_pointer(Some(&failed))
-            .and_then(|()| self.materialize(&previous))
-        {
+        let written = if recorded {
+            self.save_pointer(Some(&failed))
+        } else {
+            Ok(())
+        };
+        // The served file goes back now: a `SIGHUP` must not find the failed one.
+        if let Err(e) = written.and_then(|()| self.materialize(&restored)) {
             tracing::warn!(error = %format!("{e:#}"), "could not record the roll back");
         }
-        self.remember_roll_back(&failed, &rolled.reason);
-    }
-
-    /// A roll back of `failed` is remembered: for good when the component caused it, as a
-    /// back-off when the environment may have (the wall-clock limit).
-    fn remember_roll_back(&self, failed: &Installed, reason: &str) {
-        if reason.contains("wall-clock limit") {
-            tracing::warn!(source = %self.source, digest = %failed.manifest, version = %failed.version, %reason,
-                "registry component rolled back on the wall-clock limit, which host calls can spend: not refused for good; tried again after a back-off");
-            self.back_off(&failed.manifest);
-        } else {
-            self.refuse(
-                &failed.manifest,
-                format!(
-                    "version {} failed its probation (a trap in its first calls: {reason}) and was rolled back",
-                    failed.version
-                ),
-            );
+        match verdict {
+            Ok((reason, list)) => self.write_refused(&failed.manifest, &reason, list),
+            Err(wait) => {
+                tracing::warn!(source = %self.source, digest = %failed.manifest, version = %failed.version,
+                    reason = %rolled.reason, retry_in_s = wait.as_secs(),
+                    "registry component rolled back on the wall-clock limit, which host calls can spend: not refused for good; tried again after a back-off")
+            }
         }
     }
 
     /// Count a failed pull of `digest`; the wait before the next try.
     fn back_off(&self, digest: &str) -> Duration {
-        let mut state = self.state();
-        let failures = match state.backoff.iter().position(|(d, _, _)| d == digest) {
-            Some(i) => state.backoff.remove(i).map_or(1, |(_, n, _)| n + 1),
-            None => 1,
-        };
-        let wait = retry_backoff(self.interval, failures, random());
-        if state.backoff.len() >= MAX_TRACKED {
-            state.backoff.pop_front();
-        }
-        state
-            .backoff
-            .push_back((digest.to_string(), failures, Instant::now() + wait));
-        wait
+        note_back_off(&mut self.state(), digest, self.interval)
     }
 
     /// One poll: resolve the tag, and install a new digest unless it is backing off.
@@ -834,6 +809,15 @@ impl Follower {
     /// at any point leaves a state the next start serves), then the served file, the lifecycle's
     /// checks and swap, and `current.json` again.
     async fn install(&self, lifecycle: &Lifecycle, installed: Installed) {
+        // A roll back during the pull may have refused it meanwhile.
+        if self
+            .state()
+            .refused
+            .iter()
+            .any(|r| r.digest == installed.manifest)
+        {
+            return;
+        }
         if let Err(e) = self
             .save_pointer(Some(&installed))
             .and_then(|()| self.materialize(&installed))
@@ -945,6 +929,45 @@ impl Follower {
             state.refused.len()
         )
     }
+}
+
+/// Remember `digest` as refused in `state` (the oldest forgotten, with a log line, past
+/// [`MAX_REFUSED`]); the list to write.
+fn note_refusal(state: &mut State, digest: &str, reason: &str) -> Vec<Refused> {
+    state.backoff.retain(|(d, _, _)| d != digest);
+    if state.refused.len() >= MAX_REFUSED
+        && let Some(oldest) = state.refused.pop_front()
+    {
+        tracing::info!(digest = %oldest.digest, "refused.json is full ({MAX_REFUSED}); forgetting its oldest refusal");
+    }
+    state.refused.push_back(Refused {
+        digest: digest.to_string(),
+        reason: bounded_reason(reason),
+    });
+    state.refused.iter().cloned().collect()
+}
+
+/// Count a failed try of `digest` in `state`; the wait before the next one.
+fn note_back_off(state: &mut State, digest: &str, interval: Duration) -> Duration {
+    let failures = match state.backoff.iter().position(|(d, _, _)| d == digest) {
+        Some(i) => state.backoff.remove(i).map_or(1, |(_, n, _)| n + 1),
+        None => 1,
+    };
+    let wait = retry_backoff(interval, failures, random());
+    if state.backoff.len() >= MAX_TRACKED {
+        state.backoff.pop_front();
+    }
+    state
+        .backoff
+        .push_back((digest.to_string(), failures, Instant::now() + wait));
+    wait
+}
+
+/// Whether a roll back's reason may be the environment's doing rather than the component's:
+/// the wall-clock limit, which host calls (a slow modem, a stuck reader, the network) spend
+/// too. A trap or the CPU limit is the component's own.
+fn is_environmental(reason: &str) -> bool {
+    reason.contains("wall-clock limit")
 }
 
 /// Whether `path` holds a component whose SHA-256 is `sha256` (a verified blob kept from an
