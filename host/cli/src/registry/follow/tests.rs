@@ -170,3 +170,60 @@ fn failed_pulls_back_off_exponentially_within_a_cap() {
     assert!(first >= Duration::from_secs(18) && first <= Duration::from_secs(22));
     assert!(second >= Duration::from_secs(36) && second <= Duration::from_secs(44));
 }
+
+#[test]
+fn a_roll_back_on_the_wall_clock_limit_backs_off_and_a_trap_is_refused_for_good() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = follower(tmp.path());
+    let installed = |n: u8, version: &str| Installed {
+        manifest: format!("sha256:{}", char::from(b'a' + n).to_string().repeat(64)),
+        sha256: char::from(b'0' + n).to_string().repeat(64),
+        version: version.into(),
+    };
+    let (old, new) = (installed(1, "0.3.0"), installed(2, "0.3.1"));
+    let rolled = |reason: &str| RolledBack {
+        failed_digest: new.sha256.clone(),
+        failed_version: new.version.clone(),
+        restored_digest: old.sha256.clone(),
+        restored_version: old.version.clone(),
+        reason: reason.into(),
+    };
+    for (reason, refused) in [
+        (
+            "the component exceeded the wall-clock limit of 60 s during provision; it was stopped",
+            0,
+        ),
+        ("the component exceeded its CPU limit", 1),
+    ] {
+        {
+            let mut state = f.state();
+            state.current = Some(new.clone());
+            state.previous = Some(old.clone());
+        }
+        f.rolled_back(&rolled(reason));
+        let state = f.state();
+        assert_eq!(state.current.as_ref(), Some(&old), "{reason}");
+        assert_eq!(state.refused.len(), refused, "{reason}");
+        assert_eq!(
+            state.backoff.iter().any(|(d, _, _)| *d == new.manifest),
+            refused == 0,
+            "{reason}"
+        );
+    }
+    // Written before anything else: the failed artifact is pending, the restored one current.
+    let pointer: Pointer =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("registry/current.json")).unwrap())
+            .unwrap();
+    assert_eq!(pointer.current, old);
+    assert_eq!(pointer.pending, Some(new.clone()));
+    let refused: Vec<Refused> =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("registry/refused.json")).unwrap())
+            .unwrap();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].digest, new.manifest);
+    assert!(
+        refused[0].reason.contains("CPU limit"),
+        "{}",
+        refused[0].reason
+    );
+}
