@@ -581,6 +581,10 @@ impl Follower {
         let announced = self.registry.announced(&self.source, digest, bytes).await?;
         let sha256 = announced.sha256().to_string();
         let (version, sig) = self.verified_signature(digest, &sha256, bytes).await?;
+        // A floor file that cannot be read says nothing about the artifact: retried.
+        self.floor
+            .enforced()
+            .map_err(|e| Refusal::Retry(format!("reading the version floor: {e:#}")))?;
         self.floor
             .check_artifact(&version, Some(&sha256))
             .map_err(|e| Refusal::Final(format!("{e:#}")))?;
