@@ -147,6 +147,14 @@ pub fn sign(key: &SigningKey, component: &[u8], version: &str) -> anyhow::Result
 /// the older bare-base64 form), of another format, for other bytes, or its signature does not
 /// verify with `key` (strict RFC 8032 verification).
 pub fn verify(key: &VerifyingKey, component: &[u8], sig_text: &[u8]) -> anyhow::Result<String> {
+    verify_digest(key, &digest_hex(component), sig_text)
+}
+
+/// [`verify`] for a component known only by its SHA-256 (`digest`, 64 lowercase hex digits),
+/// e.g. the layer digest a registry manifest declares, before its bytes are fetched: the
+/// signature covers the digest, so it can be checked first; the bytes must then hash to
+/// `digest`. Errors: as [`verify`].
+pub fn verify_digest(key: &VerifyingKey, digest: &str, sig_text: &[u8]) -> anyhow::Result<String> {
     anyhow::ensure!(
         sig_text.len() as u64 <= MAX_SIGNATURE_FILE_BYTES,
         "the signature file is larger than {MAX_SIGNATURE_FILE_BYTES} bytes"
@@ -166,13 +174,12 @@ pub fn verify(key: &VerifyingKey, component: &[u8], sig_text: &[u8]) -> anyhow::
         "the signature file has format `{}`, expected `{SIGNATURE_CONTEXT}`",
         file.format.escape_debug()
     );
-    let digest = digest_hex(component);
     anyhow::ensure!(
         file.sha256 == digest,
         "the signature file is for other bytes (sha256 {}, the component is {digest})",
         file.sha256.escape_debug()
     );
-    let payload = signed_payload(&digest, &file.version)?;
+    let payload = signed_payload(digest, &file.version)?;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(file.signature.trim())
         .context("the signature is not base64")?;
@@ -425,11 +432,26 @@ pub fn generate_key_pem() -> anyhow::Result<(String, String)> {
 }
 
 /// The highest component version a host has accepted, kept in `<state_dir>/accepted-version`
-/// (one line, written by temp file, fsync and rename, mode 0600).
+/// (one line, written by temp file, fsync and rename, mode 0600), and held in memory.
+///
+/// What a running host enforces is the higher of the file and what it holds in memory (the
+/// highest version it read, seeded or accepted, and the SHA-256 of the signed component it
+/// accepted at that version): removing or lowering the file while it runs lowers nothing. Only
+/// [`VersionFloor::restore`] (a roll back) and an allowed downgrade lower it. Clones share one
+/// floor.
 #[derive(Debug, Clone)]
 pub struct VersionFloor {
     file: PathBuf,
     allow_downgrade: bool,
+    held: std::sync::Arc<std::sync::Mutex<Held>>,
+}
+
+/// The floor held in memory.
+#[derive(Debug, Default)]
+struct Held {
+    version: Option<semver::Version>,
+    /// SHA-256 (hex) of the signed component accepted at `version`, when one was.
+    sha256: Option<String>,
 }
 
 /// Largest `accepted-version` file read, bytes.
@@ -437,15 +459,20 @@ const MAX_FLOOR_FILE_BYTES: u64 = 256;
 
 impl VersionFloor {
     /// The floor kept in `state_dir` (which must exist); `allow_downgrade` lets a lower version
-    /// in (it is logged, and it lowers the floor).
+    /// in (it is logged, and it lowers the floor), and other bytes signed as the accepted version.
     pub fn new(state_dir: &Path, allow_downgrade: bool) -> Self {
         VersionFloor {
             file: state_dir.join("accepted-version"),
             allow_downgrade,
+            held: Default::default(),
         }
     }
 
-    /// The highest accepted version, if one is recorded.
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The highest accepted version recorded in the file, if one is.
     /// Errors: the file cannot be read, is not a regular file, or does not hold a version
     /// (the operator removes it to start over).
     pub fn highest(&self) -> anyhow::Result<Option<semver::Version>> {
@@ -467,21 +494,79 @@ impl VersionFloor {
             .with_context(|| format!("{} (remove it to reset the floor)", self.file.display()))
     }
 
+    /// The floor enforced now: the higher of the file and the floor held in memory (which
+    /// takes the file's value when it is higher). Errors: as [`VersionFloor::highest`].
+    pub fn enforced(&self) -> anyhow::Result<Option<semver::Version>> {
+        let file = self.highest()?;
+        let mut held = self.held();
+        if let Some(file) = file
+            && held
+                .version
+                .as_ref()
+                .is_none_or(|h| file.cmp_precedence(h).is_gt())
+        {
+            held.version = Some(file);
+            held.sha256 = None;
+        }
+        Ok(held.version.clone())
+    }
+
+    /// Hold at least `version` as the floor in memory (the file is not written): a new state
+    /// directory then starts from the version the host is built or configured with, not from
+    /// zero. Errors: `version` is not a version, or the file cannot be read.
+    pub fn seed(&self, version: &str) -> anyhow::Result<()> {
+        let version = parse_version(version)?;
+        let enforced = self.enforced()?;
+        if enforced.is_none_or(|e| version.cmp_precedence(&e).is_gt()) {
+            let mut held = self.held();
+            held.version = Some(version);
+            held.sha256 = None;
+        }
+        Ok(())
+    }
+
     /// Whether `version` may serve. Errors: it is not a version, or it is lower than the
-    /// highest accepted one and downgrades are not allowed.
+    /// floor and downgrades are not allowed.
     pub fn check(&self, version: &str) -> anyhow::Result<()> {
+        self.check_artifact(version, None)
+    }
+
+    /// [`VersionFloor::check`] for a signed component whose bytes have SHA-256 `sha256` (hex):
+    /// besides a lower version, other bytes signed as the version accepted last are refused
+    /// unless downgrades are allowed (a signed build of the serving version cannot be swapped
+    /// for another one by whoever can deliver files). Errors: as [`VersionFloor::check`].
+    pub fn check_artifact(&self, version: &str, sha256: Option<&str>) -> anyhow::Result<()> {
         let candidate = parse_version(version).context(
             "the version rule needs a semantic version to compare with the highest accepted one",
         )?;
-        if let Some(highest) = self.highest()?
-            && candidate.cmp_precedence(&highest).is_lt()
-        {
-            anyhow::ensure!(
-                self.allow_downgrade,
-                "version {candidate} is lower than {highest}, the highest this host has accepted: \
-                 refusing a downgrade (set `allow_downgrade = true` to allow it on purpose)"
-            );
-            tracing::warn!(%candidate, %highest, "downgrade allowed by the configuration");
+        let Some(highest) = self.enforced()? else {
+            return Ok(());
+        };
+        match candidate.cmp_precedence(&highest) {
+            std::cmp::Ordering::Less => {
+                anyhow::ensure!(
+                    self.allow_downgrade,
+                    "version {candidate} is lower than {highest}, the highest this host has accepted: \
+                     refusing a downgrade (set `allow_downgrade = true` to allow it on purpose)"
+                );
+                tracing::warn!(%candidate, %highest, "downgrade allowed by the configuration");
+            }
+            std::cmp::Ordering::Equal => {
+                let accepted = self.held().sha256.clone();
+                if let (Some(accepted), Some(sha256)) = (accepted, sha256)
+                    && accepted != sha256
+                {
+                    anyhow::ensure!(
+                        self.allow_downgrade,
+                        "version {candidate} is the version this host accepted, but with other \
+                         bytes (sha256 {sha256}, accepted {accepted}): refusing a same-version \
+                         swap (publish it as a higher version, or set `allow_downgrade = true` to \
+                         allow it on purpose)"
+                    );
+                    tracing::warn!(%candidate, %sha256, "same-version swap allowed by the configuration");
+                }
+            }
+            std::cmp::Ordering::Greater => {}
         }
         Ok(())
     }
@@ -489,26 +574,55 @@ impl VersionFloor {
     /// Record `version` as accepted: it becomes the floor when it is higher (or when a
     /// downgrade was allowed). Errors: the file cannot be written.
     pub fn accept(&self, version: &str) -> anyhow::Result<()> {
+        self.accept_artifact(version, None)
+    }
+
+    /// [`VersionFloor::accept`] for a signed component whose bytes have SHA-256 `sha256`: it
+    /// also becomes the accepted artifact of its version. Errors: the file cannot be written.
+    pub fn accept_artifact(&self, version: &str, sha256: Option<&str>) -> anyhow::Result<()> {
         let candidate = parse_version(version)?;
-        let raise = match self.highest()? {
+        let raise = match self.enforced()? {
             Some(highest) => match candidate.cmp_precedence(&highest) {
                 std::cmp::Ordering::Greater => true,
                 std::cmp::Ordering::Less => self.allow_downgrade,
-                std::cmp::Ordering::Equal => false,
+                std::cmp::Ordering::Equal => {
+                    // The file may be missing or lower while memory holds the floor.
+                    self.highest()?
+                        .is_none_or(|file| file.cmp_precedence(&candidate).is_lt())
+                }
             },
             None => true,
         };
         if raise {
             self.write(&candidate)?;
         }
+        let mut held = self.held();
+        if raise || held.version.is_none() {
+            held.version = Some(candidate);
+        }
+        if sha256.is_some() {
+            held.sha256 = sha256.map(str::to_string);
+        }
         Ok(())
     }
 
     /// Put the floor back to `version` after a rollback: the version that failed probation no
-    /// longer holds the floor, so the previous file can be installed again. Errors: `version`
-    /// is not a version, or the file cannot be written.
+    /// longer holds the floor, so the previous file can be installed again. `sha256` is the
+    /// restored component's, when signed. Errors: `version` is not a version, or the file
+    /// cannot be written.
     pub fn restore(&self, version: &str) -> anyhow::Result<()> {
-        self.write(&parse_version(version)?)
+        self.restore_artifact(version, None)
+    }
+
+    /// [`VersionFloor::restore`] naming the restored signed component's SHA-256.
+    pub fn restore_artifact(&self, version: &str, sha256: Option<&str>) -> anyhow::Result<()> {
+        let version = parse_version(version)?;
+        {
+            let mut held = self.held();
+            held.version = Some(version.clone());
+            held.sha256 = sha256.map(str::to_string);
+        }
+        self.write(&version)
     }
 
     fn write(&self, version: &semver::Version) -> anyhow::Result<()> {

@@ -13,11 +13,24 @@
 //!   succeeds; when the kill left the registration in flight in the store, the next run resumes
 //!   it and does not register again (the mock's request counts say so).
 //!
+//! * `registry_swaps_killed_still_serve_at_the_next_start` (issue 18, item 3): a daemon
+//!   following a tag of Debian's `docker-registry` swaps in a new signed version at each run
+//!   (0.3.1, 0.3.2, …) and is killed with SIGKILL at a random point between the publish and the
+//!   end of the swap (pull, compile, the version floor, the registry state). The next start
+//!   must serve (exit 3 from refusing its own kept artifact was the fault) one of the published
+//!   versions, with its own bytes. `a_floor_written_before_the_registry_state_still_serves` sets
+//!   up the one crash point that used to stop a daemon for good, deterministically.
+//!
 //! Runs: [`DEFAULT_RUNS`] each by default; `KRYPTON_CRASH_RUNS=N` sets the count (the long mode:
 //! `KRYPTON_CRASH_RUNS=1000 cargo test --test e2e crash -- --nocapture`), `KRYPTON_CRASH_SEED=S`
 //! replays a seed (each test prints the seed it used).
 
-use crate::support::{BIN, Fixture, SecretStore, assert_azure_bundle};
+use crate::registry_support::{TestRegistry, registry_tools_present, with_version};
+use crate::support::{
+    BIN, DEFAULT_COMPONENT, Fixture, GatewayToml, SecretStore, assert_azure_bundle, closed_port,
+    daemon_status, public_key_b64, spawn_daemon, stop,
+};
+use krypton_host_cli::registry::{Registry, Settings, Source};
 use krypton_mock::{Fault, MockKrypton};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
@@ -31,6 +44,8 @@ use std::time::{Duration, Instant};
 
 /// Kill runs per test when `KRYPTON_CRASH_RUNS` is not set (what CI runs).
 const DEFAULT_RUNS: usize = 24;
+/// The built-in component's version.
+const REAL_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The environment variable that makes [`store_writer_child`] a writer: the store directory.
 const CHILD_DIR: &str = "KRYPTON_CRASH_CHILD_STORE";
 /// The first version the child writes (the parent passes the next one after the last run).
@@ -451,4 +466,205 @@ async fn azure_provision_killed_resumes_without_registering_again() {
         started.elapsed().as_secs_f64(),
         whole_run.as_millis()
     );
+}
+
+/// The `i`-th release after the built-in version 0.3.0: `0.3.1`, `0.3.2`, … (always five
+/// bytes, so [`with_version`] can patch it in).
+fn release(i: usize) -> String {
+    let n = 31 + i;
+    assert!(n <= 999, "at most 968 releases");
+    format!("{}.{}.{}", n / 100, n / 10 % 10, n % 10)
+}
+
+/// A daemon following `krypton/component:stable` of `registry`, polling every second.
+fn following_config(dir: &Path, registry: &str, public: &str) -> PathBuf {
+    GatewayToml::default()
+        .following(dir, registry, public)
+        .string("endpoint", &format!("https://127.0.0.1:{}", closed_port()))
+        .target("arc")
+        .write(&dir.join("gateway.toml"))
+}
+
+/// Publish `bytes` signed as `version` under the tag; the manifest digest.
+async fn publish_signed(
+    client: &Registry,
+    tag: &Source,
+    key: &ed25519_dalek::SigningKey,
+    bytes: &[u8],
+    version: &str,
+) -> String {
+    let sig = krypton_host::signing::sign(key, bytes, version).unwrap();
+    client
+        .publish(tag, bytes, Some(version), Some(sig.as_bytes()))
+        .await
+        .unwrap()
+        .digest
+}
+
+/// Wait (at most 90 s) until the daemon serves; panics with its log when it exits first (exit 3
+/// after refusing its own kept artifact was the fault) or never answers.
+async fn serving(
+    daemon: &mut tokio::process::Child,
+    socket: &Path,
+    log: &Path,
+    what: &str,
+) -> std::collections::HashMap<String, String> {
+    for _ in 0..900 {
+        let s = daemon_status(socket).await;
+        if s.contains_key("manifest") {
+            return s;
+        }
+        if let Some(status) = daemon.try_wait().unwrap() {
+            panic!(
+                "{what}: the daemon exited ({status}) instead of serving:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{what}: the daemon did not answer:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_floor_written_before_the_registry_state_still_serves() {
+    if !registry_tools_present(false) {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let tag = Source::parse(&reg.reference("krypton/component:stable")).unwrap();
+    let client = Registry::new(&tag, &insecure_settings()).unwrap();
+    let v1 = publish_signed(&client, &tag, &key, DEFAULT_COMPONENT, REAL_VERSION).await;
+    let config = following_config(tmp.path(), &reg.addr, &public_key_b64(&key));
+    let socket = tmp.path().join("control.sock");
+    let log = tmp.path().join("daemon.log");
+    let mut daemon = spawn_daemon(&config, &log);
+    assert_eq!(
+        serving(&mut daemon, &socket, &log, "v1").await["manifest"],
+        v1
+    );
+    stop(daemon).await;
+    // The state a power cut left between the lifecycle's `accepted-version` (0.3.1, the swap
+    // that was under way) and the follower's `current.json` (still v1).
+    std::fs::write(tmp.path().join("state/accepted-version"), "0.3.1\n").unwrap();
+    let log = tmp.path().join("daemon2.log");
+    let mut daemon = spawn_daemon(&config, &log);
+    let s = serving(&mut daemon, &socket, &log, "after the cut").await;
+    assert_eq!(s["manifest"], v1);
+    assert_eq!(
+        s["serving"],
+        krypton_host::signing::digest_hex(DEFAULT_COMPONENT)
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("state/accepted-version")).unwrap(),
+        format!("{REAL_VERSION}\n"),
+        "the floor is back at the kept version"
+    );
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_swaps_killed_still_serve_at_the_next_start() {
+    if !registry_tools_present(false) {
+        return;
+    }
+    let runs = runs();
+    let mut rng = rng("registry_swaps_killed_still_serve_at_the_next_start");
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[6; 32]);
+    let tag = Source::parse(&reg.reference("krypton/component:stable")).unwrap();
+    let client = Registry::new(&tag, &insecure_settings()).unwrap();
+    // manifest digest -> component SHA-256 of every version published.
+    let mut published = BTreeMap::new();
+    let mut order = Vec::new();
+    let v0 = publish_signed(&client, &tag, &key, DEFAULT_COMPONENT, REAL_VERSION).await;
+    published.insert(
+        v0.clone(),
+        krypton_host::signing::digest_hex(DEFAULT_COMPONENT),
+    );
+    order.push(v0.clone());
+    let config = following_config(tmp.path(), &reg.addr, &public_key_b64(&key));
+    let socket = tmp.path().join("control.sock");
+    let mut log = tmp.path().join("daemon-start.log");
+    let mut daemon = spawn_daemon(&config, &log);
+    serving(&mut daemon, &socket, &log, "the first start").await;
+
+    // One whole swap, unkilled, gives the span the kills are drawn from.
+    let first = with_version(&release(0));
+    let started = Instant::now();
+    let d = publish_signed(&client, &tag, &key, &first, &release(0)).await;
+    published.insert(d.clone(), krypton_host::signing::digest_hex(&first));
+    order.push(d.clone());
+    while daemon_status(&socket).await.get("manifest") != Some(&d) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the first swap did not finish:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let whole_swap = started.elapsed();
+
+    let (mut old_served, mut new_served) = (0, 0);
+    let started = Instant::now();
+    for run in 0..runs {
+        let version = release(run + 1);
+        let bytes = with_version(&version);
+        let before = daemon_status(&socket).await["manifest"].clone();
+        let d = publish_signed(&client, &tag, &key, &bytes, &version).await;
+        published.insert(d.clone(), krypton_host::signing::digest_hex(&bytes));
+        order.push(d.clone());
+        let span = whole_swap.as_micros() as u64 * 6 / 5;
+        tokio::time::sleep(Duration::from_micros(rng.random_range(0..span))).await;
+        daemon.start_kill().unwrap(); // SIGKILL
+        daemon.wait().await.unwrap();
+
+        log = tmp.path().join(format!("daemon-{run}.log"));
+        daemon = spawn_daemon(&config, &log);
+        let s = serving(
+            &mut daemon,
+            &socket,
+            &log,
+            &format!("run {run} ({version})"),
+        )
+        .await;
+        let manifest = &s["manifest"];
+        // What served before the publish, the new version, or one published in between that
+        // the daemon had not swapped in yet when `before` was read: never an older one.
+        let rank = |m: &String| order.iter().position(|o| o == m);
+        assert!(
+            rank(manifest).is_some() && rank(manifest) >= rank(&before),
+            "run {run}: serving {manifest}, older than the version before ({before}) or never published"
+        );
+        assert_eq!(
+            Some(&s["serving"]),
+            published.get(manifest),
+            "run {run}: the served bytes are not those of {manifest}"
+        );
+        if *manifest == d {
+            new_served += 1;
+        } else {
+            old_served += 1;
+        }
+    }
+    println!(
+        "registry_swaps_killed_still_serve_at_the_next_start: {runs} kills in {:.1} s (a whole \
+         swap {} ms): the next start served the version before {old_served} times, the new one \
+         {new_served} times, and never refused to start",
+        started.elapsed().as_secs_f64(),
+        whole_swap.as_millis()
+    );
+    stop(daemon).await;
+}
+
+fn insecure_settings() -> Settings {
+    Settings {
+        insecure: true,
+        ..Settings::default()
+    }
 }

@@ -8,8 +8,9 @@ use super::support::*;
 use krypton_host::component::DEFAULT_COMPONENT;
 use krypton_host::signing;
 use krypton_host_cli::registry::{
-    self, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, Registry, RegistryError,
-    SIGNATURE_ARTIFACT_TYPE, Settings, Source, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
+    self, OCI_EMPTY_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, Registry,
+    RegistryError, SIGNATURE_ARTIFACT_TYPE, Settings, Source, WASM_CONFIG_MEDIA_TYPE,
+    WASM_LAYER_MEDIA_TYPE,
 };
 use serde_json::{Value, json};
 use std::path::Path;
@@ -330,6 +331,31 @@ async fn a_registry_that_lies_about_digests_is_refused() {
         )),
         "{err}"
     );
+    // Streamed to a file as the follower does: refused, and nothing left behind.
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("layer.wasm");
+    let mut bytes = 0;
+    let layer = registry::Descriptor {
+        media_type: WASM_LAYER_MEDIA_TYPE.into(),
+        digest: registry::sha256_digest(wasm),
+        size: wasm.len() as u64,
+        artifact_type: None,
+        annotations: None,
+    };
+    let err = client
+        .layer_to_file(&source, &layer, &dest, &mut bytes)
+        .await
+        .unwrap_err();
+    assert_eq!(err.lookup, registry::Lookup::Layer);
+    assert!(
+        err.to_string().starts_with(&format!(
+            "layer lookup failed: refused what the registry sent: the blob {}",
+            layer.digest
+        )),
+        "{err}"
+    );
+    assert_eq!(bytes, wasm.len() as u64);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     // The right manifest, a blob with other bytes: refused.
     let err = client.pull(&source, &manifest_digest).await.unwrap_err();
     assert!(matches!(err, RegistryError::Invalid(_)), "{err:?}");
@@ -538,4 +564,312 @@ async fn a_daemon_keeps_serving_through_bad_artifacts_and_a_registry_down_and_re
     let (code, _, err) = run_cli(&["run", "--config", config.to_str().unwrap()]).await;
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("the registry could not be reached"), "{err}");
+}
+
+/// `pulled=DIGEST/BYTES,…` of a status: the bytes counted for `digest`.
+fn pulled(status: &std::collections::HashMap<String, String>, digest: &str) -> Option<u64> {
+    status.get("pulled")?.split(',').find_map(|entry| {
+        let (d, n) = entry.rsplit_once('/')?;
+        (d == digest).then(|| n.parse().unwrap())
+    })
+}
+
+/// Issue 18, item 1: trust is checked before the layer is fetched. Measured from the
+/// registry's own access log: an unsigned digest under the tag costs no layer byte (however
+/// many polls), a signed one costs its layer once.
+#[tokio::test]
+async fn an_unsigned_digest_costs_no_layer_byte_and_a_signed_one_its_layer_once() {
+    if !registry_tools_present(false) {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let public = public_key_b64(&key);
+    let stable = Source::parse(&reg.reference("krypton/component:stable")).unwrap();
+    let client = Registry::new(&stable, &insecure()).unwrap();
+    let sig = signing::sign(&key, DEFAULT_COMPONENT, REAL_VERSION).unwrap();
+    let v1 = client
+        .publish(
+            &stable,
+            DEFAULT_COMPONENT,
+            Some(REAL_VERSION),
+            Some(sig.as_bytes()),
+        )
+        .await
+        .unwrap()
+        .digest;
+    let config = daemon_config(tmp.path(), &reg.addr, &public);
+    let socket = tmp.path().join("control.sock");
+    let log = tmp.path().join("daemon.log");
+    let daemon = spawn_daemon(&config, &log);
+    wait_for("v1", &log, async || {
+        status(&socket).await.get("manifest") == Some(&v1)
+    })
+    .await;
+    let v1_layer = registry::sha256_digest(DEFAULT_COMPONENT);
+    assert_eq!(
+        reg.blob_gets(&v1_layer),
+        (1, DEFAULT_COMPONENT.len() as u64),
+        "the first start pulls v1's layer once"
+    );
+
+    // Unsigned, other bytes: several polls, not one layer byte.
+    let unsigned = variant(5);
+    let unsigned_layer = registry::sha256_digest(&unsigned);
+    let u = client
+        .publish(&stable, &unsigned, Some(REAL_VERSION), None)
+        .await
+        .unwrap()
+        .digest;
+    wait_for("the unsigned digest looked at", &log, async || {
+        std::fs::read_to_string(&log).unwrap().contains(&u)
+    })
+    .await;
+    let before = status(&socket).await["polls"].parse::<u32>().unwrap();
+    wait_for("four more polls", &log, async || {
+        status(&socket).await["polls"].parse::<u32>().unwrap() >= before + 4
+    })
+    .await;
+    assert_eq!(
+        reg.blob_gets(&unsigned_layer),
+        (0, 0),
+        "an unsigned digest costs no layer byte"
+    );
+    let s = status(&socket).await;
+    assert_eq!(s["manifest"], v1);
+    let spent = pulled(&s, &u).unwrap();
+    assert!(
+        spent > 0 && spent < 16 * 1024,
+        "manifest and listings only: {spent} bytes"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("referrers tag lookup failed") && !text.contains("unsigned: no signature"),
+        "a missing referrers tag is a lookup failure, not an unsigned verdict:\n{text}"
+    );
+
+    // Signed, a higher version: its layer once.
+    let v2_bytes = with_version("0.3.1");
+    let v2_layer = registry::sha256_digest(&v2_bytes);
+    let sig = signing::sign(&key, &v2_bytes, "0.3.1").unwrap();
+    let v2 = client
+        .publish(&stable, &v2_bytes, Some("0.3.1"), Some(sig.as_bytes()))
+        .await
+        .unwrap()
+        .digest;
+    wait_for("v2 swapped in", &log, async || {
+        status(&socket).await.get("manifest") == Some(&v2)
+    })
+    .await;
+    let s = status(&socket).await;
+    assert_eq!(s["serving"], signing::digest_hex(&v2_bytes));
+    assert_eq!(reg.blob_gets(&v2_layer), (1, v2_bytes.len() as u64));
+    assert!(pulled(&s, &v2).unwrap() > v2_bytes.len() as u64);
+    assert_eq!(reg.blob_gets(&unsigned_layer), (0, 0));
+    // The same counts as one JSON object.
+    let json = cli([
+        "reload",
+        "--socket",
+        socket.to_str().unwrap(),
+        "--status",
+        "--json",
+    ])
+    .run()
+    .await
+    .json();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["manifest"], v2);
+    assert_eq!(json["pulled"][&u], spent);
+    assert_eq!(json["pulled"][&v2], pulled(&s, &v2).unwrap());
+    println!(
+        "layer bytes pulled: unsigned digest 0, signed digest {} (one layer of {} bytes); \
+         status pulled: unsigned {spent} bytes (manifest, listings), signed {}",
+        reg.blob_gets(&v2_layer).1,
+        v2_bytes.len(),
+        pulled(&s, &v2).unwrap()
+    );
+    stop(daemon).await;
+}
+
+/// Issue 18, item 9: a new state directory starts its floor from the version the host is built
+/// with; other bytes signed as the serving version are refused (as a downgrade is); removing
+/// `accepted-version` under a running daemon lowers nothing.
+#[tokio::test]
+async fn a_fresh_floor_a_same_version_swap_and_a_deleted_floor_file_let_nothing_older_in() {
+    if !registry_tools_present(false) {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[12; 32]);
+    let public = public_key_b64(&key);
+    let stable = Source::parse(&reg.reference("krypton/component:stable")).unwrap();
+    let client = Registry::new(&stable, &insecure()).unwrap();
+    let publish = async |bytes: &[u8], version: &str| {
+        let sig = signing::sign(&key, bytes, version).unwrap();
+        client
+            .publish(&stable, bytes, Some(version), Some(sig.as_bytes()))
+            .await
+            .unwrap()
+            .digest
+    };
+    // An older signed release under the tag, a new state directory: refused at start.
+    let older = with_version("0.2.9");
+    let old = publish(&older, "0.2.9").await;
+    let config = daemon_config(tmp.path(), &reg.addr, &public);
+    let socket = tmp.path().join("control.sock");
+    let log = tmp.path().join("daemon.log");
+    let mut daemon = spawn_daemon(&config, &log);
+    let mut exited = None;
+    for _ in 0..600 {
+        if let Some(code) = daemon.try_wait().unwrap() {
+            exited = Some(code);
+            break;
+        }
+        assert_eq!(
+            status(&socket).await.get("manifest"),
+            None,
+            "a new state directory serves 0.2.9 ({old}), older than this build"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(exited.and_then(|c| c.code()), Some(3), "{text}");
+    assert!(
+        text.contains(&format!("version 0.2.9 is lower than {REAL_VERSION}")),
+        "{text}"
+    );
+
+    // The built version: serves.
+    let v1 = publish(DEFAULT_COMPONENT, REAL_VERSION).await;
+    let daemon = spawn_daemon(&config, &log);
+    wait_for("v1", &log, async || {
+        status(&socket).await.get("manifest") == Some(&v1)
+    })
+    .await;
+    // Other bytes signed as the serving version: refused for good, v1 serves.
+    let same = publish(&variant(6), REAL_VERSION).await;
+    wait_for("the same-version swap refused", &log, async || {
+        status(&socket).await.get("refused").map(String::as_str) == Some("1")
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("same-version swap"), "{text}");
+    assert!(text.contains(&same));
+    assert_eq!(
+        status(&socket).await["serving"],
+        signing::digest_hex(DEFAULT_COMPONENT)
+    );
+    // The floor file removed under the running daemon, an older release published: refused.
+    std::fs::remove_file(tmp.path().join("state/accepted-version")).unwrap();
+    let older2 = with_version("0.2.8");
+    let old2 = publish(&older2, "0.2.8").await;
+    wait_for("the older release refused", &log, async || {
+        status(&socket).await.get("refused").map(String::as_str) == Some("2")
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!("version 0.2.8 is lower than {REAL_VERSION}")),
+        "{text}"
+    );
+    assert!(text.contains(&old2));
+    let s = status(&socket).await;
+    assert_eq!(s["manifest"], v1);
+    assert_eq!(s["serving"], signing::digest_hex(DEFAULT_COMPONENT));
+    stop(daemon).await;
+}
+
+/// Issue 18, items 5 and 17: referrers as registries and other tools write them. A referrers
+/// tag listing 16 other signature referrers (each naming another subject) before the real
+/// signature; a signature listed without `artifactType`, whose manifest's config media type
+/// says what it is (as tools following the OCI 1.1 release candidates write it).
+#[tokio::test]
+async fn a_signature_behind_junk_referrers_or_listed_without_artifact_type_is_found() {
+    if !registry_tools_present(false) {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[13; 32]);
+    let empty = b"{}";
+    for (tag, junk, typed) in [("junk", 16, true), ("untyped", 0, false)] {
+        let reference = reg.reference(&format!("krypton/component:{tag}"));
+        let source = Source::parse(&reference).unwrap();
+        let client = Registry::new(&source, &insecure()).unwrap();
+        let bytes = variant(if typed { 8 } else { 9 });
+        let subject = client
+            .publish(&source, &bytes, Some(REAL_VERSION), None)
+            .await
+            .unwrap()
+            .digest;
+        let sig = signing::sign(&key, &bytes, REAL_VERSION).unwrap();
+        // A signature referrer of `subject_digest`, pushed by digest.
+        let referrer = async |sig: &[u8], subject_digest: &str, typed: bool| {
+            let mut manifest = json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+                "config": descriptor(
+                    if typed { OCI_EMPTY_MEDIA_TYPE } else { SIGNATURE_ARTIFACT_TYPE },
+                    empty
+                ),
+                "layers": [descriptor(SIGNATURE_ARTIFACT_TYPE, sig)],
+                "subject": {"mediaType": OCI_MANIFEST_MEDIA_TYPE, "digest": subject_digest, "size": 100},
+            });
+            if typed {
+                manifest["artifactType"] = json!(SIGNATURE_ARTIFACT_TYPE);
+            }
+            let body = serde_json::to_vec(&manifest).unwrap();
+            let digest = registry::sha256_digest(&body);
+            push_raw(
+                &reg.reference(&format!("krypton/component@{digest}")),
+                &[sig, empty],
+                &manifest,
+            )
+            .await;
+            json!({"mediaType": OCI_MANIFEST_MEDIA_TYPE, "digest": digest, "size": body.len()})
+        };
+        let mut entries = Vec::new();
+        for i in 0..junk {
+            let other = format!("sha256:{i:064x}");
+            let mut entry = referrer(format!("{{\"junk\":{i}}}").as_bytes(), &other, true).await;
+            entry["artifactType"] = json!(SIGNATURE_ARTIFACT_TYPE);
+            entries.push(entry);
+        }
+        let mut real = referrer(sig.as_bytes(), &subject, typed).await;
+        if typed {
+            real["artifactType"] = json!(SIGNATURE_ARTIFACT_TYPE);
+        }
+        entries.push(real);
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX_MEDIA_TYPE,
+            "manifests": entries,
+        });
+        let body = serde_json::to_vec(&index).unwrap();
+        oci_client::Client::new(oci_client::client::ClientConfig {
+            protocol: oci_client::client::ClientProtocol::Http,
+            ..Default::default()
+        })
+        .push_manifest_raw(
+            &reg.reference(&format!(
+                "krypton/component:{}",
+                registry::referrers_tag(&subject)
+            ))
+            .parse()
+            .unwrap(),
+            body,
+            http::HeaderValue::from_static(OCI_INDEX_MEDIA_TYPE),
+        )
+        .await
+        .unwrap();
+        let pulled = client.pull(&source, &subject).await.unwrap();
+        assert_eq!(pulled.component, bytes, "{tag}");
+        let verified: Vec<String> = pulled
+            .signatures
+            .iter()
+            .filter_map(|s| signing::verify(&key.verifying_key(), &bytes, s).ok())
+            .collect();
+        assert_eq!(verified, vec![REAL_VERSION.to_string()], "{tag}");
+    }
 }

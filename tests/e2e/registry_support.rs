@@ -134,3 +134,89 @@ impl Drop for TestRegistry {
         self.stop();
     }
 }
+
+/// One line of the registry's access log (Apache combined format: `"METHOD PATH PROTO" STATUS
+/// BYTES "REFERER" "USER-AGENT"`), the fields the tests read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// `GET`, `HEAD`, ...
+    pub method: String,
+    /// The request path.
+    pub path: String,
+    /// The status code.
+    pub status: u16,
+    /// The body bytes sent.
+    pub bytes: u64,
+    /// The user agent.
+    pub agent: String,
+}
+
+impl TestRegistry {
+    /// The access log, parsed (other log lines skipped).
+    pub fn accesses(&self) -> Vec<Access> {
+        self.log()
+            .lines()
+            .filter_map(|line| {
+                let (_, rest) = line.split_once("] \"")?;
+                let (request, rest) = rest.split_once("\" ")?;
+                let mut parts = request.split(' ');
+                let method = parts.next()?.to_string();
+                let path = parts.next()?.to_string();
+                let mut fields = rest.splitn(3, ' ');
+                let status = fields.next()?.parse().ok()?;
+                let bytes = fields.next()?.parse().unwrap_or(0);
+                let agent = fields
+                    .next()?
+                    .rsplit('"')
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                Some(Access {
+                    method,
+                    path,
+                    status,
+                    bytes,
+                    agent,
+                })
+            })
+            .collect()
+    }
+
+    /// The `GET`s of blob `digest` that `krypton-host` made (its user agent), from the access
+    /// log: how many, and the bytes the registry sent for them.
+    pub fn blob_gets(&self, digest: &str) -> (usize, u64) {
+        let suffix = format!("/blobs/{digest}");
+        let gets: Vec<Access> = self
+            .accesses()
+            .into_iter()
+            .filter(|a| {
+                a.method == "GET"
+                    && a.path.ends_with(&suffix)
+                    && a.agent.starts_with("krypton-host/")
+            })
+            .collect();
+        (gets.len(), gets.iter().map(|a| a.bytes).sum())
+    }
+}
+
+/// The built-in component reporting `version` instead of its own (both 5 bytes, e.g. `0.3.0`
+/// and `0.3.1`): every occurrence of the built-in version in its data is replaced, so the copy
+/// is a valid component whose self-check reports `version` (a second, higher signed release).
+pub fn with_version(version: &str) -> Vec<u8> {
+    let own = env!("CARGO_PKG_VERSION").as_bytes();
+    assert_eq!(
+        own.len(),
+        version.len(),
+        "same length, so the component stays valid"
+    );
+    let mut bytes = krypton_host::DEFAULT_COMPONENT.to_vec();
+    let mut i = 0;
+    let mut replaced = 0;
+    while let Some(p) = bytes[i..].windows(own.len()).position(|w| w == own) {
+        bytes[i + p..i + p + own.len()].copy_from_slice(version.as_bytes());
+        i += p + own.len();
+        replaced += 1;
+    }
+    assert!(replaced > 0, "the built-in version is in the component");
+    bytes
+}

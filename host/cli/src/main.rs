@@ -93,10 +93,8 @@ async fn async_main(core_dumps: anyhow::Result<()>) -> ExitCode {
         Command::Mock(_) | Command::Demo(_) => false,
         #[cfg(feature = "jit")]
         Command::BenchSwap(_) => false,
-        Command::WireguardConfig(_)
-        | Command::Run(_)
-        | Command::Reload(_)
-        | Command::BenchLoad(_) => false,
+        Command::Reload(a) => a.json,
+        Command::WireguardConfig(_) | Command::Run(_) | Command::BenchLoad(_) => false,
         Command::Keygen(a) => a.json,
         #[cfg(feature = "jit")]
         Command::Sign(a) => a.json,

@@ -33,6 +33,24 @@ pub enum ReloadOutcome {
     Swapped(String),
 }
 
+/// A probation roll back, as told to the hook of [`Lifecycle::on_roll_back`].
+#[derive(Debug, Clone)]
+pub struct RolledBack {
+    /// The digest (SHA-256, hex) of the version that failed.
+    pub failed_digest: String,
+    /// Its version.
+    pub failed_version: String,
+    /// The digest of the version put back.
+    pub restored_digest: String,
+    /// Its version.
+    pub restored_version: String,
+    /// The error of the call that failed.
+    pub reason: String,
+}
+
+/// The hook [`Lifecycle::on_roll_back`] installs.
+type RollBackHook = Box<dyn Fn(&RolledBack) + Send + Sync>;
+
 /// The current component and the one before it.
 pub struct Lifecycle {
     runtime: Arc<Runtime>,
@@ -42,6 +60,7 @@ pub struct Lifecycle {
     previous: Mutex<Option<Arc<Loaded>>>,
     probation: AtomicU32,
     reload_lock: tokio::sync::Mutex<()>,
+    on_roll_back: Mutex<Option<RollBackHook>>,
 }
 
 impl Lifecycle {
@@ -70,7 +89,7 @@ impl Lifecycle {
             Some(p) => {
                 let loaded = loader::load(&runtime, Some(p), &policy).await?;
                 if let Some(floor) = &policy.floor {
-                    floor.accept(&loaded.version)?;
+                    floor.accept_artifact(&loaded.version, signed_digest(&loaded))?;
                 }
                 loaded
             }
@@ -85,6 +104,7 @@ impl Lifecycle {
             previous: Mutex::new(None),
             probation: AtomicU32::new(0),
             reload_lock: tokio::sync::Mutex::new(()),
+            on_roll_back: Mutex::new(None),
         })
     }
 
@@ -111,7 +131,10 @@ impl Lifecycle {
             .map_err(|e| e.error)
         {
             Ok(loaded) => match &self.policy.floor {
-                Some(floor) => floor.accept(&loaded.version).map(|()| loaded),
+                Some(floor) => floor
+                    .check_artifact(&loaded.version, signed_digest(&loaded))
+                    .and_then(|()| floor.accept_artifact(&loaded.version, signed_digest(&loaded)))
+                    .map(|()| loaded),
                 None => Ok(loaded),
             },
             Err(e) => Err(e),
@@ -132,6 +155,14 @@ impl Lifecycle {
         Ok(ReloadOutcome::Swapped(digest))
     }
 
+    /// Run `hook` at every probation roll back, before anything else happens: before the
+    /// floor is put back and before the previous version serves again (so that the caller can
+    /// record the roll back where a restart finds it). It runs while new calls wait; keep it
+    /// short. Replaces an earlier hook.
+    pub fn on_roll_back(&self, hook: impl Fn(&RolledBack) + Send + Sync + 'static) {
+        *self.on_roll_back.lock().expect("lock") = Some(Box::new(hook));
+    }
+
     /// Put the previous version back if `failed` is still current.
     fn roll_back(&self, failed: &Arc<Loaded>, why: &str) {
         let mut current = self.current.write().expect("lock");
@@ -139,14 +170,23 @@ impl Lifecycle {
             return;
         }
         if let Some(previous) = self.previous.lock().expect("lock").take() {
-            tracing::error!(failed = %failed.digest, restored = %previous.digest, reason = why, "new component failed its first calls; rolled back");
+            if let Some(hook) = self.on_roll_back.lock().expect("lock").as_ref() {
+                hook(&RolledBack {
+                    failed_digest: failed.digest.clone(),
+                    failed_version: failed.version.clone(),
+                    restored_digest: previous.digest.clone(),
+                    restored_version: previous.version.clone(),
+                    reason: why.to_string(),
+                });
+            }
             // The failed version no longer holds the version floor: the operator may install
             // the previous file again (and a restart with it is not taken for a downgrade).
             if let Some(floor) = &self.policy.floor
-                && let Err(e) = floor.restore(&previous.version)
+                && let Err(e) = floor.restore_artifact(&previous.version, signed_digest(&previous))
             {
                 tracing::warn!(error = %format!("{e:#}"), "could not put the version floor back");
             }
+            tracing::error!(failed = %failed.digest, restored = %previous.digest, reason = why, "new component failed its first calls; rolled back");
             *current = previous;
             self.probation.store(0, Ordering::SeqCst);
         }
@@ -218,4 +258,10 @@ impl Lifecycle {
         self.judge(&used, &outcome, false);
         outcome
     }
+}
+
+/// The digest the version floor keeps for `loaded`: a signed component's (an unsigned one
+/// proves nothing about who made it, so the same-version rule does not apply to it).
+fn signed_digest(loaded: &Loaded) -> Option<&str> {
+    loaded.signed.then_some(loaded.digest.as_str())
 }

@@ -264,3 +264,74 @@ fn the_floor_refuses_lower_versions_unless_allowed() {
     std::fs::write(dir.path().join("accepted-version"), "garbage").unwrap();
     assert!(floor.check("0.3.0").is_err());
 }
+
+#[test]
+fn the_floor_a_host_enforces_is_held_in_memory_and_binds_the_bytes_of_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let floor = VersionFloor::new(dir.path(), false);
+    let (a, b) = ("a".repeat(64), "b".repeat(64));
+    floor.accept_artifact("0.3.0", Some(&a)).unwrap();
+    // The file going away lowers nothing while the host runs.
+    std::fs::remove_file(dir.path().join("accepted-version")).unwrap();
+    let err = floor.check("0.2.9").unwrap_err();
+    assert!(format!("{err:#}").contains("lower than 0.3.0"), "{err:#}");
+    assert_eq!(floor.enforced().unwrap().unwrap().to_string(), "0.3.0");
+    // A lower file is not believed either.
+    std::fs::write(dir.path().join("accepted-version"), "0.1.0\n").unwrap();
+    assert!(floor.check("0.2.9").is_err());
+    // Other bytes signed as the accepted version: refused; the same bytes and a higher
+    // version pass; an unsigned component (no digest) is held to the version only.
+    let err = floor.check_artifact("0.3.0", Some(&b)).unwrap_err();
+    assert!(format!("{err:#}").contains("same-version swap"), "{err:#}");
+    floor.check_artifact("0.3.0", Some(&a)).unwrap();
+    floor.check_artifact("0.3.1", Some(&b)).unwrap();
+    floor.check("0.3.0").unwrap();
+    // Accepting again writes the file back.
+    floor.accept_artifact("0.3.0", Some(&a)).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("accepted-version")).unwrap(),
+        "0.3.0\n"
+    );
+    // allow_downgrade allows the same-version swap too (logged), as it allows a downgrade.
+    let allowed = VersionFloor::new(dir.path(), true);
+    allowed.accept_artifact("0.3.0", Some(&a)).unwrap();
+    allowed.check_artifact("0.3.0", Some(&b)).unwrap();
+    // A roll back puts the floor and its bytes back.
+    floor.accept_artifact("0.4.0", Some(&b)).unwrap();
+    floor.restore_artifact("0.3.0", Some(&a)).unwrap();
+    floor.check_artifact("0.3.0", Some(&a)).unwrap();
+    assert!(floor.check_artifact("0.3.0", Some(&b)).is_err());
+}
+
+#[test]
+fn a_new_floor_starts_from_the_version_the_host_is_built_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let floor = VersionFloor::new(dir.path(), false);
+    floor.seed("0.3.0").unwrap();
+    assert!(floor.check("0.2.0").is_err());
+    floor.check("0.3.0").unwrap();
+    // Seeding never lowers, and writes no file.
+    floor.seed("0.1.0").unwrap();
+    assert!(floor.check("0.2.0").is_err());
+    assert!(!dir.path().join("accepted-version").exists());
+    // A file floor above the seed wins.
+    std::fs::write(dir.path().join("accepted-version"), "0.5.0\n").unwrap();
+    assert!(floor.check("0.4.0").is_err());
+    // Clones share the floor.
+    let clone = floor.clone();
+    std::fs::remove_file(dir.path().join("accepted-version")).unwrap();
+    assert!(clone.check("0.4.0").is_err());
+}
+
+#[test]
+fn a_signature_is_checked_against_a_declared_digest_before_the_bytes() {
+    let component = b"component bytes";
+    let sig = sign(&key(), component, "0.3.0").unwrap();
+    let digest = digest_hex(component);
+    assert_eq!(
+        verify_digest(&key().verifying_key(), &digest, sig.as_bytes()).unwrap(),
+        "0.3.0"
+    );
+    let err = verify_digest(&key().verifying_key(), &"0".repeat(64), sig.as_bytes()).unwrap_err();
+    assert!(format!("{err:#}").contains("for other bytes"), "{err:#}");
+}

@@ -104,7 +104,8 @@ pub struct GatewayConfig {
     /// always needs it.
     pub trusted_public_key: Option<String>,
     /// Let a component file with a lower version than the highest accepted one (kept in
-    /// `state_dir`) serve. Off by default: an older version is refused as a replay.
+    /// `state_dir`) serve, or a signed one with other bytes than the accepted one of the same
+    /// version. Off by default: both are refused as a replay.
     #[serde(default)]
     pub allow_downgrade: bool,
     /// `[limits]`.

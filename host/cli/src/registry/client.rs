@@ -496,31 +496,6 @@ impl Registry {
         Ok(body)
     }
 
-    /// The referrers of `digest` (OCI distribution spec 1.1): the referrers API, or on 404 the
-    /// referrers tag. `None` when neither exists.
-    pub(super) async fn referrers(&self, source: &Source, digest: &str) -> Result<Option<Index>> {
-        let url = self.url(source, "referrers", digest);
-        let body = match self
-            .get_bounded(source, &url, OCI_INDEX_MEDIA_TYPE, MAX_MANIFEST_BYTES)
-            .await?
-        {
-            Some((_, body)) => body,
-            None => {
-                let url = self.url(source, "manifests", &referrers_tag(digest));
-                match self
-                    .get_bounded(source, &url, OCI_INDEX_MEDIA_TYPE, MAX_MANIFEST_BYTES)
-                    .await?
-                {
-                    Some((_, body)) => body,
-                    None => return Ok(None),
-                }
-            }
-        };
-        let index: Index = serde_json::from_slice(&body)
-            .map_err(|e| invalid(format!("the referrers index of {digest}: {e}")))?;
-        Ok(Some(index))
-    }
-
     /// Whether the registry serves the referrers API (one `GET`; 404 means it does not).
     pub(super) async fn has_referrers_api(&self, source: &Source, digest: &str) -> Result<bool> {
         let url = self.url(source, "referrers", digest);

@@ -91,6 +91,7 @@ mod source;
 
 pub use client::{Published, Pulled, Registry, Settings, check_token, http_date, read_credential};
 pub use manifest::{Descriptor, Index, Manifest, check_component_manifest};
+pub use pull::{Announced, Lookup, LookupError, Referrers};
 pub use source::{Auth, Source, credential_path};
 
 use anyhow::Context as _;

@@ -1,38 +1,170 @@
-//! Pull a component by digest: manifest, layer, and its signature referrers.
+//! Pull a component by digest, trust first: the manifest, then the signature referrers, and
+//! only then the layer (streamed to a file, hashed on the way).
+//!
+//! Every error names the lookup that failed ([`Lookup`]) and how, so that a log line sends the
+//! operator the right way: a missing referrers tag is not an unsigned component.
 
 use super::*;
 use krypton_host::signing;
+use sha2::Digest as _;
+use std::io::Write as _;
+use std::path::Path;
+
+/// The lookups of a pull, named in every error and log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// `GET /v2/<name>/manifests/<digest>`: the component manifest.
+    Manifest,
+    /// `GET /v2/<name>/referrers/<digest>` (OCI distribution spec 1.1, "Listing Referrers").
+    ReferrersApi,
+    /// The referrers tag `sha256-<hex>` ("Referrers Tag Schema"), asked when the API is missing.
+    ReferrersTag,
+    /// A signature referrer's manifest and its `.sig` blob.
+    SignatureBlob,
+    /// `GET /v2/<name>/blobs/<layer digest>`: the component bytes.
+    Layer,
+}
+
+impl std::fmt::Display for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Lookup::Manifest => "manifest",
+            Lookup::ReferrersApi => "referrers API",
+            Lookup::ReferrersTag => "referrers tag",
+            Lookup::SignatureBlob => "signature blob",
+            Lookup::Layer => "layer",
+        })
+    }
+}
+
+/// A failed lookup: which one, and the registry error (its text says how it failed).
+#[derive(Debug)]
+pub struct LookupError {
+    /// The lookup that failed.
+    pub lookup: Lookup,
+    /// How.
+    pub error: RegistryError,
+}
+
+impl std::fmt::Display for LookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} lookup failed: {}", self.lookup, self.error)
+    }
+}
+
+fn at(lookup: Lookup) -> impl Fn(RegistryError) -> LookupError + Copy {
+    move |error| LookupError { lookup, error }
+}
+
+/// A component manifest read and checked against the Wasm layout; no layer byte fetched yet.
+#[derive(Debug, Clone)]
+pub struct Announced {
+    /// The manifest digest.
+    pub digest: String,
+    /// The layer descriptor (its digest is `sha256:` and the component's SHA-256).
+    pub layer: Descriptor,
+    /// The manifest's `org.opencontainers.image.version` annotation, if any (informative).
+    pub version_annotation: Option<String>,
+}
+
+impl Announced {
+    /// The component's SHA-256 as 64 hex digits (the layer digest without `sha256:`).
+    pub fn sha256(&self) -> &str {
+        self.layer
+            .digest
+            .strip_prefix("sha256:")
+            .unwrap_or(&self.layer.digest)
+    }
+}
+
+/// The signature referrers of a component, as one complete listing.
+#[derive(Debug)]
+pub struct Referrers {
+    /// Signature referrers: those whose `artifactType` is [`SIGNATURE_ARTIFACT_TYPE`] first,
+    /// the newest (listed last) first, then those listed without an `artifactType` (their
+    /// manifest's `artifactType`, or else its config media type, decides); at most
+    /// [`MAX_REFERRERS`].
+    pub candidates: Vec<Descriptor>,
+    /// Whether more possible signature referrers were listed than considered (then none
+    /// verifying proves nothing).
+    pub cut: bool,
+    /// Where the listing came from: `referrers API` or `referrers tag`.
+    pub from: Lookup,
+}
 
 impl Registry {
-    /// Pull the component at `digest`: its manifest (checked against the Wasm layout), its
-    /// layer (checked against the layer digest, capped at
-    /// [`krypton_host::component::MAX_COMPONENT_BYTES`]) and the `.sig` of each signature referrer.
+    /// Pull the component at `digest`, trust material first: its manifest (checked against the
+    /// Wasm layout), the `.sig` of each signature referrer, then its layer (checked against the
+    /// layer digest, capped at [`krypton_host::component::MAX_COMPONENT_BYTES`]). A referrer
+    /// whose `.sig` cannot be fetched is skipped when another one can; no readable referrers
+    /// listing gives no signatures.
     /// Errors: see the fail-closed table in the module docs.
     pub async fn pull(&self, source: &Source, digest: &str) -> Result<Pulled> {
-        let (content_type, body) = self
-            .manifest_bytes(source, digest, OCI_MANIFEST_MEDIA_TYPE)
-            .await?
-            .ok_or_else(|| RegistryError::NotFound(format!("the manifest {digest}")))?;
-        let manifest = check_component_manifest(content_type.as_deref(), &body)?;
-        let layer = &manifest.layers[0];
-        let component = self
-            .blob(source, layer, krypton_host::component::MAX_COMPONENT_BYTES)
-            .await?;
+        let mut bytes = 0;
+        let announced = self
+            .announced(source, digest, &mut bytes)
+            .await
+            .map_err(|e| e.error)?;
+        // No readable listing (no referrers tag, another document at it): no signatures, as
+        // the caller sees them; the follower tells those cases apart ([`Self::signature_referrers`]).
+        let candidates = match self.signature_referrers(source, digest, &mut bytes).await {
+            Ok(referrers) => referrers.candidates,
+            Err(LookupError {
+                error: RegistryError::NotFound(_) | RegistryError::Invalid(_),
+                ..
+            }) => Vec::new(),
+            Err(e) => return Err(e.error),
+        };
         let mut signatures = Vec::new();
-        if let Some(index) = self.referrers(source, digest).await? {
-            for entry in index
-                .manifests
-                .iter()
-                .filter(|d| d.artifact_type.as_deref() == Some(SIGNATURE_ARTIFACT_TYPE))
-                .take(MAX_REFERRERS)
+        let mut first_error = None;
+        for entry in &candidates {
+            match self
+                .signature(source, digest, entry, false, &mut bytes)
+                .await
             {
-                signatures.push(self.signature(source, digest, entry).await?);
+                Ok(Some(sig)) => signatures.push(sig),
+                Ok(None) => {}
+                Err(e) => first_error = first_error.or(Some(e.error)),
             }
         }
+        if let (true, Some(e)) = (signatures.is_empty(), first_error) {
+            return Err(e);
+        }
+        let component = self
+            .blob(
+                source,
+                &announced.layer,
+                krypton_host::component::MAX_COMPONENT_BYTES,
+            )
+            .await?;
         Ok(Pulled {
             digest: digest.to_string(),
             component,
             signatures,
+            version_annotation: announced.version_annotation,
+        })
+    }
+
+    /// The component manifest at `digest`, checked against the Wasm layout. Adds the bytes read
+    /// to `bytes`. Errors: [`Lookup::Manifest`] with the registry error.
+    pub async fn announced(
+        &self,
+        source: &Source,
+        digest: &str,
+        bytes: &mut u64,
+    ) -> std::result::Result<Announced, LookupError> {
+        let (content_type, body) = self
+            .manifest_bytes(source, digest, OCI_MANIFEST_MEDIA_TYPE)
+            .await
+            .map_err(at(Lookup::Manifest))?
+            .ok_or_else(|| RegistryError::NotFound(format!("the manifest {digest}")))
+            .map_err(at(Lookup::Manifest))?;
+        *bytes += body.len() as u64;
+        let manifest = check_component_manifest(content_type.as_deref(), &body)
+            .map_err(at(Lookup::Manifest))?;
+        Ok(Announced {
+            digest: digest.to_string(),
+            layer: manifest.layers[0].clone(),
             version_annotation: manifest
                 .annotations
                 .as_ref()
@@ -41,37 +173,289 @@ impl Registry {
         })
     }
 
-    /// The `.sig` bytes of one signature referrer of `subject`.
-    async fn signature(
+    /// The complete listing of `digest`'s signature referrers: the referrers API, or, when it
+    /// answers 404, the referrers tag. Entries are filtered by type before the
+    /// [`MAX_REFERRERS`] cut, so that other referrers listed first cannot hide the signature.
+    /// Errors (never "unsigned": a listing that cannot be read proves nothing): the API
+    /// failed; the API is missing and so is the tag (it may not be pushed yet); the tag holds
+    /// something other than an image index.
+    pub async fn signature_referrers(
+        &self,
+        source: &Source,
+        digest: &str,
+        bytes: &mut u64,
+    ) -> std::result::Result<Referrers, LookupError> {
+        let api = self.url(source, "referrers", digest);
+        let (from, content_type, body) = match self
+            .get_bounded(source, &api, OCI_INDEX_MEDIA_TYPE, MAX_MANIFEST_BYTES)
+            .await
+            .map_err(at(Lookup::ReferrersApi))?
+        {
+            Some((content_type, body)) => (Lookup::ReferrersApi, content_type, body),
+            None => {
+                let tag = referrers_tag(digest);
+                let url = self.url(source, "manifests", &tag);
+                let (content_type, body) = self
+                    .get_bounded(source, &url, OCI_INDEX_MEDIA_TYPE, MAX_MANIFEST_BYTES)
+                    .await
+                    .map_err(at(Lookup::ReferrersTag))?
+                    .ok_or_else(|| LookupError {
+                        lookup: Lookup::ReferrersTag,
+                        error: RegistryError::NotFound(format!(
+                            "the referrers tag {tag} (the registry answered 404 to the referrers \
+                             API and has no such tag: a signature may not be pushed yet; asked \
+                             again later)"
+                        )),
+                    })?;
+                (Lookup::ReferrersTag, content_type, body)
+            }
+        };
+        *bytes += body.len() as u64;
+        let index = parse_index(content_type.as_deref(), &body).map_err(|e| LookupError {
+            lookup: from,
+            error: invalid(format!("the {from} of {digest}: {e}")),
+        })?;
+        let typed: Vec<&Descriptor> = index
+            .manifests
+            .iter()
+            .filter(|d| d.artifact_type.as_deref() == Some(SIGNATURE_ARTIFACT_TYPE))
+            .collect();
+        let untyped: Vec<&Descriptor> = index
+            .manifests
+            .iter()
+            .filter(|d| d.artifact_type.is_none() && d.media_type == OCI_MANIFEST_MEDIA_TYPE)
+            .collect();
+        // The newest signatures are listed last (a pushing client appends to the referrers
+        // tag): other signature referrers listed before them cannot push them past the cut.
+        let newest = &typed[typed.len().saturating_sub(MAX_REFERRERS)..];
+        let candidates: Vec<Descriptor> = newest
+            .iter()
+            .rev()
+            .chain(untyped.iter())
+            .take(MAX_REFERRERS)
+            .map(|d| (*d).clone())
+            .collect();
+        Ok(Referrers {
+            cut: typed.len() + untyped.len() > candidates.len(),
+            candidates,
+            from,
+        })
+    }
+
+    /// The `.sig` bytes of one signature referrer of `subject`; `None` when the referrer turns
+    /// out to be another kind of artifact (an entry listed without `artifactType` whose
+    /// manifest's `artifactType`, or else config media type, is not a signature). With
+    /// `typed_only`, an untyped entry is not fetched. Adds the bytes read to `bytes`.
+    /// Errors: [`Lookup::SignatureBlob`] with the registry error (a referrer naming another
+    /// subject, a wrong layer, a transfer error).
+    pub async fn signature(
         &self,
         source: &Source,
         subject: &str,
         entry: &Descriptor,
-    ) -> Result<Vec<u8>> {
-        if !is_sha256_digest(&entry.digest) {
-            return Err(invalid("a referrer with a digest that is not sha256"));
+        typed_only: bool,
+        bytes: &mut u64,
+    ) -> std::result::Result<Option<Vec<u8>>, LookupError> {
+        let fail = at(Lookup::SignatureBlob);
+        if typed_only && entry.artifact_type.is_none() {
+            return Ok(None);
         }
-        let (_, body) = self
+        if !is_sha256_digest(&entry.digest) {
+            return Err(fail(invalid("a referrer with a digest that is not sha256")));
+        }
+        let (_, body) = match self
             .manifest_bytes(source, &entry.digest, OCI_MANIFEST_MEDIA_TYPE)
-            .await?
-            .ok_or_else(|| RegistryError::NotFound(format!("the referrer {}", entry.digest)))?;
+            .await
+        {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                return Err(fail(RegistryError::NotFound(format!(
+                    "the referrer {}",
+                    entry.digest
+                ))));
+            }
+            Err(e) => return Err(fail(e)),
+        };
+        *bytes += body.len() as u64;
         let manifest: Manifest = serde_json::from_slice(&body)
-            .map_err(|e| invalid(format!("the referrer {}: {e}", entry.digest)))?;
+            .map_err(|e| fail(invalid(format!("the referrer {}: {e}", entry.digest))))?;
+        let kind = manifest
+            .artifact_type
+            .as_deref()
+            .unwrap_or(&manifest.config.media_type);
+        if entry.artifact_type.is_none() && kind != SIGNATURE_ARTIFACT_TYPE {
+            return Ok(None);
+        }
         if manifest.subject.as_ref().map(|s| s.digest.as_str()) != Some(subject) {
-            return Err(invalid(format!(
+            return Err(fail(invalid(format!(
                 "the referrer {} does not name {subject} as its subject",
                 entry.digest
-            )));
+            ))));
         }
         match manifest.layers.as_slice() {
             [layer] if layer.media_type == SIGNATURE_ARTIFACT_TYPE => {
-                self.blob(source, layer, signing::MAX_SIGNATURE_FILE_BYTES)
+                let sig = self
+                    .blob(source, layer, signing::MAX_SIGNATURE_FILE_BYTES)
                     .await
+                    .map_err(at(Lookup::SignatureBlob))?;
+                *bytes += sig.len() as u64;
+                Ok(Some(sig))
             }
-            _ => Err(invalid(format!(
+            _ => Err(fail(invalid(format!(
                 "the signature referrer {} must have one layer of type {SIGNATURE_ARTIFACT_TYPE}",
                 entry.digest
-            ))),
+            )))),
         }
+    }
+
+    /// Stream the layer `layer` into `dest`: a temp file beside it (mode 0600) filled under the
+    /// declared size (itself at most [`krypton_host::component::MAX_COMPONENT_BYTES`]), hashed
+    /// on the way, synced and renamed to `dest` only when size and SHA-256 are the declared
+    /// ones. Adds the bytes received to `bytes` (a cut-short transfer counts too).
+    /// Errors: [`Lookup::Layer`] with the registry error, or a local write error as
+    /// [`RegistryError::Config`].
+    pub async fn layer_to_file(
+        &self,
+        source: &Source,
+        layer: &Descriptor,
+        dest: &Path,
+        bytes: &mut u64,
+    ) -> std::result::Result<(), LookupError> {
+        let fail = at(Lookup::Layer);
+        let cap = krypton_host::component::MAX_COMPONENT_BYTES;
+        if !is_sha256_digest(&layer.digest) || layer.size > cap {
+            return Err(fail(invalid(format!(
+                "the layer {} ({} bytes declared) is not a sha256 digest within {cap} bytes",
+                printable(&layer.digest),
+                layer.size
+            ))));
+        }
+        let url = self.url(source, "blobs", &layer.digest);
+        let mut response = self
+            .send(source, reqwest::Method::GET, &url, "*/*")
+            .await
+            .map_err(at(Lookup::Layer))?
+            .ok_or_else(|| {
+                fail(RegistryError::NotFound(format!(
+                    "the blob {}",
+                    layer.digest
+                )))
+            })?;
+        let fail = at(Lookup::Layer);
+        if let Some(length) = response.content_length()
+            && length > layer.size
+        {
+            return Err(fail(invalid(format!(
+                "{url} is {length} bytes, more than the {} declared",
+                layer.size
+            ))));
+        }
+        let temp = krypton_host::files::temp_path_for(dest);
+        let local = |e: std::io::Error| LookupError {
+            lookup: Lookup::Layer,
+            error: RegistryError::Config(format!("writing {}: {e}", temp.display())),
+        };
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&temp)
+                .map_err(local)?
+        };
+        let mut hasher = sha2::Sha256::new();
+        let mut received = 0u64;
+        let streamed = loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    received += chunk.len() as u64;
+                    *bytes += chunk.len() as u64;
+                    if received > layer.size {
+                        break Err(fail(invalid(format!(
+                            "{url} sent more than the {} bytes declared",
+                            layer.size
+                        ))));
+                    }
+                    hasher.update(&chunk);
+                    if let Err(e) = file.write_all(&chunk) {
+                        break Err(local(e));
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(fail(RegistryError::Unreachable(error_chain(&e)))),
+            }
+        };
+        let actual = format!("sha256:{:x}", hasher.finalize());
+        let checked = streamed.and_then(|()| {
+            if received != layer.size || actual != layer.digest {
+                return Err(at(Lookup::Layer)(invalid(format!(
+                    "the blob {} arrived as {received} bytes with {actual} (declared {} bytes)",
+                    layer.digest, layer.size
+                ))));
+            }
+            file.sync_all().map_err(local)?;
+            std::fs::rename(&temp, dest).map_err(local)?;
+            if let Some(dir) = dest.parent() {
+                krypton_host::files::sync_dir(dir).map_err(local)?;
+            }
+            Ok(())
+        });
+        if checked.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        checked
+    }
+}
+
+/// A referrers listing: an image index. An image manifest (what some tools leave at the tag)
+/// or another document is refused with what it is.
+fn parse_index(content_type: Option<&str>, body: &[u8]) -> std::result::Result<Index, String> {
+    if content_type == Some(OCI_MANIFEST_MEDIA_TYPE) {
+        return Err(format!(
+            "it is an image manifest ({OCI_MANIFEST_MEDIA_TYPE}), not an image index \
+             ({OCI_INDEX_MEDIA_TYPE}); asked again later"
+        ));
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Kind {
+        media_type: Option<String>,
+        layers: Option<serde_json::Value>,
+    }
+    let kind: Kind =
+        serde_json::from_slice(body).map_err(|e| format!("not a JSON image index: {e}"))?;
+    if kind.layers.is_some() || kind.media_type.as_deref() == Some(OCI_MANIFEST_MEDIA_TYPE) {
+        return Err(format!(
+            "it is an image manifest, not an image index ({OCI_INDEX_MEDIA_TYPE}); asked again \
+             later"
+        ));
+    }
+    if let Some(m) = kind.media_type.as_deref()
+        && m != OCI_INDEX_MEDIA_TYPE
+    {
+        return Err(format!(
+            "it is `{}`, not an image index ({OCI_INDEX_MEDIA_TYPE})",
+            printable(m)
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| format!("not an image index: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_referrers_listing_must_be_an_index() {
+        let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+        assert_eq!(parse_index(None, index).unwrap().manifests.len(), 0);
+        let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"a","digest":"sha256:00","size":2},"layers":[]}"#;
+        let err = parse_index(None, manifest).unwrap_err();
+        assert!(err.contains("is an image manifest"), "{err}");
+        let err = parse_index(Some(OCI_MANIFEST_MEDIA_TYPE), index).unwrap_err();
+        assert!(err.contains("is an image manifest"), "{err}");
+        assert!(parse_index(None, b"[]").is_err());
     }
 }
