@@ -637,6 +637,15 @@ async fn retry_after_is_honoured_and_never_busy_polled() {
     );
     assert!(err.is_transient());
     assert_eq!(gate.seen().len(), 1);
+    // The follower's poll loop waits for this instant: not before the hour the registry named.
+    let not_before = client
+        .not_before()
+        .expect("a long Retry-After is remembered");
+    let left = not_before.saturating_duration_since(std::time::Instant::now());
+    assert!(
+        left > Duration::from_secs(3500) && left <= Duration::from_secs(3600),
+        "{left:?}"
+    );
 }
 
 /// An HTTP-date (RFC 9110 §5.6.7) `secs` seconds from now.

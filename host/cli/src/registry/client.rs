@@ -60,6 +60,9 @@ pub struct Registry {
     /// A token from the registry's token flow, after a 401.
     pub(super) token: tokio::sync::Mutex<Option<String>>,
     pub(super) requests: Arc<AtomicU64>,
+    /// The latest instant a `Retry-After` longer than this client waits out itself asked for:
+    /// no request should go out before it (see [`Registry::not_before`]).
+    pub(super) not_before: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Registry {
@@ -132,6 +135,7 @@ impl Registry {
             auth: settings.auth.clone(),
             token: tokio::sync::Mutex::new(None),
             requests: Arc::new(AtomicU64::new(0)),
+            not_before: std::sync::Mutex::new(None),
         })
     }
 
@@ -244,13 +248,36 @@ impl Registry {
                             drop(response);
                             tokio::time::sleep(wait).await;
                         }
-                        _ => return Err(status_error(response, url).await),
+                        _ => {
+                            let e = status_error(response, url).await;
+                            self.hold_off(e.retry_after());
+                            return Err(e);
+                        }
                     }
                 }
                 200..=299 => return Ok(Some(response)),
                 _ => return Err(status_error(response, url).await),
             }
         }
+    }
+
+    /// Remember that the registry asked for no request during `wait` (from now).
+    fn hold_off(&self, wait: Option<Duration>) {
+        if let Some(wait) = wait {
+            let until = std::time::Instant::now() + wait;
+            let mut slot = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+            *slot = Some(slot.map_or(until, |t| t.max(until)));
+        }
+    }
+
+    /// The instant before which the registry asked not to be called again: the end of the
+    /// longest `Retry-After` (RFC 9110 §10.2.3) of a 429 or 503 this client did not wait out
+    /// itself (longer than [`MAX_RETRY_AFTER_WAIT`], or after [`MAX_RETRY_AFTER_WAITS`]
+    /// waits). `None` when no such answer came, or it has passed. The follower does not poll
+    /// before it.
+    pub fn not_before(&self) -> Option<std::time::Instant> {
+        let slot = *self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+        slot.filter(|t| *t > std::time::Instant::now())
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> RegistryError {

@@ -905,6 +905,11 @@ impl Follower {
                 _ = tokio::time::sleep(wait) => self.poll_once(&lifecycle).await,
             }
             wait = jittered(self.interval, random());
+            // A registry that answered 429/503 with a long Retry-After is not polled before
+            // the time it named.
+            if let Some(at) = self.registry.not_before() {
+                wait = wait.max(at.saturating_duration_since(Instant::now()));
+            }
         }
     }
 
