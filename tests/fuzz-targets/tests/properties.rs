@@ -251,7 +251,7 @@ mod crypto {
     use krypton_guest::ops::inventory::inventory_application_key;
     use krypton_guest::types::model::SecretBytes;
     use krypton_uicc::aka::{
-        SQN_MAX, UsimVerdict, generate_vector, recover_sqn_ms, usim_authenticate,
+        SQN_DELTA, SQN_MAX, UsimVerdict, generate_vector, recover_sqn_ms, usim_authenticate,
     };
     use krypton_uicc::milenage::Subscriber;
     use krypton_uicc::{AuthOutcome, Key128};
@@ -326,8 +326,8 @@ mod crypto {
         ) {
             let sub = Subscriber::new(Key128::new(k), Key128::new(opc));
             let vector = generate_vector(&sub, sqn, amf, rand);
-            // Fresh: the USIM's highest SQN is below it.
-            let sqn_ms = behind % sqn;
+            // Fresh: the USIM's highest SQN is below it, by at most Δ (TS 33.102 Annex C.2.1).
+            let sqn_ms = sqn - 1 - behind % sqn.min(SQN_DELTA);
             match usim_authenticate(&sub, sqn_ms, &rand, &vector.autn) {
                 UsimVerdict::Accept { sqn: accepted, outcome: AuthOutcome::Res { res, ck, ik } } => {
                     prop_assert_eq!(accepted, sqn);
@@ -336,6 +336,14 @@ mod crypto {
                     prop_assert_eq!(ik, vector.ik.clone());
                 }
                 other => prop_assert!(false, "{other:?}"),
+            }
+            // Too far ahead: more than Δ above the USIM's highest SQN is a resynchronisation.
+            if sqn > SQN_DELTA + 1 {
+                let sqn_ms = behind % (sqn - SQN_DELTA);
+                prop_assert!(
+                    matches!(usim_authenticate(&sub, sqn_ms, &rand, &vector.autn), UsimVerdict::Resync { .. }),
+                    "SQN {sqn} accepted {} above SQN_MS", sqn - sqn_ms
+                );
             }
             // Stale: the USIM has seen this SQN or a later one.
             let sqn_ms = sqn + behind % (SQN_MAX - sqn + 1);
