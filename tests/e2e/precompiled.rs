@@ -593,6 +593,9 @@ async fn an_artifact_overwritten_in_place_changes_nothing_until_a_swap_verifies_
         .string("trusted_public_key", &public_key_b64(&key()))
         .set("check_interval_secs", 1)
         .path("control_socket", &socket)
+        // The last step swaps in a new build signed as the same version: allowed on purpose
+        // (otherwise refused like a downgrade).
+        .set("allow_downgrade", true)
         .target("azure-iot")
         .write(&fx.path("gateway.toml"));
     let mut daemon = spawn_daemon(&config, &log);
