@@ -44,6 +44,16 @@ pub const MAX_CA_BYTES: u64 = 4 * 1024 * 1024;
 /// unreadable, is not a regular file (directory, FIFO, socket, device), or is larger than
 /// `max_bytes`.
 pub fn read_user_file(path: &Path, max_bytes: u64, what: &str) -> anyhow::Result<Vec<u8>> {
+    read_with_metadata(path, max_bytes, what).map(|(bytes, _)| bytes)
+}
+
+/// [`read_user_file`], with the metadata of the descriptor the bytes were read from (so that
+/// owner and mode checks judge the file that was read, not whatever the path names later).
+fn read_with_metadata(
+    path: &Path,
+    max_bytes: u64,
+    what: &str,
+) -> anyhow::Result<(Vec<u8>, fs::Metadata)> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -75,7 +85,7 @@ pub fn read_user_file(path: &Path, max_bytes: u64, what: &str) -> anyhow::Result
             path.display()
         );
     }
-    Ok(bytes)
+    Ok((bytes, meta))
 }
 
 /// The effective uid of this process (`geteuid(2)`).
@@ -91,11 +101,25 @@ pub fn effective_uid() -> u32 {
 /// Errors: those of [`read_user_text`], or the owner or mode above, naming the file and the
 /// `chown`/`chmod` that fixes it.
 pub fn read_trusted_text(path: &Path, max_bytes: u64, what: &str) -> anyhow::Result<String> {
+    read_trusted(path, max_bytes, what, false)
+}
+
+/// [`read_trusted_text`] for a file that holds a secret (a registry password or token): it
+/// must not be readable by group or others either.
+///
+/// Errors: those of [`read_trusted_text`], or a mode with group or other read access, naming
+/// the file and the `chmod 600` that fixes it.
+pub fn read_trusted_secret(path: &Path, max_bytes: u64, what: &str) -> anyhow::Result<String> {
+    read_trusted(path, max_bytes, what, true)
+}
+
+fn read_trusted(path: &Path, max_bytes: u64, what: &str, secret: bool) -> anyhow::Result<String> {
     use std::os::unix::fs::MetadataExt;
-    let text = read_user_text(path, max_bytes, what)?;
-    // The checks run on the path after the read; the read itself refuses anything but a
-    // regular file, and a file swapped in between would have to pass these checks too.
-    let meta = fs::metadata(path).map_err(|e| anyhow::anyhow!("{what} {}: {e}", path.display()))?;
+    // The owner and mode checked are those of the descriptor read (fstat), so a file swapped
+    // in after the read cannot lend its owner and mode to the bytes read before.
+    let (bytes, meta) = read_with_metadata(path, max_bytes, what)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{what} {} is not UTF-8 text", path.display()))?;
     let euid = effective_uid();
     anyhow::ensure!(
         meta.uid() == 0 || meta.uid() == euid,
@@ -109,6 +133,12 @@ pub fn read_trusted_text(path: &Path, max_bytes: u64, what: &str) -> anyhow::Res
         mode & 0o022 == 0,
         "{what} {} has mode {mode:03o}: group or others can change it, and it names the keys and \
          hosts to trust; `chmod go-w` it",
+        path.display()
+    );
+    anyhow::ensure!(
+        !secret || mode & 0o044 == 0,
+        "{what} {} has mode {mode:03o}: group or others can read the secret in it; `chmod 600` it \
+         (a systemd service reads a root-only file through LoadCredential=)",
         path.display()
     );
     Ok(text)

@@ -836,6 +836,33 @@ async fn a_signature_behind_junk_referrers_or_listed_without_artifact_type_is_fo
             entry["artifactType"] = json!(SIGNATURE_ARTIFACT_TYPE);
             entries.push(entry);
         }
+        // A typed referrer padded to 100 KB (a real one is about 600 bytes): listed, never
+        // fetched, so junk referrers of an unsigned digest cost little per poll.
+        let mut big_digest = None;
+        if typed {
+            let manifest = json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+                "artifactType": SIGNATURE_ARTIFACT_TYPE,
+                "config": descriptor(OCI_EMPTY_MEDIA_TYPE, empty),
+                "layers": [descriptor(SIGNATURE_ARTIFACT_TYPE, b"junk")],
+                "subject": {"mediaType": OCI_MANIFEST_MEDIA_TYPE, "digest": subject, "size": 100},
+                "annotations": {"padding": "x".repeat(100_000)},
+            });
+            let body = serde_json::to_vec(&manifest).unwrap();
+            let digest = registry::sha256_digest(&body);
+            push_raw(
+                &reg.reference(&format!("krypton/component@{digest}")),
+                &[b"junk", empty],
+                &manifest,
+            )
+            .await;
+            entries.push(
+                json!({"mediaType": OCI_MANIFEST_MEDIA_TYPE, "digest": digest,
+                "size": body.len(), "artifactType": SIGNATURE_ARTIFACT_TYPE}),
+            );
+            big_digest = Some(digest);
+        }
         let mut real = referrer(sig.as_bytes(), &subject, typed).await;
         if typed {
             real["artifactType"] = json!(SIGNATURE_ARTIFACT_TYPE);
@@ -871,5 +898,14 @@ async fn a_signature_behind_junk_referrers_or_listed_without_artifact_type_is_fo
             .filter_map(|s| signing::verify(&key.verifying_key(), &bytes, s).ok())
             .collect();
         assert_eq!(verified, vec![REAL_VERSION.to_string()], "{tag}");
+        if let Some(big) = &big_digest {
+            let fetched: Vec<_> = reg
+                .accesses()
+                .into_iter()
+                .filter(|a| a.path.ends_with(&format!("/manifests/{big}")) && a.method == "GET")
+                .filter(|a| a.agent.starts_with("krypton-host/"))
+                .collect();
+            assert_eq!(fetched, vec![], "the oversized referrer was fetched");
+        }
     }
 }

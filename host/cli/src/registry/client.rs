@@ -264,7 +264,10 @@ impl Registry {
     /// Remember that the registry asked for no request during `wait` (from now).
     fn hold_off(&self, wait: Option<Duration>) {
         if let Some(wait) = wait {
-            let until = std::time::Instant::now() + wait;
+            let now = std::time::Instant::now();
+            let until = now
+                .checked_add(wait.min(MAX_HONOURED_RETRY_AFTER))
+                .unwrap_or(now);
             let mut slot = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
             *slot = Some(slot.map_or(until, |t| t.max(until)));
         }
@@ -471,11 +474,20 @@ impl Registry {
         digest: &str,
         accept: &str,
     ) -> Result<Option<(Option<String>, Vec<u8>)>> {
+        self.manifest_bytes_capped(source, digest, accept, MAX_MANIFEST_BYTES)
+            .await
+    }
+
+    /// [`Registry::manifest_bytes`] with a cap of its own (at most `cap` bytes).
+    pub(super) async fn manifest_bytes_capped(
+        &self,
+        source: &Source,
+        digest: &str,
+        accept: &str,
+        cap: u64,
+    ) -> Result<Option<(Option<String>, Vec<u8>)>> {
         let url = self.url(source, "manifests", digest);
-        let Some((content_type, body)) = self
-            .get_bounded(source, &url, accept, MAX_MANIFEST_BYTES)
-            .await?
-        else {
+        let Some((content_type, body)) = self.get_bounded(source, &url, accept, cap).await? else {
             return Ok(None);
         };
         let actual = sha256_digest(&body);
@@ -657,7 +669,7 @@ pub fn check_token(token: &str) -> std::result::Result<(), String> {
 
 /// The delay a `Retry-After` header asks for (RFC 9110 §10.2.3: a number of seconds, or an
 /// HTTP-date, counted from `now`); `None` without the header or with a value that is neither.
-/// A date in the past is zero.
+/// A date in the past is zero; a delay over [`MAX_HONOURED_RETRY_AFTER`] is that.
 pub(super) fn retry_after(
     headers: &reqwest::header::HeaderMap,
     now: std::time::SystemTime,
@@ -667,11 +679,13 @@ pub(super) fn retry_after(
         .to_str()
         .ok()?
         .trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(text).ok()?;
-    Some(at.duration_since(now).unwrap_or_default())
+    let wait = if let Ok(secs) = text.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = httpdate::parse_http_date(text).ok()?;
+        at.duration_since(now).unwrap_or_default()
+    };
+    Some(wait.min(MAX_HONOURED_RETRY_AFTER))
 }
 
 /// `at` as an HTTP-date (RFC 9110 §5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
@@ -685,24 +699,12 @@ pub fn http_date(at: std::time::SystemTime) -> String {
 /// others either.
 /// Errors ([`RegistryError::Config`]): each names the file and the `chmod`/`chown` that fixes it.
 pub fn read_credential(path: &Path, cap: u64, what: &str, secret: bool) -> Result<Vec<u8>> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let text = krypton_host::files::read_trusted_text(path, cap, what)
-        .map_err(|e| RegistryError::Config(format!("{e:#}")))?;
-    if secret {
-        let mode = std::fs::metadata(path)
-            .map_err(|e| RegistryError::Config(format!("{what} {}: {e}", path.display())))?
-            .permissions()
-            .mode()
-            & 0o777;
-        if mode & 0o044 != 0 {
-            return Err(RegistryError::Config(format!(
-                "{what} {} has mode {mode:03o}: group or others can read the secret in it; \
-                 `chmod 600` it (a systemd service reads a root-only file through \
-                 LoadCredential=, see docs/fleet.md)",
-                path.display()
-            )));
-        }
-    }
+    let read = if secret {
+        krypton_host::files::read_trusted_secret
+    } else {
+        krypton_host::files::read_trusted_text
+    };
+    let text = read(path, cap, what).map_err(|e| RegistryError::Config(format!("{e:#}")))?;
     Ok(text.into_bytes())
 }
 
@@ -775,6 +777,20 @@ mod transport_tests {
         assert_eq!(retry_after(&headers, now), Some(Duration::ZERO));
         headers.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&headers, now), None);
+        // Huge delays (one that would overflow `Instant + Duration`, a date in the year 9999)
+        // count as the hour at most.
+        for huge in [
+            u64::MAX.to_string(),
+            "9223372036854775808".to_string(),
+            "Fri, 31 Dec 9999 23:59:59 GMT".to_string(),
+        ] {
+            headers.insert(reqwest::header::RETRY_AFTER, huge.parse().unwrap());
+            assert_eq!(
+                retry_after(&headers, now),
+                Some(MAX_HONOURED_RETRY_AFTER),
+                "{huge}"
+            );
+        }
     }
 
     #[test]

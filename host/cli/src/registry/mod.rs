@@ -114,6 +114,12 @@ pub const SIGNATURE_ARTIFACT_TYPE: &str =
     "application/vnd.soracom.krypton.component-signature.v1+json";
 /// Largest manifest or index read, bytes (a real one is under 1 KiB).
 pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024;
+/// The largest signature referrer manifest fetched (bytes): one written by `publish` is about
+/// 600 bytes (a config descriptor, one layer, a subject, an annotation or two). A listed
+/// referrer that declares more is refused without a request, and one fetched is read under
+/// the smaller of this and its declared size, so that junk referrers of an unsigned digest
+/// cost at most [`MAX_REFERRERS`] × this per poll.
+pub const MAX_REFERRER_MANIFEST_BYTES: u64 = 16 * 1024;
 /// Most signature referrers of one component considered.
 pub const MAX_REFERRERS: usize = 16;
 /// Longest wait for a registry connection.
@@ -133,6 +139,11 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 pub const MAX_RETRY_AFTER_WAIT: Duration = Duration::from_secs(60);
 /// Most `Retry-After` waits within one request.
 pub const MAX_RETRY_AFTER_WAITS: u32 = 2;
+/// The longest delay a `Retry-After` is taken at (1 h): a longer one (or one that would
+/// overflow a clock, e.g. `Retry-After: 18446744073709551615`) counts as this, so that a
+/// misconfigured registry, proxy or CDN error page can pause a follower for an hour, not for
+/// years.
+pub const MAX_HONOURED_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// Longest a whole `publish` may take (every blob, manifest and referrer push).
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// How many times `publish` writes the referrers tag and reads it back before it gives up on
@@ -391,5 +402,21 @@ mod tests {
             Auth::from_files(None, None, None).unwrap(),
             Auth::Anonymous
         ));
+        // Debug (what a `?settings` in a log line prints) names no secret.
+        let basic = Auth::Basic {
+            username: "gw".into(),
+            password: "pa55word".into(),
+        };
+        assert_eq!(
+            format!("{basic:?}"),
+            r#"Basic { username: "gw", password: "<redacted>" }"#
+        );
+        let settings = Settings {
+            auth: Auth::Bearer("s3cret-token".into()),
+            ..Default::default()
+        };
+        let text = format!("{settings:?}");
+        assert!(text.contains("Bearer(<redacted>)"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
     }
 }

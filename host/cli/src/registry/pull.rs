@@ -263,8 +263,19 @@ impl Registry {
         if !is_sha256_digest(&entry.digest) {
             return Err(fail(invalid("a referrer with a digest that is not sha256")));
         }
+        if entry.size > MAX_REFERRER_MANIFEST_BYTES {
+            return Err(fail(invalid(format!(
+                "the referrer {} declares {} bytes, more than the {MAX_REFERRER_MANIFEST_BYTES} a signature referrer may have",
+                entry.digest, entry.size
+            ))));
+        }
         let (_, body) = match self
-            .manifest_bytes(source, &entry.digest, OCI_MANIFEST_MEDIA_TYPE)
+            .manifest_bytes_capped(
+                source,
+                &entry.digest,
+                OCI_MANIFEST_MEDIA_TYPE,
+                entry.size.max(1),
+            )
             .await
         {
             Ok(Some(found)) => found,

@@ -151,8 +151,9 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// How to authenticate to the registry.
-#[derive(Debug, Clone, Default)]
+/// How to authenticate to the registry. Its `Debug` form names the kind and the user name,
+/// never the password or the token.
+#[derive(Clone, Default)]
 pub enum Auth {
     /// No credentials.
     #[default]
@@ -166,6 +167,20 @@ pub enum Auth {
     },
     /// A bearer token (RFC 6750), e.g. a registry access token.
     Bearer(String),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Anonymous => f.write_str("Anonymous"),
+            Auth::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            Auth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+        }
+    }
 }
 
 impl Auth {
