@@ -731,3 +731,102 @@ async fn publish_relists_a_signature_a_racing_writer_dropped() {
         assert_eq!(listed, [v["signatureDigest"].as_str().unwrap()], "{index}");
     }
 }
+
+/// A layer download cut short keeps what arrived, and the next try asks for the rest with a
+/// `Range` request: a slow cellular link completes a large layer across polls instead of
+/// starting it over at each one (item 1 of the hardening issue: "a slow cellular link never
+/// completes a large pull and restarts it at each poll").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layer_cut_short_is_resumed_where_it_stopped() {
+    if !registry_tools_present(false) {
+        return;
+    }
+    let registry = TestRegistry::start();
+    let mut component = b"\0asm\x0d\0\x01\0".to_vec();
+    component.extend((0..300_000u32).map(|i| (i % 251) as u8));
+    let source = Source::parse(&registry.reference("krypton/component:big")).unwrap();
+    let direct = Registry::new(&source, &insecure(Auth::Anonymous)).unwrap();
+    let published = direct
+        .publish(&source, &component, Some("0.3.0"), None)
+        .await
+        .unwrap();
+    // The first GET of the layer stops after 100,000 bytes of its body.
+    const CUT: usize = 100_000;
+    let cut_done = Arc::new(Mutex::new(false));
+    let flag = cut_done.clone();
+    let layer = published.layer_digest.clone();
+    let gate = Gate::start(Some(registry.addr.clone()), move |r, ctx| {
+        let whole = ctx.forward(r);
+        let mut done = flag.lock().unwrap();
+        if r.method == "GET" && r.path.ends_with(&format!("/blobs/{layer}")) && !*done {
+            *done = true;
+            let end = whole.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            return Reply::Send(whole[..end + CUT].to_vec());
+        }
+        Reply::Send(whole)
+    });
+    let source = Source::parse(&format!("{}/krypton/component:big", gate.addr)).unwrap();
+    let client = Registry::new(&source, &insecure(Auth::Anonymous)).unwrap();
+    let mut bytes = 0;
+    let announced = client
+        .announced(&source, &published.digest, &mut bytes)
+        .await
+        .unwrap();
+    assert_eq!(announced.layer.digest, published.layer_digest);
+    assert_eq!(announced.layer.size, component.len() as u64);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("layer.wasm");
+    let partial = krypton_host_cli::registry::partial_path(&dest);
+
+    let mut first = 0;
+    let err = client
+        .layer_to_file(&source, &announced.layer, &dest, &mut first)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.error, RegistryError::Unreachable(_)),
+        "{err:?}"
+    );
+    assert_eq!(first, CUT as u64);
+    assert!(!dest.exists());
+    assert_eq!(std::fs::read(&partial).unwrap(), component[..CUT]);
+
+    let mut second = 0;
+    client
+        .layer_to_file(&source, &announced.layer, &dest, &mut second)
+        .await
+        .unwrap();
+    assert_eq!(second, (component.len() - CUT) as u64, "only the rest");
+    assert_eq!(std::fs::read(&dest).unwrap(), component);
+    assert!(!partial.exists());
+    let gets: Vec<Option<String>> = gate
+        .seen()
+        .iter()
+        .filter(|r| {
+            r.method == "GET"
+                && r.path
+                    .ends_with(&format!("/blobs/{}", published.layer_digest))
+        })
+        .map(|r| r.header("Range").map(str::to_string))
+        .collect();
+    assert_eq!(gets, vec![None, Some(format!("bytes={CUT}-"))]);
+
+    // A partial file that does not belong to the layer (damaged on disk) fails the digest
+    // check, is removed, and the next try starts over.
+    std::fs::remove_file(&dest).unwrap();
+    std::fs::write(&partial, vec![0xAA; CUT]).unwrap();
+    let mut third = 0;
+    let err = client
+        .layer_to_file(&source, &announced.layer, &dest, &mut third)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("arrived as"), "{err:?}");
+    assert!(!partial.exists() && !dest.exists());
+    let mut fourth = 0;
+    client
+        .layer_to_file(&source, &announced.layer, &dest, &mut fourth)
+        .await
+        .unwrap();
+    assert_eq!(fourth, component.len() as u64);
+    assert_eq!(std::fs::read(&dest).unwrap(), component);
+}

@@ -18,6 +18,16 @@ pub struct Settings {
     pub auth: Auth,
 }
 
+/// Settings of one request beyond the defaults ([`Registry::send_with`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Extra {
+    /// Ask for the bytes from this offset on (`Range: bytes=N-`, RFC 9110 §14.2): a resumed
+    /// download.
+    pub range_from: Option<u64>,
+    /// A total deadline other than [`REQUEST_TIMEOUT`] (a large layer on a slow link).
+    pub deadline: Option<Duration>,
+}
+
 /// What [`Registry::publish`] pushed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
@@ -100,6 +110,7 @@ impl Registry {
             .use_rustls_tls()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
+            .read_timeout(READ_IDLE_TIMEOUT)
             .https_only(!settings.insecure)
             .redirect(reqwest::redirect::Policy::limited(3))
             .user_agent(concat!("krypton-host/", env!("CARGO_PKG_VERSION")));
@@ -186,6 +197,20 @@ impl Registry {
         accept: &str,
         body: Option<(&str, &[u8])>,
     ) -> Result<Option<reqwest::Response>> {
+        self.send_with(source, method, url, accept, body, &Extra::default())
+            .await
+    }
+
+    /// [`Registry::send_body`] with [`Extra`] settings (a `Range`, a longer deadline).
+    pub(super) async fn send_with(
+        &self,
+        source: &Source,
+        method: reqwest::Method,
+        url: &str,
+        accept: &str,
+        body: Option<(&str, &[u8])>,
+        extra: &Extra,
+    ) -> Result<Option<reqwest::Response>> {
         let parsed = reqwest::Url::parse(url)
             .map_err(|e| invalid(format!("the URL {}: {e}", printable(url))))?;
         let mut tried_token = false;
@@ -200,6 +225,12 @@ impl Registry {
                 .http
                 .request(method.clone(), parsed.clone())
                 .header(reqwest::header::ACCEPT, accept);
+            if let Some(from) = extra.range_from {
+                request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+            }
+            if let Some(deadline) = extra.deadline {
+                request = request.timeout(deadline);
+            }
             if let Some(h) = header {
                 let mut value = reqwest::header::HeaderValue::from_str(&h).map_err(|_| {
                     RegistryError::Config(format!(

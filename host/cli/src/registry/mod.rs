@@ -34,9 +34,11 @@
 //! # Transport
 //!
 //! Every request, pull, push and token, goes through one `reqwest` client ([`Registry`]): a
-//! total deadline per request ([`REQUEST_TIMEOUT`], [`TOKEN_TIMEOUT`]; reqwest's `timeout`
-//! covers the body), every body read under a cap and counted ([`Registry::requests`]), a whole
-//! `publish` under [`PUBLISH_TIMEOUT`]. Pushes are the distribution spec's monolithic upload
+//! total deadline per request ([`REQUEST_TIMEOUT`], [`TOKEN_TIMEOUT`], [`layer_deadline`] for a
+//! layer; reqwest's `timeout` covers the body) and an idle cut ([`READ_IDLE_TIMEOUT`]), every
+//! body read under a cap and counted ([`Registry::requests`]), a whole `publish` under
+//! [`PUBLISH_TIMEOUT`]. A layer download cut short is continued with a `Range` request
+//! ([`Registry::layer_to_file`]). Pushes are the distribution spec's monolithic upload
 //! (`POST` a session, `PUT` the blob with its digest) and a manifest `PUT`; `oci-client` is used
 //! for its reference parser only (it reads bodies whole, logs the token answer at debug level
 //! and panics on a token that is not a header value). TLS is rustls with the system's roots
@@ -89,9 +91,10 @@ mod publish;
 mod pull;
 mod source;
 
+use client::Extra;
 pub use client::{Published, Pulled, Registry, Settings, check_token, http_date, read_credential};
 pub use manifest::{Descriptor, Index, Manifest, check_component_manifest};
-pub use pull::{Announced, Lookup, LookupError, Referrers};
+pub use pull::{Announced, Lookup, LookupError, Referrers, partial_path};
 pub use source::{Auth, Source, credential_path};
 
 use anyhow::Context as _;
@@ -126,6 +129,18 @@ pub const MAX_REFERRERS: usize = 16;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for one registry request, body included (a 64 MiB layer at ~1 MB/s fits).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest a transfer may go without a byte before it is cut (reqwest's `read_timeout`):
+/// a stalled link fails fast, a slow one keeps going.
+pub const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The slowest rate a layer download is given time for, bytes per second (2 KiB/s, 16 kbit/s:
+/// below what an NB-IoT or a weak LTE-M link carries): a layer of N bytes has
+/// max([`REQUEST_TIMEOUT`], N / this) in all, e.g. 21 min for 2.5 MB, 9 h for the 64 MiB cap.
+pub const MIN_LAYER_RATE: u64 = 2 * 1024;
+
+/// The deadline of a layer download of `bytes` bytes (see [`MIN_LAYER_RATE`]).
+pub fn layer_deadline(bytes: u64) -> Duration {
+    REQUEST_TIMEOUT.max(Duration::from_secs(bytes / MIN_LAYER_RATE))
+}
 /// Largest password or token file read, bytes.
 pub const MAX_SECRET_FILE_BYTES: u64 = 16 * 1024;
 /// Longest wait for the registry's token flow (one request to the realm, body included).

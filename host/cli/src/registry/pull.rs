@@ -319,10 +319,15 @@ impl Registry {
         }
     }
 
-    /// Stream the layer `layer` into `dest`: a temp file beside it (mode 0600) filled under the
-    /// declared size (itself at most [`krypton_host::component::MAX_COMPONENT_BYTES`]), hashed
-    /// on the way, synced and renamed to `dest` only when size and SHA-256 are the declared
-    /// ones. Adds the bytes received to `bytes` (a cut-short transfer counts too).
+    /// Stream the layer `layer` into `dest`: a file beside it ([`partial_path`], mode 0600)
+    /// filled under the declared size (itself at most
+    /// [`krypton_host::component::MAX_COMPONENT_BYTES`]), hashed on the way, synced and renamed
+    /// to `dest` only when size and SHA-256 are the declared ones. The download has
+    /// [`layer_deadline`] of the bytes left in all and is cut after [`READ_IDLE_TIMEOUT`]
+    /// without a byte; a transfer cut short keeps what arrived, and the next call continues it
+    /// with a `Range` request (RFC 9110 §14.2) instead of starting over, so that a slow
+    /// cellular link completes a large layer across polls. Adds the bytes received to `bytes`
+    /// (a cut-short transfer counts too).
     /// Errors: [`Lookup::Layer`] with the registry error, or a local write error as
     /// [`RegistryError::Config`].
     pub async fn layer_to_file(
@@ -342,8 +347,27 @@ impl Registry {
             ))));
         }
         let url = self.url(source, "blobs", &layer.digest);
+        let partial = partial_path(dest);
+        let local = |e: std::io::Error| LookupError {
+            lookup: Lookup::Layer,
+            error: RegistryError::Config(format!("writing {}: {e}", partial.display())),
+        };
+        // What an earlier, cut-short download of this layer left: hashed again (it is a file
+        // on disk, so untrusted like the rest), then continued from its end.
+        let (mut file, mut hasher, mut have) =
+            resume_partial(&partial, layer.size).map_err(local)?;
         let mut response = self
-            .send(source, reqwest::Method::GET, &url, "*/*")
+            .send_with(
+                source,
+                reqwest::Method::GET,
+                &url,
+                "*/*",
+                None,
+                &Extra {
+                    range_from: (have > 0).then_some(have),
+                    deadline: Some(layer_deadline(layer.size - have)),
+                },
+            )
             .await
             .map_err(at(Lookup::Layer))?
             .ok_or_else(|| {
@@ -353,31 +377,25 @@ impl Registry {
                 )))
             })?;
         let fail = at(Lookup::Layer);
+        if have > 0 && !resumes_at(&response, have) {
+            // The registry sent the whole blob (200, or a range we did not ask for): start over.
+            tracing::info!(digest = %layer.digest, kept = have, "the registry did not resume the layer download; starting it over");
+            file.set_len(0).map_err(local)?;
+            std::io::Seek::rewind(&mut file).map_err(local)?;
+            hasher = sha2::Sha256::new();
+            have = 0;
+        }
         if let Some(length) = response.content_length()
-            && length > layer.size
+            && have + length > layer.size
         {
+            let _ = std::fs::remove_file(&partial);
             return Err(fail(invalid(format!(
-                "{url} is {length} bytes, more than the {} declared",
+                "{url} is {} bytes, more than the {} declared",
+                have + length,
                 layer.size
             ))));
         }
-        let temp = krypton_host::files::temp_path_for(dest);
-        let local = |e: std::io::Error| LookupError {
-            lookup: Lookup::Layer,
-            error: RegistryError::Config(format!("writing {}: {e}", temp.display())),
-        };
-        let mut file = {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temp)
-                .map_err(local)?
-        };
-        let mut hasher = sha2::Sha256::new();
-        let mut received = 0u64;
+        let mut received = have;
         let streamed = loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
@@ -398,8 +416,18 @@ impl Registry {
                 Err(e) => break Err(fail(RegistryError::Unreachable(error_chain(&e)))),
             }
         };
+        if let Err(e) = streamed {
+            // A transfer cut short keeps what arrived, for the next try to continue from; a
+            // registry that sent too much, or a local write error, starts over.
+            if !matches!(e.error, RegistryError::Unreachable(_)) {
+                let _ = std::fs::remove_file(&partial);
+            } else {
+                let _ = file.sync_data();
+            }
+            return Err(e);
+        }
         let actual = format!("sha256:{:x}", hasher.finalize());
-        let checked = streamed.and_then(|()| {
+        let checked = (|| {
             if received != layer.size || actual != layer.digest {
                 return Err(at(Lookup::Layer)(invalid(format!(
                     "the blob {} arrived as {received} bytes with {actual} (declared {} bytes)",
@@ -407,17 +435,74 @@ impl Registry {
                 ))));
             }
             file.sync_all().map_err(local)?;
-            std::fs::rename(&temp, dest).map_err(local)?;
+            std::fs::rename(&partial, dest).map_err(local)?;
             if let Some(dir) = dest.parent() {
                 krypton_host::files::sync_dir(dir).map_err(local)?;
             }
             Ok(())
-        });
+        })();
         if checked.is_err() {
-            let _ = std::fs::remove_file(&temp);
+            let _ = std::fs::remove_file(&partial);
         }
         checked
     }
+}
+
+/// Where a layer download for `dest` is kept while it is incomplete: `<dest>.partial`, beside
+/// it (one per digest, so that the next try continues it).
+pub fn partial_path(dest: &Path) -> std::path::PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    dest.with_file_name(name)
+}
+
+/// Open (or create, 0600, never through a symlink) the partial download at `path` and hash
+/// what it holds: the file positioned at its end, the hasher over its bytes, and their count.
+/// A partial file that is not a regular file of fewer than `size` bytes is started over.
+fn resume_partial(path: &Path, size: u64) -> std::io::Result<(std::fs::File, sha2::Sha256, u64)> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let mut hasher = sha2::Sha256::new();
+    if !meta.file_type().is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() >= size {
+        file.set_len(0)?;
+        return Ok((file, hasher, 0));
+    }
+    let mut buffer = vec![0; 64 * 1024];
+    let mut have = 0u64;
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        have += n as u64;
+    }
+    Ok((file, hasher, have))
+}
+
+/// Whether `response` is the continuation asked for: `206 Partial Content` whose
+/// `Content-Range` starts at `from` (RFC 9110 §14.4).
+fn resumes_at(response: &reqwest::Response, from: u64) -> bool {
+    response.status().as_u16() == 206
+        && response
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes "))
+            .and_then(|v| v.split_once('-'))
+            .is_some_and(|(start, _)| start.trim().parse::<u64>().ok() == Some(from))
 }
 
 /// A referrers listing: an image index. An image manifest (what some tools leave at the tag)
