@@ -610,7 +610,7 @@ async fn registry_swaps_killed_still_serve_at_the_next_start() {
     }
     let whole_swap = started.elapsed();
 
-    let (mut old_served, mut new_served) = (0, 0);
+    let (mut old_served, mut new_served, mut mid_swap) = (0, 0, 0);
     let started = Instant::now();
     for run in 0..runs {
         let version = release(run + 1);
@@ -623,6 +623,17 @@ async fn registry_swaps_killed_still_serve_at_the_next_start() {
         tokio::time::sleep(Duration::from_micros(rng.random_range(0..span))).await;
         daemon.start_kill().unwrap(); // SIGKILL
         daemon.wait().await.unwrap();
+        // Was the kill inside a swap (a `pending` artifact recorded, the swap not ended)?
+        let state = std::fs::read(tmp.path().join("state/registry/current.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        if state.as_ref().is_some_and(|s| {
+            !s.get("pending")
+                .unwrap_or(&serde_json::Value::Null)
+                .is_null()
+        }) {
+            mid_swap += 1;
+        }
 
         log = tmp.path().join(format!("daemon-{run}.log"));
         daemon = spawn_daemon(&config, &log);
@@ -654,11 +665,17 @@ async fn registry_swaps_killed_still_serve_at_the_next_start() {
     }
     println!(
         "registry_swaps_killed_still_serve_at_the_next_start: {runs} kills in {:.1} s (a whole \
-         swap {} ms): the next start served the version before {old_served} times, the new one \
-         {new_served} times, and never refused to start",
+         swap {} ms), {mid_swap} of them inside a swap (`pending` recorded): the next start served \
+         the version before {old_served} times, the new one {new_served} times, and never refused \
+         to start",
         started.elapsed().as_secs_f64(),
         whole_swap.as_millis()
     );
+    // The long mode must have hit the window it exists for (a kill between the swap's first
+    // and last write), not only the quiet time before the poll.
+    if runs >= 100 {
+        assert!(mid_swap > 0, "no kill of {runs} landed inside a swap");
+    }
     stop(daemon).await;
 }
 
