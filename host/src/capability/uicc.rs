@@ -15,7 +15,12 @@
 //! between two reads), and the host waits for the backend no longer than it either: a stuck
 //! reader or modem is left to its own thread (a plain thread, so that the process can still
 //! exit) and the call gets an `io` error naming the device and the deadline, which the
-//! component reports as the SIM's failure. Should the wall-clock limit ever stop a call while
+//! component reports as the SIM's failure. That thread keeps the device until the backend
+//! returns; meanwhile a call with a deadline is answered at once with an `io` error saying the
+//! device is still busy (no thread is started for it), and a call that was already waiting for
+//! the device gives up at its own deadline. A call never reaches the backend past its deadline,
+//! so a reader that comes back runs no command for a caller long gone, and a hung device keeps
+//! one thread, not one per call. Should the wall-clock limit ever stop a call while
 //! a SIM call is still waiting, the call's error is a [`SimTimeout`]: an environment failure,
 //! which the component's lifecycle does not count against the component (no roll-back).
 //!
@@ -27,7 +32,7 @@ use crate::bindings::soracom::krypton::uicc as wit;
 use krypton_uicc::{AuthOutcome, Imsi, Uicc, UiccError};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use krypton_uicc::{BackendKind, UiccConfig};
@@ -180,9 +185,85 @@ struct Shared {
     /// What the backend is, for errors that must name it while it is busy: the configured
     /// port, reader or file (or `describe()` of a backend given ready).
     label: String,
+    /// Which call holds the device: `None` when it is free, else that call's deadline
+    /// (`Some(None)`: a call without one). A call takes it before `device` and lets go of it
+    /// after (see [`Claim`]), so that others can wait for it no longer than their deadline and
+    /// can tell a holder that passed its own.
+    holder: Mutex<Option<Option<Instant>>>,
+    /// Notified each time the holder lets go of the device.
+    freed: Condvar,
     /// The open backend; `None` until the first call, and again after an I/O error (the
     /// next call opens it anew).
     device: Mutex<Option<Box<dyn Uicc>>>,
+}
+
+impl Shared {
+    fn new(config: Option<UiccConfig>, label: String, device: Option<Box<dyn Uicc>>) -> Self {
+        Shared {
+            config,
+            label,
+            holder: Mutex::new(None),
+            freed: Condvar::new(),
+            device: Mutex::new(device),
+        }
+    }
+
+    /// The answer of a call whose deadline passed before the device answered.
+    fn late(&self) -> UiccError {
+        UiccError::Io {
+            device: self.label.clone(),
+            detail: "no answer before the run's deadline; the host stopped waiting (check the \
+                     modem or card reader)"
+                .into(),
+        }
+    }
+
+    /// Whether the device is held by a call whose deadline has passed: a call abandoned by its
+    /// caller, waiting on a backend that does not answer.
+    fn held_past_deadline(&self) -> bool {
+        let holder = self.holder.lock().unwrap_or_else(PoisonError::into_inner);
+        matches!(*holder, Some(Some(d)) if Instant::now() >= d)
+    }
+
+    /// Take the device for a call bounded by `deadline`, waiting for the holder to let go no
+    /// later than it. Errors: the deadline passed first (the `late` answer).
+    fn claim(&self, deadline: Option<Instant>) -> Result<Claim<'_>, UiccError> {
+        let mut holder = self.holder.lock().unwrap_or_else(PoisonError::into_inner);
+        while holder.is_some() {
+            holder = match deadline {
+                None => self
+                    .freed
+                    .wait(holder)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(self.late());
+                    }
+                    self.freed
+                        .wait_timeout(holder, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(self.late());
+        }
+        *holder = Some(deadline);
+        Ok(Claim(self))
+    }
+}
+
+/// A call's hold on the device, from [`Shared::claim`]; dropping it lets go and wakes the
+/// calls waiting for it.
+struct Claim<'a>(&'a Shared);
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        *self.0.holder.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.0.freed.notify_all();
+    }
 }
 
 impl std::fmt::Debug for UiccAccess {
@@ -212,20 +293,17 @@ impl UiccAccess {
     /// The backend `config` names, opened by `krypton_uicc::open` on the first call (errors
     /// of opening are that call's answer; the next call tries again).
     pub fn new(config: UiccConfig) -> Self {
-        UiccAccess(Some(Arc::new(Shared {
-            label: label(&config),
-            config: Some(config),
-            device: Mutex::new(None),
-        })))
+        let name = label(&config);
+        UiccAccess(Some(Arc::new(Shared::new(Some(config), name, None))))
     }
 
     /// A backend opened by the caller (a fake in tests, a reader set up by an embedder).
     pub fn from_uicc(uicc: Box<dyn Uicc>) -> Self {
-        UiccAccess(Some(Arc::new(Shared {
-            config: None,
-            label: uicc.describe(),
-            device: Mutex::new(Some(uicc)),
-        })))
+        UiccAccess(Some(Arc::new(Shared::new(
+            None,
+            uicc.describe(),
+            Some(uicc),
+        ))))
     }
 
     /// Whether SIM access was configured at all.
@@ -238,7 +316,8 @@ impl UiccAccess {
     /// the backend, so that the next call reopens the device. Past the deadline the call
     /// answers an `Io` error naming the device and leaves the thread to finish on its own: a
     /// plain thread, not the runtime's blocking pool, so that it never keeps the process from
-    /// exiting.
+    /// exiting. While such a thread still holds the device, a call with a deadline answers at
+    /// once an `Io` error saying the device is busy, and starts no thread.
     async fn with_device<R: Send + 'static>(
         &self,
         deadline: Option<Instant>,
@@ -247,14 +326,19 @@ impl UiccAccess {
         let Some(shared) = self.0.clone() else {
             return Err(UiccError::Unavailable(NOT_CONFIGURED.into()));
         };
-        let late = |shared: &Shared| UiccError::Io {
-            device: shared.label.clone(),
-            detail: "no answer before the run's deadline; the host stopped waiting (check the \
-                     modem or card reader)"
-                .into(),
-        };
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(late(&shared));
+        if let Some(d) = deadline {
+            if Instant::now() >= d {
+                return Err(shared.late());
+            }
+            if shared.held_past_deadline() {
+                return Err(UiccError::Io {
+                    device: shared.label.clone(),
+                    detail: "the SIM device is still busy with an earlier call that passed its \
+                             deadline; try again once it answers (check the modem or card \
+                             reader)"
+                        .into(),
+                });
+            }
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let worker = shared.clone();
@@ -275,7 +359,7 @@ impl UiccAccess {
             None => rx.await.unwrap_or_else(|_| Err(gone())),
             Some(d) => match tokio::time::timeout_at(d.into(), rx).await {
                 Ok(result) => result.unwrap_or_else(|_| Err(gone())),
-                Err(_) => Err(late(&shared)),
+                Err(_) => Err(shared.late()),
             },
         }
     }
@@ -318,13 +402,16 @@ impl UiccAccess {
     }
 }
 
-/// The body of [`UiccAccess::with_device`]'s thread: open the backend if needed (bounded by
-/// `deadline`), give it the deadline, run `f`; an I/O error closes the backend.
+/// The body of [`UiccAccess::with_device`]'s thread: take the device (waiting no later than
+/// `deadline`: past it, the `late` answer, and the backend is not called), open the backend if
+/// needed (bounded by `deadline`), give it the deadline, run `f`; an I/O error closes the
+/// backend.
 fn run_on_device<R>(
     shared: &Shared,
     deadline: Option<Instant>,
     f: impl FnOnce(&mut dyn Uicc) -> Result<R, UiccError>,
 ) -> Result<R, UiccError> {
+    let _claim = shared.claim(deadline)?;
     let mut device = shared.device.lock().unwrap_or_else(|e| e.into_inner());
     if device.is_none() {
         let mut config = shared
@@ -619,7 +706,7 @@ mod tests {
 
     /// Issue 18, item 10: a backend that ignores the deadline is abandoned at it (the call
     /// answers an `io` error naming the reader), a second call while the first still holds it
-    /// is bounded too, and a call stopped while a SIM call waits is the SIM's timeout.
+    /// is refused at once, and a call stopped while a SIM call waits is the SIM's timeout.
     #[tokio::test]
     async fn a_stuck_reader_is_abandoned_at_the_deadline() {
         let access = UiccAccess::from_uicc(Box::new(Stuck));
@@ -638,7 +725,7 @@ mod tests {
             .authenticate_until(Some(deadline), &[0; 16], &[0; 16])
             .await
             .unwrap_err();
-        assert_eq!(err, late);
+        assert_eq!(err, busy("PC/SC reader \"stuck\""));
         // A deadline already passed: answered at once, nothing reaches the reader.
         let err = access
             .read_imsi_until(Some(Instant::now()))
@@ -648,6 +735,7 @@ mod tests {
 
         // The call's context: its deadline is the earlier of the request's and the wall
         // limit's (less the reserve), and a call dropped while the SIM is busy names it.
+        let access = UiccAccess::from_uicc(Box::new(Stuck));
         let mut ctx = UiccCtx::new(access, Duration::from_secs(20));
         let wall_bound = Instant::now() + Duration::from_secs(18);
         assert!(ctx.deadline() <= wall_bound);
@@ -666,5 +754,182 @@ mod tests {
             ctx.stuck(),
             Some(SimTimeout("PC/SC reader \"stuck\"".into()))
         );
+    }
+
+    /// The `io` error of a call refused while an abandoned call still holds `device`.
+    fn busy(device: &str) -> UiccError {
+        UiccError::Io {
+            device: device.into(),
+            detail: "the SIM device is still busy with an earlier call that passed its \
+                     deadline; try again once it answers (check the modem or card reader)"
+                .into(),
+        }
+    }
+
+    /// The `io` error of a call that passed its deadline on `device`.
+    fn late(device: &str) -> UiccError {
+        UiccError::Io {
+            device: device.into(),
+            detail: "no answer before the run's deadline; the host stopped waiting (check the \
+                     modem or card reader)"
+                .into(),
+        }
+    }
+
+    /// What reached a [`Held`] backend, one entry per call: its name, and whether the call's
+    /// deadline had passed when it reached the backend.
+    #[derive(Default)]
+    struct Probe {
+        calls: Mutex<Vec<(&'static str, bool)>>,
+        released: Mutex<bool>,
+        release: std::sync::Condvar,
+    }
+
+    impl Probe {
+        fn calls(&self) -> Vec<(&'static str, bool)> {
+            self.calls.lock().unwrap().clone()
+        }
+
+        /// Let every held call answer.
+        fn release(&self) {
+            *self.released.lock().unwrap() = true;
+            self.release.notify_all();
+        }
+    }
+
+    /// A reader that hangs (a PC/SC `SCardTransmit` that does not return) until the test
+    /// releases it (at most 20 s), recording each call in its [`Probe`].
+    struct Held {
+        probe: Arc<Probe>,
+        deadline: Option<Instant>,
+    }
+
+    impl Held {
+        fn hold(&mut self, call: &'static str) {
+            let late = self.deadline.is_some_and(|d| Instant::now() >= d);
+            self.probe.calls.lock().unwrap().push((call, late));
+            let released = self.probe.released.lock().unwrap();
+            let _ = self
+                .probe
+                .release
+                .wait_timeout_while(released, Duration::from_secs(20), |r| !*r)
+                .unwrap();
+        }
+    }
+
+    impl Uicc for Held {
+        fn describe(&self) -> String {
+            "PC/SC reader \"held\"".into()
+        }
+        fn read_imsi(&mut self) -> Result<Imsi, UiccError> {
+            self.hold("read_imsi");
+            Ok(Imsi::parse("001010123456789").unwrap())
+        }
+        fn authenticate(&mut self, _: &[u8; 16], _: &[u8; 16]) -> Result<AuthOutcome, UiccError> {
+            self.hold("authenticate");
+            Err(UiccError::MacFailure)
+        }
+        fn set_deadline(&mut self, deadline: Option<Instant>) {
+            self.deadline = deadline;
+        }
+    }
+
+    fn held() -> (UiccAccess, Arc<Probe>) {
+        let probe = Arc::new(Probe::default());
+        let access = UiccAccess::from_uicc(Box::new(Held {
+            probe: probe.clone(),
+            deadline: None,
+        }));
+        (access, probe)
+    }
+
+    /// How many holders the access's shared state has: the access itself, and one per SIM
+    /// thread still alive (each owns a clone until it ends).
+    fn holders(access: &UiccAccess) -> usize {
+        Arc::strong_count(access.0.as_ref().unwrap())
+    }
+
+    /// Wait (at most 20 s) until every SIM thread of `access` has ended.
+    async fn threads_ended(access: &UiccAccess) {
+        let until = Instant::now() + Duration::from_secs(20);
+        while holders(access) > 1 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(holders(access), 1, "SIM threads still alive after 20 s");
+    }
+
+    /// Issue 18, item 10: while a call that passed its deadline still holds the device, calls
+    /// with a deadline are refused at once with an `io` error naming the device: no thread,
+    /// nothing reaches the reader, so threads cannot pile up behind a hung reader.
+    #[tokio::test]
+    async fn calls_behind_an_abandoned_call_are_refused_at_once() {
+        let (access, probe) = held();
+        let device = "PC/SC reader \"held\"";
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let err = access.read_imsi_until(Some(deadline)).await.unwrap_err();
+        assert_eq!(err, late(device));
+        assert_eq!(holders(&access), 2, "the abandoned call's thread");
+        for _ in 0..16 {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let err = access
+                .authenticate_until(Some(deadline), &[0; 16], &[0; 16])
+                .await
+                .unwrap_err();
+            assert_eq!(err, busy(device));
+            assert!(Instant::now() < deadline, "answered before its deadline");
+            let err = access
+                .read_imsi_until(Some(Instant::now() + Duration::from_secs(5)))
+                .await
+                .unwrap_err();
+            assert_eq!(err, busy(device));
+        }
+        assert_eq!(holders(&access), 2, "no thread per refused call");
+        assert_eq!(probe.calls(), [("read_imsi", false)]);
+
+        // The reader comes back: the abandoned call ends, nothing else reached the reader, and
+        // the next call is served.
+        probe.release();
+        threads_ended(&access).await;
+        assert_eq!(probe.calls(), [("read_imsi", false)]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let imsi = access.read_imsi_until(Some(deadline)).await.unwrap();
+        assert_eq!(imsi.as_str(), "001010123456789");
+        assert_eq!(probe.calls(), [("read_imsi", false), ("read_imsi", false)]);
+        threads_ended(&access).await;
+    }
+
+    /// Issue 18, item 10: a call that started waiting for the device while its holder was
+    /// still within its deadline gives up at its own deadline, and when the reader comes back
+    /// it never sends its command (an AUTHENTICATE for a caller long gone).
+    #[tokio::test]
+    async fn a_call_queued_behind_a_stuck_one_never_reaches_the_card_late() {
+        let (access, probe) = held();
+        let device = "PC/SC reader \"held\"";
+        let first_deadline = Instant::now() + Duration::from_secs(2);
+        let first = tokio::spawn({
+            let access = access.clone();
+            async move { access.read_imsi_until(Some(first_deadline)).await }
+        });
+        let until = Instant::now() + Duration::from_secs(20);
+        while probe.calls().is_empty() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(probe.calls(), [("read_imsi", false)]);
+        assert!(
+            Instant::now() < first_deadline,
+            "the holder is within its deadline"
+        );
+        // The holder is not late yet: this call waits for the device, up to its deadline.
+        let deadline = first_deadline + Duration::from_secs(1);
+        let err = access
+            .authenticate_until(Some(deadline), &[0; 16], &[0; 16])
+            .await
+            .unwrap_err();
+        assert_eq!(err, late(device));
+        assert_eq!(first.await.unwrap().unwrap_err(), late(device));
+
+        probe.release();
+        threads_ended(&access).await;
+        assert_eq!(probe.calls(), [("read_imsi", false)]);
     }
 }
