@@ -549,8 +549,17 @@ async fn a_floor_written_before_the_registry_state_still_serves() {
     );
     stop(daemon).await;
     // The state a power cut left between the lifecycle's `accepted-version` (0.3.1, the swap
-    // that was under way) and the follower's `current.json` (still v1).
+    // that was under way) and the follower's `current.json` (still v1 current, the 0.3.1
+    // artifact pending: the follower writes that before the swap starts).
     std::fs::write(tmp.path().join("state/accepted-version"), "0.3.1\n").unwrap();
+    let pointer = tmp.path().join("state/registry/current.json");
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&pointer).unwrap()).unwrap();
+    state["pending"] = serde_json::json!({
+        "manifest": format!("sha256:{}", "c".repeat(64)),
+        "sha256": "d".repeat(64),
+        "version": "0.3.1",
+    });
+    std::fs::write(&pointer, serde_json::to_vec(&state).unwrap()).unwrap();
     let log = tmp.path().join("daemon2.log");
     let mut daemon = spawn_daemon(&config, &log);
     let s = serving(&mut daemon, &socket, &log, "after the cut").await;

@@ -11,8 +11,9 @@ use super::loader::{self, ComponentPolicy, Loaded};
 use crate::bindings::{Failure, ProvisionReport, ProvisionRequest, Target};
 use crate::capability::http::OutboundPolicy;
 use crate::capability::store::SecretStore;
-use crate::capability::uicc::UiccAccess;
+use crate::capability::uicc::{SimTimeout, UiccAccess};
 use crate::engine::Runtime;
+use crate::engine::WallClockLimit;
 use anyhow::Context as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -46,6 +47,69 @@ pub struct RolledBack {
     pub restored_version: String,
     /// The error of the call that failed.
     pub reason: String,
+}
+
+/// Whose failure a failed [`Lifecycle::reload`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadFault {
+    /// The component proves it: unsigned or badly signed, built for another host, a version
+    /// the floor refuses (lower, or other bytes signed as the accepted version), or it fails
+    /// its own checks (a trap, a sandbox limit of its own, another contract, a signed version
+    /// other than the one it reports, targets or facts refused). The same bytes fail again.
+    Component,
+    /// This host could not finish the checks: the component file, its signature or the floor
+    /// file could not be read or written (a full or read-only disk), a resource ran short
+    /// (memory for the compiled code), the wall-clock limit (which a loaded machine or a slow
+    /// SIM spends too), no component file configured. The same bytes may pass later.
+    Host,
+}
+
+/// A failed [`Lifecycle::reload`]: its [`ReloadFault`] and the error chain (shown whole by
+/// `Display`).
+#[derive(Debug)]
+pub struct ReloadError {
+    /// Whose failure it is.
+    pub fault: ReloadFault,
+    /// The failure, with its context.
+    pub error: anyhow::Error,
+}
+
+impl ReloadError {
+    /// `error`, as a failure of `fault`.
+    pub fn new(fault: ReloadFault, error: anyhow::Error) -> Self {
+        ReloadError { fault, error }
+    }
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for ReloadError {}
+
+/// Whose failure a failed load is: a refusal (signature, target, floor; the floor file was read
+/// before) is the component's; a failed compile, link or self-check is too, unless the error
+/// chain holds a host cause, typed: the wall-clock limit ([`WallClockLimit`]), a SIM that did
+/// not answer ([`SimTimeout`]), an I/O error (a scratch directory), a memory allocation
+/// wasmtime could not make ([`wasmtime::OutOfMemory`], an `mmap` failing with an errno).
+fn fault_of(e: &loader::LoadError) -> ReloadFault {
+    if e.kind != loader::LoadErrorKind::Failed {
+        return ReloadFault::Component;
+    }
+    let host = e.error.chain().any(|c| {
+        c.is::<WallClockLimit>()
+            || c.is::<SimTimeout>()
+            || c.is::<std::io::Error>()
+            || c.is::<wasmtime::OutOfMemory>()
+            || c.is::<rustix::io::Errno>()
+    });
+    if host {
+        ReloadFault::Host
+    } else {
+        ReloadFault::Component
+    }
 }
 
 /// The hook [`Lifecycle::on_roll_back`] installs.
@@ -114,36 +178,46 @@ impl Lifecycle {
     }
 
     /// Load the component file again and swap it in if it changed and passes every check.
-    /// Errors: it failed a check; the current version keeps serving.
+    /// Errors: it failed a check; the current version keeps serving. The error is a
+    /// [`ReloadError`] (`downcast_ref::<ReloadError>()`): its [`ReloadFault`] says whether the
+    /// component itself failed or this host could not finish the checks.
     pub async fn reload(&self) -> anyhow::Result<ReloadOutcome> {
         let _one_at_a_time = self.reload_lock.lock().await;
+        let host = |e: anyhow::Error| ReloadError::new(ReloadFault::Host, e);
         let path = self
             .path
             .as_deref()
-            .context("the built-in component cannot be reloaded; configure `component`")?;
-        let file = loader::read(path)?;
+            .context("the built-in component cannot be reloaded; configure `component`")
+            .map_err(host)?;
+        let file = loader::read(path).map_err(|e| host(e.error))?;
         if file.digest() == self.current().digest {
             return Ok(ReloadOutcome::Unchanged);
         }
+        // The floor file read first: a floor that cannot be read says nothing of the component.
+        if let Some(floor) = &self.policy.floor {
+            floor.enforced().map_err(host)?;
+        }
         let started = std::time::Instant::now();
-        let checked = match loader::check_file(&self.runtime, path, file, &self.policy)
-            .await
-            .map_err(|e| e.error)
-        {
+        let checked = match loader::check_file(&self.runtime, path, file, &self.policy).await {
             Ok(loaded) => match &self.policy.floor {
                 Some(floor) => floor
                     .check_artifact(&loaded.version, signed_digest(&loaded))
-                    .and_then(|()| floor.accept_artifact(&loaded.version, signed_digest(&loaded)))
+                    .map_err(|e| ReloadError::new(ReloadFault::Component, e))
+                    .and_then(|()| {
+                        floor
+                            .accept_artifact(&loaded.version, signed_digest(&loaded))
+                            .map_err(host)
+                    })
                     .map(|()| loaded),
                 None => Ok(loaded),
             },
-            Err(e) => Err(e),
+            Err(e) => Err(ReloadError::new(fault_of(&e), e.error)),
         };
         let loaded = match checked {
             Ok(loaded) => Arc::new(loaded),
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "new component refused; the current one keeps serving");
-                return Err(e);
+                tracing::error!(error = %e, fault = ?e.fault, "new component refused; the current one keeps serving");
+                return Err(e.into());
             }
         };
         let digest = loaded.digest.clone();
@@ -264,4 +338,65 @@ impl Lifecycle {
 /// proves nothing about who made it, so the same-version rule does not apply to it).
 fn signed_digest(loaded: &Loaded) -> Option<&str> {
     loaded.signed.then_some(loaded.digest.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::component::{LoadError, LoadErrorKind};
+
+    fn load_error(kind: LoadErrorKind, error: anyhow::Error) -> LoadError {
+        LoadError { kind, error }
+    }
+
+    #[test]
+    fn a_failed_reload_is_the_components_unless_the_host_caused_it() {
+        let wall = anyhow::Error::new(WallClockLimit(
+            "the component exceeded the wall-clock limit of 60 s during version; it was stopped"
+                .into(),
+        ))
+        .context("the self-check call failed");
+        let sim = anyhow::Error::new(SimTimeout("the modem".into())).context("provision");
+        let scratch = anyhow::Error::new(std::io::Error::from_raw_os_error(28))
+            .context("the self-check call failed");
+        for (e, fault) in [
+            (load_error(LoadErrorKind::Failed, wall), ReloadFault::Host),
+            (load_error(LoadErrorKind::Failed, sim), ReloadFault::Host),
+            (
+                load_error(LoadErrorKind::Failed, scratch),
+                ReloadFault::Host,
+            ),
+            (
+                load_error(
+                    LoadErrorKind::Failed,
+                    anyhow::anyhow!("wasm trap: unreachable")
+                        .context("the component trapped during version"),
+                ),
+                ReloadFault::Component,
+            ),
+            (
+                load_error(
+                    LoadErrorKind::Refused,
+                    anyhow::anyhow!("the signature does not verify"),
+                ),
+                ReloadFault::Component,
+            ),
+        ] {
+            assert_eq!(fault_of(&e), fault, "{:#}", e.error);
+        }
+        // The error keeps its whole chain in its text and is found in an anyhow error.
+        let e: anyhow::Error = ReloadError::new(
+            ReloadFault::Host,
+            anyhow::anyhow!("No space left on device").context("writing accepted-version"),
+        )
+        .into();
+        assert_eq!(
+            e.to_string(),
+            "writing accepted-version: No space left on device"
+        );
+        assert_eq!(
+            e.downcast_ref::<ReloadError>().map(|r| r.fault),
+            Some(ReloadFault::Host)
+        );
+    }
 }

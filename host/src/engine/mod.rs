@@ -83,6 +83,13 @@ fn start_epoch_ticker(engine: &Engine) {
         .expect("spawning the epoch thread");
 }
 
+/// A call stopped by the wall-clock limit (`0`: the message). Host calls (a slow modem, the
+/// network) and a loaded machine spend that time too, so it proves nothing about the component
+/// on its own: a caller deciding whether to try the same component again finds it with
+/// `downcast_ref::<WallClockLimit>()` on the error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WallClockLimit(pub String);
 impl Runtime {
     /// Build the engine and link WASI, `wasi:http` and the secret store, with the default
     /// limits and the cache directory of the environment ([`CachePolicy::FromEnvironment`]).
@@ -239,10 +246,10 @@ impl Runtime {
                     "the wall-clock limit of {} s stopped {what} while the SIM was busy",
                     wall.as_secs()
                 ))),
-            Err(_) => anyhow::bail!(
+            Err(_) => Err(anyhow::Error::new(WallClockLimit(format!(
                 "the component exceeded the wall-clock limit of {} s during {what}; it was stopped",
                 wall.as_secs()
-            ),
+            )))),
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
                 let e = anyhow::Error::from(e);

@@ -32,9 +32,12 @@
 //!
 //! The lifecycle writes `accepted-version` when a swap passes its checks; `current.json` names
 //! the swap as `pending` before it starts and as current after it. The artifact `current.json`
-//! names as current was verified and served by this host, and a start never refuses it: a floor
-//! above its version can only be a swap cut short between the two files (a power cut), so the
-//! floor goes back to the kept version (logged) and the swap is tried again at the next poll.
+//! names as current was verified and served by this host: a floor above its version with an
+//! artifact of the floor's version `pending` is a swap cut short between the two files (a power
+//! cut), so the floor goes back to the kept version (logged) and the swap is tried again at the
+//! next poll. A floor above it with no such swap pending is newer than the state (a file
+//! component of a higher version served since): the floor stays, and the kept artifact is
+//! refused as a downgrade unless `allow_downgrade` (the tag is pulled again).
 //! At a probation roll back, `current.json` is written first (the previous artifact current,
 //! the failed one pending) and the served file, then `refused.json`, then the floor: a restart
 //! or a `SIGHUP` at any point serves the previous artifact.
@@ -43,15 +46,17 @@
 //!
 //! | outcome | remembered | logged |
 //! | --- | --- | --- |
-//! | the registry is down, answers an error, sends something malformed, missing or too large; no readable referrers listing (a referrers tag missing or holding an image manifest); a signature referrer that cannot be fetched | no: retried, backing off per digest (the interval doubled per failure, at most [`RETRY_BACKOFF_MAX`], ±10 %) | when the error starts or changes (naming the lookup that failed: manifest, referrers API, referrers tag, signature blob, layer), and when it clears |
-//! | unsigned by a complete referrers listing, no signature verifying, a downgrade, other bytes signed as the serving version, a failed check, a roll back in probation caused by the component (a trap, the CPU limit) | yes, in `refused.json` | once |
+//! | the registry is down, answers an error, sends something malformed, missing or too large; no readable referrers listing (a referrers tag missing or holding an image manifest); a signature referrer that cannot be fetched (also on a 401, 403 or 429, or a local credential problem); no signature referrer listed, for the first [`UNSIGNED_GRACE_TRIES`] tries; a swap this host could not finish ([`ReloadFault::Host`]: a floor file not written, memory, the wall-clock limit) | no: retried, backing off per digest (the interval doubled per failure, at most [`RETRY_BACKOFF_MAX`], ±10 %) | when the error starts or changes (naming the lookup that failed: manifest, referrers API, referrers tag, signature blob, layer), and when it clears |
+//! | still no signature referrer listed after [`UNSIGNED_GRACE_TRIES`] tries, a listed signature not verifying, a downgrade, other bytes signed as the serving version, a check the component fails ([`ReloadFault::Component`]), a roll back in probation caused by the component (a trap, the CPU limit) | yes, in `refused.json` | once |
 //! | a roll back in probation on the wall-clock limit (which host calls, a slow modem, can spend) | no: backed off and retried | once per roll back |
 //! | swapped in | it is the current artifact | once |
 
 use super::pull::LookupError;
 use super::{Auth, MAX_REFERRERS, Registry, RegistryError, Settings, Source};
 use anyhow::Context as _;
-use krypton_host::component::lifecycle::{Lifecycle, ReloadOutcome, RolledBack};
+use krypton_host::component::lifecycle::{
+    Lifecycle, ReloadError, ReloadFault, ReloadOutcome, RolledBack,
+};
 use krypton_host::files;
 use krypton_host::signing::{self, VersionFloor};
 use serde::{Deserialize, Serialize};
@@ -67,6 +72,12 @@ pub const MAX_REFUSED: usize = 32;
 pub const MAX_REASON_CHARS: usize = 400;
 /// Longest wait before a digest whose pull failed is tried again (never below the interval).
 pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(3600);
+/// Tries of a digest whose complete referrers listing names no signature that are retried
+/// (backing off) before it is refused for good as unsigned: a publisher that moves the tag
+/// before it attaches the signature is not refused by every gateway polling in between. With
+/// the back-off, the last of them comes some 7 poll intervals after the first (an hour at the
+/// default interval of 300 s). A signature that is listed but does not verify is refused at once.
+pub const UNSIGNED_GRACE_TRIES: u32 = 3;
 /// Digests whose retry back-off and pulled bytes are remembered (the oldest is forgotten).
 const MAX_TRACKED: usize = 8;
 /// `registry.poll_interval_s`: 1 s to 1 day.
@@ -220,6 +231,9 @@ struct State {
     /// A roll back of a version swapped in whose swap was not recorded yet (its first call
     /// failed before [`Follower::install`] took the swap into its state).
     early_roll_back: Option<RolledBack>,
+    /// The artifact backing off after a failure on this host's side (a swap it could not
+    /// finish, a roll back on the wall-clock limit): its verified blob is kept for the retry.
+    retrying: Option<Installed>,
 }
 
 /// A registry-fed component source: the state files, the client, the counters.
@@ -329,8 +343,10 @@ impl Follower {
                 .is_some_and(|pinned| pinned != k.manifest)
         });
         if let Some(kept) = kept.filter(|_| !pinned_elsewhere) {
-            follower.reconcile_floor(&kept, pending.as_ref())?;
-            match follower.materialize(&kept) {
+            match follower
+                .reconcile_floor(&kept, pending.as_ref())
+                .and_then(|()| follower.materialize(&kept))
+            {
                 Ok(()) => {
                     tracing::info!(source = %follower.source, manifest = %kept.manifest, version = %kept.version,
                         "starting with the component kept from the registry; polling for a newer one");
@@ -370,23 +386,40 @@ impl Follower {
         Ok(follower)
     }
 
-    /// The floor and the kept state as one unit (module docs): the kept artifact, verified and
-    /// served by this host before, is never refused. A floor file above its version is a swap
-    /// or a roll back cut short between `accepted-version` and `current.json` (the `pending`
-    /// artifact names it, when this version wrote the state); the floor goes back to the kept
-    /// version, and the swap is tried again at the next poll. The kept version is held as the
-    /// floor in memory either way.
+    /// The floor and the kept state as one unit (module docs). A floor file above the kept
+    /// version is a swap or a roll back cut short between `accepted-version` and
+    /// `current.json` only when `current.json` names an artifact of the floor's version as
+    /// `pending`: then the floor goes back to the kept version (logged) and the swap is tried
+    /// again at the next poll. Otherwise the state is older than the floor (say, the daemon
+    /// served a file component of a higher version since): the floor stays, and the kept
+    /// artifact is refused as a downgrade unless `allow_downgrade`. The kept version is held
+    /// as the floor in memory when it is kept. Errors: the floor cannot be read or written, or
+    /// the kept artifact is refused (the message names both versions).
     fn reconcile_floor(&self, kept: &Installed, pending: Option<&Installed>) -> anyhow::Result<()> {
         let kept_version = signing::parse_version(&kept.version)?;
         if let Some(floor) = self.floor.highest()?
             && floor.cmp_precedence(&kept_version).is_gt()
         {
-            tracing::warn!(kept = %kept.version, floor = %floor,
-                pending = %pending.map_or("-", |p| p.manifest.as_str()),
-                "the version floor is above the component kept from the registry: a swap or a roll back was cut short between the two; the floor goes back to the kept version");
-            self.floor
-                .restore_artifact(&kept.version, Some(&kept.sha256))
-                .context("key `state_dir`: putting the version floor back")?;
+            let cut_short = pending.is_some_and(|p| {
+                signing::parse_version(&p.version).is_ok_and(|v| v.cmp_precedence(&floor).is_eq())
+            });
+            if cut_short {
+                tracing::warn!(kept = %kept.version, floor = %floor,
+                    pending = %pending.map_or("-", |p| p.manifest.as_str()),
+                    "the version floor is above the component kept from the registry: a swap or a roll back was cut short between the two; the floor goes back to the kept version");
+                self.floor
+                    .restore_artifact(&kept.version, Some(&kept.sha256))
+                    .context("key `state_dir`: putting the version floor back")?;
+            } else {
+                self.floor
+                    .check_artifact(&kept.version, Some(&kept.sha256))
+                    .with_context(|| {
+                        format!(
+                            "the registry component kept in state_dir (version {}) is older than the version floor {floor}, and no swap to {floor} was under way: the kept state predates the floor",
+                            kept.version
+                        )
+                    })?;
+            }
         }
         self.floor
             .seed(&kept.version)
@@ -505,7 +538,7 @@ impl Follower {
     fn remove_other_blobs(&self) {
         let keep: Vec<String> = {
             let state = self.state();
-            [&state.current, &state.previous]
+            [&state.current, &state.previous, &state.retrying]
                 .into_iter()
                 .flatten()
                 .map(|i| i.sha256.clone())
@@ -635,7 +668,7 @@ impl Follower {
                         failed.get_or_insert(format!("{e:#}"));
                     }
                 },
-                Err(e) if e.error.is_transient() => {
+                Err(e) if e.error.is_retryable() => {
                     unreadable.get_or_insert(e.to_string());
                 }
                 Err(e) => {
@@ -652,13 +685,35 @@ impl Follower {
                 listing.from
             )));
         }
-        Err(Refusal::Final(match failed {
-            Some(last) => format!("no signature verifies with trusted_public_key ({last})"),
-            None => format!(
-                "unsigned: no signature referrer in the {} listing (publish it with --signing-key, or with its .sig beside it)",
-                listing.from
-            ),
-        }))
+        Err(self.no_signature(digest, &listing.from.to_string(), failed))
+    }
+
+    /// The verdict on `digest` when no signature referrer of a complete listing (`from`)
+    /// verified: refused for good when one was listed and `failed` (its error); when none was
+    /// listed, retried for the first [`UNSIGNED_GRACE_TRIES`] tries of the digest (its
+    /// signature may not be attached yet), then refused as unsigned.
+    fn no_signature(&self, digest: &str, from: &str, failed: Option<String>) -> Refusal {
+        if let Some(last) = failed {
+            return Refusal::Final(format!(
+                "no signature verifies with trusted_public_key ({last})"
+            ));
+        }
+        let tried = self
+            .state()
+            .backoff
+            .iter()
+            .find(|(d, _, _)| d == digest)
+            .map_or(0, |(_, n, _)| *n);
+        if tried < UNSIGNED_GRACE_TRIES {
+            return Refusal::Retry(format!(
+                "no signature referrer in the {from} listing yet (try {} of {UNSIGNED_GRACE_TRIES} before the digest is refused as unsigned)",
+                tried + 1
+            ));
+        }
+        Refusal::Final(format!(
+            "unsigned: no signature referrer in the {from} listing after {} tries (publish it with --signing-key, or with its .sig beside it)",
+            tried + 1
+        ))
     }
 
     fn refuse(&self, digest: &str, reason: String) {
@@ -711,6 +766,7 @@ impl Follower {
                 _ => return,
             };
             let verdict = if is_environmental(&rolled.reason) {
+                state.retrying = Some(failed.clone());
                 Err(note_back_off(&mut state, &failed.manifest, self.interval))
             } else {
                 let reason = format!(
@@ -807,7 +863,6 @@ impl Follower {
         {
             let mut state = self.state();
             state.pull_error = None;
-            state.backoff.retain(|(d, _, _)| *d != digest);
         }
         self.install(lifecycle, installed).await;
     }
@@ -834,8 +889,16 @@ impl Follower {
         }
         self.state().swapping = Some(installed.clone());
         let reloaded = lifecycle.reload().await;
-        if !matches!(reloaded, Ok(ReloadOutcome::Swapped(_))) {
-            self.state().swapping = None;
+        {
+            let mut state = self.state();
+            if !matches!(reloaded, Ok(ReloadOutcome::Swapped(_))) {
+                state.swapping = None;
+            }
+            // Its failures so far count until it is installed (a reload that fails on the
+            // host's side backs off further).
+            if reloaded.is_ok() {
+                state.backoff.retain(|(d, _, _)| *d != installed.manifest);
+            }
         }
         match reloaded {
             Ok(ReloadOutcome::Swapped(_)) => {
@@ -878,7 +941,7 @@ impl Follower {
                 let _ = self.save_pointer(None);
             }
             Err(e) => {
-                self.refuse(&installed.manifest, format!("{e:#}"));
+                self.reload_failed(&installed, &e);
                 let current = self.state().current.clone();
                 if let Some(current) = current
                     && let Err(e) = self
@@ -887,6 +950,29 @@ impl Follower {
                 {
                     tracing::warn!(error = %format!("{e:#}"), "could not put the served file back");
                 }
+            }
+        }
+    }
+
+    /// A reload of `installed` failed with `e`: refused for good when the component proves it
+    /// ([`ReloadFault::Component`]: its signature, its version, its own checks); backed off
+    /// and retried when this host could not finish the checks ([`ReloadFault::Host`]: a disk
+    /// full or read-only, memory, the wall-clock limit), or when the error does not say.
+    fn reload_failed(&self, installed: &Installed, e: &anyhow::Error) {
+        let fault = e
+            .downcast_ref::<ReloadError>()
+            .map_or(ReloadFault::Host, |r| r.fault);
+        match fault {
+            ReloadFault::Component => self.refuse(&installed.manifest, format!("{e:#}")),
+            ReloadFault::Host => {
+                let wait = {
+                    let mut state = self.state();
+                    state.retrying = Some(installed.clone());
+                    note_back_off(&mut state, &installed.manifest, self.interval)
+                };
+                tracing::warn!(source = %self.source, digest = %installed.manifest, version = %installed.version,
+                    error = %format!("{e:#}"), retry_in_s = wait.as_secs(),
+                    "this host could not finish the checks of the new component (not its fault): not refused for good; tried again after a back-off");
             }
         }
     }
@@ -947,6 +1033,13 @@ impl Follower {
 /// [`MAX_REFUSED`]); the list to write.
 fn note_refusal(state: &mut State, digest: &str, reason: &str) -> Vec<Refused> {
     state.backoff.retain(|(d, _, _)| d != digest);
+    if state
+        .retrying
+        .as_ref()
+        .is_some_and(|r| r.manifest == digest)
+    {
+        state.retrying = None;
+    }
     if state.refused.len() >= MAX_REFUSED
         && let Some(oldest) = state.refused.pop_front()
     {

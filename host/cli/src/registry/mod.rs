@@ -219,6 +219,16 @@ impl RegistryError {
             RegistryError::Invalid(_) | RegistryError::Config(_) => false,
         }
     }
+
+    /// Whether the error says nothing about the artifact asked for, so that a follower asks
+    /// again later rather than take the thing as missing: [`Self::is_transient`], and also an
+    /// authorization refused (`401`, `403`: an expired token, or a rate limit some registries
+    /// answer with `403`), `429`, and a setting or local file of this host ([`Self::Config`]).
+    pub fn is_retryable(&self) -> bool {
+        self.is_transient()
+            || matches!(self, RegistryError::Config(_))
+            || matches!(self, RegistryError::Status { status, .. } if matches!(status, 401 | 403 | 429))
+    }
 }
 
 type Result<T> = std::result::Result<T, RegistryError>;

@@ -227,3 +227,168 @@ fn a_roll_back_on_the_wall_clock_limit_backs_off_and_a_trap_is_refused_for_good(
         refused[0].reason
     );
 }
+
+fn artifact(n: u8, version: &str) -> Installed {
+    Installed {
+        manifest: format!("sha256:{}", char::from(b'a' + n).to_string().repeat(64)),
+        sha256: char::from(b'0' + n).to_string().repeat(64),
+        version: version.into(),
+    }
+}
+
+#[test]
+fn a_reload_the_host_could_not_finish_backs_off_and_one_the_component_fails_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = follower(tmp.path());
+    let new = artifact(2, "0.3.1");
+    // The floor file could not be written (a full disk), then the wall-clock limit.
+    for (n, cause) in [
+        "writing accepted-version: No space left on device (os error 28)",
+        "the component exceeded the wall-clock limit of 60 s during version; it was stopped",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let e: anyhow::Error =
+            ReloadError::new(ReloadFault::Host, anyhow::anyhow!("{cause}")).into();
+        f.reload_failed(&new, &e);
+        let state = f.state();
+        assert!(state.refused.is_empty(), "{cause}");
+        assert_eq!(
+            state
+                .backoff
+                .iter()
+                .find(|(d, _, _)| *d == new.manifest)
+                .map(|(_, n, _)| *n),
+            Some(u32::try_from(n).unwrap() + 1),
+            "{cause}"
+        );
+    }
+    // Its verified blob stays for the retry when the other blobs are cleaned.
+    let blob = f.blob_path(&new.sha256);
+    std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
+    std::fs::write(&blob, b"verified").unwrap();
+    f.remove_other_blobs();
+    assert!(blob.exists());
+    assert_eq!(f.state().retrying.as_ref(), Some(&new));
+    // A trap in the self-check is the component's: refused for good.
+    let e: anyhow::Error = ReloadError::new(
+        ReloadFault::Component,
+        anyhow::anyhow!("wasm trap: unreachable").context("the self-check call failed"),
+    )
+    .into();
+    f.reload_failed(&new, &e);
+    let state = f.state();
+    assert_eq!(state.refused.len(), 1);
+    assert_eq!(state.refused[0].digest, new.manifest);
+    assert_eq!(
+        state.refused[0].reason,
+        "the self-check call failed: wasm trap: unreachable"
+    );
+    assert!(state.backoff.is_empty());
+    assert_eq!(state.retrying, None);
+}
+
+#[test]
+fn a_signature_refused_for_authorization_or_a_setting_is_asked_again() {
+    let status = |status: u16| RegistryError::Status {
+        status,
+        what: "the signature blob".into(),
+        detail: "denied".into(),
+        retry_after: None,
+    };
+    for e in [
+        status(401),
+        status(403),
+        status(429),
+        status(503),
+        RegistryError::Config("the token file is unreadable".into()),
+        RegistryError::NotFound("the signature blob".into()),
+    ] {
+        assert!(e.is_retryable(), "{e}");
+    }
+    for e in [
+        status(400),
+        status(404),
+        RegistryError::Invalid("a .sig over its size cap".into()),
+    ] {
+        assert!(!e.is_retryable(), "{e}");
+    }
+}
+
+#[test]
+fn no_signature_listed_is_retried_for_a_grace_and_one_that_does_not_verify_is_final() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = follower(tmp.path());
+    let d = artifact(3, "0.4.0").manifest;
+    for try_ in 1..=UNSIGNED_GRACE_TRIES {
+        match f.no_signature(&d, "referrers API", None) {
+            Refusal::Retry(text) => assert!(
+                text.contains(&format!("try {try_} of {UNSIGNED_GRACE_TRIES}")),
+                "{text}"
+            ),
+            Refusal::Final(text) => panic!("try {try_} refused for good: {text}"),
+        }
+        // What `poll_once` does with a retry.
+        f.back_off(&d);
+    }
+    match f.no_signature(&d, "referrers API", None) {
+        Refusal::Final(text) => assert!(
+            text.starts_with(
+                "unsigned: no signature referrer in the referrers API listing after 4 tries"
+            ),
+            "{text}"
+        ),
+        Refusal::Retry(text) => panic!("still retried after the grace: {text}"),
+    }
+    // Listed but not verifying: final at the first try.
+    let other = artifact(4, "0.4.0").manifest;
+    match f.no_signature(&other, "referrers API", Some("bad signature".into())) {
+        Refusal::Final(text) => assert_eq!(
+            text,
+            "no signature verifies with trusted_public_key (bad signature)"
+        ),
+        Refusal::Retry(text) => panic!("a bad signature retried: {text}"),
+    }
+}
+
+#[test]
+fn a_stale_registry_state_does_not_lower_the_floor_but_a_swap_cut_short_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let floor_file = tmp.path().join("accepted-version");
+    let kept = artifact(1, "0.3.1");
+    // The operator served a file component at 0.5.0 since; current.json names 0.3.1, nothing
+    // pending.
+    std::fs::write(&floor_file, "0.5.0\n").unwrap();
+    let f = follower(tmp.path());
+    let err = format!("{:#}", f.reconcile_floor(&kept, None).unwrap_err());
+    assert!(
+        err.contains("version 0.3.1")
+            && err.contains("floor 0.5.0")
+            && err.contains("allow_downgrade"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&floor_file).unwrap(), "0.5.0\n");
+    assert_eq!(
+        f.floor
+            .enforced()
+            .unwrap()
+            .map(|v| v.to_string())
+            .as_deref(),
+        Some("0.5.0")
+    );
+    // A pending artifact of another version proves no cut swap either.
+    let f = follower(tmp.path());
+    f.reconcile_floor(&kept, Some(&artifact(2, "0.4.0")))
+        .unwrap_err();
+    assert_eq!(std::fs::read_to_string(&floor_file).unwrap(), "0.5.0\n");
+    // allow_downgrade keeps it (the lifecycle then accepts it, lowering the floor).
+    let mut f = follower(tmp.path());
+    f.floor = VersionFloor::new(tmp.path(), true);
+    f.reconcile_floor(&kept, None).unwrap();
+    // A swap to 0.5.0 cut short (current.json names it pending): the floor goes back.
+    let f = follower(tmp.path());
+    f.reconcile_floor(&kept, Some(&artifact(2, "0.5.0")))
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&floor_file).unwrap(), "0.3.1\n");
+}
