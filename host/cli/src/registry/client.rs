@@ -232,14 +232,7 @@ impl Registry {
                 request = request.timeout(deadline);
             }
             if let Some(h) = header {
-                let mut value = reqwest::header::HeaderValue::from_str(&h).map_err(|_| {
-                    RegistryError::Config(format!(
-                        "the credentials for {} are not an HTTP header value (RFC 9110 §5.5)",
-                        self.name
-                    ))
-                })?;
-                value.set_sensitive(true);
-                request = request.header(reqwest::header::AUTHORIZATION, value);
+                request = request.header(reqwest::header::AUTHORIZATION, self.authorization(&h)?);
             }
             if let Some((content_type, bytes)) = body {
                 request = request
@@ -290,6 +283,20 @@ impl Registry {
                 _ => return Err(status_error(response, url).await),
             }
         }
+    }
+
+    /// `h` (`Basic …` or `Bearer …`) as an `Authorization` value, marked sensitive so that no
+    /// debug output of the request shows it. Errors ([`RegistryError::Config`]): not an HTTP
+    /// header value (RFC 9110 §5.5).
+    fn authorization(&self, h: &str) -> Result<reqwest::header::HeaderValue> {
+        let mut value = reqwest::header::HeaderValue::from_str(h).map_err(|_| {
+            RegistryError::Config(format!(
+                "the credentials for {} are not an HTTP header value (RFC 9110 §5.5)",
+                self.name
+            ))
+        })?;
+        value.set_sensitive(true);
+        Ok(value)
     }
 
     /// Remember that the registry asked for no request during `wait` (from now).
@@ -366,14 +373,7 @@ impl Registry {
         }
         let mut request = self.http.get(realm.clone()).timeout(TOKEN_TIMEOUT);
         if let (Auth::Basic { .. }, Some(h)) = (&self.auth, self.auth.header()) {
-            let mut value = reqwest::header::HeaderValue::from_str(&h).map_err(|_| {
-                RegistryError::Config(format!(
-                    "the credentials for {} are not an HTTP header value (RFC 9110 §5.5)",
-                    self.name
-                ))
-            })?;
-            value.set_sensitive(true);
-            request = request.header(reqwest::header::AUTHORIZATION, value);
+            request = request.header(reqwest::header::AUTHORIZATION, self.authorization(&h)?);
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
