@@ -413,6 +413,60 @@ async fn publish_refuses_bad_references_and_plain_http_off_loopback() {
     assert!(err.contains("for other bytes"), "{err}");
 }
 
+/// A daemon following `krypton/component:stable` of a registry, serving v1 (the built-in
+/// component signed as [`REAL_VERSION`] with `key`), and what it was started with.
+struct Following {
+    tmp: tempfile::TempDir,
+    key: ed25519_dalek::SigningKey,
+    stable: Source,
+    client: Registry,
+    /// v1's manifest digest.
+    v1: String,
+    config: std::path::PathBuf,
+    socket: std::path::PathBuf,
+    log: std::path::PathBuf,
+    daemon: tokio::process::Child,
+}
+
+/// Publish v1 to `reg` and start a daemon following it; returns once it serves v1.
+async fn following_v1(reg: &TestRegistry) -> Following {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let public = public_key_b64(&key);
+    let stable = Source::parse(&reg.reference("krypton/component:stable")).unwrap();
+    let client = Registry::new(&stable, &insecure()).unwrap();
+    let sig = signing::sign(&key, DEFAULT_COMPONENT, REAL_VERSION).unwrap();
+    let v1 = client
+        .publish(
+            &stable,
+            DEFAULT_COMPONENT,
+            Some(REAL_VERSION),
+            Some(sig.as_bytes()),
+        )
+        .await
+        .unwrap()
+        .digest;
+    let config = daemon_config(tmp.path(), &reg.addr, &public);
+    let socket = tmp.path().join("control.sock");
+    let log = tmp.path().join("daemon.log");
+    let daemon = spawn_daemon(&config, &log);
+    wait_for("v1", &log, async || {
+        status(&socket).await.get("manifest") == Some(&v1)
+    })
+    .await;
+    Following {
+        tmp,
+        key,
+        stable,
+        client,
+        v1,
+        config,
+        socket,
+        log,
+        daemon,
+    }
+}
+
 /// `dir/gateway.toml`: the tag of `registry` signed by `public`, an endpoint where nothing
 /// listens.
 fn daemon_config(dir: &Path, registry: &str, public: &str) -> std::path::PathBuf {
@@ -447,30 +501,15 @@ async fn a_daemon_keeps_serving_through_bad_artifacts_and_a_registry_down_and_re
         return;
     }
     let mut reg = TestRegistry::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
-    let public = public_key_b64(&key);
-    let stable = Source::parse(&reg.reference("krypton/component:stable")).unwrap();
-    let client = Registry::new(&stable, &insecure()).unwrap();
-    let sig = signing::sign(&key, DEFAULT_COMPONENT, REAL_VERSION).unwrap();
-    let v1 = client
-        .publish(
-            &stable,
-            DEFAULT_COMPONENT,
-            Some(REAL_VERSION),
-            Some(sig.as_bytes()),
-        )
-        .await
-        .unwrap()
-        .digest;
-    let config = daemon_config(tmp.path(), &reg.addr, &public);
-    let socket = tmp.path().join("control.sock");
-    let log = tmp.path().join("daemon.log");
-    let daemon = spawn_daemon(&config, &log);
-    wait_for("v1", &log, async || {
-        status(&socket).await.get("manifest") == Some(&v1)
-    })
-    .await;
+    let Following {
+        tmp,
+        v1,
+        config,
+        socket,
+        log,
+        daemon,
+        ..
+    } = following_v1(&reg).await;
     let blobs = tmp.path().join("state/registry/blobs");
     let kept = |dir: &Path| {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -583,30 +622,18 @@ async fn an_unsigned_digest_costs_no_layer_byte_and_a_signed_one_its_layer_once(
         return;
     }
     let reg = TestRegistry::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
-    let public = public_key_b64(&key);
-    let stable = Source::parse(&reg.reference("krypton/component:stable")).unwrap();
-    let client = Registry::new(&stable, &insecure()).unwrap();
-    let sig = signing::sign(&key, DEFAULT_COMPONENT, REAL_VERSION).unwrap();
-    let v1 = client
-        .publish(
-            &stable,
-            DEFAULT_COMPONENT,
-            Some(REAL_VERSION),
-            Some(sig.as_bytes()),
-        )
-        .await
-        .unwrap()
-        .digest;
-    let config = daemon_config(tmp.path(), &reg.addr, &public);
-    let socket = tmp.path().join("control.sock");
-    let log = tmp.path().join("daemon.log");
-    let daemon = spawn_daemon(&config, &log);
-    wait_for("v1", &log, async || {
-        status(&socket).await.get("manifest") == Some(&v1)
-    })
-    .await;
+    let Following {
+        // Kept to the end: the daemon runs in it.
+        tmp: _tmp,
+        key,
+        stable,
+        client,
+        v1,
+        socket,
+        log,
+        daemon,
+        ..
+    } = following_v1(&reg).await;
     let v1_layer = registry::sha256_digest(DEFAULT_COMPONENT);
     assert_eq!(
         reg.blob_gets(&v1_layer),
