@@ -686,14 +686,78 @@ fn hex_decode(text: &str) -> Vec<u8> {
 /// the `61 xx` answer, GET RESPONSE) as a modem holding that SIM would (3GPP TS 27.007 §8.17,
 /// TS 31.102 §7.1.2), and `ERROR` to anything else. Returns the slave's path (what
 /// `--port` names) and a flag that stops the modem.
-fn fake_usim_modem(
-    sqn: u64,
-) -> (
+fn fake_usim_modem(sqn: u64) -> PtyModem {
+    use krypton_uicc::aka::{UsimVerdict, usim_authenticate};
+    let subscriber = record(K, 0).subscriber();
+    let mut sqn_ms = sqn;
+    let mut pending: Vec<u8> = Vec::new();
+    pty_modem(std::time::Duration::ZERO, move |cmd| {
+        let csim = |hex: &str| format!("\r\n+CSIM: {},\"{}\"\r\n\r\nOK\r\n", hex.len(), hex);
+        match cmd {
+            "ATI" => "\r\nkrypton test modem\r\n\r\nOK\r\n".to_string(),
+            "AT+CGMI" => "\r\n+CGMI: krypton-tests\r\n\r\nOK\r\n".to_string(),
+            c if c.starts_with("AT+CSIM=") => {
+                let hex = c
+                    .split_once(',')
+                    .map(|(_, h)| h.trim_matches('"'))
+                    .unwrap_or("");
+                let apdu = hex_decode(hex);
+                match apdu.get(..2) {
+                    Some([0x00, 0xA4]) => csim("9000"),
+                    Some([0x00, 0x88]) if apdu.len() >= 39 => {
+                        let rand: [u8; 16] = apdu[6..22].try_into().unwrap();
+                        let autn: [u8; 16] = apdu[23..39].try_into().unwrap();
+                        pending = match usim_authenticate(&subscriber, sqn_ms, &rand, &autn) {
+                            UsimVerdict::Accept {
+                                sqn,
+                                outcome: krypton_uicc::AuthOutcome::Res { res, ck, ik },
+                            } => {
+                                sqn_ms = sqn;
+                                let mut data = vec![0xDB, res.len() as u8];
+                                data.extend_from_slice(res.expose());
+                                data.push(16);
+                                data.extend_from_slice(ck.expose());
+                                data.push(16);
+                                data.extend_from_slice(ik.expose());
+                                data
+                            }
+                            UsimVerdict::Resync {
+                                outcome: krypton_uicc::AuthOutcome::SyncFailure { auts },
+                            } => [&[0xDC, 14][..], &auts].concat(),
+                            _ => Vec::new(),
+                        };
+                        if pending.is_empty() {
+                            csim("9862")
+                        } else {
+                            csim(&format!("61{:02X}", pending.len()))
+                        }
+                    }
+                    Some([0x00, 0xC0]) if !pending.is_empty() => {
+                        let data = std::mem::take(&mut pending);
+                        csim(&format!("{}9000", hex_upper(&data)))
+                    }
+                    _ => csim("6D00"),
+                }
+            }
+            _ => "\r\nERROR\r\n".to_string(),
+        }
+    })
+}
+
+/// A fake modem's slave path (what `--port` names), the flag that stops it, and its thread.
+pub type PtyModem = (
     String,
     std::sync::Arc<std::sync::atomic::AtomicBool>,
     std::thread::JoinHandle<()>,
-) {
-    use krypton_uicc::aka::{UsimVerdict, usim_authenticate};
+);
+
+/// A modem on a pseudo-terminal: each command line (CR-terminated, trimmed) gets `ATE0V1` →
+/// `OK` and `AT+CIMI` → [`IMSI`] (3GPP TS 27.007 §5.6), any other non-empty one what `answer`
+/// says, each reply `delay` after its command.
+pub fn pty_modem(
+    delay: std::time::Duration,
+    mut answer: impl FnMut(&str) -> String + Send + 'static,
+) -> PtyModem {
     use krypton_uicc::modem::serialport::{SerialPort, TTYPort};
     use std::io::{Read, Write};
     use std::sync::atomic::Ordering;
@@ -707,9 +771,6 @@ fn fake_usim_modem(
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stopped = stop.clone();
     let handle = std::thread::spawn(move || {
-        let subscriber = record(K, 0).subscriber();
-        let mut sqn_ms = sqn;
-        let mut pending: Vec<u8> = Vec::new();
         let mut line = Vec::new();
         let mut byte = [0u8; 1];
         while !stopped.load(Ordering::SeqCst) {
@@ -729,58 +790,16 @@ fn fake_usim_modem(
             }
             let cmd = String::from_utf8_lossy(&line).trim().to_string();
             line.clear();
-            let csim = |hex: &str| format!("\r\n+CSIM: {},\"{}\"\r\n\r\nOK\r\n", hex.len(), hex);
             let reply = match cmd.as_str() {
                 "" => continue,
                 "ATE0V1" => "\r\nOK\r\n".to_string(),
                 "AT+CIMI" => format!("\r\n{IMSI}\r\n\r\nOK\r\n"),
-                "ATI" => "\r\nkrypton test modem\r\n\r\nOK\r\n".to_string(),
-                "AT+CGMI" => "\r\n+CGMI: krypton-tests\r\n\r\nOK\r\n".to_string(),
-                c if c.starts_with("AT+CSIM=") => {
-                    let hex = c
-                        .split_once(',')
-                        .map(|(_, h)| h.trim_matches('"'))
-                        .unwrap_or("");
-                    let apdu = hex_decode(hex);
-                    match apdu.get(..2) {
-                        Some([0x00, 0xA4]) => csim("9000"),
-                        Some([0x00, 0x88]) if apdu.len() >= 39 => {
-                            let rand: [u8; 16] = apdu[6..22].try_into().unwrap();
-                            let autn: [u8; 16] = apdu[23..39].try_into().unwrap();
-                            pending = match usim_authenticate(&subscriber, sqn_ms, &rand, &autn) {
-                                UsimVerdict::Accept {
-                                    sqn,
-                                    outcome: krypton_uicc::AuthOutcome::Res { res, ck, ik },
-                                } => {
-                                    sqn_ms = sqn;
-                                    let mut data = vec![0xDB, res.len() as u8];
-                                    data.extend_from_slice(res.expose());
-                                    data.push(16);
-                                    data.extend_from_slice(ck.expose());
-                                    data.push(16);
-                                    data.extend_from_slice(ik.expose());
-                                    data
-                                }
-                                UsimVerdict::Resync {
-                                    outcome: krypton_uicc::AuthOutcome::SyncFailure { auts },
-                                } => [&[0xDC, 14][..], &auts].concat(),
-                                _ => Vec::new(),
-                            };
-                            if pending.is_empty() {
-                                csim("9862")
-                            } else {
-                                csim(&format!("61{:02X}", pending.len()))
-                            }
-                        }
-                        Some([0x00, 0xC0]) if !pending.is_empty() => {
-                            let data = std::mem::take(&mut pending);
-                            csim(&format!("{}9000", hex_upper(&data)))
-                        }
-                        _ => csim("6D00"),
-                    }
-                }
-                _ => "\r\nERROR\r\n".to_string(),
+                other => answer(other),
             };
+            let until = std::time::Instant::now() + delay;
+            while std::time::Instant::now() < until && !stopped.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
             let _ = master
                 .write_all(reply.as_bytes())
                 .and_then(|()| master.flush());

@@ -5,7 +5,7 @@
 //! software SIM file, and a modem port that is not a serial port. Every failure stores
 //! nothing, caches nothing and makes a bounded number of requests (counted on the mock).
 
-use super::sim::{IMSI, K, SimSetup};
+use super::sim::{IMSI, K, PtyModem, SimSetup, pty_modem};
 use super::support::*;
 use krypton_mock::Fault;
 use serde_json::{Value, json};
@@ -321,58 +321,8 @@ async fn a_fifo_as_the_sim_file_or_a_non_serial_port_fails_at_once() {
 /// A modem on a pseudo-terminal that answers every command correctly, each reply `delay`
 /// after the command (just under the per-reply timeout): `ATE0V1` and `AT+CIMI` (the IMSI),
 /// anything else `ERROR`. Returns the slave's path and a flag that stops it.
-fn slow_modem(
-    delay: std::time::Duration,
-) -> (
-    String,
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
-    std::thread::JoinHandle<()>,
-) {
-    use krypton_uicc::modem::serialport::{SerialPort, TTYPort};
-    use std::io::{Read, Write};
-    use std::sync::atomic::Ordering;
-    let (mut master, slave) = TTYPort::pair().expect("a pseudo-terminal pair");
-    let path = slave.name().unwrap();
-    drop(slave);
-    master
-        .set_timeout(std::time::Duration::from_millis(50))
-        .unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopped = stop.clone();
-    let handle = std::thread::spawn(move || {
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while !stopped.load(Ordering::SeqCst) {
-            match master.read(&mut byte) {
-                Ok(1) if byte[0] == b'\r' => {}
-                Ok(1) => {
-                    line.push(byte[0]);
-                    continue;
-                }
-                Ok(_) => continue,
-                Err(_) => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                    continue;
-                }
-            }
-            let cmd = String::from_utf8_lossy(&line).trim().to_string();
-            line.clear();
-            let reply = match cmd.as_str() {
-                "" => continue,
-                "ATE0V1" => "\r\nOK\r\n".to_string(),
-                "AT+CIMI" => format!("\r\n{IMSI}\r\n\r\nOK\r\n"),
-                _ => "\r\nERROR\r\n".to_string(),
-            };
-            let until = std::time::Instant::now() + delay;
-            while std::time::Instant::now() < until && !stopped.load(Ordering::SeqCst) {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            let _ = master
-                .write_all(reply.as_bytes())
-                .and_then(|()| master.flush());
-        }
-    });
-    (path, stop, handle)
+fn slow_modem(delay: std::time::Duration) -> PtyModem {
+    pty_modem(delay, |_| "\r\nERROR\r\n".to_string())
 }
 
 /// Item 10 of issue 18: a modem whose every reply comes just under the per-reply timeout
